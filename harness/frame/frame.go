@@ -1,0 +1,206 @@
+// Package frame is the command framing protocol spoken over a guest's serial console.
+//
+// Each command runs inside a shell function installed once per shell (GuestFunctions).
+// The function prints a BEGIN marker, runs the command with its output in a temporary
+// file, prints that file base64-encoded, and prints an END marker carrying the exit
+// status and the MD5 of the output. The harness therefore gets exact bytes (binary,
+// long lines, CRs, no trailing newline) whatever the terminal does to text, and can
+// prove that nothing was lost or injected: kernel messages and console broadcasts that
+// land in the middle of the transfer are either spliced out or caught by the checksum,
+// in which case the file is sent again (Retransmit).
+//
+// Markers are printed from two printf arguments ('@@BL' and "B:<id>@@") so the literal
+// searched for never appears in the typed command line: an echoed command can never
+// satisfy a wait (the reference harness's worst failure).
+package frame
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// GuestFunctions defines __bl (run a command) and __blx (send the last output again) in
+// a POSIX shell (bash, dash, busybox ash). Only base64 and md5sum are needed, and both
+// are skipped for empty output so a silent command costs no fork.
+const GuestFunctions = `__bl(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";eval "$2" >"${TMPDIR:-/tmp}/.bl.o" 2>&1 </dev/null;__s=$?;__m=-;if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";__m=$(md5sum <"${TMPDIR:-/tmp}/.bl.o");__m=${__m%% *};fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m@@";};` +
+	`__blx(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m@@";}`
+
+// Invocation is the line typed to run cmd as frame id.
+func Invocation(id, cmd string) string {
+	return "__bl " + id + " " + Quote(cmd) + "\n"
+}
+
+// Retransmit is the line typed to have the last output sent again under a new id.
+func Retransmit(id string) string {
+	return "__blx " + id + "\n"
+}
+
+// Quote makes s a single shell word.
+func Quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Encode produces what the guest function prints for a command; the fake guest and the
+// tests use it so both sides of the protocol are the same code.
+func Encode(id string, status int, output []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString(BeginMarker(id) + "\n")
+	sum := "-"
+	if len(output) > 0 {
+		enc := base64.StdEncoding.EncodeToString(output)
+		for len(enc) > 76 {
+			b.WriteString(enc[:76] + "\n")
+			enc = enc[76:]
+		}
+		b.WriteString(enc + "\n")
+		h := md5.Sum(output)
+		sum = hex.EncodeToString(h[:])
+	}
+	fmt.Fprintf(&b, "@@BLE:%s:%d:%s@@\n", id, status, sum)
+	return b.Bytes()
+}
+
+// BeginMarker is the text the guest prints before a command's output.
+func BeginMarker(id string) string { return "@@BLB:" + id + "@@" }
+
+// ErrCorrupt means the payload did not match its checksum: something wrote to the
+// console in the middle of the transfer in a way that could not be spliced out.
+var ErrCorrupt = errors.New("framed output failed its checksum")
+
+// kernelLine finds a printk line (`[   12.345678] text`) on a console line. The kernel
+// writes straight to the UART, so its lines can start in the middle of ours.
+var kernelLine = regexp.MustCompile(`\[ *[0-9]+\.[0-9]+\] `)
+
+// Parser reads one frame from the normalised console stream, fed in arbitrary chunks.
+type Parser struct {
+	id      string
+	end     *regexp.Regexp
+	begin   string
+	partial []byte // an incomplete line
+	prefix  []byte // start of a line that a kernel message interrupted
+	inside  bool
+	done    bool
+	payload bytes.Buffer
+	noise   []string
+	status  int
+	sum     string
+}
+
+// NewParser waits for the frame with the given id; frames with other ids are ignored.
+func NewParser(id string) *Parser {
+	return &Parser{
+		id:    id,
+		begin: BeginMarker(id),
+		end:   regexp.MustCompile(`@@BLE:` + regexp.QuoteMeta(id) + `:([0-9]{1,3}):([0-9a-f]{32}|-)@@`),
+	}
+}
+
+// Started reports whether the BEGIN marker has been seen (the guest shell is running
+// the command, so it is alive and in sync).
+func (p *Parser) Started() bool { return p.inside || p.done }
+
+// Done reports whether the END marker has been seen.
+func (p *Parser) Done() bool { return p.done }
+
+// Noise returns the console lines that arrived inside the frame but were not part of it.
+func (p *Parser) Noise() []string { return p.noise }
+
+// Feed consumes a chunk and reports whether the frame is complete.
+func (p *Parser) Feed(chunk []byte) bool {
+	if p.done {
+		return true
+	}
+	data := append(p.partial, chunk...)
+	for !p.done {
+		nl := bytes.IndexByte(data, '\n')
+		if nl < 0 {
+			break
+		}
+		p.line(data[:nl])
+		data = data[nl+1:]
+	}
+	p.partial = append(p.partial[:0:0], data...)
+	if !p.done {
+		// An END marker is the last thing the function prints, and nothing may follow it
+		// on its line but the next prompt, so it can be recognised before its newline.
+		if m := p.end.FindSubmatch(append(append([]byte(nil), p.prefix...), p.partial...)); m != nil && p.inside {
+			p.finish(m)
+		}
+	}
+	return p.done
+}
+
+func (p *Parser) line(l []byte) {
+	l = bytes.TrimRight(l, "\r")
+	if len(p.prefix) > 0 {
+		l = append(append([]byte(nil), p.prefix...), l...)
+		p.prefix = nil
+	}
+	if loc := kernelLine.FindIndex(l); loc != nil {
+		p.noise = append(p.noise, string(l[loc[0]:]))
+		p.prefix = append([]byte(nil), l[:loc[0]]...)
+		return
+	}
+	if !p.inside {
+		if bytes.Contains(l, []byte(p.begin)) {
+			p.inside = true
+		}
+		return
+	}
+	if m := p.end.FindSubmatch(l); m != nil {
+		p.finish(m)
+		return
+	}
+	if isBase64(l) {
+		p.payload.Write(l)
+		return
+	}
+	p.noise = append(p.noise, string(l))
+}
+
+func (p *Parser) finish(m [][]byte) {
+	p.status, _ = strconv.Atoi(string(m[1]))
+	p.sum = string(m[2])
+	p.done = true
+}
+
+func isBase64(l []byte) bool {
+	if len(l) == 0 {
+		return false
+	}
+	for _, c := range l {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Result decodes the payload and checks it. It fails with ErrCorrupt when the checksum
+// does not match, in which case a retransmission can recover the output.
+func (p *Parser) Result() (output []byte, status int, err error) {
+	if !p.done {
+		return nil, 0, errors.New("frame not complete")
+	}
+	if p.sum == "-" {
+		if p.payload.Len() != 0 {
+			return nil, p.status, fmt.Errorf("%w: payload present but the guest reported no output (noise: %q)", ErrCorrupt, p.noise)
+		}
+		return []byte{}, p.status, nil
+	}
+	out, derr := base64.StdEncoding.DecodeString(p.payload.String())
+	h := md5.Sum(out)
+	if derr != nil || hex.EncodeToString(h[:]) != p.sum {
+		return nil, p.status, fmt.Errorf("%w (%d encoded bytes; console noise inside the frame: %q)", ErrCorrupt, p.payload.Len(), p.noise)
+	}
+	return out, p.status, nil
+}
