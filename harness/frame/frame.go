@@ -29,8 +29,8 @@ import (
 // GuestFunctions defines __bl (run a command) and __blx (send the last output again) in
 // a POSIX shell (bash, dash, busybox ash). Only base64 and md5sum are needed, and both
 // are skipped for empty output so a silent command costs no fork.
-const GuestFunctions = `__bl(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";eval "$2" >"${TMPDIR:-/tmp}/.bl.o" 2>&1 </dev/null;__s=$?;__m=-;if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";__m=$(md5sum <"${TMPDIR:-/tmp}/.bl.o");__m=${__m%% *};fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m@@";};` +
-	`__blx(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m@@";}`
+const GuestFunctions = `__bl(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";eval "$2" >"${TMPDIR:-/tmp}/.bl.o" 2>&1 </dev/null;__s=$?;__m=-;if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";__m=$(md5sum <"${TMPDIR:-/tmp}/.bl.o");__m=${__m%% *};fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";};` +
+	`__blx(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";}`
 
 // Invocation is the line typed to run cmd as frame id.
 func Invocation(id, cmd string) string {
@@ -63,7 +63,7 @@ func Encode(id string, status int, output []byte) []byte {
 		h := md5.Sum(output)
 		sum = hex.EncodeToString(h[:])
 	}
-	fmt.Fprintf(&b, "@@BLE:%s:%d:%s@@\n", id, status, sum)
+	fmt.Fprintf(&b, "@@BLE:%s:%d:%s:%d@@\n", id, status, sum, status)
 	return b.Bytes()
 }
 
@@ -98,7 +98,7 @@ func NewParser(id string) *Parser {
 	return &Parser{
 		id:    id,
 		begin: BeginMarker(id),
-		end:   regexp.MustCompile(`@@BLE:` + regexp.QuoteMeta(id) + `:([0-9]{1,3}):([0-9a-f]{32}|-)@@`),
+		end:   regexp.MustCompile(`@@BLE:` + regexp.QuoteMeta(id) + `:([0-9]{1,3}):([0-9a-f]{32}|-):([0-9]{1,3})@@`),
 	}
 }
 
@@ -166,6 +166,11 @@ func (p *Parser) line(l []byte) {
 }
 
 func (p *Parser) finish(m [][]byte) {
+	// The status is printed on both sides of the checksum, which covers only the
+	// output: noise landing inside the marker cannot change both copies alike.
+	if !bytes.Equal(m[1], m[3]) {
+		return
+	}
 	p.status, _ = strconv.Atoi(string(m[1]))
 	p.sum = string(m[2])
 	p.done = true
