@@ -79,6 +79,7 @@ type Console struct {
 	closed  error
 	total   int64 // raw guest bytes read
 	first   time.Time
+	last    time.Time
 	dsr     []byte // carry for a DSR query split across reads
 	tees    []io.Writer
 	done    chan struct{}
@@ -167,6 +168,7 @@ func (c *Console) ingest(p []byte) {
 		c.first = now
 	}
 	c.total += int64(len(p))
+	c.last = now
 	c.raw.Write(p)
 	if c.raw.Len() > 2*rawKeep {
 		keep := c.raw.Bytes()[c.raw.Len()-rawKeep:]
@@ -263,6 +265,13 @@ func (c *Console) FirstOutput() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.first
+}
+
+// LastOutput is when the guest's latest byte arrived (zero if none yet).
+func (c *Console) LastOutput() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
 }
 
 // Err is non-nil once the line has closed.

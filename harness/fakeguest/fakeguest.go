@@ -1,0 +1,474 @@
+// Package fakeguest simulates a guest's serial console for unit tests: a getty, a login,
+// shells with echo and coloured prompts, sudo and su, and the framing functions, plus
+// the misbehaviours that broke the reference harness (echoed markers, split escape
+// sequences, stale prompts, kernel lines inside output, CR CR LF endings, PS2 prompts,
+// cursor-position queries, password prompts, an early exit).
+//
+// It interprets only the lines the harness types, not a real shell language: enough to
+// exercise the harness's side of every dialogue in milliseconds.
+package fakeguest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bootlab/bootlab/harness/frame"
+)
+
+// Behaviour selects what the simulated guest does.
+type Behaviour struct {
+	Hostname string
+	// Boot is printed first (kernel chatter).
+	Boot string
+	// Login: "getty" (login prompt, user+password), "auto" (login prompt then automatic
+	// login of AutoUser), "root-shell" (a root shell straight away), "silent" (prints
+	// Boot and then nothing), "exit" (closes the line before any output).
+	Login    string
+	AutoUser string
+	Users    map[string]string // user -> password; "root" is uid 0, others 1000
+	// SudoPassword: "" means sudo does not ask; otherwise it asks and wants this.
+	SudoPassword string
+	NoSudo       bool // sudo: command not found
+	// Console quirks.
+	ColourPrompt bool // SGR colours and an OSC title around the prompt
+	CRCRLF       bool // end lines with \r\r\n
+	SplitEscape  bool // write ESC[?2004l in two writes around each prompt
+	AskDSR       bool // send ESC[6n before the first prompt and wait for a reply
+	EchoAlways   bool // keep echoing even after stty -echo (echoes the awaited markers)
+	StalePrompt  bool // print an extra prompt after each command
+	KernelNoise  bool // write a kernel line in the middle of each framed output
+	Broadcast    string // written in the middle of the first framed output (corrupts it once)
+	PS2          bool // print "> " continuation prompts for multi-line input
+	// Commands answers framed commands; the default understands id -u, echo, true,
+	// false, exit N via `sh -c` style "exit N", and printf of a literal.
+	Commands func(sh *Shell, cmd string) (out []byte, status int)
+	// Delay before answering each framed command.
+	Delay time.Duration
+}
+
+// Guest is a running simulation.
+type Guest struct {
+	b    Behaviour
+	rw   io.ReadWriter
+	wmu  sync.Mutex
+	in   *bufio.Reader
+	done chan struct{}
+	// Seen records every line the guest received, for assertions.
+	mu   sync.Mutex
+	seen []string
+	err  error
+	dsr  chan struct{}
+}
+
+// Shell is the state of one simulated shell.
+type Shell struct {
+	User      string
+	UID       int
+	Echo      bool
+	Functions bool // the framing functions are defined
+	lastOut   []byte
+	lastStat  int
+	files     map[string]string
+}
+
+// Start runs a guest on rw (the slave side of a pty) until its input ends. closeLine is
+// called when the guest powers off or exits, to end the line like QEMU exiting would.
+func Start(rw io.ReadWriter, b Behaviour, closeLine func()) *Guest {
+	if b.Hostname == "" {
+		b.Hostname = "fake"
+	}
+	if b.Users == nil {
+		b.Users = map[string]string{"user": "user", "root": "root"}
+	}
+	g := &Guest{b: b, rw: rw, in: bufio.NewReader(rw), done: make(chan struct{}), dsr: make(chan struct{}, 1)}
+	go func() {
+		defer close(g.done)
+		g.err = g.run()
+		if closeLine != nil {
+			closeLine()
+		}
+	}()
+	return g
+}
+
+// Done is closed when the guest has stopped.
+func (g *Guest) Done() <-chan struct{} { return g.done }
+
+// Seen returns the lines typed so far.
+func (g *Guest) Seen() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.seen...)
+}
+
+func (g *Guest) nl() string {
+	if g.b.CRCRLF {
+		return "\r\r\n"
+	}
+	return "\r\n"
+}
+
+func (g *Guest) write(s string) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	_, _ = io.WriteString(g.rw, s)
+}
+
+func (g *Guest) lines(s string) string {
+	return strings.ReplaceAll(s, "\n", g.nl())
+}
+
+// readLine reads one typed line; with echo it sends the bytes back like a tty would.
+func (g *Guest) readLine(echo bool) (string, error) {
+	var b strings.Builder
+	for {
+		c, err := g.in.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		if c == 0x1b {
+			// A terminal reply such as a cursor position report: swallow it whole.
+			if g.readEscape() {
+				continue
+			}
+		}
+		if echo || g.b.EchoAlways {
+			if c == '\n' || c == '\r' {
+				g.write(g.nl())
+			} else {
+				g.write(string([]byte{c}))
+			}
+		}
+		switch c {
+		case '\r', '\n':
+			line := b.String()
+			g.mu.Lock()
+			g.seen = append(g.seen, line)
+			g.mu.Unlock()
+			return line, nil
+		case 0x03:
+			b.Reset()
+			g.mu.Lock()
+			g.seen = append(g.seen, "^C")
+			g.mu.Unlock()
+			return "\x03", nil
+		default:
+			b.WriteByte(c)
+		}
+	}
+}
+
+var cprRe = regexp.MustCompile(`^\[[0-9]+;[0-9]+R$`)
+
+func (g *Guest) readEscape() bool {
+	var seq []byte
+	for len(seq) < 16 {
+		c, err := g.in.ReadByte()
+		if err != nil {
+			return true
+		}
+		seq = append(seq, c)
+		if c >= '@' && c <= '~' && len(seq) > 1 {
+			break
+		}
+	}
+	if cprRe.Match(seq) {
+		select {
+		case g.dsr <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+func (g *Guest) run() error {
+	if g.b.Login == "exit" {
+		return nil
+	}
+	g.write(g.lines(g.b.Boot))
+	switch g.b.Login {
+	case "silent":
+		_, _ = io.Copy(io.Discard, g.in)
+		return nil
+	case "root-shell":
+		return g.shell(&Shell{User: "root", UID: 0, Echo: true})
+	}
+	for {
+		g.write(g.nl() + g.b.Hostname + " login: ")
+		if g.b.Login == "auto" {
+			g.write(g.b.AutoUser + " (automatic login)" + g.nl())
+			return g.shell(newShell(g.b.AutoUser))
+		}
+		user, err := g.readLine(true)
+		if err != nil {
+			return err
+		}
+		g.write("Password: ")
+		pw, err := g.readLine(false)
+		if err != nil {
+			return err
+		}
+		g.write(g.nl())
+		if want, ok := g.b.Users[user]; ok && want == pw {
+			return g.shell(newShell(user))
+		}
+		g.write(g.lines("\nLogin incorrect\n"))
+	}
+}
+
+func newShell(user string) *Shell {
+	uid := 1000
+	if user == "root" {
+		uid = 0
+	}
+	return &Shell{User: user, UID: uid, Echo: true}
+}
+
+func (g *Guest) prompt(sh *Shell) {
+	if g.b.AskDSR {
+		g.write("\x1b[6n")
+		select {
+		case <-g.dsr:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	sign := "$"
+	if sh.UID == 0 {
+		sign = "#"
+	}
+	p := sh.User + "@" + g.b.Hostname + ":~" + sign + " "
+	if g.b.ColourPrompt {
+		p = "\x1b[1;32m[\x1b]0;" + sh.User + "@" + g.b.Hostname + ": ~\a" + sh.User + "@" + g.b.Hostname + ":~]" + sign + "\x1b[0m "
+	}
+	if g.b.SplitEscape {
+		g.write("\x1b[?20")
+		time.Sleep(time.Millisecond)
+		g.write("04h" + p)
+		return
+	}
+	g.write("\x1b[?2004h" + p)
+}
+
+var (
+	blRe   = regexp.MustCompile(`^__bl ([a-z0-9-]+) (.*)$`)
+	blxRe  = regexp.MustCompile(`^__blx ([a-z0-9-]+)$`)
+	catRe  = regexp.MustCompile(`^"\$\(cat (.*)\)"$`)
+	addRe  = regexp.MustCompile(`^printf %s ('(?:[^']|'\\'')*') >>(.*)$`)
+	zapRe  = regexp.MustCompile(`^: >(.*)$`)
+	exitRe = regexp.MustCompile(`^exit ([0-9]+)$`)
+)
+
+// shell runs one shell until it exits; it returns nil when the guest should keep
+// running the parent shell.
+func (g *Guest) shell(sh *Shell) error {
+	sh.files = map[string]string{}
+	for {
+		g.prompt(sh)
+		line, err := g.readLine(sh.Echo)
+		if err != nil {
+			return err
+		}
+		if g.b.SplitEscape {
+			g.write("\x1b[?20")
+			g.write("04l")
+		}
+		if g.b.PS2 && strings.Count(line, "'")%2 == 1 {
+			// An unterminated quote: keep reading continuation lines like sh does.
+			for strings.Count(line, "'")%2 == 1 {
+				g.write("> ")
+				more, err := g.readLine(sh.Echo)
+				if err != nil {
+					return err
+				}
+				line += "\n" + more
+			}
+		}
+		exit, err := g.execLine(sh, line)
+		if err != nil || exit {
+			return err
+		}
+		if g.b.StalePrompt {
+			g.prompt(sh)
+		}
+	}
+}
+
+// execLine runs one typed line. exit reports that the shell ended (logout).
+func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "" || line == "\x03":
+		return false, nil
+	case strings.HasPrefix(line, "stty -echo") || strings.Contains(line, "__bl(){"):
+		if strings.Contains(line, "stty -echo") {
+			sh.Echo = false
+		}
+		if strings.Contains(line, "__bl(){") {
+			sh.Functions = true
+		}
+		return false, nil
+	case line == "poweroff" || line == "poweroff -f":
+		if sh.UID != 0 {
+			g.write(g.lines("Failed to power off system: Interactive authentication required.\n"))
+			return false, nil
+		}
+		g.write(g.lines("reboot: Power down\n"))
+		return true, errPoweroff
+	case line == "exit" || line == "logout":
+		return true, nil
+	case line == "sudo -i":
+		return false, g.sudo(sh)
+	case line == "su -" || line == "su":
+		return false, g.su(sh)
+	}
+	if m := zapRe.FindStringSubmatch(line); m != nil {
+		sh.files[m[1]] = ""
+		return false, nil
+	}
+	if m := addRe.FindStringSubmatch(line); m != nil {
+		sh.files[m[2]] += unquote(m[1])
+		return false, nil
+	}
+	if m := blxRe.FindStringSubmatch(line); m != nil && sh.Functions {
+		g.write(string(frame.Encode(m[1], sh.lastStat, sh.lastOut)))
+		return false, nil
+	}
+	if m := blRe.FindStringSubmatch(line); m != nil && sh.Functions {
+		cmd := unquote(m[2])
+		if c := catRe.FindStringSubmatch(m[2]); c != nil {
+			cmd = sh.files[c[1]]
+		}
+		g.framed(sh, m[1], cmd)
+		return false, nil
+	}
+	name, _, _ := strings.Cut(line, " ")
+	g.write(g.lines(fmt.Sprintf("-sh: %s: not found\n", name)))
+	return false, nil
+}
+
+var errPoweroff = fmt.Errorf("powered off")
+
+// Err is why the guest stopped (nil for a clean end of input or a poweroff).
+func (g *Guest) Err() error {
+	if g.err == errPoweroff || g.err == io.EOF {
+		return nil
+	}
+	return g.err
+}
+
+func (g *Guest) framed(sh *Shell, id, cmd string) {
+	if g.b.Delay > 0 {
+		time.Sleep(g.b.Delay)
+	}
+	out, status := g.command(sh, cmd)
+	sh.lastOut, sh.lastStat = out, status
+	enc := frame.Encode(id, status, out)
+	switch {
+	case g.b.Broadcast != "":
+		// A wall message landing in the middle of a base64 line, once.
+		at := bytes.IndexByte(enc, '\n') + 5
+		if at > 5 && at < len(enc) {
+			enc = append(append(append([]byte(nil), enc[:at]...), []byte(g.b.Broadcast)...), enc[at:]...)
+			g.b.Broadcast = ""
+		}
+	case g.b.KernelNoise:
+		at := len(enc) / 2
+		enc = append(append(append([]byte(nil), enc[:at]...), []byte("[   42.123456] md/raid1:md127: active with 2 out of 2 mirrors\n")...), enc[at:]...)
+	}
+	g.write(strings.ReplaceAll(string(enc), "\n", g.nl()))
+}
+
+func (g *Guest) command(sh *Shell, cmd string) ([]byte, int) {
+	if g.b.Commands != nil {
+		if out, st := g.b.Commands(sh, cmd); out != nil || st >= 0 {
+			return out, st
+		}
+	}
+	switch {
+	case cmd == "id -u":
+		return []byte(strconv.Itoa(sh.UID) + "\n"), 0
+	case cmd == "true" || cmd == "dmesg -n 1" || cmd == ":":
+		return nil, 0
+	case cmd == "false":
+		return nil, 1
+	case strings.HasPrefix(cmd, "echo "):
+		return []byte(unquote(strings.TrimPrefix(cmd, "echo ")) + "\n"), 0
+	}
+	if m := exitRe.FindStringSubmatch(cmd); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return nil, n
+	}
+	return []byte("sh: " + cmd + ": not found\n"), 127
+}
+
+func (g *Guest) sudo(sh *Shell) error {
+	if g.b.NoSudo {
+		g.write(g.lines("-sh: sudo: not found\n"))
+		return nil
+	}
+	if g.b.SudoPassword != "" && sh.UID != 0 {
+		for try := 0; try < 3; try++ {
+			g.write("[sudo] password for " + sh.User + ": ")
+			pw, err := g.readLine(false)
+			if err != nil {
+				return err
+			}
+			g.write(g.nl())
+			if pw == "\x03" {
+				return nil
+			}
+			if pw == g.b.SudoPassword {
+				return g.sub(&Shell{User: "root", UID: 0, Echo: sh.Echo})
+			}
+			g.write(g.lines("Sorry, try again.\n"))
+		}
+		g.write(g.lines("sudo: 3 incorrect password attempts\n"))
+		return nil
+	}
+	return g.sub(&Shell{User: "root", UID: 0, Echo: sh.Echo})
+}
+
+func (g *Guest) su(sh *Shell) error {
+	if sh.UID != 0 {
+		g.write("Password: ")
+		pw, err := g.readLine(false)
+		if err != nil {
+			return err
+		}
+		g.write(g.nl())
+		if pw == "\x03" {
+			return nil
+		}
+		if pw != g.b.Users["root"] {
+			time.Sleep(10 * time.Millisecond)
+			g.write(g.lines("su: Authentication failure\n"))
+			return nil
+		}
+	}
+	return g.sub(&Shell{User: "root", UID: 0, Echo: sh.Echo})
+}
+
+// sub runs a child shell: like a real one, it does not inherit shell functions, but the
+// terminal (echo) settings are the same tty's.
+func (g *Guest) sub(child *Shell) error {
+	err := g.shell(child)
+	if err == errPoweroff {
+		return err
+	}
+	return err
+}
+
+func unquote(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+		return strings.ReplaceAll(s[1:len(s)-1], `'\''`, "'")
+	}
+	return s
+}

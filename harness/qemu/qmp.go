@@ -1,0 +1,127 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+)
+
+// qmpClient wraps go-qemu's socket monitor with the deadlines it lacks (anchors.md,
+// section d): Connect and Run can block forever on a wedged QEMU, so each runs in a
+// goroutine that the caller abandons when its context ends. An abandoned call is
+// unblocked for good when QEMU exits and its socket closes, which Stop guarantees.
+// After a timeout the client is marked broken and never reused, because go-qemu matches
+// replies by order and a late reply would be handed to the next command.
+type qmpClient struct {
+	mon    *qmp.SocketMonitor
+	broken error
+}
+
+// QMP runs one command with optional arguments and checks that QEMU accepted it.
+func (m *Machine) QMP(ctx context.Context, command string, args map[string]any) error {
+	_, err := m.QMPRaw(ctx, command, args)
+	return err
+}
+
+// Status returns the VM run state from query-status ("running", "paused", ...).
+func (m *Machine) Status(ctx context.Context) (string, error) {
+	raw, err := m.QMPRaw(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var r struct {
+		Return *struct {
+			Status  string `json:"status"`
+			Running bool   `json:"running"`
+		} `json:"return"`
+	}
+	// Verify the reply's shape: an event taken for the reply (go-qemu#210) has none.
+	if err := json.Unmarshal(raw, &r); err != nil || r.Return == nil || r.Return.Status == "" {
+		return "", fmt.Errorf("query-status: unexpected reply %s", raw)
+	}
+	return r.Return.Status, nil
+}
+
+// QMPRaw runs a command and returns QEMU's raw reply.
+func (m *Machine) QMPRaw(ctx context.Context, command string, args map[string]any) ([]byte, error) {
+	m.qmpMu.Lock()
+	defer m.qmpMu.Unlock()
+	if m.waitExit(0) {
+		return nil, fmt.Errorf("qmp %s: QEMU has exited (%s)", command, m.ExitStatus())
+	}
+	if m.qmp != nil && m.qmp.broken != nil {
+		return nil, fmt.Errorf("qmp %s: connection unusable after an earlier failure: %w", command, m.qmp.broken)
+	}
+	if m.qmp == nil {
+		c, err := connectQMP(ctx, m.Files.QMP)
+		if err != nil {
+			return nil, err
+		}
+		m.qmp = c
+	}
+	req := map[string]any{"execute": command}
+	if args != nil {
+		req["arguments"] = args
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		raw []byte
+		err error
+	}
+	done := make(chan result, 1)
+	mon := m.qmp.mon
+	go func() {
+		raw, err := mon.Run(body)
+		done <- result{raw, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			if command == "quit" && m.waitExit(2*time.Second) {
+				return nil, nil // QEMU may close the socket before replying to quit
+			}
+			return nil, fmt.Errorf("qmp %s: %w", command, r.err)
+		}
+		var reply struct {
+			Return json.RawMessage `json:"return"`
+		}
+		if err := json.Unmarshal(r.raw, &reply); err != nil || reply.Return == nil {
+			m.qmp.broken = fmt.Errorf("reply to %s was not a return: %s", command, r.raw)
+			return nil, fmt.Errorf("qmp %s: %w", command, m.qmp.broken)
+		}
+		return r.raw, nil
+	case <-ctx.Done():
+		m.qmp.broken = fmt.Errorf("%s timed out", command)
+		return nil, fmt.Errorf("qmp %s: %w", command, ctx.Err())
+	}
+}
+
+func connectQMP(ctx context.Context, socket string) (*qmpClient, error) {
+	deadline, ok := ctx.Deadline()
+	dial := 5 * time.Second
+	if ok {
+		dial = time.Until(deadline)
+	}
+	mon, err := qmp.NewSocketMonitor("unix", socket, dial)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to QMP at %s: %w", socket, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mon.Connect() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, fmt.Errorf("QMP handshake at %s: %w", socket, err)
+		}
+		return &qmpClient{mon: mon}, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("QMP handshake at %s: %w", socket, errors.Join(ctx.Err(), errors.New("QEMU did not greet")))
+	}
+}

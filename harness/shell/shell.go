@@ -1,0 +1,534 @@
+package shell
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/frame"
+)
+
+// Result is what a framed command produced.
+type Result struct {
+	Output     []byte
+	ExitStatus int
+	Duration   time.Duration
+}
+
+// ExitError is a command that ran and exited non-zero.
+type ExitError struct {
+	Cmd    string
+	Result Result
+}
+
+func (e *ExitError) Error() string {
+	out := strings.TrimSpace(string(e.Result.Output))
+	if len(out) > 2000 {
+		out = "..." + out[len(out)-2000:]
+	}
+	return fmt.Sprintf("command %q exited with status %d; output:\n%s", e.Cmd, e.Result.ExitStatus, out)
+}
+
+// CommandTimeoutError is a command whose END marker did not arrive in time.
+type CommandTimeoutError struct {
+	Cmd     string
+	Started bool // the BEGIN marker arrived: the shell ran it but it did not finish
+	Tail    string
+	After   time.Duration
+}
+
+func (e *CommandTimeoutError) Error() string {
+	what := "the shell never started it (BEGIN marker not seen: shell busy, dead or not a shell)"
+	if e.Started {
+		what = "it started but did not finish"
+	}
+	return fmt.Sprintf("command %q timed out after %s: %s; last console output:\n%s", e.Cmd, e.After.Round(time.Millisecond), what, e.Tail)
+}
+
+// Options tune a Shell.
+type Options struct {
+	Logger *slog.Logger
+	// LoginTimeout bounds the wait for the first prompt (boot included). Default 5 min.
+	LoginTimeout time.Duration
+	// StepTimeout bounds each dialogue step after that (password prompts, escalation,
+	// the framed probes). Default 60 s.
+	StepTimeout time.Duration
+	// Settle is how long the console must stay quiet after a prompt-like last line
+	// before it is believed to be a prompt. Default 150 ms.
+	Settle time.Duration
+	// Milestone is told when the login prompt is seen and when root is proved.
+	Milestone func(name string, at time.Time)
+	// From is the console position to start looking for prompts (default 0: the
+	// whole stream, since the prompt may already have been printed).
+	From int64
+}
+
+// Attempt records one escalation try, for diagnostics.
+type Attempt struct {
+	Method     Method
+	OK         bool
+	Reason     string
+	Transcript string // normalised console text during the attempt
+}
+
+// Shell is a configured shell on a console with one command in flight at most.
+type Shell struct {
+	con  *console.Console
+	prof Profile
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	nonce    string
+	seq      int
+	uid      int
+	Attempts []Attempt
+}
+
+// Login gets a verified root shell.
+func Login(ctx context.Context, con *console.Console, prof Profile, opts Options) (*Shell, error) {
+	if err := prof.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.LoginTimeout <= 0 {
+		opts.LoginTimeout = 5 * time.Minute
+	}
+	if opts.StepTimeout <= 0 {
+		opts.StepTimeout = time.Minute
+	}
+	if opts.Settle <= 0 {
+		opts.Settle = 150 * time.Millisecond
+	}
+	if opts.Milestone == nil {
+		opts.Milestone = func(string, time.Time) {}
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	s := &Shell{con: con, prof: prof.withDefaults(), opts: opts, log: opts.Logger, nonce: hex.EncodeToString(b), uid: -1}
+	if err := s.login(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// UID is the proved user id of the shell.
+func (s *Shell) UID() int { return s.uid }
+
+// Console is the line the shell runs on.
+func (s *Shell) Console() *console.Console { return s.con }
+
+func (s *Shell) login(ctx context.Context) error {
+	p := &s.prof
+	lctx, cancel := context.WithTimeout(ctx, s.opts.LoginTimeout)
+	defer cancel()
+	m, err := s.waitPrompt(lctx, s.opts.From, "the first login or shell prompt", true,
+		console.Pattern{Name: "login prompt", Re: p.LoginPrompt},
+		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt})
+	if err != nil {
+		return fmt.Errorf("waiting for the guest to offer a login: %w", err)
+	}
+	s.opts.Milestone("login_prompt", time.Now())
+	s.log.Info("shell.first_prompt", "kind", m.Name, "line", lastLine(m.Before+m.Text))
+	if m.Name == "login prompt" {
+		if err := s.answerLogin(ctx, m.End); err != nil {
+			return err
+		}
+	}
+	if err := s.configure(ctx, "login shell"); err != nil {
+		return err
+	}
+	if s.uid == 0 {
+		s.log.Info("shell.root", "how", "login shell is already root")
+		s.opts.Milestone("root_shell", time.Now())
+		return s.afterRoot(ctx)
+	}
+	var reasons []string
+	for _, method := range p.Escalation {
+		a := s.escalate(ctx, method)
+		s.Attempts = append(s.Attempts, a)
+		if a.OK {
+			s.log.Info("shell.root", "how", string(method))
+			s.opts.Milestone("root_shell", time.Now())
+			return s.afterRoot(ctx)
+		}
+		s.log.Warn("shell.escalation_failed", "method", string(method), "reason", a.Reason)
+		reasons = append(reasons, fmt.Sprintf("%s: %s\n  transcript:\n%s", method, a.Reason, indentBlock(a.Transcript)))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("could not get a root shell (login shell uid %d); tried:\n%s", s.uid, strings.Join(reasons, "\n"))
+}
+
+func (s *Shell) afterRoot(ctx context.Context) error {
+	if s.prof.QuietKernel {
+		if _, err := s.Run(ctx, "dmesg -n 1", AllowFail()); err != nil {
+			return fmt.Errorf("quieting kernel console messages: %w", err)
+		}
+	}
+	return nil
+}
+
+// answerLogin handles a `login:` prompt at position pos.
+func (s *Shell) answerLogin(ctx context.Context, pos int64) error {
+	p := &s.prof
+	if p.LoginUser == "" {
+		// The image logs in by itself; wait for its shell. The banner usually follows the
+		// prompt on the same line, a moment later.
+		sctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
+		defer cancel()
+		_, err := s.waitPrompt(sctx, pos, "an automatic login's shell prompt", false, console.Pattern{Name: "shell prompt", Re: p.ShellPrompt})
+		if err != nil {
+			return fmt.Errorf("profile %s expects an automatic login, but none came after the login prompt: %w", p.Name, err)
+		}
+		return nil
+	}
+	mark := s.con.Pos()
+	if err := s.con.Send(ctx, p.LoginUser+"\n"); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
+	defer cancel()
+	m, err := s.waitPrompt(sctx, mark, "a password or shell prompt after the user name", false,
+		console.Pattern{Name: "password prompt", Re: p.PasswordPrompt},
+		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt},
+		console.Pattern{Name: "login prompt", Re: p.LoginPrompt})
+	if err != nil {
+		return fmt.Errorf("logging in as %s: %w", p.LoginUser, err)
+	}
+	switch m.Name {
+	case "shell prompt":
+		return nil
+	case "login prompt":
+		return fmt.Errorf("logging in as %s: the guest asked for a login again (user unknown?); console:\n%s", p.LoginUser, indentBlock(s.con.Tail(10)))
+	}
+	mark = s.con.Pos()
+	if err := s.con.Send(ctx, p.LoginPassword+"\n"); err != nil {
+		return err
+	}
+	m, err = s.waitPrompt(sctx, mark, "a shell prompt after the password", false,
+		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt},
+		console.Pattern{Name: "login prompt", Re: p.LoginPrompt})
+	if err != nil {
+		return fmt.Errorf("logging in as %s: %w", p.LoginUser, err)
+	}
+	if m.Name == "login prompt" || loginIncorrect.MatchString(m.Before) {
+		return fmt.Errorf("logging in as %s: the guest rejected the password; console:\n%s", p.LoginUser, indentBlock(s.con.Tail(10)))
+	}
+	return nil
+}
+
+// escalate tries one method and proves the result with id -u.
+func (s *Shell) escalate(ctx context.Context, method Method) Attempt {
+	p := &s.prof
+	a := Attempt{Method: method}
+	start := s.con.Pos()
+	defer func() {
+		text, _, _ := s.con.Read(start)
+		a.Transcript = string(text)
+	}()
+	sctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
+	defer cancel()
+	mark := s.con.Pos()
+	if err := s.con.Send(sctx, string(method)+"\n"); err != nil {
+		a.Reason = err.Error()
+		return a
+	}
+	m, err := s.waitPrompt(sctx, mark, "a password or shell prompt after "+string(method), false,
+		console.Pattern{Name: "password prompt", Re: p.PasswordPrompt},
+		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt})
+	if err != nil {
+		a.Reason = fmt.Sprintf("no prompt after %s: %v", method, err)
+		s.recover(ctx)
+		return a
+	}
+	if m.Name == "password prompt" {
+		pw, ok := p.SudoPassword, p.SudoPassword != ""
+		if method == Su {
+			pw, ok = p.RootPassword, true // root's password may legitimately be empty
+		} else if !ok && p.LoginPassword != "" {
+			pw, ok = p.LoginPassword, true
+		}
+		if !ok {
+			a.Reason = fmt.Sprintf("%s asked for a password (%q) and profile %s has none for it", method, lastLine(m.Before+m.Text), p.Name)
+			s.recover(ctx)
+			return a
+		}
+		mark = s.con.Pos()
+		if err := s.con.Send(sctx, pw+"\n"); err != nil {
+			a.Reason = err.Error()
+			return a
+		}
+		m, err = s.waitPrompt(sctx, mark, "a shell prompt after the password", false,
+			console.Pattern{Name: "shell prompt", Re: p.ShellPrompt},
+			console.Pattern{Name: "password prompt", Re: p.PasswordPrompt})
+		if err != nil {
+			a.Reason = fmt.Sprintf("no shell after giving %s a password: %v", method, err)
+			s.recover(ctx)
+			return a
+		}
+		if m.Name == "password prompt" || loginIncorrect.MatchString(m.Before) {
+			a.Reason = fmt.Sprintf("%s rejected the password", method)
+			s.recover(ctx)
+			return a
+		}
+	}
+	if err := s.configure(ctx, string(method)); err != nil {
+		a.Reason = err.Error()
+		return a
+	}
+	if s.uid != 0 {
+		a.Reason = fmt.Sprintf("%s left a shell with uid %d", method, s.uid)
+		return a
+	}
+	a.OK = true
+	return a
+}
+
+// recover gets back to the shell that issued a failed escalation: an interrupt ends a
+// password prompt, and a fresh framed probe proves the shell listens again.
+func (s *Shell) recover(ctx context.Context) {
+	_ = s.con.Send(ctx, "\x03")
+	time.Sleep(200 * time.Millisecond)
+	_ = s.con.Send(ctx, "\n")
+	rctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
+	defer cancel()
+	if _, err := s.readUID(rctx); err != nil {
+		s.log.Warn("shell.recover_failed", "error", err.Error())
+	}
+}
+
+// setupLine prepares a shell for automation. It turns off echo and CR translation so
+// output is what commands wrote, empties PROMPT_COMMAND and bracketed paste so nothing
+// else is printed between commands, and installs the framing functions.
+func setupLine() string {
+	return "stty -echo -onlcr 2>/dev/null; PS1='bootlab$ '; PS2=''; PROMPT_COMMAND=''; export TERM=dumb LC_ALL=C PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 SYSTEMD_LESS=FRSX; unset HISTFILE; bind 'set enable-bracketed-paste off' 2>/dev/null; " + frame.GuestFunctions + "\n"
+}
+
+func (s *Shell) configure(ctx context.Context, context_ string) error {
+	if err := s.con.Send(ctx, setupLine()); err != nil {
+		return fmt.Errorf("configuring the %s: %w", context_, err)
+	}
+	var lastErr error
+	for attempt := 1; attempt <= 2; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
+		uid, err := s.readUID(sctx)
+		cancel()
+		if err == nil {
+			s.uid = uid
+			s.log.Info("shell.configured", "context", context_, "uid", uid)
+			return nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+		s.log.Warn("shell.uid_probe_failed", "context", context_, "attempt", attempt, "error", err.Error())
+		// The function definitions may have been lost to a shell that was not ready.
+		_ = s.con.Send(ctx, "\n"+setupLine())
+	}
+	return fmt.Errorf("proving the user id of the %s with a framed `id -u`: %w", context_, lastErr)
+}
+
+func (s *Shell) readUID(ctx context.Context) (int, error) {
+	r, err := s.Run(ctx, "id -u")
+	if err != nil {
+		return -1, err
+	}
+	uid, err := strconv.Atoi(strings.TrimSpace(string(r.Output)))
+	if err != nil {
+		return -1, fmt.Errorf("`id -u` printed %q, not a number", r.Output)
+	}
+	return uid, nil
+}
+
+// waitPrompt waits until the last line of console text after pos matches a pattern and
+// the console then stays quiet for the settle time: a prompt is the last thing a
+// program prints before it waits for input. wake types an Enter if the console is silent
+// for the profile's WakeupAfter (a prompt printed before we attached is printed again).
+func (s *Shell) waitPrompt(ctx context.Context, pos int64, what string, wake bool, pats ...console.Pattern) (console.Match, error) {
+	start := time.Now()
+	lastWake := start
+	for {
+		text, end, err := s.con.Read(pos)
+		if err != nil {
+			return console.Match{}, err
+		}
+		line := lastLine(string(text))
+		for i, p := range pats {
+			if loc := p.Re.FindStringIndex(line); loc != nil {
+				// Believe it only if nothing follows within the settle time.
+				settle, cancel := context.WithTimeout(ctx, s.opts.Settle)
+				werr := s.con.WaitBeyond(settle, end)
+				cancel()
+				if werr != nil && ctx.Err() == nil && !errors.Is(werr, console.ErrClosed) {
+					lineStart := int64(len(text) - len(line))
+					return console.Match{Index: i, Name: p.Name, Start: pos + lineStart + int64(loc[0]), End: pos + lineStart + int64(loc[1]), Text: line[loc[0]:loc[1]], Before: string(text[:int(lineStart)+loc[0]])}, nil
+				}
+				break
+			}
+		}
+		if s.con.Err() != nil {
+			return console.Match{}, &console.ClosedError{Waiting: what, Tail: s.con.Tail(40)}
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		err = s.con.WaitBeyond(wctx, end)
+		cancel()
+		if ctx.Err() != nil {
+			return console.Match{}, &console.TimeoutError{Waiting: what, After: time.Since(start), Tail: s.con.Tail(40), Cause: ctx.Err()}
+		}
+		if err != nil && wake && time.Since(lastWake) > s.prof.WakeupAfter && time.Since(s.lastOutput()) > s.prof.WakeupAfter {
+			lastWake = time.Now()
+			s.log.Info("shell.wakeup", "silent_for", s.prof.WakeupAfter.String())
+			_ = s.con.Send(ctx, "\n")
+		}
+	}
+}
+
+func (s *Shell) lastOutput() time.Time { return s.con.LastOutput() }
+
+func lastLine(s string) string {
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func indentBlock(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "    (nothing)"
+	}
+	return "    | " + strings.ReplaceAll(s, "\n", "\n    | ")
+}
+
+// RunOption adjusts one Run.
+type RunOption func(*runOpts)
+
+type runOpts struct {
+	allowFail bool
+	timeout   time.Duration
+}
+
+// AllowFail returns a non-zero exit status in the Result instead of an error.
+func AllowFail() RunOption { return func(o *runOpts) { o.allowFail = true } }
+
+// Timeout bounds this command (the context still applies).
+func Timeout(d time.Duration) RunOption { return func(o *runOpts) { o.timeout = d } }
+
+// maxLine keeps each typed line below the guest tty's canonical-mode limit (4095 bytes).
+const maxLine = 3000
+
+// Run executes cmd in the guest shell and returns its exact output (stdout and stderr
+// merged, as a terminal would show them) and exit status. Only one command runs at a
+// time. A non-zero status is an error unless AllowFail is given.
+func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result, error) {
+	var o runOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	id := s.nextID()
+	lines, err := invocationLines(id, cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	pos := s.con.Pos()
+	for _, l := range lines {
+		if err := s.con.Send(ctx, l); err != nil {
+			return Result{}, fmt.Errorf("sending command %q: %w", cmd, err)
+		}
+	}
+	out, status, err := s.collect(ctx, id, pos, cmd, start)
+	for retry := 1; errors.Is(err, frame.ErrCorrupt) && retry <= 3; retry++ {
+		s.log.Warn("shell.frame_corrupt", "cmd", cmd, "retry", retry, "error", err.Error())
+		id = s.nextID()
+		pos = s.con.Pos()
+		if serr := s.con.Send(ctx, frame.Retransmit(id)); serr != nil {
+			return Result{}, serr
+		}
+		out, status, err = s.collect(ctx, id, pos, cmd, start)
+	}
+	r := Result{Output: out, ExitStatus: status, Duration: time.Since(start)}
+	if err != nil {
+		return r, err
+	}
+	s.log.Debug("shell.run", "cmd", cmd, "status", status, "bytes", len(out), "duration", r.Duration.String())
+	if status != 0 && !o.allowFail {
+		return r, &ExitError{Cmd: cmd, Result: r}
+	}
+	return r, nil
+}
+
+func (s *Shell) nextID() string {
+	s.seq++
+	return s.nonce + "-" + strconv.Itoa(s.seq)
+}
+
+// invocationLines types long commands into a file in pieces, because a guest terminal in
+// canonical mode truncates a line past 4095 bytes.
+func invocationLines(id, cmd string) ([]string, error) {
+	if strings.IndexByte(cmd, 0) >= 0 {
+		return nil, errors.New("command contains a NUL byte, which a shell cannot take")
+	}
+	line := frame.Invocation(id, cmd)
+	if len(line) <= maxLine && !strings.Contains(cmd, "\n") {
+		return []string{line}, nil
+	}
+	const f = `"${TMPDIR:-/tmp}/.bl.c"`
+	lines := []string{": >" + f + "\n"}
+	for len(cmd) > 0 {
+		n := 1500
+		if n > len(cmd) {
+			n = len(cmd)
+		}
+		lines = append(lines, "printf %s "+frame.Quote(cmd[:n])+" >>"+f+"\n")
+		cmd = cmd[n:]
+	}
+	lines = append(lines, "__bl "+id+" \"$(cat "+f+")\"\n")
+	return lines, nil
+}
+
+func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, start time.Time) ([]byte, int, error) {
+	p := frame.NewParser(id)
+	for {
+		data, end, err := s.con.Read(pos)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading output of %q: %w", cmd, err)
+		}
+		pos = end
+		if p.Feed(data) {
+			for _, n := range p.Noise() {
+				s.log.Info("shell.console_noise", "cmd", cmd, "line", n)
+			}
+			return p.Result()
+		}
+		if err := s.con.WaitBeyond(ctx, pos); err != nil {
+			if errors.Is(err, console.ErrClosed) {
+				return nil, 0, &console.ClosedError{Waiting: fmt.Sprintf("the end of command %q", cmd), Tail: s.con.Tail(40)}
+			}
+			// Interrupt the command so the shell is usable again; the next command has
+			// new markers, so a late END from this one cannot be mistaken for its own.
+			_ = s.con.Send(context.Background(), "\x03")
+			return nil, 0, &CommandTimeoutError{Cmd: cmd, Started: p.Started(), Tail: s.con.Tail(40), After: time.Since(start)}
+		}
+	}
+}
