@@ -37,15 +37,15 @@ type Behaviour struct {
 	SudoPassword string
 	NoSudo       bool // sudo: command not found
 	// Console quirks.
-	ColourPrompt bool // SGR colours and an OSC title around the prompt
-	CRCRLF       bool // end lines with \r\r\n
-	SplitEscape  bool // write ESC[?2004l in two writes around each prompt
-	AskDSR       bool // send ESC[6n before the first prompt and wait for a reply
-	EchoAlways   bool // keep echoing even after stty -echo (echoes the awaited markers)
-	StalePrompt  bool // print an extra prompt after each command
-	KernelNoise  bool // write a kernel line in the middle of each framed output
+	ColourPrompt bool   // SGR colours and an OSC title around the prompt
+	CRCRLF       bool   // end lines with \r\r\n
+	SplitEscape  bool   // write ESC[?2004l in two writes around each prompt
+	AskDSR       bool   // send ESC[6n before the first prompt and wait for a reply
+	EchoAlways   bool   // keep echoing even after stty -echo (echoes the awaited markers)
+	StalePrompt  bool   // print an extra prompt after each command
+	KernelNoise  bool   // write a kernel line in the middle of each framed output
 	Broadcast    string // written in the middle of the first framed output (corrupts it once)
-	PS2          bool // print "> " continuation prompts for multi-line input
+	PS2          bool   // print "> " continuation prompts for multi-line input
 	// Commands answers framed commands; the default understands id -u, echo, true,
 	// false, exit N via `sh -c` style "exit N", and printf of a literal.
 	Commands func(sh *Shell, cmd string) (out []byte, status int)
