@@ -1,0 +1,67 @@
+# bootlab: `make demo` and `make test` are the two set-up commands (README.md).
+SHELL := /bin/bash
+GO ?= go
+# Fuzz targets run for this long each in `make test`; longer runs: make fuzz FUZZTIME=10m
+FUZZTIME ?= 10s
+# Scale every VM timeout (slow or loaded machines): make test TIMEOUT_SCALE=2
+TIMEOUT_SCALE ?= 1
+export BOOTLAB_TIMEOUT_SCALE := $(TIMEOUT_SCALE)
+
+# Unit-level packages: everything but the VM suites, run with the race detector.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios -e /harness/vmtest)
+
+.PHONY: all deps build vet unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build:
+	$(GO) build ./...
+	CGO_ENABLED=0 $(GO) build -o bin/ ./provisioner/cmd/... ./harness/cmd/...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# Every fuzz target in the tree, each for FUZZTIME.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz: $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/bootlab-fuzz.log 2>&1 || { cat /tmp/bootlab-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+nixcheck:
+	@bash scripts/nix-parse-check.sh
+
+# Real VMs under TCG (or KVM when the probe says it works): harness integration tests
+# on the mini image, then the end-to-end scenarios on the fixture ISO.
+vm:
+	$(GO) test -count=1 -timeout 40m -v ./harness/vmtest/ 2>&1 | tee /tmp/bootlab-vmtest.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+
+scenarios:
+	$(GO) test -count=1 -timeout 70m -v ./scenarios/ 2>&1 | tee /tmp/bootlab-scenarios.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+scenarios)' ; exit $${PIPESTATUS[0]}
+
+test: deps vet nixcheck unit fuzz vm scenarios
+
+demo: deps
+	$(GO) run ./harness/cmd/bootlab demo
+
+bench: deps
+	$(GO) run ./harness/cmd/bootlab bench --out docs/benchmarks-latest.md
+
+soak: deps
+	$(GO) test -count=1 -timeout 120m -run TestSoak -v ./harness/vmtest/ -soak 100
+
+bisect-demo: deps
+	$(GO) run ./harness/cmd/bootlab bisect-demo
+
+clean:
+	rm -rf bin

@@ -1,0 +1,167 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func file(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o755))
+	return p
+}
+
+func TestArgsKernelDisksNetRNG(t *testing.T) {
+	k := file(t, "vmlinuz", "k")
+	d := file(t, "a,b.img", "d")
+	c := Config{Name: "t", Accel: AccelTCG, Kernel: k, Append: "console=ttyS0", Net: true, RNG: true,
+		Forwards: []Forward{{Name: "ssh", GuestPort: 22, HostPort: 2222}},
+		Disks:    []Disk{{Path: d}, {Path: d, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd1"}}}
+	require.NoError(t, c.Validate())
+	a := strings.Join(c.Args("/run/q.sock", "/run/q.pid"), " ")
+	for _, want := range []string{
+		"-accel tcg", "-kernel " + k, "-append console=ttyS0", "-no-reboot",
+		"-chardev stdio,id=ser0,signal=off", "-serial chardev:ser0", "-monitor none",
+		"-qmp unix:/run/q.sock,server=on,wait=off", "-pidfile /run/q.pid",
+		"file=" + strings.ReplaceAll(d, ",", ",,") + ",if=none,id=disk0,format=raw",
+		"-device virtio-blk-pci,drive=disk0",
+		"-device virtio-scsi-pci,id=scsi0", "scsi-hd,bus=scsi0.0,drive=disk1,serial=hdd1,rotation_rate=7200",
+		"hostfwd=tcp:127.0.0.1:2222-:22", "virtio-rng-pci",
+	} {
+		require.Contains(t, a, want)
+	}
+	require.NotContains(t, a, "hostfwd=tcp::", "forwards never bind all addresses")
+	require.NotContains(t, a, "-nographic", "no monitor multiplexed onto the serial line")
+}
+
+func TestValidateRejectsBadInput(t *testing.T) {
+	empty := file(t, "empty.iso", "")
+	cases := map[string]Config{
+		"nothing to boot":     {},
+		"both iso and kernel": {ISO: file(t, "x.iso", "x"), Kernel: file(t, "k", "k")},
+		"missing iso":         {ISO: "/nonexistent/image.iso"},
+		"empty iso":           {ISO: empty},
+		"directory kernel":    {Kernel: t.TempDir()},
+		"bad format":          {Kernel: file(t, "k2", "k"), Disks: []Disk{{Path: file(t, "d", "d"), Format: "vmdk"}}},
+		"forward needs net":   {Kernel: file(t, "k3", "k"), Forwards: []Forward{{GuestPort: 22}}},
+		"bad accel":           {Kernel: file(t, "k4", "k"), Accel: "hvf"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			require.Error(t, c.Validate())
+		})
+	}
+	err := (&Config{ISO: "/nonexistent/image.iso"}).Validate()
+	require.ErrorContains(t, err, "/nonexistent/image.iso: does not exist")
+}
+
+func TestMissingBinaryNamesThePackage(t *testing.T) {
+	_, err := FindBinary("qemu-system-does-not-exist")
+	require.ErrorContains(t, err, "apt-get install qemu-system-x86")
+}
+
+func runFiles(t *testing.T) RunFiles {
+	dir, err := os.MkdirTemp("", "bl-q")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	f, err := NewRunFiles(dir)
+	require.NoError(t, err)
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "the QMP socket's directory is private")
+	return f
+}
+
+// fakeQEMU is a script standing in for QEMU: it fails the way QEMU does.
+func fakeQEMU(t *testing.T, body string) string {
+	return file(t, "fake-qemu", "#!/bin/sh\n"+body+"\n")
+}
+
+func TestHostfwdCollisionIsRetriedOnAnotherPort(t *testing.T) {
+	// The fake fails the first launch like QEMU does when the port is taken, then runs.
+	marker := filepath.Join(t.TempDir(), "tried")
+	bin := fakeQEMU(t, `if [ ! -e `+marker+` ]; then touch `+marker+`; echo "qemu-system-x86_64: -netdev user,id=net0,hostfwd=tcp:127.0.0.1:5555-:22: Could not set up host forwarding rule 'tcp:127.0.0.1:5555-:22'" >&2; exit 1; fi; exec sleep 30`)
+	cfg := Config{Binary: bin, Kernel: file(t, "k", "k"), Net: true, Forwards: []Forward{{Name: "ssh", GuestPort: 22}}}
+	m, err := Start(context.Background(), cfg, StartOptions{Files: runFiles(t), Launcher: ExecLauncher{}, EarlyExitWindow: 300 * time.Millisecond})
+	require.NoError(t, err)
+	defer m.Kill()
+	require.NotZero(t, m.HostPort("ssh"))
+	stage, err := m.Stop(context.Background(), nil, StopTimeouts{Powerdown: 100 * time.Millisecond, Quit: 100 * time.Millisecond, Term: 2 * time.Second, Kill: 2 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, StopTerm, stage, "no QMP here: SIGTERM ends it")
+}
+
+func TestLockedImageNamesTheImage(t *testing.T) {
+	disk := file(t, "disk.img", "d")
+	bin := fakeQEMU(t, `echo "qemu-system-x86_64: -drive file=`+disk+`,if=none,id=disk0,format=raw: Failed to get \"write\" lock" >&2; echo "Is another process using the image [`+disk+`]?" >&2; exit 1`)
+	cfg := Config{Binary: bin, Kernel: file(t, "k", "k"), Disks: []Disk{{Path: disk}}}
+	_, err := Start(context.Background(), cfg, StartOptions{Files: runFiles(t), EarlyExitWindow: time.Second})
+	var se *StartError
+	require.True(t, errors.As(err, &se), "got %v", err)
+	require.Contains(t, se.Reason, disk)
+	require.Equal(t, "exit status 1", se.ExitStatus)
+	require.Contains(t, err.Error(), "Failed to get")
+}
+
+func TestEarlyExitCarriesStatusAndStderr(t *testing.T) {
+	bin := fakeQEMU(t, `echo "qemu: could not load kernel '/x'" >&2; exit 7`)
+	_, err := Start(context.Background(), Config{Binary: bin, Kernel: file(t, "k", "k")}, StartOptions{Files: runFiles(t), EarlyExitWindow: time.Second})
+	require.ErrorContains(t, err, "exit status 7")
+	require.ErrorContains(t, err, "could not load kernel")
+}
+
+func TestStopKillsAStubbornProcessAndReaps(t *testing.T) {
+	// Ignores SIGTERM: only SIGKILL ends it.
+	bin := fakeQEMU(t, `trap '' TERM; while :; do sleep 1; done`)
+	m, err := Start(context.Background(), Config{Binary: bin, Kernel: file(t, "k", "k")}, StartOptions{Files: runFiles(t), EarlyExitWindow: 200 * time.Millisecond})
+	require.NoError(t, err)
+	pid := m.Pid()
+	stage, err := m.Stop(context.Background(), nil, StopTimeouts{Powerdown: 50 * time.Millisecond, Quit: 50 * time.Millisecond, Term: 300 * time.Millisecond, Kill: 3 * time.Second})
+	require.NoError(t, err)
+	require.Equal(t, StopKill, stage)
+	require.Equal(t, "killed by signal killed", m.ExitStatus())
+	require.Error(t, syscall.Kill(pid, 0), "process %d is gone and reaped", pid)
+}
+
+func TestForwardBindsLoopbackOnly(t *testing.T) {
+	p, err := FreePort()
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	require.NotEqual(t, l.Addr().(*net.TCPAddr).Port, p)
+}
+
+func TestProbeWithoutKVMDeviceChoosesTCG(t *testing.T) {
+	t.Setenv("BOOTLAB_ACCEL", "")
+	c := ProbeAccel(context.Background(), ProbeOptions{KVMDevice: "/nonexistent/kvm", Kernel: "/x"})
+	require.Equal(t, AccelTCG, c.Accel)
+	require.Contains(t, c.Reason, "/nonexistent/kvm")
+	t.Setenv("BOOTLAB_ACCEL", "kvm")
+	c = ProbeAccel(context.Background(), ProbeOptions{KVMDevice: "/nonexistent/kvm"})
+	require.Equal(t, AccelKVM, c.Accel)
+	require.Contains(t, c.Reason, "BOOTLAB_ACCEL")
+}
+
+func TestProbeCacheIsKeyedAndExpires(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "accel.json")
+	writeProbeCache(path, AccelChoice{Accel: AccelKVM, Reason: "worked", At: time.Now(), Key: "k1"})
+	c, ok := readProbeCache(path, "k1", time.Hour)
+	require.True(t, ok)
+	require.Equal(t, AccelKVM, c.Accel)
+	_, ok = readProbeCache(path, "k2", time.Hour)
+	require.False(t, ok, "another QEMU or kernel is probed again")
+	writeProbeCache(path, AccelChoice{Accel: AccelKVM, At: time.Now().Add(-2 * time.Hour), Key: "k1"})
+	_, ok = readProbeCache(path, "k1", time.Hour)
+	require.False(t, ok, "old verdicts expire")
+}
