@@ -1,0 +1,143 @@
+{
+  disko.devices = builtins.fromJSON ''
+    {
+      "disk": {
+        "sda": {
+          "content": {
+            "partitions": {
+              "sda1": {
+                "content": {
+                  "extraArgs": [
+                    "-n",
+                    "EFI"
+                  ],
+                  "format": "vfat",
+                  "mountOptions": [
+                    "umask=0077"
+                  ],
+                  "mountpoint": "/boot",
+                  "type": "filesystem"
+                },
+                "size": "1G",
+                "type": "EF00"
+              },
+              "sda2": {
+                "content": {
+                  "name": "md0",
+                  "type": "mdraid"
+                },
+                "size": "100%"
+              }
+            },
+            "type": "gpt"
+          },
+          "device": "/dev/sda",
+          "type": "disk"
+        },
+        "sdb": {
+          "content": {
+            "partitions": {
+              "sdb1": {
+                "content": {
+                  "extraArgs": [
+                    "-n",
+                    "EFI2"
+                  ],
+                  "format": "vfat",
+                  "type": "filesystem"
+                },
+                "size": "1G",
+                "type": "EF00"
+              },
+              "sdb2": {
+                "content": {
+                  "name": "md0",
+                  "type": "mdraid"
+                },
+                "size": "100%"
+              }
+            },
+            "type": "gpt"
+          },
+          "device": "/dev/sdb",
+          "type": "disk"
+        },
+        "sdc": {
+          "content": {
+            "partitions": {
+              "sdc1": {
+                "content": {
+                  "extraArgs": [
+                    "-n",
+                    "EFI3"
+                  ],
+                  "format": "vfat",
+                  "type": "filesystem"
+                },
+                "size": "1G",
+                "type": "EF00"
+              },
+              "sdc2": {
+                "content": {
+                  "name": "md0",
+                  "type": "mdraid"
+                },
+                "size": "100%"
+              }
+            },
+            "type": "gpt"
+          },
+          "device": "/dev/sdc",
+          "type": "disk"
+        }
+      },
+      "lvm_vg": {
+        "main": {
+          "lvs": {
+            "home": {
+              "content": {
+                "extraArgs": [
+                  "-L",
+                  "home"
+                ],
+                "format": "ext4",
+                "mountOptions": [
+                  "relatime"
+                ],
+                "mountpoint": "/home",
+                "type": "filesystem"
+              },
+              "size": "16G"
+            },
+            "slash": {
+              "content": {
+                "extraArgs": [
+                  "-L",
+                  "slash"
+                ],
+                "format": "ext4",
+                "mountOptions": [
+                  "relatime"
+                ],
+                "mountpoint": "/",
+                "type": "filesystem"
+              },
+              "size": "50G"
+            }
+          },
+          "type": "lvm_vg"
+        }
+      },
+      "mdadm": {
+        "md0": {
+          "content": {
+            "type": "lvm_pv",
+            "vg": "main"
+          },
+          "level": 5,
+          "type": "mdadm"
+        }
+      }
+    }
+  '';
+}
