@@ -96,8 +96,8 @@ func Render(p *planner.Plan) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// escapeNixIndented escapes the two sequences with meaning inside a Nix ''
-// string: '' (ends it) and ${ (interpolation).
+// escapeNixIndented escapes the two sequences with meaning inside a Nix ”
+// string: ” (ends it) and ${ (interpolation).
 func escapeNixIndented(s string) string {
 	s = strings.ReplaceAll(s, "''", "'''")
 	return strings.ReplaceAll(s, "${", "''${")

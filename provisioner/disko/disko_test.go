@@ -71,7 +71,7 @@ func golden(t *testing.T, name string, got []byte) {
 	assert.Equal(t, string(want), string(got), "golden %s differs", name)
 }
 
-// extract returns the JSON between the first "''\n" and the last "\n  ''",
+// extract returns the JSON between the first "”\n" and the last "\n  ”",
 // the way the reference's tests locate it.
 func extract(t *testing.T, nix []byte) map[string]any {
 	t.Helper()
