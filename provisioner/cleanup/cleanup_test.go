@@ -184,9 +184,9 @@ func TestActionsAndMissingDevices(t *testing.T) {
 
 func TestMalformedProbeJSON(t *testing.T) {
 	for name, calls := range map[string][]fr.Call{
-		"lsblk": {{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{"name":`}},
+		"lsblk":          {{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{"name":`}},
 		"lsblk nameless": {{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{"type":"disk"}]}`}},
-		"lvs": append(probes(cleanDisk, "", "", "")[:3], fr.Call{Cmd: "lvs --reportformat json -o lv_path,vg_name", Stdout: "[not json"}),
+		"lvs":            append(probes(cleanDisk, "", "", "")[:3], fr.Call{Cmd: "lvs --reportformat json -o lv_path,vg_name", Stdout: "[not json"}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Run(context.Background(), cfg(fr.New(t, calls...), WipeSignatures, true, "/dev/sda"))
