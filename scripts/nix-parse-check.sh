@@ -33,7 +33,7 @@ for f in "${files[@]}"; do
   [ -f "$f" ] || continue # deleted in the working tree but still in the index
   if ! out=$(nix-instantiate --parse "$f" 2>&1 >/dev/null); then
     echo "nix-parse-check: FAIL $f" >&2
-    echo "$out" | sed 's/^/  /' >&2
+    while IFS= read -r line; do printf '  %s\n' "$line"; done <<<"$out" >&2
     failed=$((failed + 1))
   fi
 done

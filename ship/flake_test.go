@@ -1,0 +1,138 @@
+package ship
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// The flake cannot be evaluated without nixpkgs, so these checks read its
+// normalised parse tree: they pin what a user's `nix build` depends on and
+// what the harness's `bootlab run --flake .#bootImage` expects.
+func TestFlakeShape(t *testing.T) {
+	root := repoRoot(t)
+	src := nixParse(t, filepath.Join(root, "flake.nix"))
+
+	for _, want := range []string{
+		"packages = ", "nixosModules = ", "devShells = ", "checks = ",
+		"bootImage = (bootImageSystem).config.system.build.isoImage;",
+		"/nixos/modules/installer/cd-dvd/installation-cd-minimal.nix",
+		"/provisioner/nixos/module.nix",
+		`getEnv "PRE_NIXOS_ROOT_KEY"`,
+		"services = { pre-nixos = { enable = true;",
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("flake.nix lacks %q", want)
+		}
+	}
+
+	// Every subPackages entry must be a real package directory; a rename
+	// under provisioner/cmd or harness/cmd would otherwise surface only in
+	// a user's nix build.
+	lists := regexp.MustCompile(`subPackages = \[([^\]]*)\]`).FindAllStringSubmatch(src, -1)
+	var pkgs []string
+	for _, l := range lists {
+		for _, m := range regexp.MustCompile(`"([^"]+)"`).FindAllStringSubmatch(l[1], -1) {
+			pkgs = append(pkgs, m[1])
+		}
+	}
+	for _, want := range []string{"provisioner/cmd/pre-nixos", "provisioner/cmd/pre-nixos-detect-storage", "provisioner/cmd/pre-nixos-console", "harness/cmd/bootlab"} {
+		found := false
+		for _, p := range pkgs {
+			found = found || p == want
+		}
+		if !found {
+			t.Errorf("flake.nix does not build %s (subPackages: %v)", want, pkgs)
+		}
+	}
+	for _, p := range pkgs {
+		if !dirExists(filepath.Join(root, p)) {
+			t.Errorf("flake.nix subPackages names %s, which is not a directory in the repository", p)
+		}
+	}
+
+	// pre-nixos runs on the Debian fixture ISO too, so it must be static.
+	pre := src[strings.Index(src, `pname = "pre-nixos"`):]
+	if end := strings.Index(pre, "pname = "+`"bootlab"`); end > 0 {
+		pre = pre[:end]
+	}
+	if !strings.Contains(pre, `CGO_ENABLED = "0";`) {
+		t.Error(`the pre-nixos package must set env.CGO_ENABLED = "0" (static binaries)`)
+	}
+}
+
+// TestFlakeVendorHashIsCurrent recomputes buildGoModule's vendor hash. It
+// goes stale whenever go.mod/go.sum change or code starts importing another
+// package of a required module; fix with scripts/vendor-hash.sh --update.
+func TestFlakeVendorHashIsCurrent(t *testing.T) {
+	requireTool(t, "nix-hash", installNix)
+	root := repoRoot(t)
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "vendor-hash.sh"), "--check")
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("flake.nix vendorHash is stale: %v\n%s", err, out.String())
+	}
+}
+
+// TestNixFilesParse runs the same check as `make nixcheck`, so `go test`
+// alone also catches a syntax error in any tracked .nix file.
+func TestNixFilesParse(t *testing.T) {
+	requireTool(t, "nix-instantiate", installNix)
+	root := repoRoot(t)
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "nix-parse-check.sh"))
+	cmd.Dir = root
+	cmd.Env = nixEnv(t)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("nix-parse-check: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"flake.nix", "provisioner/nixos/module.nix"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("nix-parse-check did not check %s:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
+	requireTool(t, "nix-instantiate", installNix)
+	requireTool(t, "git", "apt-get install git")
+	// A scratch repository, so the shared checkout never sees the bad file.
+	dir := t.TempDir()
+	script, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "nix-parse-check.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "scripts"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "scripts", "nix-parse-check.sh"), script, 0o755))
+	must(os.WriteFile(filepath.Join(dir, "good.nix"), []byte("{ a = 1; }\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "bad.nix"), []byte("{ a = ; }\n"), 0o644))
+	git := exec.Command("git", "init", "-q")
+	git.Dir = dir
+	if out, err := git.CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command("bash", "scripts/nix-parse-check.sh")
+	cmd.Dir = dir
+	cmd.Env = nixEnv(t)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("nix-parse-check passed a file with a syntax error:\n%s", out)
+	}
+	if !strings.Contains(string(out), "FAIL bad.nix") || strings.Contains(string(out), "FAIL good.nix") {
+		t.Errorf("nix-parse-check must name exactly the broken file:\n%s", out)
+	}
+}
