@@ -64,7 +64,14 @@ type Guest struct {
 	mu   sync.Mutex
 	seen []string
 	err  error
-	dsr  chan struct{}
+	cprs int
+}
+
+// CursorReports counts the cursor position reports the guest received.
+func (g *Guest) CursorReports() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cprs
 }
 
 // Shell is the state of one simulated shell.
@@ -87,7 +94,7 @@ func Start(rw io.ReadWriter, b Behaviour, closeLine func()) *Guest {
 	if b.Users == nil {
 		b.Users = map[string]string{"user": "user", "root": "root"}
 	}
-	g := &Guest{b: b, rw: rw, in: bufio.NewReader(rw), done: make(chan struct{}), dsr: make(chan struct{}, 1)}
+	g := &Guest{b: b, rw: rw, in: bufio.NewReader(rw), done: make(chan struct{})}
 	go func() {
 		defer close(g.done)
 		g.err = g.run()
@@ -180,10 +187,9 @@ func (g *Guest) readEscape() bool {
 		}
 	}
 	if cprRe.Match(seq) {
-		select {
-		case g.dsr <- struct{}{}:
-		default:
-		}
+		g.mu.Lock()
+		g.cprs++
+		g.mu.Unlock()
 	}
 	return true
 }
@@ -233,11 +239,9 @@ func newShell(user string) *Shell {
 
 func (g *Guest) prompt(sh *Shell) {
 	if g.b.AskDSR {
+		// Like busybox: ask where the cursor is; the answer arrives as input and is
+		// swallowed by readLine, which records it.
 		g.write("\x1b[6n")
-		select {
-		case <-g.dsr:
-		case <-time.After(2 * time.Second):
-		}
 	}
 	sign := "$"
 	if sh.UID == 0 {
@@ -279,9 +283,9 @@ func (g *Guest) shell(sh *Shell) error {
 			g.write("\x1b[?20")
 			g.write("04l")
 		}
-		if g.b.PS2 && strings.Count(line, "'")%2 == 1 {
+		if g.b.PS2 && openQuote(line) {
 			// An unterminated quote: keep reading continuation lines like sh does.
-			for strings.Count(line, "'")%2 == 1 {
+			for openQuote(line) {
 				g.write("> ")
 				more, err := g.readLine(sh.Echo)
 				if err != nil {
@@ -463,6 +467,23 @@ func (g *Guest) sub(child *Shell) error {
 		return err
 	}
 	return err
+}
+
+// openQuote reports whether s ends inside a single-quoted string, honouring the \'
+// escapes that frame.Quote produces between quoted pieces.
+func openQuote(s string) bool {
+	in := false
+	for i := 0; i < len(s); i++ {
+		switch {
+		case in && s[i] == '\'':
+			in = false
+		case !in && s[i] == '\\':
+			i++
+		case !in && s[i] == '\'':
+			in = true
+		}
+	}
+	return in
 }
 
 func unquote(s string) string {

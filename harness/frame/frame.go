@@ -127,18 +127,16 @@ func (p *Parser) Feed(chunk []byte) bool {
 		data = data[nl+1:]
 	}
 	p.partial = append(p.partial[:0:0], data...)
-	if !p.done {
-		// An END marker is the last thing the function prints, and nothing may follow it
-		// on its line but the next prompt, so it can be recognised before its newline.
-		if m := p.end.FindSubmatch(append(append([]byte(nil), p.prefix...), p.partial...)); m != nil && p.inside {
-			p.finish(m)
-		}
-	}
 	return p.done
 }
 
 func (p *Parser) line(l []byte) {
 	l = bytes.TrimRight(l, "\r")
+	if len(l) == 0 {
+		// Blank lines carry nothing; the line a kernel message interrupted continues on
+		// the next line that has text (a terminal may add blank lines around printk).
+		return
+	}
 	if len(p.prefix) > 0 {
 		l = append(append([]byte(nil), p.prefix...), l...)
 		p.prefix = nil
@@ -146,6 +144,12 @@ func (p *Parser) line(l []byte) {
 	if loc := kernelLine.FindIndex(l); loc != nil {
 		p.noise = append(p.noise, string(l[loc[0]:]))
 		p.prefix = append([]byte(nil), l[:loc[0]]...)
+		if p.end.Match(p.prefix) {
+			// The interrupted line was already complete: nothing continues it.
+			pre := p.prefix
+			p.prefix = nil
+			p.line(pre)
+		}
 		return
 	}
 	if !p.inside {
@@ -154,8 +158,15 @@ func (p *Parser) line(l []byte) {
 		}
 		return
 	}
-	if m := p.end.FindSubmatch(l); m != nil {
-		p.finish(m)
+	if loc := p.end.FindSubmatchIndex(l); loc != nil {
+		// Text before the marker is the tail of a payload line that a kernel message
+		// split off from its newline.
+		if before := l[:loc[0]]; isBase64(before) {
+			p.payload.Write(before)
+		} else if len(before) > 0 {
+			p.noise = append(p.noise, string(before))
+		}
+		p.finish([][]byte{nil, l[loc[2]:loc[3]], l[loc[4]:loc[5]], l[loc[6]:loc[7]]})
 		return
 	}
 	if isBase64(l) {

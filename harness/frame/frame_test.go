@@ -65,7 +65,11 @@ func TestKernelLinesSplicedOut(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
 	for i := 0; i < 200; i++ {
 		pos := r.Intn(len(enc))
-		noisy := append(append(append([]byte(nil), enc[:pos]...), []byte("[   12.345678] md: noise here\n")...), enc[pos:]...)
+		noise := "[   12.345678] md: noise here\n"
+		if i%2 == 1 {
+			noise = "[   12.345678] md: noise here\n\n" // and a blank line after it
+		}
+		noisy := append(append(append([]byte(nil), enc[:pos]...), []byte(noise)...), enc[pos:]...)
 		p := parseAll(t, "k", noisy, 1+r.Intn(50))
 		require.True(t, p.Done(), "insert at %d", pos)
 		got, status, err := p.Result()

@@ -230,9 +230,9 @@ func (s *Shell) answerLogin(ctx context.Context, pos int64) error {
 }
 
 // escalate tries one method and proves the result with id -u.
-func (s *Shell) escalate(ctx context.Context, method Method) Attempt {
+func (s *Shell) escalate(ctx context.Context, method Method) (a Attempt) {
 	p := &s.prof
-	a := Attempt{Method: method}
+	a.Method = method
 	start := s.con.Pos()
 	defer func() {
 		text, _, _ := s.con.Read(start)

@@ -1,0 +1,450 @@
+// Package vm boots one guest: it prepares disks, chooses the accelerator, starts QEMU
+// with its serial line on a pty, keeps serial.log, transcript.log and harness.log in a
+// run directory, logs in through the shell package, and stops the guest in bounded
+// stages. It records milestones as they happen so that a failure at any point still
+// says how far the boot got.
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bootlab/bootlab/harness/ansi"
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/qemu"
+	"github.com/bootlab/bootlab/harness/shell"
+)
+
+// Image is what to boot and how its console behaves.
+type Image struct {
+	Name    string
+	ISO     string
+	Kernel  string
+	Initrd  string
+	Append  string
+	Profile shell.Profile
+	// Poweroff is typed as root to stop the guest cleanly ("poweroff" by default).
+	Poweroff string
+}
+
+// DiskSpec is a disk created for this VM (or an existing one, if Path is set).
+type DiskSpec struct {
+	Name         string // file name in the run directory, e.g. "disk0.img"
+	SizeMB       int
+	Bus          string // virtio (default) or scsi-hd
+	RotationRate int
+	Serial       string
+	Path         string // use this file instead of creating one
+	// Seed runs on the host after the disk file is created and before boot, for
+	// example to put a file system with a marker file on it.
+	Seed func(ctx context.Context, path string) error
+}
+
+// Spec describes a VM.
+type Spec struct {
+	Image    Image
+	Disks    []DiskSpec
+	Net      bool
+	SSH      bool // forward guest port 22 to a free 127.0.0.1 port
+	MemoryMB int
+	CPUs     int
+	// Accel is kvm or tcg; empty means probe (ProbeKernel is booted under KVM once).
+	Accel       string
+	ProbeKernel string
+	ProbeCache  string
+	Timeouts    Timeouts
+	Launcher    qemu.Launcher
+	Binary      string
+	// Stderr of the harness itself: progress lines for people watching (optional).
+	Progress io.Writer
+}
+
+// Timeouts bound each phase; Scale multiplies them all (slow machines, TCG).
+type Timeouts struct {
+	Login, Step, Command, Probe time.Duration
+	Stop                        qemu.StopTimeouts
+}
+
+// DefaultTimeouts are generous for TCG and multiplied by BOOTLAB_TIMEOUT_SCALE.
+func DefaultTimeouts() Timeouts {
+	t := Timeouts{Login: 5 * time.Minute, Step: 90 * time.Second, Command: 5 * time.Minute, Probe: 20 * time.Second, Stop: qemu.DefaultStopTimeouts()}
+	return t.Scaled(ScaleFromEnv())
+}
+
+// ScaleFromEnv reads BOOTLAB_TIMEOUT_SCALE (default 1).
+func ScaleFromEnv() float64 {
+	if s := os.Getenv("BOOTLAB_TIMEOUT_SCALE"); s != "" {
+		if f, err := strconv.ParseFloat(s, 64); err == nil && f > 0 {
+			return f
+		}
+	}
+	return 1
+}
+
+// Scaled multiplies every timeout by f.
+func (t Timeouts) Scaled(f float64) Timeouts {
+	m := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
+	return Timeouts{Login: m(t.Login), Step: m(t.Step), Command: m(t.Command), Probe: m(t.Probe),
+		Stop: qemu.StopTimeouts{Guest: m(t.Stop.Guest), Powerdown: m(t.Stop.Powerdown), Quit: m(t.Stop.Quit), Term: m(t.Stop.Term), Kill: m(t.Stop.Kill)}}
+}
+
+// Milestone is a named moment of the run.
+type Milestone struct {
+	Name string        `json:"name"`
+	At   time.Duration `json:"at_ns"` // since spawn
+}
+
+// VM is a booted (or booting) guest.
+type VM struct {
+	Spec        Spec
+	Dir         string
+	Machine     *qemu.Machine
+	Console     *console.Console
+	Shell       *shell.Shell
+	Accel       qemu.AccelChoice
+	QEMUVersion string
+	Log         *slog.Logger
+
+	master, slave *os.File
+	files         []io.Closer
+	mu            sync.Mutex
+	milestones    []Milestone
+	spawned       time.Time
+	stopped       bool
+	stopStage     qemu.StopStage
+}
+
+// Files in a run directory written by this package.
+const (
+	SerialLog     = "serial.log"
+	TranscriptLog = "transcript.log"
+	HarnessLog    = "harness.log"
+	PIDFile       = "qemu.pid"
+)
+
+// Start prepares disks and launches QEMU; it does not wait for the guest. dir is the run
+// directory; it must exist and be writable.
+func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
+	if spec.Timeouts.Login == 0 {
+		spec.Timeouts = DefaultTimeouts()
+	}
+	v = &VM{Spec: spec, Dir: dir}
+	defer func() {
+		if err != nil {
+			v.closeFiles()
+		}
+	}()
+	hl, err := v.create(HarnessLog)
+	if err != nil {
+		return nil, err
+	}
+	v.Log = slog.New(slog.NewJSONHandler(hl, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	serial, err := v.create(SerialLog)
+	if err != nil {
+		return nil, err
+	}
+	transcript, err := v.create(TranscriptLog)
+	if err != nil {
+		return nil, err
+	}
+
+	binary := spec.Binary
+	if spec.Launcher == nil {
+		if binary, err = qemu.FindBinary(spec.Binary); err != nil {
+			return nil, err
+		}
+		if v.QEMUVersion, err = qemu.Version(ctx, binary); err != nil {
+			return nil, err
+		}
+	}
+	disks, err := v.prepareDisks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v.Accel = qemu.AccelChoice{Accel: spec.Accel, Reason: "requested"}
+	if spec.Accel == "" {
+		v.progress("probing KVM (a short test boot; TCG if it hangs)")
+		v.Accel = qemu.ProbeAccel(ctx, qemu.ProbeOptions{Binary: binary, Kernel: spec.ProbeKernel, Timeout: spec.Timeouts.Probe, CacheFile: spec.ProbeCache, Logger: v.Log})
+	}
+	v.Log.Info("vm.accel", "accel", v.Accel.Accel, "reason", v.Accel.Reason)
+
+	files, err := privateRunFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if v.master, v.slave, err = console.OpenPTY(); err != nil {
+		return nil, err
+	}
+	v.Console = console.New(v.master, console.Options{
+		SerialLog: serial, Transcript: transcript, Normalizer: &ansi.Normalizer{}, AnswerDSR: true, Logger: v.Log,
+	})
+	cfg := qemu.Config{
+		Name: "bootlab-" + filepath.Base(dir), Binary: binary, Accel: v.Accel.Accel,
+		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs,
+		ISO: spec.Image.ISO, Kernel: spec.Image.Kernel, Initrd: spec.Image.Initrd, Append: spec.Image.Append,
+		Disks: disks, Net: spec.Net || spec.SSH, RNG: true,
+	}
+	if spec.SSH {
+		cfg.Forwards = []qemu.Forward{{Name: "ssh", GuestPort: 22}}
+	}
+	v.spawned = time.Now()
+	m, err := qemu.Start(ctx, cfg, qemu.StartOptions{Launcher: spec.Launcher, Files: files, Serial: v.slave, Logger: v.Log})
+	if err != nil {
+		v.Log.Error("vm.start_failed", "error", err.Error())
+		return nil, fmt.Errorf("starting the VM: %w", err)
+	}
+	v.Machine = m
+	v.mark("spawn")
+	// QEMU holds its own copy of the slave; ours must go, or the line never reports EOF.
+	v.slave.Close()
+	v.slave = nil
+	_ = os.WriteFile(filepath.Join(dir, PIDFile), []byte(strconv.Itoa(m.Pid())+"\n"), 0o644)
+	go v.watchFirstOutput()
+	return v, nil
+}
+
+func (v *VM) create(name string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(v.Dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s in the run directory: %w", name, err)
+	}
+	v.files = append(v.files, f)
+	return f, nil
+}
+
+// privateRunFiles puts QEMU's control socket in a short private directory: unix socket
+// paths are limited to 108 bytes and run directories can be deep.
+func privateRunFiles(dir string) (qemu.RunFiles, error) {
+	tmp, err := os.MkdirTemp("", "bootlab-qemu-")
+	if err != nil {
+		return qemu.RunFiles{}, fmt.Errorf("creating a private directory for QMP: %w", err)
+	}
+	f, err := qemu.NewRunFiles(tmp)
+	if err != nil {
+		return f, err
+	}
+	f.Stderr = filepath.Join(dir, "qemu-stderr.log")
+	return f, nil
+}
+
+func (v *VM) prepareDisks(ctx context.Context) ([]qemu.Disk, error) {
+	var out []qemu.Disk
+	for i, d := range v.Spec.Disks {
+		path := d.Path
+		if path == "" {
+			name := d.Name
+			if name == "" {
+				name = fmt.Sprintf("disk%d.img", i)
+			}
+			path = filepath.Join(v.Dir, name)
+			if err := sparseFile(path, int64(d.SizeMB)<<20); err != nil {
+				return nil, err
+			}
+		}
+		if d.Seed != nil {
+			if err := d.Seed(ctx, path); err != nil {
+				return nil, fmt.Errorf("seeding disk %s: %w", path, err)
+			}
+		}
+		out = append(out, qemu.Disk{Path: path, Bus: d.Bus, RotationRate: d.RotationRate, Serial: d.Serial})
+	}
+	return out, nil
+}
+
+// sparseFile makes a blank disk image: every VM gets its own, so no two QEMUs fight
+// over an image lock.
+func sparseFile(path string, size int64) error {
+	if size <= 0 {
+		return fmt.Errorf("disk %s: size must be positive", path)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("creating disk image: %w", err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("sizing disk image %s: %w", path, err)
+	}
+	return nil
+}
+
+func (v *VM) watchFirstOutput() {
+	for {
+		select {
+		case <-v.Machine.Exited():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if t := v.Console.FirstOutput(); !t.IsZero() {
+			v.markAt("first_output", t)
+			return
+		}
+	}
+}
+
+func (v *VM) progress(msg string) {
+	if v.Spec.Progress != nil {
+		fmt.Fprintf(v.Spec.Progress, "bootlab: %s\n", msg)
+	}
+}
+
+func (v *VM) mark(name string) { v.markAt(name, time.Now()) }
+
+func (v *VM) markAt(name string, at time.Time) {
+	v.mu.Lock()
+	since := at.Sub(v.spawned)
+	v.milestones = append(v.milestones, Milestone{Name: name, At: since})
+	v.mu.Unlock()
+	if v.Log != nil {
+		v.Log.Info("vm.milestone", "name", name, "after", since.Round(time.Millisecond).String())
+	}
+	v.progress(fmt.Sprintf("%-14s %7.1fs", name, since.Seconds()))
+}
+
+// Mark records a milestone reached by the caller (storage_status, ipv4, ssh, ...).
+func (v *VM) Mark(name string) { v.mark(name) }
+
+// Milestones returns the milestones so far, in order.
+func (v *VM) Milestones() []Milestone {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]Milestone(nil), v.milestones...)
+}
+
+// Login waits for the guest's login prompt and gets a verified root shell.
+func (v *VM) Login(ctx context.Context) (*shell.Shell, error) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// QEMU dying ends the wait at once with its status, not at the timeout.
+	go func() {
+		select {
+		case <-v.Machine.Exited():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	sh, err := shell.Login(lctx, v.Console, v.Spec.Image.Profile, shell.Options{
+		Logger: v.Log, LoginTimeout: v.Spec.Timeouts.Login, StepTimeout: v.Spec.Timeouts.Step,
+		Milestone: func(name string, at time.Time) { v.markAt(name, at) },
+	})
+	if err != nil {
+		select {
+		case <-v.Machine.Exited():
+			return nil, fmt.Errorf("QEMU exited (%s) before a root shell was reached: %w\nQEMU stderr:\n%s", v.Machine.ExitStatus(), err, strings.TrimSpace(v.Machine.Stderr()))
+		default:
+		}
+		return nil, err
+	}
+	v.Shell = sh
+	return sh, nil
+}
+
+// Run runs a framed command with the default command timeout.
+func (v *VM) Run(ctx context.Context, cmd string, opts ...shell.RunOption) (shell.Result, error) {
+	if v.Shell == nil {
+		return shell.Result{}, errors.New("no shell: Login first")
+	}
+	opts = append([]shell.RunOption{shell.Timeout(v.Spec.Timeouts.Command)}, opts...)
+	return v.Shell.Run(ctx, cmd, opts...)
+}
+
+// Stop powers the guest off (politely first, then ever less so) and reaps QEMU. It is
+// safe to call more than once and always closes the logs.
+func (v *VM) Stop(ctx context.Context) (qemu.StopStage, error) {
+	v.mu.Lock()
+	if v.stopped {
+		st := v.stopStage
+		v.mu.Unlock()
+		return st, nil
+	}
+	v.stopped = true
+	v.mu.Unlock()
+	defer v.closeFiles()
+	if v.Machine == nil {
+		return qemu.StopAlreadyExited, nil
+	}
+	var guest func(context.Context) error
+	if v.Shell != nil && v.Shell.UID() == 0 && v.Console.Err() == nil {
+		guest = func(ctx context.Context) error { return v.Shell.Poweroff(ctx, v.Spec.Image.Poweroff) }
+	}
+	stage, err := v.Machine.Stop(ctx, guest, v.Spec.Timeouts.Stop)
+	v.stopStage = stage
+	v.mark("shutdown")
+	v.Log.Info("vm.stopped", "stage", string(stage), "exit", v.Machine.ExitStatus())
+	// Let the drain goroutine read what QEMU wrote last before the logs close.
+	select {
+	case <-v.Console.Done():
+	case <-time.After(2 * time.Second):
+	}
+	_ = os.RemoveAll(v.Machine.Files.Dir)
+	return stage, err
+}
+
+func (v *VM) closeFiles() {
+	if v.master != nil {
+		v.master.Close()
+	}
+	if v.slave != nil {
+		v.slave.Close()
+	}
+	if v.Console != nil {
+		select {
+		case <-v.Console.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+	for _, f := range v.files {
+		if s, ok := f.(interface{ Sync() error }); ok {
+			_ = s.Sync()
+		}
+		f.Close()
+	}
+	v.files = nil
+}
+
+// SSHPort is the loopback port forwarded to the guest's port 22 (0 without SSH).
+func (v *VM) SSHPort() int {
+	if v.Machine == nil {
+		return 0
+	}
+	return v.Machine.HostPort("ssh")
+}
+
+// QEMUArgv is the full command line, for metadata.
+func (v *VM) QEMUArgv() []string {
+	if v.Machine == nil {
+		return nil
+	}
+	return append([]string{v.Machine.Binary}, v.Machine.Args...)
+}
+
+// Running reports whether QEMU is still up.
+func (v *VM) Running() bool {
+	if v.Machine == nil {
+		return false
+	}
+	select {
+	case <-v.Machine.Exited():
+		return false
+	default:
+		return true
+	}
+}
+
+// HostTool checks for a host command used by a scenario, naming the package to install.
+func HostTool(name, pkg string) error {
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("%s not found on PATH: install it with `apt-get install %s`", name, pkg)
+	}
+	return nil
+}
