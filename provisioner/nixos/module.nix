@@ -182,7 +182,6 @@ in
       terminal_input serial console
       terminal_output serial console
     '';
-    boot.loader.grub.memtest86.enable = lib.mkDefault true;
 
     systemd.services.pre-nixos = {
       description = "pre-nixos storage and network provisioning";
