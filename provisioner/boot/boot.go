@@ -1,0 +1,311 @@
+// Package boot is the flow pre-nixos.service runs at every boot (spec §7.2,
+// DESIGN.md §4): detect storage, provision blank disks automatically (plan
+// only when storage exists unless forced, or when detection failed), record
+// storage-status, bring up `lan` with DHCP and announce its address, then
+// harden and start sshd.
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bootlab/bootlab/provisioner/apply"
+	"github.com/bootlab/bootlab/provisioner/cleanup"
+	"github.com/bootlab/bootlab/provisioner/console"
+	"github.com/bootlab/bootlab/provisioner/detect"
+	"github.com/bootlab/bootlab/provisioner/disko"
+	"github.com/bootlab/bootlab/provisioner/execpolicy"
+	"github.com/bootlab/bootlab/provisioner/inventory"
+	"github.com/bootlab/bootlab/provisioner/network"
+	"github.com/bootlab/bootlab/provisioner/planner"
+	"github.com/bootlab/bootlab/provisioner/sshd"
+	"github.com/bootlab/bootlab/provisioner/status"
+)
+
+// DetailExecutionDisabled marks a dry run (PRE_NIXOS_EXEC unset): nothing
+// was applied, so the status must not claim it was.
+const DetailExecutionDisabled = "execution-disabled"
+
+// ForceCleanupArg on the kernel command line forces cleanup of existing
+// storage, like PRE_NIXOS_FORCE_CLEANUP=1.
+const ForceCleanupArg = "pre-nixos-force-cleanup=1"
+
+// Config is everything the flow touches; zero values mean the real machine.
+type Config struct {
+	Root      execpolicy.Root
+	SysfsRoot string
+	ProcRoot  string
+	StateDir  string
+	Exec      bool
+	Runner    execpolicy.Runner
+	Log       *slog.Logger
+	Stdout    io.Writer
+	Getenv    func(string) string
+	Backend   string
+	Planner   planner.Options
+	KeyFile   string
+	SSHDUnits []string
+	// ActivePath lists the consoles to announce on.
+	ActivePath string
+	Version    string
+
+	Detect  detect.Deps
+	Apply   apply.Env
+	Network network.Config
+	// ConsoleTimeout bounds each console write.
+	ConsoleTimeout time.Duration
+}
+
+// Outcome is what the boot reported.
+type Outcome struct {
+	Storage status.Status
+	IPv4    string
+}
+
+// Truthy is the reference's rule for boolean environment values.
+func Truthy(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "0", "false", "no", "off":
+		return false
+	}
+	return true
+}
+
+// Forced reports whether existing storage may be destroyed.
+func Forced(getenv func(string) string, procRoot string) bool {
+	if Truthy(getenv("PRE_NIXOS_FORCE_CLEANUP")) {
+		return true
+	}
+	b, err := os.ReadFile(filepath.Join(procRoot, "cmdline"))
+	if err != nil {
+		return false
+	}
+	for _, w := range strings.Fields(string(b)) {
+		if w == ForceCleanupArg {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Config) defaults() {
+	if c.SysfsRoot == "" {
+		c.SysfsRoot = "/sys"
+	}
+	if c.ProcRoot == "" {
+		c.ProcRoot = "/proc"
+	}
+	if c.StateDir == "" {
+		c.StateDir = status.DefaultDir
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Stdout == nil {
+		c.Stdout = io.Discard
+	}
+	if c.Getenv == nil {
+		c.Getenv = os.Getenv
+	}
+	if c.ActivePath == "" {
+		c.ActivePath = filepath.Join(c.SysfsRoot, "class/tty/console/active")
+	}
+	if c.Version == "" {
+		c.Version = "unknown"
+	}
+	if c.Detect.Runner == nil {
+		c.Detect = detect.OSDeps(c.Runner, c.ProcRoot, c.Log)
+	}
+	if c.Detect.Log == nil {
+		c.Detect.Log = c.Log
+	}
+	c.Apply.Runner, c.Apply.Exec, c.Apply.Root, c.Apply.Log, c.Apply.StateDir = c.Runner, c.Exec, c.Root, c.Log, c.StateDir
+	if c.Apply.Getenv == nil {
+		c.Apply.Getenv = c.Getenv
+	}
+	c.Network.SysfsRoot, c.Network.Root, c.Network.Runner, c.Network.Exec, c.Network.Log = c.SysfsRoot, c.Root, c.Runner, c.Exec, c.Log
+}
+
+// announce prints a line and, when executing, broadcasts it to consoles.
+func (c *Config) announce(ctx context.Context, msg string) {
+	fmt.Fprintln(c.Stdout, msg)
+	if !c.Exec {
+		return
+	}
+	rs := console.Broadcast(ctx, msg, console.Targets(c.ActivePath), c.ConsoleTimeout)
+	c.Log.Info("pre_nixos.console.broadcast", "message", msg, "console_results", rs)
+}
+
+// Run executes the boot flow. Every phase runs even when an earlier one
+// failed (a machine whose storage failed should still be reachable over
+// SSH to debug it); the returned error joins all failures.
+func Run(ctx context.Context, c Config) (Outcome, error) {
+	c.defaults()
+	var out Outcome
+	var errs []error
+	if err := c.Root.MkdirAll(c.StateDir, 0o755); err != nil {
+		return out, err
+	}
+	c.announce(ctx, "pre-nixos boot image version "+c.Version)
+
+	st, err := c.storage(ctx)
+	out.Storage = st
+	if err != nil {
+		errs = append(errs, err)
+		st[status.KeyError] = err.Error()
+	}
+	data, ferr := status.Format(st)
+	if ferr == nil {
+		ferr = c.Root.WriteFile(path.Join(c.StateDir, status.StorageFile), data, 0o644)
+	}
+	if ferr != nil {
+		errs = append(errs, fmt.Errorf("writing storage status: %w", ferr))
+	}
+	c.Log.Info("pre_nixos.boot.storage_status", "state", st.State(), "detail", st.Detail())
+	c.announce(ctx, fmt.Sprintf("pre-nixos: storage %s (%s)", st.State(), st.Detail()))
+
+	ip, err := c.network(ctx)
+	out.IPv4 = ip
+	if err != nil {
+		errs = append(errs, err)
+	}
+	err = sshd.Apply(ctx, sshd.Config{Root: c.Root, KeyFile: c.KeyFile, Units: c.SSHDUnits, Runner: c.Runner, Log: c.Log})
+	switch {
+	case errors.Is(err, sshd.ErrNoKey):
+		// Without a key nobody can log in over SSH; sshd stays stopped but
+		// password logins are already disabled in its config.
+		c.Log.Warn("pre_nixos.boot.sshd_not_started", "reason", err.Error())
+	case err != nil:
+		errs = append(errs, fmt.Errorf("sshd: %w", err))
+	}
+	if len(errs) > 0 {
+		return out, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (c *Config) storage(ctx context.Context) (status.Status, error) {
+	st := status.Status{}
+	det, derr := detect.Detect(ctx, c.Detect)
+	disks, excluded, err := inventory.Scan(c.SysfsRoot, det.BootDisk)
+	if err != nil {
+		st[status.KeyState], st[status.KeyDetail] = status.StateFailed, status.DetailAutoApplied
+		return st, err
+	}
+	c.Log.Info("pre_nixos.inventory.scanned", "disks", disks, "excluded", excluded)
+	opts := c.Planner
+	if ram, err := inventory.MemGiB(c.ProcRoot); err == nil {
+		opts.RAMGiB = ram
+	} else {
+		c.Log.Warn("pre_nixos.inventory.ram_unknown", "error", err.Error())
+	}
+	plan, pex, err := planner.Compute(disks, opts)
+	if len(pex) > 0 {
+		c.Log.Info("pre_nixos.planner.excluded", "disks", pex)
+	}
+	detail := status.DetailAutoApplied
+	forced := Forced(c.Getenv, c.ProcRoot)
+	switch {
+	case derr != nil:
+		detail = status.DetailDetectionError
+		c.Log.Error("pre_nixos.boot.detection_failed", "error", derr.Error())
+	case len(det.Devices) > 0 && forced:
+		detail = status.DetailForceCleanup
+	case len(det.Devices) > 0:
+		detail = status.DetailExistingStorage
+	}
+	st[status.KeyDetail] = detail
+	if err != nil {
+		st[status.KeyState] = status.StateFailed
+		return st, fmt.Errorf("planning storage: %w", err)
+	}
+	js, _ := plan.JSON()
+	c.Log.Info("pre_nixos.planner.plan", "plan", string(js))
+
+	planOnly := detail == status.DetailDetectionError || detail == status.DetailExistingStorage
+	if planOnly || !c.Exec {
+		st[status.KeyState] = status.StatePlanOnly
+		if !c.Exec && !planOnly {
+			st[status.KeyDetail] = DetailExecutionDisabled
+		}
+		// The disko config is written either way so an operator can review it.
+		text, err := disko.Render(plan)
+		if err == nil {
+			cfgPath := c.Apply.ConfigPath
+			if cfgPath == "" {
+				cfgPath = disko.DefaultConfigPath
+			}
+			err = c.Root.WriteFile(cfgPath, text, 0o644)
+		}
+		if err != nil {
+			st[status.KeyState] = status.StateFailed
+			return st, err
+		}
+		return st, nil
+	}
+	if detail == status.DetailForceCleanup {
+		action, err := cleanup.ParseAction(c.Getenv("PRE_NIXOS_FORCE_CLEANUP_ACTION"))
+		if err != nil {
+			st[status.KeyState] = status.StateFailed
+			return st, err
+		}
+		targets := map[string]bool{}
+		for _, d := range det.Devices {
+			targets[d.Device] = true
+		}
+		for _, dp := range plan.Partitions {
+			targets["/dev/"+dp.Disk] = true
+		}
+		var devs []string
+		for d := range targets {
+			devs = append(devs, d)
+		}
+		sort.Strings(devs)
+		c.Log.Info("pre_nixos.boot.force_cleanup", "action", string(action), "devices", devs)
+		if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: c.Exec, Runner: c.Runner, Log: c.Log, Sleep: c.Apply.Sleep}); err != nil {
+			st[status.KeyState] = status.StateFailed
+			return st, fmt.Errorf("forced cleanup: %w", err)
+		}
+	}
+	res, err := apply.Apply(ctx, c.Apply, plan, c.Backend)
+	if res.Backend != "" {
+		st[status.KeyBackend] = res.Backend
+	}
+	if err != nil {
+		st[status.KeyState] = status.StateFailed
+		return st, fmt.Errorf("applying storage plan: %w", err)
+	}
+	st[status.KeyState] = status.StateApplied
+	return st, nil
+}
+
+func (c *Config) network(ctx context.Context) (string, error) {
+	if _, err := network.Configure(ctx, c.Network); err != nil {
+		return "", fmt.Errorf("network: %w", err)
+	}
+	ip, err := network.WaitIPv4(ctx, c.Network, network.LANName)
+	if err != nil {
+		c.Log.Warn("pre_nixos.network.configure_lan.ip_unavailable", "error", err.Error())
+		return "", fmt.Errorf("network: %w", err)
+	}
+	if ip == "" {
+		return "", nil // dry run
+	}
+	data, _ := status.Format(status.Status{status.KeyLANIPv4: ip})
+	if err := c.Root.WriteFile(path.Join(c.StateDir, status.NetworkFile), data, 0o644); err != nil {
+		c.Log.Warn("pre_nixos.network.configure_lan.status_write_failed", "error", err.Error())
+	} else {
+		c.Log.Info("pre_nixos.network.configure_lan.status_written", "path", c.Root.Path(path.Join(c.StateDir, status.NetworkFile)))
+	}
+	c.announce(ctx, "LAN IPv4 address: "+ip)
+	return ip, nil
+}
