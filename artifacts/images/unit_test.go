@@ -1,0 +1,249 @@
+package images
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// readCpio parses a newc archive into name -> (mode, uid, gid, data).
+type cpioMember struct {
+	mode, uid, gid uint64
+	data           []byte
+}
+
+func readCpio(t *testing.T, b []byte) map[string]cpioMember {
+	t.Helper()
+	out := map[string]cpioMember{}
+	off := 0
+	field := func(i int) uint64 {
+		v, err := strconv.ParseUint(string(b[off+6+8*i:off+6+8*i+8]), 16, 32)
+		if err != nil {
+			t.Fatalf("bad cpio header at %d: %v", off, err)
+		}
+		return v
+	}
+	for {
+		if string(b[off:off+6]) != "070701" {
+			t.Fatalf("bad cpio magic at %d: %q", off, b[off:off+6])
+		}
+		mode, uid, gid, size, namesize := field(1), field(2), field(3), field(6), field(11)
+		name := string(b[off+110 : off+110+int(namesize)-1])
+		p := off + 110 + int(namesize)
+		p = (p + 3) &^ 3
+		data := b[p : p+int(size)]
+		off = (p + int(size) + 3) &^ 3
+		if name == "TRAILER!!!" {
+			return out
+		}
+		out[name] = cpioMember{mode, uid, gid, data}
+	}
+}
+
+func TestCpioRoundTripKeepsSetuidRootOwnership(t *testing.T) {
+	tree := cpioTree{}
+	tree.file("bin/busybox", os.ModeSetuid|0o755, []byte("binary"))
+	tree.symlink("bin/su", "/bin/busybox")
+	tree.chardev("dev/console", 0o600, 5, 1)
+	tree.file("etc/odd", 0o644, []byte("abc")) // length not a multiple of 4
+	var buf bytes.Buffer
+	if err := writeCpio(&buf, tree); err != nil {
+		t.Fatal(err)
+	}
+	got := readCpio(t, buf.Bytes())
+	bb := got["bin/busybox"]
+	if bb.mode != 0o104755 || bb.uid != 0 || bb.gid != 0 || string(bb.data) != "binary" {
+		t.Errorf("bin/busybox: mode %o uid %d gid %d data %q; want 104755 root:root", bb.mode, bb.uid, bb.gid, bb.data)
+	}
+	if su := got["bin/su"]; su.mode != 0o120777 || string(su.data) != "/bin/busybox" {
+		t.Errorf("bin/su: mode %o target %q", su.mode, su.data)
+	}
+	if c := got["dev/console"]; c.mode != 0o020600 {
+		t.Errorf("dev/console mode %o, want 020600", c.mode)
+	}
+	if string(got["etc/odd"].data) != "abc" {
+		t.Errorf("etc/odd = %q", got["etc/odd"].data)
+	}
+	for _, d := range []string{"bin", "dev", "etc"} {
+		if got[d].mode != 0o040755 {
+			t.Errorf("implied directory %s: mode %o", d, got[d].mode)
+		}
+	}
+	var again bytes.Buffer
+	if err := writeCpio(&again, tree); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), again.Bytes()) {
+		t.Error("writing the same tree twice gave different archives")
+	}
+}
+
+// TestMiniInitramfsContents checks the built image, not just the writer: setuid root
+// busybox (su needs it), shadow readable by root only, the spec knobs landing in place.
+func TestMiniInitramfsContents(t *testing.T) {
+	ctx := testCtx(t, 10*time.Minute)
+	spec := MiniSpec{Version: "v7", AutoLogin: true, Init: "#!/bin/sh\nexec sleep 1000\n",
+		Files: map[string]File{"/usr/bin/sudo": {Content: "#!/bin/sh\necho fake\n", Mode: 0o755}, "/etc/x": {Content: "x"}}}
+	m, err := BuildMini(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(m.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readCpio(t, b)
+	check := func(name string, mode uint64, content string) {
+		t.Helper()
+		e, ok := got[name]
+		if !ok {
+			t.Errorf("%s missing from the initramfs", name)
+			return
+		}
+		if e.mode != mode || e.uid != 0 || e.gid != 0 {
+			t.Errorf("%s: mode %o owner %d:%d, want %o root:root", name, e.mode, e.uid, e.gid, mode)
+		}
+		if content != "" && !strings.Contains(string(e.data), content) {
+			t.Errorf("%s does not contain %q: %q", name, content, e.data)
+		}
+	}
+	check("bin/busybox", 0o104755, "")
+	check("etc/shadow", 0o100600, "root:$6$")
+	check("etc/mini-version", 0o100644, "v7")
+	check("init", 0o100755, "exec sleep 1000")
+	check("usr/bin/sudo", 0o100755, "echo fake")
+	check("etc/x", 0o100644, "x")
+	check("etc/inittab", 0o100644, "getty -n -l /bin/autologin")
+	check("etc/rc.mini", 0o100755, "hostname mini")
+	if su := got["bin/su"]; string(su.data) != "/bin/busybox" {
+		t.Errorf("bin/su -> %q, want /bin/busybox", su.data)
+	}
+	if h := got["home/user"]; h.uid != 1000 || h.gid != 1000 {
+		t.Errorf("home/user owned by %d:%d, want 1000:1000", h.uid, h.gid)
+	}
+	order := string(got["lib/modules/mini/order"].data)
+	if !strings.Contains(order, "virtio_net.ko") || !strings.Contains(order, "virtio_blk.ko") {
+		t.Errorf("module order lacks virtio_net/virtio_blk: %q", order)
+	}
+	if strings.Index(order, "failover.ko") > strings.Index(order, "virtio_net.ko") {
+		t.Errorf("failover must load before virtio_net: %q", order)
+	}
+}
+
+func TestMiniCacheKeyAndWarmCall(t *testing.T) {
+	ctx := testCtx(t, 10*time.Minute)
+	a, err := BuildMini(ctx, MiniSpec{Version: "key-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	a2, err := BuildMini(ctx, MiniSpec{Version: "key-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm := time.Since(start)
+	if a2.Hash != a.Hash || a2.Initrd != a.Initrd {
+		t.Errorf("same spec, different image: %s vs %s", a.Hash, a2.Hash)
+	}
+	// Milliseconds: no apt-cache call, no rebuild. Generous bound for a loaded machine.
+	if warm > 500*time.Millisecond {
+		t.Errorf("warm BuildMini took %v", warm)
+	}
+	t.Logf("warm BuildMini: %v", warm)
+	b, err := BuildMini(ctx, MiniSpec{Version: "key-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Hash == a.Hash || b.Initrd == a.Initrd {
+		t.Error("different Version, same cache entry")
+	}
+	c, err := BuildMini(ctx, MiniSpec{Version: "key-a", Files: map[string]File{"/etc/x": {Content: "1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hash == a.Hash {
+		t.Error("extra file did not change the cache key")
+	}
+	for _, m := range []*Mini{a, b, c} {
+		if _, err := os.Stat(m.Kernel); err != nil {
+			t.Errorf("kernel missing: %v", err)
+		}
+		if filepath.Dir(m.Kernel) != m.Dir || m.KernelVersion == "" {
+			t.Errorf("inconsistent Mini: %+v", m)
+		}
+	}
+}
+
+func TestConcurrentBuildersShareOneBuild(t *testing.T) {
+	ctx := testCtx(t, 10*time.Minute)
+	spec := MiniSpec{Version: "concurrent-" + strconv.FormatInt(time.Now().UnixNano(), 36)}
+	type res struct {
+		m   *Mini
+		err error
+	}
+	ch := make(chan res, 3)
+	for range 3 {
+		go func() { m, err := BuildMini(ctx, spec); ch <- res{m, err} }()
+	}
+	var hashes []string
+	for range 3 {
+		r := <-ch
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		hashes = append(hashes, r.m.Hash)
+	}
+	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
+		t.Errorf("concurrent builders disagree: %v", hashes)
+	}
+	m, _ := BuildMini(ctx, spec)
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(m.Dir), ".tmp-"+filepath.Base(m.Dir)+"-*"))
+	if len(left) != 0 {
+		t.Errorf("temporary build directories left behind: %v", left)
+	}
+	t.Cleanup(func() { os.RemoveAll(m.Dir) })
+}
+
+func TestMissingToolNamesPackage(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := BuildMini(context.Background(), MiniSpec{})
+	if err == nil || !strings.Contains(err.Error(), "apt-get install busybox-static") {
+		t.Fatalf("want an error naming busybox-static, got %v", err)
+	}
+	if err := needTools("dpkg-deb", "cpio"); err == nil || !strings.Contains(err.Error(), "dpkg cpio") {
+		t.Fatalf("want an error naming dpkg and cpio, got %v", err)
+	}
+}
+
+func TestCacheDirOrder(t *testing.T) {
+	t.Setenv("BOOTLAB_CACHE", "/x/bl")
+	t.Setenv("XDG_CACHE_HOME", "/x/xdg")
+	if d := CacheDir(); d != "/x/bl" {
+		t.Errorf("CacheDir with BOOTLAB_CACHE = %s", d)
+	}
+	t.Setenv("BOOTLAB_CACHE", "")
+	if d := CacheDir(); d != "/x/xdg/bootlab" {
+		t.Errorf("CacheDir with XDG_CACHE_HOME = %s", d)
+	}
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "/x/home")
+	if d := CacheDir(); d != "/x/home/.cache/bootlab" {
+		t.Errorf("CacheDir with HOME = %s", d)
+	}
+}
