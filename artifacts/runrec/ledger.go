@@ -1,0 +1,132 @@
+package runrec
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// LedgerEntry is one line of ledger.jsonl: enough to plot boot timings over runs and
+// find the run directory, not a copy of metadata.json. Readers must tolerate unknown
+// and missing keys (older and newer bootlab versions share a ledger).
+type LedgerEntry struct {
+	Time    time.Time `json:"time"` // run start, UTC
+	Dir     string    `json:"dir"`
+	Slug    string    `json:"slug"`
+	Outcome Outcome   `json:"outcome"`
+	Error   string    `json:"error,omitempty"`
+	// Duration of the whole run.
+	Duration       Seconds `json:"duration"`
+	Image          string  `json:"image,omitempty"`
+	ImageSHA256    string  `json:"image_sha256,omitempty"`
+	Accel          string  `json:"accel,omitempty"`
+	BootlabVersion string  `json:"bootlab_version,omitempty"`
+	Host           string  `json:"host,omitempty"`
+	// Milestones maps milestone name to its offset from the start.
+	Milestones map[string]Seconds `json:"milestones,omitempty"`
+	Scenarios  map[string]Outcome `json:"scenarios,omitempty"`
+}
+
+// LedgerEntry summarises the run for the ledger.
+func (r *Run) LedgerEntry() LedgerEntry {
+	m := r.Metadata()
+	e := LedgerEntry{
+		Time: m.Started, Dir: r.Dir, Slug: m.Slug, Outcome: m.Outcome, Error: m.Error,
+		Image: m.Image.Path, ImageSHA256: m.Image.SHA256, Accel: m.Accel.Name,
+		BootlabVersion: m.BootlabVersion, Host: m.Host.Hostname,
+		Milestones: map[string]Seconds{}, Scenarios: map[string]Outcome{},
+	}
+	if m.Ended != nil {
+		e.Duration = Seconds(m.Ended.Sub(m.Started))
+	}
+	for _, ms := range m.Milestones {
+		e.Milestones[ms.Name] = ms.At
+	}
+	for _, s := range m.Scenarios {
+		e.Scenarios[s.Name] = s.Outcome
+	}
+	return e
+}
+
+// AppendLedger appends e as one JSON line. Several runs (goroutines or processes) may
+// append at once: the line goes out in a single write(2) on an O_APPEND descriptor
+// under an exclusive flock, so lines never interleave even past PIPE_BUF or on
+// filesystems where O_APPEND alone is not atomic.
+func AppendLedger(ledgerPath string, e LedgerEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encoding ledger entry: %w", err)
+	}
+	b = append(b, '\n')
+	if err := os.MkdirAll(filepath.Dir(ledgerPath), 0o755); err != nil {
+		return fmt.Errorf("ledger %s: %w", ledgerPath, err)
+	}
+	f, err := os.OpenFile(ledgerPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("ledger %s: %w", ledgerPath, err)
+	}
+	defer f.Close()
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		return fmt.Errorf("locking ledger %s: %w", ledgerPath, err)
+	}
+	defer func() { _ = flock(f, unix.LOCK_UN) }()
+	n, err := f.Write(b)
+	if err != nil {
+		return fmt.Errorf("appending to ledger %s: %w", ledgerPath, err)
+	}
+	if n != len(b) {
+		return fmt.Errorf("appending to ledger %s: short write %d of %d bytes", ledgerPath, n, len(b))
+	}
+	return nil
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// ReadLedger parses a ledger, skipping lines that do not parse (a hand-edited line, or
+// a line cut short by a full disk) and reporting how many were skipped. A missing
+// ledger is empty, not an error.
+func ReadLedger(ledgerPath string) (entries []LedgerEntry, skipped int, err error) {
+	f, err := os.Open(ledgerPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading ledger: %w", err)
+	}
+	defer f.Close()
+	if err := flock(f, unix.LOCK_SH); err != nil {
+		return nil, 0, fmt.Errorf("locking ledger %s: %w", ledgerPath, err)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		var e LedgerEntry
+		if json.Unmarshal(line, &e) != nil {
+			skipped++
+			continue
+		}
+		entries = append(entries, e)
+	}
+	if err := sc.Err(); err != nil {
+		return entries, skipped, fmt.Errorf("reading ledger %s: %w", ledgerPath, err)
+	}
+	return entries, skipped, nil
+}
