@@ -53,7 +53,11 @@
 
       buildGo = pkgs: pkgs.buildGoModule.override { go = goFor pkgs; };
 
-      preNixosFor = pkgs: (buildGo pkgs) {
+      preNixosFor = pkgs: let
+        storageTools = with pkgs; [
+          disko gptfdisk mdadm lvm2 parted dosfstools e2fsprogs util-linux kmod ethtool iproute2
+        ];
+      in (buildGo pkgs) {
         pname = "pre-nixos";
         inherit version vendorHash;
         src = goSrc;
@@ -62,16 +66,24 @@
           "provisioner/cmd/pre-nixos-detect-storage"
           "provisioner/cmd/pre-nixos-console"
         ];
-        # Static binaries: the same build runs on the Debian fixture ISO and
-        # inside the NixOS image.
+        # Static, like the binaries the Debian fixture ISO carries, so both
+        # images run the same code without a glibc dependency.
         env.CGO_ENABLED = "0";
         ldflags = [ "-s" "-w" ];
         # Unit tests run once, in checks.unit, not inside every package build.
         doCheck = false;
+        # `pre-nixos` run by hand (or via `nix run`) must find the same storage
+        # tools as the service; prefixed so the known-good versions win. The
+        # console helper only writes to terminals and stays unwrapped.
+        nativeBuildInputs = [ pkgs.makeWrapper ];
+        postInstall = ''
+          for prog in pre-nixos pre-nixos-detect-storage; do
+            wrapProgram $out/bin/$prog --prefix PATH : ${lib.makeBinPath storageTools}
+          done
+        '';
         meta = {
           description = "Minimal storage and network provisioner for NixOS boot images";
           mainProgram = "pre-nixos";
-          license = lib.licenses.mit;
           platforms = lib.platforms.linux;
         };
       };
@@ -91,13 +103,14 @@
             pkgs.qemu
             pkgs.xorriso
             pkgs.squashfsTools
+            pkgs.mmdebstrap
+            pkgs.cpio
             pkgs.openssh
           ]}
         '';
         meta = {
           description = "VM test harness for boot images (QEMU + serial console)";
           mainProgram = "bootlab";
-          license = lib.licenses.mit;
           platforms = lib.platforms.linux;
         };
       };

@@ -52,11 +52,15 @@ if [ -d "$work/vendor" ]; then
 fi
 
 # The same environment buildGoModule's goModules derivation uses.
-(
+if ! (
   cd "$work"
   export GO111MODULE=on GOTOOLCHAIN=local GOWORK=off GOFLAGS=
   go mod vendor
-) >&2
+) >&2; then
+  echo "vendor-hash: go mod vendor failed on the tracked files, so nix build would fail too;" >&2
+  echo "vendor-hash: often a tracked file imports a package that is not committed yet" >&2
+  exit 1
+fi
 
 if [ ! -d "$work/vendor" ] || [ -z "$(ls -A "$work/vendor")" ]; then
   echo "vendor-hash: go mod vendor produced nothing; set vendorHash = null in flake.nix" >&2

@@ -56,13 +56,55 @@ func TestFlakeShape(t *testing.T) {
 	}
 
 	// pre-nixos runs on the Debian fixture ISO too, so it must be static.
-	pre := src[strings.Index(src, `pname = "pre-nixos"`):]
-	if end := strings.Index(pre, "pname = "+`"bootlab"`); end > 0 {
-		pre = pre[:end]
+	pre := nixBinding(t, src, "preNixosFor")
+	if !strings.Contains(pre, `pname = "pre-nixos"`) {
+		t.Fatalf("preNixosFor does not build pname pre-nixos:\n%s", pre)
 	}
-	if !strings.Contains(pre, `CGO_ENABLED = "0";`) {
+	if !strings.Contains(pre, `env = { CGO_ENABLED = "0"; }`) {
 		t.Error(`the pre-nixos package must set env.CGO_ENABLED = "0" (static binaries)`)
 	}
+	// Run by hand, pre-nixos must find the storage tools the service has.
+	if !strings.Contains(pre, `wrapProgram \$out/bin/\$prog --prefix PATH : " + ((lib).makeBinPath storageTools)`) {
+		t.Error("the pre-nixos package no longer wraps its commands with storageTools on PATH")
+	}
+	tools := nixBinding(t, pre, "storageTools")
+	for _, tool := range []string{"disko", "gptfdisk", "mdadm", "lvm2", "util-linux", "kmod"} {
+		if !strings.Contains(tools, "("+tool+")") {
+			t.Errorf("storageTools (the pre-nixos wrapper PATH) lacks %s: %s", tool, tools)
+		}
+	}
+}
+
+// nixBinding returns the expression bound to name ("name = <expr>;") in
+// nix-instantiate --parse output, found by balancing brackets outside
+// strings. The parse output sorts bindings, so slicing between two
+// neighbouring names would pick up the wrong expression.
+func nixBinding(t *testing.T, src, name string) string {
+	t.Helper()
+	i := strings.Index(src, " "+name+" = ")
+	if i < 0 {
+		t.Fatalf("no binding %s in the parsed flake", name)
+	}
+	i += len(name) + 4
+	depth, inStr := 0, false
+	for j := i; j < len(src); j++ {
+		c := src[j]
+		switch {
+		case inStr && c == '\\':
+			j++
+		case c == '"':
+			inStr = !inStr
+		case inStr:
+		case c == '(' || c == '[' || c == '{':
+			depth++
+		case c == ')' || c == ']' || c == '}':
+			depth--
+		case c == ';' && depth == 0:
+			return src[i:j]
+		}
+	}
+	t.Fatalf("binding %s never ends", name)
+	return ""
 }
 
 // TestFlakeVendorHashIsCurrent recomputes buildGoModule's vendor hash. It
@@ -76,7 +118,7 @@ func TestFlakeVendorHashIsCurrent(t *testing.T) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("flake.nix vendorHash is stale: %v\n%s", err, out.String())
+		t.Fatalf("scripts/vendor-hash.sh --check: %v\n%s", err, out.String())
 	}
 }
 
