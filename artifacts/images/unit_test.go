@@ -247,3 +247,82 @@ func TestCacheDirOrder(t *testing.T) {
 		t.Errorf("CacheDir with HOME = %s", d)
 	}
 }
+
+func TestCompareDebianVersions(t *testing.T) {
+	ordered := []string{"1.0~rc1", "1.0", "1.0-1", "1.0-2", "1.0a", "1.0+b1", "1.1", "1.10", "6.1.0-47", "6.1.0-50", "6.12.100+deb12", "6.12.111+deb12", "1:0.1"}
+	for i := range ordered {
+		for j := range ordered {
+			got := CompareDebianVersions(ordered[i], ordered[j])
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got != want {
+				t.Errorf("compare(%s, %s) = %d, want %d", ordered[i], ordered[j], got, want)
+			}
+		}
+	}
+}
+
+func TestParseKernelSeriesFiltersAndOrders(t *testing.T) {
+	in := `linux-image-6.12.111+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)
+linux-image-6.1.0-50-amd64 - Linux 6.1 for 64-bit PCs (signed)
+linux-image-6.1.0-50-cloud-amd64 - Linux 6.1 for x86-64 cloud (signed)
+linux-image-6.12-amd64 - Linux for 64-bit PCs (meta-package)
+linux-image-6.1.0-47-rt-amd64 - Linux 6.1 for 64-bit PCs, PREEMPT_RT (signed)
+linux-image-6.12.100+deb12-amd64 - Linux 6.12 for 64-bit PCs (signed)
+linux-image-6.1.0-47-amd64 - Linux 6.1 for 64-bit PCs (signed)
+linux-image-6.1.0-9-amd64 - Linux 6.1 for 64-bit PCs (signed)
+`
+	got := parseKernelSeries(in)
+	want := []string{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-47-amd64", "linux-image-6.1.0-50-amd64",
+		"linux-image-6.12.100+deb12-amd64", "linux-image-6.12.111+deb12-amd64"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("parseKernelSeries:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestKernelSeriesFromApt(t *testing.T) {
+	series, err := KernelSeries(testCtx(t, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(series) < 3 {
+		t.Fatalf("apt offers %d kernel builds, the baseline needs at least 3: %v", len(series), series)
+	}
+	var has61, has612 bool
+	for _, s := range series {
+		has61 = has61 || strings.HasPrefix(s, "linux-image-6.1.0-")
+		has612 = has612 || strings.HasPrefix(s, "linux-image-6.12.")
+	}
+	if !has61 || !has612 {
+		t.Errorf("want both 6.1 and 6.12 builds, got %v", series)
+	}
+	t.Logf("%d kernels: %v", len(series), series)
+}
+
+func TestDebianInstallerNetboot(t *testing.T) {
+	nb, err := DebianInstallerNetboot(testCtx(t, 10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{nb.Kernel, nb.Initrd} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() < 1<<20 {
+			t.Errorf("%s is only %d bytes", p, st.Size())
+		}
+	}
+	f, err := os.Open(nb.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := gzip.NewReader(f); err != nil {
+		t.Errorf("installer initrd is not gzip: %v", err)
+	}
+}

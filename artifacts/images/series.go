@@ -1,0 +1,241 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// kernelPkgRE matches real Debian kernel image packages for the generic amd64 flavour:
+// linux-image-6.1.0-47-amd64 and linux-image-6.12.111+deb12-amd64, not the metapackages
+// (linux-image-amd64, linux-image-6.12-amd64) nor -cloud-/-rt- flavours.
+var kernelPkgRE = regexp.MustCompile(`^linux-image-([0-9]+\.[0-9]+\.[0-9]+(?:-[0-9]+|\+deb[0-9]+))-amd64$`)
+
+// KernelSeries lists the linux-image-<release>-amd64 packages apt can install, oldest
+// first by Debian version order: the real ordered series the mini image is booted with
+// as an upstream baseline and that bisection is demonstrated on.
+func KernelSeries(ctx context.Context) ([]string, error) {
+	if err := needTools("apt-cache"); err != nil {
+		return nil, err
+	}
+	out, err := run(ctx, "", "apt-cache", "search", "--names-only", `^linux-image-[0-9].*-amd64$`)
+	if err != nil {
+		return nil, fmt.Errorf("listing Debian kernel packages: %w", err)
+	}
+	return parseKernelSeries(string(out)), nil
+}
+
+func parseKernelSeries(aptSearch string) []string {
+	var names []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(aptSearch, "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if kernelPkgRE.MatchString(name) && !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a := kernelPkgRE.FindStringSubmatch(names[i])[1]
+		b := kernelPkgRE.FindStringSubmatch(names[j])[1]
+		return CompareDebianVersions(a, b) < 0
+	})
+	return names
+}
+
+// CompareDebianVersions orders two Debian version strings like dpkg --compare-versions
+// (epoch, upstream, revision; '~' sorts before everything, letters before symbols).
+func CompareDebianVersions(a, b string) int {
+	ea, ua, ra := splitDebVersion(a)
+	eb, ub, rb := splitDebVersion(b)
+	if c := compareNum(ea, eb); c != 0 {
+		return c
+	}
+	if c := compareDebPart(ua, ub); c != 0 {
+		return c
+	}
+	return compareDebPart(ra, rb)
+}
+
+func splitDebVersion(v string) (epoch, upstream, revision string) {
+	epoch = "0"
+	if e, rest, ok := strings.Cut(v, ":"); ok {
+		epoch, v = e, rest
+	}
+	if i := strings.LastIndex(v, "-"); i >= 0 {
+		return epoch, v[:i], v[i+1:]
+	}
+	return epoch, v, ""
+}
+
+func compareNum(a, b string) int {
+	a = strings.TrimLeft(a, "0")
+	b = strings.TrimLeft(b, "0")
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func debOrder(c byte, present bool) int {
+	switch {
+	case !present:
+		return 0
+	case c == '~':
+		return -1
+	case isDigit(c):
+		return 0
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		return int(c)
+	}
+	return int(c) + 256
+}
+
+func compareDebPart(a, b string) int {
+	for a != "" || b != "" {
+		// Non-digit prefix, compared with dpkg's character order.
+		for (a != "" && !isDigit(a[0])) || (b != "" && !isDigit(b[0])) {
+			var ca, cb byte
+			pa, pb := a != "" && !isDigit(a[0]), b != "" && !isDigit(b[0])
+			if pa {
+				ca = a[0]
+			}
+			if pb {
+				cb = b[0]
+			}
+			oa, ob := debOrder(ca, pa), debOrder(cb, pb)
+			if oa != ob {
+				if oa < ob {
+					return -1
+				}
+				return 1
+			}
+			if pa {
+				a = a[1:]
+			}
+			if pb {
+				b = b[1:]
+			}
+		}
+		var na, nb string
+		i := 0
+		for i < len(a) && isDigit(a[i]) {
+			i++
+		}
+		na, a = a[:i], a[i:]
+		j := 0
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+		nb, b = b[:j], b[j:]
+		if c := compareNum(na, nb); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// Netboot is Debian's installer netboot kernel and initrd (text frontend).
+type Netboot struct {
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd"`
+	Version string `json:"version"`
+	Dir     string `json:"dir"`
+}
+
+const netbootPackage = "debian-installer-12-netboot-amd64"
+
+// DebianInstallerNetboot returns the text-frontend installer kernel+initrd from the
+// debian-installer-12-netboot-amd64 package, cached by the package's SHA256.
+func DebianInstallerNetboot(ctx context.Context) (*Netboot, error) {
+	d, err := resolveDeb(ctx, netbootPackage)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(CacheDir(), "netboot", cleanName(d.Version)+"-"+d.SHA256[:16])
+	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
+		deb, _, err := fetchDeb(ctx, netbootPackage)
+		if err != nil {
+			return err
+		}
+		slog.Info("unpacking installer netboot", "version", d.Version)
+		const prefix = "usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64/"
+		return extractMembers(ctx, deb, map[string]string{
+			prefix + "linux":     filepath.Join(tmp, "linux"),
+			prefix + "initrd.gz": filepath.Join(tmp, "initrd.gz"),
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("preparing the Debian installer netboot image: %w", err)
+	}
+	return &Netboot{Kernel: filepath.Join(dir, "linux"), Initrd: filepath.Join(dir, "initrd.gz"), Version: d.Version, Dir: dir}, nil
+}
+
+// extractMembers copies the named members (paths without "./") of a .deb's filesystem
+// to the given files, failing if any is absent.
+func extractMembers(ctx context.Context, deb string, want map[string]string) error {
+	if err := needTools("dpkg-deb"); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("running dpkg-deb: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("running dpkg-deb: %w", err)
+	}
+	found := map[string]bool{}
+	tr := tar.NewReader(pipe)
+	for len(found) < len(want) {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return fmt.Errorf("reading %s: %w", filepath.Base(deb), err)
+		}
+		name := strings.TrimPrefix(h.Name, "./")
+		if dst, ok := want[name]; ok && h.Typeflag == tar.TypeReg {
+			if err := copyToFile(dst, tr, 0o644); err != nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				return err
+			}
+			found[name] = true
+		}
+	}
+	if len(found) == len(want) {
+		// Everything needed is read; the rest of the archive is not worth decompressing,
+		// so dpkg-deb is stopped and its "killed" status is expected.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("dpkg-deb --fsys-tarfile %s: %w: %s", filepath.Base(deb), err, stderr.String())
+	}
+	for name := range want {
+		if !found[name] {
+			return fmt.Errorf("%s has no %s", filepath.Base(deb), name)
+		}
+	}
+	return nil
+}
