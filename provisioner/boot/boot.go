@@ -173,19 +173,10 @@ func Run(ctx context.Context, c Config) (Outcome, error) {
 	c.Log.Info("pre_nixos.boot.storage_status", "state", st.State(), "detail", st.Detail())
 	c.announce(ctx, fmt.Sprintf("pre-nixos: storage %s (%s)", st.State(), st.Detail()))
 
-	ip, err := c.network(ctx)
+	ip, err := runNetwork(ctx, &c)
 	out.IPv4 = ip
 	if err != nil {
 		errs = append(errs, err)
-	}
-	err = sshd.Apply(ctx, sshd.Config{Root: c.Root, KeyFile: c.KeyFile, Units: c.SSHDUnits, Runner: c.Runner, Log: c.Log})
-	switch {
-	case errors.Is(err, sshd.ErrNoKey):
-		// Without a key nobody can log in over SSH; sshd stays stopped but
-		// password logins are already disabled in its config.
-		c.Log.Warn("pre_nixos.boot.sshd_not_started", "reason", err.Error())
-	case err != nil:
-		errs = append(errs, fmt.Errorf("sshd: %w", err))
 	}
 	if len(errs) > 0 {
 		return out, errors.Join(errs...)
@@ -286,6 +277,34 @@ func (c *Config) storage(ctx context.Context) (status.Status, error) {
 	}
 	st[status.KeyState] = status.StateApplied
 	return st, nil
+}
+
+// RunNetwork is the second half of the boot flow on its own (`pre-nixos
+// network`): LAN + DHCP + announcement, then sshd hardening.
+func RunNetwork(ctx context.Context, c Config) (string, error) {
+	c.defaults()
+	if err := c.Root.MkdirAll(c.StateDir, 0o755); err != nil {
+		return "", err
+	}
+	return runNetwork(ctx, &c)
+}
+
+func runNetwork(ctx context.Context, c *Config) (string, error) {
+	var errs []error
+	ip, err := c.network(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	err = sshd.Apply(ctx, sshd.Config{Root: c.Root, KeyFile: c.KeyFile, Units: c.SSHDUnits, Runner: c.Runner, Log: c.Log})
+	switch {
+	case errors.Is(err, sshd.ErrNoKey):
+		// Without a key nobody can log in over SSH; sshd stays stopped but
+		// password logins are already disabled in its config.
+		c.Log.Warn("pre_nixos.boot.sshd_not_started", "reason", err.Error())
+	case err != nil:
+		errs = append(errs, fmt.Errorf("sshd: %w", err))
+	}
+	return ip, errors.Join(errs...)
 }
 
 func (c *Config) network(ctx context.Context) (string, error) {

@@ -46,8 +46,8 @@ var IgnoredPrefixes = []string{"loop", "zram", "ram", "dm", "md", "fd", "sr", "n
 
 // Excluded records why a device was left out.
 type Excluded struct {
-	Name   string
-	Reason string
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
 }
 
 // Scan lists disks under sysfsRoot/block, sorted by name for determinism.

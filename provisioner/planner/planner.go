@@ -51,8 +51,8 @@ var ErrNoDisks = errors.New("no usable disks")
 
 // Excluded is a disk the planner left out, with why.
 type Excluded struct {
-	Name   string
-	Reason string
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
 }
 
 type bucket struct {

@@ -1,0 +1,458 @@
+// Package cli implements the pre-nixos commands so they can be tested
+// in-process; the binaries under provisioner/cmd only call into it.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bootlab/bootlab/provisioner/apply"
+	"github.com/bootlab/bootlab/provisioner/boot"
+	"github.com/bootlab/bootlab/provisioner/cleanup"
+	"github.com/bootlab/bootlab/provisioner/console"
+	"github.com/bootlab/bootlab/provisioner/detect"
+	"github.com/bootlab/bootlab/provisioner/disko"
+	"github.com/bootlab/bootlab/provisioner/execpolicy"
+	"github.com/bootlab/bootlab/provisioner/inventory"
+	"github.com/bootlab/bootlab/provisioner/logging"
+	"github.com/bootlab/bootlab/provisioner/network"
+	"github.com/bootlab/bootlab/provisioner/planner"
+	"github.com/bootlab/bootlab/provisioner/sshd"
+	"github.com/bootlab/bootlab/provisioner/status"
+)
+
+// Version is set at link time (-X) by the image and flake builds.
+var Version = "0.1.0-dev"
+
+// Exit codes of pre-nixos.
+const (
+	ExitOK       = 0
+	ExitFailure  = 1
+	ExitUsage    = 2
+	ExitRefusing = 3 // existing storage and no force
+)
+
+// Env is the process environment of a command.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// Runner runs commands; nil means this machine (os/exec).
+	Runner execpolicy.Runner
+	// Sleep is used between retries; nil means time.Sleep.
+	Sleep func(time.Duration)
+	// ProcRoot is where pre-nixos-detect-storage reads cmdline (default /proc).
+	ProcRoot string
+}
+
+func (e *Env) defaults() {
+	if e.Stdout == nil {
+		e.Stdout = os.Stdout
+	}
+	if e.Stderr == nil {
+		e.Stderr = os.Stderr
+	}
+	if e.Getenv == nil {
+		e.Getenv = os.Getenv
+	}
+	if e.Runner == nil {
+		e.Runner = execpolicy.OS{}
+	}
+	if e.Sleep == nil {
+		e.Sleep = time.Sleep
+	}
+	if e.ProcRoot == "" {
+		e.ProcRoot = "/proc"
+	}
+}
+
+type options struct {
+	root, sysfs, proc, stateDir, logFile string
+	backend, sshdUnits, keyFile, mode    string
+	output, planFile, action             string
+	planOnly, raid6                      bool
+	sysfsSet, procSet                    bool
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := strings.TrimSpace(getenv(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+func newFlags(name string, env Env, o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.StringVar(&o.root, "root", "/", "directory every file write (and the root key, sshd_config, logs) is resolved under")
+	fs.StringVar(&o.sysfs, "sysfs", "/sys", "sysfs root: block/ for disks, class/net/ for NICs; a described machine directory")
+	fs.StringVar(&o.proc, "proc", "/proc", "procfs root holding meminfo and cmdline (defaults to --sysfs when only --sysfs is given)")
+	fs.StringVar(&o.stateDir, "state-dir", status.Dir(env.Getenv), "state directory for storage-status, network-status, storage-plan.json ($PRE_NIXOS_STATE_DIR)")
+	fs.StringVar(&o.logFile, "log-file", envOr(env.Getenv, "PRE_NIXOS_LOG_FILE", logging.DefaultFile), "structured log file, under --root ($PRE_NIXOS_LOG_FILE)")
+	fs.StringVar(&o.backend, "apply-backend", envOr(env.Getenv, "PRE_NIXOS_APPLY_BACKEND", apply.Auto), "auto (disko when on PATH, else native), disko or native")
+	fs.StringVar(&o.sshdUnits, "sshd-unit", envOr(env.Getenv, sshd.UnitEnv, strings.Join(sshd.DefaultUnits, ",")), "sshd unit name(s) to reload-or-restart, tried in order ($PRE_NIXOS_SSHD_UNIT)")
+	fs.StringVar(&o.keyFile, "root-key-file", envOr(env.Getenv, sshd.KeyFileEnv, sshd.DefaultKeyFile), "embedded root public key, under --root ($PRE_NIXOS_ROOT_KEY_FILE)")
+	fs.StringVar(&o.mode, "mode", "fast", "SSD RAID policy: fast or careful")
+	fs.BoolVar(&o.raid6, "prefer-raid6-on-four", false, "use RAID6 instead of RAID5 for four HDDs")
+	return fs
+}
+
+func (o *options) finish(fs *flag.FlagSet) error {
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "sysfs":
+			o.sysfsSet = true
+		case "proc":
+			o.procSet = true
+		}
+	})
+	// A described machine is one directory: --sysfs alone points at both.
+	if o.sysfsSet && !o.procSet {
+		o.proc = o.sysfs
+	}
+	if o.mode != string(planner.Fast) && o.mode != string(planner.Careful) {
+		return fmt.Errorf("invalid --mode %q (want fast or careful)", o.mode)
+	}
+	if _, err := apply.Choose(o.backend, func(string) (string, error) { return "", errors.New("not needed") }); err != nil {
+		return err
+	}
+	switch o.output {
+	case "", "plan", "disko":
+	default:
+		return fmt.Errorf("invalid --output %q (want plan or disko)", o.output)
+	}
+	return nil
+}
+
+type session struct {
+	env    Env
+	opts   options
+	root   execpolicy.Root
+	exec   bool
+	log    *slog.Logger
+	closer io.Closer
+	runner execpolicy.Runner
+}
+
+func open(env Env, o options) *session {
+	s := &session{env: env, opts: o, root: execpolicy.Root{Dir: o.root}, exec: execpolicy.ExecEnabled(env.Getenv)}
+	if logging.Enabled(env.Getenv) {
+		s.log, s.closer = logging.Open(env.Stderr, s.root.Path(o.logFile), slog.LevelInfo)
+	} else {
+		s.log, s.closer = logging.Discard(), io.NopCloser(nil)
+	}
+	s.runner = execpolicy.Policy{Exec: s.exec, Inner: env.Runner, Log: s.log}
+	return s
+}
+
+func (s *session) units() []string {
+	var out []string
+	for _, u := range strings.Split(s.opts.sshdUnits, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (s *session) bootConfig() boot.Config {
+	return boot.Config{
+		Root: s.root, SysfsRoot: s.opts.sysfs, ProcRoot: s.opts.proc, StateDir: s.opts.stateDir,
+		Exec: s.exec, Runner: s.runner, Log: s.log, Stdout: s.env.Stdout, Getenv: s.env.Getenv,
+		Backend: s.opts.backend, Planner: planner.Options{Mode: planner.Mode(s.opts.mode), PreferRAID6OnFour: s.opts.raid6},
+		KeyFile: s.opts.keyFile, SSHDUnits: s.units(), Version: envOr(s.env.Getenv, "PRE_NIXOS_VERSION", Version),
+		Apply:   apply.Env{Sleep: s.env.Sleep},
+		Network: network.Config{Sleep: s.env.Sleep},
+	}
+}
+
+const usage = `usage: pre-nixos [COMMAND] [flags]
+
+commands:
+  plan      (default) print the storage plan; apply it unless --plan-only
+  boot      the boot flow of pre-nixos.service
+  network   configure the LAN, announce its IPv4, harden and start sshd
+  cleanup   wipe existing storage: pre-nixos cleanup [--action A] DEVICE...
+  version   print the version
+
+Run "pre-nixos COMMAND -h" for the flags of a command.
+`
+
+// PreNixos is the pre-nixos command.
+func PreNixos(ctx context.Context, args []string, env Env) int {
+	env.defaults()
+	cmd := "plan"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var o options
+	fs := newFlags("pre-nixos "+cmd, env, &o)
+	switch cmd {
+	case "plan":
+		fs.BoolVar(&o.planOnly, "plan-only", false, "print the plan and stop")
+		fs.StringVar(&o.output, "output", "plan", "what to print: plan (JSON) or disko (Nix)")
+		fs.StringVar(&o.planFile, "plan", "", "apply this plan JSON (e.g. a recorded storage-plan.json) instead of computing one")
+	case "cleanup":
+		fs.StringVar(&o.action, "action", envOr(env.Getenv, "PRE_NIXOS_FORCE_CLEANUP_ACTION", string(cleanup.WipeSignatures)), "wipe-signatures (1), discard (2), overwrite-random (3) or skip (s)")
+	case "boot", "network":
+	case "version":
+		fmt.Fprintln(env.Stdout, Version)
+		return ExitOK
+	case "help":
+		fmt.Fprint(env.Stdout, usage)
+		return ExitOK
+	default:
+		fmt.Fprintf(env.Stderr, "pre-nixos: unknown command %q\n%s", cmd, usage)
+		return ExitUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if err := o.finish(fs); err != nil {
+		fmt.Fprintf(env.Stderr, "pre-nixos: %v\n", err)
+		return ExitUsage
+	}
+	if cmd != "cleanup" && fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "pre-nixos %s: unexpected arguments %q\n", cmd, fs.Args())
+		return ExitUsage
+	}
+	s := open(env, o)
+	defer s.closer.Close()
+	switch cmd {
+	case "boot":
+		out, err := boot.Run(ctx, s.bootConfig())
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "pre-nixos: boot finished with errors (storage %s): %v\n", out.Storage.State(), err)
+			return ExitFailure
+		}
+		return ExitOK
+	case "network":
+		if _, err := boot.RunNetwork(ctx, s.bootConfig()); err != nil {
+			fmt.Fprintf(env.Stderr, "pre-nixos: %v\n", err)
+			return ExitFailure
+		}
+		return ExitOK
+	case "cleanup":
+		return s.cleanup(ctx, fs.Args())
+	}
+	return s.plan(ctx)
+}
+
+func (s *session) fail(format string, a ...any) int {
+	fmt.Fprintf(s.env.Stderr, "pre-nixos: "+format+"\n", a...)
+	return ExitFailure
+}
+
+func (s *session) cleanup(ctx context.Context, devices []string) int {
+	action, err := cleanup.ParseAction(s.opts.action)
+	if err != nil {
+		fmt.Fprintf(s.env.Stderr, "pre-nixos: %v\n", err)
+		return ExitUsage
+	}
+	if len(devices) == 0 {
+		fmt.Fprintln(s.env.Stderr, "pre-nixos cleanup: name at least one device, e.g. /dev/vdb")
+		return ExitUsage
+	}
+	cmds, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devices, Execute: s.exec, Runner: s.runner, Log: s.log, Sleep: s.env.Sleep})
+	if !s.exec {
+		for _, c := range cmds {
+			fmt.Fprintln(s.env.Stdout, c)
+		}
+	}
+	if err != nil {
+		return s.fail("%v", err)
+	}
+	return ExitOK
+}
+
+func (s *session) plan(ctx context.Context) int {
+	var p *planner.Plan
+	if s.opts.planFile != "" {
+		f, err := os.Open(s.opts.planFile)
+		if err != nil {
+			return s.fail("reading plan: %v", err)
+		}
+		p, err = planner.Load(f)
+		f.Close()
+		if err != nil {
+			return s.fail("%s: %v", s.opts.planFile, err)
+		}
+	} else {
+		bootDisk := ""
+		// A described machine (--sysfs) has no boot medium to look for.
+		if !s.opts.sysfsSet {
+			bootDisk, _ = detect.ResolveBootDisk(ctx, detect.OSDeps(s.runner, s.opts.proc, s.log))
+		}
+		disks, excluded, err := inventory.Scan(s.opts.sysfs, bootDisk)
+		if err != nil {
+			return s.fail("%v", err)
+		}
+		ram, err := inventory.MemGiB(s.opts.proc)
+		if err != nil {
+			return s.fail("%v", err)
+		}
+		s.log.Info("pre_nixos.inventory.scanned", "disks", disks, "excluded", excluded, "ram_gib", ram)
+		var pex []planner.Excluded
+		p, pex, err = planner.Compute(disks, planner.Options{Mode: planner.Mode(s.opts.mode), PreferRAID6OnFour: s.opts.raid6, RAMGiB: ram})
+		for _, e := range pex {
+			fmt.Fprintf(s.env.Stderr, "pre-nixos: leaving out %s: %s\n", e.Name, e.Reason)
+		}
+		if err != nil {
+			return s.fail("%v", err)
+		}
+	}
+	var text []byte
+	var err error
+	if s.opts.output == "disko" {
+		text, err = disko.Render(p)
+	} else {
+		text, err = p.JSON()
+	}
+	if err != nil {
+		return s.fail("%v", err)
+	}
+	if _, err := s.env.Stdout.Write(text); err != nil {
+		return s.fail("writing plan: %v", err)
+	}
+	if s.opts.planOnly {
+		return ExitOK
+	}
+	if s.exec {
+		det, err := detect.Detect(ctx, detect.OSDeps(s.runner, s.opts.proc, s.log))
+		if err != nil {
+			return s.fail("%v; refusing to apply", err)
+		}
+		if len(det.Devices) > 0 {
+			var lines []string
+			for _, d := range det.Devices {
+				lines = append(lines, fmt.Sprintf("  - %s (%s)", d.Device, detect.FormatReasons(d.Reasons)))
+			}
+			if !boot.Forced(s.env.Getenv, s.opts.proc) {
+				fmt.Fprintf(s.env.Stderr, "pre-nixos: existing storage detected:\n%s\nrefusing to apply; set PRE_NIXOS_FORCE_CLEANUP=1 (and optionally PRE_NIXOS_FORCE_CLEANUP_ACTION) to erase it\n", strings.Join(lines, "\n"))
+				return ExitRefusing
+			}
+			action, err := cleanup.ParseAction(s.env.Getenv("PRE_NIXOS_FORCE_CLEANUP_ACTION"))
+			if err != nil {
+				fmt.Fprintf(s.env.Stderr, "pre-nixos: %v\n", err)
+				return ExitUsage
+			}
+			targets := map[string]bool{}
+			for _, d := range det.Devices {
+				targets[d.Device] = true
+			}
+			for _, dp := range p.Partitions {
+				targets["/dev/"+dp.Disk] = true
+			}
+			var devs []string
+			for d := range targets {
+				devs = append(devs, d)
+			}
+			sort.Strings(devs)
+			fmt.Fprintf(s.env.Stderr, "pre-nixos: existing storage detected:\n%s\napplying cleanup action %q to %s\n", strings.Join(lines, "\n"), action, strings.Join(devs, " "))
+			if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: true, Runner: s.runner, Log: s.log, Sleep: s.env.Sleep}); err != nil {
+				return s.fail("%v", err)
+			}
+		}
+	}
+	res, err := apply.Apply(ctx, apply.Env{Runner: s.runner, Exec: s.exec, Root: s.root, Log: s.log, Getenv: s.env.Getenv, StateDir: s.opts.stateDir, Sleep: s.env.Sleep}, p, s.opts.backend)
+	if err != nil {
+		return s.fail("%v", err)
+	}
+	if !s.exec {
+		fmt.Fprintf(s.env.Stderr, "pre-nixos: PRE_NIXOS_EXEC is not 1; the %s backend would run:\n", res.Backend)
+		for _, c := range res.Commands {
+			fmt.Fprintln(s.env.Stderr, "  "+c)
+		}
+	}
+	return ExitOK
+}
+
+// DetectStorage is pre-nixos-detect-storage: exit 0 when an eligible disk
+// holds existing storage, 1 when none does, 2 on any error. Arguments are
+// ignored; findings go to stderr, nothing to stdout.
+func DetectStorage(ctx context.Context, _ []string, env Env) int {
+	env.defaults()
+	log := logging.Discard()
+	if logging.Enabled(env.Getenv) {
+		var c io.Closer
+		log, c = logging.Open(io.Discard, envOr(env.Getenv, "PRE_NIXOS_LOG_FILE", logging.DefaultFile), slog.LevelInfo)
+		defer c.Close()
+	}
+	// Detection only probes; it runs whatever PRE_NIXOS_EXEC says.
+	runner := execpolicy.Policy{Exec: false, Inner: env.Runner, Log: log}
+	res, err := detect.Detect(ctx, detect.OSDeps(runner, env.ProcRoot, log))
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "pre-nixos-detect-storage: %v\n", err)
+		return 2
+	}
+	if len(res.Devices) == 0 {
+		return 1
+	}
+	for _, d := range res.Devices {
+		fmt.Fprintf(env.Stderr, "pre-nixos-detect-storage: %s (%s)\n", d.Device, detect.FormatReasons(d.Reasons))
+	}
+	return 0
+}
+
+// Console is pre-nixos-console.
+func Console(ctx context.Context, args []string, env Env) int {
+	env.defaults()
+	const use = "usage: pre-nixos-console broadcast MESSAGE... [--active-path PATH] [--timeout DURATION]"
+	if len(args) == 0 || args[0] != "broadcast" {
+		fmt.Fprintln(env.Stderr, use)
+		return ExitUsage
+	}
+	active := console.DefaultActivePath
+	timeout := console.DefaultTimeout
+	var words []string
+	rest := args[1:]
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		name, val, hasVal := strings.Cut(a, "=")
+		switch name {
+		case "--active-path", "--timeout":
+			if !hasVal {
+				if i+1 >= len(rest) {
+					fmt.Fprintf(env.Stderr, "pre-nixos-console: %s needs a value\n%s\n", name, use)
+					return ExitUsage
+				}
+				i++
+				val = rest[i]
+			}
+			if name == "--active-path" {
+				active = val
+			} else {
+				d, err := time.ParseDuration(val)
+				if err != nil || d <= 0 {
+					fmt.Fprintf(env.Stderr, "pre-nixos-console: bad --timeout %q\n", val)
+					return ExitUsage
+				}
+				timeout = d
+			}
+		default:
+			words = append(words, a)
+		}
+	}
+	if len(words) == 0 {
+		fmt.Fprintln(env.Stderr, use)
+		return ExitUsage
+	}
+	rs := console.Broadcast(ctx, strings.Join(words, " "), console.Targets(active), timeout)
+	if !console.AnyOK(rs) {
+		for _, r := range rs {
+			fmt.Fprintf(env.Stderr, "pre-nixos-console: %s: %s\n", r.Path, r.Err)
+		}
+		return ExitFailure
+	}
+	return ExitOK
+}

@@ -1,0 +1,223 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/provisioner/execpolicy"
+	fr "github.com/bootlab/bootlab/provisioner/execpolicy/fakerunner"
+	"github.com/bootlab/bootlab/provisioner/inventory"
+	"github.com/bootlab/bootlab/provisioner/planner"
+	"github.com/bootlab/bootlab/provisioner/planner/plantest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, r execpolicy.Runner, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if r == nil {
+		r = fr.New(t) // any command at all fails the test
+	}
+	code := PreNixos(context.Background(), args, Env{
+		Stdout: &out, Stderr: &errb, Runner: r, Sleep: func(time.Duration) {},
+		Getenv: func(k string) string { return env[k] },
+	})
+	return result{code, out.String(), errb.String()}
+}
+
+func machine(name string) string { return filepath.Join("testdata", "machines", name) }
+
+// Every described machine (1 to 16 disks of mixed kinds) plans without
+// touching the machine, and the plan satisfies the invariants.
+func TestPlanOnlyDescribedMachines(t *testing.T) {
+	for _, name := range []string{"one-nvme", "qemu-virtio", "ssd-plus-hdd-pair", "hdd-buckets-only", "sixteen-mixed"} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			res := run(t, nil, nil, "--plan-only", "--output", "plan", "--sysfs", machine(name), "--root", root)
+			require.Equal(t, 0, res.code, res.stderr)
+			p, err := planner.Load(strings.NewReader(res.stdout))
+			require.NoError(t, err)
+			disks, _, err := inventory.Scan(machine(name), "")
+			require.NoError(t, err)
+			plantest.CheckInvariants(t, disks, p)
+			assert.FileExists(t, filepath.Join(root, "var/log/pre-nixos/actions.log"), "logs go under --root")
+		})
+	}
+}
+
+func TestSixteenDisksExcludesNonTargets(t *testing.T) {
+	res := run(t, nil, nil, "--plan-only", "--sysfs", machine("sixteen-mixed"), "--root", t.TempDir())
+	require.Equal(t, 0, res.code, res.stderr)
+	p, err := planner.Load(strings.NewReader(res.stdout))
+	require.NoError(t, err)
+	assert.Len(t, p.Partitions, 16)
+	for _, dp := range p.Partitions {
+		assert.NotContains(t, []string{"sdm", "loop0", "sr0", "zram0"}, dp.Disk)
+	}
+}
+
+func TestDiskoOutputGolden(t *testing.T) {
+	res := run(t, nil, nil, "--plan-only", "--output", "disko", "--sysfs", machine("ssd-plus-hdd-pair"), "--root", t.TempDir())
+	require.Equal(t, 0, res.code, res.stderr)
+	path := filepath.Join("testdata", "ssd-plus-hdd-pair.disko.nix")
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(res.stdout), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), res.stdout)
+}
+
+func TestBadInput(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"1 MiB disk", []string{"--plan-only", "--sysfs", machine("tiny-disk")}, 1, "no usable disks: vda: too small (1 MiB"},
+		{"no disks", []string{"--plan-only", "--sysfs", machine("no-disks")}, 1, "no usable disks: the inventory is empty"},
+		{"unreadable sysfs", []string{"--plan-only", "--sysfs", "testdata/machines/does-not-exist"}, 1, "reading disk inventory"},
+		{"bad mode", []string{"--plan-only", "--mode", "turbo"}, 2, `invalid --mode "turbo"`},
+		{"bad output", []string{"--plan-only", "--output", "yaml"}, 2, `invalid --output "yaml"`},
+		{"bad backend", []string{"--plan-only", "--apply-backend", "parted"}, 2, "unknown apply backend"},
+		{"unknown flag", []string{"--frobnicate"}, 2, "flag provided but not defined"},
+		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{"stray argument", []string{"plan", "extra"}, 2, "unexpected arguments"},
+		{"unknown cleanup action", []string{"cleanup", "--action", "q", "/dev/vdb"}, 2, `unknown cleanup action "q"`},
+		{"cleanup without devices", []string{"cleanup"}, 2, "name at least one device"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := run(t, nil, nil, append(tc.args, "--root", t.TempDir())...)
+			assert.Equal(t, tc.code, res.code)
+			assert.Contains(t, res.stderr, tc.msg)
+			assert.Empty(t, res.stdout)
+		})
+	}
+	t.Run("malformed plan file", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "plan.json")
+		require.NoError(t, os.WriteFile(f, []byte(`{"vgs":[{"name":"main","devices":["sda9"]}]`), 0o644))
+		res := run(t, nil, nil, "--plan", f, "--plan-only", "--root", t.TempDir())
+		assert.Equal(t, 1, res.code)
+		assert.Contains(t, res.stderr, "decoding plan JSON")
+	})
+	t.Run("malformed lsblk JSON in cleanup", func(t *testing.T) {
+		r := fr.New(t, fr.Call{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{`})
+		res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "cleanup", "--root", t.TempDir(), "/dev/vdb")
+		assert.Equal(t, 1, res.code)
+		assert.Contains(t, res.stderr, "parsing output of lsblk --json --paths --output-all")
+	})
+	t.Run("no NIC", func(t *testing.T) {
+		sys := t.TempDir()
+		require.NoError(t, os.MkdirAll(filepath.Join(sys, "class/net/lo"), 0o755))
+		res := run(t, nil, nil, "network", "--sysfs", sys, "--root", t.TempDir())
+		assert.Equal(t, 1, res.code)
+		assert.Contains(t, res.stderr, "no network interface with a link")
+	})
+}
+
+// Without PRE_NIXOS_EXEC, applying prints what would run and runs nothing.
+func TestDryRunApply(t *testing.T) {
+	root := t.TempDir()
+	res := run(t, nil, nil, "--sysfs", machine("qemu-virtio"), "--root", root, "--apply-backend", "native")
+	require.Equal(t, 0, res.code, res.stderr)
+	assert.Contains(t, res.stderr, "the native backend would run:")
+	assert.Contains(t, res.stderr, "  sgdisk --clear --new=1:0:+1024M --typecode=1:EF00 --change-name=1:disk-vda-vda1")
+	assert.Contains(t, res.stderr, "  mount -o relatime /dev/main/slash /mnt")
+	assert.FileExists(t, filepath.Join(root, "var/log/pre-nixos/disko-config.nix"))
+}
+
+// With PRE_NIXOS_EXEC=1 and existing storage, nothing is touched unless
+// forced.
+func TestRefusesExistingStorage(t *testing.T) {
+	proc := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(proc, "cmdline"), []byte("quiet"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(proc, "meminfo"), []byte("MemTotal: 2097152 kB\n"), 0o644))
+	r := fr.New(t,
+		fr.Call{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		fr.Call{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
+		fr.Call{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
+		fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"},
+		fr.Call{Cmd: "lsblk -rno TYPE /dev/vda", Stdout: "disk\npart\n"},
+		fr.Call{Cmd: "wipefs -n /dev/vda", Stdout: "vda 0x200 gpt\n"},
+	)
+	res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "--sysfs", machine("qemu-virtio"), "--proc", proc, "--root", t.TempDir())
+	assert.Equal(t, ExitRefusing, res.code)
+	assert.Contains(t, res.stderr, "/dev/vda (partitions, signatures)")
+	assert.Contains(t, res.stderr, "PRE_NIXOS_FORCE_CLEANUP=1")
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	res := run(t, nil, nil, "version")
+	assert.Equal(t, 0, res.code)
+	assert.Equal(t, Version+"\n", res.stdout)
+	res = run(t, nil, nil, "plan", "-h")
+	assert.Equal(t, 0, res.code)
+	assert.Contains(t, res.stderr, "-plan-only")
+}
+
+func TestConsoleCommand(t *testing.T) {
+	dir := t.TempDir()
+	tty := filepath.Join(dir, "ttyS0")
+	require.NoError(t, os.WriteFile(tty, nil, 0o600))
+	active := filepath.Join(dir, "active")
+	require.NoError(t, os.WriteFile(active, []byte(tty+"\n"), 0o644))
+	var stderr bytes.Buffer
+	code := Console(context.Background(), []string{"broadcast", "LAN", "IPv4", "address:", "10.0.2.15", "--active-path", active}, Env{Stderr: &stderr})
+	assert.Equal(t, 0, code, stderr.String())
+	got, _ := os.ReadFile(tty)
+	assert.Equal(t, "LAN IPv4 address: 10.0.2.15\r\n", string(got))
+
+	assert.Equal(t, 2, Console(context.Background(), nil, Env{Stderr: &stderr}))
+	assert.Equal(t, 2, Console(context.Background(), []string{"broadcast"}, Env{Stderr: &stderr}))
+	assert.Equal(t, 2, Console(context.Background(), []string{"broadcast", "x", "--timeout", "soon"}, Env{Stderr: &stderr}))
+}
+
+func TestDetectStorageExitCodes(t *testing.T) {
+	proc := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(proc, "cmdline"), []byte("quiet"), 0o644))
+	boot := []fr.Call{
+		{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
+		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
+	}
+	cases := map[string]struct {
+		calls []fr.Call
+		code  int
+	}{
+		"existing": {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"}, fr.Call{Cmd: "lsblk -rno TYPE /dev/vda"}, fr.Call{Cmd: "wipefs -n /dev/vda", Stdout: "vda 0x438 ext4\n"}), 0},
+		"none":     {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"}, fr.Call{Cmd: "lsblk -rno TYPE /dev/vda"}, fr.Call{Cmd: "wipefs -n /dev/vda"}), 1},
+		"error":    {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Exit: 1}), 2},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := DetectStorage(context.Background(), nil, Env{Stdout: &stdout, Stderr: &stderr, Runner: fr.New(t, tc.calls...), ProcRoot: proc,
+				Getenv: func(k string) string { return map[string]string{"PRE_NIXOS_LOG_EVENTS": "0"}[k] }})
+			assert.Equal(t, tc.code, code, stderr.String())
+			assert.Empty(t, stdout.String())
+		})
+	}
+}

@@ -1,0 +1,18 @@
+// Command pre-nixos-detect-storage; see docs/provisioner.md.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bootlab/bootlab/provisioner/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.DetectStorage(ctx, os.Args[1:], cli.Env{})
+	stop()
+	os.Exit(code)
+}
