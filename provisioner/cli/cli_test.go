@@ -221,3 +221,38 @@ func TestDetectStorageExitCodes(t *testing.T) {
 		})
 	}
 }
+
+// One execution policy for every side effect (reference bug §12.31) and one
+// state-directory rule (§12.34): a dry-run boot under --root runs only
+// read-only probes and writes only below --root, in $PRE_NIXOS_STATE_DIR.
+func TestDryRunBootTouchesOnlyRoot(t *testing.T) {
+	root := t.TempDir()
+	sys := t.TempDir()
+	require.NoError(t, os.CopyFS(sys, os.DirFS(machine("qemu-virtio"))))
+	require.NoError(t, os.MkdirAll(filepath.Join(sys, "class/net/ens3/device"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(sys, "class/net/ens3/carrier"), []byte("1\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(sys, "cmdline"), []byte("quiet\n"), 0o644))
+	r := fr.New(t,
+		fr.Call{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		fr.Call{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
+		fr.Call{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
+		fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"},
+		fr.Call{Cmd: "lsblk -rno TYPE /dev/vda", Stdout: "disk\n"},
+		fr.Call{Cmd: "wipefs -n /dev/vda"},
+	)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "etc/pre-nixos"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "etc/pre-nixos/root_key.pub"), []byte("ssh-ed25519 AAAA k\n"), 0o644))
+	res := run(t, r, map[string]string{"PRE_NIXOS_STATE_DIR": "/custom/state"}, "boot", "--sysfs", sys, "--root", root)
+	require.Equal(t, 0, res.code, res.stderr)
+	st, err := os.ReadFile(filepath.Join(root, "custom/state/storage-status"))
+	require.NoError(t, err)
+	assert.Equal(t, "STATE=plan-only\nDETAIL=execution-disabled\n", string(st))
+	for _, p := range []string{"etc/systemd/network/10-lan.link", "etc/systemd/network/20-lan.network", "etc/ssh/sshd_config", "var/log/pre-nixos/disko-config.nix", "var/log/pre-nixos/actions.log"} {
+		assert.FileExists(t, filepath.Join(root, p))
+	}
+	assert.Contains(t, res.stderr, `"event":"pre_nixos.command.skip","command":"ip link set ens3 down"`)
+	assert.Contains(t, res.stderr, `"command":"systemctl reload-or-restart --no-block sshd"`)
+}

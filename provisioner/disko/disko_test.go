@@ -182,3 +182,21 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// Reference bug §12.12: an edited plan applied its stale `disko` key. The
+// layout is now always derived from the plan's lists, and a loaded `disko`
+// key is ignored.
+func TestFixedBugEditedPlanRendersEdits(t *testing.T) {
+	p := mustPlan(t, 4, ssd("sda", 128))
+	devs, err := Devices(p, true)
+	require.NoError(t, err)
+	p.Disko = devs
+	p.LVs[0].Size = "40G"
+	js, err := p.JSON()
+	require.NoError(t, err)
+	loaded, err := planner.Load(bytes.NewReader(js))
+	require.NoError(t, err)
+	assert.Nil(t, loaded.Disko)
+	v := extract(t, must(Render(loaded)))
+	assert.Equal(t, "40G", dig(v, "lvm_vg", "main", "lvs", "slash", "size"))
+}

@@ -183,7 +183,9 @@ func (p Policy) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 	if res.ExitCode != 0 {
 		attrs = append(attrs, "stderr", tail(res.Stderr, 2000))
-		level = slog.LevelInfo
+		if !c.Probe {
+			level = slog.LevelWarn
+		}
 	}
 	log.Log(ctx, level, "pre_nixos.command.finished", attrs...)
 	return res, nil
