@@ -127,6 +127,11 @@ type Config struct {
 	Logger    *slog.Logger
 	// Now is the clock for log timestamps and durations; nil is time.Now.
 	Now func() time.Time
+
+	// noSync skips fsync per event, and memOnly skips every file (log,
+	// probe directories, report): the exhaustive search tests run tens of
+	// thousands of bisections, and mkdir alone made them take a minute.
+	noSync, memOnly bool
 }
 
 // ProbeRecord is one attempt on one candidate.
@@ -197,14 +202,17 @@ func Run(ctx context.Context, cfg Config, p Prober) (*Result, error) {
 	if err := cfg.normalise(); err != nil {
 		return nil, err
 	}
+	e := newEngine(cfg)
+	if cfg.memOnly {
+		return e.run(ctx, p)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating bisect directory: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Dir, LogName)); err == nil {
 		return nil, fmt.Errorf("%s already holds a bisection; resume it with --resume %s or pick a new --dir", cfg.Dir, cfg.Dir)
 	}
-	e := newEngine(cfg)
-	w, err := openLog(cfg.Dir, 0, e.now)
+	w, err := openLog(cfg.Dir, 0, e.now, !cfg.noSync)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +276,7 @@ func Resume(ctx context.Context, dir string, p Prober, logger *slog.Logger) (*Re
 			e.hadDone = true
 		}
 	}
-	w, err := openLog(dir, maxSeq, e.now)
+	w, err := openLog(dir, maxSeq, e.now, !cfg.noSync)
 	if err != nil {
 		return nil, err
 	}
@@ -532,6 +540,9 @@ func (e *engine) done() error {
 		}
 	}
 	e.logger.Info("bisect done", "status", r.Status, "message", r.Message, "probes", len(r.Probes), "rounds", r.Rounds)
+	if e.cfg.memOnly {
+		return nil
+	}
 	if err := WriteHTMLReport(filepath.Join(e.cfg.Dir, "report.html"), r); err != nil {
 		return err
 	}
@@ -636,6 +647,24 @@ func (e *engine) probePoint(ctx context.Context, p Prober, round, idx int) (Verd
 	}
 }
 
+// prepareRunDir makes DIR/probes/NNN-name-aA; a directory left by an
+// interrupted attempt is kept under another name as evidence.
+func (e *engine) prepareRunDir(idx, attempt int) (rel, abs string, err error) {
+	c := e.cfg.Candidates[idx]
+	rel = filepath.Join("probes", fmt.Sprintf("%03d-%s-a%d", idx, unsafeName.ReplaceAllString(c.Name, "_"), attempt))
+	abs = filepath.Join(e.cfg.Dir, rel)
+	if _, err := os.Stat(abs); err == nil {
+		old := fmt.Sprintf("%s.interrupted-%d", abs, e.now().UnixNano())
+		if err := os.Rename(abs, old); err != nil {
+			return "", "", fmt.Errorf("moving aside interrupted probe directory: %w", err)
+		}
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", "", fmt.Errorf("creating probe directory for %s: %w", c.Name, err)
+	}
+	return rel, abs, nil
+}
+
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._+-]+`)
 
 func (e *engine) attempt(ctx context.Context, p Prober, round, idx, attempt int) (ProbeRecord, error) {
@@ -647,17 +676,12 @@ func (e *engine) attempt(ctx context.Context, p Prober, round, idx, attempt int)
 	if err := ctx.Err(); err != nil {
 		return ProbeRecord{}, fmt.Errorf("bisection interrupted before probing %s: %w", c.Name, err)
 	}
-	rel := filepath.Join("probes", fmt.Sprintf("%03d-%s-a%d", idx, unsafeName.ReplaceAllString(c.Name, "_"), attempt))
-	runDir := filepath.Join(e.cfg.Dir, rel)
-	if _, err := os.Stat(runDir); err == nil {
-		// An interrupted earlier attempt: keep its evidence, start clean.
-		old := fmt.Sprintf("%s.interrupted-%d", runDir, e.now().UnixNano())
-		if err := os.Rename(runDir, old); err != nil {
-			return ProbeRecord{}, fmt.Errorf("moving aside interrupted probe directory: %w", err)
+	var rel, runDir string
+	if !e.cfg.memOnly {
+		var err error
+		if rel, runDir, err = e.prepareRunDir(idx, attempt); err != nil {
+			return ProbeRecord{}, err
 		}
-	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return ProbeRecord{}, fmt.Errorf("creating probe directory for %s: %w", c.Name, err)
 	}
 	if err := e.log.append(Event{Event: EventProbeStart, Round: round, Index: intp(idx), Name: c.Name,
 		Attempt: attempt, RunDir: rel}); err != nil {

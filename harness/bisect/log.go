@@ -147,15 +147,16 @@ func ReadLogFile(dir string) ([]Event, bool, error) {
 // logWriter appends events; each is one write of one full line followed by
 // fsync, so a crash loses at most the line being written.
 type logWriter struct {
-	mu  sync.Mutex
-	f   *os.File
-	seq int
-	now func() time.Time
+	mu   sync.Mutex
+	f    *os.File
+	seq  int
+	now  func() time.Time
+	sync bool
 }
 
 // openLog opens the log for appending after cutting a torn tail, which
 // would otherwise glue the next event onto garbage in the middle of the file.
-func openLog(dir string, seq int, now func() time.Time) (*logWriter, error) {
+func openLog(dir string, seq int, now func() time.Time, sync bool) (*logWriter, error) {
 	p := filepath.Join(dir, LogName)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -177,10 +178,13 @@ func openLog(dir string, seq int, now func() time.Time) (*logWriter, error) {
 		f.Close()
 		return nil, fmt.Errorf("seeking bisect log: %w", err)
 	}
-	return &logWriter{f: f, seq: seq, now: now}, nil
+	return &logWriter{f: f, seq: seq, now: now, sync: sync}, nil
 }
 
 func (w *logWriter) append(ev Event) error {
+	if w == nil {
+		return nil // memOnly
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.seq++
@@ -193,6 +197,9 @@ func (w *logWriter) append(ev Event) error {
 	b = append(b, '\n')
 	if _, err := w.f.Write(b); err != nil {
 		return fmt.Errorf("appending %s event to bisect log: %w", ev.Event, err)
+	}
+	if !w.sync {
+		return nil
 	}
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("syncing bisect log: %w", err)

@@ -141,7 +141,7 @@ table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #dd
 <p><strong>{{.R.Message}}</strong></p>
 {{range .R.Warnings}}<p class="warn">warning: {{.}}</p>{{end}}
 <p>{{len .R.Probes}} probes in {{.R.Rounds}} rounds{{if .Flake}}, measured flake rate {{.Flake}}{{end}}.</p>
-<svg xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="candidate line">
+<svg width="{{.Width}}" height="{{.Height}}" role="img" aria-label="candidate line">
 <line x1="20" y1="40" x2="{{.LineEnd}}" y2="40" stroke="#333"/>
 {{range .Marks}}<g><title>{{.Title}}</title>
 {{if .First}}<text x="{{.X}}" y="16" text-anchor="middle" class="bad">first bad</text>{{end}}

@@ -1,0 +1,229 @@
+package bisect
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+const usage = `usage:
+  bootlab bisect [flags] [CANDIDATE...]     start a bisection
+  bootlab bisect --resume DIR               continue an interrupted one
+  bootlab bisect replay DIR                 print the decision trail of DIR
+
+Candidates (in order, oldest first; exactly one source):
+  --candidates FILE    list file: "name iso=PATH" or "name kernel=PATH initrd=PATH append=\"...\"" per line
+  --candidates-dir DIR directory sorted by Debian version (*.iso, vmlinuz-VERSION, VERSION/)
+  CANDIDATE...         ISO paths, or quoted list-file lines
+Predicate (exactly one):
+  --scenario NAME      a scenario from ./scenarios
+  --script FILE        an expect script (send/expect/run/assert-output)
+  --run CMD            a host shell command: exit 0 good, 125 skip, 1-127 bad, >127 abort
+Exit status: 0 first bad found, 3 ambiguous (skips), 4 endpoints do not hold, 1 error, 2 usage.
+
+Flags:
+`
+
+// Exit statuses of Main.
+const (
+	ExitFound     = 0
+	ExitError     = 1
+	ExitUsage     = 2
+	ExitAmbiguous = 3
+	ExitEndpoints = 4
+)
+
+// Main is `bootlab bisect`: it parses args (without the "bisect" word),
+// runs or resumes the bisection with prober, prints the report to stdout
+// and logs (slog text) to stderr. A prober implementing PredicateUser gets
+// the predicate from the flags, or from the log when resuming.
+func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "replay" {
+		if len(args) != 2 {
+			fmt.Fprint(stderr, usage)
+			return ExitUsage
+		}
+		if err := Replay(stdout, args[1]); err != nil {
+			fmt.Fprintf(stderr, "bootlab bisect replay: %v\n", err)
+			return ExitError
+		}
+		return ExitFound
+	}
+	fs := flag.NewFlagSet("bootlab bisect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	var (
+		list     = fs.String("candidates", "", "candidate list `FILE`")
+		fromDir  = fs.String("candidates-dir", "", "candidate `DIR`ectory, sorted by Debian version")
+		appendL  = fs.String("append", "", "kernel command line for --candidates-dir kernels without an append file")
+		dir      = fs.String("dir", "", "bisect `DIR`ectory for bisect.jsonl, probes/ and report.html (default bisect-<UTC time>)")
+		resume   = fs.String("resume", "", "resume the bisection in `DIR`")
+		parallel = fs.Int("parallel", 1, "probe `k` candidates per round on k VMs (k-ary search)")
+		retries  = fs.Int("retries", 0, "re-probe every tested candidate `n` more times and report the flake rate")
+		flaky    = fs.String("flaky", string(FlakyBad), "verdict of a candidate with mixed results: bad (any bad attempt) or majority")
+		scenario = fs.String("scenario", "", "predicate: scenario `NAME`")
+		script   = fs.String("script", "", "predicate: expect script `FILE`")
+		command  = fs.String("run", "", "predicate: host shell `CMD`")
+		verbose  = fs.Bool("v", false, "log every probe and decision to stderr")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitFound
+		}
+		return ExitUsage
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	usageErr := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "bootlab bisect: "+format+"\n", a...)
+		return ExitUsage
+	}
+	if *parallel < 1 {
+		return usageErr("--parallel must be at least 1")
+	}
+	if *retries < 0 {
+		return usageErr("--retries must not be negative")
+	}
+	if prober == nil {
+		return usageErr("no prober configured (this bootlab was built without a VM backend)")
+	}
+
+	var res *Result
+	var err error
+	if *resume != "" {
+		if *list != "" || *fromDir != "" || fs.NArg() > 0 || *scenario != "" || *script != "" || *command != "" || *dir != "" {
+			return usageErr("--resume takes the candidates, predicate and settings from the log; give no others")
+		}
+		cfg, lerr := LoadConfig(*resume)
+		if lerr != nil {
+			fmt.Fprintf(stderr, "bootlab bisect: %v\n", lerr)
+			return ExitError
+		}
+		if code := usePredicate(prober, cfg.Predicate, stderr); code != 0 {
+			return code
+		}
+		res, err = Resume(ctx, *resume, prober, logger)
+	} else {
+		sources := 0
+		for _, set := range []bool{*list != "", *fromDir != "", fs.NArg() > 0} {
+			if set {
+				sources++
+			}
+		}
+		if sources != 1 {
+			return usageErr("give the candidates exactly one way: --candidates FILE, --candidates-dir DIR or arguments")
+		}
+		var cands []Candidate
+		var cerr error
+		switch {
+		case *list != "":
+			cands, cerr = LoadCandidates(*list)
+		case *fromDir != "":
+			cands, cerr = LoadCandidatesDir(*fromDir, *appendL)
+		default:
+			cands, cerr = CandidatesFromArgs(fs.Args())
+		}
+		if cerr != nil {
+			fmt.Fprintf(stderr, "bootlab bisect: %v\n", cerr)
+			return ExitUsage
+		}
+		pred, perr := predicateFromFlags(*scenario, *script, *command)
+		if perr != nil {
+			return usageErr("%v", perr)
+		}
+		if code := usePredicate(prober, pred, stderr); code != 0 {
+			return code
+		}
+		if *dir == "" {
+			*dir = "bisect-" + time.Now().UTC().Format("2006-01-02T15-04-05Z")
+		}
+		d := *dir
+		res, err = Run(ctx, Config{Candidates: cands, Dir: d, Parallel: *parallel, Retries: *retries,
+			Flaky: FlakyPolicy(*flaky), Predicate: pred, Logger: logger}, prober)
+	}
+	if res != nil {
+		if werr := WriteTextReport(stdout, res); werr != nil {
+			fmt.Fprintf(stderr, "bootlab bisect: writing report: %v\n", werr)
+		}
+	}
+	var epErr *EndpointError
+	switch {
+	case errors.As(err, &epErr):
+		fmt.Fprintf(stderr, "bootlab bisect: %v\n", err)
+		return ExitEndpoints
+	case err != nil:
+		fmt.Fprintf(stderr, "bootlab bisect: %v\n", err)
+		if _, serr := os.Stat(filepath.Join(*resume+*dir, LogName)); res == nil && serr == nil {
+			d := *resume
+			if d == "" {
+				d = *dir
+			}
+			fmt.Fprintf(stderr, "continue with: bootlab bisect --resume %s\n", d)
+		}
+		return ExitError
+	case res.Status == StatusAmbiguous:
+		return ExitAmbiguous
+	}
+	return ExitFound
+}
+
+func usePredicate(prober Prober, pred *Predicate, stderr io.Writer) int {
+	pu, ok := prober.(PredicateUser)
+	if !ok {
+		if pred != nil {
+			fmt.Fprintf(stderr, "bootlab bisect: this prober takes no predicate, yet %s was given\n", describePredicate(pred))
+			return ExitUsage
+		}
+		return 0
+	}
+	if pred == nil {
+		fmt.Fprintln(stderr, "bootlab bisect: give a predicate: --scenario NAME, --script FILE or --run CMD")
+		return ExitUsage
+	}
+	if err := pu.UsePredicate(pred); err != nil {
+		fmt.Fprintf(stderr, "bootlab bisect: predicate %s: %v\n", describePredicate(pred), err)
+		return ExitUsage
+	}
+	return 0
+}
+
+func predicateFromFlags(scenario, script, command string) (*Predicate, error) {
+	n := 0
+	for _, s := range []string{scenario, script, command} {
+		if s != "" {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return nil, errors.New("give one predicate: --scenario, --script or --run")
+	case scenario != "":
+		return &Predicate{Kind: PredicateScenario, Scenario: scenario}, nil
+	case command != "":
+		return &Predicate{Kind: PredicateCommand, Command: command}, nil
+	case script != "":
+		b, err := os.ReadFile(script)
+		if err != nil {
+			return nil, fmt.Errorf("reading expect script: %w", err)
+		}
+		abs, err := filepath.Abs(script)
+		if err != nil {
+			abs = script
+		}
+		p := &Predicate{Kind: PredicateScript, ScriptPath: abs, ScriptText: string(b)}
+		if _, err := p.Script(); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	return nil, nil
+}
