@@ -1,3 +1,5 @@
+//go:generate go run gen_dpkg_table.go
+
 // Package bisect half-splits an ordered list of boot images (ISOs or
 // kernel+initrd triples) to find the first one where a predicate turns bad,
 // the way `git bisect run` does for commits. It owns the search, the
