@@ -193,6 +193,11 @@ func Compute(disks []inventory.Disk, opts Options) (*Plan, []Excluded, error) {
 			caps = append(caps, capacity)
 		}
 		vg := &vgState{name: b.vgName}
+		if b.level != "single" {
+			for i := range caps {
+				caps[i] = max(caps[i]-mdOverhead(caps[i]), 0) / MiB * MiB
+			}
+		}
 		if b.level == "single" {
 			vg.devices = dataParts
 			vg.total = caps[0]
@@ -394,6 +399,19 @@ func minSize(ds []inventory.Disk) int64 {
 		m = min(m, d.Size)
 	}
 	return m
+}
+
+// mdOverhead is the space an md member loses to metadata: mdadm's 1.2
+// superblock data offset reserves about 1/1024 of the device for reshape
+// headroom (4 MiB to 128 MiB), plus superblock, bitmap and chunk rounding.
+// The reference ignored it, so a RAID-backed VG filled to the last extents
+// made lvcreate fail on real disks.
+func mdOverhead(size int64) int64 {
+	h := 128 * MiB
+	for h > 4*MiB && h*1024 > size {
+		h /= 2
+	}
+	return h + 4*MiB
 }
 
 func usable(level string, caps []int64) int64 {

@@ -138,6 +138,14 @@ func TestPlanStorage(t *testing.T) {
 		p := plan(t, 2, ssd("sda", 4))
 		assert.Equal(t, []LV{{"slash", "main", "3064M"}, {"swap", "main", "4M"}}, p.LVs)
 	})
+	// Not in the reference: md's data offset (4 MiB for 7 GiB members, up to
+	// 128 MiB) is kept free so lvcreate cannot run out of extents.
+	t.Run("RAID capacity leaves room for md metadata", func(t *testing.T) {
+		p := plan(t, 1, hdd("vda", 8), hdd("vdb", 8), hdd("vdc", 8))
+		assert.Equal(t, []LV{{"slash", "main", "14312M"}}, p.LVs)
+		assert.Equal(t, 132*MiB, mdOverhead(4000*GiB))
+		assert.Equal(t, 8*MiB, mdOverhead(7*GiB))
+	})
 	t.Run("single NVMe", func(t *testing.T) {
 		p := plan(t, 4, ssd("nvme0n1", 1000))
 		assert.Empty(t, p.Arrays)
