@@ -275,3 +275,28 @@ func TestChoose(t *testing.T) {
 	_, err = Choose("parted", some)
 	assert.ErrorContains(t, err, "unknown apply backend")
 }
+
+// Reference pitfall §12.16: a missing disko was a silent skip followed by a
+// failing chmod. Asking for disko without it is now a clear error.
+func TestExplicitDiskoMissing(t *testing.T) {
+	e, _ := env(t, nil, true, false)
+	e.Runner = skipCleanup{execpolicy.Policy{Exec: true, Inner: execpolicy.OS{LookPath: func(string) (string, error) { return "", errors.New("no") }}}}
+	_, err := Apply(context.Background(), e, example1(t), Disko)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, execpolicy.ErrNotFound)
+	assert.ErrorContains(t, err, "disko: executable not found")
+}
+
+// skipCleanup answers the cleanup probes as "nothing there" so the test
+// reaches the disko call without real block devices.
+type skipCleanup struct{ inner execpolicy.Runner }
+
+func (s skipCleanup) Run(ctx context.Context, c execpolicy.Cmd) (execpolicy.Result, error) {
+	switch c.Name {
+	case "lsblk":
+		return execpolicy.Result{Stdout: []byte(`{"blockdevices":[]}`)}, nil
+	case "disko":
+		return s.inner.Run(ctx, c)
+	}
+	return execpolicy.Result{}, nil
+}

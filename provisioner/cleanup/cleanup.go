@@ -419,11 +419,78 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 		r.log.Info("pre_nixos.cleanup.finished", "commands", []string{})
 		return nil, nil
 	}
-	g, err := buildGraph(ctx, cfg.Runner)
-	if err != nil {
-		return nil, fmt.Errorf("cleanup: %w", err)
+	// Phases A-C run twice at most: udev can re-assemble an md array from
+	// members between its stop and their superblock wipe, and a second
+	// teardown from a fresh graph catches that.
+	var g graph
+	for pass := 1; ; pass++ {
+		var err error
+		g, err = buildGraph(ctx, cfg.Runner)
+		if err != nil {
+			return r.commands, fmt.Errorf("cleanup: %w", err)
+		}
+		r.teardown(ctx, g)
+		if !cfg.Execute {
+			break
+		}
+		err = r.verify(ctx)
+		if err == nil {
+			break
+		}
+		if pass == 2 {
+			return r.commands, err
+		}
+		r.log.Warn("pre_nixos.cleanup.retry", "error", err.Error())
 	}
-	nodes := g.order(cfg.Devices)
+
+	// Phase D: per whole disk.
+	var errs []error
+	for _, dev := range cfg.Devices {
+		n := g[dev]
+		if n == nil || n.typ != "disk" {
+			r.log.Info("pre_nixos.cleanup.zap_skipped", "device", dev, "reason", "not a whole disk present in lsblk")
+			continue
+		}
+		r.device = dev
+		if err := r.cmd(ctx, execpolicy.C("sgdisk", "--zap-all", dev), 2); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := r.refresh(ctx, dev); err != nil {
+			r.log.Warn("pre_nixos.cleanup.partition_refresh_failed", "device", dev, "error", err.Error(), "snapshot", snapshot(ctx, cfg.Runner))
+			errs = append(errs, err)
+			continue
+		}
+		switch cfg.Action {
+		case Discard:
+			if err := r.cmd(ctx, execpolicy.C("blkdiscard", "--force", dev)); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		case OverwriteRandom:
+			if err := r.cmd(ctx, execpolicy.C("shred", "-n", "1", "-vz", dev)); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if err := r.cmd(ctx, execpolicy.C("wipefs", "-a", dev)); err != nil {
+			res, _ := cfg.Runner.Run(ctx, execpolicy.P("findmnt", "-rn", "-o", "TARGET,SOURCE", "-T", dev))
+			r.log.Warn("pre_nixos.cleanup.wipefs_failed", "device", dev, "error", err.Error(), "findmnt", string(res.Stdout))
+			errs = append(errs, err)
+		}
+	}
+	r.log.Info("pre_nixos.cleanup.finished", "commands", r.commands)
+	if len(errs) > 0 {
+		return r.commands, fmt.Errorf("cleanup: %w", errors.Join(errs...))
+	}
+	return r.commands, nil
+}
+
+// teardown runs phase A (deactivate) and phase B (wipe metadata), leaf to
+// root. Failures are tolerated and summarised: a half-built stack from an
+// interrupted run must not stop the wipe.
+func (r *run) teardown(ctx context.Context, g graph) {
+	nodes := g.order(r.cfg.Devices)
 
 	// Phase A: teardown. Failures are tolerated: a half-built stack from an
 	// interrupted run must not stop the wipe.
@@ -475,7 +542,7 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 		}
 	}
 	if failed {
-		r.log.Warn("pre_nixos.cleanup.teardown_failed", "snapshot", snapshot(ctx, cfg.Runner))
+		r.log.Warn("pre_nixos.cleanup.teardown_failed", "snapshot", snapshot(ctx, r.cfg.Runner))
 	}
 
 	// Phase B: metadata wipe, same order.
@@ -505,54 +572,6 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 		r.log.Warn("pre_nixos.cleanup.descendant_wipe_failed")
 	}
 
-	// Phase C: verification.
-	if cfg.Execute {
-		if err := r.verify(ctx); err != nil {
-			return r.commands, err
-		}
-	}
-
-	// Phase D: per whole disk.
-	var errs []error
-	for _, dev := range cfg.Devices {
-		n := g[dev]
-		if n == nil || n.typ != "disk" {
-			r.log.Info("pre_nixos.cleanup.zap_skipped", "device", dev, "reason", "not a whole disk present in lsblk")
-			continue
-		}
-		r.device = dev
-		if err := r.cmd(ctx, execpolicy.C("sgdisk", "--zap-all", dev), 2); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := r.refresh(ctx, dev); err != nil {
-			r.log.Warn("pre_nixos.cleanup.partition_refresh_failed", "device", dev, "error", err.Error(), "snapshot", snapshot(ctx, cfg.Runner))
-			errs = append(errs, err)
-			continue
-		}
-		switch cfg.Action {
-		case Discard:
-			if err := r.cmd(ctx, execpolicy.C("blkdiscard", "--force", dev)); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		case OverwriteRandom:
-			if err := r.cmd(ctx, execpolicy.C("shred", "-n", "1", "-vz", dev)); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		if err := r.cmd(ctx, execpolicy.C("wipefs", "-a", dev)); err != nil {
-			res, _ := cfg.Runner.Run(ctx, execpolicy.P("findmnt", "-rn", "-o", "TARGET,SOURCE", "-T", dev))
-			r.log.Warn("pre_nixos.cleanup.wipefs_failed", "device", dev, "error", err.Error(), "findmnt", string(res.Stdout))
-			errs = append(errs, err)
-		}
-	}
-	r.log.Info("pre_nixos.cleanup.finished", "commands", r.commands)
-	if len(errs) > 0 {
-		return r.commands, fmt.Errorf("cleanup: %w", errors.Join(errs...))
-	}
-	return r.commands, nil
 }
 
 // Refresh re-reads dev's partition table: blockdev (busy tolerated),

@@ -114,16 +114,45 @@ func TestDryRunSchedulesWithoutRunning(t *testing.T) {
 }
 
 func TestLingeringMDFailsVerification(t *testing.T) {
+	reassembled := `{"blockdevices":[{"name":"/dev/sda","type":"disk","children":[{"name":"/dev/md127","type":"raid1"}]}]}`
 	calls := probes(mdStack, vgsMain, pvsMain, lvsMain)
 	calls = append(calls, fr.Ok(mdGolden...)...)
 	for i := 0; i < 3; i++ {
-		calls = append(calls, probes(`{"blockdevices":[{"name":"/dev/sda","type":"disk","children":[{"name":"/dev/md127","type":"raid1"}]}]}`, "", "", "")...)
+		calls = append(calls, probes(reassembled, "", "", "")...)
+	}
+	calls = append(calls, fr.Ok("mdadm --detail --scan", "dmsetup ls --tree")...)
+	// second pass from a fresh graph
+	calls = append(calls, probes(reassembled, "", "", "")...)
+	calls = append(calls, fr.Ok("mdadm --stop --force /dev/md127", "mdadm --zero-superblock --force /dev/sda",
+		"mdadm --zero-superblock --force /dev/md127", "wipefs -a /dev/md127", "wipefs -a /dev/sda")...)
+	for i := 0; i < 3; i++ {
+		calls = append(calls, probes(reassembled, "", "", "")...)
 	}
 	calls = append(calls, fr.Ok("mdadm --detail --scan", "dmsetup ls --tree")...)
 	r := fr.New(t, calls...)
 	_, err := Run(context.Background(), cfg(r, WipeSignatures, true, "/dev/sda", "/dev/sdb"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "lingering md/LVM devices remain: /dev/md127")
+}
+
+// udev re-assembled the array once; the second pass removes it for good.
+func TestSecondPassAfterReassembly(t *testing.T) {
+	reassembled := `{"blockdevices":[{"name":"/dev/sda","type":"disk","children":[{"name":"/dev/md127","type":"raid1"}]}]}`
+	clean := `{"blockdevices":[{"name":"/dev/sda","type":"disk"}]}`
+	calls := probes(reassembled, "", "", "")
+	calls = append(calls, fr.Ok("mdadm --stop --force /dev/md127", "mdadm --zero-superblock --force /dev/sda",
+		"mdadm --zero-superblock --force /dev/md127", "wipefs -a /dev/md127", "wipefs -a /dev/sda")...)
+	for i := 0; i < 3; i++ {
+		calls = append(calls, probes(reassembled, "", "", "")...)
+	}
+	calls = append(calls, fr.Ok("mdadm --detail --scan", "dmsetup ls --tree")...)
+	calls = append(calls, probes(reassembled, "", "", "")...)
+	calls = append(calls, fr.Ok("mdadm --stop --force /dev/md127", "mdadm --zero-superblock --force /dev/sda",
+		"mdadm --zero-superblock --force /dev/md127", "wipefs -a /dev/md127", "wipefs -a /dev/sda")...)
+	calls = append(calls, probes(clean, "", "", "")...)
+	calls = append(calls, fr.Ok(zap("/dev/sda")...)...)
+	_, err := Run(context.Background(), cfg(fr.New(t, calls...), WipeSignatures, true, "/dev/sda"))
+	require.NoError(t, err)
 }
 
 func TestFailingUmountDoesNotStopWipes(t *testing.T) {
