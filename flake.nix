@@ -17,7 +17,7 @@
       # It changes whenever go.mod, go.sum or the set of imported external
       # packages changes; a stale value fails the goModules derivation with
       # "hash mismatch".
-      vendorHash = "sha256-iNC6CQoHya7pTZRZOhEENJ0PHKMl2QXR7A3gccELONQ=";
+      vendorHash = "sha256-l0z8OE5FaTscg3/gungOK+XuBflAyUyUh6MgQxiFmPM=";
 
       # The Go version go.mod requires; buildGoModule runs with
       # GOTOOLCHAIN=local, so an older nixpkgs Go fails deep inside the build.
