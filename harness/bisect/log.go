@@ -89,15 +89,14 @@ func ReadLog(r io.Reader) (events []Event, torn bool, err error) {
 			continue
 		}
 		var ev Event
-		if err := json.Unmarshal(line, &ev); err != nil {
-			if !complete {
-				return events, true, nil
-			}
-			return nil, false, fmt.Errorf("bisect log line %d: %w", lineNo, err)
+		err := json.Unmarshal(line, &ev)
+		if err == nil {
+			err = ev.check()
 		}
-		if err := ev.check(); err != nil {
+		if err != nil {
 			if !complete {
-				return events, true, nil
+				torn = true
+				break
 			}
 			return nil, false, fmt.Errorf("bisect log line %d: %w", lineNo, err)
 		}
@@ -106,7 +105,7 @@ func ReadLog(r io.Reader) (events []Event, torn bool, err error) {
 	if len(events) > 0 && events[0].Event != EventStart {
 		return nil, false, fmt.Errorf("bisect log: first event is %q, want %q", events[0].Event, EventStart)
 	}
-	return events, false, nil
+	return events, torn, nil
 }
 
 func (ev Event) check() error {
