@@ -29,7 +29,11 @@ func (rep *Report) WriteText(w io.Writer, files bool) error {
 			fmt.Fprintf(bw, "shadowed key: %s %s\n", k.Fingerprint, where(k.Layer, k.Path))
 		}
 	} else {
-		fmt.Fprintf(bw, "root key: none found (looked for %s in every squashfs and %s on the image)\n", SquashfsKeyPath, ISOKeyName)
+		where := "in every squashfs and " + ISOKeyName + " on the image"
+		if rep.Kind == "kernel" {
+			where = "and " + ISOKeyName + " in the initrd"
+		}
+		fmt.Fprintf(bw, "root key: none found (looked for %s %s)\n", SquashfsKeyPath, where)
 	}
 	fmt.Fprintf(bw, "unit files: %d\n", len(rep.Units))
 	for _, u := range rep.Units {
