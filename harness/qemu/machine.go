@@ -365,8 +365,8 @@ func (m *Machine) Stop(ctx context.Context, guestPoweroff func(context.Context) 
 		{StopTerm, t.Term, func(context.Context) error { return m.proc.Signal(syscall.SIGTERM) }},
 	}
 	for _, s := range stages {
-		if s.do == nil {
-			continue
+		if s.do == nil || s.wait <= 0 {
+			continue // a zero timeout skips the stage (e.g. powerdown on a guest without ACPI handling)
 		}
 		if ctx.Err() != nil && s.stage != StopTerm {
 			continue // interrupted: skip the polite stages, but still terminate and reap

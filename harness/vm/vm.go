@@ -65,8 +65,10 @@ type Spec struct {
 	Timeouts    Timeouts
 	Launcher    qemu.Launcher
 	Binary      string
-	// Stderr of the harness itself: progress lines for people watching (optional).
+	// Progress receives human-readable progress lines (optional).
 	Progress io.Writer
+	// OnMilestone is told about each milestone as it is reached (run records).
+	OnMilestone func(name string, at time.Time)
 }
 
 // Timeouts bound each phase; Scale multiplies them all (slow machines, TCG).
@@ -139,9 +141,10 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 		spec.Timeouts = DefaultTimeouts()
 	}
 	v = &VM{Spec: spec, Dir: dir}
+	self := v
 	defer func() {
 		if err != nil {
-			v.closeFiles()
+			self.closeFiles()
 		}
 	}()
 	hl, err := v.create(HarnessLog)
@@ -201,7 +204,8 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	m, err := qemu.Start(ctx, cfg, qemu.StartOptions{Launcher: spec.Launcher, Files: files, Serial: v.slave, Logger: v.Log})
 	if err != nil {
 		v.Log.Error("vm.start_failed", "error", err.Error())
-		return nil, fmt.Errorf("starting the VM: %w", err)
+		// The VM is returned with the error: its logs say how far it got.
+		return v, fmt.Errorf("starting the VM: %w", err)
 	}
 	v.Machine = m
 	v.mark("spawn")
@@ -305,6 +309,9 @@ func (v *VM) markAt(name string, at time.Time) {
 	since := at.Sub(v.spawned)
 	v.milestones = append(v.milestones, Milestone{Name: name, At: since})
 	v.mu.Unlock()
+	if v.Spec.OnMilestone != nil {
+		v.Spec.OnMilestone(name, at)
+	}
 	if v.Log != nil {
 		v.Log.Info("vm.milestone", "name", name, "after", since.Round(time.Millisecond).String())
 	}

@@ -1,0 +1,334 @@
+// Package lab is what scenarios and the bootlab command use: one booted VM tied to one
+// run directory. It records provenance before QEMU starts (so a QEMU that dies at once
+// still leaves evidence), milestones as they happen, diagnostics and captures on
+// failure, and on Close the outcome, the artefact catalogue, report.html and a ledger
+// line. Whatever happens, Close leaves no QEMU running and a valid metadata.json.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bootlab/bootlab/artifacts/report"
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/ansi"
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// Config describes one run.
+type Config struct {
+	Slug  string
+	Notes string // run directories go here; default runrec.DefaultNotesRoot()
+	// Ledger is the JSONL ledger; empty means <Notes>/ledger.jsonl, "-" none.
+	Ledger string
+	VM     vm.Spec
+	// RootKeyFingerprint of the key embedded in the image, if any (recorded only).
+	RootKeyFingerprint string
+	Progress           io.Writer
+}
+
+// Lab is a run in progress.
+type Lab struct {
+	Rec *runrec.Run
+	VM  *vm.VM
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	diags  []string
+}
+
+// Start creates the run directory (failing before any boot when it cannot be written),
+// records the image, and starts the VM.
+func Start(ctx context.Context, cfg Config) (*Lab, error) {
+	if cfg.Notes == "" {
+		cfg.Notes = runrec.DefaultNotesRoot()
+	}
+	if cfg.Slug == "" {
+		cfg.Slug = "run"
+	}
+	run, err := runrec.Create(cfg.Notes, cfg.Slug, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("creating the run directory under %s (before booting anything): %w", cfg.Notes, err)
+	}
+	l := &Lab{Rec: run, cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	if err := run.SetImage(imageRecord(cfg)); err != nil {
+		return nil, fmt.Errorf("recording the image: %w", err)
+	}
+	spec := cfg.VM
+	spec.Progress = cfg.Progress
+	spec.OnMilestone = func(name string, at time.Time) { _ = run.Milestone(name, at) }
+	register(l)
+	v, err := vm.Start(ctx, run.Dir, spec)
+	if v != nil {
+		l.VM = v
+		l.log = v.Log
+	}
+	if err != nil {
+		l.diagnose("qemu-start", "starting the VM", err, "")
+		l.finish(outcomeOf(ctx, err), err)
+		return l, err
+	}
+	_ = run.SetQEMU(runrec.QEMU{Argv: v.QEMUArgv(), Version: v.QEMUVersion, PID: v.Machine.Pid()})
+	_ = run.SetAccel(v.Accel.Accel, v.Accel.Reason)
+	return l, nil
+}
+
+func imageRecord(cfg Config) runrec.Image {
+	img := cfg.VM.Image
+	rec := runrec.Image{Profile: img.Profile.Name, RootKeyFingerprint: cfg.RootKeyFingerprint}
+	switch {
+	case img.ISO != "":
+		rec.Kind, rec.Path = "iso", img.ISO
+	default:
+		rec.Kind, rec.Path, rec.Initrd, rec.Append = "kernel", img.Kernel, img.Initrd, img.Append
+	}
+	if size, sum, err := runrec.HashFile(rec.Path); err == nil {
+		rec.Size, rec.SHA256 = size, sum
+	}
+	return rec
+}
+
+// Dir is the run directory.
+func (l *Lab) Dir() string { return l.Rec.Dir }
+
+// Login gets a verified root shell; a failure leaves a diagnostic.
+func (l *Lab) Login(ctx context.Context) (*shell.Shell, error) {
+	sh, err := l.VM.Login(ctx)
+	if err != nil {
+		l.diagnose("login", "logging in and becoming root", err, escalationContext(sh, l.VM))
+		return nil, err
+	}
+	return sh, nil
+}
+
+func escalationContext(sh *shell.Shell, v *vm.VM) string {
+	if sh == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, a := range sh.Attempts {
+		fmt.Fprintf(&b, "%s: ok=%v %s\n%s\n", a.Method, a.OK, a.Reason, a.Transcript)
+	}
+	return b.String()
+}
+
+// Mark records a milestone reached now (storage_status, ipv4, ssh, ...).
+func (l *Lab) Mark(name string) { l.VM.Mark(name) }
+
+// Run runs a framed command; a failure leaves a diagnostic naming the command.
+func (l *Lab) Run(ctx context.Context, cmd string, opts ...shell.RunOption) (shell.Result, error) {
+	r, err := l.VM.Run(ctx, cmd, opts...)
+	if err != nil {
+		var ee *shell.ExitError
+		if !errors.As(err, &ee) {
+			l.diagnose("command", fmt.Sprintf("running %q", cmd), err, "")
+		}
+	}
+	return r, err
+}
+
+// Diagnose writes diagnostics/NN-slug.txt with the failure, the serial tail, the
+// transcript's end and QEMU's state; it returns the file's path.
+func (l *Lab) Diagnose(slug, summary string, err error, context string) string {
+	return l.diagnose(slug, summary, err, context)
+}
+
+func (l *Lab) diagnose(slug, summary string, err error, extra string) string {
+	f := runrec.Failure{Summary: summary, Context: extra, At: time.Now()}
+	if err != nil {
+		f.Summary = summary + ": " + err.Error()
+	}
+	f.SerialTail, _ = runrec.TailFile(l.Rec.Path(vm.SerialLog), 60, normalise)
+	f.Transcript, _ = runrec.TailFile(l.Rec.Path(vm.TranscriptLog), 40, nil)
+	if l.VM != nil && l.VM.Machine != nil {
+		st := l.VM.Machine.ExitStatus()
+		if st == "running" {
+			st = fmt.Sprintf("running (pid %d)", l.VM.Machine.Pid())
+		}
+		f.QEMUExit = st + "\nQEMU stderr:\n" + strings.TrimSpace(l.VM.Machine.Stderr())
+	}
+	path, werr := l.Rec.Diagnostic(slug, runrec.FailureBody(f))
+	if werr != nil {
+		l.log.Error("lab.diagnostic_failed", "error", werr.Error())
+		return ""
+	}
+	l.mu.Lock()
+	l.diags = append(l.diags, path)
+	l.mu.Unlock()
+	return path
+}
+
+// Diagnostics lists the diagnostic files written so far.
+func (l *Lab) Diagnostics() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.diags...)
+}
+
+// Scenario records a scenario's outcome in metadata.json.
+func (l *Lab) Scenario(name string, outcome runrec.Outcome, err error, d time.Duration) {
+	s := runrec.Scenario{Name: name, Outcome: outcome, Duration: runrec.Seconds(d)}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	_ = l.Rec.Scenario(s)
+}
+
+// Close stops the VM (bounded, always reaped), records the outcome (err nil means
+// pass), writes report.html and appends the ledger. Safe to call twice.
+func (l *Lab) Close(ctx context.Context, err error) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	defer unregister(l)
+	var stopErr error
+	if l.VM != nil {
+		stopStart := time.Now()
+		stage, serr := l.VM.Stop(ctx)
+		stopErr = serr
+		_ = l.Rec.Span("shutdown", stopStart, time.Now())
+		q := l.Rec.Metadata().QEMU
+		q.ExitStatus = l.VM.Machine.ExitStatus() + " (" + string(stage) + ")"
+		_ = l.Rec.SetQEMU(q)
+	}
+	outcome := runrec.Pass
+	if err != nil {
+		outcome = outcomeOf(ctx, err)
+	}
+	return errors.Join(stopErr, l.finish(outcome, err))
+}
+
+func outcomeOf(ctx context.Context, err error) runrec.Outcome {
+	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
+		return runrec.Interrupted
+	}
+	var ce *console.ClosedError
+	var te *console.TimeoutError
+	if errors.As(err, &ce) || errors.As(err, &te) {
+		return runrec.Fail
+	}
+	return runrec.Fail
+}
+
+func (l *Lab) finish(outcome runrec.Outcome, err error) error {
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	ferr := l.Rec.Finish(outcome, text, time.Now())
+	rerr := writeReport(l.Rec)
+	if l.cfg.Ledger != "-" {
+		ledger := l.cfg.Ledger
+		if ledger == "" {
+			ledger = runrec.DefaultLedger(l.cfg.Notes)
+		}
+		if lerr := runrec.AppendLedger(ledger, l.Rec.LedgerEntry()); lerr != nil {
+			ferr = errors.Join(ferr, lerr)
+		}
+	}
+	return errors.Join(ferr, rerr)
+}
+
+// --- interruption: SIGINT/SIGTERM close every open lab before the process exits ---
+
+var (
+	activeMu sync.Mutex
+	active   = map[*Lab]struct{}{}
+	sigOnce  sync.Once
+)
+
+func register(l *Lab) {
+	activeMu.Lock()
+	active[l] = struct{}{}
+	activeMu.Unlock()
+}
+
+func unregister(l *Lab) {
+	activeMu.Lock()
+	delete(active, l)
+	activeMu.Unlock()
+}
+
+// HandleSignals makes SIGINT and SIGTERM stop every running VM, mark its run
+// interrupted and flush its records before the process exits (status 130/143). Call
+// it once from main or TestMain; QEMU would die with the process anyway (parent-death
+// signal), but then metadata would still say "running".
+func HandleSignals() {
+	sigOnce.Do(func() {
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			sig := <-ch
+			InterruptAll(sig.String())
+			code := 130
+			if sig == syscall.SIGTERM {
+				code = 143
+			}
+			os.Exit(code)
+		}()
+	})
+}
+
+// InterruptAll closes every open lab as interrupted.
+func InterruptAll(why string) {
+	activeMu.Lock()
+	labs := make([]*Lab, 0, len(active))
+	for l := range active {
+		labs = append(labs, l)
+	}
+	activeMu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // interrupted: skip the polite shutdown stages
+	var wg sync.WaitGroup
+	for _, l := range labs {
+		wg.Add(1)
+		go func(l *Lab) {
+			defer wg.Done()
+			l.log.Warn("lab.interrupted", "signal", why)
+			_ = l.Close(ctx, fmt.Errorf("interrupted by %s: %w", why, context.Canceled))
+		}(l)
+	}
+	wg.Wait()
+}
+
+// NotesRootForTests keeps test runs out of the source tree unless asked: a per-process
+// directory under the system temp dir, or $BOOTLAB_NOTES.
+func NotesRootForTests() string {
+	if n := os.Getenv("BOOTLAB_NOTES"); n != "" {
+		return n
+	}
+	return filepath.Join(os.TempDir(), "bootlab-test-notes")
+}
+
+// normalise makes serial bytes readable for reports with the harness's own normaliser.
+func normalise(b []byte) []byte {
+	var n ansi.Normalizer
+	return append(n.Write(b), n.Flush()...)
+}
+
+// writeReport renders report.html; it has its own short deadline because it also runs
+// after an interruption, when the caller's context is already cancelled.
+func writeReport(run *runrec.Run) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := report.Render(ctx, run.Dir, report.Options{Normalise: normalise})
+	return err
+}

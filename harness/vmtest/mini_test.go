@@ -1,0 +1,167 @@
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/qemu"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// TestFramedCommandsExactUnderKernelNoise is issue 2's proof: log in as the user on the
+// mini image, escalate with su, then run 200 framed commands with random outputs
+// (binary bytes, 10 KB lines, no trailing newline, exit codes 0-255) while a background
+// loop writes to /dev/kmsg at a level the console prints, and get every output and
+// status exactly right.
+func TestFramedCommandsExactUnderKernelNoise(t *testing.T) {
+	img := mini(t, images.MiniSpec{})
+	prof := shell.Mini
+	prof.QuietKernel = false // the noise must reach the console for this test to mean anything
+	l := start(t, "framed-noise", miniImage(img, prof), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
+	defer cancel()
+	sh, err := l.Login(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 0, sh.UID())
+	require.Equal(t, shell.Su, sh.Attempts[len(sh.Attempts)-1].Method)
+
+	_, err = sh.Run(ctx, `(i=0; while :; do echo "<3>bootlab-noise $i: the kernel talks over your output" > /dev/kmsg; i=$((i+1)); sleep 0.02; done) </dev/null >/dev/null 2>&1 &`)
+	require.NoError(t, err)
+
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	noisy := 0
+	for i := 0; i < 200; i++ {
+		var out []byte
+		switch i % 4 {
+		case 0: // binary, any byte
+			out = make([]byte, rng.Intn(3000))
+			rng.Read(out)
+		case 1: // one 10 KB line, no trailing newline
+			out = bytes.Repeat([]byte{byte('a' + rng.Intn(26))}, 10*1024)
+		case 2: // text with CRs and escapes
+			out = []byte(fmt.Sprintf("line %d\r\n\x1b[31mred\x1b[0m\rover\n", i))
+		default: // nothing
+		}
+		status := rng.Intn(256)
+		cmd := fmt.Sprintf("printf %%s '%s' | base64 -d; (exit %d)", base64.StdEncoding.EncodeToString(out), status)
+		res, err := sh.Run(ctx, cmd, shell.AllowFail(), shell.Timeout(scaled(2*time.Minute)))
+		require.NoError(t, err, "command %d", i)
+		require.Equal(t, status, res.ExitStatus, "command %d", i)
+		require.True(t, bytes.Equal(out, res.Output), "command %d: %d bytes back, %d expected", i, len(res.Output), len(out))
+	}
+	serial, err := os.ReadFile(filepath.Join(l.Dir(), vm.SerialLog))
+	require.NoError(t, err)
+	noisy = strings.Count(string(serial), "bootlab-noise")
+	require.Greater(t, noisy, 50, "kernel noise reached the console during the commands")
+	t.Logf("200 framed commands exact with %d kernel lines on the console", noisy)
+}
+
+// TestRunRecordsAndShutdown checks what a normal run leaves behind and that a stop
+// powers the guest off cleanly.
+func TestRunRecordsAndShutdown(t *testing.T) {
+	img := mini(t, images.MiniSpec{})
+	l := start(t, "records", miniImage(img, shell.Mini), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
+	defer cancel()
+	_, err := l.Login(ctx)
+	require.NoError(t, err)
+	res, err := l.Run(ctx, "uname -r")
+	require.NoError(t, err)
+	require.Equal(t, img.KernelVersion+"\n", string(res.Output))
+	pid := l.VM.Machine.Pid()
+	stage, err := l.VM.Stop(ctx)
+	require.NoError(t, err)
+	require.Equal(t, qemu.StopGuest, stage, "the guest powered itself off")
+	require.NoError(t, l.Close(ctx, nil))
+	require.False(t, l.VM.Running(), "QEMU pid %d exited", pid)
+
+	m := metadata(t, l.Dir())
+	require.Equal(t, runrec.Pass, m.Outcome)
+	require.Equal(t, "kernel", m.Image.Kind)
+	require.Len(t, m.Image.SHA256, 64)
+	require.NotEmpty(t, m.QEMU.Argv)
+	require.Contains(t, m.QEMU.Version, "QEMU emulator version")
+	require.NotEmpty(t, m.Accel.Name)
+	require.NotEmpty(t, m.Accel.Reason)
+	for _, name := range []string{"spawn", "first_output", "login_prompt", "root_shell", "shutdown"} {
+		_, ok := m.Milestone(name)
+		require.True(t, ok, "milestone %s recorded", name)
+	}
+	for _, f := range []string{vm.SerialLog, vm.TranscriptLog, vm.HarnessLog, runrec.ReportFile} {
+		st, err := os.Stat(filepath.Join(l.Dir(), f))
+		require.NoError(t, err)
+		require.Positive(t, st.Size(), f)
+	}
+	serial, _ := os.ReadFile(filepath.Join(l.Dir(), vm.SerialLog))
+	require.NotContains(t, string(serial), "__bl ", "serial.log holds guest bytes only: no typed commands (echo is off)")
+	transcript, _ := os.ReadFile(filepath.Join(l.Dir(), vm.TranscriptLog))
+	require.Contains(t, string(transcript), "> \"__bl ", "the transcript holds what was typed")
+}
+
+// TestSilentGuestTimesOutWithSerialTail: a guest that boots and then prints nothing.
+func TestSilentGuestTimesOutWithSerialTail(t *testing.T) {
+	img := mini(t, images.MiniSpec{Version: "silent", Init: "#!/bin/sh\n. /etc/rc.mini\necho 'bootlab: going quiet now'\nexec sleep 100000\n"})
+	l := start(t, "silent", miniImage(img, shell.Mini), func(s *vm.Spec) { s.Timeouts.Login = scaled(20 * time.Second) })
+	_, err := l.Login(context.Background())
+	var te *console.TimeoutError
+	require.True(t, errors.As(err, &te), "got %v", err)
+	require.Contains(t, err.Error(), "going quiet now", "the error carries the serial tail")
+	require.NotEmpty(t, l.Diagnostics(), "a diagnostic was written")
+	body, rerr := os.ReadFile(l.Diagnostics()[0])
+	require.NoError(t, rerr)
+	require.Contains(t, string(body), "going quiet now")
+	require.Contains(t, string(body), "running (pid")
+}
+
+// TestLoginPromptNeverComes: garbage with escape sequences in a loop, never `login:`.
+func TestLoginPromptNeverComes(t *testing.T) {
+	img := mini(t, images.MiniSpec{Version: "garbage", Init: "#!/bin/sh\n. /etc/rc.mini\nwhile :; do printf '\\033[31mgarbage\\033[0m \\033]0;title\\007 no prompt here\\r\\n'; sleep 0.1; done\n"})
+	l := start(t, "garbage", miniImage(img, shell.Mini), func(s *vm.Spec) { s.Timeouts.Login = scaled(20 * time.Second) })
+	began := time.Now()
+	_, err := l.Login(context.Background())
+	var te *console.TimeoutError
+	require.True(t, errors.As(err, &te), "got %v", err)
+	require.Contains(t, err.Error(), "garbage  no prompt here", "escape sequences are gone from the tail")
+	require.Less(t, time.Since(began), scaled(20*time.Second)+30*time.Second, "a chatty console does not extend the deadline")
+}
+
+// TestQEMUExitsEarly: a kernel file QEMU cannot load; the error has its status and words.
+func TestQEMUExitsEarly(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "not-a-kernel")
+	require.NoError(t, os.WriteFile(bad, bytes.Repeat([]byte("junk"), 1000), 0o644))
+	img := vm.Image{Name: "bad", Kernel: bad, Profile: shell.Mini}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := lab.Start(ctx, lab.Config{Slug: "bad-kernel", Notes: lab.NotesRootForTests(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	require.Error(t, err)
+	var se *qemu.StartError
+	require.True(t, errors.As(err, &se), "got %v", err)
+	require.Contains(t, se.ExitStatus, "exit status")
+	require.NotEmpty(t, strings.TrimSpace(se.Stderr), "QEMU's own words are in the error")
+	m := metadata(t, l.Dir())
+	require.Equal(t, runrec.Fail, m.Outcome)
+	require.Contains(t, m.Error, "QEMU failed to start")
+}
+
+// TestMissingImage: a clear error before anything starts.
+func TestMissingImage(t *testing.T) {
+	img := vm.Image{Name: "missing", Kernel: "/nonexistent/vmlinuz", Profile: shell.Mini}
+	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: lab.NotesRootForTests(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	require.ErrorContains(t, err, "/nonexistent/vmlinuz: does not exist")
+}
