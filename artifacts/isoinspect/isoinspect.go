@@ -79,6 +79,23 @@ func KeyFingerprint(pubkeyLine string) (string, error) {
 
 // InspectISO reads the ISO at isoPath and every *.squashfs on it.
 func InspectISO(ctx context.Context, isoPath string) (*Report, error) {
+	return inspectISO(ctx, isoPath, false)
+}
+
+// RootKey finds only the winning root key of an ISO (nil when there is none), without
+// listing the root filesystem: fast enough to run before every boot for the metadata.
+func RootKey(ctx context.Context, isoPath string) (*Key, error) {
+	rep, err := inspectISO(ctx, isoPath, true)
+	if err != nil {
+		return nil, err
+	}
+	if rep.RootKey == nil && len(rep.Problems) > 0 {
+		return nil, fmt.Errorf("looking for the root key in %s: %s", isoPath, strings.Join(rep.Problems, "; "))
+	}
+	return rep.RootKey, nil
+}
+
+func inspectISO(ctx context.Context, isoPath string, keysOnly bool) (*Report, error) {
 	b, err := file.OpenFromPath(isoPath, true)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", isoPath, err)
@@ -97,7 +114,9 @@ func InspectISO(ctx context.Context, isoPath string) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", isoPath, err)
 	}
-	rep.Files = append(rep.Files, isoFiles...)
+	if !keysOnly {
+		rep.Files = append(rep.Files, isoFiles...)
+	}
 	for _, f := range isoFiles {
 		if f.Mode.IsRegular() && (f.Path == ISOKeyName || strings.HasSuffix(f.Path, "/"+ISOKeyName)) {
 			rep.addKey(iso, "", f.Path)
@@ -119,7 +138,7 @@ func InspectISO(ctx context.Context, isoPath string) (*Report, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := rep.inspectLayer(ctx, iso, b, layer); err != nil {
+		if err := rep.inspectLayer(ctx, iso, b, layer, keysOnly); err != nil {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", layer, err))
 		}
 	}
@@ -127,7 +146,7 @@ func InspectISO(ctx context.Context, isoPath string) (*Report, error) {
 	return rep, nil
 }
 
-func (rep *Report) inspectLayer(ctx context.Context, iso *iso9660.FileSystem, b backend.Storage, layer string) error {
+func (rep *Report) inspectLayer(ctx context.Context, iso *iso9660.FileSystem, b backend.Storage, layer string, keysOnly bool) error {
 	f, err := iso.OpenFile("/"+layer, 0)
 	if err != nil {
 		return err
@@ -147,6 +166,12 @@ func (rep *Report) inspectLayer(ctx context.Context, iso *iso9660.FileSystem, b 
 	sq, err := squashfs.Read(b, info.Size(), start, 0)
 	if err != nil {
 		return fmt.Errorf("reading squashfs: %w", err)
+	}
+	if keysOnly {
+		if st, err := fs.Stat(sq, SquashfsKeyPath); err == nil && st.Mode().IsRegular() {
+			rep.addKey(sq, layer, SquashfsKeyPath)
+		}
+		return nil
 	}
 	files, err := walk(ctx, sq, layer)
 	if err != nil {

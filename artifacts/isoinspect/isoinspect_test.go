@@ -167,6 +167,24 @@ func TestInspectLayeredISO(t *testing.T) {
 		t.Errorf("pre-nixos entry %+v", f)
 	}
 
+	key, err := RootKey(context.Background(), isoPath)
+	if err != nil || key == nil || key.Line != newKeyLine {
+		t.Fatalf("RootKey = %+v, %v; want the top layer's key", key, err)
+	}
+	img, err := Provenance(context.Background(), isoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := exec.Command("sha256sum", isoPath).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(isoPath)
+	if img.Kind != "iso" || img.Path != isoPath || img.Size != st.Size() || img.SHA256 != strings.Fields(string(sum))[0] ||
+		img.RootKeyFingerprint != rep.RootKey.Fingerprint || img.StorePath != "" {
+		t.Fatalf("provenance %+v", img)
+	}
+
 	var out bytes.Buffer
 	if err := rep.WriteText(&out, true); err != nil {
 		t.Fatal(err)
@@ -313,6 +331,14 @@ func TestInspectKernelInitrdFormats(t *testing.T) {
 			if len(rep.Units) != 1 || rep.Units[0].Path != "etc/systemd/system/pre-nixos.service" {
 				t.Fatalf("units %+v", rep.Units)
 			}
+			img, err := KernelProvenance(context.Background(), kernel, initrd, "console=ttyS0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.Kind != "kernel" || img.Initrd != initrd || len(img.InitrdSHA256) != 64 || len(img.SHA256) != 64 ||
+				img.Append != "console=ttyS0" || img.RootKeyFingerprint != rep.RootKey.Fingerprint {
+				t.Fatalf("kernel provenance %+v", img)
+			}
 		})
 	}
 }
@@ -353,5 +379,18 @@ func writeFakeBzImage(t *testing.T, p, version string) {
 	}
 	if _, err := KernelVersion(filepath.Join(filepath.Dir(p), "missing")); err == nil {
 		t.Fatal("missing kernel accepted")
+	}
+}
+
+func TestStorePathOf(t *testing.T) {
+	for in, want := range map[string]string{
+		"/nix/store/abc123-nixos.iso/iso/nixos.iso": "/nix/store/abc123-nixos.iso",
+		"/nix/store/abc123-kernel":                  "/nix/store/abc123-kernel",
+		"/nix/store/":                               "",
+		"/tmp/x.iso":                                "",
+	} {
+		if got := StorePathOf(in); got != want {
+			t.Errorf("StorePathOf(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
