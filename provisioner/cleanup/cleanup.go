@@ -264,7 +264,7 @@ func buildGraph(ctx context.Context, r execpolicy.Runner) (graph, error) {
 			// lsblk names the same LV /dev/mapper/vg-lv; fold it into the
 			// /dev/vg/lv node so it is deactivated and removed once.
 			lvName := lv.Path[strings.LastIndex(lv.Path, "/")+1:]
-			if m, ok := g[mapperName(lv.VG, lvName)]; ok {
+			if m, ok := g[mapperName(lv.VG, lvName)]; ok && m != n {
 				g.merge(m, n)
 			}
 		}

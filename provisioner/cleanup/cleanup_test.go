@@ -237,3 +237,36 @@ func TestParseAction(t *testing.T) {
 		assert.ErrorContains(t, err, "unknown cleanup action")
 	}
 }
+
+type jsonRunner struct{ lsblk, lvm []byte }
+
+func (j jsonRunner) Run(_ context.Context, c execpolicy.Cmd) (execpolicy.Result, error) {
+	switch c.Name {
+	case "lsblk":
+		return execpolicy.Result{Stdout: j.lsblk}, nil
+	case "vgs", "pvs", "lvs":
+		return execpolicy.Result{Stdout: j.lvm}, nil
+	}
+	return execpolicy.Result{}, nil
+}
+
+// Malformed or hostile lsblk/LVM JSON (cycles, self-parents, deep nesting)
+// must end in an error or a finite command list, never a panic or a hang.
+func FuzzCleanupGraph(f *testing.F) {
+	f.Add([]byte(mdStack), []byte(pvsMain))
+	f.Add([]byte(`{"blockdevices":[{"name":"/dev/a","type":"disk","pkname":"/dev/b","children":[{"name":"/dev/b","pkname":"/dev/a"}]}]}`), []byte(lvsMain))
+	f.Add([]byte(`{"blockdevices":[{"name":"/dev/sda","type":"disk","pkname":"/dev/sda"}]}`), []byte(`{"report":[{"vg":[{"vg_name":""}]}]}`))
+	f.Fuzz(func(t *testing.T, lsblk, lvm []byte) {
+		cmds, err := Run(context.Background(), Config{Action: WipeSignatures, Devices: []string{"/dev/sda", "/dev/a"}, Runner: jsonRunner{lsblk, lvm}, Sleep: func(time.Duration) {}})
+		if err == nil && len(cmds) > 10000 {
+			t.Fatalf("%d commands", len(cmds))
+		}
+	})
+}
+
+func TestLVPathEqualToMapperName(t *testing.T) {
+	lsblk := `{"blockdevices":[{"name":"/dev/sda","type":"disk","children":[{"name":"/dev/mapper/v-l","type":"lvm"}]}]}`
+	lvs := `{"report":[{"lv":[{"lv_path":"/dev/mapper/v-l","vg_name":"v"}]}]}`
+	_, err := Run(context.Background(), Config{Action: WipeSignatures, Devices: []string{"/dev/sda"}, Runner: jsonRunner{[]byte(lsblk), []byte(lvs)}, Sleep: func(time.Duration) {}})
+	require.NoError(t, err)
+}

@@ -192,3 +192,16 @@ func TestWaitIPv4(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNoIPv4)
 	assert.ErrorContains(t, err, "parsing ip -j output")
 }
+
+// Malformed `ip -j` output must give an error or an address, never a panic.
+func FuzzParseIPv4(f *testing.F) {
+	f.Add([]byte(ipJSON))
+	f.Add([]byte(`[{"addr_info":null}]`))
+	f.Add([]byte(`[null]`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		ip, err := ParseIPv4(in)
+		if err == nil && ip != "" && strings.Count(ip, ".") != 3 {
+			t.Fatalf("accepted non-IPv4 %q", ip)
+		}
+	})
+}
