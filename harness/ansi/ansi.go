@@ -182,7 +182,13 @@ func Strip(s string) string {
 // allocated and belongs to the caller. A few bytes may be held back until the next call:
 // a CR (is LF next?) and an incomplete UTF-8 character.
 func (n *Normalizer) Write(p []byte) []byte {
-	n.dst = make([]byte, 0, len(p)+1)
+	return n.Append(make([]byte, 0, len(p)+1), p)
+}
+
+// Append is Write appending to dst, for callers that reuse a buffer; the output for p
+// is never longer than len(p)+1 bytes (the +1 is a CR held from the previous call).
+func (n *Normalizer) Append(dst, p []byte) []byte {
+	n.dst = dst
 	for i := 0; i < len(p); {
 		if n.st == stGround && n.un == 0 {
 			// Fast path: copy a run of plain text in one go.

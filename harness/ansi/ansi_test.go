@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -361,6 +362,28 @@ func BenchmarkNormalizerMixed(b *testing.B) {
 	}
 }
 
+func BenchmarkNormalizerMixedAppend(b *testing.B) {
+	in := benchInput()
+	b.SetBytes(int64(len(in)))
+	var n Normalizer
+	buf := make([]byte, 0, 4097)
+	for b.Loop() {
+		for i := 0; i < len(in); i += 4096 {
+			buf = n.Append(buf[:0], in[i:min(i+4096, len(in))])
+		}
+	}
+}
+
+func TestAppendReusesBuffer(t *testing.T) {
+	var n Normalizer
+	buf := make([]byte, 0, 64)
+	out := n.Append(buf, []byte("a\x1b[1mb\r"))
+	out = n.Append(out, []byte("\nc"))
+	if string(out) != "ab\nc" || &out[0] != &buf[:1][0] {
+		t.Fatalf("Append gave %q (reallocated: %v)", out, &out[0] != &buf[:1][0])
+	}
+}
+
 func BenchmarkNormalizerPlain(b *testing.B) {
 	in := bytes.Repeat([]byte("The quick brown fox jumps over the lazy dog 0123456789.\n"), 1<<14)
 	b.SetBytes(int64(len(in)))
@@ -369,5 +392,45 @@ func BenchmarkNormalizerPlain(b *testing.B) {
 		for i := 0; i < len(in); i += 4096 {
 			n.Write(in[i:min(i+4096, len(in))])
 		}
+	}
+}
+
+// A real stream: the Debian 12 installer booted under QEMU with console=ttyS0 (the kernel
+// log with CR LF, then a newt dialog inside GNU screen: cursor moves, colours, ESC ( 0
+// line drawing, ESC ( B). Recorded for the screen package, see docs/console.md.
+func TestDebianInstallerStream(t *testing.T) {
+	raw, err := os.ReadFile("../screen/testdata/d-i-serial.bin")
+	if err != nil {
+		t.Fatalf("reading the recording: %v", err)
+	}
+	var evs []Event
+	n := Normalizer{OnEvent: func(e Event) { evs = append(evs, e) }}
+	whole := string(n.Write(raw)) + string(n.Flush())
+	for _, want := range []string{
+		"\n[    0.000000] Command line: console=ttyS0,115200n8\n",
+		"Select a language",
+		"Choose the language to be used for the installation process.",
+		"<Tab> moves; <Space> selects; <Enter> activates buttons",
+	} {
+		if !strings.Contains(whole, want) {
+			t.Errorf("normalised stream lacks %q", want)
+		}
+	}
+	if !strings.HasPrefix(whole, "[    0.000000] Linux version 6.1.0-") {
+		t.Errorf("stream starts %q", whole[:60])
+	}
+	if strings.ContainsAny(whole, "\r\x1b") || len(evs) != 0 {
+		t.Errorf("CR or ESC left, or unexpected events %v", evs)
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	for i := 0; i < 20; i++ {
+		got, _ := run(t, tcase{}, splitAt(raw, randomCuts(r, len(raw))))
+		if got != whole {
+			t.Fatalf("split run differs from whole run")
+		}
+	}
+	got, _ := run(t, tcase{}, byteByByte(raw))
+	if got != whole {
+		t.Fatal("byte-by-byte run differs from whole run")
 	}
 }
