@@ -342,9 +342,18 @@ func (e *engine) run(ctx context.Context, p Prober) (*Result, error) {
 	round := 0
 	// Endpoints first: a search over a range whose ends do not hold
 	// would confidently name a wrong candidate.
+	// With k > 2 the spare workers of the first round already split the
+	// inside: that costs boots only when the endpoints turn out wrong, and
+	// saves a round of wall time otherwise.
 	ends := [][]int{{0, n - 1}}
 	if e.cfg.Parallel == 1 {
 		ends = [][]int{{0}, {n - 1}}
+	} else if e.cfg.Parallel > 2 && n > 2 {
+		inside := make([]int, 0, n-2)
+		for i := 1; i < n-1; i++ {
+			inside = append(inside, i)
+		}
+		ends[0] = append(ends[0], splitPoints(inside, e.cfg.Parallel-2)...)
 	}
 	for _, pts := range ends {
 		round++
@@ -420,6 +429,9 @@ func (e *engine) endpointProblems(pts []int) []string {
 	n := len(e.cfg.Candidates)
 	var probs []string
 	for _, i := range pts {
+		if i != 0 && i != n-1 {
+			continue
+		}
 		name := e.cfg.Candidates[i].Name
 		v := e.res.Verdicts[i]
 		reason := e.lastReason(i)

@@ -39,7 +39,10 @@ func TestEveryPositionWithinBudget(t *testing.T) {
 					var ee *EndpointError
 					require.ErrorAs(t, err, &ee, where)
 					require.Equal(t, StatusEndpoints, res.Status, where)
-					require.LessOrEqual(t, fp.numCalls(), 2, where)
+					// k>2 spends its spare workers inside the list
+					// in the same round, so that round may cost k boots.
+					require.LessOrEqual(t, fp.numCalls(), max(2, k), where)
+					require.LessOrEqual(t, res.Rounds, 2, where)
 					continue
 				}
 				require.NoError(t, err, where)
@@ -226,19 +229,19 @@ func TestFlakyMajorityPolicy(t *testing.T) {
 }
 
 func TestNonMonotonicPredicateWarns(t *testing.T) {
-	// c05 is bad but c06.. are good again (a fix landed): k=4 probes
-	// both sides in one round.
+	// c03 is bad but c06 is good again (a fix landed, then a new break):
+	// k=4 probes c00, c03, c06 and c09 in the first round.
 	p := ProberFunc(func(ctx context.Context, c Candidate, attempt int, runDir string) (Outcome, error) {
 		switch c.Name {
-		case "c05", "c09":
+		case "c03", "c04", "c09":
 			return Outcome{Verdict: Bad}, nil
 		}
 		return Outcome{Verdict: Good}, nil
 	})
 	res, err := Run(context.Background(), quickConfig(t, t.TempDir(), 10, 4, 0), p)
 	require.NoError(t, err)
-	require.Equal(t, 5, res.FirstBad)
-	require.Contains(t, strings.Join(res.Warnings, "\n"), "not monotonic")
+	require.Equal(t, 3, res.FirstBad)
+	require.Contains(t, strings.Join(res.Warnings, "\n"), "c06 is good although the earlier c03 is bad: the predicate is not monotonic")
 }
 
 func TestProberErrorIsSkipAndAbortStops(t *testing.T) {
