@@ -180,6 +180,7 @@ commands:
   boot      the boot flow of pre-nixos.service
   network   configure the LAN, announce its IPv4, harden and start sshd
   cleanup   wipe existing storage: pre-nixos cleanup [--action A] DEVICE...
+  notice    print the login notice from the status files
   version   print the version
 
 Run "pre-nixos COMMAND -h" for the flags of a command.
@@ -201,7 +202,7 @@ func PreNixos(ctx context.Context, args []string, env Env) int {
 		fs.StringVar(&o.planFile, "plan", "", "apply this plan JSON (e.g. a recorded storage-plan.json) instead of computing one")
 	case "cleanup":
 		fs.StringVar(&o.action, "action", envOr(env.Getenv, "PRE_NIXOS_FORCE_CLEANUP_ACTION", string(cleanup.WipeSignatures)), "wipe-signatures (1), discard (2), overwrite-random (3) or skip (s)")
-	case "boot", "network":
+	case "boot", "network", "notice":
 	case "version":
 		fmt.Fprintln(env.Stdout, Version)
 		return ExitOK
@@ -226,6 +227,12 @@ func PreNixos(ctx context.Context, args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "pre-nixos %s: unexpected arguments %q\n", cmd, fs.Args())
 		return ExitUsage
 	}
+	if cmd == "notice" {
+		// Runs from login shells as any user: no logging, no failures.
+		s := &session{env: env, opts: o, root: execpolicy.Root{Dir: o.root}}
+		fmt.Fprint(env.Stdout, status.Notice(s.readStatus(status.StorageFile), s.readStatus(status.NetworkFile), env.Getenv("PRE_NIXOS_VERSION")))
+		return ExitOK
+	}
 	s := open(env, o)
 	defer s.closer.Close()
 	switch cmd {
@@ -246,6 +253,20 @@ func PreNixos(ctx context.Context, args []string, env Env) int {
 		return s.cleanup(ctx, fs.Args())
 	}
 	return s.plan(ctx)
+}
+
+// readStatus parses a status file; missing or broken files read as empty so
+// a login notice never fails.
+func (s *session) readStatus(name string) status.Status {
+	b, err := s.root.ReadFile(s.opts.stateDir + "/" + name)
+	if err != nil {
+		return nil
+	}
+	st, err := status.Parse(strings.NewReader(string(b)))
+	if err != nil {
+		return nil
+	}
+	return st
 }
 
 func (s *session) fail(format string, a ...any) int {

@@ -256,3 +256,15 @@ func TestDryRunBootTouchesOnlyRoot(t *testing.T) {
 	assert.Contains(t, res.stderr, `"event":"pre_nixos.command.skip","command":"ip link set ens3 down"`)
 	assert.Contains(t, res.stderr, `"command":"systemctl reload-or-restart --no-block sshd"`)
 }
+
+func TestNoticeCommand(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "run/pre-nixos"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "run/pre-nixos/storage-status"), []byte("STATE=applied\nDETAIL=auto-applied\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "run/pre-nixos/network-status"), []byte("LAN_IPV4=10.0.2.15\n"), 0o644))
+	res := run(t, nil, nil, "notice", "--root", root)
+	require.Equal(t, 0, res.code, res.stderr)
+	assert.Equal(t, "pre-nixos: Storage provisioning completed automatically.\nLAN IPv4 address: 10.0.2.15\n", res.stdout)
+	assert.Empty(t, res.stderr)
+	assert.NoFileExists(t, filepath.Join(root, "var/log/pre-nixos/actions.log"))
+}

@@ -85,3 +85,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestNotice(t *testing.T) {
+	net := Status{KeyLANIPv4: "10.0.2.15"}
+	cases := []struct {
+		st   Status
+		want string
+	}{
+		{Status{KeyState: StateApplied, KeyDetail: DetailAutoApplied}, "pre-nixos: Storage provisioning completed automatically.\n"},
+		{Status{KeyState: StatePlanOnly, KeyDetail: DetailExistingStorage}, "pre-nixos: Existing storage detected; provisioning ran in plan-only mode.\n"},
+		{Status{KeyState: StatePlanOnly, KeyDetail: DetailDetectionError}, "journalctl -u pre-nixos"},
+		{Status{KeyState: StatePlanOnly, KeyDetail: "execution-disabled"}, "plan-only mode. Review before applying.\n"},
+		{Status{KeyState: StateFailed, KeyDetail: DetailAutoApplied, KeyError: "boom"}, "pre-nixos: Provisioning failed.\nError: boom\n"},
+		{Status{KeyState: "weird", KeyDetail: "x"}, "Provisioning status is 'weird' (x)."},
+	}
+	for _, tc := range cases {
+		got := Notice(tc.st, net, "1.2")
+		assert.True(t, strings.HasPrefix(got, "pre-nixos boot image version 1.2\n"), got)
+		assert.Contains(t, got, tc.want)
+		assert.True(t, strings.HasSuffix(got, "LAN IPv4 address: 10.0.2.15\n"), got)
+	}
+	assert.Equal(t, "", Notice(nil, nil, ""))
+}
