@@ -8,7 +8,8 @@
 // needs on top: it is an io.Writer that can be fed from the console's drain goroutine
 // while tests wait on it from others, it carries UTF-8 characters split across writes
 // (vt10x drops them), it clamps numeric parameters that would make vt10x loop for hours,
-// it survives a panic inside the emulator, and it finds the highlighted item of a menu.
+// it maps SO/SI line drawing (TERM=vt100) onto what vt10x understands, it survives a
+// panic inside the emulator, and it finds the highlighted item of a menu.
 package screen
 
 import (
@@ -41,7 +42,7 @@ type Screen struct {
 	term       vt10x.Terminal
 	cols, rows int
 	carry      []byte        // an incomplete UTF-8 character at the end of the last write
-	clamp      clamp         // keeps vt10x from looping on huge CSI parameters
+	filter     filter        // clamps huge CSI numbers, maps SO/SI line drawing
 	changed    chan struct{} // closed and replaced after every write
 	err        error         // first panic recovered from the emulator
 	written    int64
@@ -75,7 +76,7 @@ func (s *Screen) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.written += int64(len(p))
-	buf := s.clamp.filter(p)
+	buf := s.filter.filter(p)
 	if len(s.carry) > 0 {
 		buf = append(s.carry, buf...)
 		s.carry = nil

@@ -377,9 +377,18 @@ func TestClampFilter(t *testing.T) {
 		{"text 123456789 \x1b]0;123456789\x07", "text 123456789 \x1b]0;123456789\x07"},
 		{"\x1b[1m123456", "\x1b[1m123456"},
 		{"\x1b[38:2:255:0:0m", "\x1b[38:2:255:0:0m"},
+		{"\x1b)0\x0eq\x0f", "\x1b(B\x1b(0q\x1b(B"},
+		{"\x0eq\x0f", "\x1b(Bq\x1b(B"},
+		{"\x1b(0\x1b)B\x0eq\x0fq", "\x1b(0\x1b(0\x1b(Bq\x1b(0q"},
+		{"\x1b)0\x0e\x1b(Bq", "\x1b(B\x1b(0\x1b(B\x1b(0q"},
+		{"\x1b)0\x0e\x1bcq\x0e", "\x1b(B\x1b(0\x1bcq\x1b(B"},
+		{"\x1b%Gok", "\x1b(Bok"},
+		{"\x1b Fx", "\x1b(Bx"},
+		{"\x1b)\nx", "\x1b(B\nx"},
+		{"\x1b(0\x1b* Bx", "\x1b(0\x1b(0x"},
 	} {
 		for how, chunks := range chunkings(t, []byte(c.in)) {
-			var cl clamp
+			var cl filter
 			var got []byte
 			for _, ch := range chunks {
 				got = append(got, cl.filter(ch)...)
@@ -388,5 +397,25 @@ func TestClampFilter(t *testing.T) {
 				t.Errorf("%q (%s): got %q, want %q", c.in, how, got, c.want)
 			}
 		}
+	}
+}
+
+// terminfo's vt100 entry draws boxes with ESC ) 0 once, then SO ... SI; vt10x alone
+// ignores both and shows the letters.
+func TestLineDrawingThroughG1(t *testing.T) {
+	in := []byte("\x1b(B\x1b)0\x0elqqk\x0f\r\n\x0ex\x0f hi \x0ex\x0f\r\n\x0emqqqqqj\x0f lqk")
+	want := []string{"┌──┐", "│ hi │", "└─────┘ lqk"}
+	for how, chunks := range chunkings(t, in) {
+		s := New(20, 3)
+		feedAll(s, chunks)
+		if got := s.Lines(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: %q, want %q", how, got, want)
+		}
+	}
+	// vt10x alone prints the 0 of ESC ) 0 and then the letters.
+	term := vt10x.New(vt10x.WithSize(20, 3))
+	term.Write(in)
+	if term.Cell(0, 0).Char != '0' || term.Cell(1, 0).Char != 'l' {
+		t.Fatalf("vt10x now handles ESC ) 0 and SO/SI (cells %q %q); the rewriting could go", term.Cell(0, 0).Char, term.Cell(1, 0).Char)
 	}
 }
