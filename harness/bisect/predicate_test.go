@@ -243,3 +243,18 @@ func TestRunHostCommandTimeoutKillsItsChildren(t *testing.T) {
 	require.True(t, errors.Is(err, context.DeadlineExceeded), "err = %v", err)
 	require.Less(t, time.Since(start), 10*time.Second)
 }
+
+// The script shown in docs/bisect.md must stay valid.
+func TestDocsScriptExampleParses(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/bisect.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(doc), "```\n# check.expect")
+	require.True(t, ok, "docs/bisect.md lost its check.expect example")
+	body, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	s, err := ParseScript(strings.NewReader("# check.expect"+body), "docs/bisect.md")
+	require.NoError(t, err)
+	require.Len(t, s.Steps, 5)
+	require.Equal(t, 10*time.Second, s.Steps[2].Timeout)
+	require.Equal(t, 90*time.Second, s.Steps[0].Timeout)
+}
