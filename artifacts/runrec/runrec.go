@@ -587,3 +587,18 @@ func hostInfo() Host {
 	}
 	return h
 }
+
+// OpenAppend opens name (e.g. SerialLog, HarnessLog) in the run directory for
+// appending, creating it. O_APPEND keeps writes from a reopened run (bootlab capture
+// on a paused VM) after what is already there.
+func (r *Run) OpenAppend(name string) (*os.File, error) {
+	p := r.Path(name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, fmt.Errorf("run file %s: %w", name, err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("run file %s: %w", name, err)
+	}
+	return f, nil
+}
