@@ -70,7 +70,7 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 		scenario = fs.String("scenario", "", "predicate: scenario `NAME`")
 		script   = fs.String("script", "", "predicate: expect script `FILE`")
 		command  = fs.String("run", "", "predicate: host shell `CMD`")
-		verbose  = fs.Bool("v", false, "log every probe and decision to stderr")
+		quiet    = fs.Bool("q", false, "log only warnings and errors to stderr, not every probe and decision")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -78,9 +78,11 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 		}
 		return ExitUsage
 	}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
+	// Progress is on by default: a bisection over VMs runs for minutes
+	// and silence looks like a hang.
+	level := slog.LevelInfo
+	if *quiet {
+		level = slog.LevelWarn
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	usageErr := func(format string, a ...any) int {
@@ -92,6 +94,9 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 	}
 	if *retries < 0 {
 		return usageErr("--retries must not be negative")
+	}
+	if fp := FlakyPolicy(*flaky); fp != FlakyBad && fp != FlakyMajority {
+		return usageErr("--flaky must be %q or %q, not %q", FlakyBad, FlakyMajority, *flaky)
 	}
 	if prober == nil {
 		return usageErr("no prober configured (this bootlab was built without a VM backend)")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,6 +18,7 @@ import (
 // the real prober will call RunHostCommand once a VM is up.
 type shellProber struct {
 	pred  *Predicate
+	mu    sync.Mutex
 	calls int
 }
 
@@ -29,7 +31,9 @@ func (s *shellProber) UsePredicate(p *Predicate) error {
 }
 
 func (s *shellProber) Probe(ctx context.Context, c Candidate, attempt int, runDir string) (Outcome, error) {
+	s.mu.Lock()
 	s.calls++
+	s.mu.Unlock()
 	return RunHostCommand(ctx, s.pred.Command, VMEnv{RunDir: runDir, Candidate: c, Attempt: attempt})
 }
 
@@ -62,6 +66,7 @@ func TestMainFindsTheFirstBadWithARealShellPredicate(t *testing.T) {
 	code, out, errs := runMain(t, sp, "--candidates", writeList(t, 16), "--dir", dir, "--parallel", "3", "--run", v11Predicate)
 	require.Equal(t, ExitFound, code, "stdout:\n%s\nstderr:\n%s", out, errs)
 	require.Contains(t, out, "bisect found: first bad: v11; last good: v10")
+	require.Contains(t, errs, `msg="probe result" candidate=v11`, "progress is logged by default")
 	require.LessOrEqual(t, sp.calls, 2+3*ceilLog(4, 15))
 	require.Contains(t, out, filepath.Join(dir, "probes", "011-v11-a0"))
 	require.FileExists(t, filepath.Join(dir, "report.html"))
@@ -121,6 +126,7 @@ func TestMainExitCodes(t *testing.T) {
 	code, out, _ = runMain(t, &shellProber{}, "--candidates", list, "--dir", filepath.Join(t.TempDir(), "b"), "--run", pred)
 	require.Equal(t, ExitAmbiguous, code)
 	require.Contains(t, out, "first bad is one of v03, v04: v03 could not be tested")
+	require.Contains(t, out, "skip v03")
 
 	code, _, errs = runMain(t, &shellProber{}, "--candidates", list, "--dir", filepath.Join(t.TempDir(), "b"), "--run", "exit 200")
 	require.Equal(t, ExitError, code)
@@ -145,6 +151,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--candidates", list, "--script", script}, &shellProber{}, "s.expect:1: expect: error parsing regexp"},
 		{[]string{"--resume", "x", "--run", "true"}, &shellProber{}, "--resume takes the candidates, predicate and settings from the log"},
 		{[]string{"--candidates", list, "--parallel", "0", "--run", "true"}, &shellProber{}, "--parallel must be at least 1"},
+		{[]string{"--candidates", list, "--flaky", "sometimes", "--run", "true"}, &shellProber{}, `--flaky must be "bad" or "majority"`},
 		{[]string{"--candidates", list, "--run", "true"}, nil, "no prober configured"},
 		{[]string{"replay"}, nil, "usage:"},
 		{[]string{"--bogus"}, &shellProber{}, "flag provided but not defined"},

@@ -129,7 +129,8 @@ func TestSkipsAreRoutedAround(t *testing.T) {
 
 func TestSkipNextToFirstBadIsReportedAsRange(t *testing.T) {
 	fp := &fakeProber{firstBad: 6, skip: map[int]bool{5: true}}
-	res, err := Run(context.Background(), quickConfig(t, t.TempDir(), 10, 1, 0), fp)
+	dir := t.TempDir()
+	res, err := Run(context.Background(), quickConfig(t, dir, 10, 1, 0), fp)
 	require.NoError(t, err)
 	require.Equal(t, StatusAmbiguous, res.Status)
 	require.Equal(t, -1, res.FirstBad)
@@ -137,6 +138,11 @@ func TestSkipNextToFirstBadIsReportedAsRange(t *testing.T) {
 	require.Equal(t, 6, res.FirstKnownBad)
 	require.Equal(t, []int{5, 6}, res.Suspects)
 	require.Contains(t, res.Message, "first bad is one of c05, c06: c05 could not be tested")
+	html, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	require.NoError(t, err)
+	require.Contains(t, string(html), "first bad in here")
+	require.Contains(t, string(html), `<title>#5 c05: skip</title>`)
+	require.NotContains(t, string(html), ">first bad</text>")
 }
 
 func TestAllSkipRange(t *testing.T) {

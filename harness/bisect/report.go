@@ -142,6 +142,7 @@ table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #dd
 {{range .R.Warnings}}<p class="warn">warning: {{.}}</p>{{end}}
 <p>{{len .R.Probes}} probes in {{.R.Rounds}} rounds{{if .Flake}}, measured flake rate {{.Flake}}{{end}}.</p>
 <svg width="{{.Width}}" height="{{.Height}}" role="img" aria-label="candidate line">
+{{with .Suspects}}<rect x="{{.X}}" y="26" width="{{.W}}" height="28" rx="6" fill="#d62828" fill-opacity="0.15"/><text x="{{.Mid}}" y="16" text-anchor="middle" class="bad">first bad in here</text>{{end}}
 <line x1="20" y1="40" x2="{{.LineEnd}}" y2="40" stroke="#333"/>
 {{range .Marks}}<g><title>{{.Title}}</title>
 {{if .First}}<text x="{{.X}}" y="16" text-anchor="middle" class="bad">first bad</text>{{end}}
@@ -168,7 +169,20 @@ func WriteHTMLReport(path string, r *Result) error {
 		Probes                 []htmlProbe
 		Width, Height, LineEnd int
 		Flake                  string
-	}{R: r, Width: 60 + step*max(n, 1), Height: 170, LineEnd: 20 + step*max(n, 1)}
+		Suspects               *struct{ X, W, Mid int }
+	}{R: r, Width: 60 + step*max(n, 1), LineEnd: 20 + step*max(n, 1)}
+	longest := 0
+	for _, c := range r.Candidates {
+		longest = max(longest, len(c.Name))
+	}
+	// Labels are rotated by 60 degrees: about 6 px of height per character.
+	data.Height = 80 + 6*longest
+	if r.Status == StatusAmbiguous && len(r.Suspects) > 1 {
+		first, last := r.Suspects[0], r.Suspects[len(r.Suspects)-1]
+		x := 20 + step*first + 2
+		w := step*(last-first+1) - 4
+		data.Suspects = &struct{ X, W, Mid int }{x, w, x + w/2}
+	}
 	if r.FlakeRate > 0 {
 		data.Flake = fmt.Sprintf("%.1f%%", 100*r.FlakeRate)
 	}
