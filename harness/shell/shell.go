@@ -532,3 +532,23 @@ func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, s
 		}
 	}
 }
+
+// HandOver makes the shell usable by a person attached to the console: echo back on and
+// a prompt that says where they are. Automation resumes with TakeBack.
+func (s *Shell) HandOver(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.con.Send(ctx, "stty echo onlcr 2>/dev/null; PS1='[bootlab debug] \\u@\\h:\\w\\$ '\n")
+}
+
+// TakeBack restores the automation settings after a person used the shell and proves it
+// is still root (they may have exited a shell or changed user).
+func (s *Shell) TakeBack(ctx context.Context) error {
+	if err := s.configure(ctx, "shell after a debug session"); err != nil {
+		return err
+	}
+	if s.uid != 0 {
+		return fmt.Errorf("after the debug session the shell is uid %d, not root", s.uid)
+	}
+	return nil
+}

@@ -386,7 +386,11 @@ func (v *VM) Stop(ctx context.Context) (qemu.StopStage, error) {
 	}
 	stage, err := v.Machine.Stop(ctx, guest, v.Spec.Timeouts.Stop)
 	v.stopStage = stage
-	v.mark("shutdown")
+	// Kept here for Milestones(); run records get the shutdown as a span with its
+	// true duration from the caller.
+	v.mu.Lock()
+	v.milestones = append(v.milestones, Milestone{Name: "shutdown", At: time.Since(v.spawned)})
+	v.mu.Unlock()
 	v.Log.Info("vm.stopped", "stage", string(stage), "exit", v.Machine.ExitStatus())
 	// Let the drain goroutine read what QEMU wrote last before the logs close.
 	select {

@@ -1,0 +1,14 @@
+package main
+
+import (
+	"context"
+	"io"
+)
+
+func cmdBisect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return usagef("not wired yet")
+}
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return usagef("not wired yet")
+}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
+	"github.com/bootlab/bootlab/artifacts/report"
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/ansi"
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/vm"
+	"golang.org/x/sys/unix"
+)
+
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+// cmdAttach connects the terminal to a run's console socket. Ctrl-] detaches; the VM and
+// the automation that owns it carry on.
+func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bootlab attach DIR", flag.ContinueOnError)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want the run directory of a paused VM")
+	}
+	link := filepath.Join(fs.Arg(0), lab.ConsoleSocket)
+	target, err := os.Readlink(link)
+	if err != nil {
+		return usagef("%s: no console socket (is the VM paused in debug mode?): %v", fs.Arg(0), err)
+	}
+	conn, err := net.Dial("unix", target)
+	if err != nil {
+		return fmt.Errorf("connecting to the console at %s: %w", target, err)
+	}
+	defer conn.Close()
+	if isTerminal(os.Stdin) {
+		fd := int(os.Stdin.Fd())
+		old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		if err == nil {
+			if err := console.MakeRaw(os.Stdin); err == nil {
+				defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "bootlab: attached to %s (Ctrl-] detaches)\r\n", fs.Arg(0))
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(stdout, conn)
+		close(done)
+	}()
+	go func() {
+		buf := make([]byte, 1024)
+		for {
+			n, err := os.Stdin.Read(buf)
+			if n > 0 {
+				if i := strings.IndexByte(string(buf[:n]), 0x1d); i >= 0 {
+					_, _ = conn.Write(buf[:i])
+					conn.Close()
+					return
+				}
+				if _, werr := conn.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				conn.Close()
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	fmt.Fprintf(stderr, "\r\nbootlab: detached\r\n")
+	return nil
+}
+
+// cmdCapture reports the captures of a run; live captures are taken by the paused
+// `bootlab run --debug` itself when it pauses.
+func cmdCapture(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bootlab capture DIR", flag.ContinueOnError)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want a run directory")
+	}
+	idx := filepath.Join(fs.Arg(0), "captures", "index.md")
+	b, err := os.ReadFile(idx)
+	if err != nil {
+		return fmt.Errorf("%s has no captures yet (a paused debug run takes them when it pauses): %w", fs.Arg(0), err)
+	}
+	_, err = stdout.Write(b)
+	return err
+}
+
+func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bootlab inspect IMAGE | --kernel K --initrd I", flag.ContinueOnError)
+	kernel := fs.String("kernel", "", "inspect a kernel")
+	initrd := fs.String("initrd", "", "with --kernel: its initrd")
+	files := fs.Bool("files", true, "list the files")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	var (
+		rep *isoinspect.Report
+		err error
+	)
+	switch {
+	case *kernel != "" && fs.NArg() == 0:
+		rep, err = isoinspect.InspectKernel(ctx, *kernel, *initrd)
+	case fs.NArg() == 1:
+		if _, serr := os.Stat(fs.Arg(0)); serr != nil {
+			return usagef("%v", serr)
+		}
+		rep, err = isoinspect.InspectISO(ctx, fs.Arg(0))
+	default:
+		return usagef("want one ISO, or --kernel (and --initrd)")
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	return printInspect(stdout, rep, *files)
+}
+
+// cmdLog prints serial.log, raw or made readable.
+func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bootlab log DIR", flag.ContinueOnError)
+	plain := fs.Bool("plain", false, "remove escape sequences and CRs")
+	which := fs.String("file", vm.SerialLog, "which log: serial.log, transcript.log or harness.log")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want a run directory")
+	}
+	f, err := os.Open(filepath.Join(fs.Arg(0), *which))
+	if err != nil {
+		return usagef("%v", err)
+	}
+	defer f.Close()
+	if !*plain {
+		_, err = io.Copy(stdout, f)
+		return err
+	}
+	var n ansi.Normalizer
+	r := bufio.NewReaderSize(f, 64<<10)
+	buf := make([]byte, 64<<10)
+	for {
+		k, err := r.Read(buf)
+		if k > 0 {
+			if _, werr := stdout.Write(n.Write(buf[:k])); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			_, werr := stdout.Write(n.Flush())
+			return werr
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bootlab report DIR | --trend | --summary", flag.ContinueOnError)
+	trend := fs.Bool("trend", false, "chart boot milestones over the runs in the ledger")
+	summary := fs.Bool("summary", false, "print a Markdown table of the runs under --notes (for CI job summaries)")
+	notes := fs.String("notes", runrec.DefaultNotesRoot(), "the notes directory holding runs and ledger.jsonl")
+	out := fs.String("o", "", "with --trend: write the chart here (default <notes>/trend.html)")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	switch {
+	case *trend:
+		path := *out
+		if path == "" {
+			path = filepath.Join(*notes, "trend.html")
+		}
+		skipped, err := report.TrendFile(ctx, runrec.DefaultLedger(*notes), path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "trend chart: %s (%d unreadable ledger lines skipped)\n", path, skipped)
+		return nil
+	case *summary:
+		return printSummary(stdout, *notes)
+	case fs.NArg() == 1:
+		path, err := report.Render(ctx, fs.Arg(0), report.Options{Normalise: normalise})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, path)
+		return nil
+	}
+	return usagef("want a run directory, --trend or --summary")
+}
+
+// printSummary writes one table row per run directory under notes (newest first).
+func printSummary(w io.Writer, notes string) error {
+	ents, err := os.ReadDir(notes)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", notes, err)
+	}
+	type row struct {
+		name string
+		m    runrec.Metadata
+	}
+	var rows []row
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		m, err := runrec.ReadMetadata(filepath.Join(notes, e.Name()))
+		if err != nil {
+			continue
+		}
+		rows = append(rows, row{e.Name(), m})
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].m.Started.After(rows[j].m.Started) })
+	fmt.Fprintln(w, "| run | outcome | scenarios | login prompt | root shell | storage | ipv4 | ssh | accel |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		ms := func(name string) string {
+			if x, ok := r.m.Milestone(name); ok {
+				return fmt.Sprintf("%.1fs", x.At.D().Seconds())
+			}
+			return "-"
+		}
+		var sc []string
+		for _, s := range r.m.Scenarios {
+			sc = append(sc, s.Name+"="+string(s.Outcome))
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.name, r.m.Outcome, strings.Join(sc, ", "),
+			ms("login_prompt"), ms("root_shell"), ms("storage_status"), ms("ipv4"), ms("ssh"), r.m.Accel.Name)
+	}
+	return nil
+}
+
+func printInspect(w io.Writer, rep *isoinspect.Report, files bool) error {
+	fmt.Fprintf(w, "image: %s (%s)\n", rep.Image, rep.Kind)
+	if rep.Label != "" {
+		fmt.Fprintf(w, "label: %s\n", rep.Label)
+	}
+	for _, l := range rep.Layers {
+		fmt.Fprintf(w, "layer: %s\n", l)
+	}
+	if rep.RootKey != nil {
+		fmt.Fprintf(w, "root key: %s\n  %s\n  in %s:%s\n", rep.RootKey.Fingerprint, rep.RootKey.Line, layerName(rep.RootKey.Layer), rep.RootKey.Path)
+	} else {
+		fmt.Fprintln(w, "root key: none found")
+	}
+	for _, u := range rep.Units {
+		fmt.Fprintf(w, "unit: %s:%s\n", layerName(u.Layer), u.Path)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "problem: %s\n", p)
+	}
+	if files {
+		fmt.Fprintf(w, "files (%d):\n", len(rep.Files))
+		for _, f := range rep.Files {
+			link := ""
+			if f.Link != "" {
+				link = " -> " + f.Link
+			}
+			fmt.Fprintf(w, "  %s %10d %s:%s%s\n", f.Mode, f.Size, layerName(f.Layer), f.Path, link)
+		}
+	}
+	return nil
+}
+
+func layerName(l string) string {
+	if l == "" {
+		return "iso"
+	}
+	return l
+}
+
+// normalise makes raw console bytes readable.
+func normalise(b []byte) []byte {
+	var n ansi.Normalizer
+	return append(n.Write(b), n.Flush()...)
+}

@@ -1,0 +1,51 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/keys"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// RootKey is the key pair embedded in bootlab-built images, kept in the image cache
+// (private half 0600, never in run directories).
+func RootKey() (*keys.Pair, error) {
+	return keys.LoadOrCreate(filepath.Join(images.CacheDir(), "keys"))
+}
+
+// ProbeCache is where the accelerator probe's verdict is kept.
+func ProbeCache() string { return filepath.Join(images.CacheDir(), "accel-probe.json") }
+
+// MiniImage builds (or reuses) a mini image and describes it for a VM.
+func MiniImage(ctx context.Context, spec images.MiniSpec) (vm.Image, *images.Mini, error) {
+	m, err := images.BuildMini(ctx, spec)
+	if err != nil {
+		return vm.Image{}, nil, fmt.Errorf("building the mini image: %w", err)
+	}
+	return vm.Image{
+		Name: "mini", Kernel: m.Kernel, Initrd: m.Initrd,
+		Append:  "console=ttyS0,115200 panic=-1 " + m.Append,
+		Profile: shell.Mini, Poweroff: "poweroff",
+	}, m, nil
+}
+
+// FixtureImage builds (or reuses) the fixture ISO with bootlab's root key and describes
+// it for a VM. spec.RootKey is filled in when empty.
+func FixtureImage(ctx context.Context, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair, error) {
+	key, err := RootKey()
+	if err != nil {
+		return vm.Image{}, nil, nil, err
+	}
+	if spec.RootKey == "" && spec.RootKeyFile == "" {
+		spec.RootKey = key.AuthorizedKey
+	}
+	iso, err := images.BuildFixtureISO(ctx, spec)
+	if err != nil {
+		return vm.Image{}, nil, nil, fmt.Errorf("building the fixture ISO: %w", err)
+	}
+	return vm.Image{Name: "fixture", ISO: iso.Path, Profile: shell.Fixture, Poweroff: "systemctl poweroff"}, iso, key, nil
+}

@@ -1,0 +1,203 @@
+// Package verify holds the end-to-end checks of an image that runs pre-nixos, shared by
+// `bootlab run` and the scenarios so both prove the same things the same way: storage
+// provisioned (or deliberately not), the NIC renamed `lan` with a DHCP lease announced
+// on the console, and root let in over SSH with the embedded key against a pinned host
+// key.
+package verify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bootlab/bootlab/artifacts/keys"
+	"github.com/bootlab/bootlab/harness/capture"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/sshc"
+	"github.com/bootlab/bootlab/provisioner/status"
+)
+
+// Status file paths in the guest.
+const (
+	StorageStatus = "/run/pre-nixos/storage-status"
+	NetworkStatus = "/run/pre-nixos/network-status"
+	Unit          = "pre-nixos.service"
+)
+
+// PreNixos runs the checks in order. Expected values default to a blank disk being
+// provisioned automatically.
+type PreNixos struct {
+	Lab *lab.Lab
+	Key *keys.Pair
+	Out io.Writer
+	// WantState/WantDetail are the storage-status values expected (default applied /
+	// auto-applied).
+	WantState, WantDetail string
+	// Pause is called after "storage" and "network" (debug mode).
+	Pause func(stage string)
+	// Timeouts (defaults: 10 min storage, 5 min network, 5 min SSH; scaled by the VM's
+	// timeout scale through the caller's context).
+	StorageTimeout, NetworkTimeout, SSHTimeout time.Duration
+	// Results, filled in as the checks pass.
+	Storage status.Status
+	IPv4    string
+	SSHUser string
+}
+
+func (p *PreNixos) say(format string, a ...any) {
+	if p.Out != nil {
+		fmt.Fprintf(p.Out, "check: "+format+"\n", a...)
+	}
+}
+
+// Run performs every check.
+func (p *PreNixos) Run(ctx context.Context) error {
+	if err := p.CheckStorage(ctx); err != nil {
+		return err
+	}
+	if p.Pause != nil {
+		p.Pause("storage")
+	}
+	if err := p.CheckNetwork(ctx); err != nil {
+		return err
+	}
+	if p.Pause != nil {
+		p.Pause("network")
+	}
+	return p.CheckSSH(ctx)
+}
+
+func scaledTimeout(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// CheckStorage waits for storage-status and pre-nixos.service to finish, and compares
+// STATE and DETAIL.
+func (p *PreNixos) CheckStorage(ctx context.Context) error {
+	l := p.Lab
+	sh := l.VM.Shell
+	wctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.StorageTimeout, 10*time.Minute))
+	defer cancel()
+	if err := sh.WaitFile(wctx, StorageStatus); err != nil {
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitFile, Path: StorageStatus}, "waiting for "+StorageStatus, err)
+		return fmt.Errorf("pre-nixos never wrote %s: %w", StorageStatus, err)
+	}
+	l.Mark("storage_status")
+	state, err := sh.WaitUnit(wctx, Unit, "inactive", "active")
+	if err != nil {
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitUnit, Unit: Unit}, "waiting for "+Unit+" to finish", err)
+		return fmt.Errorf("%s did not finish cleanly: %w", Unit, err)
+	}
+	st, err := p.ReadStatus(ctx, StorageStatus)
+	if err != nil {
+		return err
+	}
+	p.Storage = st
+	want := [2]string{p.WantState, p.WantDetail}
+	if want[0] == "" {
+		want = [2]string{"applied", "auto-applied"}
+	}
+	p.say("storage-status STATE=%s DETAIL=%s (%s is %s)", st["STATE"], st["DETAIL"], Unit, state)
+	if st["STATE"] != want[0] || st["DETAIL"] != want[1] {
+		err := fmt.Errorf("storage-status is STATE=%s DETAIL=%s, want STATE=%s DETAIL=%s", st["STATE"], st["DETAIL"], want[0], want[1])
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitFile, Path: StorageStatus}, "checking storage-status", err)
+		return err
+	}
+	return nil
+}
+
+// ReadStatus reads and parses a KEY=VALUE status file with the provisioner's own parser.
+func (p *PreNixos) ReadStatus(ctx context.Context, path string) (status.Status, error) {
+	r, err := p.Lab.Run(ctx, "cat "+path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	st, err := status.Parse(bytes.NewReader(r.Output))
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s (%q): %w", path, r.Output, err)
+	}
+	return st, nil
+}
+
+var lanAnnounce = regexp.MustCompile(`LAN IPv4 address: ([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)`)
+
+// CheckNetwork waits for an IPv4 address on `lan` and for pre-nixos's announcement of it
+// on the console (read from the guest-only stream, never from command output).
+func (p *PreNixos) CheckNetwork(ctx context.Context) error {
+	l := p.Lab
+	wctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.NetworkTimeout, 5*time.Minute))
+	defer cancel()
+	ip, err := l.VM.Shell.WaitIPv4(wctx, "lan")
+	if err != nil {
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitIPv4, Iface: "lan"}, "waiting for an IPv4 address on lan", err)
+		return fmt.Errorf("no IPv4 address on lan: %w", err)
+	}
+	l.Mark("ipv4")
+	p.IPv4 = ip
+	got, err := l.VM.Shell.WaitConsole(wctx, 0, lanAnnounce)
+	if err != nil {
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitIPv4, Iface: "lan"}, "waiting for the LAN IPv4 announcement on the console", err)
+		return fmt.Errorf("pre-nixos did not announce the LAN address on the console: %w", err)
+	}
+	if m := lanAnnounce.FindStringSubmatch(got); m == nil || m[1] != ip {
+		return fmt.Errorf("console announced %q but lan has %s", got, ip)
+	}
+	p.say("lan has %s, announced on the console", ip)
+	return nil
+}
+
+// HostKey reads the guest's ed25519 host key over the console: it is what SSH is then
+// pinned to, so a different server on the forwarded port is refused.
+func (p *PreNixos) HostKey(ctx context.Context) (string, error) {
+	r, err := p.Lab.Run(ctx, "cat /etc/ssh/ssh_host_ed25519_key.pub")
+	if err != nil {
+		return "", fmt.Errorf("reading the guest host key over the console: %w", err)
+	}
+	return strings.TrimSpace(string(r.Output)), nil
+}
+
+// CheckSSH logs in as root with the embedded key and runs `id -un`.
+func (p *PreNixos) CheckSSH(ctx context.Context) error {
+	l := p.Lab
+	line, err := p.HostKey(ctx)
+	if err != nil {
+		return err
+	}
+	hk, err := sshc.ParseHostKey(line)
+	if err != nil {
+		return err
+	}
+	port := l.VM.SSHPort()
+	if port == 0 {
+		return fmt.Errorf("the VM has no SSH port forward")
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	sctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.SSHTimeout, 5*time.Minute))
+	defer cancel()
+	c, err := sshc.Dial(sctx, addr, "root", p.Key.Signer, hk)
+	if err != nil {
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitSSH, Unit: "ssh"}, "logging in over SSH as root", err)
+		return fmt.Errorf("SSH as root to %s: %w", addr, err)
+	}
+	defer c.Close()
+	out, status, err := c.Run(sctx, "id -un")
+	if err != nil || status != 0 {
+		return fmt.Errorf("running id -un over SSH: status %d: %v (%q)", status, err, out)
+	}
+	p.SSHUser = strings.TrimSpace(string(out))
+	if p.SSHUser != "root" {
+		return fmt.Errorf("SSH id -un printed %q, want root", out)
+	}
+	l.Mark("ssh")
+	p.say("ssh root@%s with the embedded key (%s), host key pinned from the console: id -un = root", addr, p.Key.Fingerprint)
+	return nil
+}
