@@ -66,6 +66,7 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 		resume   = fs.String("resume", "", "resume the bisection in `DIR`")
 		parallel = fs.Int("parallel", 1, "probe `k` candidates per round on k VMs (k-ary search)")
 		retries  = fs.Int("retries", 0, "re-probe every tested candidate `n` more times and report the flake rate")
+		probeTO  = fs.Duration("probe-timeout", 30*time.Minute, "bound on one attempt (boot + predicate); an overrun is a skip; 0 = none")
 		flaky    = fs.String("flaky", string(FlakyBad), "verdict of a candidate with mixed results: bad (any bad attempt) or majority")
 		scenario = fs.String("scenario", "", "predicate: scenario `NAME`")
 		script   = fs.String("script", "", "predicate: expect script `FILE`")
@@ -94,6 +95,9 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 	}
 	if *retries < 0 {
 		return usageErr("--retries must not be negative")
+	}
+	if *probeTO < 0 {
+		return usageErr("--probe-timeout must not be negative")
 	}
 	if fp := FlakyPolicy(*flaky); fp != FlakyBad && fp != FlakyMajority {
 		return usageErr("--flaky must be %q or %q, not %q", FlakyBad, FlakyMajority, *flaky)
@@ -153,7 +157,7 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 		}
 		d := *dir
 		res, err = Run(ctx, Config{Candidates: cands, Dir: d, Parallel: *parallel, Retries: *retries,
-			Flaky: FlakyPolicy(*flaky), Predicate: pred, Logger: logger}, prober)
+			Flaky: FlakyPolicy(*flaky), Predicate: pred, Logger: logger, ProbeTimeout: *probeTO}, prober)
 	}
 	if res != nil {
 		if werr := WriteTextReport(stdout, res); werr != nil {

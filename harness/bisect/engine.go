@@ -69,6 +69,18 @@ type Prober interface {
 	Probe(ctx context.Context, c Candidate, attempt int, runDir string) (Outcome, error)
 }
 
+// ProbeInfo tells a Prober where in the bisection a call is, for its logs
+// and for the BOOTLAB_CANDIDATE_INDEX a host predicate sees.
+type ProbeInfo struct{ Index, Round, Attempt int }
+
+type probeInfoKey struct{}
+
+// ProbeInfoFrom returns the ProbeInfo the engine put in a Probe's ctx.
+func ProbeInfoFrom(ctx context.Context) (ProbeInfo, bool) {
+	pi, ok := ctx.Value(probeInfoKey{}).(ProbeInfo)
+	return pi, ok
+}
+
 // ProberFunc adapts a function to Prober.
 type ProberFunc func(ctx context.Context, c Candidate, attempt int, runDir string) (Outcome, error)
 
@@ -124,6 +136,12 @@ type Config struct {
 	Retries int
 	// Flaky decides mixed results; empty is FlakyBad.
 	Flaky FlakyPolicy
+	// ProbeTimeout bounds one attempt (boot + predicate); an attempt that
+	// overruns is a Skip ("could not be tested"), because a hung VM or
+	// harness must not stall the search. 0 means no bound. A hang that
+	// is the regression itself belongs in the predicate (expect timeouts,
+	// boot milestones), which judges it bad.
+	ProbeTimeout time.Duration
 	// Predicate is recorded in the log so a resume judges the same way.
 	Predicate *Predicate
 	Logger    *slog.Logger
@@ -221,7 +239,8 @@ func Run(ctx context.Context, cfg Config, p Prober) (*Result, error) {
 	e.log = w
 	defer w.Close()
 	if err := w.append(Event{Event: EventStart, Version: logVersion, Candidates: cfg.Candidates,
-		Parallel: cfg.Parallel, Retries: cfg.Retries, Flaky: cfg.Flaky, Predicate: cfg.Predicate}); err != nil {
+		Parallel: cfg.Parallel, Retries: cfg.Retries, Flaky: cfg.Flaky, Predicate: cfg.Predicate,
+		ProbeTimeoutMS: cfg.ProbeTimeout.Milliseconds()}); err != nil {
 		return nil, err
 	}
 	return e.run(ctx, p)
@@ -239,7 +258,7 @@ func LoadConfig(dir string) (Config, error) {
 	}
 	st := evs[0]
 	return Config{Candidates: st.Candidates, Dir: dir, Parallel: st.Parallel, Retries: st.Retries,
-		Flaky: st.Flaky, Predicate: st.Predicate}, nil
+		Flaky: st.Flaky, Predicate: st.Predicate, ProbeTimeout: time.Duration(st.ProbeTimeoutMS) * time.Millisecond}, nil
 }
 
 // Resume continues the bisection in dir after an interruption. Probes whose
@@ -703,10 +722,21 @@ func (e *engine) attempt(ctx context.Context, p Prober, round, idx, attempt int)
 	}
 	e.logger.Info("probe start", "candidate", c.Name, "index", idx, "attempt", attempt, "round", round, "run_dir", runDir)
 	start := e.now()
-	out, err := p.Probe(ctx, c, attempt, runDir)
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if e.cfg.ProbeTimeout > 0 {
+		pctx, cancel = context.WithTimeout(ctx, e.cfg.ProbeTimeout)
+	}
+	pctx = context.WithValue(pctx, probeInfoKey{}, ProbeInfo{Index: idx, Round: round, Attempt: attempt})
+	out, err := p.Probe(pctx, c, attempt, runDir)
+	timedOut := pctx.Err() != nil
+	cancel()
 	elapsed := e.now().Sub(start)
 	if ctx.Err() != nil {
 		return ProbeRecord{}, fmt.Errorf("bisection interrupted while probing %s: %w", c.Name, ctx.Err())
+	}
+	if timedOut {
+		out, err = Outcome{Verdict: Skip, Reason: fmt.Sprintf("probe did not finish within --probe-timeout %s", e.cfg.ProbeTimeout),
+			RunDir: out.RunDir}, nil
 	}
 	if err != nil {
 		if errors.Is(err, ErrAbort) {

@@ -42,6 +42,8 @@ type Event struct {
 	Retries    int         `json:"retries,omitempty"`
 	Flaky      FlakyPolicy `json:"flaky,omitempty"`
 	Predicate  *Predicate  `json:"predicate,omitempty"`
+	// ProbeTimeoutMS is Config.ProbeTimeout.
+	ProbeTimeoutMS int64 `json:"probe_timeout_ms,omitempty"`
 
 	// probe-start, probe-result
 	Round      int     `json:"round,omitempty"`

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/ansi"
@@ -65,7 +66,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("creating the run directory under %s (before booting anything): %w", cfg.Notes, err)
 	}
 	l := &Lab{Rec: run, cfg: cfg, log: slog.New(slog.DiscardHandler)}
-	if err := run.SetImage(imageRecord(cfg)); err != nil {
+	if err := run.SetImage(imageRecord(ctx, cfg)); err != nil {
 		return nil, fmt.Errorf("recording the image: %w", err)
 	}
 	spec := cfg.VM
@@ -87,17 +88,29 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	return l, nil
 }
 
-func imageRecord(cfg Config) runrec.Image {
+// imageRecord describes the image for metadata.json: checksum, size, the embedded root
+// key's fingerprint and Nix store provenance where they can be read. An image that
+// cannot be inspected is still recorded by path; the boot decides whether it works.
+func imageRecord(ctx context.Context, cfg Config) runrec.Image {
 	img := cfg.VM.Image
-	rec := runrec.Image{Profile: img.Profile.Name, RootKeyFingerprint: cfg.RootKeyFingerprint}
-	switch {
-	case img.ISO != "":
-		rec.Kind, rec.Path = "iso", img.ISO
-	default:
-		rec.Kind, rec.Path, rec.Initrd, rec.Append = "kernel", img.Kernel, img.Initrd, img.Append
+	var (
+		rec runrec.Image
+		err error
+	)
+	if img.ISO != "" {
+		rec, err = isoinspect.Provenance(ctx, img.ISO)
+		if err != nil {
+			rec = runrec.Image{Kind: "iso", Path: img.ISO}
+		}
+	} else {
+		rec, err = isoinspect.KernelProvenance(ctx, img.Kernel, img.Initrd, img.Append)
+		if err != nil {
+			rec = runrec.Image{Kind: "kernel", Path: img.Kernel, Initrd: img.Initrd, Append: img.Append}
+		}
 	}
-	if size, sum, err := runrec.HashFile(rec.Path); err == nil {
-		rec.Size, rec.SHA256 = size, sum
+	rec.Profile = img.Profile.Name
+	if rec.RootKeyFingerprint == "" {
+		rec.RootKeyFingerprint = cfg.RootKeyFingerprint
 	}
 	return rec
 }
@@ -235,6 +248,9 @@ func (l *Lab) finish(outcome runrec.Outcome, err error) error {
 	}
 	ferr := l.Rec.Finish(outcome, text, time.Now())
 	rerr := writeReport(l.Rec)
+	if _, cerr := l.Rec.Catalogue(); cerr != nil { // report.html joins the catalogue
+		ferr = errors.Join(ferr, cerr)
+	}
 	if l.cfg.Ledger != "-" {
 		ledger := l.cfg.Ledger
 		if ledger == "" {

@@ -149,7 +149,7 @@ func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	return printInspect(stdout, rep, *files)
+	return rep.WriteText(stdout, *files)
 }
 
 // cmdLog prints serial.log, raw or made readable.
@@ -265,45 +265,6 @@ func printSummary(w io.Writer, notes string) error {
 			ms("login_prompt"), ms("root_shell"), ms("storage_status"), ms("ipv4"), ms("ssh"), r.m.Accel.Name)
 	}
 	return nil
-}
-
-func printInspect(w io.Writer, rep *isoinspect.Report, files bool) error {
-	fmt.Fprintf(w, "image: %s (%s)\n", rep.Image, rep.Kind)
-	if rep.Label != "" {
-		fmt.Fprintf(w, "label: %s\n", rep.Label)
-	}
-	for _, l := range rep.Layers {
-		fmt.Fprintf(w, "layer: %s\n", l)
-	}
-	if rep.RootKey != nil {
-		fmt.Fprintf(w, "root key: %s\n  %s\n  in %s:%s\n", rep.RootKey.Fingerprint, rep.RootKey.Line, layerName(rep.RootKey.Layer), rep.RootKey.Path)
-	} else {
-		fmt.Fprintln(w, "root key: none found")
-	}
-	for _, u := range rep.Units {
-		fmt.Fprintf(w, "unit: %s:%s\n", layerName(u.Layer), u.Path)
-	}
-	for _, p := range rep.Problems {
-		fmt.Fprintf(w, "problem: %s\n", p)
-	}
-	if files {
-		fmt.Fprintf(w, "files (%d):\n", len(rep.Files))
-		for _, f := range rep.Files {
-			link := ""
-			if f.Link != "" {
-				link = " -> " + f.Link
-			}
-			fmt.Fprintf(w, "  %s %10d %s:%s%s\n", f.Mode, f.Size, layerName(f.Layer), f.Path, link)
-		}
-	}
-	return nil
-}
-
-func layerName(l string) string {
-	if l == "" {
-		return "iso"
-	}
-	return l
 }
 
 // normalise makes raw console bytes readable.

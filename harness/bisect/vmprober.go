@@ -1,0 +1,147 @@
+package bisect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// VM is a booted candidate as the harness hands it to a predicate: its
+// console/shell for scripts, its connection details for host commands.
+type VM interface {
+	ScriptRunner
+	// Env returns the SSH/console/QMP details; VMProber fills in the
+	// candidate, run directory, index and attempt.
+	Env() VMEnv
+	// Close shuts the VM down and reaps QEMU; it must be bounded by ctx.
+	Close(ctx context.Context) error
+}
+
+// Booter boots one candidate with its logs in runDir. An error means the
+// candidate could not be brought up, which makes the probe a Skip (wrap
+// ErrAbort for problems that no other candidate will escape either, such
+// as QEMU missing).
+type Booter interface {
+	Boot(ctx context.Context, c Candidate, runDir string) (VM, error)
+}
+
+// ScenarioFunc runs a named scenario against a booted VM and judges it.
+type ScenarioFunc func(ctx context.Context, name string, vm VM, runDir string) (Outcome, error)
+
+// VMProber is the Prober `bootlab bisect` uses: boot with Booter, judge
+// with the predicate from the flags, shut down, and leave outcome.json in
+// the run directory. The harness supplies Boot (and Scenario); everything
+// about predicates stays here so it is tested without VMs.
+type VMProber struct {
+	Boot     Booter
+	Scenario ScenarioFunc
+	// ShutdownTimeout bounds Close; 0 means one minute.
+	ShutdownTimeout time.Duration
+
+	pred   *Predicate
+	script *Script
+}
+
+// UsePredicate implements PredicateUser.
+func (p *VMProber) UsePredicate(pred *Predicate) error {
+	switch pred.Kind {
+	case PredicateScript:
+		s, err := pred.Script()
+		if err != nil {
+			return err
+		}
+		p.script = s
+	case PredicateScenario:
+		if p.Scenario == nil {
+			return errors.New("this bootlab cannot run scenarios from bisect yet")
+		}
+		if pred.Scenario == "" {
+			return errors.New("empty scenario name")
+		}
+	case PredicateCommand:
+		if pred.Command == "" {
+			return errors.New("empty command")
+		}
+	default:
+		return fmt.Errorf("unknown predicate kind %q", pred.Kind)
+	}
+	p.pred = pred
+	return nil
+}
+
+// Probe implements Prober.
+func (p *VMProber) Probe(ctx context.Context, c Candidate, attempt int, runDir string) (out Outcome, err error) {
+	if p.pred == nil {
+		return Outcome{}, fmt.Errorf("VMProber has no predicate: %w", ErrAbort)
+	}
+	start := time.Now()
+	defer func() {
+		if err == nil {
+			out.Duration = time.Since(start)
+			if werr := writeOutcome(runDir, c, attempt, out); werr != nil {
+				err = werr
+			}
+		}
+	}()
+	vm, err := p.Boot.Boot(ctx, c, runDir)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, ErrAbort) {
+			return Outcome{}, fmt.Errorf("booting %s: %w", c.Name, err)
+		}
+		return Outcome{Verdict: Skip, Reason: "boot failed: " + err.Error()}, nil
+	}
+	defer func() {
+		// Shut down even when ctx is done: leaving QEMU behind is worse
+		// than a slower Ctrl-C.
+		to := p.ShutdownTimeout
+		if to <= 0 {
+			to = time.Minute
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), to)
+		defer cancel()
+		if cerr := vm.Close(sctx); cerr != nil && err == nil && out.Verdict == Good {
+			// The predicate passed but the guest did not shut down
+			// cleanly; keep the verdict, say so.
+			out.Reason += fmt.Sprintf(" (shutdown: %v)", cerr)
+		}
+	}()
+	switch p.pred.Kind {
+	case PredicateScript:
+		return RunScript(ctx, p.script, vm)
+	case PredicateCommand:
+		env := vm.Env()
+		env.Candidate, env.RunDir, env.Attempt = c, runDir, attempt
+		if pi, ok := ProbeInfoFrom(ctx); ok {
+			env.Index = pi.Index
+		}
+		return RunHostCommand(ctx, p.pred.Command, env)
+	default:
+		return p.Scenario(ctx, p.pred.Scenario, vm, runDir)
+	}
+}
+
+// writeOutcome leaves the verdict next to the probe's logs, so a run
+// directory copied out of a bisection still says what it showed.
+func writeOutcome(runDir string, c Candidate, attempt int, out Outcome) error {
+	if runDir == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(struct {
+		Candidate  Candidate `json:"candidate"`
+		Attempt    int       `json:"attempt"`
+		Verdict    Verdict   `json:"verdict"`
+		Reason     string    `json:"reason,omitempty"`
+		DurationMS int64     `json:"duration_ms"`
+	}{c, attempt, out.Verdict, out.Reason, out.Duration.Milliseconds()}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding outcome of %s: %w", c.Name, err)
+	}
+	if err := os.WriteFile(filepath.Join(runDir, "outcome.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing outcome of %s: %w", c.Name, err)
+	}
+	return nil
+}
