@@ -145,3 +145,11 @@ func writeOutcome(runDir string, c Candidate, attempt int, out Outcome) error {
 	}
 	return nil
 }
+
+// BooterFunc adapts a function to Booter.
+type BooterFunc func(ctx context.Context, c Candidate, runDir string) (VM, error)
+
+// Boot calls f.
+func (f BooterFunc) Boot(ctx context.Context, c Candidate, runDir string) (VM, error) {
+	return f(ctx, c, runDir)
+}
