@@ -460,7 +460,15 @@ func (e *engine) endpointProblems(pts []int) []string {
 		case i == 0 && v == Bad:
 			probs = append(probs, fmt.Sprintf("first candidate %s is bad, so the regression is older than the list (or the predicate fails everywhere: %s)", name, reason))
 		case i == n-1 && v == Good:
-			probs = append(probs, fmt.Sprintf("last candidate %s is good, so nothing in the list regressed", name))
+			msg := fmt.Sprintf("last candidate %s is good, so nothing in the list regressed", name)
+			for _, j := range pts {
+				if e.res.Verdicts[j] == Bad && j != 0 {
+					msg = fmt.Sprintf("last candidate %s is good although %s before it is bad: the predicate is not monotonic (flaky, or fixed again); bisect a shorter list that ends at a bad candidate",
+						name, e.cfg.Candidates[j].Name)
+					break
+				}
+			}
+			probs = append(probs, msg)
 		}
 	}
 	return probs

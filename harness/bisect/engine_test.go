@@ -96,6 +96,16 @@ func TestEndpointViolationsSayWhyAndStop(t *testing.T) {
 			require.Equal(t, StatusEndpoints, evs[len(evs)-1].Status)
 		})
 	}
+	t.Run("bad inside, good at the end", func(t *testing.T) {
+		p := ProberFunc(func(ctx context.Context, c Candidate, attempt int, runDir string) (Outcome, error) {
+			if c.Name == "c04" {
+				return Outcome{Verdict: Bad}, nil
+			}
+			return Outcome{Verdict: Good}, nil
+		})
+		_, err := Run(context.Background(), quickConfig(t, t.TempDir(), 10, 3, 0), p)
+		require.ErrorContains(t, err, "last candidate c09 is good although c04 before it is bad: the predicate is not monotonic")
+	})
 	t.Run("single candidate", func(t *testing.T) {
 		fp := &fakeProber{firstBad: 0}
 		_, err := Run(context.Background(), quickConfig(t, t.TempDir(), 1, 1, 0), fp)
