@@ -171,12 +171,12 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 		return ExitEndpoints
 	case err != nil:
 		fmt.Fprintf(stderr, "bootlab bisect: %v\n", err)
-		if _, serr := os.Stat(filepath.Join(*resume+*dir, LogName)); res == nil && serr == nil {
-			d := *resume
-			if d == "" {
-				d = *dir
-			}
-			fmt.Fprintf(stderr, "continue with: bootlab bisect --resume %s\n", d)
+		bisectDir := *resume // --resume and --dir exclude each other
+		if bisectDir == "" {
+			bisectDir = *dir
+		}
+		if _, serr := os.Stat(filepath.Join(bisectDir, LogName)); res == nil && serr == nil {
+			fmt.Fprintf(stderr, "continue with: bootlab bisect --resume %s\n", bisectDir)
 		}
 		return ExitError
 	case res.Status == StatusAmbiguous:
