@@ -335,3 +335,34 @@ func TestProbeDirectoriesAndEvidence(t *testing.T) {
 	}
 	require.Contains(t, string(html), `class="bad"`)
 }
+
+func TestUnusableDirectoryAndBadProberVerdicts(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plain-file")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	_, err := Run(context.Background(), quickConfig(t, filepath.Join(file, "bisect"), 4, 1, 0), &fakeProber{firstBad: 2})
+	require.ErrorContains(t, err, "creating bisect directory")
+
+	_, err = Run(context.Background(), Config{Candidates: candidates(3)}, &fakeProber{firstBad: 1})
+	require.ErrorContains(t, err, "Config.Dir is empty")
+	cfg := quickConfig(t, t.TempDir(), 3, 1, 0)
+	cfg.Candidates[2].Name = "c00"
+	_, err = Run(context.Background(), cfg, &fakeProber{firstBad: 1})
+	require.ErrorContains(t, err, `candidate name "c00" is used twice`)
+
+	// A prober answering outside good/bad/skip is a bug on its side; the
+	// candidate is treated as untestable and the reason says why.
+	p := ProberFunc(func(ctx context.Context, c Candidate, attempt int, runDir string) (Outcome, error) {
+		switch c.Name {
+		case "c00":
+			return Outcome{Verdict: Good}, nil
+		case "c01":
+			return Outcome{Verdict: "maybe"}, nil
+		}
+		return Outcome{Verdict: Bad}, nil
+	})
+	res, err := Run(context.Background(), quickConfig(t, t.TempDir(), 3, 1, 0), p)
+	require.NoError(t, err)
+	require.Equal(t, Skip, res.Verdicts[1])
+	require.Equal(t, StatusAmbiguous, res.Status)
+	require.Contains(t, res.Probes[len(res.Probes)-1].Reason, `prober returned verdict "maybe"`)
+}
