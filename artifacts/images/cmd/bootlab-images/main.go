@@ -1,0 +1,82 @@
+// Command bootlab-images builds (or finds in the cache) bootlab's boot images and prints
+// their paths as JSON, for the Makefile and for people poking at images by hand:
+//
+//	go run ./artifacts/images/cmd/bootlab-images mini [-kernel PKG] [-version V] [-autologin]
+//	go run ./artifacts/images/cmd/bootlab-images fixture -root-key FILE [-bin DIR] [-break-unit]
+//	go run ./artifacts/images/cmd/bootlab-images netboot
+//	go run ./artifacts/images/cmd/bootlab-images kernels
+//	go run ./artifacts/images/cmd/bootlab-images cachedir
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+)
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		usage()
+	}
+	out, err := dispatch(ctx, os.Args[1], os.Args[2:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bootlab-images:", err)
+		os.Exit(1)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		fmt.Fprintln(os.Stderr, "bootlab-images:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: bootlab-images mini|fixture|netboot|kernels|cachedir [flags]")
+	os.Exit(2)
+}
+
+func dispatch(ctx context.Context, cmd string, args []string) (any, error) {
+	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+	switch cmd {
+	case "mini":
+		var spec images.MiniSpec
+		fs.StringVar(&spec.KernelPackage, "kernel", "", "kernel package (default: linux-image-amd64's dependency)")
+		fs.StringVar(&spec.Version, "version", "", "version string baked into /etc/mini-version")
+		fs.BoolVar(&spec.AutoLogin, "autologin", false, "log the user in on ttyS0 without a prompt")
+		_ = fs.Parse(args)
+		return images.BuildMini(ctx, spec)
+	case "fixture":
+		var spec images.FixtureSpec
+		fs.StringVar(&spec.RootKeyFile, "root-key", "", "root's authorized public key file (required)")
+		fs.StringVar(&spec.BinDir, "bin", "", "directory with prebuilt static pre-nixos binaries (default: build them from this checkout)")
+		fs.StringVar(&spec.SourceDir, "src", "", "bootlab checkout to build pre-nixos from (default: found from the working directory)")
+		fs.StringVar(&spec.BreakUnit, "break-unit", "", "replace pre-nixos.service's ExecStart (negative tests), e.g. /bin/false")
+		_ = fs.Parse(args)
+		if spec.RootKeyFile == "" {
+			return nil, fmt.Errorf("fixture needs -root-key FILE")
+		}
+		return images.BuildFixtureISO(ctx, spec)
+	case "netboot":
+		_ = fs.Parse(args)
+		return images.DebianInstallerNetboot(ctx)
+	case "kernels":
+		_ = fs.Parse(args)
+		return images.KernelSeries(ctx)
+	case "cachedir":
+		_ = fs.Parse(args)
+		return images.CacheDir(), nil
+	}
+	usage()
+	return nil, nil
+}

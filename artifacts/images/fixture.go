@@ -1,0 +1,605 @@
+package images
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Login facts of the fixture ISO, for harness image profiles (see docs/images.md).
+const (
+	FixtureHostname = "fixture"
+	FixtureUser     = "bootlab"
+	// FixturePromptPlain is the user's prompt with escape sequences removed; the raw
+	// prompt also sets the terminal title and colours user@host and the directory.
+	FixturePromptPlain = "bootlab@fixture:~$ "
+	// FixtureAppend is the kernel command line isolinux boots with.
+	FixtureAppend = "boot=live console=ttyS0,115200n8"
+)
+
+// fixturePackages are installed on top of mmdebstrap's minbase. Part of the base key.
+var fixturePackages = []string{
+	"systemd", "systemd-sysv", "udev", "openssh-server", "sudo", "iproute2", "lvm2", "mdadm",
+	"gdisk", "parted", "dosfstools", "e2fsprogs", "util-linux", "live-boot", "linux-image-amd64",
+	"kmod", "bash", "ethtool",
+	// Not in minbase but expected on any real system: dbus lets unprivileged systemctl,
+	// networkctl and logind work; procps gives ps/pkill to debugging sessions.
+	"dbus", "procps",
+}
+
+// fixtureTools are the host tools the fixture build runs, with their Debian packages.
+var fixtureTools = map[string]string{
+	"mmdebstrap": "mmdebstrap",
+	"mksquashfs": "squashfs-tools",
+	"xorriso":    "xorriso",
+}
+
+var fixtureFiles = []string{"/usr/lib/ISOLINUX/isolinux.bin", "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
+
+// FixtureSpec describes a fixture ISO.
+type FixtureSpec struct {
+	// RootKeyFile holds root's authorized public key (one line), embedded at
+	// /etc/pre-nixos/root_key.pub in a small layer of its own.
+	RootKeyFile string
+	// RootKey is the key text itself, used when RootKeyFile is empty.
+	RootKey string
+	// BinDir holds prebuilt static pre-nixos binaries; empty means build
+	// ./provisioner/cmd/... from SourceDir with CGO_ENABLED=0.
+	BinDir string
+	// SourceDir is the bootlab checkout (default: found upwards from the working
+	// directory). Unit files come from SourceDir/provisioner/systemd.
+	SourceDir string
+	// BreakUnit, when set, replaces pre-nixos.service's ExecStart with this command
+	// (e.g. /bin/false) so negative tests can watch the unit fail. It lives in the
+	// small layer, so a broken variant costs seconds, not a new squashfs.
+	BreakUnit string
+	// Files are extra files for the small layer (absolute path -> content, mode).
+	Files map[string]File
+}
+
+// ISO is a built fixture ISO.
+type ISO struct {
+	Path     string `json:"path"`
+	Hash     string `json:"hash"`
+	BaseHash string `json:"base_hash"`
+	// Kernel and Initrd are the ISO's own, for direct -kernel boots with Append.
+	Kernel    string `json:"kernel"`
+	Initrd    string `json:"initrd"`
+	Append    string `json:"append"`
+	RootKey   string `json:"root_key"`
+	User      string `json:"user"`
+	Hostname  string `json:"hostname"`
+	Dir       string `json:"dir"`
+	BinDir    string `json:"bin_dir"`
+	BuildTook string `json:"build_took,omitempty"`
+}
+
+// BuildFixtureISO returns the fixture ISO for spec. The expensive part (root filesystem
+// and its squashfs, ~2 minutes) is keyed only by the package list, pre-nixos binaries,
+// unit files and builder version; the root key and BreakUnit go into a small second
+// squashfs, so changing them re-runs only mksquashfs on a few files and xorriso.
+func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
+	start := time.Now()
+	key := spec.RootKey
+	if spec.RootKeyFile != "" {
+		b, err := os.ReadFile(spec.RootKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the root key: %w", err)
+		}
+		key = string(b)
+	}
+	key = strings.TrimSpace(key)
+	if key == "" || strings.Contains(key, "\n") || !strings.HasPrefix(key, "ssh-") && !strings.HasPrefix(key, "ecdsa-") {
+		return nil, fmt.Errorf("the root key must be one public key line (ssh-ed25519 AAAA...), got %q", truncate(key, 60))
+	}
+	if err := ensureFixtureTools(ctx); err != nil {
+		return nil, err
+	}
+	base, err := buildFixtureBase(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	filesJSON, err := json.Marshal(spec.Files)
+	if err != nil {
+		return nil, fmt.Errorf("encoding fixture files: %w", err)
+	}
+	h, sum := newHasher("fixture-iso")
+	h.add("base", base.Hash)
+	h.add("root-key", key)
+	h.add("break-unit", spec.BreakUnit)
+	h.add("files", string(filesJSON))
+	h.add("isolinux-cfg", isolinuxCfg)
+	for _, f := range fixtureFiles {
+		s, err := fileSHA256(f)
+		if err != nil {
+			return nil, err
+		}
+		h.add(f, s)
+	}
+	hash := sum()
+	dir := filepath.Join(CacheDir(), "fixture", "iso-"+shortHash(hash))
+	iso := &ISO{
+		Path: filepath.Join(dir, "fixture.iso"), Hash: hash, BaseHash: base.Hash,
+		Kernel: base.Kernel, Initrd: base.Initrd, Append: FixtureAppend, RootKey: key,
+		User: FixtureUser, Hostname: FixtureHostname, Dir: dir, BinDir: base.BinDir,
+	}
+	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
+		t0 := time.Now()
+		if err := buildLayer(ctx, tmp, key, spec); err != nil {
+			return err
+		}
+		if err := buildISO(ctx, tmp, base, filepath.Join(tmp, "config.squashfs"), filepath.Join(tmp, "fixture.iso")); err != nil {
+			return err
+		}
+		slog.Info("built fixture ISO", "dir", dir, "took", time.Since(t0).Round(time.Millisecond))
+		return writeJSONAtomic(filepath.Join(tmp, "iso.json"), iso)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the fixture ISO: %w", err)
+	}
+	touchAndPrune(dir, "iso-*", 10)
+	iso.BuildTook = time.Since(start).Round(time.Millisecond).String()
+	return iso, nil
+}
+
+func ensureFixtureTools(ctx context.Context) error {
+	var pkgs []string
+	for t, p := range fixtureTools {
+		if _, err := exec.LookPath(t); err != nil {
+			pkgs = append(pkgs, p)
+		}
+	}
+	for _, f := range fixtureFiles {
+		if _, err := os.Stat(f); err != nil {
+			if strings.Contains(f, "ISOLINUX") {
+				pkgs = append(pkgs, "isolinux")
+			} else {
+				pkgs = append(pkgs, "syslinux-common")
+			}
+		}
+	}
+	if len(pkgs) == 0 {
+		return nil
+	}
+	sort.Strings(pkgs)
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the fixture ISO needs Debian packages %s: run `sudo apt-get install -y %s`", strings.Join(pkgs, " "), strings.Join(pkgs, " "))
+	}
+	slog.Info("installing host packages for the fixture ISO", "packages", pkgs)
+	args := append([]string{"install", "-y", "-q", "--no-install-recommends"}, pkgs...)
+	cmd := exec.CommandContext(ctx, "apt-get", args...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get install %s: %w: %s", strings.Join(pkgs, " "), err, truncate(string(out), 2000))
+	}
+	return nil
+}
+
+// fixtureBase is the big, rarely changing part: squashfs + kernel + initrd.
+type fixtureBase struct {
+	Hash     string `json:"hash"`
+	Squashfs string `json:"squashfs"`
+	Kernel   string `json:"kernel"`
+	Initrd   string `json:"initrd"`
+	BinDir   string `json:"bin_dir"`
+}
+
+//go:embed fixture/pre-nixos.service
+var fallbackPreNixosUnit string
+
+//go:embed fixture/ssh-pre-nixos.conf
+var fallbackSSHDropIn string
+
+// findSourceDir walks up from the working directory to the bootlab module root.
+func findSourceDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/bootlab/bootlab\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no bootlab checkout (go.mod of github.com/bootlab/bootlab) above the working directory: set FixtureSpec.SourceDir or BinDir")
+		}
+		dir = parent
+	}
+}
+
+// preNixosBinaries returns a directory of static pre-nixos binaries: spec.BinDir, or a
+// fresh `go build` of the checkout's provisioner commands. -trimpath and -buildvcs=false
+// keep the binaries byte-identical across commits that do not touch them, so unrelated
+// commits do not invalidate the (slow) base image.
+func preNixosBinaries(ctx context.Context, spec FixtureSpec, src string) (string, error) {
+	if spec.BinDir != "" {
+		return spec.BinDir, nil
+	}
+	if err := needTools("go"); err != nil {
+		return "", err
+	}
+	out := filepath.Join(CacheDir(), "fixture", "bin-build")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(out), ".bin-")
+	if err != nil {
+		return "", fmt.Errorf("creating binary directory: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", tmp+"/", "./provisioner/cmd/...")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("building the static pre-nixos binaries in %s: %w: %s", src, err, truncate(string(b), 3000))
+	}
+	return tmp, nil
+}
+
+func buildFixtureBase(ctx context.Context, spec FixtureSpec) (*fixtureBase, error) {
+	src := spec.SourceDir
+	if src == "" {
+		var err error
+		// Prebuilt binaries need no checkout; the unit files then fall back to the
+		// builder's copies when none is found.
+		if src, err = findSourceDir(); err != nil && spec.BinDir == "" {
+			return nil, err
+		}
+	}
+	binDir, err := preNixosBinaries(ctx, spec, src)
+	if err != nil {
+		return nil, err
+	}
+	if spec.BinDir == "" {
+		defer os.RemoveAll(binDir)
+	}
+	bins, err := os.ReadDir(binDir)
+	if err != nil {
+		return nil, fmt.Errorf("reading pre-nixos binaries: %w", err)
+	}
+	h, sum := newHasher("fixture-base")
+	h.add("packages", strings.Join(fixturePackages, ","))
+	h.add("customize", customizeScript)
+	h.add("mirrors", strings.Join(hostMirrors(), "\n"))
+	var binNames []string
+	for _, b := range bins {
+		if b.Type().IsRegular() {
+			s, err := fileSHA256(filepath.Join(binDir, b.Name()))
+			if err != nil {
+				return nil, err
+			}
+			h.add("bin/"+b.Name(), s)
+			binNames = append(binNames, b.Name())
+		}
+	}
+	if len(binNames) == 0 {
+		return nil, fmt.Errorf("no pre-nixos binaries in %s", binDir)
+	}
+	unit, dropIn := unitFiles(src)
+	h.add("unit", unit)
+	h.add("ssh-drop-in", dropIn)
+	hash := sum()
+	dir := filepath.Join(CacheDir(), "fixture", "base-"+shortHash(hash))
+	base := &fixtureBase{Hash: hash, Squashfs: filepath.Join(dir, "filesystem.squashfs"),
+		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), BinDir: filepath.Join(dir, "bin")}
+	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
+		if err := os.MkdirAll(filepath.Join(tmp, "bin"), 0o755); err != nil {
+			return err
+		}
+		for _, n := range binNames {
+			b, err := os.ReadFile(filepath.Join(binDir, n))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(tmp, "bin", n), b, 0o755); err != nil {
+				return err
+			}
+		}
+		return buildRootfsSquashfs(ctx, tmp, filepath.Join(tmp, "bin"), binNames, unit, dropIn)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the fixture base image: %w", err)
+	}
+	touchAndPrune(dir, "base-*", 3)
+	return base, nil
+}
+
+// unitFiles reads the provisioner's unit files, falling back to built-in equivalents
+// while the provisioner does not ship them yet.
+func unitFiles(src string) (unit, dropIn string) {
+	unit, dropIn = fallbackPreNixosUnit, fallbackSSHDropIn
+	if src == "" {
+		return unit, dropIn
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "provisioner/systemd/pre-nixos.service")); err == nil {
+		unit = string(b)
+	} else {
+		slog.Warn("provisioner/systemd/pre-nixos.service not found, using the builder's fallback unit", "src", src)
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "provisioner/systemd/ssh.service.d/pre-nixos.conf")); err == nil {
+		dropIn = string(b)
+	} else {
+		slog.Warn("provisioner/systemd/ssh.service.d/pre-nixos.conf not found, using the builder's fallback drop-in", "src", src)
+	}
+	return unit, dropIn
+}
+
+// hostMirrors turns the host's apt sources (deb822 and one-line) into mmdebstrap mirror
+// lines for bookworm suites, so the image comes from the mirror this machine can reach.
+func hostMirrors() []string {
+	var lines []string
+	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, stanza := range strings.Split(string(b), "\n\n") {
+			fields := map[string]string{}
+			sc := bufio.NewScanner(strings.NewReader(stanza))
+			for sc.Scan() {
+				l := sc.Text()
+				if strings.HasPrefix(l, "#") {
+					continue
+				}
+				if k, v, ok := strings.Cut(l, ":"); ok {
+					fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
+				}
+			}
+			if !strings.Contains(" "+fields["Types"]+" ", " deb ") || strings.EqualFold(fields["Enabled"], "no") {
+				continue
+			}
+			for _, uri := range strings.Fields(fields["URIs"]) {
+				for _, suite := range strings.Fields(fields["Suites"]) {
+					if strings.HasPrefix(suite, "bookworm") {
+						lines = append(lines, fmt.Sprintf("deb %s %s %s", uri, suite, fields["Components"]))
+					}
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/etc/apt/sources.list"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 4 && f[0] == "deb" && strings.HasPrefix(f[2], "bookworm") {
+				lines = append(lines, strings.Join(f, " "))
+			}
+		}
+	}
+	if len(lines) == 0 {
+		lines = []string{"deb http://deb.debian.org/debian bookworm main",
+			"deb http://deb.debian.org/debian bookworm-updates main",
+			"deb http://deb.debian.org/debian-security bookworm-security main"}
+	}
+	return lines
+}
+
+// customizeScript runs inside the new root (chroot) after packages are installed.
+// Everything here is part of the base key.
+const customizeScript = `set -eu
+echo fixture > /etc/hostname
+printf '127.0.0.1 localhost\n127.0.1.1 fixture\n' > /etc/hosts
+passwd -d root
+useradd -m -s /bin/bash -G sudo bootlab
+passwd -d bootlab
+printf 'bootlab ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/bootlab
+chmod 0440 /etc/sudoers.d/bootlab
+cat >> /home/bootlab/.bashrc <<'PS1EOF'
+# bootlab fixture: a coloured prompt that also sets the terminal title, so the harness's
+# ANSI handling is exercised on every prompt.
+PS1='\[\e]0;\u@\h: \w\a\]\[\e[1;32m\]\u@\h\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]\$ '
+PS1EOF
+mkdir -p /etc/systemd/system/serial-getty@ttyS0.service.d /etc/systemd/system/getty.target.wants
+cat > /etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf <<'UNITEOF'
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin bootlab --keep-baud 115200,57600,38400,9600 - $TERM
+UNITEOF
+ln -sf /lib/systemd/system/serial-getty@.service /etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service
+mkdir -p /etc/pre-nixos
+systemctl enable pre-nixos.service systemd-networkd.service
+# sshd is held back: pre-nixos reload-or-restarts it once the key and config are ready.
+systemctl disable ssh.service ssh.socket 2>/dev/null || true
+rm -f /etc/systemd/system/sshd.service
+if find /etc/systemd/system -name 'ssh*.service' -path '*wants*' | grep -q .; then
+	echo "ssh.service is still wanted by something" >&2; exit 1
+fi
+rm -f /etc/machine-id /var/lib/dbus/machine-id
+: > /etc/machine-id
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+`
+
+func buildRootfsSquashfs(ctx context.Context, out, binDir string, bins []string, unit, dropIn string) error {
+	root := filepath.Join(out, "rootfs")
+	defer os.RemoveAll(root)
+	t0 := time.Now()
+	slog.Info("building the fixture root filesystem with mmdebstrap (~80 s)")
+	// Files are copied in before the customize script so `systemctl enable` sees the
+	// unit. $1 is the root directory in mmdebstrap hooks.
+	stage := filepath.Join(out, "stage")
+	defer os.RemoveAll(stage)
+	for path, content := range map[string]string{
+		"etc/systemd/system/pre-nixos.service":            unit,
+		"etc/systemd/system/ssh.service.d/pre-nixos.conf": dropIn,
+		"customize.sh": customizeScript,
+	} {
+		p := filepath.Join(stage, path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	args := []string{"--variant=minbase", "--include=" + strings.Join(fixturePackages, ","),
+		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+		"--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+		"--customize-hook=mkdir -p \"$1/usr/local/bin\"",
+	}
+	for _, b := range bins {
+		args = append(args, fmt.Sprintf("--customize-hook=install -m 0755 %q \"$1/usr/local/bin/%s\"", filepath.Join(binDir, b), b))
+	}
+	args = append(args,
+		fmt.Sprintf("--customize-hook=cp -a %q/etc/. \"$1/etc/\"", stage),
+		fmt.Sprintf("--customize-hook=chroot \"$1\" /bin/sh < %q", filepath.Join(stage, "customize.sh")),
+		fmt.Sprintf("--customize-hook=cp \"$1\"/boot/vmlinuz-* %q", filepath.Join(out, "vmlinuz")),
+		fmt.Sprintf("--customize-hook=cp \"$1\"/boot/initrd.img-* %q", filepath.Join(out, "initrd.img")),
+		"bookworm", root)
+	args = append(args, hostMirrors()...)
+	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	logf, err := os.Create(filepath.Join(out, "mmdebstrap.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Run(); err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		return fmt.Errorf("mmdebstrap: %w: %s", err, truncate(tailStr(string(b), 3000), 3000))
+	}
+	slog.Info("root filesystem done; compressing squashfs", "took", time.Since(t0).Round(time.Second))
+	t1 := time.Now()
+	// zstd at a low level: several times faster than xz to build and to read under TCG,
+	// at the cost of a somewhat larger ISO.
+	if _, err := run(ctx, "", "mksquashfs", root, filepath.Join(out, "filesystem.squashfs"),
+		"-noappend", "-comp", "zstd", "-Xcompression-level", "3", "-e", "boot", "-quiet", "-no-progress"); err != nil {
+		return fmt.Errorf("compressing the root filesystem: %w", err)
+	}
+	slog.Info("squashfs done", "took", time.Since(t1).Round(time.Second))
+	pk, err := run(ctx, "", "chroot", root, "dpkg-query", "-W")
+	if err == nil {
+		_ = os.WriteFile(filepath.Join(out, "packages.txt"), pk, 0o644)
+	}
+	return nil
+}
+
+func tailStr(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// buildLayer makes the small squashfs stacked over the base by live-boot: the root key
+// and per-variant overrides. Only files the base does not have go here, so the stacking
+// order live-boot picks cannot matter.
+func buildLayer(ctx context.Context, out, key string, spec FixtureSpec) error {
+	layer := filepath.Join(out, "layer")
+	defer os.RemoveAll(layer)
+	files := map[string]File{
+		"/etc/pre-nixos/root_key.pub": {Content: key + "\n", Mode: 0o444},
+	}
+	if spec.BreakUnit != "" {
+		files["/etc/systemd/system/pre-nixos.service.d/zz-break.conf"] = File{Content: "# bootlab negative test: this unit is broken on purpose\n[Service]\nExecStart=\nExecStart=" + spec.BreakUnit + "\n"}
+	}
+	for p, f := range spec.Files {
+		files[p] = f
+	}
+	for p, f := range files {
+		dst := filepath.Join(layer, filepath.Clean("/"+p))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		mode := f.Mode
+		if mode.Perm() == 0 {
+			mode |= 0o644
+		}
+		if err := os.WriteFile(dst, []byte(f.Content), mode.Perm()); err != nil {
+			return err
+		}
+		if err := os.Chmod(dst, mode.Perm()|mode&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky)); err != nil {
+			return err
+		}
+	}
+	if _, err := run(ctx, "", "mksquashfs", layer, filepath.Join(out, "config.squashfs"),
+		"-noappend", "-all-root", "-comp", "zstd", "-quiet", "-no-progress"); err != nil {
+		return fmt.Errorf("building the config layer: %w", err)
+	}
+	return nil
+}
+
+const isolinuxCfg = `SERIAL 0 115200
+DEFAULT live
+PROMPT 0
+TIMEOUT 1
+LABEL live
+  KERNEL /live/vmlinuz
+  APPEND initrd=/live/initrd.img ` + FixtureAppend + `
+`
+
+// buildISO writes the ISO with xorriso, grafting the cached base files in place rather
+// than copying hundreds of megabytes into a staging tree (that is what keeps a key-only
+// rebuild within seconds).
+func buildISO(ctx context.Context, out string, base *fixtureBase, layer, iso string) error {
+	stage := filepath.Join(out, "isostage")
+	defer os.RemoveAll(stage)
+	if err := os.MkdirAll(filepath.Join(stage, "isolinux"), 0o755); err != nil {
+		return err
+	}
+	// Copied, not grafted: -boot-info-table patches isolinux.bin.
+	for _, f := range fixtureFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", f, err)
+		}
+		if err := os.WriteFile(filepath.Join(stage, "isolinux", filepath.Base(f)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(stage, "isolinux", "isolinux.cfg"), []byte(isolinuxCfg), 0o644); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "", "xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-V", "BOOTLAB_FIXTURE",
+		"-J", "-R", "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat",
+		"-no-emul-boot", "-boot-load-size", "4", "-boot-info-table",
+		"-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin",
+		"-graft-points",
+		"/isolinux="+filepath.Join(stage, "isolinux"),
+		"/live/vmlinuz="+base.Kernel,
+		"/live/initrd.img="+base.Initrd,
+		"/live/filesystem.squashfs="+base.Squashfs,
+		"/live/zz-config.squashfs="+layer,
+	); err != nil {
+		return fmt.Errorf("writing the ISO: %w", err)
+	}
+	return nil
+}
+
+// touchAndPrune marks dir as just used and deletes all but the keep most recently used
+// siblings matching pattern: every provisioner edit makes a new ~200 MB base, and the
+// cache must not grow without bound. Recently returned images are never the victims.
+func touchAndPrune(dir, pattern string, keep int) {
+	now := time.Now()
+	_ = os.Chtimes(dir, now, now)
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), pattern))
+	type entry struct {
+		path string
+		mod  time.Time
+	}
+	var es []entry
+	for _, m := range matches {
+		if st, err := os.Stat(m); err == nil && st.IsDir() {
+			es = append(es, entry{m, st.ModTime()})
+		}
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].mod.After(es[j].mod) })
+	for i := keep; i < len(es); i++ {
+		if es[i].path == dir {
+			continue
+		}
+		slog.Info("pruning an old cached image", "dir", es[i].path)
+		_ = os.RemoveAll(es[i].path)
+	}
+}

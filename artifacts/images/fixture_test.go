@@ -1,0 +1,158 @@
+package images
+
+import (
+	"crypto/ed25519"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// testKey derives a fixed ed25519 public key from seed, so repeated test runs reuse the
+// cached ISO for that key instead of filling the cache with one ISO per run.
+func testKey(t *testing.T, seed byte) string {
+	t.Helper()
+	s := make([]byte, ed25519.SeedSize)
+	for i := range s {
+		s[i] = seed
+	}
+	pub, err := ssh.NewPublicKey(ed25519.NewKeyFromSeed(s).Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))) + " bootlab-test-" + strconv.Itoa(int(seed))
+}
+
+// testBinaries builds the pre-nixos binaries once per test: other engineers edit
+// provisioner/ while this runs, and a mid-test rebuild would change the base key.
+func testBinaries(t *testing.T) string {
+	t.Helper()
+	src, err := findSourceDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := preNixosBinaries(testCtx(t, 10*time.Minute), FixtureSpec{}, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if _, err := os.Stat(filepath.Join(dir, "pre-nixos")); err != nil {
+		t.Fatalf("go build produced no pre-nixos binary: %v", err)
+	}
+	return dir
+}
+
+func timeoutScale() float64 {
+	if f, err := strconv.ParseFloat(os.Getenv("BOOTLAB_TIMEOUT_SCALE"), 64); err == nil && f > 0 {
+		return f
+	}
+	return 1
+}
+
+var ansiRE = regexp.MustCompile(`\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\r`)
+
+// expectPlain waits for s in the ANSI-stripped output; the fixture's prompt is coloured
+// and sets the title, so the raw bytes never contain it verbatim.
+func (vm *testVM) expectPlain(s string, timeout time.Duration) {
+	vm.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		vm.mu.Lock()
+		all := vm.out.String()
+		vm.mu.Unlock()
+		plain := ansiRE.ReplaceAllString(all[vm.mark:], "")
+		if strings.Contains(plain, s) {
+			vm.mark = len(all)
+			return
+		}
+		select {
+		case <-vm.done:
+			vm.t.Fatalf("qemu exited (%v) while waiting for %q; tail:\n%s", vm.err, s, tail(all, 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			vm.t.Fatalf("timed out after %v waiting for %q; tail:\n%s", timeout, s, tail(all, 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFixtureISO builds the fixture (cold: several minutes), checks that a key-only
+// change reuses the base and rebuilds within the 10 s target, then boots the ISO under
+// TCG to the auto-logged-in prompt and proves passwordless sudo, the embedded key and
+// the held-back sshd.
+func TestFixtureISO(t *testing.T) {
+	ctx := testCtx(t, 40*time.Minute)
+	keyA, keyB := testKey(t, 1), testKey(t, 2)
+	bin := testBinaries(t)
+	a, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyA, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fixture ISO (key A): %s in %s", a.Path, a.BuildTook)
+
+	// Force a real key-only rebuild for key B every run: drop its cached ISO first.
+	probe, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(probe.Dir); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyOnly := time.Since(start)
+	t.Logf("key-only rebuild: %v", keyOnly.Round(time.Millisecond))
+	if b.BaseHash != a.BaseHash {
+		t.Errorf("a key change rebuilt the base: %s vs %s", a.BaseHash, b.BaseHash)
+	}
+	if b.Hash == a.Hash || b.Path == a.Path {
+		t.Errorf("different keys share an ISO: %s", b.Path)
+	}
+	if limit := time.Duration(10 * timeoutScale() * float64(time.Second)); keyOnly > limit {
+		t.Errorf("key-only rebuild took %v, target %v", keyOnly, limit)
+	}
+	start = time.Now()
+	if _, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("warm BuildFixtureISO: %v", time.Since(start).Round(time.Millisecond))
+
+	boot := time.Now()
+	vm := startVM(t, "-m", "1024", "-cdrom", b.Path, "-nic", "user,model=virtio-net-pci")
+	scale := timeoutScale()
+	vm.expectPlain(FixturePromptPlain, time.Duration(scale*float64(5*time.Minute)))
+	t.Logf("auto-login prompt after %v", time.Since(boot).Round(time.Millisecond))
+	vm.mu.Lock()
+	raw := vm.out.String()
+	vm.mu.Unlock()
+	if !strings.Contains(raw, "\x1b]0;bootlab@fixture") {
+		t.Error("the prompt does not set the terminal title (OSC 0)")
+	}
+	if !strings.Contains(raw, "\x1b[1;32mbootlab@fixture") {
+		t.Error("the prompt is not coloured")
+	}
+	vm.send("echo R=$(sudo -n id -u)=\n")
+	vm.expectPlain("R=0=", time.Minute)
+	vm.send("echo K=$(cat /etc/pre-nixos/root_key.pub)=\n")
+	vm.expectPlain("K="+keyB+"=", time.Minute)
+	vm.send("echo S=$(systemctl is-enabled ssh.service)= P=$(systemctl is-enabled pre-nixos.service)= N=$(systemctl is-enabled systemd-networkd.service)=\n")
+	vm.expectPlain("S=disabled= P=enabled= N=enabled=", time.Minute)
+	vm.send("echo W=$(systemctl show -p WantedBy --value ssh.service)= A=$(systemctl show -p After --value ssh.service | grep -c pre-nixos.service)=\n")
+	vm.expectPlain("W== A=1=", time.Minute)
+	vm.send("echo PW=$(sudo -n passwd -S root | cut -d' ' -f2)=\n")
+	vm.expectPlain("PW=NP=", time.Minute)
+	vm.send("sudo -n poweroff\n")
+	vm.waitExit(time.Duration(scale * float64(2*time.Minute)))
+	if testing.Verbose() {
+		_ = os.WriteFile(filepath.Join(t.TempDir(), "serial.log"), []byte(raw), 0o644)
+	}
+}
