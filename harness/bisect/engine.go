@@ -163,7 +163,7 @@ type ProbeRecord struct {
 	Verdict  Verdict       `json:"verdict"`
 	Reason   string        `json:"reason,omitempty"`
 	RunDir   string        `json:"run_dir"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"duration_ns"`
 	// Resumed is true when the result came from the log of an earlier,
 	// interrupted invocation instead of a new boot.
 	Resumed bool `json:"resumed,omitempty"`
@@ -171,31 +171,31 @@ type ProbeRecord struct {
 
 // Result is the outcome of a bisection.
 type Result struct {
-	Status     Status
-	Dir        string
-	Candidates []Candidate
+	Status     Status      `json:"status"`
+	Dir        string      `json:"dir"`
+	Candidates []Candidate `json:"candidates"`
 	// Verdicts per candidate index after aggregation of attempts; "" =
 	// never probed.
-	Verdicts []Verdict
+	Verdicts []Verdict `json:"verdicts"`
 	// FirstBad is the exact first bad index, -1 unless StatusFound.
-	FirstBad int
+	FirstBad int `json:"first_bad"`
 	// LastGood is the highest good index below FirstKnownBad, -1 if none.
-	LastGood int
+	LastGood int `json:"last_good"`
 	// FirstKnownBad is the lowest bad index, -1 if none.
-	FirstKnownBad int
+	FirstKnownBad int `json:"first_known_bad"`
 	// Suspects are the indexes that may be the first bad: just FirstBad
 	// when found, LastGood+1..FirstKnownBad when ambiguous.
-	Suspects []int
-	Probes   []ProbeRecord
-	Rounds   int
+	Suspects []int         `json:"suspects"`
+	Probes   []ProbeRecord `json:"probes"`
+	Rounds   int           `json:"rounds"`
 	// FlakeRate is the share of good/bad attempts that disagreed with
 	// their candidate's verdict (0 without retries: nothing measured).
-	FlakeRate float64
+	FlakeRate float64 `json:"flake_rate"`
 	// FlakyCandidates had both good and bad attempts.
-	FlakyCandidates []int
-	Warnings        []string
+	FlakyCandidates []int    `json:"flaky_candidates"`
+	Warnings        []string `json:"warnings"`
 	// Message is the one-paragraph human answer.
-	Message string
+	Message string `json:"message"`
 }
 
 type attemptKey struct{ index, attempt int }
@@ -587,7 +587,8 @@ func (e *engine) done() error {
 	if err := WriteHTMLReport(filepath.Join(e.cfg.Dir, "report.html"), r); err != nil {
 		return err
 	}
-	return nil
+	// result.json is for CI and scripts: the answer without parsing text.
+	return writeJSONAtomic(filepath.Join(e.cfg.Dir, "result.json"), r)
 }
 
 func (e *engine) decide(round int, msg string) {

@@ -2,6 +2,7 @@ package bisect
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -148,6 +149,15 @@ func TestSkipNextToFirstBadIsReportedAsRange(t *testing.T) {
 	require.Equal(t, 6, res.FirstKnownBad)
 	require.Equal(t, []int{5, 6}, res.Suspects)
 	require.Contains(t, res.Message, "first bad is one of c05, c06: c05 could not be tested")
+	var fromJSON Result
+	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &fromJSON))
+	require.Equal(t, StatusAmbiguous, fromJSON.Status)
+	require.Equal(t, []int{5, 6}, fromJSON.Suspects)
+	require.Equal(t, -1, fromJSON.FirstBad)
+	require.Equal(t, len(res.Probes), len(fromJSON.Probes))
+	require.Contains(t, string(b), `"first_known_bad": 6`)
 	html, err := os.ReadFile(filepath.Join(dir, "report.html"))
 	require.NoError(t, err)
 	require.Contains(t, string(html), "first bad in here")

@@ -2,6 +2,7 @@ package bisect
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
@@ -156,6 +157,21 @@ table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #dd
 {{end}}</table>
 </body></html>
 `))
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
 
 // WriteHTMLReport writes a self-contained report.html (inline CSS and SVG,
 // nothing fetched from the network): the candidate line with good, bad and
