@@ -9,11 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 const usage = `usage:
-  bootlab bisect [flags] [CANDIDATE...]     start a bisection
+  bootlab bisect [flags] [CANDIDATE...]     start a bisection (flags first)
   bootlab bisect --resume DIR               continue an interrupted one
   bootlab bisect replay DIR                 print the decision trail of DIR
 
@@ -89,6 +90,11 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "bootlab bisect: "+format+"\n", a...)
 		return ExitUsage
+	}
+	for _, a := range fs.Args() {
+		if strings.HasPrefix(a, "-") {
+			return usageErr("flags go before the candidate arguments (%q came after one)", a)
+		}
 	}
 	if *parallel < 1 {
 		return usageErr("--parallel must be at least 1")

@@ -154,6 +154,7 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--candidates", list, "--flaky", "sometimes", "--run", "true"}, &shellProber{}, `--flaky must be "bad" or "majority"`},
 		{[]string{"--candidates", list, "--run", "true"}, nil, "no prober configured"},
 		{[]string{"replay"}, nil, "usage:"},
+		{[]string{"a.iso", "b.iso", "--run", "true"}, &shellProber{}, `flags go before the candidate arguments ("--run" came after one)`},
 		{[]string{"--bogus"}, &shellProber{}, "flag provided but not defined"},
 	}
 	for _, tc := range cases {

@@ -38,7 +38,8 @@ func WriteTextReport(w io.Writer, r *Result) error {
 			p.Attempt, p.Duration.Round(time.Millisecond), linkDir(r.Dir, p.RunDir), resumed, reason)
 	}
 	if r.Dir != "" {
-		fmt.Fprintf(&b, "log: %s  report: %s\n", filepath.Join(r.Dir, LogName), filepath.Join(r.Dir, "report.html"))
+		fmt.Fprintf(&b, "log: %s  report: %s  result: %s\n", filepath.Join(r.Dir, LogName),
+			filepath.Join(r.Dir, "report.html"), filepath.Join(r.Dir, "result.json"))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
