@@ -143,7 +143,7 @@ func TestMainUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--run", "true"}, &shellProber{}, "give the candidates exactly one way"},
-		{[]string{"--candidates", list, "a.iso", "--run", "true"}, &shellProber{}, "give the candidates exactly one way"},
+		{[]string{"--candidates", list, "--run", "true", "a.iso"}, &shellProber{}, "give the candidates exactly one way"},
 		{[]string{"--candidates", list, "--run", "true", "--scenario", "boot"}, &shellProber{}, "give one predicate"},
 		{[]string{"--candidates", list}, &shellProber{}, "give a predicate"},
 		{[]string{"--candidates", list, "--scenario", "boot"}, &shellProber{}, "shellProber only runs host commands"},
