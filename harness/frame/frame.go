@@ -26,11 +26,15 @@ import (
 	"strings"
 )
 
+// The temporary files are named after the shell's pid: with fs.protected_regular (the
+// systemd default) root may not open a file that the user's shell left in sticky /tmp,
+// so a root shell after `sudo -i` must not reuse the user shell's file.
+//
 // GuestFunctions defines __bl (run a command) and __blx (send the last output again) in
 // a POSIX shell (bash, dash, busybox ash). Only base64 and md5sum are needed, and both
 // are skipped for empty output so a silent command costs no fork.
-const GuestFunctions = `__bl(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";eval "$2" >"${TMPDIR:-/tmp}/.bl.o" 2>&1 </dev/null;__s=$?;__m=-;if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";__m=$(md5sum <"${TMPDIR:-/tmp}/.bl.o");__m=${__m%% *};fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";};` +
-	`__blx(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";if [ -s "${TMPDIR:-/tmp}/.bl.o" ];then base64 "${TMPDIR:-/tmp}/.bl.o";fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";}`
+const GuestFunctions = `__bl(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";eval "$2" >"${TMPDIR:-/tmp}/.bl.$$.o" 2>&1 </dev/null;__s=$?;__m=-;if [ -s "${TMPDIR:-/tmp}/.bl.$$.o" ];then base64 "${TMPDIR:-/tmp}/.bl.$$.o";__m=$(md5sum <"${TMPDIR:-/tmp}/.bl.$$.o");__m=${__m%% *};fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";};` +
+	`__blx(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";if [ -s "${TMPDIR:-/tmp}/.bl.$$.o" ];then base64 "${TMPDIR:-/tmp}/.bl.$$.o";fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";}`
 
 // Invocation is the line typed to run cmd as frame id.
 func Invocation(id, cmd string) string {

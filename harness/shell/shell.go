@@ -493,7 +493,7 @@ func invocationLines(id, cmd string) ([]string, error) {
 	if len(line) <= maxLine && !strings.Contains(cmd, "\n") {
 		return []string{line}, nil
 	}
-	const f = `"${TMPDIR:-/tmp}/.bl.c"`
+	const f = `"${TMPDIR:-/tmp}/.bl.$$.c"`
 	lines := []string{": >" + f + "\n"}
 	for len(cmd) > 0 {
 		n := 1500
