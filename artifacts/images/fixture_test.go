@@ -144,15 +144,45 @@ func TestFixtureISO(t *testing.T) {
 	vm.expectPlain("R=0=", time.Minute)
 	vm.send("echo K=$(cat /etc/pre-nixos/root_key.pub)=\n")
 	vm.expectPlain("K="+keyB+"=", time.Minute)
-	vm.send("echo S=$(systemctl is-enabled ssh.service)= P=$(systemctl is-enabled pre-nixos.service)= N=$(systemctl is-enabled systemd-networkd.service)=\n")
+	vm.send("echo S=$(sudo -n systemctl is-enabled ssh.service)= P=$(sudo -n systemctl is-enabled pre-nixos.service)= N=$(sudo -n systemctl is-enabled systemd-networkd.service)=\n")
 	vm.expectPlain("S=disabled= P=enabled= N=enabled=", time.Minute)
-	vm.send("echo W=$(systemctl show -p WantedBy --value ssh.service)= A=$(systemctl show -p After --value ssh.service | grep -c pre-nixos.service)=\n")
+	vm.send("echo W=$(sudo -n systemctl show -p WantedBy --value ssh.service)= A=$(sudo -n systemctl show -p After --value ssh.service | grep -c pre-nixos.service)=\n")
 	vm.expectPlain("W== A=1=", time.Minute)
 	vm.send("echo PW=$(sudo -n passwd -S root | cut -d' ' -f2)=\n")
 	vm.expectPlain("PW=NP=", time.Minute)
+	// dbus is in the image so unprivileged systemctl works too.
+	vm.send("echo U=$(systemctl is-enabled pre-nixos.service)=\n")
+	vm.expectPlain("U=enabled=", time.Minute)
 	vm.send("sudo -n poweroff\n")
 	vm.waitExit(time.Duration(scale * float64(2*time.Minute)))
 	if testing.Verbose() {
 		_ = os.WriteFile(filepath.Join(t.TempDir(), "serial.log"), []byte(raw), 0o644)
 	}
+}
+
+// TestFixtureBreakUnit is the negative-test knob: the same base, a layer that replaces
+// pre-nixos.service's ExecStart with /bin/false, and the unit must end up failed.
+func TestFixtureBreakUnit(t *testing.T) {
+	ctx := testCtx(t, 40*time.Minute)
+	bin := testBinaries(t)
+	good, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: testKey(t, 1), BinDir: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: testKey(t, 1), BinDir: bin, BreakUnit: "/bin/false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad.BaseHash != good.BaseHash || bad.Hash == good.Hash {
+		t.Fatalf("BreakUnit must only change the layer: base %s/%s iso %s/%s", good.BaseHash, bad.BaseHash, good.Hash, bad.Hash)
+	}
+	scale := timeoutScale()
+	vm := startVM(t, "-m", "1024", "-cdrom", bad.Path, "-nic", "user,model=virtio-net-pci")
+	vm.expectPlain(FixturePromptPlain, time.Duration(scale*float64(5*time.Minute)))
+	vm.send("for i in $(seq 120); do s=$(sudo -n systemctl is-active pre-nixos.service); [ \"$s\" = failed ] && break; sleep 1; done; echo F=$s=\n")
+	vm.expectPlain("F=failed=", time.Duration(scale*float64(3*time.Minute)))
+	vm.send("echo X=$(sudo -n systemctl show -p ExecMainStatus --value pre-nixos.service)=\n")
+	vm.expectPlain("X=1=", time.Minute)
+	vm.send("sudo -n poweroff\n")
+	vm.waitExit(time.Duration(scale * float64(2*time.Minute)))
 }
