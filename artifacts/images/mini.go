@@ -134,6 +134,7 @@ func BuildMini(ctx context.Context, spec MiniSpec) (*Mini, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building mini image: %w", err)
 	}
+	touchAndPrune(dir, "*", 64)
 	// The recorded metadata is authoritative (the release comes from the package).
 	if b, err := os.ReadFile(filepath.Join(dir, "mini.json")); err == nil {
 		var rec Mini
@@ -145,12 +146,16 @@ func BuildMini(ctx context.Context, spec MiniSpec) (*Mini, error) {
 }
 
 func buildMiniInto(ctx context.Context, out string, spec MiniSpec, k *Kernel, busybox string) error {
-	kb, err := os.ReadFile(k.Vmlinuz)
-	if err != nil {
-		return fmt.Errorf("reading kernel: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(out, "vmlinuz"), kb, 0o644); err != nil {
-		return fmt.Errorf("writing kernel: %w", err)
+	// Hard-linked: a bisect series is many images on one kernel, and the kernel files
+	// in the cache are never modified in place.
+	if err := os.Link(k.Vmlinuz, filepath.Join(out, "vmlinuz")); err != nil {
+		kb, err := os.ReadFile(k.Vmlinuz)
+		if err != nil {
+			return fmt.Errorf("reading kernel: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(out, "vmlinuz"), kb, 0o644); err != nil {
+			return fmt.Errorf("writing kernel: %w", err)
+		}
 	}
 	t, err := miniTree(ctx, spec, k, busybox)
 	if err != nil {

@@ -1,6 +1,7 @@
 package images
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,4 +54,52 @@ func TestMiniBootLoginSuPoweroff(t *testing.T) {
 	if testing.Verbose() {
 		t.Logf("serial transcript:\n%s", vm.out.String())
 	}
+}
+
+// TestMiniKernelSeriesAutoLogin boots the oldest and newest Debian kernel builds apt
+// serves (6.1 ships plain .ko, 6.12 xz-compressed ones and a different built-in set),
+// with auto-login, and checks uname -r and that the virtio modules loaded.
+func TestMiniKernelSeriesAutoLogin(t *testing.T) {
+	ctx := testCtx(t, 15*time.Minute)
+	series, err := KernelSeries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(series) < 3 {
+		t.Fatalf("need at least 3 kernel builds, apt has %v", series)
+	}
+	for _, pkg := range []string{series[0], series[len(series)-1]} {
+		t.Run(pkg, func(t *testing.T) {
+			m, err := BuildMini(ctx, MiniSpec{KernelPackage: pkg, AutoLogin: true, Version: "series"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := strings.TrimPrefix(pkg, "linux-image-"); m.KernelVersion != want {
+				t.Errorf("KernelVersion %q, want %q", m.KernelVersion, want)
+			}
+			vm := bootMini(t, m)
+			vm.expect(MiniUserPrompt, 90*time.Second)
+			vm.send("echo R=$(uname -r)=; test -d /sys/module/virtio_blk && echo B=$((1+1))\n")
+			vm.expect("R="+m.KernelVersion+"=", 10*time.Second)
+			vm.expect("B=2", 10*time.Second)
+			vm.send("poweroff -f\n") // as the user: must be refused, the VM keeps running
+			vm.expect(MiniUserPrompt, 10*time.Second)
+			vm.send("su -c poweroff\n")
+			vm.expect(MiniPasswordPrompt, 10*time.Second)
+			vm.send(MiniRootPassword + "\n")
+			vm.waitExit(30 * time.Second)
+		})
+	}
+}
+
+// TestMiniCustomInit checks the Init override and the rc.mini contract it relies on.
+func TestMiniCustomInit(t *testing.T) {
+	ctx := testCtx(t, 10*time.Minute)
+	m, err := BuildMini(ctx, MiniSpec{Init: "#!/bin/sh\n. /etc/rc.mini\necho CUSTOM-INIT-$(hostname)-$((6*7))\nexec poweroff -f\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := bootMini(t, m)
+	vm.expect("CUSTOM-INIT-mini-42", 90*time.Second)
+	vm.waitExit(30 * time.Second)
 }
