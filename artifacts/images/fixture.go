@@ -590,6 +590,9 @@ func touchAndPrune(dir, pattern string, keep int) {
 	}
 	var es []entry
 	for _, m := range matches {
+		if strings.HasPrefix(filepath.Base(m), ".") {
+			continue // temporary build directories of live builders
+		}
 		if st, err := os.Stat(m); err == nil && st.IsDir() {
 			es = append(es, entry{m, st.ModTime()})
 		}

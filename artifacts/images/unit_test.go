@@ -326,3 +326,27 @@ func TestDebianInstallerNetboot(t *testing.T) {
 		t.Errorf("installer initrd is not gzip: %v", err)
 	}
 }
+
+func TestTouchAndPruneKeepsRecentAndInProgress(t *testing.T) {
+	root := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	for i, n := range []string{"a", "b", "c", "d", ".tmp-e-123"} {
+		p := filepath.Join(root, n)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mt := old.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touchAndPrune(filepath.Join(root, "a"), "*", 2) // a becomes the newest
+	var left []string
+	es, _ := os.ReadDir(root)
+	for _, e := range es {
+		left = append(left, e.Name())
+	}
+	if got := strings.Join(left, " "); got != ".tmp-e-123 a d" {
+		t.Errorf("after pruning: %q, want the touched dir, the newest other and the in-progress build", got)
+	}
+}
