@@ -150,9 +150,10 @@ func (c *Client) Close() error { return c.c.Close() }
 func PasswordRefused(ctx context.Context, addr, user string, hostKey ssh.PublicKey) (bool, error) {
 	cfg := &ssh.ClientConfig{
 		User:            user,
-		Auth:            []ssh.AuthMethod{ssh.Password("bootlab-not-the-password")},
-		HostKeyCallback: ssh.FixedHostKey(hostKey),
-		Timeout:         10 * time.Second,
+		Auth:              []ssh.AuthMethod{ssh.Password("bootlab-not-the-password")},
+		HostKeyCallback:   ssh.FixedHostKey(hostKey),
+		HostKeyAlgorithms: []string{hostKey.Type()}, // else the server may offer another key type
+		Timeout:           10 * time.Second,
 	}
 	c, err := dialOnce(ctx, addr, cfg)
 	if err == nil {

@@ -1,0 +1,223 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/vm"
+	"github.com/bootlab/bootlab/provisioner/status"
+)
+
+// Scenario 1: one blank 4 GiB virtio disk is provisioned automatically at boot.
+func TestCleanDisk(t *testing.T) {
+	s := standard(t)
+	require.NoError(t, s.err, "pre-nixos checks on the standard VM (run directory %s)", s.l.Dir())
+	st := s.checks.Storage
+	require.Equal(t, status.StateApplied, st["STATE"])
+	require.Equal(t, "auto-applied", st["DETAIL"])
+	require.Equal(t, "inactive", strings.TrimSpace(statusOut(t, s, "systemctl is-active pre-nixos.service")), "a oneshot that succeeded ends inactive, not failed")
+	require.Contains(t, run(t, s.l, "vgs --noheadings -o vg_name"), "main")
+	require.Contains(t, run(t, s.l, "lvs --noheadings -o lv_name main"), "slash")
+	// The plan's file systems exist with their labels and are mounted where it says.
+	root := strings.Fields(run(t, s.l, "findmnt -n -o SOURCE,FSTYPE /mnt"))
+	require.Equal(t, []string{"/dev/mapper/main-slash", "ext4"}, root)
+	boot := strings.Fields(run(t, s.l, "findmnt -n -o FSTYPE,LABEL /mnt/boot"))
+	require.Len(t, boot, 2)
+	require.Equal(t, "vfat", boot[0])
+	require.Regexp(t, `^EFI[0-9]*$`, boot[1])
+	label := strings.TrimSpace(run(t, s.l, "blkid -s LABEL -o value /dev/mapper/main-slash"))
+	require.NotEmpty(t, label, "the root file system has a label")
+}
+
+func statusOut(t *testing.T, s *sharedVM, cmd string) string {
+	out, _ := runStatus(t, s.l, cmd)
+	return out
+}
+
+// Scenario 4: the key embedded in the ISO is the generated one, and metadata says so.
+func TestEmbeddedKey(t *testing.T) {
+	s := standard(t)
+	require.NotNil(t, s.l, "the standard VM started: %v", s.err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key, err := isoinspect.RootKey(ctx, s.iso.Path)
+	require.NoError(t, err, "bootlab inspect's key lookup on %s", s.iso.Path)
+	require.Equal(t, s.key.Fingerprint, key.Fingerprint, "the ISO carries the generated key")
+	require.Equal(t, s.key.AuthorizedKey, strings.Join(strings.Fields(key.Line)[:2], " "))
+	m := s.l.Rec.Metadata()
+	require.Equal(t, s.key.Fingerprint, m.Image.RootKeyFingerprint, "metadata.json records the same fingerprint")
+	// And the guest has that key for root, 0600.
+	require.Equal(t, "600\n", run(t, s.l, "stat -c %a /root/.ssh/authorized_keys"))
+	require.Contains(t, run(t, s.l, "cat /root/.ssh/authorized_keys"), strings.Fields(s.key.AuthorizedKey)[1])
+}
+
+// seedExt4 puts an ext4 file system holding a marker file on a whole disk image, from
+// the host: no loop device or root needed (mke2fs on a file, debugfs to write).
+func seedExt4(marker string) func(ctx context.Context, path string) error {
+	return func(ctx context.Context, path string) error {
+		if err := hostRun(ctx, "mkfs.ext4", "-q", "-F", "-L", "precious", path); err != nil {
+			return err
+		}
+		src := filepath.Join(filepath.Dir(path), "marker.src")
+		if err := os.WriteFile(src, []byte(marker), 0o644); err != nil {
+			return err
+		}
+		defer os.Remove(src)
+		return hostRun(ctx, "debugfs", "-w", "-R", "write "+src+" marker.txt", path)
+	}
+}
+
+func readMarker(t *testing.T, path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := execOut(ctx, "debugfs", "-R", "cat marker.txt", path)
+	require.NoError(t, err)
+	return out
+}
+
+// Scenario 5: a disk that already holds data is never touched without force.
+func TestExistingStorage(t *testing.T) {
+	slot(t)
+	hostTool(t, "mkfs.ext4", "e2fsprogs")
+	hostTool(t, "debugfs", "e2fsprogs")
+	marker := "bootlab marker " + time.Now().Format(time.RFC3339Nano)
+	l, key := boot(t, bootOpts{slug: "existing-storage", disks: []vm.DiskSpec{{Name: "disk0.img", SizeMB: 4096, Seed: seedExt4(marker)}}})
+	c := checks(l, key, t)
+	c.WantState, c.WantDetail = status.StatePlanOnly, status.DetailExistingStorage
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(12*time.Minute))
+	defer cancel()
+	require.NoError(t, c.CheckStorage(ctx))
+	require.Contains(t, run(t, l, "blkid -s LABEL -o value /dev/vda"), "precious", "the file system is still there")
+	_, st := runStatus(t, l, "vgs main")
+	require.NotEqual(t, 0, st, "no VG was created")
+	// Power off, then read the marker on the host from the disk image itself.
+	_, err := l.VM.Stop(ctx)
+	require.NoError(t, err)
+	require.Equal(t, marker, readMarker(t, filepath.Join(l.Dir(), "disk0.img")), "the marker survived the boot")
+}
+
+// Scenario 6: RAID and LVM residue is torn down only with force, then the blank disks
+// are provisioned. The residue is seeded in a first boot of a fixture whose pre-nixos
+// does nothing (this host's kernel has neither md nor device-mapper).
+func TestRAIDLVMResidueForce(t *testing.T) {
+	slot(t)
+	disks := []vm.DiskSpec{disk("disk0.img", 4096), disk("disk1.img", 1536), disk("disk2.img", 1536)}
+	seeder, _ := boot(t, bootOpts{slug: "residue-seed", fixture: images.FixtureSpec{BreakUnit: "/bin/true"}, disks: disks})
+	for _, cmd := range []string{
+		"mdadm --create /dev/md127 --run --metadata=1.2 --level=1 --raid-devices=2 /dev/vdb /dev/vdc",
+		"pvcreate -ff -y /dev/md127", "vgcreate vg_residue /dev/md127",
+		"lvcreate -y -n lv_residue -L 100m vg_residue", "mkfs.ext4 -q -F /dev/vg_residue/lv_residue",
+		"mkdir -p /tmp/r && mount /dev/vg_residue/lv_residue /tmp/r && echo residue-marker > /tmp/r/marker && umount /tmp/r",
+		"vgchange -an vg_residue", "mdadm --stop /dev/md127", "sync",
+	} {
+		run(t, seeder, cmd)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(20*time.Minute))
+	defer cancel()
+	_, err := seeder.VM.Stop(ctx)
+	require.NoError(t, err)
+
+	// Second boot on the same disk files: plan only, nothing destroyed.
+	for i := range disks {
+		disks[i].Path = filepath.Join(seeder.Dir(), disks[i].Name)
+	}
+	l, key := boot(t, bootOpts{slug: "residue-force", disks: disks})
+	c := checks(l, key, t)
+	c.WantState, c.WantDetail = status.StatePlanOnly, status.DetailExistingStorage
+	require.NoError(t, c.CheckStorage(ctx))
+	require.Contains(t, run(t, l, "mdadm --examine /dev/vdb"), "Raid Level", "the residue is untouched without force")
+
+	// With force: the residue goes and the disks are provisioned in the same run.
+	run(t, l, "systemctl set-environment PRE_NIXOS_FORCE_CLEANUP=1 && rm -f /run/pre-nixos/storage-status && systemctl restart pre-nixos.service")
+	c.WantState, c.WantDetail = status.StateApplied, status.DetailForceCleanup
+	require.NoError(t, c.CheckStorage(ctx))
+	out, _ := runStatus(t, l, "cat /proc/mdstat")
+	require.NotContains(t, out, "md127")
+	_, st := runStatus(t, l, "vgs vg_residue")
+	require.NotEqual(t, 0, st, "vg_residue is gone")
+	lvs := run(t, l, "lvs --noheadings -o lv_name")
+	require.NotContains(t, lvs, "lv_residue")
+	require.Contains(t, lvs, "slash")
+	// No file system anywhere still holds the marker.
+	found, _ := runStatus(t, l, `for d in $(blkid -o device -t TYPE=ext4); do mkdir -p /tmp/chk; if mount -o ro "$d" /tmp/chk 2>/dev/null; then test -e /tmp/chk/marker && echo "$d"; umount /tmp/chk; fi; done; true`)
+	require.Empty(t, strings.TrimSpace(found), "the residue marker is not on any file system")
+}
+
+// Scenario 7: an SSD and two HDDs get the RAID1 array and VGs the planner promises.
+func TestMixedDisks(t *testing.T) {
+	slot(t)
+	disks := []vm.DiskSpec{
+		{Name: "ssd.img", SizeMB: 4096, Bus: "scsi-hd", RotationRate: 1, Serial: "ssd0"},
+		{Name: "hdd1.img", SizeMB: 3072, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd1"},
+		{Name: "hdd2.img", SizeMB: 3072, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd2"},
+	}
+	l, key := boot(t, bootOpts{slug: "mixed-disks", disks: disks})
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(12*time.Minute))
+	defer cancel()
+	require.NoError(t, checks(l, key, t).CheckStorage(ctx))
+	var plan struct {
+		Arrays []struct{ Name, Level string } `json:"arrays"`
+		VGs    []struct{ Name string }        `json:"vgs"`
+		LVs    []struct{ Name, VG string }    `json:"lvs"`
+	}
+	out := run(t, l, "pre-nixos --plan-only --output plan")
+	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &plan), "plan JSON:\n%s", out)
+	require.NotEmpty(t, plan.Arrays, "two equal HDDs make an array")
+	for _, a := range plan.Arrays {
+		detail := run(t, l, "mdadm --detail /dev/"+a.Name)
+		require.Regexp(t, regexp.MustCompile(`Raid Level : `+a.Level), detail)
+	}
+	var want, got []string
+	for _, v := range plan.VGs {
+		want = append(want, v.Name)
+	}
+	got = strings.Fields(run(t, l, "vgs --noheadings -o vg_name"))
+	sort.Strings(want)
+	sort.Strings(got)
+	require.Equal(t, want, got, "the VGs the plan promised")
+	want, got = nil, nil
+	for _, v := range plan.LVs {
+		want = append(want, v.VG+"/"+v.Name)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(run(t, l, "lvs --noheadings -o vg_name,lv_name")), "\n") {
+		f := strings.Fields(line)
+		got = append(got, f[0]+"/"+f[1])
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	require.Equal(t, want, got, "the LVs the plan promised")
+}
+
+// Scenario 8: pre-nixos-detect-storage's exit codes on a blank and a seeded disk, and
+// the plan, captured. pre-nixos itself is held back so the disk stays blank.
+func TestStorageDetectionProbe(t *testing.T) {
+	slot(t)
+	l, _ := boot(t, bootOpts{slug: "detect-probe", fixture: images.FixtureSpec{BreakUnit: "/bin/true"}, disks: []vm.DiskSpec{disk("disk0.img", 4096)}})
+	_, blank := runStatus(t, l, "pre-nixos-detect-storage")
+	require.Equal(t, 1, blank, "exit 1: no existing storage on a blank disk")
+	plan := run(t, l, "pre-nixos --plan-only --output plan")
+	require.Contains(t, plan, `"main"`)
+	require.NoError(t, os.WriteFile(filepath.Join(l.Dir(), "captures", "plan-blank.json"), []byte(plan), 0o644))
+	run(t, l, "mkfs.ext4 -q -F /dev/vda")
+	_, seeded := runStatus(t, l, "pre-nixos-detect-storage")
+	require.Equal(t, 0, seeded, "exit 0: existing storage after mkfs")
+	m := l.Rec.Metadata()
+	require.Equal(t, runrec.Running, m.Outcome)
+}
+
+func execOut(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := execCommand(ctx, name, args...)
+	return string(out), err
+}
