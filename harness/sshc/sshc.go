@@ -149,7 +149,7 @@ func (c *Client) Close() error { return c.c.Close() }
 // and sends a throwaway password.
 func PasswordRefused(ctx context.Context, addr, user string, hostKey ssh.PublicKey) (bool, error) {
 	cfg := &ssh.ClientConfig{
-		User:            user,
+		User:              user,
 		Auth:              []ssh.AuthMethod{ssh.Password("bootlab-not-the-password")},
 		HostKeyCallback:   ssh.FixedHostKey(hostKey),
 		HostKeyAlgorithms: []string{hostKey.Type()}, // else the server may offer another key type
