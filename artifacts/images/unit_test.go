@@ -350,3 +350,22 @@ func TestTouchAndPruneKeepsRecentAndInProgress(t *testing.T) {
 		t.Errorf("after pruning: %q, want the touched dir, the newest other and the in-progress build", got)
 	}
 }
+
+func TestReadISORootKey(t *testing.T) {
+	ctx := testCtx(t, 40*time.Minute)
+	key := testKey(t, 1)
+	iso, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: key, BinDir: testBinaries(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadISORootKey(iso.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != key {
+		t.Errorf("ReadISORootKey = %q, want %q", got, key)
+	}
+	if _, err := ReadISORootKey(iso.Initrd); err == nil {
+		t.Error("ReadISORootKey accepted a file that is not an ISO")
+	}
+}
