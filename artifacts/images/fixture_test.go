@@ -150,6 +150,9 @@ func TestFixtureISO(t *testing.T) {
 	vm.expectPlain("W== A=1=", time.Minute)
 	vm.send("echo PW=$(sudo -n passwd -S root | cut -d' ' -f2)=\n")
 	vm.expectPlain("PW=NP=", time.Minute)
+	// Root's empty password works for su too (pam_unix nullok: no prompt at all).
+	vm.send("su -c 'echo Z=$(id -u)=' root\n")
+	vm.expectPlain("Z=0=", time.Minute)
 	// dbus is in the image so unprivileged systemctl works too.
 	vm.send("echo U=$(systemctl is-enabled pre-nixos.service)=\n")
 	vm.expectPlain("U=enabled=", time.Minute)
