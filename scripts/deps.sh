@@ -11,6 +11,7 @@ packages=(
   e2fsprogs gdisk dosfstools      # seeding disks with data from the host
   nix-bin                         # nix-instantiate --parse for flake.nix
   chromium                        # rendering report.html in tests
+  shellcheck                      # actionlint checks the workflows' run: scripts with it
   ca-certificates
 )
 
@@ -21,8 +22,19 @@ for p in "${packages[@]}"; do
   fi
 done
 
+go_tools() {
+  # actionlint comes from the Go module proxy (a pinned version, like go.sum pins ours).
+  local gobin
+  gobin="$(go env GOPATH)/bin"
+  if ! command -v actionlint >/dev/null && [ ! -x "$gobin/actionlint" ]; then
+    echo "deps: installing actionlint v1.7.12 with go install"
+    go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} Debian packages present"
+  go_tools
   exit 0
 fi
 
@@ -36,4 +48,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+go_tools
 echo "deps: done"

@@ -8,7 +8,3 @@ import (
 func cmdBisect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return usagef("not wired yet")
 }
-
-func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return usagef("not wired yet")
-}

@@ -1,0 +1,177 @@
+// Package bench measures the harness against its speed targets (DESIGN.md section 7) on
+// one booted mini VM, side by side in one run, so the ratios compare like with like:
+// framed command round trip vs a raw echo, login prompt to verified root shell, and
+// framed bulk transfer vs raw serial throughput.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// Result holds the measurements.
+type Result struct {
+	Accel          string
+	Rounds         int
+	RawEcho        time.Duration // median
+	Framed         time.Duration // median
+	LoginToRoot    time.Duration
+	BulkBytes      int
+	RawThroughput  float64 // bytes/s
+	BulkThroughput float64 // bytes/s, payload bytes
+	RunDir         string
+}
+
+// Run boots the mini image and measures. notes is where the run directory goes.
+func Run(ctx context.Context, notes string, rounds, bulkBytes int, progress io.Writer) (*Result, error) {
+	img, _, err := lab.MiniImage(ctx, images.MiniSpec{})
+	if err != nil {
+		return nil, err
+	}
+	spec := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
+	spec.Timeouts.Stop.Powerdown = 0
+	l, err := lab.Start(ctx, lab.Config{Slug: "bench", Notes: notes, VM: spec, Progress: progress})
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Rounds: rounds, BulkBytes: bulkBytes, RunDir: l.Dir(), Accel: l.VM.Accel.Accel}
+	err = measure(ctx, l, res)
+	cerr := l.Close(context.WithoutCancel(ctx), err)
+	if err != nil {
+		return res, err
+	}
+	return res, cerr
+}
+
+func measure(ctx context.Context, l *lab.Lab, res *Result) error {
+	sh, err := l.Login(ctx)
+	if err != nil {
+		return err
+	}
+	ms := l.VM.Milestones()
+	var prompt, root time.Duration
+	for _, m := range ms {
+		switch m.Name {
+		case "login_prompt":
+			prompt = m.At
+		case "root_shell":
+			root = m.At
+		}
+	}
+	res.LoginToRoot = root - prompt
+	con := l.VM.Console
+
+	// Raw echo: a line typed to the configured shell (echo off) and its output seen.
+	raw := make([]time.Duration, 0, res.Rounds)
+	for i := 0; i < res.Rounds; i++ {
+		tok := fmt.Sprintf("rt%d-%s", i, nonce())
+		pos := con.Pos()
+		start := time.Now()
+		if err := con.Send(ctx, "echo "+tok+"\n"); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := con.Expect(wctx, pos, console.Literal("echo", tok+"\n"))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("raw echo round trip: %w", err)
+		}
+		raw = append(raw, time.Since(start))
+		time.Sleep(20 * time.Millisecond) // let the prompt arrive before the next line
+	}
+	framed := make([]time.Duration, 0, res.Rounds)
+	for i := 0; i < res.Rounds; i++ {
+		tok := fmt.Sprintf("fr%d", i)
+		start := time.Now()
+		r, err := sh.Run(ctx, "echo "+tok)
+		if err != nil {
+			return fmt.Errorf("framed round trip: %w", err)
+		}
+		if string(r.Output) != tok+"\n" {
+			return fmt.Errorf("framed round trip returned %q", r.Output)
+		}
+		framed = append(framed, time.Since(start))
+	}
+	res.RawEcho, res.Framed = median(raw), median(framed)
+
+	// Bulk: the same incompressible bytes, printed raw and then sent framed.
+	if _, err := sh.Run(ctx, fmt.Sprintf("head -c %d /dev/urandom | base64 -w 0 | head -c %d > /tmp/bulk", res.BulkBytes, res.BulkBytes)); err != nil {
+		return err
+	}
+	end := "BULK-" + nonce()
+	pos := con.Pos()
+	start := time.Now()
+	// The end marker is printed from two pieces so the typed line cannot match it.
+	if err := con.Send(ctx, "cat /tmp/bulk; printf '%s%s\\n' BULK- "+strings.TrimPrefix(end, "BULK-")+"\n"); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	_, err = con.Expect(wctx, pos, console.Literal("end", end))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("raw bulk transfer: %w", err)
+	}
+	res.RawThroughput = float64(res.BulkBytes) / time.Since(start).Seconds()
+	time.Sleep(200 * time.Millisecond)
+	start = time.Now()
+	r, err := sh.Run(ctx, "cat /tmp/bulk", shell.Timeout(10*time.Minute))
+	if err != nil {
+		return fmt.Errorf("framed bulk transfer: %w", err)
+	}
+	if len(r.Output) != res.BulkBytes {
+		return fmt.Errorf("framed bulk transfer returned %d bytes, want %d", len(r.Output), res.BulkBytes)
+	}
+	res.BulkThroughput = float64(res.BulkBytes) / time.Since(start).Seconds()
+	return nil
+}
+
+func nonce() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+// Table renders the result as the Markdown table kept in docs/benchmarks.md.
+func (r *Result) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| measurement | value | target | met |\n|---|---|---|---|\n")
+	ratio := float64(r.Framed) / float64(r.RawEcho)
+	fmt.Fprintf(&b, "| raw echo round trip (median of %d) | %s | | |\n", r.Rounds, r.RawEcho.Round(10*time.Microsecond))
+	fmt.Fprintf(&b, "| framed command round trip (median of %d) | %s | | |\n", r.Rounds, r.Framed.Round(10*time.Microsecond))
+	fmt.Fprintf(&b, "| framed / raw round trip | %.2fx | <= 1.5x | %s |\n", ratio, yes(ratio <= 1.5))
+	fmt.Fprintf(&b, "| login prompt -> verified root shell | %s | <= 1 s | %s |\n", r.LoginToRoot.Round(time.Millisecond), yes(r.LoginToRoot <= time.Second))
+	bulk := r.BulkThroughput / r.RawThroughput
+	fmt.Fprintf(&b, "| raw serial throughput (%d bytes) | %.0f KB/s | | |\n", r.BulkBytes, r.RawThroughput/1000)
+	fmt.Fprintf(&b, "| framed bulk throughput (same bytes) | %.0f KB/s | | |\n", r.BulkThroughput/1000)
+	fmt.Fprintf(&b, "| framed / raw throughput | %.2fx | >= 0.5x | %s |\n", bulk, yes(bulk >= 0.5))
+	fmt.Fprintf(&b, "\naccelerator: %s; run directory: %s\n", r.Accel, r.RunDir)
+	return b.String()
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
