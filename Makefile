@@ -7,10 +7,12 @@ FUZZTIME ?= 10s
 TIMEOUT_SCALE ?= 1
 export BOOTLAB_TIMEOUT_SCALE := $(TIMEOUT_SCALE)
 
-# Unit-level packages: everything but the VM suites, run with the race detector.
-UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios -e /harness/vmtest)
+# Packages whose tests boot real VMs or build images; everything else is unit-level and
+# runs with the race detector.
+VM_PKGS = ./artifacts/images/... ./harness/vmtest/ ./harness/faults/ ./harness/bisect/vmprobe/
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios -e /harness/vmtest -e /harness/faults -e /harness/bisect/vmprobe -e /artifacts/images)
 
-.PHONY: all deps build vet unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo clean
+.PHONY: all deps build vet unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean
 
 all: build
 
@@ -44,7 +46,7 @@ nixcheck:
 # Real VMs under TCG (or KVM when the probe says it works): harness integration tests
 # on the mini image, then the end-to-end scenarios on the fixture ISO.
 vm:
-	$(GO) test -count=1 -timeout 40m -v ./harness/vmtest/ 2>&1 | tee /tmp/bootlab-vmtest.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -p 1 -timeout 50m -v $(VM_PKGS) 2>&1 | tee /tmp/bootlab-vmtest.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
 
 scenarios:
 	$(GO) test -count=1 -timeout 70m -v ./scenarios/ 2>&1 | tee /tmp/bootlab-scenarios.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+scenarios)' ; exit $${PIPESTATUS[0]}
@@ -55,10 +57,15 @@ demo: deps
 	$(GO) run ./harness/cmd/bootlab demo
 
 bench: deps
-	$(GO) run ./harness/cmd/bootlab bench --out docs/benchmarks-latest.md
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./harness/console/ ./harness/ansi/ ./harness/frame/ ./harness/bisect/
+	$(GO) run ./harness/cmd/bootlab bench --out /tmp/bootlab-bench.md
 
 soak: deps
-	$(GO) test -count=1 -timeout 120m -run TestSoak -v ./harness/vmtest/ -soak 100
+	$(GO) test -count=1 -timeout 120m -run TestSoak -v ./harness/faults/ -soak 100
+
+# The flake's vendorHash must follow go.mod/go.sum (and newly imported packages).
+vendor-hash:
+	@bash scripts/vendor-hash.sh --update
 
 bisect-demo: deps
 	$(GO) run ./harness/cmd/bootlab bisect-demo

@@ -129,3 +129,22 @@ func FuzzParser(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParser(b *testing.B) {
+	out := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB of output
+	enc := Encode("bench", 0, out)
+	b.SetBytes(int64(len(out)))
+	for i := 0; i < b.N; i++ {
+		p := NewParser("bench")
+		for off := 0; off < len(enc); off += 4096 {
+			end := off + 4096
+			if end > len(enc) {
+				end = len(enc)
+			}
+			p.Feed(enc[off:end])
+		}
+		if got, _, err := p.Result(); err != nil || len(got) != len(out) {
+			b.Fatalf("parse failed: %v", err)
+		}
+	}
+}
