@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,10 +18,6 @@ import (
 	"github.com/bootlab/bootlab/harness/sshc"
 	"github.com/bootlab/bootlab/harness/vm"
 )
-
-func execCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
-	return exec.CommandContext(ctx, name, args...).CombinedOutput()
-}
 
 // Scenario 2: the NIC is renamed lan, leases 10.0.2.15, pre-nixos announces it on the
 // console, and root gets in over SSH with the embedded key, host key pinned.

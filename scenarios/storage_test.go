@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -217,7 +218,8 @@ func TestStorageDetectionProbe(t *testing.T) {
 	require.Equal(t, runrec.Running, m.Outcome)
 }
 
+// execOut returns a host command's stdout (debugfs prints its banner on stderr).
 func execOut(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := execCommand(ctx, name, args...)
+	out, err := exec.CommandContext(ctx, name, args...).Output()
 	return string(out), err
 }
