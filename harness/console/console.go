@@ -81,11 +81,13 @@ type Console struct {
 	first   time.Time
 	last    time.Time
 	dsr     []byte // carry for a DSR query split across reads
-	tees    []io.Writer
+	tees    []*tee
 	done    chan struct{}
 }
 
 const rawKeep = 256 << 10
+
+type tee struct{ w io.Writer }
 
 // New starts draining rw. The caller keeps ownership of rw and closes it to stop the
 // drain; Close waits for the drain goroutine.
@@ -101,7 +103,7 @@ func New(rw io.ReadWriter, opts Options) *Console {
 	}
 	c := &Console{rw: rw, opts: opts, log: opts.Logger, changed: make(chan struct{}), done: make(chan struct{})}
 	if opts.Tee != nil {
-		c.tees = append(c.tees, opts.Tee)
+		c.tees = append(c.tees, &tee{opts.Tee})
 	}
 	go c.drain()
 	return c
@@ -111,14 +113,15 @@ func New(rw io.ReadWriter, opts Options) *Console {
 // returned function stops it. Writes to w must not block for long: they happen on the
 // drain goroutine.
 func (c *Console) AddTee(w io.Writer) (remove func()) {
+	entry := &tee{w} // compared by pointer: writers themselves may not be comparable
 	c.mu.Lock()
-	c.tees = append(c.tees, w)
+	c.tees = append(c.tees, entry)
 	c.mu.Unlock()
 	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for i, t := range c.tees {
-			if t == w {
+			if t == entry {
 				c.tees = append(c.tees[:i], c.tees[i+1:]...)
 				return
 			}
@@ -179,12 +182,12 @@ func (c *Console) ingest(p []byte) {
 		c.text = append(c.text[:0], c.text[over:]...)
 		c.base += int64(over)
 	}
-	tees := append([]io.Writer(nil), c.tees...)
+	tees := append([]*tee(nil), c.tees...)
 	c.signalLocked()
 	c.mu.Unlock()
 
 	for _, t := range tees {
-		_, _ = t.Write(p)
+		_, _ = t.w.Write(p)
 	}
 	if wantDSR {
 		// Row 24 is a guess that no program here depends on; the column is what line

@@ -1,0 +1,202 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/qemu"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// fakeLauncher runs a simulated guest on the serial pty instead of QEMU, so the lab's
+// bookkeeping (run directory, metadata, diagnostics, stop, interruption) is tested in
+// milliseconds.
+type fakeLauncher struct{ b fakeguest.Behaviour }
+
+type fakeProc struct {
+	serial *os.File
+	guest  *fakeguest.Guest
+	once   sync.Once
+	done   chan struct{}
+	killed chan struct{}
+	signal syscall.Signal
+}
+
+func (p *fakeProc) Pid() int { return os.Getpid() }
+func (p *fakeProc) Wait() error {
+	// A signal "kills" the process at once, as for a real one, even if the simulated
+	// guest is still blocked reading its line.
+	select {
+	case <-p.done:
+	case <-p.killed:
+	}
+	if p.signal != 0 {
+		return errors.New("signal: " + p.signal.String())
+	}
+	return nil
+}
+func (p *fakeProc) Signal(sig syscall.Signal) error {
+	p.once.Do(func() { p.signal = sig; p.serial.Close(); close(p.killed) })
+	return nil
+}
+
+func (f fakeLauncher) Launch(ctx context.Context, binary string, args []string, serial *os.File, stderr io.Writer) (qemu.Process, error) {
+	// The VM closes its copy of the pty slave once QEMU "has" it: keep our own.
+	fd, err := unix.Dup(int(serial.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	own := os.NewFile(uintptr(fd), "fake-serial")
+	p := &fakeProc{serial: own, done: make(chan struct{}), killed: make(chan struct{})}
+	p.guest = fakeguest.Start(own, f.b, nil)
+	go func() { <-p.guest.Done(); own.Close(); close(p.done) }()
+	return p, nil
+}
+
+func fakeSpec(t *testing.T, b fakeguest.Behaviour) Config {
+	kernel := filepath.Join(t.TempDir(), "vmlinuz")
+	require.NoError(t, os.WriteFile(kernel, []byte("not really a kernel"), 0o644))
+	spec := vm.Spec{Image: vm.Image{Name: "fake", Kernel: kernel, Profile: shell.Mini}, Accel: qemu.AccelTCG,
+		Launcher: fakeLauncher{b}, Binary: "fake-qemu", Timeouts: vm.DefaultTimeouts()}
+	spec.Timeouts.Login = 3 * time.Second
+	spec.Timeouts.Step = 2 * time.Second
+	spec.Timeouts.Stop = qemu.StopTimeouts{Guest: time.Second, Powerdown: 100 * time.Millisecond, Quit: 100 * time.Millisecond, Term: time.Second, Kill: time.Second}
+	return Config{Slug: "fake", Notes: t.TempDir(), VM: spec}
+}
+
+func readMeta(t *testing.T, dir string) runrec.Metadata {
+	b, err := os.ReadFile(filepath.Join(dir, runrec.MetadataFile))
+	require.NoError(t, err)
+	require.True(t, json.Valid(b))
+	m, err := runrec.ReadMetadata(dir)
+	require.NoError(t, err)
+	return m
+}
+
+func TestPassingRunLeavesCompleteRecords(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
+	l, err := Start(context.Background(), cfg)
+	require.NoError(t, err)
+	_, err = l.Login(context.Background())
+	require.NoError(t, err)
+	r, err := l.Run(context.Background(), "echo hi")
+	require.NoError(t, err)
+	require.Equal(t, "hi\n", string(r.Output))
+	require.NoError(t, l.Close(context.Background(), nil))
+
+	m := readMeta(t, l.Dir())
+	require.Equal(t, runrec.Pass, m.Outcome)
+	require.Equal(t, "kernel", m.Image.Kind)
+	for _, name := range []string{"spawn", "first_output", "login_prompt", "root_shell", "shutdown"} {
+		_, ok := m.Milestone(name)
+		require.True(t, ok, "milestone %s", name)
+	}
+	var cat []string
+	for _, a := range m.Artefacts {
+		cat = append(cat, a.Path)
+	}
+	require.Contains(t, cat, "report.html", "the report joins the artefact catalogue")
+	require.Contains(t, cat, "serial.log")
+	ledger, skipped, err := runrec.ReadLedger(runrec.DefaultLedger(cfg.Notes))
+	require.NoError(t, err)
+	require.Zero(t, skipped)
+	require.Len(t, ledger, 1)
+	require.Equal(t, l.Dir(), ledger[0].Dir)
+}
+
+func TestLoginFailureWritesDiagnostic(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "silent", Boot: "last words of a stuck guest\n"})
+	cfg.VM.Timeouts.Login = 300 * time.Millisecond
+	l, err := Start(context.Background(), cfg)
+	require.NoError(t, err)
+	_, err = l.Login(context.Background())
+	require.Error(t, err)
+	require.Len(t, l.Diagnostics(), 1)
+	body, rerr := os.ReadFile(l.Diagnostics()[0])
+	require.NoError(t, rerr)
+	require.Contains(t, string(body), "last words of a stuck guest")
+	require.Contains(t, string(body), "logging in and becoming root")
+	require.NoError(t, l.Close(context.Background(), err))
+	m := readMeta(t, l.Dir())
+	require.Equal(t, runrec.Fail, m.Outcome)
+	require.Contains(t, m.Error, "timed out")
+}
+
+func TestInterruptMarksRunsInterrupted(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
+	l, err := Start(context.Background(), cfg)
+	require.NoError(t, err)
+	_, err = l.Login(context.Background())
+	require.NoError(t, err)
+	InterruptAll("SIGINT")
+	require.False(t, l.VM.Running(), "the guest process was stopped")
+	m := readMeta(t, l.Dir())
+	require.Equal(t, runrec.Interrupted, m.Outcome)
+	require.Contains(t, m.Error, "interrupted by SIGINT")
+	require.NoError(t, l.Close(context.Background(), nil), "a second Close is harmless")
+}
+
+func TestUnwritableNotesFailsBeforeBoot(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
+	cfg.Notes = "/proc/bootlab-cannot-write-here"
+	l, err := Start(context.Background(), cfg)
+	require.Error(t, err)
+	require.Nil(t, l, "nothing was started")
+	require.Contains(t, err.Error(), "before booting anything")
+}
+
+func TestConsoleSocketAttach(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
+	l, err := Start(context.Background(), cfg)
+	require.NoError(t, err)
+	defer l.Close(context.Background(), nil)
+	_, err = l.Login(context.Background())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	link, err := l.ServeConsole(ctx)
+	require.NoError(t, err)
+	target, err := os.Readlink(link)
+	require.NoError(t, err)
+	st, err := os.Stat(filepath.Dir(target))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "the socket's directory is private")
+	c, err := dialUnix(target)
+	require.NoError(t, err)
+	defer c.Close()
+	pos := l.VM.Console.Pos()
+	_, err = c.Write([]byte("typed-through-the-socket\n"))
+	require.NoError(t, err)
+	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer wcancel()
+	// The fake guest answers an unknown command with "not found": typed input arrived.
+	_, err = l.VM.Shell.WaitConsole(wctx, pos, mustRe(`typed-through-the-socket: not found`))
+	require.NoError(t, err)
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := c.Read(buf)
+	require.NoError(t, err)
+	require.Positive(t, n, "the attached client sees the guest's output")
+}
+
+func dialUnix(path string) (*net.UnixConn, error) {
+	return net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+}
+
+func mustRe(s string) *regexp.Regexp { return regexp.MustCompile(s) }
