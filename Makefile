@@ -9,8 +9,8 @@ export BOOTLAB_TIMEOUT_SCALE := $(TIMEOUT_SCALE)
 
 # Packages whose tests boot real VMs or build images; everything else is unit-level and
 # runs with the race detector.
-VM_PKGS = ./artifacts/images/... ./harness/vmtest/ ./harness/faults/ ./harness/bisect/vmprobe/
-UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios -e /harness/vmtest -e /harness/faults -e /harness/bisect/vmprobe -e /artifacts/images)
+VM_PKGS = ./artifacts/images/... ./harness/vmtest/ ./harness/faults/ ./harness/bisect/vmprobe/ ./harness/cmd/bootlab/
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios -e /harness/vmtest -e /harness/faults -e /harness/bisect/vmprobe -e /artifacts/images -e /harness/cmd/bootlab)
 
 .PHONY: all deps build vet unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean
 

@@ -258,18 +258,19 @@ func ensureNL(b []byte) string {
 // standard captures are taken, and automation waits for Enter on a terminal, or for
 // --debug-wait without one (CI), before it goes on.
 func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, why string) {
+	// Captures first: they use the shell, which is then handed to the person.
+	if l.VM.Shell != nil {
+		if _, err := l.Capture(ctx, capture.Systemd("pre-nixos.service", "ssh.service", "systemd-networkd.service"), capture.Network("lan"), capture.Storage()); err != nil {
+			fmt.Fprintf(stderr, "bootlab: captures incomplete: %v\n", err)
+		}
+		_ = l.VM.Shell.HandOver(ctx)
+	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	sock, err := l.ServeConsole(sctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "bootlab: cannot serve the console: %v\n", err)
 		return
-	}
-	if l.VM.Shell != nil {
-		if _, err := l.Capture(ctx, capture.Systemd("pre-nixos.service", "ssh.service", "systemd-networkd.service"), capture.Network("lan"), capture.Storage()); err != nil {
-			fmt.Fprintf(stderr, "bootlab: captures incomplete: %v\n", err)
-		}
-		_ = l.VM.Shell.HandOver(ctx)
 	}
 	fmt.Fprintf(stderr, "\nbootlab: %s: the VM is kept running.\n  attach:   bootlab attach %s   (Ctrl-] detaches)\n  console:  %s\n  captures: %s\n",
 		why, l.Dir(), sock, l.Rec.Path("captures"))
