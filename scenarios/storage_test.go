@@ -173,8 +173,8 @@ func TestMixedDisks(t *testing.T) {
 		VGs    []struct{ Name string }        `json:"vgs"`
 		LVs    []struct{ Name, VG string }    `json:"lvs"`
 	}
-	out := run(t, l, "pre-nixos --plan-only --output plan")
-	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &plan), "plan JSON:\n%s", out)
+	out := run(t, l, "pre-nixos --plan-only --output plan 2>/dev/null")
+	require.NoError(t, json.Unmarshal([]byte(out), &plan), "plan JSON (stdout only; logs go to stderr):\n%s", out)
 	require.NotEmpty(t, plan.Arrays, "two equal HDDs make an array")
 	for _, a := range plan.Arrays {
 		detail := run(t, l, "mdadm --detail /dev/"+a.Name)
@@ -208,7 +208,7 @@ func TestStorageDetectionProbe(t *testing.T) {
 	l, _ := boot(t, bootOpts{slug: "detect-probe", fixture: images.FixtureSpec{BreakUnit: "/bin/true"}, disks: []vm.DiskSpec{disk("disk0.img", 4096)}})
 	_, blank := runStatus(t, l, "pre-nixos-detect-storage")
 	require.Equal(t, 1, blank, "exit 1: no existing storage on a blank disk")
-	plan := run(t, l, "pre-nixos --plan-only --output plan")
+	plan := run(t, l, "pre-nixos --plan-only --output plan 2>/dev/null")
 	require.Contains(t, plan, `"main"`)
 	require.NoError(t, os.WriteFile(filepath.Join(l.Dir(), "captures", "plan-blank.json"), []byte(plan), 0o644))
 	run(t, l, "mkfs.ext4 -q -F /dev/vda")
