@@ -106,8 +106,9 @@ func measure(ctx context.Context, l *lab.Lab, res *Result) error {
 	}
 	res.RawEcho, res.Framed = median(raw), median(framed)
 
-	// Bulk: the same incompressible bytes, printed raw and then sent framed.
-	if _, err := sh.Run(ctx, fmt.Sprintf("head -c %d /dev/urandom | base64 -w 0 | head -c %d > /tmp/bulk", res.BulkBytes, res.BulkBytes)); err != nil {
+	// Bulk: the same incompressible text (base64 lines of 76), printed raw and then sent
+	// framed (where it is base64-encoded once more).
+	if _, err := sh.Run(ctx, fmt.Sprintf("head -c %d /dev/urandom | base64 | head -c %d > /tmp/bulk", res.BulkBytes, res.BulkBytes)); err != nil {
 		return err
 	}
 	end := "BULK-" + nonce()

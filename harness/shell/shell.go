@@ -62,7 +62,7 @@ type Options struct {
 	// the framed probes). Default 60 s.
 	StepTimeout time.Duration
 	// Settle is how long the console must stay quiet after a prompt-like last line
-	// before it is believed to be a prompt. Default 150 ms.
+	// before it is believed to be a prompt. Default 100 ms.
 	Settle time.Duration
 	// Milestone is told when the login prompt is seen and when root is proved.
 	Milestone func(name string, at time.Time)
@@ -108,7 +108,7 @@ func Login(ctx context.Context, con *console.Console, prof Profile, opts Options
 		opts.StepTimeout = time.Minute
 	}
 	if opts.Settle <= 0 {
-		opts.Settle = 150 * time.Millisecond
+		opts.Settle = 100 * time.Millisecond
 	}
 	if opts.Milestone == nil {
 		opts.Milestone = func(string, time.Time) {}
