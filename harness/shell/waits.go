@@ -124,3 +124,10 @@ func (s *Shell) Poweroff(ctx context.Context, command string) error {
 	defer s.mu.Unlock()
 	return s.con.Send(ctx, command+"\n")
 }
+
+// WaitUntil polls check (a shell snippet) inside the guest until it exits 0 (its output
+// is returned), exits 3 (a terminal state: the WaitError says Terminal), or the time left
+// in ctx runs out. what names the wait in errors.
+func (s *Shell) WaitUntil(ctx context.Context, what, check string) (string, error) {
+	return s.guestLoop(ctx, what, check)
+}

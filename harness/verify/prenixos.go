@@ -87,16 +87,17 @@ func (p *PreNixos) CheckStorage(ctx context.Context) error {
 	sh := l.VM.Shell
 	wctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.StorageTimeout, 10*time.Minute))
 	defer cancel()
-	if err := sh.WaitFile(wctx, StorageStatus); err != nil {
+	// Done means: the status file exists and the unit is no longer running. A unit that
+	// failed ends the wait at once (terminal), whatever the file says. Waiting for the
+	// file alone would miss a failed unit for the whole timeout; waiting for the unit
+	// alone would accept "inactive" before it even started.
+	check := fmt.Sprintf(`__u=$(systemctl is-active %s); case $__u in failed) echo failed; exit 3;; esac; test -e %s && [ "$__u" != activating ] && [ "$__u" != reloading ] && { echo $__u; exit 0; }; echo $__u; exit 1`, Unit, StorageStatus)
+	state, err := sh.WaitUntil(wctx, "waiting for "+Unit+" to write "+StorageStatus+" and finish", check)
+	if err != nil {
 		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitFile, Path: StorageStatus}, "waiting for "+StorageStatus, err)
-		return fmt.Errorf("pre-nixos never wrote %s: %w", StorageStatus, err)
+		return fmt.Errorf("pre-nixos did not finish with %s written: %w", StorageStatus, err)
 	}
 	l.Mark("storage_status")
-	state, err := sh.WaitUnit(wctx, Unit, "inactive", "active")
-	if err != nil {
-		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitUnit, Unit: Unit}, "waiting for "+Unit+" to finish", err)
-		return fmt.Errorf("%s did not finish cleanly: %w", Unit, err)
-	}
 	st, err := p.ReadStatus(ctx, StorageStatus)
 	if err != nil {
 		return err
