@@ -15,10 +15,9 @@ import (
 	"github.com/bootlab/bootlab/harness/screen"
 )
 
-// Keys as a terminal sends them. The installer runs inside GNU screen, which accepts the
-// normal-mode cursor keys even after it asked for application mode (ESC [ ? 1 h).
+// Keys as a terminal sends them. The installer runs inside GNU screen, which accepts
+// the normal-mode cursor key even after it asked for application mode (ESC [ ? 1 h).
 const (
-	keyUp    = "\x1b[A"
 	keyDown  = "\x1b[B"
 	keyTab   = "\t"
 	keyEnter = "\r"

@@ -75,8 +75,8 @@ func TestUpstreamInstallerShell(t *testing.T) {
 		// A NIC so that `ip -o link` has more than loopback to show; the installer loads
 		// its driver from the initrd during hardware detection, before the first dialog.
 		Net: true,
-		// Below about 1 GiB the installer may enter low-memory mode, which changes its
-		// first dialogs.
+		// Below 737 MiB of MemTotal (about -m 780) the installer enters low-memory mode
+		// (S15lowmem), which warns first and changes the dialogs that follow.
 		MemoryMB:    1024,
 		Accel:       *flagAccel,
 		ProbeKernel: nb.Kernel,
@@ -122,6 +122,14 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	}
 
 	ui := newInstallerUI(l, scaled(30*time.Second))
+	// Runs before the lab closes (cleanups are last in, first out): any failure, an
+	// assertion on command output included, shows and keeps the screen it happened on.
+	t.Cleanup(func() {
+		if t.Failed() {
+			ui.save("at-failure")
+			t.Logf("screen at failure (highlighted %q):\n%s", ui.scr.Highlighted(), ui.scr.Text())
+		}
+	})
 
 	// 1. The first dialog: the language question, English preselected, and a way back
 	// to the main menu. About a minute under TCG, most of it the kernel and udev.
@@ -134,7 +142,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	t.Logf("first dialog after %s", time.Since(start).Round(time.Second))
 	// GNU screen's status line names the installer window: the UI really is the one
 	// S70menu starts on a serial console, which is why the shell needs a hand-off below.
-	require.Contains(t, text, "installer", "GNU screen status line")
+	require.Contains(t, text, "(1*installer)", "GNU screen status line")
 
 	// 2. Tab moves the focus from the list to <Go Back>; Enter takes it, which on the
 	// first question leads to the main menu.
@@ -198,17 +206,29 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	require.Equal(t, release+"\n", out, "uname -r against the version in the kernel image's header (%q)", kver)
 
 	out = run("ip -o link")
-	require.Regexp(t, `(?m)^1: lo: <LOOPBACK,UP,LOWER_UP>.* link/loopback 00:00:00:00:00:00`, out, "ip -o link: loopback")
-	require.Regexp(t, `(?m)^[0-9]+: [a-z0-9]+: <[A-Z_,]+>.* link/ether 52:54:00:12:34:56 brd ff:ff:ff:ff:ff:ff`, out,
+	require.Regexp(t, `(?m)^1: lo: <LOOPBACK[A-Z_,]*> .*link/loopback 00:00:00:00:00:00`, out, "ip -o link: loopback")
+	require.Regexp(t, `(?m)^[0-9]+: (ens|enp|eth)[a-z0-9]*: <[A-Z_,]+> .*link/ether 52:54:00:12:34:56 brd ff:ff:ff:ff:ff:ff`, out,
 		"ip -o link: the virtio NIC with QEMU's default MAC address")
 
 	out = run("cat /proc/cmdline")
 	require.Contains(t, strings.Fields(out), "console=ttyS0,115200n8", "/proc/cmdline")
 	require.Contains(t, out, installerAppend, "/proc/cmdline carries the command line we booted with")
 
-	// The shell that answered is the one "Execute a shell" started: its parent is the
-	// GNU screen server we stopped, not some other shell on the line.
-	out = run(`ps -o pid,ppid,stat,args | awk -v p=$PPID '$1 == p'`)
-	require.Regexp(t, `(?i)^\s*[0-9]+\s+[0-9]+\s+T\S*\s+SCREEN`, out, "the installer shell's parent (GNU screen, stopped)")
+	// The shell that answered is the one "Execute a shell" started: a child of the
+	// installer's debconf (main-menu), with di-utils-shell's start-shell waiting for it
+	// to exit. GNU screen is stopped rather than gone, as the hand-off intends.
+	out = run(`p=$(awk '/^PPid:/ {print $2}' /proc/$$/status); echo "parent $p: $(tr '\0' ' ' </proc/$p/cmdline)"; ps`)
+	require.Regexp(t, `(?m)^parent [0-9]+: debconf -o d-i /usr/bin/main-menu`, out, "the installer shell's parent")
+	require.Regexp(t, `(?m) /bin/start-shell di-utils-shel`, out, "di-utils-shell's start-shell in ps")
+	stopped := 0
+	for _, line := range strings.Split(out, "\n") {
+		// busybox ps: PID USER VSZ STAT COMMAND
+		f := strings.Fields(line)
+		if len(f) >= 5 && (strings.HasSuffix(f[4], "/screen") || strings.HasSuffix(f[4], "/SCREEN") || f[4] == "{screen}") {
+			require.True(t, strings.HasPrefix(f[3], "T"), "GNU screen process not stopped: %q", line)
+			stopped++
+		}
+	}
+	require.GreaterOrEqual(t, stopped, 2, "GNU screen client and server in ps output")
 	l.Mark("installer_commands")
 }
