@@ -1,0 +1,463 @@
+// Package vmprobe is the VM side of `bootlab bisect`: a bisect.Prober that boots each
+// candidate in a lab (one run directory per probe, inside the probe's directory), logs
+// in with an image profile and judges the guest with the bisection's predicate.
+//
+// Verdicts follow harness/bisect: an image that cannot be booted or logged into is
+// Skip (infrastructure, says nothing about the behaviour under test); only the
+// predicate can say Bad.
+//
+// The three predicate kinds:
+//
+//   - expect script: bisect.RunScript over the lab's console (send/expect) and framed
+//     shell (run/assert-output). An expect looks at console text from the latest send,
+//     run or match onwards, never at older output.
+//   - host command: bisect.RunHostCommand with BOOTLAB_SSH_PORT (guest port 22 is
+//     always forwarded for command predicates), BOOTLAB_CONSOLE_SOCKET (the lab's
+//     console served on a unix socket, as for `bootlab attach`), BOOTLAB_QMP_SOCKET and
+//     BOOTLAB_RUN_DIR.
+//   - scenario: no VM is booted here; the probe runs
+//     `go test -count=1 -run '^NAME$' ./scenarios -args -notes PROBEDIR` with -kernel,
+//     -initrd and -append (kernel candidates) or -iso (ISO candidates), from the
+//     working directory (run `bootlab bisect --scenario` from the checkout). The test
+//     passing is Good. The test failing is Bad, unless one of the run directories it
+//     left never reached a root shell (then the VM, not the behaviour, failed: Skip).
+//     A build failure, a skipped test or a test that never ran is Skip.
+package vmprobe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/bisect"
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/qemu"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// Prober boots candidates for bisect.Run / bisect.Main. The zero value boots with the
+// mini profile; set fields before the bisection starts.
+type Prober struct {
+	// Profile is how the candidate's console logs in; the zero value means shell.Mini.
+	Profile shell.Profile
+	// Poweroff is typed as root to stop the guest; empty means "poweroff" for the mini
+	// profile and "systemctl poweroff" for any other.
+	Poweroff string
+	// MemoryMB of each guest; 0 means 512.
+	MemoryMB int
+	// Accel is kvm or tcg; empty probes once (cached in lab.ProbeCache()) and falls
+	// back to TCG when KVM hangs.
+	Accel string
+	// LoginTimeout bounds boot + login; 0 means the harness default (scaled by
+	// BOOTLAB_TIMEOUT_SCALE).
+	LoginTimeout time.Duration
+	// SSH forwards guest port 22 for script predicates too (command predicates always
+	// get it).
+	SSH bool
+	// ScenarioPkg is the package `--scenario` runs; empty means ./scenarios.
+	ScenarioPkg string
+	// Progress receives the labs' boot milestones (optional).
+	Progress io.Writer
+
+	inner bisect.VMProber
+	pred  *bisect.Predicate
+
+	mu      sync.Mutex
+	labDirs map[string]string // probe directory -> the lab run directory inside it
+}
+
+var (
+	_ bisect.Prober        = (*Prober)(nil)
+	_ bisect.PredicateUser = (*Prober)(nil)
+	_ bisect.Booter        = (*Prober)(nil)
+)
+
+var scenarioName = regexp.MustCompile(`^Test[A-Za-z0-9_]*$`)
+
+// UsePredicate implements bisect.PredicateUser. A scenario name is checked against the
+// scenario sources here, so a typo is a usage error instead of a run of skips.
+func (p *Prober) UsePredicate(pred *bisect.Predicate) error {
+	if pred == nil {
+		return errors.New("no predicate")
+	}
+	if pred.Kind == bisect.PredicateScenario {
+		if err := p.checkScenario(pred.Scenario); err != nil {
+			return err
+		}
+		p.pred = pred
+		return nil
+	}
+	p.inner = bisect.VMProber{Boot: p}
+	if err := p.inner.UsePredicate(pred); err != nil {
+		return err
+	}
+	p.pred = pred
+	return nil
+}
+
+// Probe implements bisect.Prober.
+func (p *Prober) Probe(ctx context.Context, c bisect.Candidate, attempt int, runDir string) (bisect.Outcome, error) {
+	if p.pred == nil {
+		return bisect.Outcome{}, fmt.Errorf("vmprobe: no predicate: %w", bisect.ErrAbort)
+	}
+	// A host without QEMU fails every candidate the same way: stop instead of
+	// skipping the whole list.
+	if _, err := qemu.FindBinary(os.Getenv("BOOTLAB_QEMU")); err != nil {
+		return bisect.Outcome{}, fmt.Errorf("%w: %w", err, bisect.ErrAbort)
+	}
+	if p.pred.Kind == bisect.PredicateScenario {
+		return p.probeScenario(ctx, c, attempt, runDir)
+	}
+	out, err := p.inner.Probe(ctx, c, attempt, runDir)
+	// The lab's own run directory (report.html, serial.log, diagnostics) is the
+	// evidence a person opens first, so the bisect report links it directly.
+	if d := p.takeLabDir(runDir); d != "" && err == nil {
+		out.RunDir = reportPath(runDir, d)
+	}
+	return out, err
+}
+
+// reportPath names the lab directory relative to the bisect directory when runDir has
+// the engine's DIR/probes/NAME layout, so a moved bisect directory keeps its links.
+func reportPath(runDir, labDir string) string {
+	probes := filepath.Dir(runDir)
+	if filepath.Base(probes) != "probes" {
+		return labDir
+	}
+	rel, err := filepath.Rel(filepath.Dir(probes), labDir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return labDir
+	}
+	return rel
+}
+
+func (p *Prober) setLabDir(runDir, labDir string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.labDirs == nil {
+		p.labDirs = map[string]string{}
+	}
+	p.labDirs[runDir] = labDir
+}
+
+func (p *Prober) takeLabDir(runDir string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.labDirs[runDir]
+	delete(p.labDirs, runDir)
+	return d
+}
+
+func (p *Prober) profile() shell.Profile {
+	if p.Profile.Name == "" {
+		return shell.Mini
+	}
+	return p.Profile
+}
+
+// Boot implements bisect.Booter: start a lab in runDir and get a verified root shell.
+// Any failure closes the lab (its run directory records why) and is returned, which
+// bisect.VMProber turns into Skip.
+func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (bisect.VM, error) {
+	for _, f := range []string{c.ISO, c.Kernel, c.Initrd} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("candidate %s: image file missing: %w", c.Name, err)
+		}
+	}
+	prof := p.profile()
+	poweroff := p.Poweroff
+	if poweroff == "" {
+		poweroff = "systemctl poweroff"
+		if prof.Name == shell.Mini.Name {
+			poweroff = "poweroff"
+		}
+	}
+	mem := p.MemoryMB
+	if mem == 0 {
+		mem = 512
+	}
+	spec := vm.Spec{
+		Image: vm.Image{Name: c.Name, ISO: c.ISO, Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
+			Profile: prof, Poweroff: poweroff},
+		MemoryMB:   mem,
+		SSH:        p.SSH || p.pred.Kind == bisect.PredicateCommand,
+		Accel:      p.Accel,
+		ProbeCache: lab.ProbeCache(),
+		Timeouts:   vm.DefaultTimeouts(),
+	}
+	if c.Kernel != "" {
+		spec.ProbeKernel = c.Kernel
+	}
+	if p.LoginTimeout > 0 {
+		spec.Timeouts.Login = p.LoginTimeout
+	}
+	if prof.Name == shell.Mini.Name {
+		// busybox init ignores the ACPI power button: without a root shell go
+		// straight to QMP quit instead of waiting out a powerdown that cannot work.
+		spec.Timeouts.Stop.Powerdown = 0
+	}
+	l, err := lab.Start(ctx, lab.Config{Slug: "bisect-" + c.Name, Notes: runDir, VM: spec, Progress: p.Progress})
+	if l != nil {
+		p.setLabDir(runDir, l.Dir())
+	}
+	if err != nil {
+		if l != nil {
+			closeLab(ctx, l, err)
+		}
+		return nil, fmt.Errorf("starting %s: %w", c.Name, err)
+	}
+	if _, err := l.Login(ctx); err != nil {
+		closeLab(ctx, l, err)
+		return nil, fmt.Errorf("logging in to %s: %w", c.Name, err)
+	}
+	g := &guest{l: l, pos: l.VM.Console.Pos()}
+	if p.pred.Kind == bisect.PredicateCommand {
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		sock, err := l.ServeConsole(sctx)
+		if err != nil {
+			cancel()
+			closeLab(ctx, l, err)
+			return nil, fmt.Errorf("serving the console of %s: %w", c.Name, err)
+		}
+		g.sock, g.stopServe = sock, cancel
+	}
+	return g, nil
+}
+
+// closeLab stops a lab that failed before the predicate ran, even when ctx is done:
+// leaving QEMU behind is worse than a slower Ctrl-C.
+func closeLab(ctx context.Context, l *lab.Lab, cause error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	_ = l.Close(cctx, cause)
+}
+
+// guest is a logged-in lab as bisect.VM.
+type guest struct {
+	l         *lab.Lab
+	pos       int64 // where the next expect starts looking
+	sock      string
+	stopServe context.CancelFunc
+}
+
+// infra marks errors that come from the VM or its console going away, which make the
+// candidate untestable rather than bad.
+func (g *guest) infra(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *console.ClosedError
+	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.VM.Console.Err() != nil || !g.l.VM.Running() {
+		return fmt.Errorf("%w: %w", bisect.ErrInfra, err)
+	}
+	return err
+}
+
+func (g *guest) Send(ctx context.Context, text string) error {
+	// Output caused by what is sent comes after this point; older text must not
+	// satisfy the next expect.
+	g.pos = g.l.VM.Console.Pos()
+	return g.infra(g.l.VM.Console.Send(ctx, text))
+}
+
+func (g *guest) Expect(ctx context.Context, re *regexp.Regexp) error {
+	m, err := g.l.VM.Console.Expect(ctx, g.pos, console.Pattern{Name: re.String(), Re: re})
+	if err != nil {
+		return g.infra(err)
+	}
+	g.pos = m.End
+	return nil
+}
+
+func (g *guest) Run(ctx context.Context, cmd string) ([]byte, int, error) {
+	r, err := g.l.Run(ctx, cmd, shell.AllowFail())
+	g.pos = g.l.VM.Console.Pos()
+	if err != nil {
+		return nil, 0, g.infra(err)
+	}
+	return r.Output, r.ExitStatus, nil
+}
+
+func (g *guest) Env() bisect.VMEnv {
+	env := bisect.VMEnv{SSHPort: g.l.VM.SSHPort(), ConsoleSocket: g.sock}
+	if env.SSHPort != 0 {
+		env.SSHUser = "root"
+		// bootlab-built images (the fixture ISO) trust this key; other images
+		// ignore it.
+		if k, err := lab.RootKey(); err == nil {
+			env.SSHKey = k.PrivatePath
+		}
+	}
+	if m := g.l.VM.Machine; m != nil {
+		env.QMPSocket = m.Files.QMP
+	}
+	return env
+}
+
+func (g *guest) Close(ctx context.Context) error {
+	if g.stopServe != nil {
+		g.stopServe()
+	}
+	return g.l.Close(ctx, nil)
+}
+
+// --- scenario predicate ---
+
+func (p *Prober) scenarioPkg() string {
+	if p.ScenarioPkg == "" {
+		return "./scenarios"
+	}
+	return p.ScenarioPkg
+}
+
+func (p *Prober) checkScenario(name string) error {
+	if !scenarioName.MatchString(name) {
+		return fmt.Errorf("scenario %q: want a test function name like TestCleanDisk", name)
+	}
+	files, err := filepath.Glob(filepath.Join(p.scenarioPkg(), "*_test.go"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no scenario sources in %s (run bootlab bisect --scenario from the bootlab checkout)", p.scenarioPkg())
+	}
+	decl := regexp.MustCompile(`(?m)^func ` + name + `\(t \*testing\.T\)`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("reading scenario sources: %w", err)
+		}
+		if decl.Match(b) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no scenario %s in %s", name, p.scenarioPkg())
+}
+
+type testEvent struct {
+	Action string
+	Test   string
+	Output string
+}
+
+func (p *Prober) probeScenario(ctx context.Context, c bisect.Candidate, attempt int, runDir string) (bisect.Outcome, error) {
+	start := time.Now()
+	name := p.pred.Scenario
+	args := []string{"test", "-json", "-count=1", "-timeout=60m", "-run", "^" + name + "$", p.scenarioPkg(), "-args", "-notes", runDir}
+	if c.ISO != "" {
+		args = append(args, "-iso", c.ISO)
+	} else {
+		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.Append)
+	}
+	if p.Accel != "" {
+		args = append(args, "-accel", p.Accel)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.WaitDelay = 10 * time.Second
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	if ctx.Err() != nil {
+		return bisect.Outcome{}, fmt.Errorf("scenario %s on %s: %w", name, c.Name, ctx.Err())
+	}
+	var text strings.Builder
+	verdict := ""
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		var ev testEvent
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			if line != "" {
+				text.WriteString(line + "\n")
+			}
+			continue
+		}
+		text.WriteString(ev.Output)
+		if ev.Test == name && (ev.Action == "pass" || ev.Action == "fail" || ev.Action == "skip") {
+			verdict = ev.Action
+		}
+	}
+	text.WriteString(stderr.String())
+	if err := os.WriteFile(filepath.Join(runDir, "scenario.log"), []byte(text.String()), 0o644); err != nil {
+		return bisect.Outcome{}, fmt.Errorf("saving scenario output: %w", err)
+	}
+	out := bisect.Outcome{Duration: time.Since(start)}
+	switch verdict {
+	case "pass":
+		out.Verdict, out.Reason = bisect.Good, "scenario "+name+" passed"
+	case "fail":
+		if dir, why := untestedRun(runDir); dir != "" {
+			out.Verdict, out.Reason = bisect.Skip, fmt.Sprintf("scenario %s failed, but its VM %s (%s)", name, why, dir)
+		} else {
+			out.Verdict, out.Reason = bisect.Bad, "scenario "+name+" failed: "+lastMeaningful(text.String())
+		}
+	case "skip":
+		out.Verdict, out.Reason = bisect.Skip, "scenario "+name+" skipped itself"
+	default:
+		out.Verdict = bisect.Skip
+		out.Reason = fmt.Sprintf("scenario %s did not run (build failure or harness error: %v): %s", name, runErr, lastMeaningful(text.String()))
+	}
+	if err := writeScenarioOutcome(runDir, c, attempt, out); err != nil {
+		return bisect.Outcome{}, err
+	}
+	return out, nil
+}
+
+// untestedRun finds a run directory under dir whose VM never reached a root shell.
+func untestedRun(dir string) (string, string) {
+	metas, _ := filepath.Glob(filepath.Join(dir, "*", runrec.MetadataFile))
+	for _, m := range metas {
+		d := filepath.Dir(m)
+		md, err := runrec.ReadMetadata(d)
+		if err != nil {
+			return d, "left no readable metadata.json"
+		}
+		if _, ok := md.Milestone("root_shell"); !ok {
+			return d, "never reached a root shell"
+		}
+	}
+	return "", ""
+}
+
+func lastMeaningful(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if l == "" || strings.HasPrefix(l, "FAIL") || strings.HasPrefix(l, "---") || strings.HasPrefix(l, "exit status") || l == "PASS" {
+			continue
+		}
+		if len(l) > 200 {
+			l = l[:200] + "..."
+		}
+		return l
+	}
+	return ""
+}
+
+// writeScenarioOutcome leaves outcome.json as bisect.VMProber does for booted probes.
+func writeScenarioOutcome(runDir string, c bisect.Candidate, attempt int, out bisect.Outcome) error {
+	b, err := json.MarshalIndent(struct {
+		Candidate  bisect.Candidate `json:"candidate"`
+		Attempt    int              `json:"attempt"`
+		Verdict    bisect.Verdict   `json:"verdict"`
+		Reason     string           `json:"reason,omitempty"`
+		DurationMS int64            `json:"duration_ms"`
+	}{c, attempt, out.Verdict, out.Reason, out.Duration.Milliseconds()}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding outcome of %s: %w", c.Name, err)
+	}
+	if err := os.WriteFile(filepath.Join(runDir, "outcome.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing outcome of %s: %w", c.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package vmprobe
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/bisect"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+func TestMain(m *testing.M) {
+	lab.HandleSignals()
+	os.Exit(m.Run())
+}
+
+func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * vm.ScaleFromEnv()) }
+
+// syntheticScript exercises every kind of step against the real console: a send whose
+// reply only the shell can compute (the typed text does not contain it), the image's
+// version, and the feature file the regression breaks.
+const syntheticScript = `# synthetic series: the feature file says ok until the regression
+send echo bisect-$((6*7))
+expect bisect-42 30s
+assert-output "cat /etc/mini-version" ^v[1-8]$
+run grep -qx ok /etc/bootlab-feature
+`
+
+// TestBisectSyntheticMiniSeries is issue 6's VM test: eight versions of the mini image
+// on one kernel, the feature file broken from a version the test picks at random, and
+// bisect.Run with the VM prober and an expect script finds that version within
+// ceil(log2 8)+2 probes, every probe leaving a lab run directory.
+func TestBisectSyntheticMiniSeries(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("BOOTLAB_BISECT_SEED"); s != "" {
+		_, err := fmt.Sscan(s, &seed)
+		require.NoError(t, err)
+	}
+	firstBad := 1 + rand.New(rand.NewSource(seed)).Intn(7) // v1 must stay good
+	t.Logf("seed %d: first bad version v%d (BOOTLAB_BISECT_SEED=%d reproduces)", seed, firstBad+1, seed)
+
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(10*time.Minute))
+	defer cancel()
+	var cands []bisect.Candidate
+	for i := 0; i < 8; i++ {
+		feature := "ok\n"
+		if i >= firstBad {
+			feature = "broken\n"
+		}
+		img, m, err := lab.MiniImage(ctx, images.MiniSpec{
+			Version: fmt.Sprintf("v%d", i+1),
+			Files:   map[string]images.File{"/etc/bootlab-feature": {Content: feature}},
+		})
+		require.NoError(t, err, "building mini v%d", i+1)
+		cands = append(cands, bisect.Candidate{Name: m.Version, Kernel: img.Kernel, Initrd: img.Initrd, Append: img.Append})
+	}
+	for i := 1; i < len(cands); i++ {
+		require.Equal(t, cands[0].Kernel, cands[i].Kernel, "the series shares one kernel")
+		require.NotEqual(t, cands[0].Initrd, cands[i].Initrd, "every version has its own initramfs")
+	}
+
+	script, err := bisect.ParseScript(strings.NewReader(syntheticScript), "synthetic.expect")
+	require.NoError(t, err)
+	pred := &bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "synthetic.expect", ScriptText: syntheticScript}
+	p := &Prober{LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	require.NoError(t, p.UsePredicate(pred))
+	require.Len(t, script.Steps, 4)
+
+	dir := filepath.Join(lab.NotesRootForTests(), fmt.Sprintf("bisect-synthetic-%d", seed))
+	t.Logf("bisect directory: %s", dir)
+	start := time.Now()
+	res, err := bisect.Run(ctx, bisect.Config{Candidates: cands, Dir: dir, Predicate: pred, ProbeTimeout: scaled(5 * time.Minute)}, p)
+	require.NoError(t, err)
+	t.Logf("bisection took %s: %s", time.Since(start).Round(time.Second), res.Message)
+	for _, pr := range res.Probes {
+		t.Logf("probe %s: %s in %s (%s) %s", pr.Name, pr.Verdict, pr.Duration.Round(time.Millisecond), pr.RunDir, pr.Reason)
+	}
+
+	require.Equal(t, bisect.StatusFound, res.Status)
+	require.Equal(t, firstBad, res.FirstBad, "first bad version")
+	require.Equal(t, firstBad-1, res.LastGood)
+	maxProbes := int(math.Ceil(math.Log2(8))) + 2
+	require.LessOrEqual(t, len(res.Probes), maxProbes, "probes")
+	for _, pr := range res.Probes {
+		want := bisect.Good
+		if pr.Index >= firstBad {
+			want = bisect.Bad
+		}
+		require.Equal(t, want, pr.Verdict, "verdict of %s: %s", pr.Name, pr.Reason)
+		if want == bisect.Bad {
+			require.Contains(t, pr.Reason, "grep -qx ok /etc/bootlab-feature", "a bad verdict names the failing step")
+		}
+		// The evidence: the lab's run directory, relative to the bisect directory,
+		// with a booted-and-logged-in record and the probe's outcome next to it.
+		require.False(t, filepath.IsAbs(pr.RunDir), "run dir %s is relative to the bisect directory", pr.RunDir)
+		labDir := filepath.Join(dir, pr.RunDir)
+		md, err := runrec.ReadMetadata(labDir)
+		require.NoError(t, err, "metadata of %s", pr.Name)
+		_, ok := md.Milestone("root_shell")
+		require.True(t, ok, "%s reached a root shell", pr.Name)
+		require.Equal(t, runrec.Pass, md.Outcome, "%s: the lab run itself worked", pr.Name)
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(labDir), "outcome.json"))
+		require.NoError(t, err)
+		var oc struct{ Verdict bisect.Verdict }
+		require.NoError(t, json.Unmarshal(b, &oc))
+		require.Equal(t, want, oc.Verdict)
+		serial, err := os.ReadFile(filepath.Join(labDir, vm.SerialLog))
+		require.NoError(t, err)
+		require.Contains(t, string(serial), "bisect-42", "%s: the expect matched real console output", pr.Name)
+		requireReaped(t, labDir)
+	}
+	_, err = os.Stat(filepath.Join(dir, "report.html"))
+	require.NoError(t, err)
+}
+
+// TestMissingImageIsSkipNotBad checks the infrastructure rule without a boot: a
+// candidate whose kernel file is gone is skipped, with a lab-independent reason.
+func TestMissingImageIsSkipNotBad(t *testing.T) {
+	p := &Prober{}
+	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateCommand, Command: "true"}))
+	runDir := t.TempDir()
+	out, err := p.Probe(context.Background(), bisect.Candidate{Name: "gone", Kernel: filepath.Join(runDir, "no-such-vmlinuz")}, 0, runDir)
+	require.NoError(t, err)
+	require.Equal(t, bisect.Skip, out.Verdict)
+	require.Contains(t, out.Reason, "image file missing")
+}
+
+func TestScenarioPredicateChecksTheName(t *testing.T) {
+	p := &Prober{ScenarioPkg: "../../../scenarios"}
+	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScenario, Scenario: "TestCleanDisk"}))
+	err := p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScenario, Scenario: "TestNoSuchScenario"})
+	require.ErrorContains(t, err, "no scenario TestNoSuchScenario")
+	err = p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScenario, Scenario: "Test.*"})
+	require.ErrorContains(t, err, "want a test function name")
+}
+
+func TestSplitArgs(t *testing.T) {
+	own, rest := splitArgs([]string{"--profile", "fixture", "--run", "--ssh", "--accel=tcg", "-q", "--candidates", "list", "--ssh", "a.iso"})
+	require.Equal(t, []string{"--profile", "fixture", "--accel=tcg", "--ssh"}, own)
+	require.Equal(t, []string{"--run", "--ssh", "-q", "--candidates", "list", "a.iso"}, rest)
+}
+
+func TestDemoKernels(t *testing.T) {
+	series := []string{"linux-image-6.1.0-47-amd64", "linux-image-6.1.0-48-amd64", "linux-image-6.1.0-56-amd64",
+		"linux-image-6.12.100+deb12-amd64", "linux-image-6.12.111+deb12-amd64", "linux-image-6.12.117+deb12-amd64"}
+	got, err := demoKernels(series)
+	require.NoError(t, err)
+	require.Equal(t, []string{"linux-image-6.1.0-47-amd64", "linux-image-6.1.0-56-amd64",
+		"linux-image-6.12.100+deb12-amd64", "linux-image-6.12.117+deb12-amd64"}, got)
+	_, err = demoKernels(series[3:])
+	require.ErrorContains(t, err, "only the 6.12 line")
+}
+
+// requireReaped checks by pid (from the run directory's pidfile) that QEMU is gone.
+func requireReaped(t *testing.T, dir string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, vm.PIDFile))
+	require.NoError(t, err)
+	var pid int
+	_, err = fmt.Sscan(strings.TrimSpace(string(b)), &pid)
+	require.NoError(t, err)
+	require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "QEMU pid %d of %s is still running", pid, dir)
+}
