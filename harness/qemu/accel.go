@@ -107,16 +107,11 @@ func probeKey(ctx context.Context, o ProbeOptions) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
+// The cache file maps probe keys to verdicts, so probes with different kernels (the mini
+// image's, the fixture's, an installer's) do not evict each other.
 func readProbeCache(path, key string, maxAge time.Duration) (AccelChoice, bool) {
-	if path == "" {
-		return AccelChoice{}, false
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return AccelChoice{}, false
-	}
-	var c AccelChoice
-	if json.Unmarshal(b, &c) != nil || c.Key != key || time.Since(c.At) > maxAge {
+	c, ok := loadProbeCache(path)[key]
+	if !ok || time.Since(c.At) > maxAge {
 		return AccelChoice{}, false
 	}
 	c.Cached = true
@@ -124,13 +119,31 @@ func readProbeCache(path, key string, maxAge time.Duration) (AccelChoice, bool) 
 	return c, true
 }
 
+func loadProbeCache(path string) map[string]AccelChoice {
+	m := map[string]AccelChoice{}
+	if path == "" {
+		return m
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &m) // an old or torn file is just a cache miss
+	}
+	return m
+}
+
 func writeProbeCache(path string, c AccelChoice) {
 	if path == "" {
 		return
 	}
-	b, _ := json.Marshal(c)
+	m := loadProbeCache(path)
+	for k, v := range m {
+		if time.Since(v.At) > 24*time.Hour {
+			delete(m, k)
+		}
+	}
+	m[c.Key] = c
+	b, _ := json.Marshal(m)
 	_ = os.MkdirAll(filepath.Dir(path), 0o755)
-	tmp := path + ".tmp"
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
 	if os.WriteFile(tmp, b, 0o644) == nil {
 		_ = os.Rename(tmp, path)
 	}
