@@ -68,7 +68,7 @@ vendor-hash:
 	@bash scripts/vendor-hash.sh --update
 
 bisect-demo: deps
-	$(GO) run ./harness/cmd/bootlab bisect-demo
+	$(GO) run ./harness/cmd/bootlab bisect demo
 
 clean:
 	rm -rf bin

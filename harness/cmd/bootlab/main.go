@@ -68,9 +68,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err := c.run(ctx, args[1:], stdout, stderr)
+	var ee exitError
 	switch {
 	case err == nil:
 		return exitPass
+	case errors.As(err, &ee):
+		return ee.code // the subcommand already said why
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "bootlab %s: %v\n", args[0], err)
 		return exitUsage
