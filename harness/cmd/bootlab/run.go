@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -140,21 +139,26 @@ func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
 	return s, nil
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bootlab run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// parseRunFlags parses the flags run and demo share.
+func parseRunFlags(name string, args []string, stderr io.Writer) (*runFlags, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var f runFlags
 	f.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return usageError{err}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %s", joinArgs(fs.Args()))
+		return nil, usagef("unexpected arguments: %s", joinArgs(fs.Args()))
 	}
-	return runImage(ctx, &f, stdout, stderr)
+	return &f, nil
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	f, err := parseRunFlags("bootlab run", args, stderr)
+	if err != nil {
+		return err
+	}
+	return runImage(ctx, f, stdout, stderr)
 }
 
 func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
@@ -303,19 +307,14 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// cmdDemo is run with a few framed commands whose output and status are printed.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bootlab demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f runFlags
-	f.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return usageError{err}
+	f, err := parseRunFlags("bootlab demo", args, stderr)
+	if err != nil {
+		return err
 	}
 	if len(f.cmds) == 0 {
 		f.cmds = []string{"id -u", "uname -r", "cat /proc/cmdline", "ls /nonexistent"}
 	}
-	return runImage(ctx, &f, stdout, stderr)
+	return runImage(ctx, f, stdout, stderr)
 }
