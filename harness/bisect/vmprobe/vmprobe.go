@@ -57,8 +57,11 @@ type Prober struct {
 	Poweroff string
 	// MemoryMB of each guest; 0 means 512.
 	MemoryMB int
-	// Accel is kvm or tcg; empty probes once (cached in lab.ProbeCache()) and falls
-	// back to TCG when KVM hangs.
+	// Accel is kvm or tcg; empty probes with the first candidate booted (cached in
+	// lab.ProbeCache()), falling back to TCG when KVM hangs, and keeps that choice for
+	// every later candidate: each probe then runs under the same conditions, and the
+	// probe cache, keyed by kernel path, would otherwise cost a 20 s test boot for
+	// every new candidate.
 	Accel string
 	// LoginTimeout bounds boot + login; 0 means the harness default (scaled by
 	// BOOTLAB_TIMEOUT_SCALE).
@@ -76,6 +79,7 @@ type Prober struct {
 
 	mu      sync.Mutex
 	labDirs map[string]string // probe directory -> the lab run directory inside it
+	accel   string            // the accelerator the first boot settled on
 }
 
 var (
@@ -160,6 +164,23 @@ func (p *Prober) takeLabDir(runDir string) string {
 	return d
 }
 
+func (p *Prober) accelerator() string {
+	if p.Accel != "" {
+		return p.Accel
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accel
+}
+
+func (p *Prober) settleAccel(a string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.accel == "" {
+		p.accel = a
+	}
+}
+
 func (p *Prober) profile() shell.Profile {
 	if p.Profile.Name == "" {
 		return shell.Mini
@@ -196,7 +217,7 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 			Profile: prof, Poweroff: poweroff},
 		MemoryMB:   mem,
 		SSH:        p.SSH || p.pred.Kind == bisect.PredicateCommand,
-		Accel:      p.Accel,
+		Accel:      p.accelerator(),
 		ProbeCache: lab.ProbeCache(),
 		Timeouts:   vm.DefaultTimeouts(),
 	}
@@ -214,6 +235,9 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 	l, err := lab.Start(ctx, lab.Config{Slug: "bisect-" + c.Name, Notes: runDir, VM: spec, Progress: p.Progress})
 	if l != nil {
 		p.setLabDir(runDir, l.Dir())
+		if l.VM != nil && err == nil {
+			p.settleAccel(l.VM.Accel.Accel)
+		}
 	}
 	if err != nil {
 		if l != nil {
