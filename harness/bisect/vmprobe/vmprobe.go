@@ -140,7 +140,15 @@ func reportPath(runDir, labDir string) string {
 	if filepath.Base(probes) != "probes" {
 		return labDir
 	}
-	rel, err := filepath.Rel(filepath.Dir(probes), labDir)
+	base, err := filepath.Abs(filepath.Dir(probes))
+	if err != nil {
+		return labDir
+	}
+	abs, err := filepath.Abs(labDir)
+	if err != nil {
+		return labDir
+	}
+	rel, err := filepath.Rel(base, abs)
 	if err != nil || strings.HasPrefix(rel, "..") {
 		return labDir
 	}

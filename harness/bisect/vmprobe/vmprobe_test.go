@@ -176,3 +176,48 @@ func requireReaped(t *testing.T, dir string) {
 	require.NoError(t, err)
 	require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "QEMU pid %d of %s is still running", pid, dir)
 }
+
+func TestReportPathIsRelativeToTheBisectDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	abs, err := filepath.Abs("b/probes/000-v1-a0/run")
+	require.NoError(t, err)
+	// The engine hands a relative probe directory when --dir is relative, while
+	// the lab's run directory is always absolute.
+	require.Equal(t, filepath.Join("probes", "000-v1-a0", "run"), reportPath("b/probes/000-v1-a0", abs))
+	require.Equal(t, "/x/run", reportPath("/elsewhere/000-v1-a0", "/x/run"), "outside the engine layout the path stays absolute")
+}
+
+// TestScenarioVerdicts runs the scenario predicate against stand-in scenario packages:
+// pass is good, failure is bad, a failure whose VM never got a root shell and a
+// package that does not build are skips.
+func TestScenarioVerdicts(t *testing.T) {
+	kern := bisect.Candidate{Name: "k", Kernel: "/k/vmlinuz", Initrd: "/k/initrd", Append: "console=ttyS0 x=1"}
+	iso := bisect.Candidate{Name: "i", ISO: "/i/a.iso"}
+	for _, tc := range []struct {
+		pkg, name string
+		cand      bisect.Candidate
+		want      bisect.Verdict
+		reason    string
+	}{
+		{"fakescenarios", "TestGood", kern, bisect.Good, "passed"},
+		{"fakescenarios", "TestGoodISO", iso, bisect.Good, "passed"},
+		{"fakescenarios", "TestBad", kern, bisect.Bad, "behaviour under test is broken"},
+		{"fakescenarios", "TestNoBoot", kern, bisect.Skip, "never reached a root shell"},
+		{"brokenscenarios", "TestAnything", kern, bisect.Skip, "did not run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Prober{ScenarioPkg: "./testdata/" + tc.pkg}
+			require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScenario, Scenario: tc.name}))
+			runDir := t.TempDir()
+			out, err := p.Probe(context.Background(), tc.cand, 0, runDir)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, out.Verdict, out.Reason)
+			require.Contains(t, out.Reason, tc.reason)
+			log, err := os.ReadFile(filepath.Join(runDir, "scenario.log"))
+			require.NoError(t, err)
+			require.NotEmpty(t, log)
+			_, err = os.Stat(filepath.Join(runDir, "outcome.json"))
+			require.NoError(t, err)
+		})
+	}
+}
