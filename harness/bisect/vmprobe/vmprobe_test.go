@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,8 +25,61 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The host-command test uses this binary as its predicate command: no tool
+	// on the host is assumed besides what the test built.
+	if os.Getenv(helperEnv) == "1" {
+		os.Exit(consoleHelper())
+	}
 	lab.HandleSignals()
 	os.Exit(m.Run())
+}
+
+const helperEnv = "BOOTLAB_VMPROBE_HELPER"
+
+// consoleHelper is a host predicate as a user would write one: it checks the SSH port
+// is forwarded, then types into the console socket and judges what the guest answers.
+// Exit 0 good, 1 bad, 125 skip (as in git bisect run).
+func consoleHelper() int {
+	port := os.Getenv("BOOTLAB_SSH_PORT")
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second)
+	if err != nil {
+		fmt.Println("ssh port not forwarded:", err)
+		return 125
+	}
+	c.Close()
+	if os.Getenv("BOOTLAB_CANDIDATE") == "" || os.Getenv("BOOTLAB_KERNEL") == "" {
+		fmt.Println("candidate not described in the environment")
+		return 125
+	}
+	con, err := net.Dial("unix", os.Getenv("BOOTLAB_CONSOLE_SOCKET"))
+	if err != nil {
+		fmt.Println("console socket:", err)
+		return 125
+	}
+	defer con.Close()
+	_ = con.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := con.Write([]byte("echo feature=$(cat /etc/bootlab-feature)\n")); err != nil {
+		fmt.Println("typing:", err)
+		return 125
+	}
+	re := regexp.MustCompile(`feature=(ok|broken)\b`)
+	var seen []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := con.Read(buf)
+		seen = append(seen, buf[:n]...)
+		if m := re.FindSubmatch(seen); m != nil {
+			fmt.Printf("guest says feature=%s\n", m[1])
+			if string(m[1]) == "ok" {
+				return 0
+			}
+			return 1
+		}
+		if err != nil {
+			fmt.Printf("no answer on the console (%v): %q\n", err, seen)
+			return 125
+		}
+	}
 }
 
 func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * vm.ScaleFromEnv()) }
@@ -219,5 +274,38 @@ func TestScenarioVerdicts(t *testing.T) {
 			_, err = os.Stat(filepath.Join(runDir, "outcome.json"))
 			require.NoError(t, err)
 		})
+	}
+}
+
+// TestHostCommandPredicate boots a good and a bad mini image and judges them with a
+// host command that talks to the guest through BOOTLAB_CONSOLE_SOCKET.
+func TestHostCommandPredicate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
+	defer cancel()
+	self, err := os.Executable()
+	require.NoError(t, err)
+	p := &Prober{LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateCommand, Command: helperEnv + "=1 " + self}))
+	for _, feature := range []string{"ok", "broken"} {
+		img, m, err := lab.MiniImage(ctx, images.MiniSpec{Version: "cmd-" + feature,
+			Files: map[string]images.File{"/etc/bootlab-feature": {Content: feature + "\n"}}})
+		require.NoError(t, err)
+		c := bisect.Candidate{Name: m.Version, Kernel: img.Kernel, Initrd: img.Initrd, Append: img.Append}
+		runDir := t.TempDir()
+		out, err := p.Probe(ctx, c, 0, runDir)
+		require.NoError(t, err)
+		pl, _ := os.ReadFile(filepath.Join(runDir, "predicate.log"))
+		want := bisect.Good
+		if feature == "broken" {
+			want = bisect.Bad
+		}
+		require.Equal(t, want, out.Verdict, "%s: %s; predicate.log:\n%s", c.Name, out.Reason, pl)
+		require.Contains(t, string(pl), "guest says feature="+feature)
+		labDir := out.RunDir
+		require.True(t, filepath.IsAbs(labDir), "outside the engine layout the lab dir is absolute: %s", labDir)
+		require.Equal(t, runDir, filepath.Dir(labDir), "the lab run directory is inside the probe directory")
+		_, err = os.Lstat(filepath.Join(labDir, lab.ConsoleSocket))
+		require.True(t, os.IsNotExist(err), "the console socket link is gone after the probe")
+		requireReaped(t, labDir)
 	}
 }
