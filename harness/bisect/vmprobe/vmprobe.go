@@ -36,6 +36,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
@@ -397,6 +398,10 @@ func (p *Prober) probeScenario(ctx context.Context, c bisect.Candidate, attempt 
 		args = append(args, "-accel", p.Accel)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
+	// Its own process group: on a probe timeout or Ctrl-C the test binary (and the
+	// QEMU it started) must go too, not only the go command in front of it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
