@@ -309,3 +309,63 @@ func TestHostCommandPredicate(t *testing.T) {
 		requireReaped(t, labDir)
 	}
 }
+
+// TestNoLoginIsSkip boots an image that never offers a login prompt: the probe must say
+// skip (the image could not be tested), close the lab and leave the login diagnostic.
+func TestNoLoginIsSkip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
+	defer cancel()
+	img, m, err := lab.MiniImage(ctx, images.MiniSpec{Version: "no-getty",
+		Init: "#!/bin/sh\n. /etc/rc.mini\necho 'this image never starts a getty'\nexec sleep 100000\n"})
+	require.NoError(t, err)
+	// TCG: this test is about the login, not worth a 20 s KVM probe of a new kernel path.
+	p := &Prober{LoginTimeout: scaled(20 * time.Second), MemoryMB: 256, Accel: "tcg"}
+	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "x", ScriptText: "run true\n"}))
+	runDir := t.TempDir()
+	out, err := p.Probe(ctx, bisect.Candidate{Name: m.Version, Kernel: img.Kernel, Initrd: img.Initrd, Append: img.Append}, 0, runDir)
+	require.NoError(t, err)
+	require.Equal(t, bisect.Skip, out.Verdict, out.Reason)
+	require.Contains(t, out.Reason, "logging in to no-getty")
+	md, err := runrec.ReadMetadata(out.RunDir)
+	require.NoError(t, err)
+	require.Equal(t, runrec.Fail, md.Outcome, "the lab run records the failed login")
+	_, ok := md.Milestone("root_shell")
+	require.False(t, ok)
+	diags, err := filepath.Glob(filepath.Join(out.RunDir, "diagnostics", "*login*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, diags, "a login diagnostic explains the skip")
+	serial, err := os.ReadFile(filepath.Join(out.RunDir, vm.SerialLog))
+	require.NoError(t, err)
+	require.Contains(t, string(serial), "this image never starts a getty")
+	requireReaped(t, out.RunDir)
+}
+
+// TestMainUsageAndSkips drives vmprobe.Main as `bootlab bisect` without booting: VM
+// flag errors are usage errors, and a list whose images are all missing ends with the
+// endpoints unverifiable (every probe a skip), not with a regression.
+func TestMainUsageAndSkips(t *testing.T) {
+	ctx := context.Background()
+	var out, errb strings.Builder
+	require.Equal(t, bisect.ExitUsage, Main(ctx, []string{"--profile", "nope", "--run", "true", "a.iso"}, &out, &errb))
+	require.Contains(t, errb.String(), "unknown image profile")
+	errb.Reset()
+	require.Equal(t, bisect.ExitUsage, Main(ctx, []string{"--accel", "hvf", "--run", "true", "a.iso"}, &out, &errb))
+	require.Contains(t, errb.String(), "--accel must be kvm or tcg")
+
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "b")
+	out.Reset()
+	errb.Reset()
+	code := Main(ctx, []string{"--accel", "tcg", "-q", "--run", "true", "--dir", dir,
+		"old kernel=" + filepath.Join(tmp, "missing-1"), "new kernel=" + filepath.Join(tmp, "missing-2")}, &out, &errb)
+	require.Equal(t, bisect.ExitEndpoints, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	require.NoError(t, err)
+	var res bisect.Result
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.NotEmpty(t, res.Probes)
+	for _, pr := range res.Probes {
+		require.Equal(t, bisect.Skip, pr.Verdict, pr.Reason)
+		require.Contains(t, pr.Reason, "image file missing")
+	}
+}
