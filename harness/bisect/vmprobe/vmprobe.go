@@ -252,11 +252,11 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		if l != nil {
 			closeLab(ctx, l, err)
 		}
-		return nil, fmt.Errorf("starting %s: %w", c.Name, err)
+		return nil, brief(fmt.Errorf("starting %s: %w", c.Name, err))
 	}
 	if _, err := l.Login(ctx); err != nil {
 		closeLab(ctx, l, err)
-		return nil, fmt.Errorf("logging in to %s: %w", c.Name, err)
+		return nil, brief(fmt.Errorf("logging in to %s: %w", c.Name, err))
 	}
 	g := &guest{l: l, pos: l.VM.Console.Pos()}
 	if p.pred.Kind == bisect.PredicateCommand {
@@ -288,6 +288,33 @@ type guest struct {
 	stopServe context.CancelFunc
 }
 
+// briefError keeps an error's first line as its message: verdict reasons are one line
+// in bisect.jsonl and the report, while the console tail that harness errors carry is
+// already in the lab's serial.log and diagnostics.
+type briefError struct {
+	msg string
+	err error
+}
+
+func (e *briefError) Error() string { return e.msg }
+func (e *briefError) Unwrap() error { return e.err }
+
+func brief(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg, rest, multi := strings.Cut(err.Error(), "\n")
+	if !multi {
+		return err
+	}
+	msg = strings.TrimSuffix(strings.TrimSpace(msg), ":")
+	msg = strings.TrimSuffix(msg, "; last console output")
+	if strings.TrimSpace(rest) != "" {
+		msg += " (console tail in the run directory's serial.log and diagnostics/)"
+	}
+	return &briefError{msg: msg, err: err}
+}
+
 // infra marks errors that come from the VM or its console going away, which make the
 // candidate untestable rather than bad.
 func (g *guest) infra(err error) error {
@@ -296,9 +323,9 @@ func (g *guest) infra(err error) error {
 	}
 	var ce *console.ClosedError
 	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.VM.Console.Err() != nil || !g.l.VM.Running() {
-		return fmt.Errorf("%w: %w", bisect.ErrInfra, err)
+		return brief(fmt.Errorf("%w: %w", bisect.ErrInfra, err))
 	}
-	return err
+	return brief(err)
 }
 
 func (g *guest) Send(ctx context.Context, text string) error {

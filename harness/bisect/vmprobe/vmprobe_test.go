@@ -326,6 +326,8 @@ func TestNoLoginIsSkip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, bisect.Skip, out.Verdict, out.Reason)
 	require.Contains(t, out.Reason, "logging in to no-getty")
+	require.NotContains(t, out.Reason, "\n", "a reason is one line; the console tail is in the run directory")
+	t.Logf("skip reason: %s", out.Reason)
 	md, err := runrec.ReadMetadata(out.RunDir)
 	require.NoError(t, err)
 	require.Equal(t, runrec.Fail, md.Outcome, "the lab run records the failed login")
