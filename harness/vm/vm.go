@@ -208,7 +208,7 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 		return v, fmt.Errorf("starting the VM: %w", err)
 	}
 	v.Machine = m
-	v.mark("spawn")
+	v.markAt("spawn", m.Started)
 	// QEMU holds its own copy of the slave; ours must go, or the line never reports EOF.
 	v.slave.Close()
 	v.slave = nil
