@@ -178,6 +178,10 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if spec.Accel == "" {
 		v.progress("probing KVM (a short test boot; TCG if it hangs)")
 		v.Accel = qemu.ProbeAccel(ctx, qemu.ProbeOptions{Binary: binary, Kernel: spec.ProbeKernel, Timeout: spec.Timeouts.Probe, CacheFile: spec.ProbeCache, Logger: v.Log})
+		if spec.OnMilestone != nil {
+			// The probe can take its whole timeout; the timeline should say where time went.
+			spec.OnMilestone("accel_probe", time.Now())
+		}
 	}
 	v.Log.Info("vm.accel", "accel", v.Accel.Accel, "reason", v.Accel.Reason)
 
