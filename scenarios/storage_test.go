@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,20 @@ func TestEmbeddedKey(t *testing.T) {
 	require.Equal(t, s.key.AuthorizedKey, strings.Join(strings.Fields(key.Line)[:2], " "))
 	m := s.l.Rec.Metadata()
 	require.Equal(t, s.key.Fingerprint, m.Image.RootKeyFingerprint, "metadata.json records the same fingerprint")
+	// The private half never reaches a run directory or a log.
+	require.NoError(t, filepath.Walk(s.l.Dir(), func(path string, info os.FileInfo, err error) error {
+		if err != nil || !info.Mode().IsRegular() || info.Size() > 64<<20 {
+			return err
+		}
+		b, rerr := os.ReadFile(path)
+		if rerr == nil && strings.Contains(string(b), "PRIVATE KEY") {
+			return fmt.Errorf("private key material in %s", path)
+		}
+		return nil
+	}))
+	st, err := os.Stat(s.key.PrivatePath)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the generated private key is 0600")
 	// And the guest has that key for root, 0600.
 	require.Equal(t, "600\n", run(t, s.l, "stat -c %a /root/.ssh/authorized_keys"))
 	require.Contains(t, run(t, s.l, "cat /root/.ssh/authorized_keys"), strings.Fields(s.key.AuthorizedKey)[1])
