@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/bootlab/bootlab/artifacts/debversion"
 	"io"
 	"log/slog"
 	"os/exec"
@@ -51,102 +52,8 @@ func parseKernelSeries(aptSearch string) []string {
 	return names
 }
 
-// CompareDebianVersions orders two Debian version strings like dpkg --compare-versions
-// (epoch, upstream, revision; '~' sorts before everything, letters before symbols).
-func CompareDebianVersions(a, b string) int {
-	ea, ua, ra := splitDebVersion(a)
-	eb, ub, rb := splitDebVersion(b)
-	if c := compareNum(ea, eb); c != 0 {
-		return c
-	}
-	if c := compareDebPart(ua, ub); c != 0 {
-		return c
-	}
-	return compareDebPart(ra, rb)
-}
-
-func splitDebVersion(v string) (epoch, upstream, revision string) {
-	epoch = "0"
-	if e, rest, ok := strings.Cut(v, ":"); ok {
-		epoch, v = e, rest
-	}
-	if i := strings.LastIndex(v, "-"); i >= 0 {
-		return epoch, v[:i], v[i+1:]
-	}
-	return epoch, v, ""
-}
-
-func compareNum(a, b string) int {
-	a = strings.TrimLeft(a, "0")
-	b = strings.TrimLeft(b, "0")
-	if len(a) != len(b) {
-		if len(a) < len(b) {
-			return -1
-		}
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func debOrder(c byte, present bool) int {
-	switch {
-	case !present:
-		return 0
-	case c == '~':
-		return -1
-	case isDigit(c):
-		return 0
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		return int(c)
-	}
-	return int(c) + 256
-}
-
-func compareDebPart(a, b string) int {
-	for a != "" || b != "" {
-		// Non-digit prefix, compared with dpkg's character order.
-		for (a != "" && !isDigit(a[0])) || (b != "" && !isDigit(b[0])) {
-			var ca, cb byte
-			pa, pb := a != "" && !isDigit(a[0]), b != "" && !isDigit(b[0])
-			if pa {
-				ca = a[0]
-			}
-			if pb {
-				cb = b[0]
-			}
-			oa, ob := debOrder(ca, pa), debOrder(cb, pb)
-			if oa != ob {
-				if oa < ob {
-					return -1
-				}
-				return 1
-			}
-			if pa {
-				a = a[1:]
-			}
-			if pb {
-				b = b[1:]
-			}
-		}
-		var na, nb string
-		i := 0
-		for i < len(a) && isDigit(a[i]) {
-			i++
-		}
-		na, a = a[:i], a[i:]
-		j := 0
-		for j < len(b) && isDigit(b[j]) {
-			j++
-		}
-		nb, b = b[:j], b[j:]
-		if c := compareNum(na, nb); c != 0 {
-			return c
-		}
-	}
-	return 0
-}
+// CompareDebianVersions orders two Debian version strings like dpkg --compare-versions.
+func CompareDebianVersions(a, b string) int { return debversion.Compare(a, b) }
 
 // Netboot is Debian's installer netboot kernel and initrd (text frontend).
 type Netboot struct {

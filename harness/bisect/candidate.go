@@ -3,6 +3,7 @@ package bisect
 import (
 	"bufio"
 	"fmt"
+	"github.com/bootlab/bootlab/artifacts/debversion"
 	"io"
 	"os"
 	"path/filepath"
@@ -254,7 +255,7 @@ func LoadCandidatesDir(dir, appendLine string) ([]Candidate, error) {
 		return nil, fmt.Errorf("candidate directory %s: no *.iso, vmlinuz-VERSION or VERSION/ entries", dir)
 	}
 	sort.SliceStable(vs, func(i, j int) bool {
-		if c := CompareVersions(vs[i].version, vs[j].version); c != 0 {
+		if c := debversion.Compare(vs[i].version, vs[j].version); c != 0 {
 			return c < 0
 		}
 		return vs[i].c.Name < vs[j].c.Name
@@ -322,3 +323,5 @@ func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -1,4 +1,3 @@
-//go:generate go run gen_dpkg_table.go
 
 // Package bisect half-splits an ordered list of boot images (ISOs or
 // kernel+initrd triples) to find the first one where a predicate turns bad,

@@ -1,4 +1,4 @@
-package bisect
+package debversion
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 )
 
 // The table comes from the real dpkg (gen_dpkg_table.go), so this checks
-// CompareVersions against dpkg itself, both directions of every pair.
+// Compare against dpkg itself, both directions of every pair.
 func TestCompareVersionsMatchesDpkgTable(t *testing.T) {
 	f, err := os.Open("testdata/dpkg-compare.txt")
 	require.NoError(t, err)
@@ -28,8 +28,8 @@ func TestCompareVersionsMatchesDpkgTable(t *testing.T) {
 		require.Len(t, parts, 3, line)
 		w, ok := want[parts[1]]
 		require.True(t, ok, line)
-		require.Equal(t, w, CompareVersions(parts[0], parts[2]), "dpkg says %s", line)
-		require.Equal(t, -w, CompareVersions(parts[2], parts[0]), "reverse of %s", line)
+		require.Equal(t, w, Compare(parts[0], parts[2]), "dpkg says %s", line)
+		require.Equal(t, -w, Compare(parts[2], parts[0]), "reverse of %s", line)
 		n++
 	}
 	require.NoError(t, sc.Err())
@@ -42,10 +42,10 @@ func TestCompareVersionsKernelSeries(t *testing.T) {
 		"6.12.100+deb12", "6.12.111+deb12", "1:5.0",
 	}
 	shuffled := []string{ordered[5], ordered[7], ordered[0], ordered[3], ordered[6], ordered[1], ordered[4], ordered[2]}
-	sort.Slice(shuffled, func(i, j int) bool { return CompareVersions(shuffled[i], shuffled[j]) < 0 })
+	sort.Slice(shuffled, func(i, j int) bool { return Compare(shuffled[i], shuffled[j]) < 0 })
 	require.Equal(t, ordered, shuffled)
-	require.Equal(t, -1, CompareVersions("1.0~rc1", "1.0"))
-	require.Equal(t, 1, CompareVersions("1.0+b1", "1.0"))
-	require.Equal(t, 0, CompareVersions("0:1.0-0", "1.0"))
-	require.Equal(t, 1, CompareVersions("100000000000000000000000:1", "99999999999999999999999:9"), "epochs beyond int64")
+	require.Equal(t, -1, Compare("1.0~rc1", "1.0"))
+	require.Equal(t, 1, Compare("1.0+b1", "1.0"))
+	require.Equal(t, 0, Compare("0:1.0-0", "1.0"))
+	require.Equal(t, 1, Compare("100000000000000000000000:1", "99999999999999999999999:9"), "epochs beyond int64")
 }

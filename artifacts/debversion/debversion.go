@@ -1,16 +1,20 @@
-package bisect
+// Package debversion orders Debian version strings exactly as dpkg --compare-versions
+// does; the test table was generated from dpkg itself (go generate).
+package debversion
+
+//go:generate go run gen_dpkg_table.go
 
 import (
 	"strings"
 )
 
-// CompareVersions orders two Debian version strings the way
+// Compare orders two Debian version strings the way
 // `dpkg --compare-versions` does (epoch, then upstream, then revision, each
 // with dpkg's verrevcmp rules where `~` sorts before everything, even the end
 // of the string). It returns -1, 0 or 1. Kernel series such as
 // 6.1.0-47 < 6.1.0-50 < 6.12.100+deb12 only sort correctly this way; a plain
 // string or semver sort gets them wrong.
-func CompareVersions(a, b string) int {
+func Compare(a, b string) int {
 	ea, ua, ra := splitVersion(a)
 	eb, ub, rb := splitVersion(b)
 	if c := compareEpoch(ea, eb); c != 0 {
