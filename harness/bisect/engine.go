@@ -1,4 +1,3 @@
-
 // Package bisect half-splits an ordered list of boot images (ISOs or
 // kernel+initrd triples) to find the first one where a predicate turns bad,
 // the way `git bisect run` does for commits. It owns the search, the
