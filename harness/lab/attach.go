@@ -122,3 +122,55 @@ func nonBlocking(c net.Conn) (io.Writer, func()) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// CaptureSocket is the name, in the run directory, of the link to the socket through
+// which `bootlab capture --running DIR` asks a paused run for fresh captures.
+const CaptureSocket = "capture.sock"
+
+// ServeCaptures lets another process ask this (paused) run to take capture sets now:
+// each connection runs capture() and gets back one line, "ok <captures dir>" or
+// "error <why>". The capture runs on this process's shell, the only one allowed to
+// drive the console, so requests are serialised with everything else it does.
+func (l *Lab) ServeCaptures(ctx context.Context, capture func(context.Context) error) (string, error) {
+	dir, err := os.MkdirTemp("", "bootlab-capture-")
+	if err != nil {
+		return "", fmt.Errorf("creating the capture socket directory: %w", err)
+	}
+	sock := filepath.Join(dir, "capture.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return "", fmt.Errorf("listening on the capture socket: %w", err)
+	}
+	link := l.Rec.Path(CaptureSocket)
+	_ = os.Remove(link)
+	if err := os.Symlink(sock, link); err != nil {
+		ln.Close()
+		return "", fmt.Errorf("linking the capture socket into the run directory: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+		os.Remove(link)
+		os.RemoveAll(dir)
+	}()
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				mu.Lock()
+				defer mu.Unlock()
+				if err := capture(ctx); err != nil {
+					fmt.Fprintf(c, "error %v\n", err)
+					return
+				}
+				fmt.Fprintf(c, "ok %s\n", l.Rec.Path("captures"))
+			}()
+		}
+	}()
+	return link, nil
+}

@@ -262,9 +262,13 @@ func ensureNL(b []byte) string {
 // standard captures are taken, and automation waits for Enter on a terminal, or for
 // --debug-wait without one (CI), before it goes on.
 func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, why string) {
+	standard := func(ctx context.Context) error {
+		_, err := l.Capture(ctx, capture.Systemd("pre-nixos.service", "ssh.service", "systemd-networkd.service"), capture.Network("lan"), capture.Storage(), capture.Kernel())
+		return err
+	}
 	// Captures first: they use the shell, which is then handed to the person.
 	if l.VM.Shell != nil {
-		if _, err := l.Capture(ctx, capture.Systemd("pre-nixos.service", "ssh.service", "systemd-networkd.service"), capture.Network("lan"), capture.Storage()); err != nil {
+		if err := standard(ctx); err != nil {
 			fmt.Fprintf(stderr, "bootlab: captures incomplete: %v\n", err)
 		}
 		_ = l.VM.Shell.HandOver(ctx)
@@ -276,8 +280,19 @@ func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, 
 		fmt.Fprintf(stderr, "bootlab: cannot serve the console: %v\n", err)
 		return
 	}
-	fmt.Fprintf(stderr, "\nbootlab: %s: the VM is kept running.\n  attach:   bootlab attach %s   (Ctrl-] detaches)\n  console:  %s\n  captures: %s\n",
-		why, l.Dir(), sock, l.Rec.Path("captures"))
+	if l.VM.Shell != nil {
+		// `bootlab capture --running DIR` from another terminal: take the shell back for
+		// the framed captures, then hand it to the person again.
+		_, _ = l.ServeCaptures(sctx, func(ctx context.Context) error {
+			if err := l.VM.Shell.TakeBack(ctx); err != nil {
+				return err
+			}
+			defer l.VM.Shell.HandOver(ctx)
+			return standard(ctx)
+		})
+	}
+	fmt.Fprintf(stderr, "\nbootlab: %s: the VM is kept running.\n  attach:   bootlab attach %s   (Ctrl-] detaches)\n  console:  %s\n  captures: %s (fresh ones: bootlab capture --running %s)\n",
+		why, l.Dir(), sock, l.Rec.Path("captures"), l.Dir())
 	if isTerminal(os.Stdin) {
 		fmt.Fprintln(stderr, "  press Enter here to continue")
 		done := make(chan struct{})

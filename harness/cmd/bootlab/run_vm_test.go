@@ -47,7 +47,7 @@ func TestRunPauseAttachReport(t *testing.T) {
 	var stdout, stderr syncBuf
 	code := make(chan int, 1)
 	go func() {
-		code <- Main([]string{"run", "--image", "mini", "--notes", notes, "--pause-after", "login", "--debug-wait", "20s", "--cmd", "uname -r"}, &stdout, &stderr)
+		code <- Main([]string{"run", "--image", "mini", "--notes", notes, "--pause-after", "login", "--debug-wait", "40s", "--cmd", "uname -r"}, &stdout, &stderr)
 	}()
 	// Wait for the pause to say how to attach (the socket exists by then).
 	var link string
@@ -80,6 +80,12 @@ func TestRunPauseAttachReport(t *testing.T) {
 		seen.Write(buf[:n])
 	}
 	conn.Close() // detach
+
+	// Another process asks the paused run for fresh captures.
+	var capOut, capErr syncBuf
+	require.Equal(t, exitPass, Main([]string{"capture", "--running", filepath.Dir(link)}, &capOut, &capErr), capErr.String())
+	require.Contains(t, capOut.String(), "ip -o link", "the captures index lists the network set")
+	require.Contains(t, capOut.String(), "dmesg", "and the kernel set")
 
 	select {
 	case c := <-code:

@@ -98,15 +98,34 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// cmdCapture reports the captures of a run; live captures are taken by the paused
-// `bootlab run --debug` itself when it pauses.
+// cmdCapture prints a run's captures; with --running it first asks the paused run that
+// owns the VM (bootlab run --debug / --pause-after) to take fresh ones.
 func cmdCapture(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bootlab capture DIR", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bootlab capture [--running] DIR", flag.ContinueOnError)
+	running := fs.Bool("running", false, "ask the paused run that owns the VM to capture now")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("want a run directory")
+	}
+	if *running {
+		target, err := os.Readlink(filepath.Join(fs.Arg(0), lab.CaptureSocket))
+		if err != nil {
+			return usagef("%s is not a paused run (no %s): %v", fs.Arg(0), lab.CaptureSocket, err)
+		}
+		conn, err := net.Dial("unix", target)
+		if err != nil {
+			return fmt.Errorf("asking the paused run for captures: %w", err)
+		}
+		defer conn.Close()
+		reply, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("waiting for the paused run's captures: %w", err)
+		}
+		if !strings.HasPrefix(reply, "ok ") {
+			return fmt.Errorf("the paused run could not capture: %s", strings.TrimSpace(strings.TrimPrefix(reply, "error ")))
+		}
 	}
 	idx := filepath.Join(fs.Arg(0), "captures", "index.md")
 	b, err := os.ReadFile(idx)
