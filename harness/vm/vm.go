@@ -295,8 +295,40 @@ func (v *VM) watchFirstOutput() {
 		}
 		if t := v.Console.FirstOutput(); !t.IsZero() {
 			v.markAt("first_output", t)
+			v.watchBootPhases()
 			return
 		}
+	}
+}
+
+// bootPhases are console lines that mark where a boot is, so a report can say in which
+// phase a slow or stuck boot spent its time: firmware/bootloader until the kernel's
+// banner, the kernel until it hands over to init, then init until a login prompt.
+var bootPhases = []struct{ name, re string }{
+	{"kernel", `Linux version [0-9]`},
+	{"init", `Run /\S+ as init process|systemd\[1\]: |Welcome to |Starting init`},
+}
+
+// watchBootPhases records each phase when its line first appears. It reads the
+// console like any other waiter and ends with the VM or after the login timeout.
+func (v *VM) watchBootPhases() {
+	ctx, cancel := context.WithTimeout(context.Background(), v.Spec.Timeouts.Login)
+	defer cancel()
+	go func() {
+		select {
+		case <-v.Machine.Exited():
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	var pos int64
+	for _, ph := range bootPhases {
+		m, err := v.Console.Expect(ctx, pos, console.Regexp(ph.name, ph.re))
+		if err != nil {
+			return
+		}
+		v.mark(ph.name)
+		pos = m.End
 	}
 }
 
