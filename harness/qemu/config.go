@@ -55,8 +55,19 @@ type Config struct {
 	Forwards []Forward
 	// RNG adds virtio-rng fed from the host's /dev/urandom, so early key generation in
 	// the guest does not stall for entropy.
-	RNG   bool
-	Extra []string // appended verbatim, for what this type does not model
+	RNG bool
+	// Channel adds a virtio-serial port named Channel.Name whose host side connects to
+	// the unix socket Channel.Socket, where the harness listens (it must be listening
+	// before Start: QEMU connects while it starts and fails if nobody answers).
+	Channel *Channel
+	Extra   []string // appended verbatim, for what this type does not model
+}
+
+// Channel is a virtio-serial port for structured guest-to-host data, apart from the
+// console (no kernel messages, no line discipline, no getty).
+type Channel struct {
+	Name   string // the port name the guest sees in /sys/class/virtio-ports/*/name
+	Socket string // unix socket path on the host
 }
 
 // Validate reports configuration mistakes before anything is started.
@@ -92,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Accel != "" && c.Accel != AccelKVM && c.Accel != AccelTCG {
 		errs = append(errs, fmt.Errorf("accelerator %q is not kvm or tcg", c.Accel))
+	}
+	if c.Channel != nil && (c.Channel.Name == "" || c.Channel.Socket == "") {
+		errs = append(errs, errors.New("a channel needs a port name and a socket path"))
 	}
 	if len(c.Forwards) > 0 && !c.Net {
 		errs = append(errs, errors.New("port forwards need Net"))
@@ -205,6 +219,12 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 	if c.RNG {
 		a = append(a, "-object", "rng-random,filename=/dev/urandom,id=rng0", "-device", "virtio-rng-pci,rng=rng0")
 	}
+	if c.Channel != nil {
+		a = append(a,
+			"-device", "virtio-serial-pci,id=blvser",
+			"-chardev", "socket,id=blchan,path="+escapeOpt(c.Channel.Socket),
+			"-device", "virtserialport,bus=blvser.0,chardev=blchan,name="+escapeOpt(c.Channel.Name))
+	}
 	return append(a, c.Extra...)
 }
 
@@ -214,6 +234,8 @@ func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 // RunFiles are the files QEMU uses in the run directory.
 type RunFiles struct {
 	Dir, QMP, PID, Stderr string
+	// Channel is where the harness listens for the frame channel's port.
+	Channel string
 }
 
 // NewRunFiles makes dir private (0700): the QMP socket gives full control of the VM to
@@ -230,5 +252,5 @@ func NewRunFiles(dir string) (RunFiles, error) {
 	if len(qmp) > 100 {
 		return RunFiles{}, fmt.Errorf("QEMU run directory path too long for a unix socket (%d bytes): %s", len(qmp), dir)
 	}
-	return RunFiles{Dir: dir, QMP: qmp, PID: filepath.Join(dir, "qemu.pid"), Stderr: filepath.Join(dir, "qemu-stderr.log")}, nil
+	return RunFiles{Dir: dir, QMP: qmp, PID: filepath.Join(dir, "qemu.pid"), Stderr: filepath.Join(dir, "qemu-stderr.log"), Channel: filepath.Join(dir, "frame.sock")}, nil
 }

@@ -69,7 +69,20 @@ type Options struct {
 	// From is the console position to start looking for prompts (default 0: the
 	// whole stream, since the prompt may already have been printed).
 	From int64
+	// Channel returns the host side of the guest's virtio-serial frame port, or nil
+	// when the VM has none. Once root, the shell opens the port and carries framed
+	// output on it (frame.ChannelFunctions); without one, or when the guest cannot open
+	// it, output travels on the console (base64 + MD5) as before.
+	Channel func() *console.Console
+	// ChannelTimeout bounds the proof that the channel works. Default 15 s.
+	ChannelTimeout time.Duration
 }
+
+// Transports framed output can travel on.
+const (
+	TransportConsole = "console"
+	TransportChannel = "virtio-serial"
+)
 
 // Attempt records one escalation try, for diagnostics.
 type Attempt struct {
@@ -90,6 +103,8 @@ type Shell struct {
 	nonce    string
 	seq      int
 	uid      int
+	ch       *console.Console // the open frame channel, nil while output uses the console
+	chWhy    string           // why the channel is not in use
 	Attempts []Attempt
 }
 
@@ -113,6 +128,9 @@ func Login(ctx context.Context, con *console.Console, prof Profile, opts Options
 	if opts.Milestone == nil {
 		opts.Milestone = func(string, time.Time) {}
 	}
+	if opts.ChannelTimeout <= 0 {
+		opts.ChannelTimeout = 15 * time.Second
+	}
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	s := &Shell{con: con, prof: prof.withDefaults(), opts: opts, log: opts.Logger, nonce: hex.EncodeToString(b), uid: -1}
@@ -127,6 +145,26 @@ func (s *Shell) UID() int { return s.uid }
 
 // Console is the line the shell runs on.
 func (s *Shell) Console() *console.Console { return s.con }
+
+// Transport says where framed output travels: TransportChannel or TransportConsole.
+func (s *Shell) Transport() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		return TransportChannel
+	}
+	return TransportConsole
+}
+
+// ChannelStatus explains the transport: "in use", or why the channel is not.
+func (s *Shell) ChannelStatus() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		return "in use"
+	}
+	return s.chWhy
+}
 
 func (s *Shell) login(ctx context.Context) error {
 	p := &s.prof
@@ -177,7 +215,67 @@ func (s *Shell) afterRoot(ctx context.Context) error {
 			return fmt.Errorf("quieting kernel console messages: %w", err)
 		}
 	}
+	return s.connectChannel(ctx)
+}
+
+// connectChannel has the root shell open the virtio-serial frame port and proves it
+// with one framed command on it. Any failure leaves the console transport in place
+// with the reason recorded: the channel is a fast path, never a prerequisite. Only the
+// final root shell opens it, because the port allows a single opener and a user shell
+// left underneath `su -` would keep it busy.
+func (s *Shell) connectChannel(ctx context.Context) error {
+	s.setChannel(nil, "")
+	var ch *console.Console
+	if s.opts.Channel != nil {
+		ch = s.opts.Channel()
+	}
+	if ch == nil {
+		s.setChannel(nil, "the VM has no frame channel")
+		return nil
+	}
+	if err := ch.Err(); err != nil {
+		s.setChannel(nil, "the host side of the channel is closed: "+err.Error())
+		return nil
+	}
+	r, err := s.Run(ctx, frame.ChannelConnect, AllowFail())
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		s.setChannel(nil, "opening the channel in the guest: "+err.Error())
+		return nil
+	}
+	if r.ExitStatus != 0 {
+		why := frame.ChannelConnectReason(r.ExitStatus)
+		if out := strings.TrimSpace(string(r.Output)); out != "" {
+			why += ": " + out
+		}
+		s.setChannel(nil, why)
+		s.log.Warn("shell.channel_unavailable", "reason", why)
+		return nil
+	}
+	s.setChannel(ch, "")
+	const probe = "bootlab-channel-ok"
+	r, err = s.Run(ctx, "echo "+probe, Timeout(s.opts.ChannelTimeout))
+	if err == nil && string(r.Output) == probe+"\n" {
+		s.log.Info("shell.channel", "transport", TransportChannel)
+		return nil
+	}
+	why := fmt.Sprintf("the guest opened the port but a framed probe on it failed (output %q, error %v)", r.Output, err)
+	s.setChannel(nil, why)
+	s.log.Warn("shell.channel_unavailable", "reason", why)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// Close it again so a later attempt (TakeBack) is not refused as busy.
+	_, _ = s.Run(ctx, "exec 7>&-", AllowFail())
 	return nil
+}
+
+func (s *Shell) setChannel(ch *console.Console, why string) {
+	s.mu.Lock()
+	s.ch, s.chWhy = ch, why
+	s.mu.Unlock()
 }
 
 // answerLogin handles a `login:` prompt at position pos.
@@ -309,15 +407,21 @@ func (s *Shell) recover(ctx context.Context) {
 	}
 }
 
-// setupLine prepares a shell for automation. It turns off echo and CR translation so
-// output is what commands wrote, empties PROMPT_COMMAND and bracketed paste so nothing
-// else is printed between commands, and installs the framing functions.
-func setupLine() string {
-	return "stty -echo -onlcr 2>/dev/null; PS1='bootlab$ '; PS2=''; PROMPT_COMMAND=''; export TERM=dumb LC_ALL=C PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 SYSTEMD_LESS=FRSX; unset HISTFILE; bind 'set enable-bracketed-paste off' 2>/dev/null; " + frame.GuestFunctions + "\n"
+// setupLines prepare a shell for automation. They turn off echo and CR translation so
+// output is what commands wrote, empty PROMPT_COMMAND and bracketed paste so nothing
+// else is printed between commands, and install the framing functions. They are typed
+// as separate lines, each shorter than maxEditLine: busybox ash's line editor (active
+// while echo is still on) silently breaks a longer line.
+func setupLines() string {
+	return "stty -echo -onlcr 2>/dev/null; PS1='bootlab$ '; PS2=''; PROMPT_COMMAND=''; export TERM=dumb LC_ALL=C PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 SYSTEMD_LESS=FRSX; unset HISTFILE; bind 'set enable-bracketed-paste off' 2>/dev/null\n" +
+		frame.GuestFunctions + "\n" + frame.ChannelFunctions + "\n"
 }
 
+// maxEditLine is the longest line busybox ash's line editor takes (1024 with its NUL).
+const maxEditLine = 1023
+
 func (s *Shell) configure(ctx context.Context, context_ string) error {
-	if err := s.con.Send(ctx, setupLine()); err != nil {
+	if err := s.con.Send(ctx, setupLines()); err != nil {
 		return fmt.Errorf("configuring the %s: %w", context_, err)
 	}
 	var lastErr error
@@ -336,7 +440,7 @@ func (s *Shell) configure(ctx context.Context, context_ string) error {
 		}
 		s.log.Warn("shell.uid_probe_failed", "context", context_, "attempt", attempt, "error", err.Error())
 		// The function definitions may have been lost to a shell that was not ready.
-		_ = s.con.Send(ctx, "\n"+setupLine())
+		_ = s.con.Send(ctx, "\n"+setupLines())
 	}
 	return fmt.Errorf("proving the user id of the %s with a framed `id -u`: %w", context_, lastErr)
 }
@@ -447,9 +551,16 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 	defer s.mu.Unlock()
 	start := time.Now()
 	id := s.nextID()
-	lines, err := invocationLines(id, cmd)
+	fn := "__bl"
+	if s.ch != nil {
+		fn = "__blf"
+	}
+	lines, err := invocationLines(fn, id, cmd)
 	if err != nil {
 		return Result{}, err
+	}
+	if s.ch != nil {
+		return s.runChannel(ctx, cmd, id, lines, start, o)
 	}
 	pos := s.con.Pos()
 	for _, l := range lines {
@@ -478,6 +589,44 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 	return r, nil
 }
 
+// runChannel sends the invocation on the console and reads the frame from the channel.
+func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, start time.Time, o runOpts) (Result, error) {
+	pos := s.ch.Pos()
+	for _, l := range lines {
+		if err := s.con.Send(ctx, l); err != nil {
+			return Result{}, fmt.Errorf("sending command %q: %w", cmd, err)
+		}
+	}
+	p := frame.NewChannelParser(id)
+	for {
+		data, end, err := s.ch.Read(pos)
+		if err != nil {
+			return Result{}, fmt.Errorf("reading output of %q from the frame channel: %w", cmd, err)
+		}
+		pos = end
+		if p.Feed(data) {
+			break
+		}
+		if err := s.ch.WaitBeyond(ctx, pos); err != nil {
+			if errors.Is(err, console.ErrClosed) {
+				return Result{}, &console.ClosedError{Waiting: fmt.Sprintf("the end of command %q on the frame channel", cmd), Tail: s.con.Tail(40)}
+			}
+			_ = s.con.Send(context.Background(), "\x03")
+			return Result{}, &CommandTimeoutError{Cmd: cmd, Started: p.Started(), Tail: s.con.Tail(40), After: time.Since(start)}
+		}
+	}
+	if n := p.Stray(); n > 0 {
+		s.log.Info("shell.channel_stray_bytes", "cmd", cmd, "bytes", n)
+	}
+	out, status, _ := p.Result()
+	r := Result{Output: out, ExitStatus: status, Duration: time.Since(start)}
+	s.log.Debug("shell.run", "cmd", cmd, "status", status, "bytes", len(out), "duration", r.Duration.String(), "transport", TransportChannel)
+	if status != 0 && !o.allowFail {
+		return r, &ExitError{Cmd: cmd, Result: r}
+	}
+	return r, nil
+}
+
 func (s *Shell) nextID() string {
 	s.seq++
 	return s.nonce + "-" + strconv.Itoa(s.seq)
@@ -485,11 +634,11 @@ func (s *Shell) nextID() string {
 
 // invocationLines types long commands into a file in pieces, because a guest terminal in
 // canonical mode truncates a line past 4095 bytes.
-func invocationLines(id, cmd string) ([]string, error) {
+func invocationLines(fn, id, cmd string) ([]string, error) {
 	if strings.IndexByte(cmd, 0) >= 0 {
 		return nil, errors.New("command contains a NUL byte, which a shell cannot take")
 	}
-	line := frame.Invocation(id, cmd)
+	line := fn + " " + id + " " + frame.Quote(cmd) + "\n"
 	if len(line) <= maxLine && !strings.Contains(cmd, "\n") {
 		return []string{line}, nil
 	}
@@ -503,7 +652,7 @@ func invocationLines(id, cmd string) ([]string, error) {
 		lines = append(lines, "printf %s "+frame.Quote(cmd[:n])+" >>"+f+"\n")
 		cmd = cmd[n:]
 	}
-	lines = append(lines, "__bl "+id+" \"$(cat "+f+")\"\n")
+	lines = append(lines, fn+" "+id+" \"$(cat "+f+")\"\n")
 	return lines, nil
 }
 
@@ -550,5 +699,6 @@ func (s *Shell) TakeBack(ctx context.Context) error {
 	if s.uid != 0 {
 		return fmt.Errorf("after the debug session the shell is uid %d, not root", s.uid)
 	}
-	return nil
+	// The person may have left the shell that held the port open: open it afresh.
+	return s.connectChannel(ctx)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/bootlab/bootlab/harness/ansi"
 	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/frame"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 )
@@ -63,8 +65,12 @@ type Spec struct {
 	ProbeKernel string
 	ProbeCache  string
 	Timeouts    Timeouts
-	Launcher    qemu.Launcher
-	Binary      string
+	// NoChannel leaves out the virtio-serial frame channel, so framed output travels
+	// on the console (base64 + MD5): for images whose kernel has no virtio_console,
+	// and for tests of that transport.
+	NoChannel bool
+	Launcher  qemu.Launcher
+	Binary    string
 	// Progress receives human-readable progress lines (optional).
 	Progress io.Writer
 	// OnMilestone is told about each milestone as it is reached (run records).
@@ -119,6 +125,9 @@ type VM struct {
 
 	master, slave *os.File
 	files         []io.Closer
+	chListener    net.Listener
+	channel       *console.Console // the frame channel's host side, once QEMU connected
+	chConn        net.Conn
 	mu            sync.Mutex
 	milestones    []Milestone
 	spawned       time.Time
@@ -130,8 +139,11 @@ type VM struct {
 const (
 	SerialLog     = "serial.log"
 	TranscriptLog = "transcript.log"
-	HarnessLog    = "harness.log"
-	PIDFile       = "qemu.pid"
+	// ChannelLog holds every byte the guest wrote to the frame channel (framed
+	// command output, markers included), as serial.log does for the console.
+	ChannelLog = "channel.log"
+	HarnessLog = "harness.log"
+	PIDFile    = "qemu.pid"
 )
 
 // Start prepares disks and launches QEMU; it does not wait for the guest. dir is the run
@@ -204,6 +216,11 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if spec.SSH {
 		cfg.Forwards = []qemu.Forward{{Name: "ssh", GuestPort: 22}}
 	}
+	if !spec.NoChannel {
+		if cfg.Channel, err = v.listenChannel(files.Channel); err != nil {
+			return nil, err
+		}
+	}
 	v.spawned = time.Now()
 	m, err := qemu.Start(ctx, cfg, qemu.StartOptions{Launcher: spec.Launcher, Files: files, Serial: v.slave, Logger: v.Log})
 	if err != nil {
@@ -219,6 +236,46 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	_ = os.WriteFile(filepath.Join(dir, PIDFile), []byte(strconv.Itoa(m.Pid())+"\n"), 0o644)
 	go v.watchFirstOutput()
 	return v, nil
+}
+
+// listenChannel listens where QEMU will connect the frame channel's port and attaches
+// each connection as the channel (a QEMU retried after a port collision connects anew;
+// the newest connection wins).
+func (v *VM) listenChannel(path string) (*qemu.Channel, error) {
+	chlog, err := v.create(ChannelLog)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the frame channel: %w", err)
+	}
+	v.chListener = ln
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c := console.New(conn, console.Options{SerialLog: chlog, Logger: v.Log})
+			v.mu.Lock()
+			old := v.chConn
+			v.channel, v.chConn = c, conn
+			v.mu.Unlock()
+			if old != nil {
+				old.Close()
+			}
+			v.Log.Info("vm.channel_connected")
+		}
+	}()
+	return &qemu.Channel{Name: frame.ChannelName, Socket: path}, nil
+}
+
+// Channel is the host side of the frame channel, or nil if QEMU has not connected it.
+func (v *VM) Channel() *console.Console {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.channel
 }
 
 func (v *VM) create(name string) (*os.File, error) {
@@ -379,6 +436,7 @@ func (v *VM) Login(ctx context.Context) (*shell.Shell, error) {
 	sh, err := shell.Login(lctx, v.Console, v.Spec.Image.Profile, shell.Options{
 		Logger: v.Log, LoginTimeout: v.Spec.Timeouts.Login, StepTimeout: v.Spec.Timeouts.Step,
 		Milestone: func(name string, at time.Time) { v.markAt(name, at) },
+		Channel:   v.Channel,
 	})
 	if err != nil {
 		select {
@@ -440,6 +498,19 @@ func (v *VM) Stop(ctx context.Context) (qemu.StopStage, error) {
 func (v *VM) closeFiles() {
 	if v.master != nil {
 		v.master.Close()
+	}
+	if v.chListener != nil {
+		v.chListener.Close()
+	}
+	v.mu.Lock()
+	conn, ch := v.chConn, v.channel
+	v.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+		select {
+		case <-ch.Done():
+		case <-time.After(2 * time.Second):
+		}
 	}
 	if v.slave != nil {
 		v.slave.Close()
