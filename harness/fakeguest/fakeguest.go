@@ -51,6 +51,13 @@ type Behaviour struct {
 	Commands func(sh *Shell, cmd string) (out []byte, status int)
 	// Delay before answering each framed command.
 	Delay time.Duration
+	// Channel is the guest side of the virtio-serial frame port (nil: the VM has none,
+	// so __blc reports status 1). ChannelBusy makes opening it fail as a port held open
+	// elsewhere does (status 3); ChannelDead opens it but drops what is written, like a
+	// port whose host side never reads.
+	Channel     io.Writer
+	ChannelBusy bool
+	ChannelDead bool
 }
 
 // Guest is a running simulation.
@@ -80,6 +87,9 @@ type Shell struct {
 	UID       int
 	Echo      bool
 	Functions bool // the framing functions are defined
+	ChanFuncs bool // the channel functions are defined
+	ChanOpen  bool // this shell holds the frame port open on fd 7
+	chNonce   string
 	lastOut   []byte
 	lastStat  int
 	files     map[string]string
@@ -263,6 +273,7 @@ func (g *Guest) prompt(sh *Shell) {
 var (
 	blRe   = regexp.MustCompile(`^__bl ([a-z0-9-]+) (.*)$`)
 	blxRe  = regexp.MustCompile(`^__blx ([a-z0-9-]+)$`)
+	blfRe  = regexp.MustCompile(`^__blf ([a-z0-9-]+) (.*)$`)
 	catRe  = regexp.MustCompile(`^"\$\(cat (.*)\)"$`)
 	addRe  = regexp.MustCompile(`^printf %s ('(?:[^']|'\\'')*') >>(.*)$`)
 	zapRe  = regexp.MustCompile(`^: >(.*)$`)
@@ -318,6 +329,9 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 			sh.Functions = true
 		}
 		return false, nil
+	case strings.HasPrefix(line, "__blc(){"):
+		sh.ChanFuncs = true
+		return false, nil
 	case line == "poweroff" || line == "poweroff -f":
 		if sh.UID != 0 {
 			g.write(g.lines("Failed to power off system: Interactive authentication required.\n"))
@@ -342,6 +356,14 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 	}
 	if m := blxRe.FindStringSubmatch(line); m != nil && sh.Functions {
 		g.write(string(frame.Encode(m[1], sh.lastStat, sh.lastOut)))
+		return false, nil
+	}
+	if m := blfRe.FindStringSubmatch(line); m != nil && sh.ChanFuncs {
+		cmd := unquote(m[2])
+		if c := catRe.FindStringSubmatch(m[2]); c != nil {
+			cmd = sh.files[c[1]]
+		}
+		g.channelFramed(sh, m[1], cmd)
 		return false, nil
 	}
 	if m := blRe.FindStringSubmatch(line); m != nil && sh.Functions {
@@ -389,7 +411,51 @@ func (g *Guest) framed(sh *Shell, id, cmd string) {
 	g.write(strings.ReplaceAll(string(enc), "\n", g.nl()))
 }
 
+// channelFramed is __blf: the output goes to the port, never to the console.
+func (g *Guest) channelFramed(sh *Shell, id, cmd string) {
+	if !sh.ChanOpen {
+		g.write(g.lines("-sh: 7: Bad file descriptor\n"))
+		return
+	}
+	if g.b.Delay > 0 {
+		time.Sleep(g.b.Delay)
+	}
+	out, status := g.command(sh, cmd)
+	if g.b.KernelNoise {
+		// The console is as noisy as ever; the port is not touched by it.
+		g.write(g.lines("[   42.123456] md/raid1:md127: active with 2 out of 2 mirrors\n"))
+	}
+	if g.b.ChannelDead {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, _ = g.b.Channel.Write(frame.EncodeChannel(sh.chNonce+"-"+id, status, out))
+}
+
+// openChannel is __blc.
+func (g *Guest) openChannel(sh *Shell) ([]byte, int) {
+	switch {
+	case !sh.ChanFuncs:
+		return []byte("-sh: __blc: not found\n"), 127
+	case g.b.Channel == nil:
+		return nil, 1
+	case g.b.ChannelBusy:
+		return []byte("-sh: can't create /dev/vport1p1: Device or resource busy\n"), 3
+	}
+	sh.ChanOpen = true
+	return nil, 0
+}
+
 func (g *Guest) command(sh *Shell, cmd string) ([]byte, int) {
+	if nonce, ok := strings.CutPrefix(cmd, "__blc "); ok {
+		sh.chNonce = nonce
+		return g.openChannel(sh)
+	}
+	if cmd == "exec 7>&- 6<&-" {
+		sh.ChanOpen = false
+		return nil, 0
+	}
 	if g.b.Commands != nil {
 		if out, st := g.b.Commands(sh, cmd); out != nil || st >= 0 {
 			return out, st

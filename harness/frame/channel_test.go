@@ -35,55 +35,57 @@ func TestChannelRoundTripExactBytes(t *testing.T) {
 		"crlf and cr":         []byte("a\r\nb\rc\n"),
 		"every byte value":    all,
 		"long line":           bytes.Repeat([]byte("x"), 100000),
-		"our markers' bytes":  []byte("\x1eE\x1f\x1eB\x1f\x1eEid1\x1f\x1eEid1:\x1f\x1eEid1:x\x1f\x1eEid1:1234\x1f"),
-		"other frames inside": EncodeChannel("id2", 0, []byte("inner")),
+		"our markers' bytes":  []byte("\x1eE\x1f\x1eB\x1f\x1eEa1b2c3-1\x1f\x1eEa1b2c3-1:\x1f\x1eEa1b2c3-1:x\x1f\x1eEa1b2c3-1:1234\x1f"),
+		"foreign-looking ids": []byte("\x1eEnot-an-id:0\x1f\x1eEa1b2c3:0\x1f"),
 	}
 	for name, out := range cases {
 		t.Run(name, func(t *testing.T) {
-			stream := append([]byte("stray bytes"), EncodeChannel("id1", 7, out)...)
+			stream := EncodeChannel("a1b2c3-1", 7, out)
 			for _, chunk := range []int{0, 1, 2, 3, 5, 77} {
-				p := parseChannel("id1", stream, chunk)
+				p := parseChannel("a1b2c3-1", stream, chunk)
 				require.True(t, p.Done(), "chunk %d", chunk)
 				got, status, err := p.Result()
 				require.NoError(t, err)
 				require.Equal(t, 7, status, "chunk %d", chunk)
 				require.Equal(t, out, got, "chunk %d", chunk)
-				require.Equal(t, len("stray bytes"), p.Stray(), "chunk %d", chunk)
+				require.Zero(t, p.Stray(), "chunk %d", chunk)
 			}
 		})
 	}
 }
 
-func TestChannelIgnoresOtherFramesAndLateBytes(t *testing.T) {
+// An interrupted command's late output and END arrive after the next command was typed:
+// they are dropped, as is whatever follows the END (a background job's output).
+func TestChannelDropsLateFramesAndTrailingBytes(t *testing.T) {
 	var s bytes.Buffer
-	s.Write(EncodeChannel("old-1", 0, []byte("late output of an interrupted command\n")))
-	s.Write(ChannelBegin("id3"))
+	s.Write(EncodeChannel("0be39b-4", 130, []byte("late output of an interrupted command\n")))
 	s.WriteString("fresh")
-	s.Write(channelEndPrefix("id3"))
+	s.Write(channelEndPrefix("0be39b-5"))
 	s.WriteString("255\x1fbackground job noise")
-	p := parseChannel("id3", s.Bytes(), 4)
-	got, status, err := p.Result()
-	require.NoError(t, err)
-	require.Equal(t, 255, status)
-	require.Equal(t, "fresh", string(got))
-	require.Positive(t, p.Stray())
+	for _, chunk := range []int{0, 1, 4} {
+		p := parseChannel("0be39b-5", s.Bytes(), chunk)
+		got, status, err := p.Result()
+		require.NoError(t, err)
+		require.Equal(t, 255, status)
+		require.Equal(t, "fresh", string(got))
+		require.Equal(t, s.Len()-len("fresh")-len(channelEndPrefix("0be39b-5"))-len("255\x1f"), p.Stray())
+	}
 }
 
 func TestChannelIncompleteFrame(t *testing.T) {
 	for _, stream := range [][]byte{
 		nil,
-		[]byte("\x1eBid"),
-		append(ChannelBegin("id"), "output"...),
-		append(append(ChannelBegin("id"), "output"...), channelEndPrefix("id")...),
-		append(append(ChannelBegin("id"), "output"...), append(channelEndPrefix("id"), "25"...)...),
+		[]byte("output"),
+		append([]byte("output"), channelEndPrefix("id")...),
+		append([]byte("output"), append(channelEndPrefix("id"), "25"...)...),
+		append([]byte("output"), append(channelEndPrefix("id"), "25x\x1f"...)...),
 	} {
 		p := parseChannel("id", stream, 1)
 		require.False(t, p.Done(), "%q", stream)
+		require.Equal(t, len(stream), p.Received())
 		_, _, err := p.Result()
 		require.Error(t, err)
 	}
-	p := parseChannel("id", ChannelBegin("id"), 0)
-	require.True(t, p.Started())
 }
 
 // TestChannelFunctionsInRealShells runs the guest functions in the shells bootlab meets
@@ -102,10 +104,11 @@ func TestChannelFunctionsInRealShells(t *testing.T) {
 			require.NoError(t, os.WriteFile(port, nil, 0o600))
 			// __blc looks in /sys; here the port is opened directly, as __blc would.
 			script := ChannelFunctions + "\n" +
-				"exec 7>" + port + "\n" +
-				"__blf t-1 'printf \"a\\000b\\r\\n\\036E\"; (exit 3)'\n" +
-				"__blf t-2 'cd /; pwd'\n" +
-				"__blf t-3 'echo \"$PWD\" \"$__s\"'\n" +
+				"__bn=abcdef; exec 7>" + port + " 6</dev/null\n" +
+				"__blf 1 'printf \"a\\000b\\r\\n\\036E\"; (exit 3)'\n" +
+				"__blf 2 'cd /; pwd'\n" +
+				"__blf 3 'echo \"$PWD\"; false'\n" +
+				"__blf 4 'read -r x; echo \"read=$?\"'\n" +
 				"__blc; echo \"blc=$?\"\n"
 			cmd := exec.Command(argv[0], append(argv[1:], "-c", script)...)
 			cmd.Env = append(os.Environ(), "LC_ALL=C")
@@ -117,7 +120,7 @@ func TestChannelFunctionsInRealShells(t *testing.T) {
 			for _, c := range []struct {
 				id, out string
 				status  int
-			}{{"t-1", "a\x00b\r\n\x1eE", 3}, {"t-2", "/\n", 0}, {"t-3", "/ 0\n", 0}} {
+			}{{"abcdef-1", "a\x00b\r\n\x1eE", 3}, {"abcdef-2", "/\n", 0}, {"abcdef-3", "/\n", 1}, {"abcdef-4", "read=1\n", 0}} {
 				p := parseChannel(c.id, stream, 3)
 				require.True(t, p.Done(), "%s: %q", c.id, stream)
 				got, status, err := p.Result()
@@ -131,22 +134,29 @@ func TestChannelFunctionsInRealShells(t *testing.T) {
 
 func FuzzChannelParser(f *testing.F) {
 	f.Add([]byte("hello\n"), []byte("stray"), uint8(2))
-	f.Add([]byte("\x1eEfz:\x1f"), []byte{}, uint8(1))
-	f.Add([]byte("\x1eEfz:99"), []byte("\x1eBfz\x1f"), uint8(0))
-	f.Fuzz(func(t *testing.T, out, before []byte, chunk uint8) {
-		if bytes.Contains(out, channelEndPrefix("fz")) || bytes.Contains(before, ChannelBegin("fz")) {
-			// Output that forges its own END marker, or a forged BEGIN, is not something
-			// a command writes by accident (the id is random per command).
+	f.Add([]byte("\x1eEabcdef-1:\x1f"), []byte{}, uint8(1))
+	f.Add([]byte("\x1eEabcdef-1:99"), []byte("\x1eEabcdef-0:1\x1f"), uint8(0))
+	f.Fuzz(func(t *testing.T, out, after []byte, chunk uint8) {
+		const id = "abcdef-1"
+		if bytes.Contains(out, channelEndPrefix(id)) || anyEnd.Match(out) || bytes.Contains(after, channelEndPrefix(id)) {
+			// Output that forges an END marker is not something a command writes by
+			// accident (the ids are random per shell).
 			return
 		}
-		stream := append(append(append([]byte(nil), before...), EncodeChannel("fz", 42, out)...), before...)
-		p := parseChannel("fz", stream, int(chunk))
+		// A late frame of an interrupted command first, the frame, then a background
+		// job's bytes.
+		stream := append(EncodeChannel("abcdef-0", 3, after), EncodeChannel(id, 42, out)...)
+		stream = append(stream, after...)
+		p := parseChannel(id, stream, int(chunk))
 		if !p.Done() {
 			t.Fatalf("a whole frame was not recognised")
 		}
 		got, status, err := p.Result()
 		if err != nil || status != 42 || !bytes.Equal(got, out) {
 			t.Fatalf("frame misread: status %d err %v, %q != %q", status, err, got, out)
+		}
+		if p.Stray() != len(stream)-len(EncodeChannel(id, 42, out)) {
+			t.Fatalf("stray count %d", p.Stray())
 		}
 	})
 }

@@ -44,17 +44,30 @@ func TestArgsKernelDisksNetRNG(t *testing.T) {
 	require.NotContains(t, a, "-nographic", "no monitor multiplexed onto the serial line")
 }
 
+func TestArgsFrameChannel(t *testing.T) {
+	c := Config{Kernel: file(t, "vmlinuz", "k"), Channel: &Channel{Name: "org.bootlab.frame", Socket: "/run/a,b/frame.sock"}}
+	require.NoError(t, c.Validate())
+	a := strings.Join(c.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.Contains(t, a, "-device virtio-serial-pci,id=blvser")
+	// A client socket (no server=on): the harness listens before QEMU starts.
+	require.Contains(t, a, "-chardev socket,id=blchan,path=/run/a,,b/frame.sock -device")
+	require.Contains(t, a, "-device virtserialport,bus=blvser.0,chardev=blchan,name=org.bootlab.frame")
+	none := Config{Kernel: c.Kernel}
+	require.NotContains(t, strings.Join(none.Args("/run/q.sock", "/run/q.pid"), " "), "virtserialport")
+}
+
 func TestValidateRejectsBadInput(t *testing.T) {
 	empty := file(t, "empty.iso", "")
 	cases := map[string]Config{
-		"nothing to boot":     {},
-		"both iso and kernel": {ISO: file(t, "x.iso", "x"), Kernel: file(t, "k", "k")},
-		"missing iso":         {ISO: "/nonexistent/image.iso"},
-		"empty iso":           {ISO: empty},
-		"directory kernel":    {Kernel: t.TempDir()},
-		"bad format":          {Kernel: file(t, "k2", "k"), Disks: []Disk{{Path: file(t, "d", "d"), Format: "vmdk"}}},
-		"forward needs net":   {Kernel: file(t, "k3", "k"), Forwards: []Forward{{GuestPort: 22}}},
-		"bad accel":           {Kernel: file(t, "k4", "k"), Accel: "hvf"},
+		"nothing to boot":      {},
+		"both iso and kernel":  {ISO: file(t, "x.iso", "x"), Kernel: file(t, "k", "k")},
+		"missing iso":          {ISO: "/nonexistent/image.iso"},
+		"empty iso":            {ISO: empty},
+		"directory kernel":     {Kernel: t.TempDir()},
+		"bad format":           {Kernel: file(t, "k2", "k"), Disks: []Disk{{Path: file(t, "d", "d"), Format: "vmdk"}}},
+		"forward needs net":    {Kernel: file(t, "k3", "k"), Forwards: []Forward{{GuestPort: 22}}},
+		"bad accel":            {Kernel: file(t, "k4", "k"), Accel: "hvf"},
+		"channel without name": {Kernel: file(t, "k5", "k"), Channel: &Channel{Socket: "/run/c.sock"}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

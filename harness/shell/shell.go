@@ -62,8 +62,16 @@ type Options struct {
 	// the framed probes). Default 60 s.
 	StepTimeout time.Duration
 	// Settle is how long the console must stay quiet after a prompt-like last line
-	// before it is believed to be a prompt. Default 100 ms.
+	// before it is believed to be a prompt, for prompts nobody asked for: the first one
+	// at boot (boot messages can end in "login: " or "# ") and an automatic login's
+	// banner. Default 100 ms.
 	Settle time.Duration
+	// ReplySettle is the same for a prompt that answers what the harness just typed (a
+	// password prompt after the user name, the shell after the password or `su -`):
+	// the program printing it is the one that now waits for input, so a short quiet
+	// period is enough, and typing a little early is harmless because the framed
+	// `id -u` that follows proves the shell either way. Default 20 ms.
+	ReplySettle time.Duration
 	// Milestone is told when the login prompt is seen and when root is proved.
 	Milestone func(name string, at time.Time)
 	// From is the console position to start looking for prompts (default 0: the
@@ -125,6 +133,9 @@ func Login(ctx context.Context, con *console.Console, prof Profile, opts Options
 	if opts.Settle <= 0 {
 		opts.Settle = 100 * time.Millisecond
 	}
+	if opts.ReplySettle <= 0 {
+		opts.ReplySettle = 20 * time.Millisecond
+	}
 	if opts.Milestone == nil {
 		opts.Milestone = func(string, time.Time) {}
 	}
@@ -170,7 +181,7 @@ func (s *Shell) login(ctx context.Context) error {
 	p := &s.prof
 	lctx, cancel := context.WithTimeout(ctx, s.opts.LoginTimeout)
 	defer cancel()
-	m, err := s.waitPrompt(lctx, s.opts.From, "the first login or shell prompt", true,
+	m, err := s.waitPrompt(lctx, s.opts.From, "the first login or shell prompt", true, s.opts.Settle,
 		console.Pattern{Name: "login prompt", Re: p.LoginPrompt},
 		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt})
 	if err != nil {
@@ -237,7 +248,7 @@ func (s *Shell) connectChannel(ctx context.Context) error {
 		s.setChannel(nil, "the host side of the channel is closed: "+err.Error())
 		return nil
 	}
-	r, err := s.Run(ctx, frame.ChannelConnect, AllowFail())
+	r, err := s.Run(ctx, frame.ChannelConnect(s.nonce), AllowFail())
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
@@ -268,7 +279,7 @@ func (s *Shell) connectChannel(ctx context.Context) error {
 		return ctx.Err()
 	}
 	// Close it again so a later attempt (TakeBack) is not refused as busy.
-	_, _ = s.Run(ctx, "exec 7>&-", AllowFail())
+	_, _ = s.Run(ctx, "exec 7>&- 6<&-", AllowFail())
 	return nil
 }
 
@@ -286,7 +297,7 @@ func (s *Shell) answerLogin(ctx context.Context, pos int64) error {
 		// prompt on the same line, a moment later.
 		sctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
 		defer cancel()
-		_, err := s.waitPrompt(sctx, pos, "an automatic login's shell prompt", false, console.Pattern{Name: "shell prompt", Re: p.ShellPrompt})
+		_, err := s.waitPrompt(sctx, pos, "an automatic login's shell prompt", false, s.opts.Settle, console.Pattern{Name: "shell prompt", Re: p.ShellPrompt})
 		if err != nil {
 			return fmt.Errorf("profile %s expects an automatic login, but none came after the login prompt: %w", p.Name, err)
 		}
@@ -298,7 +309,7 @@ func (s *Shell) answerLogin(ctx context.Context, pos int64) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
 	defer cancel()
-	m, err := s.waitPrompt(sctx, mark, "a password or shell prompt after the user name", false,
+	m, err := s.waitPrompt(sctx, mark, "a password or shell prompt after the user name", false, s.opts.ReplySettle,
 		console.Pattern{Name: "password prompt", Re: p.PasswordPrompt},
 		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt},
 		console.Pattern{Name: "login prompt", Re: p.LoginPrompt})
@@ -315,7 +326,7 @@ func (s *Shell) answerLogin(ctx context.Context, pos int64) error {
 	if err := s.con.Send(ctx, p.LoginPassword+"\n"); err != nil {
 		return err
 	}
-	m, err = s.waitPrompt(sctx, mark, "a shell prompt after the password", false,
+	m, err = s.waitPrompt(sctx, mark, "a shell prompt after the password", false, s.opts.ReplySettle,
 		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt},
 		console.Pattern{Name: "login prompt", Re: p.LoginPrompt})
 	if err != nil {
@@ -343,7 +354,7 @@ func (s *Shell) escalate(ctx context.Context, method Method) (a Attempt) {
 		a.Reason = err.Error()
 		return a
 	}
-	m, err := s.waitPrompt(sctx, mark, "a password or shell prompt after "+string(method), false,
+	m, err := s.waitPrompt(sctx, mark, "a password or shell prompt after "+string(method), false, s.opts.ReplySettle,
 		console.Pattern{Name: "password prompt", Re: p.PasswordPrompt},
 		console.Pattern{Name: "shell prompt", Re: p.ShellPrompt})
 	if err != nil {
@@ -368,7 +379,7 @@ func (s *Shell) escalate(ctx context.Context, method Method) (a Attempt) {
 			a.Reason = err.Error()
 			return a
 		}
-		m, err = s.waitPrompt(sctx, mark, "a shell prompt after the password", false,
+		m, err = s.waitPrompt(sctx, mark, "a shell prompt after the password", false, s.opts.ReplySettle,
 			console.Pattern{Name: "shell prompt", Re: p.ShellPrompt},
 			console.Pattern{Name: "password prompt", Re: p.PasswordPrompt})
 		if err != nil {
@@ -461,7 +472,7 @@ func (s *Shell) readUID(ctx context.Context) (int, error) {
 // the console then stays quiet for the settle time: a prompt is the last thing a
 // program prints before it waits for input. wake types an Enter if the console is silent
 // for the profile's WakeupAfter (a prompt printed before we attached is printed again).
-func (s *Shell) waitPrompt(ctx context.Context, pos int64, what string, wake bool, pats ...console.Pattern) (console.Match, error) {
+func (s *Shell) waitPrompt(ctx context.Context, pos int64, what string, wake bool, settleFor time.Duration, pats ...console.Pattern) (console.Match, error) {
 	start := time.Now()
 	lastWake := start
 	for {
@@ -473,7 +484,7 @@ func (s *Shell) waitPrompt(ctx context.Context, pos int64, what string, wake boo
 		for i, p := range pats {
 			if loc := p.Re.FindStringIndex(line); loc != nil {
 				// Believe it only if nothing follows within the settle time.
-				settle, cancel := context.WithTimeout(ctx, s.opts.Settle)
+				settle, cancel := context.WithTimeout(ctx, settleFor)
 				werr := s.con.WaitBeyond(settle, end)
 				cancel()
 				if werr != nil && ctx.Err() == nil && !errors.Is(werr, console.ErrClosed) {
@@ -523,10 +534,15 @@ type RunOption func(*runOpts)
 type runOpts struct {
 	allowFail bool
 	timeout   time.Duration
+	console   bool
 }
 
 // AllowFail returns a non-zero exit status in the Result instead of an error.
 func AllowFail() RunOption { return func(o *runOpts) { o.allowFail = true } }
+
+// OnConsole frames this command on the console (base64 + MD5) even when the channel is
+// open: for measuring and testing that transport on a VM that has both.
+func OnConsole() RunOption { return func(o *runOpts) { o.console = true } }
 
 // Timeout bounds this command (the context still applies).
 func Timeout(d time.Duration) RunOption { return func(o *runOpts) { o.timeout = d } }
@@ -551,15 +567,17 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 	defer s.mu.Unlock()
 	start := time.Now()
 	id := s.nextID()
-	fn := "__bl"
-	if s.ch != nil {
-		fn = "__blf"
+	onChannel := s.ch != nil && !o.console
+	fn, typedID := "__bl", id
+	if onChannel {
+		// The guest function adds the nonce it was given when the channel opened.
+		fn, typedID = "__blf", strconv.Itoa(s.seq)
 	}
-	lines, err := invocationLines(fn, id, cmd)
+	lines, err := invocationLines(fn, typedID, cmd)
 	if err != nil {
 		return Result{}, err
 	}
-	if s.ch != nil {
+	if onChannel {
 		return s.runChannel(ctx, cmd, id, lines, start, o)
 	}
 	pos := s.con.Pos()
@@ -612,7 +630,7 @@ func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, 
 				return Result{}, &console.ClosedError{Waiting: fmt.Sprintf("the end of command %q on the frame channel", cmd), Tail: s.con.Tail(40)}
 			}
 			_ = s.con.Send(context.Background(), "\x03")
-			return Result{}, &CommandTimeoutError{Cmd: cmd, Started: p.Started(), Tail: s.con.Tail(40), After: time.Since(start)}
+			return Result{}, &CommandTimeoutError{Cmd: cmd, Started: p.Received() > 0, Tail: s.con.Tail(40), After: time.Since(start)}
 		}
 	}
 	if n := p.Stray(); n > 0 {

@@ -28,48 +28,64 @@ import (
 // mini image, escalate with su, then run 200 framed commands with random outputs
 // (binary bytes, 10 KB lines, no trailing newline, exit codes 0-255) while a background
 // loop writes to /dev/kmsg at a level the console prints, and get every output and
-// status exactly right.
+// status exactly right. It runs on both transports: the virtio-serial channel (the
+// default) and the console protocol (base64 + MD5, spliced kernel lines, retransmits),
+// which is what a VM without the channel gets.
 func TestFramedCommandsExactUnderKernelNoise(t *testing.T) {
 	img := mini(t, images.MiniSpec{})
-	prof := shell.Mini
-	prof.QuietKernel = false // the noise must reach the console for this test to mean anything
-	l := start(t, "framed-noise", miniImage(img, prof), nil)
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
-	defer cancel()
-	sh, err := l.Login(ctx)
-	require.NoError(t, err)
-	require.Equal(t, 0, sh.UID())
-	require.Equal(t, shell.Su, sh.Attempts[len(sh.Attempts)-1].Method)
+	for _, transport := range []string{shell.TransportChannel, shell.TransportConsole} {
+		t.Run(transport, func(t *testing.T) {
+			prof := shell.Mini
+			prof.QuietKernel = false // the noise must reach the console for this test to mean anything
+			l := start(t, "framed-noise-"+transport, miniImage(img, prof), func(s *vm.Spec) { s.NoChannel = transport == shell.TransportConsole })
+			ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
+			defer cancel()
+			sh, err := l.Login(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 0, sh.UID())
+			require.Equal(t, shell.Su, sh.Attempts[len(sh.Attempts)-1].Method)
+			require.Equal(t, transport, sh.Transport(), "channel: %s", sh.ChannelStatus())
 
-	_, err = sh.Run(ctx, `(i=0; while :; do echo "<3>bootlab-noise $i: the kernel talks over your output" > /dev/kmsg; i=$((i+1)); sleep 0.02; done) </dev/null >/dev/null 2>&1 &`)
-	require.NoError(t, err)
+			_, err = sh.Run(ctx, `(i=0; while :; do echo "<3>bootlab-noise $i: the kernel talks over your output" > /dev/kmsg; i=$((i+1)); sleep 0.02; done) </dev/null >/dev/null 2>&1 &`)
+			require.NoError(t, err)
 
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	noisy := 0
-	for i := 0; i < 200; i++ {
-		var out []byte
-		switch i % 4 {
-		case 0: // binary, any byte
-			out = make([]byte, rng.Intn(3000))
-			rng.Read(out)
-		case 1: // one 10 KB line, no trailing newline
-			out = bytes.Repeat([]byte{byte('a' + rng.Intn(26))}, 10*1024)
-		case 2: // text with CRs and escapes
-			out = []byte(fmt.Sprintf("line %d\r\n\x1b[31mred\x1b[0m\rover\n", i))
-		default: // nothing
-		}
-		status := rng.Intn(256)
-		cmd := fmt.Sprintf("printf %%s '%s' | base64 -d; (exit %d)", base64.StdEncoding.EncodeToString(out), status)
-		res, err := sh.Run(ctx, cmd, shell.AllowFail(), shell.Timeout(scaled(2*time.Minute)))
-		require.NoError(t, err, "command %d", i)
-		require.Equal(t, status, res.ExitStatus, "command %d", i)
-		require.True(t, bytes.Equal(out, res.Output), "command %d: %d bytes back, %d expected", i, len(res.Output), len(out))
+			rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+			began := time.Now()
+			for i := 0; i < 200; i++ {
+				var out []byte
+				switch i % 4 {
+				case 0: // binary, any byte
+					out = make([]byte, rng.Intn(3000))
+					rng.Read(out)
+				case 1: // one 10 KB line, no trailing newline
+					out = bytes.Repeat([]byte{byte('a' + rng.Intn(26))}, 10*1024)
+				case 2: // text with CRs and escapes
+					out = []byte(fmt.Sprintf("line %d\r\n\x1b[31mred\x1b[0m\rover\n", i))
+				default: // nothing
+				}
+				status := rng.Intn(256)
+				cmd := fmt.Sprintf("printf %%s '%s' | base64 -d; (exit %d)", base64.StdEncoding.EncodeToString(out), status)
+				res, err := sh.Run(ctx, cmd, shell.AllowFail(), shell.Timeout(scaled(2*time.Minute)))
+				require.NoError(t, err, "command %d", i)
+				require.Equal(t, status, res.ExitStatus, "command %d", i)
+				require.True(t, bytes.Equal(out, res.Output), "command %d: %d bytes back, %d expected", i, len(res.Output), len(out))
+			}
+			took := time.Since(began)
+			serial, err := os.ReadFile(filepath.Join(l.Dir(), vm.SerialLog))
+			require.NoError(t, err)
+			noisy := strings.Count(string(serial), "bootlab-noise")
+			require.Greater(t, noisy, 50, "kernel noise reached the console during the commands")
+			channel, err := os.ReadFile(filepath.Join(l.Dir(), vm.ChannelLog))
+			if transport == shell.TransportChannel {
+				require.NoError(t, err)
+				require.NotContains(t, string(channel), "bootlab-noise", "nothing but framed output on the channel")
+				require.Contains(t, string(channel), "red\x1b[0m\rover", "the outputs travelled on the channel")
+			} else {
+				require.ErrorIs(t, err, os.ErrNotExist, "no channel log without the port")
+			}
+			t.Logf("%s: 200 framed commands exact in %s with %d kernel lines on the console", transport, took.Round(time.Millisecond), noisy)
+		})
 	}
-	serial, err := os.ReadFile(filepath.Join(l.Dir(), vm.SerialLog))
-	require.NoError(t, err)
-	noisy = strings.Count(string(serial), "bootlab-noise")
-	require.Greater(t, noisy, 50, "kernel noise reached the console during the commands")
-	t.Logf("200 framed commands exact with %d kernel lines on the console", noisy)
 }
 
 // TestRunRecordsAndShutdown checks what a normal run leaves behind and that a stop
@@ -109,9 +125,11 @@ func TestRunRecordsAndShutdown(t *testing.T) {
 		require.Positive(t, st.Size(), f)
 	}
 	serial, _ := os.ReadFile(filepath.Join(l.Dir(), vm.SerialLog))
-	require.NotContains(t, string(serial), "__bl ", "serial.log holds guest bytes only: no typed commands (echo is off)")
+	require.NotContains(t, string(serial), "__blf ", "serial.log holds guest bytes only: no typed commands (echo is off)")
 	transcript, _ := os.ReadFile(filepath.Join(l.Dir(), vm.TranscriptLog))
-	require.Contains(t, string(transcript), "> \"__bl ", "the transcript holds what was typed")
+	require.Contains(t, string(transcript), "> \"__blf ", "the transcript holds what was typed")
+	channel, _ := os.ReadFile(filepath.Join(l.Dir(), vm.ChannelLog))
+	require.Contains(t, string(channel), img.KernelVersion+"\n", "channel.log holds the framed output")
 }
 
 // TestSilentGuestTimesOutWithSerialTail: a guest that boots and then prints nothing.
