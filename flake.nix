@@ -146,6 +146,11 @@
             services.pre-nixos.rootKey = rootKeyFromEnv;
             # isolinux waits this long at its menu on every harness boot.
             boot.loader.timeout = lib.mkForce 1;
+            # bootlab carries framed command output on a virtio-serial port
+            # (org.bootlab.frame) once it has a root shell; udev would load
+            # the driver when the port exists, this keeps it independent of
+            # coldplug order. Harmless on a machine without the port.
+            boot.kernelModules = [ "virtio_console" ];
           })
         ];
       };

@@ -105,6 +105,15 @@ type Accel struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// Shell says how the harness reached root and where framed output travelled.
+type Shell struct {
+	UID        int    `json:"uid"`
+	Escalation string `json:"escalation,omitempty"` // "sudo -i", "su -", or empty when the login shell was root
+	Transport  string `json:"transport"`            // virtio-serial or console
+	// ChannelStatus is "in use" or why the frame channel is not.
+	ChannelStatus string `json:"channel_status,omitempty"`
+}
+
 // Milestone is a point reached during the run.
 type Milestone struct {
 	Name string `json:"name"`
@@ -155,6 +164,7 @@ type Metadata struct {
 	Image          Image       `json:"image"`
 	QEMU           QEMU        `json:"qemu"`
 	Accel          Accel       `json:"accel"`
+	Shell          *Shell      `json:"shell,omitempty"`
 	Milestones     []Milestone `json:"milestones"`
 	Scenarios      []Scenario  `json:"scenarios"`
 	Artefacts      []Artefact  `json:"artefacts"`
@@ -179,6 +189,10 @@ func (m *Metadata) clone() Metadata {
 		c.Ended = &e
 	}
 	c.QEMU.Argv = append([]string(nil), m.QEMU.Argv...)
+	if m.Shell != nil {
+		sh := *m.Shell
+		c.Shell = &sh
+	}
 	c.Milestones = append([]Milestone(nil), m.Milestones...)
 	c.Scenarios = append([]Scenario(nil), m.Scenarios...)
 	c.Artefacts = append([]Artefact(nil), m.Artefacts...)

@@ -35,6 +35,7 @@ const (
 	HarnessLog     = "harness.log"
 	SerialLog      = "serial.log"
 	TranscriptLog  = "transcript.log"
+	ChannelLog     = "channel.log"
 	MetadataFile   = "metadata.json"
 	CapturesDir    = "captures"
 	DiagnosticsDir = "diagnostics"
@@ -216,6 +217,11 @@ func (r *Run) SetQEMU(q QEMU) error { return r.Update(func(m *Metadata) { m.QEMU
 // SetAccel records the accelerator and why it was chosen.
 func (r *Run) SetAccel(name, reason string) error {
 	return r.Update(func(m *Metadata) { m.Accel = Accel{Name: name, Reason: reason} })
+}
+
+// SetShell records how root was reached and the framed-output transport.
+func (r *Run) SetShell(sh Shell) error {
+	return r.Update(func(m *Metadata) { m.Shell = &sh })
 }
 
 // Milestone records that name was reached at time at; its duration is the time since
@@ -517,6 +523,8 @@ func describe(rel string) string {
 		return "serial console, guest bytes as received"
 	case TranscriptLog:
 		return "console transcript, both directions, timestamped"
+	case ChannelLog:
+		return "virtio-serial frame channel, framed command output as received"
 	case ReportFile:
 		return "HTML report"
 	case "captures/index.md":

@@ -191,6 +191,7 @@ func TestMilestonesAndScenarios(t *testing.T) {
 	must(r.Scenario(Scenario{Name: "boots", Outcome: Fail, Error: "x"}))
 	must(r.Scenario(Scenario{Name: "boots", Outcome: Pass, Duration: Seconds(3 * time.Second)}))
 	must(r.SetAccel("tcg", "kvm probe: guest hung"))
+	must(r.SetShell(Shell{UID: 0, Escalation: "su -", Transport: "virtio-serial", ChannelStatus: "in use"}))
 
 	m, err := ReadMetadata(r.Dir)
 	if err != nil {
@@ -216,6 +217,9 @@ func TestMilestonesAndScenarios(t *testing.T) {
 	}
 	if m.Accel.Name != "tcg" || m.Accel.Reason == "" {
 		t.Fatalf("accel %+v", m.Accel)
+	}
+	if m.Shell == nil || m.Shell.Transport != "virtio-serial" || m.Shell.Escalation != "su -" {
+		t.Fatalf("shell %+v", m.Shell)
 	}
 	raw, _ := os.ReadFile(r.Path(MetadataFile))
 	if !strings.Contains(string(raw), `"at": 5.000`) {

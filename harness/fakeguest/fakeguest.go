@@ -359,24 +359,25 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 		return false, nil
 	}
 	if m := blfRe.FindStringSubmatch(line); m != nil && sh.ChanFuncs {
-		cmd := unquote(m[2])
-		if c := catRe.FindStringSubmatch(m[2]); c != nil {
-			cmd = sh.files[c[1]]
-		}
-		g.channelFramed(sh, m[1], cmd)
+		g.channelFramed(sh, m[1], sh.framedCommand(m[2]))
 		return false, nil
 	}
 	if m := blRe.FindStringSubmatch(line); m != nil && sh.Functions {
-		cmd := unquote(m[2])
-		if c := catRe.FindStringSubmatch(m[2]); c != nil {
-			cmd = sh.files[c[1]]
-		}
-		g.framed(sh, m[1], cmd)
+		g.framed(sh, m[1], sh.framedCommand(m[2]))
 		return false, nil
 	}
 	name, _, _ := strings.Cut(line, " ")
 	g.write(g.lines(fmt.Sprintf("-sh: %s: not found\n", name)))
 	return false, nil
+}
+
+// framedCommand is the command a framing function was given: a quoted word, or
+// "$(cat FILE)" for a long command typed into a file in pieces.
+func (sh *Shell) framedCommand(arg string) string {
+	if c := catRe.FindStringSubmatch(arg); c != nil {
+		return sh.files[c[1]]
+	}
+	return unquote(arg)
 }
 
 var errPoweroff = fmt.Errorf("powered off")

@@ -126,7 +126,9 @@ func TestQEMUKilledMidCommand(t *testing.T) {
 	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() { _, err := l.Run(ctx, "echo started-long-command; sleep 120"); errc <- err }()
-	_, err = l.VM.Console.Expect(ctx, 0, console.Literal("begun", "@@BLB:"))
+	// The command's first output on the frame channel: it is running in the guest.
+	require.NotNil(t, l.VM.Channel(), "the frame channel is connected")
+	_, err = l.VM.Channel().Expect(ctx, 0, console.Literal("begun", "started-long-command\n"))
 	require.NoError(t, err)
 	time.Sleep(500 * time.Millisecond)
 	require.NoError(t, syscall.Kill(l.VM.Machine.Pid(), syscall.SIGKILL))

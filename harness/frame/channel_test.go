@@ -13,14 +13,7 @@ import (
 
 func parseChannel(id string, stream []byte, chunk int) *ChannelParser {
 	p := NewChannelParser(id)
-	for len(stream) > 0 {
-		n := chunk
-		if n <= 0 || n > len(stream) {
-			n = len(stream)
-		}
-		p.Feed(stream[:n])
-		stream = stream[n:]
-	}
+	feedChunks(stream, chunk, func(b []byte) { p.Feed(b) })
 	return p
 }
 
@@ -168,14 +161,7 @@ func BenchmarkChannelParser(b *testing.B) {
 	b.SetBytes(int64(len(out)))
 	for i := 0; i < b.N; i++ {
 		p := NewChannelParser("bench")
-		for rest := enc; len(rest) > 0; {
-			n := 4096
-			if n > len(rest) {
-				n = len(rest)
-			}
-			p.Feed(rest[:n])
-			rest = rest[n:]
-		}
+		feedChunks(enc, 4096, func(b []byte) { p.Feed(b) })
 		if !p.Done() {
 			b.Fatal("not done")
 		}

@@ -11,15 +11,21 @@ import (
 
 func parseAll(t testing.TB, id string, stream []byte, chunk int) *Parser {
 	p := NewParser(id)
+	feedChunks(stream, chunk, func(b []byte) { p.Feed(b) })
+	return p
+}
+
+// feedChunks hands stream to feed in pieces of chunk bytes (all at once if chunk <= 0),
+// as reads from a serial line or socket would.
+func feedChunks(stream []byte, chunk int, feed func([]byte)) {
 	for len(stream) > 0 {
 		n := chunk
 		if n <= 0 || n > len(stream) {
 			n = len(stream)
 		}
-		p.Feed(stream[:n])
+		feed(stream[:n])
 		stream = stream[n:]
 	}
-	return p
 }
 
 func TestRoundTripExactBytes(t *testing.T) {

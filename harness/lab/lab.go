@@ -125,6 +125,15 @@ func (l *Lab) Login(ctx context.Context) (*shell.Shell, error) {
 		l.diagnose("login", "logging in and becoming root", err, escalationContext(sh, l.VM))
 		return nil, err
 	}
+	rec := runrec.Shell{UID: sh.UID(), Transport: sh.Transport(), ChannelStatus: sh.ChannelStatus()}
+	for _, a := range sh.Attempts {
+		if a.OK {
+			rec.Escalation = string(a.Method)
+		}
+	}
+	if err := l.Rec.SetShell(rec); err != nil {
+		l.VM.Log.Warn("lab.metadata", "error", err.Error())
+	}
 	return sh, nil
 }
 

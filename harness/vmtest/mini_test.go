@@ -115,6 +115,11 @@ func TestRunRecordsAndShutdown(t *testing.T) {
 	require.Contains(t, m.QEMU.Version, "QEMU emulator version")
 	require.NotEmpty(t, m.Accel.Name)
 	require.NotEmpty(t, m.Accel.Reason)
+	require.NotNil(t, m.Shell, "metadata says how root was reached")
+	require.Equal(t, shell.TransportChannel, m.Shell.Transport, m.Shell.ChannelStatus)
+	require.Equal(t, "in use", m.Shell.ChannelStatus)
+	require.Equal(t, string(shell.Su), m.Shell.Escalation)
+	require.Zero(t, m.Shell.UID)
 	for _, name := range []string{"spawn", "first_output", "login_prompt", "root_shell", "shutdown"} {
 		_, ok := m.Milestone(name)
 		require.True(t, ok, "milestone %s recorded", name)
