@@ -51,6 +51,10 @@ type Behaviour struct {
 	Commands func(sh *Shell, cmd string) (out []byte, status int)
 	// Delay before answering each framed command.
 	Delay time.Duration
+	// PromptDelay comes before every shell prompt, SudoDelay before sudo's password
+	// prompt: a slow guest, where the prompt after a command lands after the harness
+	// has typed the next thing.
+	PromptDelay, SudoDelay time.Duration
 	// Channel is the guest side of the virtio-serial frame port (nil: the VM has none,
 	// so __blc reports status 1). ChannelBusy makes opening it fail as a port held open
 	// elsewhere does (status 3); ChannelDead opens it but drops what is written, like a
@@ -248,6 +252,7 @@ func newShell(user string) *Shell {
 }
 
 func (g *Guest) prompt(sh *Shell) {
+	time.Sleep(g.b.PromptDelay)
 	if g.b.AskDSR {
 		// Like busybox: ask where the cursor is; the answer arrives as input and is
 		// swallowed by readLine, which records it.
@@ -486,6 +491,7 @@ func (g *Guest) sudo(sh *Shell) error {
 	}
 	if g.b.SudoPassword != "" && sh.UID != 0 {
 		for try := 0; try < 3; try++ {
+			time.Sleep(g.b.SudoDelay)
 			g.write("[sudo] password for " + sh.User + ": ")
 			pw, err := g.readLine(false)
 			if err != nil {

@@ -456,8 +456,14 @@ func (s *Shell) configure(ctx context.Context, context_ string) error {
 	return fmt.Errorf("proving the user id of the %s with a framed `id -u`: %w", context_, lastErr)
 }
 
+// readUID proves who the shell is with a framed `id -u` on the console (the proof must
+// not depend on the channel's state), then waits for the prompt the shell prints after
+// it, so that the next dialogue step (`sudo -i`, `su -`) does not take that stale
+// prompt for its answer: with a 20 ms reply settle, a slow sudo would otherwise look
+// like a shell that needed no password.
 func (s *Shell) readUID(ctx context.Context) (int, error) {
-	r, err := s.Run(ctx, "id -u")
+	from := s.con.Pos()
+	r, err := s.Run(ctx, "id -u", OnConsole())
 	if err != nil {
 		return -1, err
 	}
@@ -465,7 +471,21 @@ func (s *Shell) readUID(ctx context.Context) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("`id -u` printed %q, not a number", r.Output)
 	}
+	s.awaitPromptAfterFrame(ctx, from)
 	return uid, nil
+}
+
+// awaitPromptAfterFrame waits (briefly, and never failing) for the shell prompt that
+// follows a console frame. Looking from where the command was typed is enough: the
+// frame's own lines end in its END marker, so the last line is a prompt only once the
+// shell has printed it.
+func (s *Shell) awaitPromptAfterFrame(ctx context.Context, from int64) {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.waitPrompt(wctx, from, "the prompt after a framed command", false, s.opts.ReplySettle,
+		console.Pattern{Name: "shell prompt", Re: s.prof.ShellPrompt}); err != nil {
+		s.log.Info("shell.no_prompt_after_frame", "error", err.Error())
+	}
 }
 
 // waitPrompt waits until the last line of console text after pos matches a pattern and

@@ -127,6 +127,21 @@ func TestSudoAsksUnknownPasswordFallsBackToSu(t *testing.T) {
 	require.Equal(t, shell.Su, sh.Attempts[1].Method)
 }
 
+// TestSlowSudoIsNotTakenForAShell: on a slow guest the prompt that follows the framed
+// `id -u` arrives after `sudo -i` was typed, and sudo's own password prompt only later.
+// That stale prompt must not pass for "sudo gave a shell without asking" (a real mini VM
+// did this once prompts answering input were believed after 20 ms).
+func TestSlowSudoIsNotTakenForAShell(t *testing.T) {
+	r := start(t, fakeguest.Behaviour{Login: "getty", SudoPassword: "other", PromptDelay: 60 * time.Millisecond, SudoDelay: 150 * time.Millisecond})
+	p := shell.Profile{Name: "slow", LoginUser: "user", LoginPassword: "user", RootPassword: "root", Escalation: []shell.Method{shell.Sudo, shell.Su}}
+	sh := login(t, r, p)
+	require.Len(t, sh.Attempts, 2)
+	require.False(t, sh.Attempts[0].OK)
+	require.Contains(t, sh.Attempts[0].Reason, "rejected the password")
+	require.True(t, sh.Attempts[1].OK)
+	require.Equal(t, shell.Su, sh.Attempts[1].Method)
+}
+
 func TestEveryEscalationFailsListsAttempts(t *testing.T) {
 	r := start(t, fakeguest.Behaviour{Login: "auto", AutoUser: "nixos", SudoPassword: "x", Users: map[string]string{"root": "other"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
