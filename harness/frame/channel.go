@@ -31,6 +31,11 @@ import (
 // the port by it in /sys/class/virtio-ports/*/name.
 const ChannelName = "org.bootlab.frame"
 
+// The command itself gets neither: fds 6 and 7 are closed for it (the shell keeps its
+// own saved copies), because tools such as LVM complain on stderr about every descriptor
+// they inherit ("File descriptor 7 (/dev/vport3p1) leaked on vgs invocation"), which
+// then lands in the command's output.
+//
 // ChannelFD is the shell file descriptor the port is kept open on. A virtio port can be
 // open only once at a time (a second open gets EBUSY), so the shell opens it once and
 // every command writes to the inherited descriptor. NullFD holds /dev/null open for the
@@ -48,7 +53,7 @@ const (
 // descriptor is closed first because this shell's own earlier open would make the port
 // busy.
 const ChannelFunctions = `__blc(){ __bn=$1;for __p in /sys/class/virtio-ports/*;do [ -r "$__p/name" ]||continue;read -r __n <"$__p/name";[ "$__n" = ` + ChannelName + ` ]||continue;[ -c "/dev/${__p##*/}" ]||return 2;exec 7>&-;command exec 7>"/dev/${__p##*/}"||return 3;command exec 6</dev/null||return 4;return 0;done;return 1;};` +
-	`__blf(){ eval "$2" >&7 2>&1 <&6;printf '\036E%s-%s:%d\037' "$__bn" "$1" "$?" >&7;}`
+	`__blf(){ eval "$2" >&7 2>&1 <&6 7>&- 6<&-;printf '\036E%s-%s:%d\037' "$__bn" "$1" "$?" >&7;}`
 
 // ChannelInvocation is the line typed to run cmd as frame nonce-seq on the channel:
 // only seq is typed (__blc stored the nonce in $__bn), because every typed byte costs a

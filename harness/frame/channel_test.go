@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -102,6 +103,8 @@ func TestChannelFunctionsInRealShells(t *testing.T) {
 				"__blf 2 'cd /; pwd'\n" +
 				"__blf 3 'echo \"$PWD\"; false'\n" +
 				"__blf 4 'read -r x; echo \"read=$?\"'\n" +
+				"__blf 5 'ls /proc/self/fd'\n" +
+				"printf 'shell-still-has-7\\n' >&7\n" +
 				"__blc; echo \"blc=$?\"\n"
 			cmd := exec.Command(argv[0], append(argv[1:], "-c", script)...)
 			cmd.Env = append(os.Environ(), "LC_ALL=C")
@@ -110,6 +113,12 @@ func TestChannelFunctionsInRealShells(t *testing.T) {
 			require.Contains(t, string(out), "blc=1", "no port in /sys is status 1, and the shell goes on")
 			stream, err := os.ReadFile(port)
 			require.NoError(t, err)
+			require.Contains(t, string(stream), "shell-still-has-7", "the shell keeps the port open after a command")
+			fds, _, err := parseChannel("abcdef-5", stream, 0).Result()
+			require.NoError(t, err)
+			require.Contains(t, strings.Fields(string(fds)), "2")
+			require.NotContains(t, strings.Fields(string(fds)), "6", "the command does not inherit the /dev/null fd")
+			require.NotContains(t, strings.Fields(string(fds)), "7", "the command does not inherit the port")
 			for _, c := range []struct {
 				id, out string
 				status  int
