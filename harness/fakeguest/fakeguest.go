@@ -93,6 +93,7 @@ type Shell struct {
 	Functions bool // the framing functions are defined
 	ChanFuncs bool // the channel functions are defined
 	ChanOpen  bool // this shell holds the frame port open on fd 7
+	PS1       string // set by the harness's setup line; empty: the default prompt
 	chNonce   string
 	lastOut   []byte
 	lastStat  int
@@ -263,6 +264,9 @@ func (g *Guest) prompt(sh *Shell) {
 		sign = "#"
 	}
 	p := sh.User + "@" + g.b.Hostname + ":~" + sign + " "
+	if sh.PS1 != "" {
+		p = sh.PS1
+	}
 	if g.b.ColourPrompt {
 		p = "\x1b[1;32m[\x1b]0;" + sh.User + "@" + g.b.Hostname + ": ~\a" + sh.User + "@" + g.b.Hostname + ":~]" + sign + "\x1b[0m "
 	}
@@ -279,6 +283,7 @@ var (
 	blRe   = regexp.MustCompile(`^__bl ([a-z0-9-]+) (.*)$`)
 	blxRe  = regexp.MustCompile(`^__blx ([a-z0-9-]+)$`)
 	blfRe  = regexp.MustCompile(`^__blf ([a-z0-9-]+) (.*)$`)
+	ps1Re  = regexp.MustCompile(`PS1='([^']*)'`)
 	catRe  = regexp.MustCompile(`^"\$\(cat (.*)\)"$`)
 	addRe  = regexp.MustCompile(`^printf %s ('(?:[^']|'\\'')*') >>(.*)$`)
 	zapRe  = regexp.MustCompile(`^: >(.*)$`)
@@ -329,6 +334,9 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 	case strings.HasPrefix(line, "stty -echo") || strings.Contains(line, "__bl(){"):
 		if strings.Contains(line, "stty -echo") {
 			sh.Echo = false
+		}
+		if m := ps1Re.FindStringSubmatch(line); m != nil {
+			sh.PS1 = m[1]
 		}
 		if strings.Contains(line, "__bl(){") {
 			sh.Functions = true

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -428,6 +429,10 @@ func setupLines() string {
 		frame.GuestFunctions + "\n" + frame.ChannelFunctions + "\n"
 }
 
+// configuredPrompt is the PS1 setupLines sets; a profile's ShellPrompt describes the
+// image's own prompts and need not match it.
+var configuredPrompt = regexp.MustCompile(`bootlab\$ ?$`)
+
 // maxEditLine is the longest line busybox ash's line editor takes (1024 with its NUL).
 const maxEditLine = 1023
 
@@ -483,6 +488,7 @@ func (s *Shell) awaitPromptAfterFrame(ctx context.Context, from int64) {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := s.waitPrompt(wctx, from, "the prompt after a framed command", false, s.opts.ReplySettle,
+		console.Pattern{Name: "configured prompt", Re: configuredPrompt},
 		console.Pattern{Name: "shell prompt", Re: s.prof.ShellPrompt}); err != nil {
 		s.log.Info("shell.no_prompt_after_frame", "error", err.Error())
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -282,4 +284,23 @@ func TestSerialLogHoldsOnlyGuestBytes(t *testing.T) {
 	// guest-only log, while the guest's own prompt is.
 	require.NotContains(t, r.serial.String(), "\nroot\n")
 	require.Contains(t, r.serial.String(), "fake login: ")
+}
+
+// TestPromptAfterFrameWithNarrowProfilePrompt: a profile whose ShellPrompt matches only
+// the image's own prompts (the installer's `~ # `) must still see the configured
+// `bootlab$ ` prompt after the framed `id -u`, not wait for it until the 5 s bound (seen
+// on the upstream installer: one wasted 5 s per login).
+func TestPromptAfterFrameWithNarrowProfilePrompt(t *testing.T) {
+	r := start(t, fakeguest.Behaviour{Login: "root-shell"})
+	var logs lockedBuf
+	opts := fast()
+	opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	p := shell.Profile{Name: "narrow", ShellPrompt: regexp.MustCompile(`root@fake:~# ?$`)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sh, err := shell.Login(ctx, r.con, p, opts)
+	require.NoError(t, err)
+	require.Equal(t, 0, sh.UID())
+	require.Contains(t, r.serial.String(), "bootlab$ ", "the fake prints the configured prompt")
+	require.NotContains(t, logs.String(), "shell.no_prompt_after_frame")
 }
