@@ -90,9 +90,9 @@ type Shell struct {
 	User      string
 	UID       int
 	Echo      bool
-	Functions bool // the framing functions are defined
-	ChanFuncs bool // the channel functions are defined
-	ChanOpen  bool // this shell holds the frame port open on fd 7
+	Functions bool   // the framing functions are defined
+	ChanFuncs bool   // the channel functions are defined
+	ChanOpen  bool   // this shell holds the frame port open on fd 7
 	PS1       string // set by the harness's setup line; empty: the default prompt
 	chNonce   string
 	lastOut   []byte
