@@ -135,7 +135,6 @@ func (p *ChannelParser) Feed(chunk []byte) bool {
 		switch {
 		case ok:
 			out := data[:i]
-			// Output of an interrupted command, and its late END, is not ours.
 			// Output of an interrupted command, and its late END, is not ours. The RS
 			// check spares the usual output, which has no marker byte, a regexp scan.
 			if bytes.IndexByte(out, 0x1e) >= 0 {
