@@ -84,9 +84,11 @@ type ISO struct {
 }
 
 // BuildFixtureISO returns the fixture ISO for spec. The expensive part (root filesystem
-// and its squashfs, ~2 minutes) is keyed only by the package list, pre-nixos binaries,
-// unit files and builder version; the root key and BreakUnit go into a small second
-// squashfs, so changing them re-runs only mksquashfs on a few files and xorriso.
+// and its squashfs: mmdebstrap, 2-4 minutes, far more on a loaded machine) is keyed only
+// by the package list, the customize script and the mirrors. Everything a provisioner
+// change touches (the static pre-nixos binaries and its unit files), the root key and
+// BreakUnit go into a small second squashfs, so a provisioner edit re-runs only go build,
+// mksquashfs on a few files and xorriso: seconds, not a new Debian root.
 func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	start := time.Now()
 	key := spec.RootKey
@@ -104,16 +106,26 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	if err := ensureFixtureTools(ctx); err != nil {
 		return nil, err
 	}
-	base, err := buildFixtureBase(ctx, spec)
+	base, err := buildFixtureBase(ctx)
 	if err != nil {
 		return nil, err
 	}
+	prov, err := provisionerPayload(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	defer prov.cleanup()
 	filesJSON, err := json.Marshal(spec.Files)
 	if err != nil {
 		return nil, fmt.Errorf("encoding fixture files: %w", err)
 	}
 	h, sum := newHasher("fixture-iso")
 	h.add("base", base.Hash)
+	for _, n := range prov.names {
+		h.add("bin/"+n, prov.sums[n])
+	}
+	h.add("unit", prov.unit)
+	h.add("ssh-drop-in", prov.dropIn)
 	h.add("root-key", key)
 	h.add("break-unit", spec.BreakUnit)
 	h.add("files", string(filesJSON))
@@ -130,11 +142,14 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	iso := &ISO{
 		Path: filepath.Join(dir, "fixture.iso"), Hash: hash, BaseHash: base.Hash,
 		Kernel: base.Kernel, Initrd: base.Initrd, Append: FixtureAppend, RootKey: key,
-		User: FixtureUser, Hostname: FixtureHostname, Dir: dir, BinDir: base.BinDir,
+		User: FixtureUser, Hostname: FixtureHostname, Dir: dir, BinDir: filepath.Join(dir, "bin"),
 	}
 	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
 		t0 := time.Now()
-		if err := buildLayer(ctx, tmp, key, spec); err != nil {
+		if err := copyBinaries(prov, filepath.Join(tmp, "bin")); err != nil {
+			return err
+		}
+		if err := buildLayer(ctx, tmp, key, spec, prov); err != nil {
 			return err
 		}
 		if err := buildISO(ctx, tmp, base, filepath.Join(tmp, "config.squashfs"), filepath.Join(tmp, "fixture.iso")); err != nil {
@@ -190,7 +205,6 @@ type fixtureBase struct {
 	Squashfs string `json:"squashfs"`
 	Kernel   string `json:"kernel"`
 	Initrd   string `json:"initrd"`
-	BinDir   string `json:"bin_dir"`
 }
 
 //go:embed fixture/pre-nixos.service
@@ -247,7 +261,17 @@ func preNixosBinaries(ctx context.Context, spec FixtureSpec, src string) (string
 	return tmp, nil
 }
 
-func buildFixtureBase(ctx context.Context, spec FixtureSpec) (*fixtureBase, error) {
+// payload is what the provisioner contributes to the fixture: the static binaries (with
+// their sha256) and the unit files. It lives in the small layer, not the base.
+type payload struct {
+	binDir       string
+	names        []string
+	sums         map[string]string
+	unit, dropIn string
+	cleanup      func()
+}
+
+func provisionerPayload(ctx context.Context, spec FixtureSpec) (*payload, error) {
 	src := spec.SourceDir
 	if src == "" {
 		var err error
@@ -261,52 +285,68 @@ func buildFixtureBase(ctx context.Context, spec FixtureSpec) (*fixtureBase, erro
 	if err != nil {
 		return nil, err
 	}
+	p := &payload{binDir: binDir, sums: map[string]string{}, cleanup: func() {}}
 	if spec.BinDir == "" {
-		defer os.RemoveAll(binDir)
+		p.cleanup = func() { os.RemoveAll(binDir) }
 	}
 	bins, err := os.ReadDir(binDir)
 	if err != nil {
+		p.cleanup()
 		return nil, fmt.Errorf("reading pre-nixos binaries: %w", err)
 	}
-	h, sum := newHasher("fixture-base")
-	h.add("packages", strings.Join(fixturePackages, ","))
-	h.add("customize", customizeScript)
-	h.add("mirrors", strings.Join(hostMirrors(), "\n"))
-	var binNames []string
 	for _, b := range bins {
 		if b.Type().IsRegular() {
 			s, err := fileSHA256(filepath.Join(binDir, b.Name()))
 			if err != nil {
+				p.cleanup()
 				return nil, err
 			}
-			h.add("bin/"+b.Name(), s)
-			binNames = append(binNames, b.Name())
+			p.sums[b.Name()] = s
+			p.names = append(p.names, b.Name())
 		}
 	}
-	if len(binNames) == 0 {
+	if len(p.names) == 0 {
+		p.cleanup()
 		return nil, fmt.Errorf("no pre-nixos binaries in %s", binDir)
 	}
-	unit, dropIn := unitFiles(src)
-	h.add("unit", unit)
-	h.add("ssh-drop-in", dropIn)
+	p.unit, p.dropIn = unitFiles(src)
+	return p, nil
+}
+
+// copyBinaries keeps a copy of the binaries beside the ISO (ISO.BinDir), for callers
+// that carry pre-nixos into another guest.
+func copyBinaries(p *payload, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, n := range p.names {
+		b, err := os.ReadFile(filepath.Join(p.binDir, n))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, n), b, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// baseLayout names how base and layer split the image. Changing the split changes it,
+// so a base built under another split is never reused.
+const baseLayout = "v2: pre-nixos binaries and units in the layer"
+
+func buildFixtureBase(ctx context.Context) (*fixtureBase, error) {
+	h, sum := newHasher("fixture-base")
+	h.add("layout", baseLayout)
+	h.add("packages", strings.Join(fixturePackages, ","))
+	h.add("customize", customizeScript)
+	h.add("mirrors", strings.Join(hostMirrors(), "\n"))
 	hash := sum()
 	dir := filepath.Join(CacheDir(), "fixture", "base-"+shortHash(hash))
 	base := &fixtureBase{Hash: hash, Squashfs: filepath.Join(dir, "filesystem.squashfs"),
-		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), BinDir: filepath.Join(dir, "bin")}
-	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
-		if err := os.MkdirAll(filepath.Join(tmp, "bin"), 0o755); err != nil {
-			return err
-		}
-		for _, n := range binNames {
-			b, err := os.ReadFile(filepath.Join(binDir, n))
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(tmp, "bin", n), b, 0o755); err != nil {
-				return err
-			}
-		}
-		return buildRootfsSquashfs(ctx, tmp, filepath.Join(tmp, "bin"), binNames, unit, dropIn)
+		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}
+	err := cached(ctx, dir, func(ctx context.Context, tmp string) error {
+		return buildRootfsSquashfs(ctx, tmp)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the fixture base image: %w", err)
@@ -408,7 +448,8 @@ ExecStart=-/sbin/agetty --autologin bootlab --keep-baud 115200,57600,38400,9600 
 UNITEOF
 ln -sf /lib/systemd/system/serial-getty@.service /etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service
 mkdir -p /etc/pre-nixos
-systemctl enable pre-nixos.service systemd-networkd.service
+# pre-nixos.service and its wants symlink come with the layer (buildLayer).
+systemctl enable systemd-networkd.service
 # sshd is held back: pre-nixos reload-or-restarts it once the key and config are ready.
 systemctl disable ssh.service ssh.socket 2>/dev/null || true
 rm -f /etc/systemd/system/sshd.service
@@ -421,38 +462,24 @@ apt-get clean
 rm -rf /var/lib/apt/lists/*
 `
 
-func buildRootfsSquashfs(ctx context.Context, out, binDir string, bins []string, unit, dropIn string) error {
+func buildRootfsSquashfs(ctx context.Context, out string) error {
 	root := filepath.Join(out, "rootfs")
 	defer os.RemoveAll(root)
 	t0 := time.Now()
 	slog.Info("building the fixture root filesystem with mmdebstrap (~80 s)")
-	// Files are copied in before the customize script so `systemctl enable` sees the
-	// unit. $1 is the root directory in mmdebstrap hooks.
 	stage := filepath.Join(out, "stage")
 	defer os.RemoveAll(stage)
-	for path, content := range map[string]string{
-		"etc/systemd/system/pre-nixos.service":            unit,
-		"etc/systemd/system/ssh.service.d/pre-nixos.conf": dropIn,
-		"customize.sh": customizeScript,
-	} {
-		p := filepath.Join(stage, path)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stage, "customize.sh"), []byte(customizeScript), 0o644); err != nil {
+		return err
 	}
 	args := []string{"--variant=minbase", "--include=" + strings.Join(fixturePackages, ","),
 		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/locale/locale.alias",
-		"--customize-hook=mkdir -p \"$1/usr/local/bin\"",
-	}
-	for _, b := range bins {
-		args = append(args, fmt.Sprintf("--customize-hook=install -m 0755 %q \"$1/usr/local/bin/%s\"", filepath.Join(binDir, b), b))
 	}
 	args = append(args,
-		fmt.Sprintf("--customize-hook=cp -a %q/etc/. \"$1/etc/\"", stage),
 		fmt.Sprintf("--customize-hook=chroot \"$1\" /bin/sh < %q", filepath.Join(stage, "customize.sh")),
 		fmt.Sprintf("--customize-hook=cp \"$1\"/boot/vmlinuz-* %q", filepath.Join(out, "vmlinuz")),
 		fmt.Sprintf("--customize-hook=cp \"$1\"/boot/initrd.img-* %q", filepath.Join(out, "initrd.img")),
@@ -492,14 +519,33 @@ func tailStr(s string, n int) string {
 	return s
 }
 
-// buildLayer makes the small squashfs stacked over the base by live-boot: the root key
-// and per-variant overrides. Only files the base does not have go here, so the stacking
-// order live-boot picks cannot matter.
-func buildLayer(ctx context.Context, out, key string, spec FixtureSpec) error {
+// buildLayer makes the small squashfs stacked over the base by live-boot: pre-nixos
+// (binaries, unit, sshd drop-in, the wants symlink `systemctl enable` would make), the
+// root key and per-variant overrides. Only files the base does not have go here, so the
+// stacking order live-boot picks cannot matter.
+func buildLayer(ctx context.Context, out, key string, spec FixtureSpec, prov *payload) error {
 	layer := filepath.Join(out, "layer")
 	defer os.RemoveAll(layer)
 	files := map[string]File{
-		"/etc/pre-nixos/root_key.pub": {Content: key + "\n", Mode: 0o444},
+		"/etc/pre-nixos/root_key.pub":                      {Content: key + "\n", Mode: 0o444},
+		"/etc/systemd/system/pre-nixos.service":            {Content: prov.unit},
+		"/etc/systemd/system/ssh.service.d/pre-nixos.conf": {Content: prov.dropIn},
+	}
+	for _, n := range prov.names {
+		b, err := os.ReadFile(filepath.Join(prov.binDir, n))
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", n, err)
+		}
+		files["/usr/local/bin/"+n] = File{Content: string(b), Mode: 0o755}
+	}
+	for _, target := range wantedBy(prov.unit) {
+		link := filepath.Join(layer, "etc/systemd/system", target+".wants", "pre-nixos.service")
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink("/etc/systemd/system/pre-nixos.service", link); err != nil {
+			return fmt.Errorf("enabling pre-nixos.service for %s: %w", target, err)
+		}
 	}
 	if spec.BreakUnit != "" {
 		files["/etc/systemd/system/pre-nixos.service.d/zz-break.conf"] = File{Content: "# bootlab negative test: this unit is broken on purpose\n[Service]\nExecStart=\nExecStart=" + spec.BreakUnit + "\n"}
@@ -528,6 +574,25 @@ func buildLayer(ctx context.Context, out, key string, spec FixtureSpec) error {
 		return fmt.Errorf("building the config layer: %w", err)
 	}
 	return nil
+}
+
+// wantedBy lists the targets in a unit's [Install] WantedBy= lines: the symlinks
+// `systemctl enable` would create, made by hand because the layer is built outside
+// any chroot.
+func wantedBy(unit string) []string {
+	var targets []string
+	section := ""
+	for _, l := range strings.Split(unit, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "[") {
+			section = l
+			continue
+		}
+		if k, v, ok := strings.Cut(l, "="); ok && section == "[Install]" && strings.TrimSpace(k) == "WantedBy" {
+			targets = append(targets, strings.Fields(v)...)
+		}
+	}
+	return targets
 }
 
 const isolinuxCfg = `SERIAL 0 115200

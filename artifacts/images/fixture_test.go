@@ -126,6 +126,39 @@ func TestFixtureISO(t *testing.T) {
 	}
 	t.Logf("warm BuildFixtureISO: %v", time.Since(start).Round(time.Millisecond))
 
+	// A provisioner change (another pre-nixos binary) must rebuild only the layer: the
+	// base is a new Debian root (minutes), the layer seconds.
+	changed := t.TempDir()
+	ents, err := os.ReadDir(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(bin, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "pre-nixos" {
+			data = append(data, 0) // trailing byte: same program, different hash
+		}
+		if err := os.WriteFile(filepath.Join(changed, e.Name()), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start = time.Now()
+	c, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: changed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(c.Dir) })
+	t.Logf("provisioner-only rebuild: %v", time.Since(start).Round(time.Millisecond))
+	if c.BaseHash != b.BaseHash {
+		t.Errorf("a provisioner change rebuilt the base: %s vs %s", b.BaseHash, c.BaseHash)
+	}
+	if c.Hash == b.Hash {
+		t.Errorf("a provisioner change reused the ISO of the old binaries: %s", c.Path)
+	}
+
 	boot := time.Now()
 	vm := startVM(t, "-m", "1024", "-cdrom", b.Path, "-nic", "user,model=virtio-net-pci")
 	scale := timeoutScale()

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // readCpio parses a newc archive into name -> (mode, uid, gid, data).
@@ -368,4 +370,10 @@ func TestReadISORootKey(t *testing.T) {
 	if _, err := ReadISORootKey(iso.Initrd); err == nil {
 		t.Error("ReadISORootKey accepted a file that is not an ISO")
 	}
+}
+
+func TestWantedByMakesEnableSymlinks(t *testing.T) {
+	unit := "[Unit]\nDescription=x\nWantedBy=not-this.target\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nWantedBy=a.target b.target\n"
+	assert.Equal(t, []string{"multi-user.target", "a.target", "b.target"}, wantedBy(unit))
+	assert.Empty(t, wantedBy("[Service]\nExecStart=/bin/true\n"))
 }
