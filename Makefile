@@ -17,7 +17,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios -e /harness/vmtest 
 all: build
 
 deps:
-	@bash scripts/deps.sh
+	@bash .ci/deps.sh
 
 build:
 	$(GO) build ./...
@@ -41,7 +41,7 @@ fuzz:
 	done
 
 nixcheck:
-	@bash scripts/nix-parse-check.sh
+	@bash .ci/nix-parse-check.sh
 
 # Real VMs under TCG (or KVM when the probe says it works): harness integration tests
 # on the mini image, then the end-to-end scenarios on the fixture ISO.
@@ -65,7 +65,7 @@ soak: deps
 
 # The flake's vendorHash must follow go.mod/go.sum (and newly imported packages).
 vendor-hash:
-	@bash scripts/vendor-hash.sh --update
+	@bash .ci/vendor-hash.sh --update
 
 bisect-demo: deps
 	$(GO) run ./harness/cmd/bootlab bisect demo

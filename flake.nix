@@ -13,7 +13,7 @@
       systems = [ "x86_64-linux" "aarch64-linux" ];
       forAllSystems = f: lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
 
-      # Recomputed by scripts/vendor-hash.sh (--update rewrites this line).
+      # Recomputed by .ci/vendor-hash.sh (--update rewrites this line).
       # It changes whenever go.mod, go.sum or the set of imported external
       # packages changes; a stale value fails the goModules derivation with
       # "hash mismatch".
@@ -31,7 +31,7 @@
       # Everything but docs, workflows and the flake itself, so editing those
       # does not rebuild the binaries. Go files alone would not do: tests read
       # testdata/ and packages may go:embed non-Go files. (A flake's ./. is
-      # already limited to files git tracks.) scripts/vendor-hash.sh vendors
+      # already limited to files git tracks.) .ci/vendor-hash.sh vendors
       # from the same tracked files, which yields the same vendor tree since
       # nothing excluded here holds Go code.
       goSrc = lib.fileset.toSource {

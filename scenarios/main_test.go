@@ -24,8 +24,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/bootlab/bootlab/harness/ci"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/ship"
 )
 
 var (
@@ -48,17 +48,17 @@ func TestMain(m *testing.M) {
 		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(*flagScale, 'f', -1, 64))
 	}
 	if *flagShard != "" {
-		i, n, err := ship.ParseShard(*flagShard)
+		i, n, err := ci.ParseShard(*flagShard)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "scenarios: -shard:", err)
 			os.Exit(2)
 		}
-		tests, err := ship.ScenarioTests(".")
+		tests, err := ci.ScenarioTests(".")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "scenarios: listing scenarios:", err)
 			os.Exit(2)
 		}
-		if err := flag.Set("test.run", ship.RunPattern(ship.Shard(tests, i, n))); err != nil {
+		if err := flag.Set("test.run", ci.RunPattern(ci.Shard(tests, i, n))); err != nil {
 			fmt.Fprintln(os.Stderr, "scenarios:", err)
 			os.Exit(2)
 		}

@@ -1,4 +1,4 @@
-package ship
+package ci
 
 import (
 	"bytes"
@@ -228,7 +228,7 @@ func requireShardFlag(t *testing.T, dir string) {
 			return
 		}
 	}
-	t.Errorf("scenarios/ defines no \"shard\" flag, but nightly.yml runs go test ./scenarios -shard i/n; implement it with ship.ScenarioTests + ship.Shard (see docs/ci.md)")
+	t.Errorf("scenarios/ defines no \"shard\" flag, but nightly.yml runs go test ./scenarios -shard i/n; implement it with ci.ScenarioTests + ci.Shard (see docs/ci.md)")
 }
 
 func TestNightlyReportsSummaryAndTrend(t *testing.T) {

@@ -1,4 +1,4 @@
-package ship
+package ci
 
 import (
 	"bytes"
@@ -109,16 +109,16 @@ func nixBinding(t *testing.T, src, name string) string {
 
 // TestFlakeVendorHashIsCurrent recomputes buildGoModule's vendor hash. It
 // goes stale whenever go.mod/go.sum change or code starts importing another
-// package of a required module; fix with scripts/vendor-hash.sh --update.
+// package of a required module; fix with .ci/vendor-hash.sh --update.
 func TestFlakeVendorHashIsCurrent(t *testing.T) {
 	requireTool(t, "nix-hash", installNix)
 	root := repoRoot(t)
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "vendor-hash.sh"), "--check")
+	cmd := exec.Command("bash", filepath.Join(root, ".ci", "vendor-hash.sh"), "--check")
 	cmd.Dir = root
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("scripts/vendor-hash.sh --check: %v\n%s", err, out.String())
+		t.Fatalf(".ci/vendor-hash.sh --check: %v\n%s", err, out.String())
 	}
 }
 
@@ -127,7 +127,7 @@ func TestFlakeVendorHashIsCurrent(t *testing.T) {
 func TestNixFilesParse(t *testing.T) {
 	requireTool(t, "nix-instantiate", installNix)
 	root := repoRoot(t)
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "nix-parse-check.sh"))
+	cmd := exec.Command("bash", filepath.Join(root, ".ci", "nix-parse-check.sh"))
 	cmd.Dir = root
 	cmd.Env = nixEnv(t)
 	var out bytes.Buffer
@@ -147,7 +147,7 @@ func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
 	requireTool(t, "git", "apt-get install git")
 	// A scratch repository, so the shared checkout never sees the bad file.
 	dir := t.TempDir()
-	script, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "nix-parse-check.sh"))
+	script, err := os.ReadFile(filepath.Join(repoRoot(t), ".ci", "nix-parse-check.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +157,8 @@ func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(os.MkdirAll(filepath.Join(dir, "scripts"), 0o755))
-	must(os.WriteFile(filepath.Join(dir, "scripts", "nix-parse-check.sh"), script, 0o755))
+	must(os.MkdirAll(filepath.Join(dir, ".ci"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, ".ci", "nix-parse-check.sh"), script, 0o755))
 	must(os.WriteFile(filepath.Join(dir, "good.nix"), []byte("{ a = 1; }\n"), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "bad.nix"), []byte("{ a = ; }\n"), 0o644))
 	git := exec.Command("git", "init", "-q")
@@ -167,7 +167,7 @@ func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
 		t.Fatalf("git init: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command("bash", "scripts/nix-parse-check.sh")
+	cmd := exec.Command("bash", ".ci/nix-parse-check.sh")
 	cmd.Dir = dir
 	cmd.Env = nixEnv(t)
 	out, err := cmd.CombinedOutput()
