@@ -3,17 +3,31 @@
 # Safe to run again: it says what it installs and does nothing when all are present.
 set -euo pipefail
 
-# What each group is for, so a failure message can say why a package is wanted.
-packages=(
-  qemu-system-x86 qemu-utils      # the VMs
-  busybox-static cpio             # the mini image (busybox initramfs)
-  mmdebstrap squashfs-tools xorriso isolinux syslinux-common  # the fixture ISO
-  e2fsprogs gdisk dosfstools      # seeding disks with data from the host
-  nix-bin                         # nix-instantiate --parse for flake.nix
-  chromium                        # rendering report.html in tests
-  shellcheck                      # actionlint checks the workflows' run: scripts with it
-  ca-certificates
+# Packages by what they are for, so a failure message can say why one is wanted and a CI
+# job can install only its part: `.ci/deps.sh nix` (make deps DEPS=nix). No argument
+# installs every group, which is what `make test` needs.
+declare -A groups=(
+  [base]="ca-certificates git curl openssh-client"                 # clones, downloads, ssh-keygen in tests
+  [vm]="qemu-system-x86 qemu-utils"                               # the VMs
+  [images]="busybox-static cpio mmdebstrap squashfs-tools xorriso isolinux syslinux-common"  # mini image, fixture ISO
+  [disks]="e2fsprogs gdisk dosfstools"                            # seeding disks with data from the host
+  [nix]="nix-bin"                                                 # nix-instantiate --parse, nix-hash for flake.nix
+  [report]="chromium"                                             # rendering report.html in tests
+  [lint]="shellcheck"                                             # actionlint checks the workflows' run: scripts with it
 )
+order=(base vm images disks nix report lint)
+
+want=("$@")
+[ ${#want[@]} -eq 0 ] && want=("${order[@]}")
+packages=()
+for g in "${want[@]}"; do
+  if [ -z "${groups[$g]+set}" ]; then
+    echo "deps: unknown group '$g' (groups: ${order[*]})" >&2
+    exit 2
+  fi
+  # shellcheck disable=SC2206 # the group strings are space-separated package names
+  packages+=(${groups[$g]})
+done
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,6 +37,8 @@ for p in "${packages[@]}"; do
 done
 
 go_tools() {
+  # Only the lint group's users (the workflow checks in harness/ci) need it.
+  [[ " ${want[*]} " == *" lint "* ]] || return 0
   # actionlint comes from the Go module proxy (a pinned version, like go.sum pins ours).
   local gobin
   gobin="$(go env GOPATH)/bin"
