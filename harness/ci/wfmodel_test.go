@@ -123,7 +123,7 @@ type exprCtx struct {
 
 func newExprCtx(wf *workflow, j *job, runnerTemp, workspace string) *exprCtx {
 	c := &exprCtx{wf: wf, matrix: map[string]string{}, jobTotal: 1, env: map[string]string{},
-		steps: map[string]map[string]string{},
+		steps:  map[string]map[string]string{},
 		runner: map[string]string{"temp": runnerTemp, "os": "Linux", "arch": "X64"},
 		github: map[string]string{"workspace": workspace, "run_id": "1", "ref": "refs/heads/main",
 			"event_name": "workflow_dispatch", "sha": "0000000000000000000000000000000000000000"}}
@@ -204,7 +204,7 @@ func (c *exprCtx) eval(e string) (string, error) {
 }
 
 // cond evaluates a step's `if:`: "", success(), failure(), always(), and
-// `&&` of those with `env.X != ''` and `steps.ID.outputs.NAME != 'V'`.
+// `&&` of those with `env.X != ”` and `steps.ID.outputs.NAME != 'V'`.
 func (c *exprCtx) cond(e string, failed bool) (bool, error) {
 	e = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(e), "${{"), "}}"))
 	if e == "" {
