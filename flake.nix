@@ -17,7 +17,7 @@
       # It changes whenever go.mod, go.sum or the set of imported external
       # packages changes; a stale value fails the goModules derivation with
       # "hash mismatch".
-      vendorHash = "sha256-Qjk4kqcCGOjKSyN4wF8PlsItg/1witBU3shBI3EE1Os=";
+      vendorHash = "sha256-mfm6tsuNhBkWfy5sNvK/3CMncc6e0XXmvAFJXIU1mvk=";
 
       # The Go version go.mod requires; buildGoModule runs with
       # GOTOOLCHAIN=local, so an older nixpkgs Go fails deep inside the build.
