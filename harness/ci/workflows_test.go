@@ -520,7 +520,7 @@ func TestWorkflowCheckCatchesBreakage(t *testing.T) {
 	}{
 		{"ci.yml", "run: make vm\n", "run: make vms\n", `the Makefile has no target "vms"`},
 		{"ci.yml", "run: make nixcheck\n", "run: make nixcheck NIXFLAGS=-v\n", "neither sets nor reads the variable NIXFLAGS"},
-		{"nightly.yml", "make scenarios SHARD=", "make scenarios SHARDS=", "neither sets nor reads the variable SHARDS"},
+		{"nightly.yml", "run: make scenarios SHARD=", "run: make scenarios SHARDS=", "neither sets nor reads the variable SHARDS"},
 		{"bisect.yml", "--parallel \"$PARALLEL\"", "--paralel \"$PARALLEL\"", "bootlab bisect has no flag -paralel"},
 		{"bisect.yml", "default: TestCleanDisk", "default: TestBootToRootShell", `no scenario "TestBootToRootShell"`},
 		{"bisect.yml", "go run ./harness/cmd/bootlab bisect", "go run ./harness/cmd/bootlab bisekt", `bootlab has no command "bisekt"`},
