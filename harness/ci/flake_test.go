@@ -1,7 +1,6 @@
 package ci
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,40 +106,9 @@ func nixBinding(t *testing.T, src, name string) string {
 	return ""
 }
 
-// TestFlakeVendorHashIsCurrent recomputes buildGoModule's vendor hash. It
-// goes stale whenever go.mod/go.sum change or code starts importing another
-// package of a required module; fix with .ci/vendor-hash.sh --update.
-func TestFlakeVendorHashIsCurrent(t *testing.T) {
-	requireTool(t, "nix-hash", installNix)
-	root := repoRoot(t)
-	cmd := exec.Command("bash", filepath.Join(root, ".ci", "vendor-hash.sh"), "--check")
-	cmd.Dir = root
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf(".ci/vendor-hash.sh --check: %v\n%s", err, out.String())
-	}
-}
-
-// TestNixFilesParse runs the same check as `make nixcheck`, so `go test`
-// alone also catches a syntax error in any tracked .nix file.
-func TestNixFilesParse(t *testing.T) {
-	requireTool(t, "nix-instantiate", installNix)
-	root := repoRoot(t)
-	cmd := exec.Command("bash", filepath.Join(root, ".ci", "nix-parse-check.sh"))
-	cmd.Dir = root
-	cmd.Env = nixEnv(t)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("nix-parse-check: %v\n%s", err, out.String())
-	}
-	for _, want := range []string{"flake.nix", "provisioner/nixos/module.nix"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("nix-parse-check did not check %s:\n%s", want, out.String())
-		}
-	}
-}
+// flake.nix's vendorHash and the parse check of every .nix file are not
+// tested here: the ci.yml nix job runs them (make nixcheck), and the
+// workflow runner (TestWorkflowsRunHere) runs that job in make test.
 
 func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
 	requireTool(t, "nix-instantiate", installNix)
