@@ -74,6 +74,53 @@ func TestFlakeShape(t *testing.T) {
 	}
 }
 
+// TestFlakeChecksAndDevShell pins what issue 14 asked of the flake: checks
+// run only what the build sandbox can (no VM package, no harness/ci), the
+// devShell exports the names the code reads and has the tools the image
+// builders call.
+func TestFlakeChecksAndDevShell(t *testing.T) {
+	root := repoRoot(t)
+	src := nixParse(t, filepath.Join(root, "flake.nix"))
+	checks := nixBinding(t, src, "checks")
+	if !strings.Contains(checks, "make sandbox-unit") {
+		t.Errorf("checks.unit does not run make sandbox-unit (the sandbox-safe unit packages):\n%s", checks)
+	}
+	if !strings.Contains(checks, "nix-instantiate --parse") {
+		t.Error("the flake's checks do not parse the .nix files")
+	}
+	for _, bad := range []string{"go list", "go test"} {
+		if strings.Contains(checks, bad) {
+			t.Errorf("the flake's checks run %q with their own package list; they call make sandbox-unit", bad)
+		}
+	}
+	dev := nixBinding(t, src, "devShells")
+	if strings.Contains(dev, "BOOTLAB_CACHE_DIR") || !strings.Contains(dev, `export BOOTLAB_CACHE=`) {
+		t.Error("the devShell must export BOOTLAB_CACHE, the name artifacts/images reads")
+	}
+	for _, tool := range []string{"qemu", "apt", "dpkg", "mmdebstrap", "squashfsTools", "xorriso", "cpio", "pkgsStatic.busybox", "syslinux", "gnumake", "actionlint", "shellcheck"} {
+		if !strings.Contains(dev, "("+tool+")") && !strings.Contains(dev, tool+")") {
+			t.Errorf("the devShell lacks %s, which make or the image builders call", tool)
+		}
+	}
+
+	// The sandbox package set must hold no VM package and nothing that needs git
+	// or the network.
+	cmd := exec.Command("make", "-n", "sandbox-unit")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make -n sandbox-unit: %v", err)
+	}
+	if !strings.Contains(string(out), "/provisioner/planner") {
+		t.Fatalf("make -n sandbox-unit lists no unit packages:\n%s", out)
+	}
+	for _, vm := range []string{"/scenarios", "/harness/vmtest", "/harness/faults", "/harness/bisect/vmprobe", "/artifacts/images", "/harness/cmd/bootlab", "/harness/ci", "/artifacts/report"} {
+		if strings.Contains(string(out), vm+" ") || strings.HasSuffix(strings.TrimSpace(string(out)), vm) {
+			t.Errorf("make sandbox-unit runs %s, which cannot run in the Nix build sandbox", vm)
+		}
+	}
+}
+
 // nixBinding returns the expression bound to name ("name = <expr>;") in
 // nix-instantiate --parse output, found by balancing brackets outside
 // strings. The parse output sorts bindings, so slicing between two
