@@ -10,7 +10,7 @@
 //	-iso PATH           run the fixture scenarios against this ISO instead of building one
 //	-kernel/-initrd/-append  boot this kernel for the kernel-series scenario instead
 //	-accel kvm|tcg      skip the KVM probe
-//	-keep               keep passing runs' disk images (they are deleted otherwise)
+//	-keep               keep the disk images (deleted when each run closes otherwise)
 //	-notes DIR          where run directories go (default $BOOTLAB_NOTES or a temp dir)
 //	-timeout-scale F    multiply every timeout (slow machines)
 //	-shard i/n          run only the i-th of n shards (the nightly matrix)
@@ -35,7 +35,7 @@ var (
 	flagInitrd    = flag.String("initrd", "", "with -kernel: its initrd")
 	flagAppend    = flag.String("append", "", "with -kernel: its command line")
 	flagAccel     = flag.String("accel", "", "kvm or tcg (default: probe)")
-	flagKeep      = flag.Bool("keep", false, "keep the disk images of passing runs")
+	flagKeep      = flag.Bool("keep", false, "keep the disk images the runs create (deleted when each run closes otherwise)")
 	flagNotes     = flag.String("notes", "", "run directories go here (default $BOOTLAB_NOTES or a temp dir)")
 	flagScale     = flag.Float64("timeout-scale", 0, "multiply every timeout")
 	flagShard     = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
