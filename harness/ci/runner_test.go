@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +36,7 @@ import (
 var checkout struct {
 	once  sync.Once
 	dir   string
+	lock  *os.File
 	facts *repoFacts
 	err   error
 }
@@ -42,21 +45,39 @@ func cleanClone(t *testing.T) (string, *repoFacts) {
 	t.Helper()
 	requireTool(t, "git", "apt-get install git")
 	checkout.once.Do(func() {
-		// Not t.TempDir: the clone outlives the first test that asks for it.
-		dir, err := os.MkdirTemp("", "bootlab-ci-clone-")
+		// A fixed place per repository rather than a fresh temp dir: Go's build cache
+		// keys compiled packages by their directory too, so the clone's bootlab build
+		// (and the report job's go run) hit the cache from the previous make test. A
+		// lock keeps two runs from the same repository apart.
+		root := repoRoot(t)
+		base := filepath.Join(os.TempDir(), fmt.Sprintf("bootlab-ci-clone-%x", sha256.Sum256([]byte(root)))[:len("bootlab-ci-clone-")+12])
+		if err := os.MkdirAll(base, 0o755); err != nil {
+			checkout.err = err
+			return
+		}
+		lock, err := os.OpenFile(base+".lock", os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
 			checkout.err = err
 			return
 		}
-		checkout.dir = filepath.Join(dir, "ws")
-		clone := exec.Command("git", "clone", "-q", repoRoot(t), checkout.dir)
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			checkout.err = fmt.Errorf("locking %s.lock: %w", base, err)
+			return
+		}
+		checkout.lock = lock
+		checkout.dir = filepath.Join(base, "ws")
+		if err := os.RemoveAll(checkout.dir); err != nil {
+			checkout.err = fmt.Errorf("removing the previous clone: %w", err)
+			return
+		}
+		clone := exec.Command("git", "clone", "-q", root, checkout.dir)
 		if out, err := clone.CombinedOutput(); err != nil {
 			checkout.err = fmt.Errorf("git clone of the repository: %w\n%s", err, out)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		checkout.facts, checkout.err = gatherFacts(ctx, checkout.dir, dir)
+		checkout.facts, checkout.err = gatherFacts(ctx, checkout.dir, base)
 	})
 	if checkout.err != nil {
 		t.Fatal(checkout.err)
@@ -67,7 +88,10 @@ func cleanClone(t *testing.T) (string, *repoFacts) {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if checkout.dir != "" {
-		os.RemoveAll(filepath.Dir(checkout.dir))
+		os.RemoveAll(checkout.dir)
+	}
+	if checkout.lock != nil {
+		checkout.lock.Close()
 	}
 	os.Exit(code)
 }
