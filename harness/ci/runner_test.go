@@ -89,6 +89,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if checkout.dir != "" {
 		os.RemoveAll(checkout.dir)
+		os.Remove(filepath.Join(filepath.Dir(checkout.dir), "bootlab"))
 	}
 	if checkout.lock != nil {
 		checkout.lock.Close()
