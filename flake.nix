@@ -13,11 +13,11 @@
       systems = [ "x86_64-linux" "aarch64-linux" ];
       forAllSystems = f: lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
 
-      # Recomputed by scripts/vendor-hash.sh (--update rewrites this line).
+      # Recomputed by .ci/vendor-hash.sh (--update rewrites this line).
       # It changes whenever go.mod, go.sum or the set of imported external
       # packages changes; a stale value fails the goModules derivation with
       # "hash mismatch".
-      vendorHash = "sha256-iritsbXNNTxbhlFyDxUcoutBpjcJaXQl6PZAwh/ILOE=";
+      vendorHash = "sha256-mfm6tsuNhBkWfy5sNvK/3CMncc6e0XXmvAFJXIU1mvk=";
 
       # The Go version go.mod requires; buildGoModule runs with
       # GOTOOLCHAIN=local, so an older nixpkgs Go fails deep inside the build.
@@ -28,10 +28,10 @@
 
       version = "0.1.0+${self.shortRev or self.dirtyShortRev or "dirty"}";
 
-      # Everything but docs, workflows and the flake itself, so editing those
+      # Everything but docs, workflows, CI scripts and the flake itself, so editing those
       # does not rebuild the binaries. Go files alone would not do: tests read
       # testdata/ and packages may go:embed non-Go files. (A flake's ./. is
-      # already limited to files git tracks.) scripts/vendor-hash.sh vendors
+      # already limited to files git tracks.) .ci/vendor-hash.sh vendors
       # from the same tracked files, which yields the same vendor tree since
       # nothing excluded here holds Go code.
       goSrc = lib.fileset.toSource {
@@ -42,6 +42,7 @@
           ./flake.nix
           ./flake.lock
           ./README.md
+          ./.ci
         ]));
       };
 
@@ -169,6 +170,10 @@
 
       nixosConfigurations.pre-installer = bootImageSystem;
 
+      # What `make` and the image builders call (artifacts/images: apt-cache, apt-get,
+      # dpkg-deb, mmdebstrap, mksquashfs, xorriso, a static busybox, cpio; the ISOLINUX
+      # files). The builders fetch Debian packages by name from the Debian archive, so
+      # building images also needs Debian's apt sources; docs/nix.md says how.
       devShells = forAllSystems (system: pkgs: {
         default = pkgs.mkShell {
           packages = [
@@ -176,29 +181,34 @@
             pkgs.gopls
             pkgs.go-tools # staticcheck
             pkgs.actionlint
+            pkgs.shellcheck
             pkgs.gnumake
             pkgs.git
+            pkgs.curl
+            pkgs.nix # nix-instantiate --parse and nix-hash for make nixcheck
             pkgs.qemu
-            pkgs.xorriso
-            pkgs.squashfsTools
+            pkgs.apt
+            pkgs.dpkg
             pkgs.mmdebstrap
+            pkgs.squashfsTools
+            pkgs.xorriso
             pkgs.cpio
-            pkgs.busybox
+            pkgs.pkgsStatic.busybox # copied into the mini image's initramfs, so static
             pkgs.openssh
             pkgs.gptfdisk
             pkgs.dosfstools
             pkgs.e2fsprogs
-          ] ++ lib.optional (pkgs ? chromium && pkgs.stdenv.hostPlatform.isx86_64) pkgs.chromium;
-          # The harness caches built images outside the clone.
+          ] ++ lib.optionals pkgs.stdenv.hostPlatform.isx86_64 [ pkgs.syslinux pkgs.chromium ];
+          # The names the code reads (artifacts/images: BOOTLAB_CACHE).
           shellHook = ''
-            export BOOTLAB_CACHE_DIR="''${BOOTLAB_CACHE_DIR:-$HOME/.cache/bootlab}"
+            export BOOTLAB_CACHE="''${BOOTLAB_CACHE:-$HOME/.cache/bootlab}"
           '';
         };
       });
 
-      # The unit suite: every package except the VM suites (scenarios,
-      # harness/vmtest) and ship/, whose checks need git, actionlint and the
-      # repository's .github directory, none of which the sandbox has.
+      # What the build sandbox can run (no QEMU, no network, no git): `make sandbox-unit`,
+      # the unit packages minus harness/ci and artifacts/report (Makefile SANDBOX_PKGS),
+      # and the parse check of every .nix file. VM packages run in `make vm` only.
       checks = forAllSystems (system: pkgs: {
         unit = (buildGo pkgs) {
           pname = "bootlab-unit-tests";
@@ -209,12 +219,13 @@
           subPackages = [ ];
           env.CGO_ENABLED = "0";
           doCheck = true;
+          # artifacts/isoinspect's tests build small ISOs and initrds.
+          nativeCheckInputs = [ pkgs.gnumake pkgs.xorriso pkgs.squashfsTools pkgs.cpio pkgs.openssh pkgs.zstd pkgs.xz ];
           checkPhase = ''
             runHook preCheck
             # Tests may locate testdata through source paths.
             export GOFLAGS=''${GOFLAGS//-trimpath/}
-            unit_pkgs=$(go list ./... | grep -v -e /scenarios -e /harness/vmtest -e /ship)
-            go test -count=1 $unit_pkgs
+            make sandbox-unit GO=go SHELL="$SHELL"
             runHook postCheck
           '';
           installPhase = ''
@@ -223,6 +234,13 @@
             runHook postInstall
           '';
         };
+        nix-parse = pkgs.runCommand "bootlab-nix-parse" { nativeBuildInputs = [ pkgs.nix ]; } ''
+          export NIX_STATE_DIR=$TMPDIR/state NIX_LOG_DIR=$TMPDIR/log
+          for f in $(find ${self} -name '*.nix'); do
+            nix-instantiate --parse "$f" > /dev/null
+          done
+          touch $out
+        '';
         pre-nixos = self.packages.${system}.pre-nixos;
         bootlab = self.packages.${system}.bootlab;
       });

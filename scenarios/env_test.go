@@ -108,7 +108,7 @@ func startLab(t *testing.T, slug string, spec vm.Spec, keyFP string) *lab.Lab {
 	spec.Timeouts = vm.DefaultTimeouts()
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Config{Slug: slug, Notes: notesRoot(), VM: spec, RootKeyFingerprint: keyFP})
+	l, err := lab.Start(ctx, lab.Config{Slug: slug, Notes: notesRoot(), VM: spec, RootKeyFingerprint: keyFP, KeepDisks: *flagKeep})
 	if l != nil {
 		t.Logf("run directory: %s", l.Dir())
 	}
@@ -262,7 +262,7 @@ func standard(t *testing.T) *sharedVM {
 		defer cancel()
 		s := &sharedVM{key: key, iso: iso}
 		shared = s
-		s.l, s.err = lab.Start(ctx, lab.Config{Slug: "standard", Notes: notesRoot(), VM: spec, RootKeyFingerprint: key.Fingerprint})
+		s.l, s.err = lab.Start(ctx, lab.Config{Slug: "standard", Notes: notesRoot(), VM: spec, RootKeyFingerprint: key.Fingerprint, KeepDisks: *flagKeep})
 		if s.err != nil {
 			return
 		}

@@ -10,7 +10,7 @@
 //	-iso PATH           run the fixture scenarios against this ISO instead of building one
 //	-kernel/-initrd/-append  boot this kernel for the kernel-series scenario instead
 //	-accel kvm|tcg      skip the KVM probe
-//	-keep               keep passing runs' disk images (they are deleted otherwise)
+//	-keep               keep the disk images (deleted when each run closes otherwise)
 //	-notes DIR          where run directories go (default $BOOTLAB_NOTES or a temp dir)
 //	-timeout-scale F    multiply every timeout (slow machines)
 //	-shard i/n          run only the i-th of n shards (the nightly matrix)
@@ -24,8 +24,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/bootlab/bootlab/harness/ci"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/ship"
 )
 
 var (
@@ -35,7 +35,7 @@ var (
 	flagInitrd    = flag.String("initrd", "", "with -kernel: its initrd")
 	flagAppend    = flag.String("append", "", "with -kernel: its command line")
 	flagAccel     = flag.String("accel", "", "kvm or tcg (default: probe)")
-	flagKeep      = flag.Bool("keep", false, "keep the disk images of passing runs")
+	flagKeep      = flag.Bool("keep", false, "keep the disk images the runs create (deleted when each run closes otherwise)")
 	flagNotes     = flag.String("notes", "", "run directories go here (default $BOOTLAB_NOTES or a temp dir)")
 	flagScale     = flag.Float64("timeout-scale", 0, "multiply every timeout")
 	flagShard     = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
@@ -48,17 +48,17 @@ func TestMain(m *testing.M) {
 		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(*flagScale, 'f', -1, 64))
 	}
 	if *flagShard != "" {
-		i, n, err := ship.ParseShard(*flagShard)
+		i, n, err := ci.ParseShard(*flagShard)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "scenarios: -shard:", err)
 			os.Exit(2)
 		}
-		tests, err := ship.ScenarioTests(".")
+		tests, err := ci.ScenarioTests(".")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "scenarios: listing scenarios:", err)
 			os.Exit(2)
 		}
-		if err := flag.Set("test.run", ship.RunPattern(ship.Shard(tests, i, n))); err != nil {
+		if err := flag.Set("test.run", ci.RunPattern(ci.Shard(tests, i, n))); err != nil {
 			fmt.Fprintln(os.Stderr, "scenarios:", err)
 			os.Exit(2)
 		}

@@ -21,7 +21,7 @@ import (
 func need(t *testing.T, tool, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
-		t.Fatalf("%s not found: apt-get install -y %s (scripts/deps.sh installs it)", tool, pkg)
+		t.Fatalf("%s not found: apt-get install -y %s (make deps installs it)", tool, pkg)
 	}
 }
 

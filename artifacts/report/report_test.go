@@ -258,7 +258,7 @@ func TestReportRendersInChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if err := Screenshot(ctx, path, png); err != nil {
-		t.Fatalf("%v (install the Debian package chromium: scripts/deps.sh)", err)
+		t.Fatalf("%v (install the Debian package chromium: make deps)", err)
 	}
 	img := decodePNG(t, png)
 	if b := img.Bounds(); b.Dx() != 1200 || b.Dy() != 900 {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -38,6 +39,11 @@ type Config struct {
 	// RootKeyFingerprint of the key embedded in the image, if any (recorded only).
 	RootKeyFingerprint string
 	Progress           io.Writer
+	// KeepDisks leaves the disk images the VM created in the run directory when the
+	// run closes. By default they go: a 4 GiB disk0.img per run fills the notes
+	// directory and would ride along in every CI upload. Disks given by Path are
+	// never touched.
+	KeepDisks bool
 }
 
 // Lab is a run in progress.
@@ -230,12 +236,36 @@ func (l *Lab) Close(ctx context.Context, err error) error {
 		q := l.Rec.Metadata().QEMU
 		q.ExitStatus = l.VM.Machine.ExitStatus() + " (" + string(stage) + ")"
 		_ = l.Rec.SetQEMU(q)
+		if !l.cfg.KeepDisks {
+			for _, p := range createdDisks(l.VM.Dir, l.VM.Spec.Disks) {
+				if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+					l.log.Warn("lab.disk_not_removed", "path", p, "err", rerr)
+				}
+			}
+		}
 	}
 	outcome := runrec.Pass
 	if err != nil {
 		outcome = outcomeOf(ctx, err)
 	}
 	return errors.Join(stopErr, l.finish(outcome, err))
+}
+
+// createdDisks are the disk images vm.VM made in dir for disks (the ones without a
+// Path), named as vm.VM names them.
+func createdDisks(dir string, disks []vm.DiskSpec) []string {
+	var out []string
+	for i, d := range disks {
+		if d.Path != "" {
+			continue
+		}
+		name := d.Name
+		if name == "" {
+			name = fmt.Sprintf("disk%d.img", i)
+		}
+		out = append(out, filepath.Join(dir, name))
+	}
+	return out
 }
 
 func outcomeOf(ctx context.Context, err error) runrec.Outcome {

@@ -200,3 +200,14 @@ func dialUnix(path string) (*net.UnixConn, error) {
 }
 
 func mustRe(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+
+// Close deletes exactly the disk images vm.VM created: named ones, unnamed ones by
+// their default name, never a disk the caller brought by Path.
+func TestCreatedDisksAreTheOnesWithoutPath(t *testing.T) {
+	got := createdDisks("/run/x", []vm.DiskSpec{
+		{Name: "disk0.img", SizeMB: 4096},
+		{Path: "/images/shared.img"},
+		{SizeMB: 8},
+	})
+	require.Equal(t, []string{"/run/x/disk0.img", "/run/x/disk2.img"}, got)
+}

@@ -92,10 +92,18 @@ func TestFramedCommandsExactUnderKernelNoise(t *testing.T) {
 // powers the guest off cleanly.
 func TestRunRecordsAndShutdown(t *testing.T) {
 	img := mini(t, images.MiniSpec{})
-	l := start(t, "records", miniImage(img, shell.Mini), nil)
+	// A disk the harness creates goes when the run closes (no 4 GiB images in notes or
+	// CI uploads); a disk the caller brings by Path stays.
+	brought := filepath.Join(t.TempDir(), "brought.img")
+	require.NoError(t, os.WriteFile(brought, make([]byte, 1<<20), 0o644))
+	l := start(t, "records", miniImage(img, shell.Mini), func(s *vm.Spec) {
+		s.Disks = []vm.DiskSpec{{Name: "scratch.img", SizeMB: 8}, {Path: brought}}
+	})
+	_, err := os.Stat(filepath.Join(l.Dir(), "scratch.img"))
+	require.NoError(t, err, "the harness created scratch.img in the run directory")
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
-	_, err := l.Login(ctx)
+	_, err = l.Login(ctx)
 	require.NoError(t, err)
 	res, err := l.Run(ctx, "uname -r")
 	require.NoError(t, err)
@@ -106,6 +114,8 @@ func TestRunRecordsAndShutdown(t *testing.T) {
 	require.Equal(t, qemu.StopGuest, stage, "the guest powered itself off")
 	require.NoError(t, l.Close(ctx, nil))
 	require.False(t, l.VM.Running(), "QEMU pid %d exited", pid)
+	require.NoFileExists(t, filepath.Join(l.Dir(), "scratch.img"), "closing the run deletes the disks it created")
+	require.FileExists(t, brought, "a disk given by Path is the caller's")
 
 	m := metadata(t, l.Dir())
 	require.Equal(t, runrec.Pass, m.Outcome)

@@ -1,7 +1,7 @@
 # NixOS module for the pre-nixos boot image (reference-provisioner.md §10.1,
 # with the Go service flow of §7.2 folded into `pre-nixos boot`).
 #
-# The invariants the harness relies on are asserted by ship/module_test.go;
+# The invariants the harness relies on are asserted by harness/ci/module_test.go;
 # change them there too, deliberately.
 { config, lib, pkgs, ... }:
 

@@ -1,4 +1,4 @@
-package ship
+package ci
 
 import (
 	"os"
@@ -30,7 +30,7 @@ func TestCIMergeNotes(t *testing.T) {
 	write("shards/work-notes-shard-2/ledger.jsonl", "{\"run\":\"storage\"}\n\n{\"run\":\"old\"}\n")
 	write("history/ledger.jsonl", "{\"run\":\"old\"}\n")
 
-	cmd := exec.Command("bash", filepath.Join(repoRoot(t), "scripts", "ci-merge-notes.sh"),
+	cmd := exec.Command("bash", filepath.Join(repoRoot(t), ".ci", "merge-notes.sh"),
 		filepath.Join(dir, "shards"), filepath.Join(dir, "notes"), filepath.Join(dir, "history", "ledger.jsonl"))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ci-merge-notes: %v\n%s", err, out)
@@ -58,7 +58,7 @@ func TestCIMergeNotes(t *testing.T) {
 
 	// No shards at all (every shard failed before uploading) is an error the
 	// report job shows, not an empty summary that looks like success.
-	cmd = exec.Command("bash", filepath.Join(repoRoot(t), "scripts", "ci-merge-notes.sh"),
+	cmd = exec.Command("bash", filepath.Join(repoRoot(t), ".ci", "merge-notes.sh"),
 		filepath.Join(dir, "absent"), filepath.Join(dir, "notes2"))
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "does not exist") {

@@ -1,4 +1,4 @@
-package ship
+package ci
 
 import (
 	"bytes"
@@ -9,14 +9,14 @@ import (
 	"testing"
 )
 
-// repoRoot is the module root: ship/ sits directly under it.
+// repoRoot is the module root: this package sits two levels under it (harness/ci).
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		t.Fatal("cannot locate the test source to find the repository root")
 	}
-	root := filepath.Dir(filepath.Dir(file))
+	root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		t.Fatalf("repository root %s has no go.mod: %v", root, err)
 	}

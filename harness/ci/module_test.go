@@ -1,4 +1,4 @@
-package ship
+package ci
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ func evalModule(t *testing.T, rootKey string) map[string]any {
 	root := repoRoot(t)
 	bin := requireTool(t, "nix-instantiate", installNix)
 	cmd := exec.Command(bin, "--eval", "--strict", "--json", "--readonly-mode",
-		filepath.Join(root, "ship", "testdata", "eval-module.nix"),
+		filepath.Join(root, "harness", "ci", "testdata", "eval-module.nix"),
 		"--argstr", "modulePath", filepath.Join(root, "provisioner", "nixos", "module.nix"),
 		"--argstr", "rootKey", rootKey)
 	cmd.Env = nixEnv(t)

@@ -4,9 +4,9 @@
 # flake source and hashes the resulting vendor/ directory as a NAR (sha256,
 # recursive); this script does the same on a copy of the tracked files.
 #
-#   scripts/vendor-hash.sh           print the hash (sha256-<base64>)
-#   scripts/vendor-hash.sh --check   exit 1 if flake.nix holds another hash
-#   scripts/vendor-hash.sh --update  rewrite the vendorHash line in flake.nix
+#   .ci/vendor-hash.sh           print the hash (sha256-<base64>)
+#   .ci/vendor-hash.sh --check   exit 1 if flake.nix holds another hash
+#   .ci/vendor-hash.sh --update  rewrite the vendorHash line in flake.nix
 #
 # The hash changes whenever go.mod or go.sum change, and also when the code
 # starts (or stops) importing a package of an already required module, since
@@ -81,7 +81,7 @@ case "$mode" in
   check)
     if [ "$current" != "$hash" ]; then
       echo "vendor-hash: flake.nix has vendorHash ${current:-<none>} but go.mod/go.sum and the imports give $hash" >&2
-      echo "vendor-hash: run scripts/vendor-hash.sh --update and commit flake.nix" >&2
+      echo "vendor-hash: run .ci/vendor-hash.sh --update and commit flake.nix" >&2
       exit 1
     fi
     echo "vendor-hash: flake.nix vendorHash is current ($hash)"

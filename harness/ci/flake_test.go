@@ -1,7 +1,6 @@
-package ship
+package ci
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +74,53 @@ func TestFlakeShape(t *testing.T) {
 	}
 }
 
+// TestFlakeChecksAndDevShell pins what issue 14 asked of the flake: checks
+// run only what the build sandbox can (no VM package, no harness/ci), the
+// devShell exports the names the code reads and has the tools the image
+// builders call.
+func TestFlakeChecksAndDevShell(t *testing.T) {
+	root := repoRoot(t)
+	src := nixParse(t, filepath.Join(root, "flake.nix"))
+	checks := nixBinding(t, src, "checks")
+	if !strings.Contains(checks, "make sandbox-unit") {
+		t.Errorf("checks.unit does not run make sandbox-unit (the sandbox-safe unit packages):\n%s", checks)
+	}
+	if !strings.Contains(checks, "nix-instantiate --parse") {
+		t.Error("the flake's checks do not parse the .nix files")
+	}
+	for _, bad := range []string{"go list", "go test"} {
+		if strings.Contains(checks, bad) {
+			t.Errorf("the flake's checks run %q with their own package list; they call make sandbox-unit", bad)
+		}
+	}
+	dev := nixBinding(t, src, "devShells")
+	if strings.Contains(dev, "BOOTLAB_CACHE_DIR") || !strings.Contains(dev, `export BOOTLAB_CACHE=`) {
+		t.Error("the devShell must export BOOTLAB_CACHE, the name artifacts/images reads")
+	}
+	for _, tool := range []string{"qemu", "apt", "dpkg", "mmdebstrap", "squashfsTools", "xorriso", "cpio", "pkgsStatic.busybox", "syslinux", "gnumake", "actionlint", "shellcheck"} {
+		if !strings.Contains(dev, "("+tool+")") && !strings.Contains(dev, tool+")") {
+			t.Errorf("the devShell lacks %s, which make or the image builders call", tool)
+		}
+	}
+
+	// The sandbox package set must hold no VM package and nothing that needs git
+	// or the network.
+	cmd := exec.Command("make", "-n", "sandbox-unit")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make -n sandbox-unit: %v", err)
+	}
+	if !strings.Contains(string(out), "/provisioner/planner") {
+		t.Fatalf("make -n sandbox-unit lists no unit packages:\n%s", out)
+	}
+	for _, vm := range []string{"/scenarios", "/harness/vmtest", "/harness/faults", "/harness/bisect/vmprobe", "/artifacts/images", "/harness/cmd/bootlab", "/harness/ci", "/artifacts/report"} {
+		if strings.Contains(string(out), vm+" ") || strings.HasSuffix(strings.TrimSpace(string(out)), vm) {
+			t.Errorf("make sandbox-unit runs %s, which cannot run in the Nix build sandbox", vm)
+		}
+	}
+}
+
 // nixBinding returns the expression bound to name ("name = <expr>;") in
 // nix-instantiate --parse output, found by balancing brackets outside
 // strings. The parse output sorts bindings, so slicing between two
@@ -107,47 +153,16 @@ func nixBinding(t *testing.T, src, name string) string {
 	return ""
 }
 
-// TestFlakeVendorHashIsCurrent recomputes buildGoModule's vendor hash. It
-// goes stale whenever go.mod/go.sum change or code starts importing another
-// package of a required module; fix with scripts/vendor-hash.sh --update.
-func TestFlakeVendorHashIsCurrent(t *testing.T) {
-	requireTool(t, "nix-hash", installNix)
-	root := repoRoot(t)
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "vendor-hash.sh"), "--check")
-	cmd.Dir = root
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("scripts/vendor-hash.sh --check: %v\n%s", err, out.String())
-	}
-}
-
-// TestNixFilesParse runs the same check as `make nixcheck`, so `go test`
-// alone also catches a syntax error in any tracked .nix file.
-func TestNixFilesParse(t *testing.T) {
-	requireTool(t, "nix-instantiate", installNix)
-	root := repoRoot(t)
-	cmd := exec.Command("bash", filepath.Join(root, "scripts", "nix-parse-check.sh"))
-	cmd.Dir = root
-	cmd.Env = nixEnv(t)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("nix-parse-check: %v\n%s", err, out.String())
-	}
-	for _, want := range []string{"flake.nix", "provisioner/nixos/module.nix"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("nix-parse-check did not check %s:\n%s", want, out.String())
-		}
-	}
-}
+// flake.nix's vendorHash and the parse check of every .nix file are not
+// tested here: the ci.yml nix job runs them (make nixcheck), and the
+// workflow runner (TestWorkflowsRunHere) runs that job in make test.
 
 func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
 	requireTool(t, "nix-instantiate", installNix)
 	requireTool(t, "git", "apt-get install git")
 	// A scratch repository, so the shared checkout never sees the bad file.
 	dir := t.TempDir()
-	script, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts", "nix-parse-check.sh"))
+	script, err := os.ReadFile(filepath.Join(repoRoot(t), ".ci", "nix-parse-check.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +172,8 @@ func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(os.MkdirAll(filepath.Join(dir, "scripts"), 0o755))
-	must(os.WriteFile(filepath.Join(dir, "scripts", "nix-parse-check.sh"), script, 0o755))
+	must(os.MkdirAll(filepath.Join(dir, ".ci"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, ".ci", "nix-parse-check.sh"), script, 0o755))
 	must(os.WriteFile(filepath.Join(dir, "good.nix"), []byte("{ a = 1; }\n"), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "bad.nix"), []byte("{ a = ; }\n"), 0o644))
 	git := exec.Command("git", "init", "-q")
@@ -167,7 +182,7 @@ func TestNixParseCheckRejectsBrokenFiles(t *testing.T) {
 		t.Fatalf("git init: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command("bash", "scripts/nix-parse-check.sh")
+	cmd := exec.Command("bash", ".ci/nix-parse-check.sh")
 	cmd.Dir = dir
 	cmd.Env = nixEnv(t)
 	out, err := cmd.CombinedOutput()

@@ -2,7 +2,7 @@
 # offline): lib and pkgs are stand-ins just rich enough for the module, and
 # the result keeps the mk* wrappers visible (_type, priority) so tests can
 # tell a forced value from a default. `nix-instantiate --eval --strict
-# --json` turns it into JSON for ship/module_test.go.
+# --json` turns it into JSON for harness/ci/module_test.go.
 #
 # A module change that uses a lib function not stubbed here fails with
 # "attribute '<name>' missing": add the function below with its real meaning.

@@ -2,7 +2,7 @@
 # Merges the per-shard work-note artifacts of a nightly run into one notes
 # directory that `bootlab report` reads, and carries the ledger across nights.
 #
-#   scripts/ci-merge-notes.sh SHARDS_DIR NOTES_DIR [HISTORY_LEDGER]
+#   .ci/merge-notes.sh SHARDS_DIR NOTES_DIR [HISTORY_LEDGER]
 #
 # SHARDS_DIR holds one directory per downloaded artifact (download-artifact
 # without merge-multiple), each laid out like a notes directory: run
