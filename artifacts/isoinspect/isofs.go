@@ -30,6 +30,9 @@ const (
 	// Deeper than any real image (ISO9660 allows 8 levels, Rock Ridge relocation
 	// a few more), low enough that a chain of directories ends quickly.
 	isoMaxDepth = 64
+	// A directory record is at least 34 bytes: 16 MiB is some 500,000 entries, far
+	// more than any boot ISO has in one directory.
+	isoMaxDir = 16 << 20
 	// Continuation areas per record: real ones use at most one or two.
 	isoMaxCE = 16
 )
@@ -61,8 +64,12 @@ type isoImage struct {
 	susp     bool
 	suspSkip int
 	visited  map[uint32]bool
-	dirBytes int64
+	read     int64 // bytes read so far, see readAt
 }
+
+// readSlack is what readAt allows beyond the image size: the root's first record is
+// read twice, and the volume descriptors are not counted at all.
+const readSlack = 64 << 10
 
 // errHostile marks structure no honest image has.
 var errHostile = errors.New("malformed or hostile ISO9660 image")
@@ -121,16 +128,26 @@ func (img *isoImage) primaryVD() ([]byte, error) {
 	return nil, fmt.Errorf("not an ISO9660 image: no primary volume descriptor (CD001 at sector 16)")
 }
 
-// readExtent reads n bytes at a sector, refusing anything past the real end of the
-// image: the length is checked before the buffer is allocated.
+// readExtent reads n bytes at a sector.
 func (img *isoImage) readExtent(sector uint32, n int64) ([]byte, error) {
-	off := int64(sector) * isoSector
-	if n < 0 || off > img.size || n > img.size-off {
-		return nil, fmt.Errorf("%w: extent at sector %d of %d bytes runs past the end of the %d-byte image", errHostile, sector, n, img.size)
+	return img.readAt(int64(sector)*isoSector, n)
+}
+
+// readAt reads n bytes at off, refusing anything past the real end of the image and
+// any read beyond the budget: an honest image is read at most once over (directories,
+// Rock Ridge continuation areas and a few small files are distinct bytes), so more
+// means overlapping or repeated extents. Both are checked before the buffer exists.
+func (img *isoImage) readAt(off, n int64) ([]byte, error) {
+	if n < 0 || n > img.size+readSlack-img.read {
+		return nil, fmt.Errorf("%w: reading %d bytes more would read more than the %d-byte image holds (overlapping or repeated extents)", errHostile, n, img.size)
 	}
+	if off < 0 || off > img.size || n > img.size-off {
+		return nil, fmt.Errorf("%w: extent at byte %d of %d bytes runs past the end of the %d-byte image", errHostile, off, n, img.size)
+	}
+	img.read += n
 	b := make([]byte, n)
 	if _, err := img.r.ReadAt(b, off); err != nil && !(errors.Is(err, io.EOF) && n == 0) {
-		return nil, fmt.Errorf("reading sector %d: %w", sector, err)
+		return nil, fmt.Errorf("reading byte %d: %w", off, err)
 	}
 	return b, nil
 }
@@ -179,11 +196,8 @@ func (img *isoImage) walkDir(ctx context.Context, extent, size uint32, dir strin
 		return fmt.Errorf("%w: directory loop: /%s points back at sector %d, already read", errHostile, dir, extent)
 	}
 	img.visited[extent] = true
-	// Honest directories never overlap, so together they fit in the image; more is
-	// the same bytes read again through overlapping extents.
-	img.dirBytes += int64(size)
-	if img.dirBytes > img.size {
-		return fmt.Errorf("%w: directories add up to more than the image (%d bytes) at /%s", errHostile, img.size, dir)
+	if size > isoMaxDir {
+		return fmt.Errorf("%w: directory /%s claims %d bytes, more than the %d any image needs", errHostile, dir, size, isoMaxDir)
 	}
 	data, err := img.readExtent(extent, int64(size))
 	if err != nil {
@@ -317,11 +331,10 @@ func (img *isoImage) entry(rec dirRecord) (e isoEntry, skip bool, err error) {
 			if next[2] > isoSector || next[1] >= isoSector {
 				return e, false, fmt.Errorf("%w: Rock Ridge continuation of %d bytes at offset %d", errHostile, next[2], next[1])
 			}
-			area, err := img.readExtent(next[0], int64(next[1]+next[2]))
+			su, err = img.readAt(int64(next[0])*isoSector+int64(next[1]), int64(next[2]))
 			if err != nil {
 				return e, false, fmt.Errorf("Rock Ridge continuation: %w", err)
 			}
-			su = area[next[1]:]
 		}
 	}
 	if havePX && rec.flags&2 != 0 && !e.Mode.IsDir() {
@@ -385,7 +398,15 @@ func isoName(b []byte, dir bool) string {
 		}
 		s = strings.TrimSuffix(s, ".")
 	}
-	return strings.ToLower(s)
+	// ASCII only: strings.ToLower would turn bytes that are not UTF-8 into U+FFFD
+	// and so hide what the image really holds.
+	lower := []byte(s)
+	for i, c := range lower {
+		if 'A' <= c && c <= 'Z' {
+			lower[i] = c + 'a' - 'A'
+		}
+	}
+	return string(lower)
 }
 
 // lookup finds an entry by path.
