@@ -72,7 +72,7 @@ type isoImage struct {
 const readSlack = 64 << 10
 
 // errHostile marks structure no honest image has.
-var errHostile = errors.New("malformed or hostile ISO9660 image")
+var errHostile = errors.New("malformed or hostile image")
 
 // readISO parses the directory tree of an ISO9660 image of the given real size.
 func readISO(ctx context.Context, r io.ReaderAt, size int64) (*isoImage, error) {

@@ -256,17 +256,15 @@ func readSquashFile(sq fs.FS, p string, max int64) ([]byte, error) {
 // addKey records the key in data (read from layer:p, resolved to resolved when it
 // was reached through symlinks), or a problem when reading or parsing failed.
 func (rep *Report) addKey(layer, p, resolved string, data []byte, err error) {
-	if err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s: %v", layer, p, err))
-		return
+	if err == nil {
+		line := firstKeyLine(string(data))
+		var fp string
+		if fp, err = KeyFingerprint(line); err == nil {
+			rep.Keys = append(rep.Keys, Key{Layer: layer, Path: p, Resolved: resolved, Line: line, Fingerprint: fp})
+			return
+		}
 	}
-	line := firstKeyLine(string(data))
-	fp, err := KeyFingerprint(line)
-	if err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s: %v", layer, p, err))
-		return
-	}
-	rep.Keys = append(rep.Keys, Key{Layer: layer, Path: p, Resolved: resolved, Line: line, Fingerprint: fp})
+	rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", strings.TrimPrefix(layer+":/"+p, ":"), err))
 }
 
 func firstKeyLine(s string) string {

@@ -98,7 +98,7 @@ func (rep *Report) nixStoreKeys(ctx context.Context, sq *squashfs.FileSystem, la
 		resolved, err := resolveStorePath(sq, c)
 		if err != nil {
 			if !isNotExist(err) {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s: %v", layer, c, err))
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s:/%s: %v", layer, c, err))
 			}
 			continue
 		}

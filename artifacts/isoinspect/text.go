@@ -71,7 +71,7 @@ func (rep *Report) WriteText(w io.Writer, files bool) error {
 			fmt.Fprintf(bw, "shadowed key: %s %s\n", k.Fingerprint, where(k.Layer, k.Path))
 		}
 	} else {
-		where := "in every squashfs and " + ISOKeyName + " on the image"
+		where := "in every squashfs, <nixos-system>/etc/" + NixEtcKeyPath + " in a Nix store squashfs, and " + ISOKeyName + " on the image"
 		if rep.Kind == "kernel" {
 			where = "and " + ISOKeyName + " in the initrd"
 		}
