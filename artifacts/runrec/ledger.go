@@ -105,11 +105,14 @@ func flock(f *os.File, how int) error {
 	}
 }
 
-// ReadLedger parses a ledger, skipping lines that do not parse (a hand-edited line, or
+// ReadLedger settles the runs next to the ledger (SettleAll), then parses it, skipping lines that do not parse (a hand-edited line, or
 // a line cut short by a full disk) and reporting how many were skipped; a complete
 // entry glued to the end of a torn line is still read. A missing ledger is empty, not
 // an error.
 func ReadLedger(ledgerPath string) (entries []LedgerEntry, skipped int, err error) {
+	// Runs killed since the last look are entered as abandoned first. Errors are not
+	// fatal here: a read-only copy of a notes directory must still be readable.
+	_, _ = SettleAll(filepath.Dir(ledgerPath))
 	f, err := os.Open(ledgerPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, nil
