@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diskfs/go-diskfs/backend"
+	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -271,6 +273,26 @@ func TestInspectionDeadline(t *testing.T) {
 	RootKeyTimeout = time.Nanosecond
 	_, err = RootKey(context.Background(), iso)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// The squashfs reader is a library that checks no context: a layer on which it never
+// returns must still end at the deadline.
+func TestInspectionDeadlineCoversAStuckSquashfsReader(t *testing.T) {
+	defer func(r func(backend.Storage, int64, int64, int64) (*squashfs.FileSystem, error)) { readSquashfs = r }(readSquashfs)
+	release, returned := make(chan struct{}), make(chan struct{})
+	defer func() { close(release); <-returned }() // the stuck reader ends before the swap back
+	readSquashfs = func(backend.Storage, int64, int64, int64) (*squashfs.FileSystem, error) {
+		defer close(returned)
+		<-release
+		return nil, errors.New("released")
+	}
+	defer func(d time.Duration) { RootKeyTimeout = d }(RootKeyTimeout)
+	RootKeyTimeout = 200 * time.Millisecond
+	b := newISOBuilder("STUCK")
+	b.dir(rootSector, rootSector, b.file("ROOT.SQUASHFS;1", []byte("hsqs")))
+	_, err := RootKey(context.Background(), b.write(t))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "root.squashfs")
 }
 
 func TestSafelyTurnsAPanicIntoAnError(t *testing.T) {

@@ -168,17 +168,37 @@ func inspectISO(ctx context.Context, isoPath string, keysOnly bool) (*Report, er
 			return nil, fmt.Errorf("inspecting %s: %w", isoPath, err)
 		}
 		e, _ := iso.lookup(layer)
-		err := safely(func() error { return rep.inspectLayer(ctx, b, iso, e, keysOnly, toplevel) })
+		// The squashfs reader checks no context, so one call on a hostile layer could
+		// outlive any deadline: it runs on its own goroutine into its own report, and
+		// at the deadline it is left behind rather than waited for (closing the image
+		// on return makes its further reads fail).
+		lrep := &Report{}
+		done := make(chan error, 1)
+		go func() {
+			done <- safely(func() error { return lrep.inspectLayer(ctx, b, iso, e, keysOnly, toplevel) })
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("inspecting %s: %s: %w", isoPath, layer, ctx.Err())
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("inspecting %s: %s: %w", isoPath, layer, err)
+		}
+		rep.Files = append(rep.Files, lrep.Files...)
+		rep.Keys = append(rep.Keys, lrep.Keys...)
+		rep.Problems = append(rep.Problems, lrep.Problems...)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("inspecting %s: %s: %w", isoPath, layer, err)
-			}
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", layer, err))
 		}
 	}
 	rep.finish()
 	return rep, nil
 }
+
+// readSquashfs is squashfs.Read; a test swaps in a reader that never returns.
+var readSquashfs = squashfs.Read
 
 // safely turns a panic of the squashfs reader (a library that trusts the bytes it
 // reads) into an error, so one damaged layer cannot take the harness down.
@@ -198,7 +218,7 @@ func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *iso
 	if e.Offset > iso.size || e.Size > iso.size-e.Offset {
 		return fmt.Errorf("%w: its %d bytes at offset %d run past the end of the %d-byte image", errHostile, e.Size, e.Offset, iso.size)
 	}
-	sq, err := squashfs.Read(b, e.Size, e.Offset, 0)
+	sq, err := readSquashfs(b, e.Size, e.Offset, 0)
 	if err != nil {
 		return fmt.Errorf("reading squashfs: %w", err)
 	}
