@@ -40,7 +40,7 @@ var (
 // bootToplevel returns the system toplevel the ISO's first boot entry starts (the
 // default one), or "" when the ISO has no NixOS boot configuration.
 func bootToplevel(iso *isoImage) string {
-	for _, p := range []string{"isolinux/isolinux.cfg", "boot/grub/grub.cfg", "efi/boot/grub.cfg", "EFI/boot/grub.cfg"} {
+	for _, p := range []string{"isolinux/isolinux.cfg", "boot/grub/grub.cfg", "EFI/BOOT/grub.cfg", "EFI/boot/grub.cfg", "efi/boot/grub.cfg"} {
 		e, ok := iso.lookup(p)
 		if !ok {
 			continue
