@@ -64,7 +64,8 @@ type isoImage struct {
 	susp     bool
 	suspSkip int
 	visited  map[uint32]bool
-	read     int64 // bytes read so far, see readAt
+	index    map[string]int // path -> Entries index, built by lookup
+	read     int64          // bytes read so far, see readAt
 }
 
 // readSlack is what readAt allows beyond the image size: the root's first record is
@@ -409,14 +410,20 @@ func isoName(b []byte, dir bool) string {
 	return string(lower)
 }
 
-// lookup finds an entry by path.
+// lookup finds an entry by path (through an index: an image may list many layers,
+// and a scan per layer would be quadratic).
 func (img *isoImage) lookup(p string) (isoEntry, bool) {
-	for _, e := range img.Entries {
-		if e.Path == p {
-			return e, true
+	if img.index == nil {
+		img.index = make(map[string]int, len(img.Entries))
+		for i, e := range img.Entries {
+			img.index[e.Path] = i
 		}
 	}
-	return isoEntry{}, false
+	i, ok := img.index[p]
+	if !ok {
+		return isoEntry{}, false
+	}
+	return img.Entries[i], true
 }
 
 // readFile reads a regular file of at most max bytes: a larger claim is an error
