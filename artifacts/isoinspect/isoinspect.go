@@ -8,14 +8,16 @@ package isoinspect
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"golang.org/x/crypto/ssh"
 )
@@ -41,8 +43,11 @@ type File struct {
 
 // Key is an embedded root public key.
 type Key struct {
-	Layer       string `json:"layer,omitempty"`
-	Path        string `json:"path"`
+	Layer string `json:"layer,omitempty"`
+	Path  string `json:"path"`
+	// Resolved is the file Path leads to through symlinks (a NixOS /etc entry is a
+	// link into another store path), when it differs.
+	Resolved    string `json:"resolved,omitempty"`
 	Line        string `json:"line"` // authorized_keys line
 	Fingerprint string `json:"fingerprint"`
 }
@@ -77,14 +82,31 @@ func KeyFingerprint(pubkeyLine string) (string, error) {
 	return ssh.FingerprintSHA256(k), nil
 }
 
+// MaxKeyFile caps a root key file: an authorized_keys line is under 1 KiB (an
+// RSA-16384 key is about 2.8 KiB), so a larger "key" is a broken or hostile image
+// and is an error before anything is read.
+const MaxKeyFile = 64 << 10
+
+// Deadlines of one inspection when the caller's context has none sooner: RootKey runs
+// before every boot, so a hostile or damaged image must not hold a run forever; a full
+// listing of a large root filesystem (`bootlab inspect`) is allowed longer.
+var (
+	RootKeyTimeout = 60 * time.Second
+	InspectTimeout = 5 * time.Minute
+)
+
 // InspectISO reads the ISO at isoPath and every *.squashfs on it.
 func InspectISO(ctx context.Context, isoPath string) (*Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, InspectTimeout)
+	defer cancel()
 	return inspectISO(ctx, isoPath, false)
 }
 
 // RootKey finds only the winning root key of an ISO (nil when there is none), without
 // listing the root filesystem: fast enough to run before every boot for the metadata.
 func RootKey(ctx context.Context, isoPath string) (*Key, error) {
+	ctx, cancel := context.WithTimeout(ctx, RootKeyTimeout)
+	defer cancel()
 	rep, err := inspectISO(ctx, isoPath, true)
 	if err != nil {
 		return nil, err
@@ -96,33 +118,38 @@ func RootKey(ctx context.Context, isoPath string) (*Key, error) {
 }
 
 func inspectISO(ctx context.Context, isoPath string, keysOnly bool) (*Report, error) {
-	b, err := file.OpenFromPath(isoPath, true)
+	f, err := os.Open(isoPath)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", isoPath, err)
 	}
-	defer b.Close()
-	st, err := b.Stat()
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", isoPath, err)
 	}
-	iso, err := iso9660.Read(b, st.Size(), 0, 0)
+	iso, err := readISO(ctx, f, st.Size())
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("inspecting %s: %w", isoPath, err)
+		}
 		return nil, fmt.Errorf("%s is not a readable ISO9660 image: %w", isoPath, err)
 	}
-	rep := &Report{Image: isoPath, Kind: "iso", Label: strings.TrimSpace(iso.Label())}
-	isoFiles, err := walk(ctx, iso, "")
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", isoPath, err)
+	rep := &Report{Image: isoPath, Kind: "iso", Label: strings.TrimSpace(iso.Label)}
+	var isoFiles []File
+	for _, e := range iso.Entries {
+		fl := File{Path: e.Path, Size: e.Size, Mode: e.Mode, Link: e.Link}
+		isoFiles = append(isoFiles, fl)
 	}
 	if !keysOnly {
 		rep.Files = append(rep.Files, isoFiles...)
 	}
-	for _, f := range isoFiles {
-		if f.Mode.IsRegular() && (f.Path == ISOKeyName || strings.HasSuffix(f.Path, "/"+ISOKeyName)) {
-			rep.addKey(iso, "", f.Path)
+	for _, e := range iso.Entries {
+		if e.Mode.IsRegular() && (e.Path == ISOKeyName || strings.HasSuffix(e.Path, "/"+ISOKeyName)) {
+			b, err := iso.readFile(e, MaxKeyFile)
+			rep.addKey("", e.Path, "", b, err)
 		}
-		if f.Mode.IsRegular() && strings.HasSuffix(f.Path, ".squashfs") {
-			rep.Layers = append(rep.Layers, f.Path)
+		if e.Mode.IsRegular() && strings.HasSuffix(e.Path, ".squashfs") {
+			rep.Layers = append(rep.Layers, e.Path)
 		}
 	}
 	// live-boot mounts the squashfs files of a directory in name order and stacks each
@@ -134,11 +161,35 @@ func inspectISO(ctx context.Context, isoPath string, keysOnly bool) (*Report, er
 		}
 		return rep.Layers[i] < rep.Layers[j]
 	})
+	toplevel := bootToplevel(iso)
+	b := file.New(f, true)
 	for _, layer := range rep.Layers {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("inspecting %s: %w", isoPath, err)
 		}
-		if err := rep.inspectLayer(ctx, iso, b, layer, keysOnly); err != nil {
+		e, _ := iso.lookup(layer)
+		// The squashfs reader checks no context, so one call on a hostile layer could
+		// outlive any deadline: it runs on its own goroutine into its own report, and
+		// at the deadline it is left behind rather than waited for (closing the image
+		// on return makes its further reads fail).
+		lrep := &Report{}
+		done := make(chan error, 1)
+		go func() {
+			done <- safely(func() error { return lrep.inspectLayer(ctx, b, iso, e, keysOnly, toplevel) })
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("inspecting %s: %s: %w", isoPath, layer, ctx.Err())
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("inspecting %s: %s: %w", isoPath, layer, err)
+		}
+		rep.Files = append(rep.Files, lrep.Files...)
+		rep.Keys = append(rep.Keys, lrep.Keys...)
+		rep.Problems = append(rep.Problems, lrep.Problems...)
+		if err != nil {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", layer, err))
 		}
 	}
@@ -146,59 +197,94 @@ func inspectISO(ctx context.Context, isoPath string, keysOnly bool) (*Report, er
 	return rep, nil
 }
 
-func (rep *Report) inspectLayer(ctx context.Context, iso *iso9660.FileSystem, b backend.Storage, layer string, keysOnly bool) error {
-	f, err := iso.OpenFile("/"+layer, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	isoFile, ok := f.(*iso9660.File)
-	if !ok {
-		return fmt.Errorf("unexpected file type %T", f)
-	}
-	info, err := isoFile.Stat()
-	if err != nil {
-		return err
-	}
+// readSquashfs is squashfs.Read; a test swaps in a reader that never returns.
+var readSquashfs = squashfs.Read
+
+// safely turns a panic of the squashfs reader (a library that trusts the bytes it
+// reads) into an error, so one damaged layer cannot take the harness down.
+func safely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: the squashfs reader failed: %v", errHostile, r)
+		}
+	}()
+	return fn()
+}
+
+func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *isoImage, e isoEntry, keysOnly bool, toplevel string) error {
 	// A file on an ISO is one contiguous extent, so the squashfs can be read in place,
-	// without copying hundreds of MiB to a temporary file.
-	start := int64(isoFile.Location()) * 2048
-	sq, err := squashfs.Read(b, info.Size(), start, 0)
+	// without copying hundreds of MiB to a temporary file. readISO checked that the
+	// extent lies inside the image.
+	if e.Offset > iso.size || e.Size > iso.size-e.Offset {
+		return fmt.Errorf("%w: its %d bytes at offset %d run past the end of the %d-byte image", errHostile, e.Size, e.Offset, iso.size)
+	}
+	sq, err := readSquashfs(b, e.Size, e.Offset, 0)
 	if err != nil {
 		return fmt.Errorf("reading squashfs: %w", err)
 	}
+	layer := e.Path
 	if keysOnly {
 		if st, err := fs.Stat(sq, SquashfsKeyPath); err == nil && st.Mode().IsRegular() {
-			rep.addKey(sq, layer, SquashfsKeyPath)
+			b, err := readSquashFile(sq, SquashfsKeyPath, MaxKeyFile)
+			rep.addKey(layer, SquashfsKeyPath, "", b, err)
 		}
-		return nil
-	}
-	files, err := walk(ctx, sq, layer)
-	if err != nil {
-		return err
-	}
-	rep.Files = append(rep.Files, files...)
-	for _, f := range files {
-		if f.Path == SquashfsKeyPath {
-			rep.addKey(sq, layer, f.Path)
+	} else {
+		files, err := walk(ctx, sq, layer)
+		if err != nil {
+			return err
+		}
+		rep.Files = append(rep.Files, files...)
+		for _, f := range files {
+			if f.Path == SquashfsKeyPath && f.Mode.IsRegular() {
+				b, err := readSquashFile(sq, f.Path, MaxKeyFile)
+				rep.addKey(layer, f.Path, "", b, err)
+			}
 		}
 	}
+	rep.nixStoreKeys(ctx, sq, layer, toplevel)
 	return nil
 }
 
-func (rep *Report) addKey(fsys fs.FS, layer, p string) {
-	b, err := fs.ReadFile(fsys, p)
+// readSquashFile reads a regular file of at most max bytes from a squashfs: the
+// claimed size is checked first, and the read is bounded whatever the inode says.
+func readSquashFile(sq fs.FS, p string, max int64) ([]byte, error) {
+	st, err := fs.Stat(sq, p)
 	if err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s: %v", layer, p, err))
-		return
+		return nil, err
 	}
-	line := firstKeyLine(string(b))
-	fp, err := KeyFingerprint(line)
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s claims %d bytes, more than the %d a key file may have", p, st.Size(), max)
+	}
+	f, err := sq.Open(p)
 	if err != nil {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s: %v", layer, p, err))
-		return
+		return nil, err
 	}
-	rep.Keys = append(rep.Keys, Key{Layer: layer, Path: p, Line: line, Fingerprint: fp})
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s holds more than %d bytes", p, max)
+	}
+	return data, nil
+}
+
+// addKey records the key in data (read from layer:p, resolved to resolved when it
+// was reached through symlinks), or a problem when reading or parsing failed.
+func (rep *Report) addKey(layer, p, resolved string, data []byte, err error) {
+	if err == nil {
+		line := firstKeyLine(string(data))
+		var fp string
+		if fp, err = KeyFingerprint(line); err == nil {
+			rep.Keys = append(rep.Keys, Key{Layer: layer, Path: p, Resolved: resolved, Line: line, Fingerprint: fp})
+			return
+		}
+	}
+	rep.Problems = append(rep.Problems, fmt.Sprintf("%s: %v", strings.TrimPrefix(layer+":/"+p, ":"), err))
 }
 
 func firstKeyLine(s string) string {

@@ -72,7 +72,8 @@ func Render(ctx context.Context, dir string, opts Options) (string, error) {
 // Write renders the report of run directory dir to w.
 func Write(ctx context.Context, w io.Writer, dir string, opts Options) error {
 	opts.defaults()
-	meta, err := runrec.ReadMetadata(dir)
+	// Settle: a run whose process was killed is reported as abandoned, not running.
+	meta, err := runrec.Settle(dir)
 	if err != nil {
 		return fmt.Errorf("report of %s: %w", dir, err)
 	}
@@ -133,6 +134,8 @@ func verdict(o runrec.Outcome) (string, string) {
 		return "ERROR", "fail"
 	case runrec.Interrupted:
 		return "INTERRUPTED", "warn"
+	case runrec.Abandoned:
+		return "ABANDONED (the bootlab process died without recording a verdict)", "warn"
 	case runrec.Running, "":
 		return "UNFINISHED (no verdict recorded)", "warn"
 	}

@@ -362,3 +362,48 @@ func near(img image.Image, x, y int, r8, g8, b8 uint8) bool {
 	}
 	return d(r, r8) < 12 && d(g, g8) < 12 && d(b, b8) < 12
 }
+
+// Issue 18: a run whose bootlab process was killed is reported as abandoned, not as
+// still running, and the report's own read settles its metadata.
+func TestRenderAbandonedRun(t *testing.T) {
+	r, err := runrec.Create(t.TempDir(), "killed", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	// A pid beyond pid_max: no such process, as after a SIGKILL.
+	if err := r.Update(func(m *runrec.Metadata) { m.Owner = &runrec.Owner{PID: 1 << 30, StartTicks: 1, Hostname: host} }); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, r.Dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if page := buf.String(); !strings.Contains(page, "ABANDONED") || strings.Contains(page, "UNFINISHED") {
+		t.Fatalf("killed run not reported as abandoned:\n%.2000s", page)
+	}
+	if m, err := runrec.ReadMetadata(r.Dir); err != nil || m.Outcome != runrec.Abandoned {
+		t.Fatalf("metadata after the report: %v %v", m.Outcome, err)
+	}
+}
+
+// Runs without a verdict (abandoned, interrupted) are neither passes nor failures in
+// the trend.
+func TestTrendRunsWithoutVerdictAreNeither(t *testing.T) {
+	var entries []runrec.LedgerEntry
+	for i, o := range []runrec.Outcome{runrec.Pass, runrec.Fail, runrec.Abandoned, runrec.Interrupted, runrec.Error} {
+		entries = append(entries, runrec.LedgerEntry{Time: t0.Add(time.Duration(i) * time.Minute), Slug: string(o), Outcome: o,
+			Milestones: map[string]runrec.Seconds{"login_prompt": runrec.Seconds(40 * time.Second)}})
+	}
+	var buf bytes.Buffer
+	if err := Trend(&buf, entries); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	if p, f, n := strings.Count(page, `class="m pass"`), strings.Count(page, `class="m fail"`), strings.Count(page, `class="m none"`); p != 1 || f != 2 || n != 2 {
+		t.Fatalf("markers pass=%d fail=%d none=%d, want 1 2 2", p, f, n)
+	}
+	if !strings.Contains(page, `<td class="l none">abandoned</td>`) {
+		t.Fatal("abandoned row not marked as without verdict")
+	}
+}

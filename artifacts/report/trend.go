@@ -90,6 +90,7 @@ type trendMarker struct {
 type trendRow struct {
 	When, Slug string
 	Outcome    runrec.Outcome
+	Class      string // pass, fail or none (see outcomeClass)
 	Cells      []string
 }
 
@@ -136,12 +137,9 @@ func trendChart(in []runrec.LedgerEntry) trendData {
 		if i%max1(every) == 0 || last && (len(d.XTicks) == 0 || x(i)-d.XTicks[len(d.XTicks)-1].X > 90) {
 			d.XTicks = append(d.XTicks, tick{X: x(i), Label: e.Time.UTC().Format("01-02 15:04")})
 		}
-		class := "pass"
-		if e.Outcome != runrec.Pass {
-			class = "fail"
-		}
+		class := outcomeClass(e.Outcome)
 		d.Markers = append(d.Markers, trendMarker{X: x(i), Class: class, Title: fmt.Sprintf("%s %s %s", e.Time.UTC().Format(time.RFC3339), e.Slug, e.Outcome)})
-		row := trendRow{When: e.Time.UTC().Format("2006-01-02 15:04:05"), Slug: e.Slug, Outcome: e.Outcome}
+		row := trendRow{When: e.Time.UTC().Format("2006-01-02 15:04:05"), Slug: e.Slug, Outcome: e.Outcome, Class: class}
 		for _, n := range d.Names {
 			if v, ok := e.Milestones[n]; ok {
 				row.Cells = append(row.Cells, fmt.Sprintf("%.1f", v.D().Seconds()))
@@ -213,7 +211,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2330;background:#f
 h1{font-size:20px}.card{background:#fff;border:1px solid #dde1e7;border-radius:4px;padding:8px;display:inline-block}
 svg text{font-size:12px;fill:#1d2330;font-family:system-ui,sans-serif}
 .grid{stroke:#e3e6eb}.axis{stroke:#8a93a3}
-.m.pass{fill:#2e7d32}.m.fail{fill:#c62828}
+.m.pass{fill:#2e7d32}.m.fail{fill:#c62828}.m.none{fill:#9e9e9e}
 table{border-collapse:collapse;background:#fff;margin-top:16px}th,td{padding:3px 8px;border-bottom:1px solid #e3e6eb;text-align:right}
 th{background:#eceff3}td.l,th.l{text-align:left}.fail{color:#c62828}
 </style></head><body>
@@ -233,9 +231,22 @@ th{background:#eceff3}td.l,th.l{text-align:left}.fail{color:#c62828}
 <rect x="{{$.Right}}" dx="0" y="{{.LegendY}}" transform="translate(16,-9)" width="14" height="4" fill="{{.Color}}"/><text x="{{$.Right}}" y="{{.LegendY}}" dx="36">{{.Name}}</text></g>
 {{end}}
 </svg></div>
-<p>Seconds from the start of each run to each milestone; runs in start order. Marks under the axis: green passed, red did not.</p>
+<p>Seconds from the start of each run to each milestone; runs in start order. Marks under the axis: green passed, red failed, grey no verdict (interrupted, abandoned: the bootlab process died, still running).</p>
 <table><tr><th class="l">run started (UTC)</th><th class="l">slug</th><th class="l">outcome</th>{{range .Names}}<th>{{.}}</th>{{end}}</tr>
-{{range .Table}}<tr><td class="l">{{.When}}</td><td class="l">{{.Slug}}</td><td class="l {{if ne (print .Outcome) "pass"}}fail{{end}}">{{.Outcome}}</td>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>
+{{range .Table}}<tr><td class="l">{{.When}}</td><td class="l">{{.Slug}}</td><td class="l {{.Class}}">{{.Outcome}}</td>{{range .Cells}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>{{end}}
 </body></html>
 `))
+
+// outcomeClass sorts outcomes for the trend: a run without a verdict (interrupted,
+// abandoned because its process died, or still running) is neither a pass nor a
+// failure, so it must not make a regression look like one, or hide one.
+func outcomeClass(o runrec.Outcome) string {
+	switch o {
+	case runrec.Pass:
+		return "pass"
+	case runrec.Fail, runrec.Error:
+		return "fail"
+	}
+	return "none"
+}

@@ -2,6 +2,7 @@ package runrec
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ func AppendLedger(ledgerPath string, e LedgerEntry) error {
 	if err := os.MkdirAll(filepath.Dir(ledgerPath), 0o755); err != nil {
 		return fmt.Errorf("ledger %s: %w", ledgerPath, err)
 	}
-	f, err := os.OpenFile(ledgerPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(ledgerPath, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("ledger %s: %w", ledgerPath, err)
 	}
@@ -77,6 +78,14 @@ func AppendLedger(ledgerPath string, e LedgerEntry) error {
 		return fmt.Errorf("locking ledger %s: %w", ledgerPath, err)
 	}
 	defer func() { _ = flock(f, unix.LOCK_UN) }()
+	// A previous append cut short (disk full, a kill mid-write) left a line without
+	// its newline; start on a line of our own so this entry is not glued to it.
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			b = append([]byte{'\n'}, b...)
+		}
+	}
 	n, err := f.Write(b)
 	if err != nil {
 		return fmt.Errorf("appending to ledger %s: %w", ledgerPath, err)
@@ -96,10 +105,14 @@ func flock(f *os.File, how int) error {
 	}
 }
 
-// ReadLedger parses a ledger, skipping lines that do not parse (a hand-edited line, or
-// a line cut short by a full disk) and reporting how many were skipped. A missing
-// ledger is empty, not an error.
+// ReadLedger settles the runs next to the ledger (SettleAll), then parses it, skipping lines that do not parse (a hand-edited line, or
+// a line cut short by a full disk) and reporting how many were skipped; a complete
+// entry glued to the end of a torn line is still read. A missing ledger is empty, not
+// an error.
 func ReadLedger(ledgerPath string) (entries []LedgerEntry, skipped int, err error) {
+	// Runs killed since the last look are entered as abandoned first. Errors are not
+	// fatal here: a read-only copy of a notes directory must still be readable.
+	_, _ = SettleAll(filepath.Dir(ledgerPath))
 	f, err := os.Open(ledgerPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, nil
@@ -121,6 +134,9 @@ func ReadLedger(ledgerPath string) (entries []LedgerEntry, skipped int, err erro
 		var e LedgerEntry
 		if json.Unmarshal(line, &e) != nil {
 			skipped++
+			if e, ok := recoverTornLine(line); ok {
+				entries = append(entries, e)
+			}
 			continue
 		}
 		entries = append(entries, e)
@@ -129,4 +145,25 @@ func ReadLedger(ledgerPath string) (entries []LedgerEntry, skipped int, err erro
 		return entries, skipped, fmt.Errorf("reading ledger %s: %w", ledgerPath, err)
 	}
 	return entries, skipped, nil
+}
+
+// recoverTornLine finds a complete entry at the end of a line that does not parse. An
+// append cut short has no newline, so whatever the next writer appended (by a bootlab
+// without AppendLedger's newline check, or a tool appending by hand) continues the same
+// line. The entry is the suffix from the first `{"` at which the rest parses: a suffix
+// starting inside the torn part opens more braces than it closes, or is followed by
+// more text, so it cannot parse.
+func recoverTornLine(line []byte) (LedgerEntry, bool) {
+	for i := 1; i < len(line); i++ {
+		j := bytes.Index(line[i:], []byte(`{"`))
+		if j < 0 {
+			break
+		}
+		i += j
+		var e LedgerEntry
+		if json.Unmarshal(line[i:], &e) == nil {
+			return e, true
+		}
+	}
+	return LedgerEntry{}, false
 }

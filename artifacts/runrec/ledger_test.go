@@ -1,6 +1,7 @@
 package runrec
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Each line carries an error text larger than PIPE_BUF (4096) so that without the lock
@@ -137,4 +140,50 @@ func TestRunLedgerEntry(t *testing.T) {
 		got.Scenarios["net"] != Fail || got.ImageSHA256 != "ab" || got.Error != "net failed" {
 		t.Fatalf("ledger entry %+v", got)
 	}
+}
+
+func marshalEntry(t *testing.T, e LedgerEntry) string {
+	t.Helper()
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// Issue 19 item 10: a line cut short (disk full) has no newline, so the next complete
+// entry lands on the same line; it used to be skipped with the torn one. Every cut
+// point of the torn entry is tried.
+func TestReadLedgerRecoversAfterTornLine(t *testing.T) {
+	first := marshalEntry(t, LedgerEntry{Time: t0, Slug: "first", Outcome: Pass})
+	torn := marshalEntry(t, LedgerEntry{Time: t0, Slug: "torn", Outcome: Fail, Error: `he said {"x"}`,
+		Milestones: map[string]Seconds{"spawn": 1, "login-prompt": 2}, Scenarios: map[string]Outcome{"net": Pass}})
+	next := marshalEntry(t, LedgerEntry{Time: t0.Add(time.Minute), Slug: "next", Outcome: Fail,
+		Milestones: map[string]Seconds{"spawn": Seconds(3 * time.Second)}})
+	last := marshalEntry(t, LedgerEntry{Time: t0.Add(2 * time.Minute), Slug: "last", Outcome: Pass})
+	p := filepath.Join(t.TempDir(), LedgerFile)
+	for cut := 1; cut < len(torn); cut++ {
+		body := first + "\n" + torn[:cut] + next + "\n" + last + "\n"
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		e, skipped, err := ReadLedger(p)
+		require.NoError(t, err)
+		var slugs []string
+		for _, x := range e {
+			slugs = append(slugs, x.Slug)
+		}
+		require.Equal(t, []string{"first", "next", "last"}, slugs, "cut at %d: %q", cut, torn[:cut])
+		require.Equal(t, 1, skipped, "cut at %d", cut)
+		require.Equal(t, 3*time.Second, e[1].Milestones["spawn"].D())
+	}
+}
+
+// The writer side: an append after a torn line starts a line of its own.
+func TestAppendLedgerAfterTornLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), LedgerFile)
+	require.NoError(t, os.WriteFile(p, []byte(`{"time":"2026-11-23T01:02:03Z","slug":"to`), 0o644))
+	e := LedgerEntry{Time: t0, Slug: "after", Outcome: Pass}
+	require.NoError(t, AppendLedger(p, e))
+	raw, err := os.ReadFile(p)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	require.Len(t, lines, 2)
+	require.Equal(t, marshalEntry(t, e), lines[1])
 }

@@ -169,6 +169,9 @@ type Metadata struct {
 	Scenarios      []Scenario  `json:"scenarios"`
 	Artefacts      []Artefact  `json:"artefacts"`
 	Host           Host        `json:"host"`
+	// Owner is the process that created the run, so a later command can tell a run
+	// in progress from one whose process was killed (see Settle).
+	Owner *Owner `json:"owner,omitempty"`
 }
 
 // Milestone returns the named milestone, if reached.
@@ -189,6 +192,10 @@ func (m *Metadata) clone() Metadata {
 		c.Ended = &e
 	}
 	c.QEMU.Argv = append([]string(nil), m.QEMU.Argv...)
+	if m.Owner != nil {
+		o := *m.Owner
+		c.Owner = &o
+	}
 	if m.Shell != nil {
 		sh := *m.Shell
 		c.Shell = &sh

@@ -129,6 +129,7 @@ func Create(notesRoot, slug string, now time.Time) (*Run, error) {
 		Scenarios:      []Scenario{},
 		Artefacts:      []Artefact{},
 		Host:           hostInfo(),
+		Owner:          currentOwner(),
 	}}
 	if err := r.Save(); err != nil {
 		return nil, err

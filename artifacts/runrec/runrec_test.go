@@ -27,6 +27,15 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "save-loop":
 		saveLoop(os.Getenv("RUNREC_DIR"))
+	case "create-run":
+		r, err := Create(os.Getenv("RUNREC_NOTES"), "victim", time.Now())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(r.Dir)
+		time.Sleep(time.Hour) // until killed
+		os.Exit(0)
 	case "ledger":
 		n, _ := strconv.Atoi(os.Getenv("RUNREC_N"))
 		if err := ledgerWriter(os.Getenv("RUNREC_LEDGER"), os.Getenv("RUNREC_WRITER"), n); err != nil {

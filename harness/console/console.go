@@ -227,10 +227,29 @@ func (c *Console) transcribe(at time.Time, dir byte, p []byte) {
 // Send writes s to the guest. It gives up when ctx ends; a pty write blocks only when the
 // guest stops reading, which is itself worth a clear error.
 func (c *Console) Send(ctx context.Context, s string) error {
+	return c.send(ctx, s, s)
+}
+
+// Redacted is what transcript.log shows in place of a secret sent with SendSecret.
+const Redacted = "<secret redacted>"
+
+// SendSecret writes s to the guest like Send, but transcript.log shows Redacted
+// instead (keeping a final newline, so the transcript still shows that a line was
+// entered): run directories are shared and attached to bug reports, and a login or
+// sudo password does not belong in them.
+func (c *Console) SendSecret(ctx context.Context, s string) error {
+	shown := Redacted
+	if strings.HasSuffix(s, "\n") {
+		shown += "\n"
+	}
+	return c.send(ctx, s, shown)
+}
+
+func (c *Console) send(ctx context.Context, s, shown string) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	c.transcribe(c.opts.Now(), '>', []byte(s))
+	c.transcribe(c.opts.Now(), '>', []byte(shown))
 	errc := make(chan error, 1)
 	go func() {
 		c.wmu.Lock()

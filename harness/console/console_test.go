@@ -188,3 +188,25 @@ func BenchmarkExpectLargeBootLog(b *testing.B) {
 	}
 	b.SetBytes(4 << 20)
 }
+
+// Issue 19 item 10: login and sudo passwords were written verbatim to transcript.log.
+// The guest must still receive the secret byte for byte; the transcript shows only
+// that a secret line was sent.
+func TestSendSecretIsRedactedInTranscript(t *testing.T) {
+	var tr syncBuf
+	c, guest := pair(t, Options{Transcript: &tr})
+	require.NoError(t, MakeRaw(guest)) // no echo, as at a real password prompt
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	const pw = "hunter2-$ecret"
+	require.NoError(t, c.Send(ctx, "root\n"))
+	require.NoError(t, c.SendSecret(ctx, pw+"\n"))
+	got := make([]byte, len("root\n"+pw+"\n"))
+	_, err := io.ReadFull(guest, got)
+	require.NoError(t, err)
+	require.Equal(t, "root\n"+pw+"\n", string(got), "the guest receives the secret unchanged")
+	log := tr.String()
+	require.NotContains(t, log, "hunter2")
+	require.Contains(t, log, `> "root\n"`)
+	require.Contains(t, log, `> "`+Redacted+`\n"`)
+}

@@ -324,7 +324,7 @@ func (s *Shell) answerLogin(ctx context.Context, pos int64) error {
 		return fmt.Errorf("logging in as %s: the guest asked for a login again (user unknown?); console:\n%s", p.LoginUser, indentBlock(s.con.Tail(10)))
 	}
 	mark = s.con.Pos()
-	if err := s.con.Send(ctx, p.LoginPassword+"\n"); err != nil {
+	if err := s.con.SendSecret(ctx, p.LoginPassword+"\n"); err != nil {
 		return err
 	}
 	m, err = s.waitPrompt(sctx, mark, "a shell prompt after the password", false, s.opts.ReplySettle,
@@ -376,7 +376,7 @@ func (s *Shell) escalate(ctx context.Context, method Method) (a Attempt) {
 			return a
 		}
 		mark = s.con.Pos()
-		if err := s.con.Send(sctx, pw+"\n"); err != nil {
+		if err := s.con.SendSecret(sctx, pw+"\n"); err != nil {
 			a.Reason = err.Error()
 			return a
 		}

@@ -260,7 +260,7 @@ func printSummary(w io.Writer, notes string) error {
 		if !e.IsDir() {
 			continue
 		}
-		m, err := runrec.ReadMetadata(filepath.Join(notes, e.Name()))
+		m, err := runrec.Settle(filepath.Join(notes, e.Name())) // a killed run shows as abandoned
 		if err != nil {
 			continue
 		}
