@@ -97,7 +97,7 @@ type Shell struct {
 	chNonce   string
 	lastOut   []byte
 	lastStat  int
-	files     map[string]string
+	typed     frame.TypedDecoder
 }
 
 // Start runs a guest on rw (the slave side of a pty) until its input ends. closeLine is
@@ -284,16 +284,12 @@ var (
 	blxRe  = regexp.MustCompile(`^__blx ([a-z0-9-]+)$`)
 	blfRe  = regexp.MustCompile(`^__blf ([a-z0-9-]+) (.*)$`)
 	ps1Re  = regexp.MustCompile(`PS1='([^']*)'`)
-	catRe  = regexp.MustCompile(`^"\$\(cat (.*)\)"$`)
-	addRe  = regexp.MustCompile(`^printf %s ('(?:[^']|'\\'')*') >>(.*)$`)
-	zapRe  = regexp.MustCompile(`^: >(.*)$`)
 	exitRe = regexp.MustCompile(`^exit ([0-9]+)$`)
 )
 
 // shell runs one shell until it exits; it returns nil when the guest should keep
 // running the parent shell.
 func (g *Guest) shell(sh *Shell) error {
-	sh.files = map[string]string{}
 	for {
 		g.prompt(sh)
 		line, err := g.readLine(sh.Echo)
@@ -359,12 +355,15 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 	case line == "su -" || line == "su":
 		return false, g.su(sh)
 	}
-	if m := zapRe.FindStringSubmatch(line); m != nil {
-		sh.files[m[1]] = ""
-		return false, nil
-	}
-	if m := addRe.FindStringSubmatch(line); m != nil {
-		sh.files[m[2]] += unquote(m[1])
+	if fn, id, cmd, handled, done := sh.typed.Line(line); handled {
+		// A long or non-printable command, typed encoded in pieces.
+		switch {
+		case !done:
+		case fn == "__blf" && sh.ChanFuncs:
+			g.channelFramed(sh, id, cmd)
+		case fn == "__bl" && sh.Functions:
+			g.framed(sh, id, cmd)
+		}
 		return false, nil
 	}
 	if m := blxRe.FindStringSubmatch(line); m != nil && sh.Functions {
@@ -384,14 +383,8 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 	return false, nil
 }
 
-// framedCommand is the command a framing function was given: a quoted word, or
-// "$(cat FILE)" for a long command typed into a file in pieces.
-func (sh *Shell) framedCommand(arg string) string {
-	if c := catRe.FindStringSubmatch(arg); c != nil {
-		return sh.files[c[1]]
-	}
-	return unquote(arg)
-}
+// framedCommand is the command a framing function was given as one quoted word.
+func (sh *Shell) framedCommand(arg string) string { return unquote(arg) }
 
 var errPoweroff = fmt.Errorf("powered off")
 

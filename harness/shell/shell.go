@@ -573,9 +573,6 @@ func OnConsole() RunOption { return func(o *runOpts) { o.console = true } }
 // Timeout bounds this command (the context still applies).
 func Timeout(d time.Duration) RunOption { return func(o *runOpts) { o.timeout = d } }
 
-// maxLine keeps each typed line below the guest tty's canonical-mode limit (4095 bytes).
-const maxLine = 3000
-
 // Run executes cmd in the guest shell and returns its exact output (stdout and stderr
 // merged, as a terminal would show them) and exit status. Only one command runs at a
 // time. A non-zero status is an error unless AllowFail is given.
@@ -599,7 +596,7 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 		// The guest function adds the nonce it was given when the channel opened.
 		fn, typedID = "__blf", strconv.Itoa(s.seq)
 	}
-	lines, err := invocationLines(fn, typedID, cmd)
+	lines, err := frame.TypedLines(fn, typedID, cmd)
 	if err != nil {
 		return Result{}, err
 	}
@@ -674,30 +671,6 @@ func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, 
 func (s *Shell) nextID() string {
 	s.seq++
 	return s.nonce + "-" + strconv.Itoa(s.seq)
-}
-
-// invocationLines types long commands into a file in pieces, because a guest terminal in
-// canonical mode truncates a line past 4095 bytes.
-func invocationLines(fn, id, cmd string) ([]string, error) {
-	if strings.IndexByte(cmd, 0) >= 0 {
-		return nil, errors.New("command contains a NUL byte, which a shell cannot take")
-	}
-	line := fn + " " + id + " " + frame.Quote(cmd) + "\n"
-	if len(line) <= maxLine && !strings.Contains(cmd, "\n") {
-		return []string{line}, nil
-	}
-	const f = `"${TMPDIR:-/tmp}/.bl.$$.c"`
-	lines := []string{": >" + f + "\n"}
-	for len(cmd) > 0 {
-		n := 1500
-		if n > len(cmd) {
-			n = len(cmd)
-		}
-		lines = append(lines, "printf %s "+frame.Quote(cmd[:n])+" >>"+f+"\n")
-		cmd = cmd[n:]
-	}
-	lines = append(lines, fn+" "+id+" \"$(cat "+f+")\"\n")
-	return lines, nil
 }
 
 func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, start time.Time) ([]byte, int, error) {
