@@ -72,6 +72,7 @@ func startPtyShell(t *testing.T, argv []string, install string, env ...string) *
 	// channel functions.
 	s.typeLine("stty -echo -onlcr; PS1='P$ '; PS2=''\n")
 	s.typeLine(GuestFunctions + "\n")
+	s.typeLine(ExitTrap + "\n")
 	return s
 }
 
@@ -217,4 +218,43 @@ func TestShortPrintableCommandIsOneLine(t *testing.T) {
 	lines, err := TypedLines("__blf", "7", "echo 'hi'")
 	require.NoError(t, err)
 	require.Equal(t, []string{"__blf 7 'echo '\\''hi'\\'''\n"}, lines)
+}
+
+// TestGuestFunctionsInRealShells: the exit trap reports `exit 3` on the terminal with
+// its status (a subshell's exit is not reported); a missing /tmp is avoided by another
+// directory; and with no writable directory at all the frame ends at once with the
+// shell's own error messages instead of never (issue 18).
+func TestGuestFunctionsInRealShells(t *testing.T) {
+	for _, sh := range guestShells {
+		t.Run(sh.name, func(t *testing.T) {
+			s := startPtyShell(t, sh.argv, sh.install, "TMPDIR=/nonexistent")
+			got, status, err := s.run("a", "echo fallback; (exit 4)")
+			require.NoError(t, err, "a missing $TMPDIR falls back to /dev/shm")
+			require.Equal(t, "fallback\n", string(got))
+			require.Equal(t, 4, status)
+			require.NotContains(t, string(s.since(0)), "@@BLX", "a subshell's exit is not the shell's")
+
+			s.typeLine("__bd=; __bds='/nonexistent2 /proc/nope'\n")
+			_, _, err = s.run("b", "touch /tmp/should-not-run")
+			var se *SetupError
+			require.ErrorAs(t, err, &se)
+			require.Contains(t, se.Guest, "/nonexistent/.bl.")
+			require.Contains(t, se.Guest, "/proc/nope/.bl.")
+			require.Regexp(t, `(?i)no such file|nonexistent`, se.Guest, "the shell's own words")
+
+			s.typeLine("__bds=/dev/shm\n")
+			pos := s.pos()
+			lines, err := TypedLines("__bl", "c", "exit 3")
+			require.NoError(t, err)
+			s.typeLine(lines[0])
+			select {
+			case <-s.eof:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the shell did not exit; terminal: %q", s.since(pos))
+			}
+			m := ExitMarker.FindSubmatch(s.since(pos))
+			require.NotNil(t, m, "no exit marker in %q", s.since(pos))
+			require.Equal(t, "3", string(m[1]))
+		})
+	}
 }
