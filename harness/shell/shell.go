@@ -187,6 +187,14 @@ func Login(ctx context.Context, con *console.Console, prof Profile, opts Options
 // UID is the proved user id of the shell.
 func (s *Shell) UID() int { return s.uid }
 
+// Gone returns the *ShellGoneError that ended the proved shell, or nil while it lives
+// (or after TakeBack proved a root shell again).
+func (s *Shell) Gone() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead
+}
+
 // Console is the line the shell runs on.
 func (s *Shell) Console() *console.Console { return s.con }
 
