@@ -80,15 +80,19 @@ func TestLoginShellDeathShowsLoginPrompt(t *testing.T) {
 	require.Contains(t, err.Error(), "the console shows a login prompt")
 }
 
-// A slow guest's late prompt of the shell running the command is not its death.
+// A slow guest's late prompt of the shell running the command is not its death. On the
+// channel nothing else reaches the console while the command runs, so the stale prompt
+// stays the last line for the whole command.
 func TestOwnLatePromptIsNotDeath(t *testing.T) {
-	r := start(t, fakeguest.Behaviour{Login: "root-shell", StalePrompt: true, PromptDelay: 200 * time.Millisecond, Delay: 600 * time.Millisecond})
+	r, ch, _, _ := channelRig(t, fakeguest.Behaviour{Login: "root-shell", StalePrompt: true, PromptDelay: 200 * time.Millisecond, Delay: 600 * time.Millisecond})
 	opts := fast()
+	opts.Channel = func() *console.Console { return ch }
 	opts.StepTimeout = 20 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sh, err := shell.Login(ctx, r.con, shell.Profile{Name: "root"}, opts)
 	require.NoError(t, err)
+	require.Equal(t, shell.TransportChannel, sh.Transport(), sh.ChannelStatus())
 	for i := 0; i < 3; i++ {
 		res, err := sh.Run(context.Background(), "echo still here", shell.Timeout(10*time.Second))
 		require.NoError(t, err)
