@@ -258,3 +258,42 @@ func TestGuestFunctionsInRealShells(t *testing.T) {
 		})
 	}
 }
+
+// FuzzTypedLines: whatever the command, every typed line is printable ASCII of at most
+// MaxTypedLine bytes, and the lines decode back to the command (NUL is refused).
+func FuzzTypedLines(f *testing.F) {
+	f.Add("echo hi")
+	f.Add("x\x15touch /tmp/pwned #")
+	f.Add("-n '%s\\n' \xff")
+	f.Fuzz(func(t *testing.T, cmd string) {
+		lines, err := TypedLines("__bl", "abcdef-1", cmd)
+		if bytes.IndexByte([]byte(cmd), 0) >= 0 {
+			if err == nil {
+				t.Fatal("NUL accepted")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d TypedDecoder
+		for i, l := range lines {
+			if len(l) > MaxTypedLine || l[len(l)-1] != '\n' || !Printable(l[:len(l)-1]) {
+				t.Fatalf("line %q", l)
+			}
+			if len(lines) == 1 {
+				if l != "__bl abcdef-1 "+Quote(cmd)+"\n" {
+					t.Fatalf("one-line form %q", l)
+				}
+				return
+			}
+			_, _, got, handled, done := d.Line(l[:len(l)-1])
+			if !handled || done != (i == len(lines)-1) {
+				t.Fatalf("line %d %q not understood", i, l)
+			}
+			if done && got != cmd {
+				t.Fatalf("decoded %q, want %q", got, cmd)
+			}
+		}
+	})
+}
