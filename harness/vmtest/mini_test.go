@@ -218,3 +218,26 @@ func TestShellDeathOnTheMiniVM(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnlyTmpOnTheMiniVM: on the console protocol, a /tmp that turns read-only (here a
+// read-only tmpfs mounted over it) used to hang every later command for its timeout
+// (`sh: can't create /tmp/.bl.83.o`); the framing function now moves its output file to
+// another writable directory and the commands go on.
+func TestReadOnlyTmpOnTheMiniVM(t *testing.T) {
+	img := mini(t, images.MiniSpec{})
+	l := start(t, "readonly-tmp", miniImage(img, shell.Mini), func(s *vm.Spec) { s.NoChannel = true })
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
+	defer cancel()
+	sh, err := l.Login(ctx)
+	require.NoError(t, err)
+	require.Equal(t, shell.TransportConsole, sh.Transport())
+	_, err = sh.Run(ctx, "mount -t tmpfs -o ro tmpfs /tmp")
+	require.NoError(t, err)
+	res, err := sh.Run(ctx, "echo still framed; touch /tmp/x 2>&1", shell.AllowFail(), shell.Timeout(scaled(30*time.Second)))
+	require.NoError(t, err)
+	require.Contains(t, string(res.Output), "still framed\n")
+	require.Contains(t, string(res.Output), "Read-only file system", "/tmp really is read-only")
+	res, err = sh.Run(ctx, `echo "$__bd"`, shell.Timeout(scaled(30*time.Second)))
+	require.NoError(t, err)
+	require.Regexp(t, `^/(dev/shm|run|var/tmp|root)\n$`, string(res.Output), "the output file moved out of /tmp")
+}
