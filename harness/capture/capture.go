@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -235,23 +236,33 @@ func globList(glob string) string {
 	return fmt.Sprintf("for f in %s; do [ -f \"$f\" ] && printf '%%s\\n' \"$f\"; done; true", glob)
 }
 
+// globFile is the command that captures the k-th regular file (from 1) matching glob.
+// The guest expands the glob again and picks the file by its position, so a file name,
+// which whoever can write to the directory chooses, is never typed into the root shell:
+// typed back, a name holding ^U or a newline would be a command of that user's choosing.
+func globFile(glob string, k int) string {
+	return fmt.Sprintf(`k=0; for f in %s; do [ -f "$f" ] || continue; k=$((k+1)); [ $k = %d ] || continue; tail -c %d -- "$f"; exit $?; done; echo "file %d of %s is gone"; exit 1`, glob, k, maxFileBytes, k, glob)
+}
+
 // glob lists the files matching it.Glob, then captures each one.
 func (c *run) glob(set string, it Item) {
 	list := c.one(set, Item{Name: it.Name, Label: it.Label + " (file list)", Cmd: globList(it.Glob), Timeout: it.Timeout})
 	var files []string
 	for _, l := range strings.Split(string(list), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
+		if l != "" {
 			files = append(files, l)
 		}
 	}
 	if len(files) > maxGlobFiles {
 		files = files[:maxGlobFiles]
 	}
-	for _, f := range files {
+	for k, f := range files {
+		// The listed name only labels the capture (a name with a newline in it shifts
+		// the labels; the captured files are still the guest's own matches).
 		sub := Item{
 			Name:    it.Name + "-" + slug(filepath.Base(f)),
-			Label:   f,
-			Cmd:     fmt.Sprintf("tail -c %d -- %s", maxFileBytes, shellQuote(f)),
+			Label:   strings.Trim(strconv.Quote(f), `"`),
+			Cmd:     globFile(it.Glob, k+1),
 			Timeout: it.Timeout,
 		}
 		if c.stopErr != nil {

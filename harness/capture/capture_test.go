@@ -296,10 +296,10 @@ func TestCallerContextEndsTheRun(t *testing.T) {
 
 func TestGlobCapturesEachFile(t *testing.T) {
 	f := &fakeRunner{rules: []behaviour{
+		{match: "[ $k = 1 ]", out: "STATE=applied\n"},
+		{match: "[ $k = 2 ]", out: "{}\n"},
 		{match: "for f in /run/pre-nixos/*", out: "/run/pre-nixos/storage-status\n/run/pre-nixos/plan 1.json\n"},
 		{match: "for f in", out: ""}, // no files elsewhere
-		{match: "'/run/pre-nixos/storage-status'", out: "STATE=applied\n"},
-		{match: "'/run/pre-nixos/plan 1.json'", out: "{}\n"},
 	}}
 	dir := t.TempDir()
 	sets := []Set{{Name: "storage", Items: Storage().Items[3:6]}}
@@ -315,8 +315,8 @@ func TestGlobCapturesEachFile(t *testing.T) {
 	}
 	want := []string{
 		`for f in /run/pre-nixos/*; do [ -f "$f" ] && printf '%s\n' "$f"; done; true`,
-		"tail -c 262144 -- '/run/pre-nixos/storage-status'",
-		"tail -c 262144 -- '/run/pre-nixos/plan 1.json'",
+		globFile("/run/pre-nixos/*", 1),
+		globFile("/run/pre-nixos/*", 2),
 		`for f in /var/log/pre-nixos/*; do [ -f "$f" ] && printf '%s\n' "$f"; done; true`,
 		`for f in /tmp/pre-nixos*.log; do [ -f "$f" ] && printf '%s\n' "$f"; done; true`,
 	}
@@ -466,5 +466,60 @@ func TestNames(t *testing.T) {
 	}
 	if got := shellQuote("it's"); got != `'it'\''s'` {
 		t.Errorf("quote %s", got)
+	}
+}
+
+// TestGlobNeverTypesGuestFileNames: files matching a glob are named by whoever can write
+// to the directory (/tmp for every guest user), and the names used to be typed back into
+// the root shell. A name made to run a command ('$(touch …)', ^U that erases the line
+// before it on a terminal) must never appear in a command, and the files are still
+// captured, here by a runner that is a real shell.
+func TestGlobNeverTypesGuestFileNames(t *testing.T) {
+	tmp := t.TempDir()
+	pwned := filepath.Join(tmp, "pwned")
+	hostile := "pre-nixos\x15touch pwned #'$(touch pwned)'.log"
+	if err := os.WriteFile(filepath.Join(tmp, hostile), []byte("hostile content\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "pre-nixos-b.log"), []byte("plain\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	r := runnerFunc(func(ctx context.Context, cmd string) ([]byte, int, error) {
+		cmds = append(cmds, cmd)
+		sh := exec.CommandContext(ctx, "sh", "-c", cmd)
+		sh.Dir = tmp
+		out, err := sh.Output()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return out, ee.ExitCode(), nil
+		}
+		return out, 0, err
+	})
+	dir := t.TempDir()
+	idx, err := Capture(context.Background(), r, dir, Set{Name: "s", Items: []Item{{Name: "logs", Label: "logs", Glob: tmp + "/pre-nixos*.log"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		if strings.Contains(c, "touch") || strings.Contains(c, "\x15") {
+			t.Fatalf("a guest-chosen file name was typed: %q", c)
+		}
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Fatal("the file name ran a command")
+	}
+	var got []string
+	for _, e := range idx.Entries[1:] {
+		if e.Status != 0 {
+			t.Fatalf("capture %+v failed", e)
+		}
+		got = append(got, readFile(t, filepath.Join(dir, e.File)))
+		if strings.ContainsAny(e.Label, "\x15\n") {
+			t.Fatalf("label %q carries control characters into the index", e.Label)
+		}
+	}
+	if len(got) != 2 || !(got[0] == "hostile content\n" && got[1] == "plain\n" || got[1] == "hostile content\n" && got[0] == "plain\n") {
+		t.Fatalf("captured %q", got)
 	}
 }

@@ -47,7 +47,8 @@ type Behaviour struct {
 	Broadcast    string // written in the middle of the first framed output (corrupts it once)
 	PS2          bool   // print "> " continuation prompts for multi-line input
 	// Commands answers framed commands; the default understands id -u, echo, true,
-	// false, exit N via `sh -c` style "exit N", and printf of a literal.
+	// false and "(exit N)"; "exit N", "exec true", "kill -9 $$" and "reboot -f" end the
+	// shell (see Guest.ends).
 	Commands func(sh *Shell, cmd string) (out []byte, status int)
 	// Delay before answering each framed command.
 	Delay time.Duration
@@ -62,6 +63,12 @@ type Behaviour struct {
 	Channel     io.Writer
 	ChannelBusy bool
 	ChannelDead bool
+	// NoTmp: no directory takes the console protocol's output file (a guest without a
+	// writable /tmp), so __bl ends every frame with its F marker.
+	NoTmp bool
+	// LoginAgain: when the login shell ends, the getty prints a login prompt again (as
+	// systemd respawns it) instead of the line closing.
+	LoginAgain bool
 }
 
 // Guest is a running simulation.
@@ -93,11 +100,12 @@ type Shell struct {
 	Functions bool   // the framing functions are defined
 	ChanFuncs bool   // the channel functions are defined
 	ChanOpen  bool   // this shell holds the frame port open on fd 7
+	Trap      bool   // the exit trap (frame.ExitTrap) is set
 	PS1       string // set by the harness's setup line; empty: the default prompt
 	chNonce   string
 	lastOut   []byte
 	lastStat  int
-	files     map[string]string
+	typed     frame.TypedDecoder
 }
 
 // Start runs a guest on rw (the slave side of a pty) until its input ends. closeLine is
@@ -238,7 +246,11 @@ func (g *Guest) run() error {
 		}
 		g.write(g.nl())
 		if want, ok := g.b.Users[user]; ok && want == pw {
-			return g.shell(newShell(user))
+			err := g.shell(newShell(user))
+			if err != nil || !g.b.LoginAgain {
+				return err
+			}
+			continue
 		}
 		g.write(g.lines("\nLogin incorrect\n"))
 	}
@@ -280,20 +292,17 @@ func (g *Guest) prompt(sh *Shell) {
 }
 
 var (
-	blRe   = regexp.MustCompile(`^__bl ([a-z0-9-]+) (.*)$`)
-	blxRe  = regexp.MustCompile(`^__blx ([a-z0-9-]+)$`)
-	blfRe  = regexp.MustCompile(`^__blf ([a-z0-9-]+) (.*)$`)
-	ps1Re  = regexp.MustCompile(`PS1='([^']*)'`)
-	catRe  = regexp.MustCompile(`^"\$\(cat (.*)\)"$`)
-	addRe  = regexp.MustCompile(`^printf %s ('(?:[^']|'\\'')*') >>(.*)$`)
-	zapRe  = regexp.MustCompile(`^: >(.*)$`)
-	exitRe = regexp.MustCompile(`^exit ([0-9]+)$`)
+	blRe      = regexp.MustCompile(`^__bl ([a-z0-9-]+) (.*)$`)
+	blxRe     = regexp.MustCompile(`^__blx ([a-z0-9-]+)$`)
+	blfRe     = regexp.MustCompile(`^__blf ([a-z0-9-]+) (.*)$`)
+	ps1Re     = regexp.MustCompile(`PS1='([^']*)'`)
+	exitRe    = regexp.MustCompile(`^exit ([0-9]+)$`)
+	subExitRe = regexp.MustCompile(`^\(exit ([0-9]+)\)$`)
 )
 
 // shell runs one shell until it exits; it returns nil when the guest should keep
 // running the parent shell.
 func (g *Guest) shell(sh *Shell) error {
-	sh.files = map[string]string{}
 	for {
 		g.prompt(sh)
 		line, err := g.readLine(sh.Echo)
@@ -345,6 +354,11 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 	case strings.HasPrefix(line, "__blc(){"):
 		sh.ChanFuncs = true
 		return false, nil
+	case line == frame.ExitTrap:
+		sh.Trap = true
+		return false, nil
+	case strings.HasPrefix(line, "__blt(){") || strings.HasPrefix(line, "__blx(){"):
+		return false, nil
 	case line == "poweroff" || line == "poweroff -f":
 		if sh.UID != 0 {
 			g.write(g.lines("Failed to power off system: Interactive authentication required.\n"))
@@ -359,12 +373,15 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 	case line == "su -" || line == "su":
 		return false, g.su(sh)
 	}
-	if m := zapRe.FindStringSubmatch(line); m != nil {
-		sh.files[m[1]] = ""
-		return false, nil
-	}
-	if m := addRe.FindStringSubmatch(line); m != nil {
-		sh.files[m[2]] += unquote(m[1])
+	if fn, id, cmd, handled, done := sh.typed.Line(line); handled {
+		// A long or non-printable command, typed encoded in pieces.
+		switch {
+		case !done:
+		case fn == "__blf" && sh.ChanFuncs:
+			return g.channelFramed(sh, id, cmd)
+		case fn == "__bl" && sh.Functions:
+			return g.framed(sh, id, cmd)
+		}
 		return false, nil
 	}
 	if m := blxRe.FindStringSubmatch(line); m != nil && sh.Functions {
@@ -372,26 +389,18 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 		return false, nil
 	}
 	if m := blfRe.FindStringSubmatch(line); m != nil && sh.ChanFuncs {
-		g.channelFramed(sh, m[1], sh.framedCommand(m[2]))
-		return false, nil
+		return g.channelFramed(sh, m[1], sh.framedCommand(m[2]))
 	}
 	if m := blRe.FindStringSubmatch(line); m != nil && sh.Functions {
-		g.framed(sh, m[1], sh.framedCommand(m[2]))
-		return false, nil
+		return g.framed(sh, m[1], sh.framedCommand(m[2]))
 	}
 	name, _, _ := strings.Cut(line, " ")
 	g.write(g.lines(fmt.Sprintf("-sh: %s: not found\n", name)))
 	return false, nil
 }
 
-// framedCommand is the command a framing function was given: a quoted word, or
-// "$(cat FILE)" for a long command typed into a file in pieces.
-func (sh *Shell) framedCommand(arg string) string {
-	if c := catRe.FindStringSubmatch(arg); c != nil {
-		return sh.files[c[1]]
-	}
-	return unquote(arg)
-}
+// framedCommand is the command a framing function was given as one quoted word.
+func (sh *Shell) framedCommand(arg string) string { return unquote(arg) }
 
 var errPoweroff = fmt.Errorf("powered off")
 
@@ -403,9 +412,18 @@ func (g *Guest) Err() error {
 	return g.err
 }
 
-func (g *Guest) framed(sh *Shell, id, cmd string) {
+func (g *Guest) framed(sh *Shell, id, cmd string) (exit bool, err error) {
+	g.write(g.lines(frame.BeginMarker(id) + "\n"))
+	if g.b.NoTmp {
+		// What __bl prints when no directory takes its output file (busybox's words).
+		g.write(g.lines("@@BLF:" + id + ":sh: can't create /tmp/.bl.83.o: nonexistent directory; sh: can't create /dev/shm/.bl.83.o: nonexistent directory@@\n"))
+		return false, nil
+	}
 	if g.b.Delay > 0 {
 		time.Sleep(g.b.Delay)
+	}
+	if exit, err, ends := g.ends(sh, cmd); ends {
+		return exit, err
 	}
 	out, status := g.command(sh, cmd)
 	sh.lastOut, sh.lastStat = out, status
@@ -422,17 +440,49 @@ func (g *Guest) framed(sh *Shell, id, cmd string) {
 		at := len(enc) / 2
 		enc = append(append(append([]byte(nil), enc[:at]...), []byte("[   42.123456] md/raid1:md127: active with 2 out of 2 mirrors\n")...), enc[at:]...)
 	}
+	// The BEGIN line was printed before the command ran; the noise lands after it.
+	enc = enc[len(frame.BeginMarker(id))+1:]
 	g.write(strings.ReplaceAll(string(enc), "\n", g.nl()))
+	return false, nil
+}
+
+// ends plays the commands that end the shell running them: `exit N` (the exit trap
+// reports it on the console and, as dash does, on the port), `exec true` and `kill -9
+// $$` (nothing reports them; the shell underneath prints its prompt), and `reboot -f`
+// (the kernel's banner, then the line closes as QEMU exits with -no-reboot).
+func (g *Guest) ends(sh *Shell, cmd string) (exit bool, err error, ends bool) {
+	switch {
+	case exitRe.MatchString(cmd):
+		n, _ := strconv.Atoi(exitRe.FindStringSubmatch(cmd)[1])
+		if sh.Trap {
+			g.write(g.lines(fmt.Sprintf("@@BLX:%d@@\n", n)))
+			if sh.ChanOpen && g.b.Channel != nil && !g.b.ChannelDead {
+				g.mu.Lock()
+				_, _ = fmt.Fprintf(g.b.Channel, "\x1eX%s:%d\x1f", sh.chNonce, n)
+				g.mu.Unlock()
+			}
+		}
+		return true, nil, true
+	case cmd == "exec true" || cmd == "kill -9 $$":
+		return true, nil, true
+	case cmd == "reboot -f":
+		g.write(g.lines("[   51.234567] reboot: Restarting system\n"))
+		return true, errPoweroff, true
+	}
+	return false, nil, false
 }
 
 // channelFramed is __blf: the output goes to the port, never to the console.
-func (g *Guest) channelFramed(sh *Shell, id, cmd string) {
+func (g *Guest) channelFramed(sh *Shell, id, cmd string) (exit bool, err error) {
 	if !sh.ChanOpen {
 		g.write(g.lines("-sh: 7: Bad file descriptor\n"))
-		return
+		return false, nil
 	}
 	if g.b.Delay > 0 {
 		time.Sleep(g.b.Delay)
+	}
+	if exit, err, ends := g.ends(sh, cmd); ends {
+		return exit, err
 	}
 	out, status := g.command(sh, cmd)
 	if g.b.KernelNoise {
@@ -440,11 +490,12 @@ func (g *Guest) channelFramed(sh *Shell, id, cmd string) {
 		g.write(g.lines("[   42.123456] md/raid1:md127: active with 2 out of 2 mirrors\n"))
 	}
 	if g.b.ChannelDead {
-		return
+		return false, nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	_, _ = g.b.Channel.Write(frame.EncodeChannel(sh.chNonce+"-"+id, status, out))
+	return false, nil
 }
 
 // openChannel is __blc.
@@ -485,7 +536,7 @@ func (g *Guest) command(sh *Shell, cmd string) ([]byte, int) {
 	case strings.HasPrefix(cmd, "echo "):
 		return []byte(unquote(strings.TrimPrefix(cmd, "echo ")) + "\n"), 0
 	}
-	if m := exitRe.FindStringSubmatch(cmd); m != nil {
+	if m := subExitRe.FindStringSubmatch(cmd); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		return nil, n
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // The channel protocol runs commands typed on the serial console but carries their
@@ -90,6 +91,8 @@ func EncodeChannel(id string, status int, output []byte) []byte {
 // END marker, and bytes up to an earlier command's END marker, are stray bytes.
 type ChannelParser struct {
 	end    []byte
+	exit   []byte // the shell's exit marker prefix (ExitTrap)
+	exited int    // the status in the exit marker; -1 until one arrives
 	done   bool
 	buf    bytes.Buffer
 	next   int // where the search for the END marker resumes in buf
@@ -100,8 +103,16 @@ type ChannelParser struct {
 
 // NewChannelParser waits for the frame with the given id.
 func NewChannelParser(id string) *ChannelParser {
-	return &ChannelParser{end: channelEndPrefix(id)}
+	p := &ChannelParser{end: channelEndPrefix(id), exited: -1}
+	if i := strings.LastIndexByte(id, '-'); i > 0 {
+		p.exit = []byte("\x1eX" + id[:i] + ":")
+	}
+	return p
 }
+
+// Exited reports the status the shell's exit trap wrote on the port, when it did: the
+// shell running the command has ended.
+func (p *ChannelParser) Exited() (int, bool) { return p.exited, p.exited >= 0 }
 
 // Received is how many bytes of the frame have arrived (partial output while the
 // command runs).
@@ -121,6 +132,14 @@ func (p *ChannelParser) Feed(chunk []byte) bool {
 	}
 	p.buf.Write(chunk)
 	data := p.buf.Bytes()
+	if p.exit != nil && p.exited < 0 && bytes.IndexByte(chunk, 0x1f) >= 0 {
+		// Only a chunk holding a US byte can complete the marker (it ends with US).
+		if i := bytes.LastIndex(data, p.exit); i >= 0 {
+			if st, n, ok := parseStatus(data[i+len(p.exit):]); ok && n > 0 {
+				p.exited = st
+			}
+		}
+	}
 	for {
 		i := bytes.Index(data[p.next:], p.end)
 		if i < 0 {

@@ -176,3 +176,19 @@ func BenchmarkChannelParser(b *testing.B) {
 		}
 	}
 }
+
+// The exit trap's marker on the port says the shell running the command has ended,
+// whatever the chunking; another shell's nonce is not ours.
+func TestChannelExitMarker(t *testing.T) {
+	stream := []byte("partial output\x1eXffffff:9\x1f\x1eXabcdef:3\x1f")
+	for _, chunk := range []int{0, 1, 2, 5} {
+		p := parseChannel("abcdef-4", stream, chunk)
+		require.False(t, p.Done())
+		st, ok := p.Exited()
+		require.True(t, ok, "chunk %d", chunk)
+		require.Equal(t, 3, st)
+	}
+	p := parseChannel("abcdef-4", []byte("\x1eXffffff:9\x1f\x1eXabcdef:3"), 0)
+	_, ok := p.Exited()
+	require.False(t, ok, "an unfinished marker or another shell's is not an exit")
+}

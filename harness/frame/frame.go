@@ -30,11 +30,33 @@ import (
 // systemd default) root may not open a file that the user's shell left in sticky /tmp,
 // so a root shell after `sudo -i` must not reuse the user shell's file.
 //
-// GuestFunctions defines __bl (run a command) and __blx (send the last output again) in
-// a POSIX shell (bash, dash, busybox ash). Only base64 and md5sum are needed, and both
-// are skipped for empty output so a silent command costs no fork.
-const GuestFunctions = `__bl(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";eval "$2" >"${TMPDIR:-/tmp}/.bl.$$.o" 2>&1 </dev/null;__s=$?;__m=-;if [ -s "${TMPDIR:-/tmp}/.bl.$$.o" ];then base64 "${TMPDIR:-/tmp}/.bl.$$.o";__m=$(md5sum <"${TMPDIR:-/tmp}/.bl.$$.o");__m=${__m%% *};fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";};` +
-	`__blx(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";if [ -s "${TMPDIR:-/tmp}/.bl.$$.o" ];then base64 "${TMPDIR:-/tmp}/.bl.$$.o";fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";}`
+// GuestFunctions defines __bl (run a command), __blt (find another directory for the
+// output file) and __blx (send the last output again) in a POSIX shell (bash, dash,
+// busybox ash). Only base64 and md5sum are needed, and both are skipped for empty output
+// so a silent command costs no fork.
+//
+// The command runs in a brace group redirected to the output file, which assigns __s
+// only if the redirection worked: a missing or read-only /tmp used to abort the whole
+// function in dash and busybox ash (`sh: can't create /tmp/.bl.83.o: nonexistent
+// directory`) so no END marker ever came. Now __blt tries /dev/shm, /run, /var/tmp and
+// /root (or $__bds) and remembers the one that works in __bd; when none does, the frame
+// ends at once with an F marker carrying the shell's own error messages, and the
+// command has not run.
+const GuestFunctions = `__bl(){ __i=$1;__s=r;printf '%s%s\n' '@@BL' "B:$__i@@";__f=${__bd:-${TMPDIR:-/tmp}}/.bl.$$.o;{ eval "$2";__s=$?;} >"$__f" 2>&1 </dev/null;[ "$__s" != r ]||__blt "$2"||{ printf '%s%s\n' '@@BL' "F:$__i:$__e@@";return;};__m=-;if [ -s "$__f" ];then base64 "$__f";__m=$(md5sum <"$__f");__m=${__m%% *};fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";}` + "\n" +
+	`__blt(){ __e=$( : 2>&1 >"$__f");for __d in ${__bds-/dev/shm /run /var/tmp /root};do __f=$__d/.bl.$$.o;{ eval "$1";__s=$?;} >"$__f" 2>&1 </dev/null;[ "$__s" = r ]||{ __bd=$__d;return 0;};__e="$__e; $( : 2>&1 >"$__f")";done;return 1;}` + "\n" +
+	`__blx(){ __i=$1;printf '%s%s\n' '@@BL' "B:$__i@@";if [ -s "$__f" ];then base64 "$__f";fi;printf '%s%s\n' '@@BL' "E:$__i:$__s:$__m:$__s@@";}`
+
+// ExitTrap makes the shell say that it exits, with its status, so a command that ends
+// the shell (`exit 3`) is reported at once instead of after the command's timeout: on
+// the controlling terminal (the console) as @@BLX:<status>@@, and on the frame channel as
+// RS "X" <nonce> ":" <status> US when the port is open on fd 7 (bash has closed fd 7
+// while running a __blf command, so there only the console marker comes). Subshells do
+// not inherit the trap, so `( exit 3 )` stays a command that fails. Nothing traps
+// SIGKILL or exec; the shell package also watches for the parent's prompt.
+const ExitTrap = `trap '__x=$?;printf "%s%s\n" @@BL "X:$__x@@" 2>/dev/null >/dev/tty;printf "\036X%s:%d\037" "$__bn" "$__x" 2>/dev/null >&7' EXIT`
+
+// ExitMarker finds the console marker ExitTrap prints; group 1 is the shell's status.
+var ExitMarker = regexp.MustCompile(`@@BLX:([0-9]{1,3})@@`)
 
 // Invocation is the line typed to run cmd as frame id.
 func Invocation(id, cmd string) string {
@@ -74,6 +96,14 @@ func Encode(id string, status int, output []byte) []byte {
 // BeginMarker is the text the guest prints before a command's output.
 func BeginMarker(id string) string { return "@@BLB:" + id + "@@" }
 
+// SetupError is a frame that could not run its command at all: the guest shell found no
+// directory to write the output file in. Guest holds the shell's own error messages.
+type SetupError struct{ Guest string }
+
+func (e *SetupError) Error() string {
+	return "the guest shell could not run the framed command: no writable directory for its output file (tried $TMPDIR or /tmp, /dev/shm, /run, /var/tmp, /root); the shell said: " + e.Guest
+}
+
 // ErrCorrupt means the payload did not match its checksum: something wrote to the
 // console in the middle of the transfer in a way that could not be spliced out.
 var ErrCorrupt = errors.New("framed output failed its checksum")
@@ -86,6 +116,8 @@ var kernelLine = regexp.MustCompile(`\[ *[0-9]+\.[0-9]+\] `)
 type Parser struct {
 	id      string
 	end     *regexp.Regexp
+	fail    string // the F marker's prefix
+	failure *SetupError
 	begin   string
 	partial []byte // an incomplete line
 	prefix  []byte // start of a line that a kernel message interrupted
@@ -102,6 +134,7 @@ func NewParser(id string) *Parser {
 	return &Parser{
 		id:    id,
 		begin: BeginMarker(id),
+		fail:  "@@BLF:" + id + ":",
 		end:   regexp.MustCompile(`@@BLE:` + regexp.QuoteMeta(id) + `:([0-9]{1,3}):([0-9a-f]{32}|-):([0-9]{1,3})@@`),
 	}
 }
@@ -162,6 +195,11 @@ func (p *Parser) line(l []byte) {
 		}
 		return
 	}
+	if i := bytes.Index(l, []byte(p.fail)); i >= 0 && bytes.HasSuffix(l, []byte("@@")) && len(l) >= i+len(p.fail)+2 {
+		p.failure = &SetupError{Guest: string(l[i+len(p.fail) : len(l)-2])}
+		p.done = true
+		return
+	}
 	if loc := p.end.FindSubmatchIndex(l); loc != nil {
 		// Text before the marker is the tail of a payload line that a kernel message
 		// split off from its newline.
@@ -210,6 +248,9 @@ func isBase64(l []byte) bool {
 func (p *Parser) Result() (output []byte, status int, err error) {
 	if !p.done {
 		return nil, 0, errors.New("frame not complete")
+	}
+	if p.failure != nil {
+		return nil, 0, p.failure
 	}
 	if p.sum == "-" {
 		if p.payload.Len() != 0 {

@@ -90,7 +90,7 @@ func TestChannelCarriesExactOutputOffTheConsole(t *testing.T) {
 	var ee *shell.ExitError
 	require.ErrorAs(t, err, &ee)
 	require.Equal(t, 1, ee.Result.ExitStatus)
-	// Long commands go through a file and still run on the channel.
+	// Long commands are typed in pieces into a shell variable and still run on the channel.
 	long := "echo " + strings.Repeat("z", 5000)
 	res, err := sh.Run(ctx, long)
 	require.NoError(t, err)

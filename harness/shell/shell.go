@@ -54,6 +54,35 @@ func (e *CommandTimeoutError) Error() string {
 	return fmt.Sprintf("command %q timed out after %s: %s; last console output:\n%s", e.Cmd, e.After.Round(time.Millisecond), what, e.Tail)
 }
 
+// ErrShellGone is what a ShellGoneError unwraps to.
+var ErrShellGone = errors.New("the shell running the command is gone")
+
+// ShellGoneError is a command whose shell ended while running it: the command exited
+// the shell (`exit 3`), replaced it (`exec true`), killed it (`kill -9 $$`), or the guest
+// rebooted. The harness learns it from the shell's exit trap, the prompt of the shell
+// underneath coming back, a login prompt, or a reboot banner, within a second or two
+// instead of at the command's timeout. The Shell refuses further commands until
+// TakeBack proves a root shell again, because whatever shell now reads the console is
+// not the one that was proved root.
+type ShellGoneError struct {
+	Cmd string
+	// What happened, in words ("the root shell exited with status 3").
+	What string
+	// Status is the shell's exit status when its exit trap reported one, else -1.
+	Status int
+	Tail   string
+}
+
+func (e *ShellGoneError) Error() string {
+	return fmt.Sprintf("%s while running %q; last console output:\n%s", e.What, e.Cmd, indentBlock(e.Tail))
+}
+
+// Unwrap makes errors.Is(err, ErrShellGone) work.
+func (e *ShellGoneError) Unwrap() error { return ErrShellGone }
+
+// Gone tells capture that no more commands can run.
+func (e *ShellGoneError) Gone() bool { return true }
+
 // Options tune a Shell.
 type Options struct {
 	Logger *slog.Logger
@@ -112,6 +141,9 @@ type Shell struct {
 	nonce    string
 	seq      int
 	uid      int
+	ps1      string           // this shell's prompt, unique per configured shell ("bootlab-2$ ")
+	shells   int              // shells configured so far, for the prompt tags
+	dead     error            // the *ShellGoneError that ended this shell, until TakeBack
 	ch       *console.Console // the open frame channel, nil while output uses the console
 	chWhy    string           // why the channel is not in use
 	Attempts []Attempt
@@ -154,6 +186,14 @@ func Login(ctx context.Context, con *console.Console, prof Profile, opts Options
 
 // UID is the proved user id of the shell.
 func (s *Shell) UID() int { return s.uid }
+
+// Gone returns the *ShellGoneError that ended the proved shell, or nil while it lives
+// (or after TakeBack proved a root shell again).
+func (s *Shell) Gone() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead
+}
 
 // Console is the line the shell runs on.
 func (s *Shell) Console() *console.Console { return s.con }
@@ -421,23 +461,31 @@ func (s *Shell) recover(ctx context.Context) {
 
 // setupLines prepare a shell for automation. They turn off echo and CR translation so
 // output is what commands wrote, empty PROMPT_COMMAND and bracketed paste so nothing
-// else is printed between commands, and install the framing functions. They are typed
-// as separate lines, each shorter than maxEditLine: busybox ash's line editor (active
-// while echo is still on) silently breaks a longer line.
-func setupLines() string {
-	return "stty -echo -onlcr 2>/dev/null; PS1='bootlab$ '; PS2=''; PROMPT_COMMAND=''; export TERM=dumb LC_ALL=C PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 SYSTEMD_LESS=FRSX; unset HISTFILE; bind 'set enable-bracketed-paste off' 2>/dev/null\n" +
-		frame.GuestFunctions + "\n" + frame.ChannelFunctions + "\n"
+// else is printed between commands, set the shell's own prompt ps1, and install the
+// framing functions and the exit trap. They are typed as separate lines, each shorter
+// than maxEditLine: busybox ash's line editor (active while echo is still on) silently
+// breaks a longer line.
+func setupLines(ps1 string) string {
+	return "stty -echo -onlcr 2>/dev/null; PS1='" + ps1 + "'; PS2=''; PROMPT_COMMAND=''; export TERM=dumb LC_ALL=C PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 SYSTEMD_LESS=FRSX; unset HISTFILE; bind 'set enable-bracketed-paste off' 2>/dev/null\n" +
+		frame.GuestFunctions + "\n" + frame.ChannelFunctions + "\n" + frame.ExitTrap + "\n"
 }
 
-// configuredPrompt is the PS1 setupLines sets; a profile's ShellPrompt describes the
-// image's own prompts and need not match it.
-var configuredPrompt = regexp.MustCompile(`bootlab\$ ?$`)
+// promptFor is the prompt of the n-th configured shell. Each shell gets its own, so that
+// the prompt of the shell underneath (the user shell under `su -`) coming back is told
+// apart from a late prompt of the shell running the command.
+func promptFor(n int) string { return "bootlab-" + strconv.Itoa(n) + "$ " }
+
+// configuredPrompt matches the prompts setupLines sets; a profile's ShellPrompt
+// describes the image's own prompts and need not match them.
+var configuredPrompt = regexp.MustCompile(`bootlab(-[0-9]+)?\$ ?$`)
 
 // maxEditLine is the longest line busybox ash's line editor takes (1024 with its NUL).
 const maxEditLine = 1023
 
 func (s *Shell) configure(ctx context.Context, context_ string) error {
-	if err := s.con.Send(ctx, setupLines()); err != nil {
+	s.shells++
+	ps1 := promptFor(s.shells)
+	if err := s.con.Send(ctx, setupLines(ps1)); err != nil {
 		return fmt.Errorf("configuring the %s: %w", context_, err)
 	}
 	var lastErr error
@@ -447,6 +495,9 @@ func (s *Shell) configure(ctx context.Context, context_ string) error {
 		cancel()
 		if err == nil {
 			s.uid = uid
+			s.mu.Lock()
+			s.ps1, s.dead = ps1, nil
+			s.mu.Unlock()
 			s.log.Info("shell.configured", "context", context_, "uid", uid)
 			return nil
 		}
@@ -456,7 +507,7 @@ func (s *Shell) configure(ctx context.Context, context_ string) error {
 		}
 		s.log.Warn("shell.uid_probe_failed", "context", context_, "attempt", attempt, "error", err.Error())
 		// The function definitions may have been lost to a shell that was not ready.
-		_ = s.con.Send(ctx, "\n"+setupLines())
+		_ = s.con.Send(ctx, "\n"+setupLines(ps1))
 	}
 	return fmt.Errorf("proving the user id of the %s with a framed `id -u`: %w", context_, lastErr)
 }
@@ -468,7 +519,7 @@ func (s *Shell) configure(ctx context.Context, context_ string) error {
 // like a shell that needed no password.
 func (s *Shell) readUID(ctx context.Context) (int, error) {
 	from := s.con.Pos()
-	r, err := s.Run(ctx, "id -u", OnConsole())
+	r, err := s.Run(ctx, "id -u", OnConsole(), probe())
 	if err != nil {
 		return -1, err
 	}
@@ -561,7 +612,14 @@ type runOpts struct {
 	allowFail bool
 	timeout   time.Duration
 	console   bool
+	probe     bool
 }
+
+// probe marks the framed `id -u` that proves a shell which may be new or not yet set
+// up: it runs even after the shell was reported gone, and other prompts on the console
+// are expected then (the new shell's own before its setup line takes effect), so only
+// the exit trap and reboot banners count as the shell going.
+func probe() RunOption { return func(o *runOpts) { o.probe = true } }
 
 // AllowFail returns a non-zero exit status in the Result instead of an error.
 func AllowFail() RunOption { return func(o *runOpts) { o.allowFail = true } }
@@ -572,9 +630,6 @@ func OnConsole() RunOption { return func(o *runOpts) { o.console = true } }
 
 // Timeout bounds this command (the context still applies).
 func Timeout(d time.Duration) RunOption { return func(o *runOpts) { o.timeout = d } }
-
-// maxLine keeps each typed line below the guest tty's canonical-mode limit (4095 bytes).
-const maxLine = 3000
 
 // Run executes cmd in the guest shell and returns its exact output (stdout and stderr
 // merged, as a terminal would show them) and exit status. Only one command runs at a
@@ -591,6 +646,9 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.dead != nil && !o.probe {
+		return Result{}, fmt.Errorf("not running %q: %w", cmd, s.dead)
+	}
 	start := time.Now()
 	id := s.nextID()
 	onChannel := s.ch != nil && !o.console
@@ -599,7 +657,7 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 		// The guest function adds the nonce it was given when the channel opened.
 		fn, typedID = "__blf", strconv.Itoa(s.seq)
 	}
-	lines, err := invocationLines(fn, typedID, cmd)
+	lines, err := frame.TypedLines(fn, typedID, cmd)
 	if err != nil {
 		return Result{}, err
 	}
@@ -607,12 +665,13 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 		return s.runChannel(ctx, cmd, id, lines, start, o)
 	}
 	pos := s.con.Pos()
+	w := s.newWatch(pos, !o.probe)
 	for _, l := range lines {
 		if err := s.con.Send(ctx, l); err != nil {
 			return Result{}, fmt.Errorf("sending command %q: %w", cmd, err)
 		}
 	}
-	out, status, err := s.collect(ctx, id, pos, cmd, start)
+	out, status, err := s.collect(ctx, id, pos, cmd, start, w)
 	for retry := 1; errors.Is(err, frame.ErrCorrupt) && retry <= 3; retry++ {
 		s.log.Warn("shell.frame_corrupt", "cmd", cmd, "retry", retry, "error", err.Error())
 		id = s.nextID()
@@ -620,10 +679,14 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 		if serr := s.con.Send(ctx, frame.Retransmit(id)); serr != nil {
 			return Result{}, serr
 		}
-		out, status, err = s.collect(ctx, id, pos, cmd, start)
+		out, status, err = s.collect(ctx, id, pos, cmd, start, w)
 	}
 	r := Result{Output: out, ExitStatus: status, Duration: time.Since(start)}
 	if err != nil {
+		var setup *frame.SetupError
+		if errors.As(err, &setup) {
+			return r, fmt.Errorf("running %q: %w", cmd, err)
+		}
 		return r, err
 	}
 	s.log.Debug("shell.run", "cmd", cmd, "status", status, "bytes", len(out), "duration", r.Duration.String())
@@ -636,6 +699,7 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 // runChannel sends the invocation on the console and reads the frame from the channel.
 func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, start time.Time, o runOpts) (Result, error) {
 	pos := s.ch.Pos()
+	w := s.newWatch(s.con.Pos(), !o.probe)
 	for _, l := range lines {
 		if err := s.con.Send(ctx, l); err != nil {
 			return Result{}, fmt.Errorf("sending command %q: %w", cmd, err)
@@ -651,10 +715,18 @@ func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, 
 		if p.Feed(data) {
 			break
 		}
-		if err := s.ch.WaitBeyond(ctx, pos); err != nil {
-			if errors.Is(err, console.ErrClosed) {
-				return Result{}, &console.ClosedError{Waiting: fmt.Sprintf("the end of command %q on the frame channel", cmd), Tail: s.con.Tail(40)}
-			}
+		if st, ok := p.Exited(); ok {
+			return Result{}, s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the %s exited with status %d", s.shellName(), st), Status: st})
+		}
+		if gone := w.check(cmd); gone != nil {
+			return Result{}, gone
+		}
+		err = s.waitTick(ctx, s.ch, pos)
+		switch {
+		case err == nil:
+		case errors.Is(err, console.ErrClosed):
+			return Result{}, &console.ClosedError{Waiting: fmt.Sprintf("the end of command %q on the frame channel", cmd), Tail: s.con.Tail(40)}
+		case ctx.Err() != nil:
 			_ = s.con.Send(context.Background(), "\x03")
 			return Result{}, &CommandTimeoutError{Cmd: cmd, Started: p.Received() > 0, Tail: s.con.Tail(40), After: time.Since(start)}
 		}
@@ -676,31 +748,7 @@ func (s *Shell) nextID() string {
 	return s.nonce + "-" + strconv.Itoa(s.seq)
 }
 
-// invocationLines types long commands into a file in pieces, because a guest terminal in
-// canonical mode truncates a line past 4095 bytes.
-func invocationLines(fn, id, cmd string) ([]string, error) {
-	if strings.IndexByte(cmd, 0) >= 0 {
-		return nil, errors.New("command contains a NUL byte, which a shell cannot take")
-	}
-	line := fn + " " + id + " " + frame.Quote(cmd) + "\n"
-	if len(line) <= maxLine && !strings.Contains(cmd, "\n") {
-		return []string{line}, nil
-	}
-	const f = `"${TMPDIR:-/tmp}/.bl.$$.c"`
-	lines := []string{": >" + f + "\n"}
-	for len(cmd) > 0 {
-		n := 1500
-		if n > len(cmd) {
-			n = len(cmd)
-		}
-		lines = append(lines, "printf %s "+frame.Quote(cmd[:n])+" >>"+f+"\n")
-		cmd = cmd[n:]
-	}
-	lines = append(lines, fn+" "+id+" \"$(cat "+f+")\"\n")
-	return lines, nil
-}
-
-func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, start time.Time) ([]byte, int, error) {
+func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, start time.Time, w *watch) ([]byte, int, error) {
 	p := frame.NewParser(id)
 	for {
 		data, end, err := s.con.Read(pos)
@@ -714,10 +762,15 @@ func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, s
 			}
 			return p.Result()
 		}
-		if err := s.con.WaitBeyond(ctx, pos); err != nil {
-			if errors.Is(err, console.ErrClosed) {
-				return nil, 0, &console.ClosedError{Waiting: fmt.Sprintf("the end of command %q", cmd), Tail: s.con.Tail(40)}
-			}
+		if gone := w.check(cmd); gone != nil {
+			return nil, 0, gone
+		}
+		err = s.waitTick(ctx, s.con, pos)
+		switch {
+		case err == nil:
+		case errors.Is(err, console.ErrClosed):
+			return nil, 0, &console.ClosedError{Waiting: fmt.Sprintf("the end of command %q", cmd), Tail: s.con.Tail(40)}
+		case ctx.Err() != nil:
 			// Interrupt the command so the shell is usable again; the next command has
 			// new markers, so a late END from this one cannot be mistaken for its own.
 			_ = s.con.Send(context.Background(), "\x03")

@@ -190,11 +190,11 @@ func TestExitStatusAndAllowFail(t *testing.T) {
 	r := start(t, fakeguest.Behaviour{Login: "root-shell"})
 	sh := login(t, r, shell.Profile{Name: "root"})
 	ctx := context.Background()
-	_, err := sh.Run(ctx, "exit 3")
+	_, err := sh.Run(ctx, "(exit 3)")
 	var ee *shell.ExitError
 	require.True(t, errors.As(err, &ee), "got %v", err)
 	require.Equal(t, 3, ee.Result.ExitStatus)
-	res, err := sh.Run(ctx, "exit 255", shell.AllowFail())
+	res, err := sh.Run(ctx, "(exit 255)", shell.AllowFail())
 	require.NoError(t, err)
 	require.Equal(t, 255, res.ExitStatus)
 }
@@ -288,7 +288,7 @@ func TestSerialLogHoldsOnlyGuestBytes(t *testing.T) {
 
 // TestPromptAfterFrameWithNarrowProfilePrompt: a profile whose ShellPrompt matches only
 // the image's own prompts (the installer's `~ # `) must still see the configured
-// `bootlab$ ` prompt after the framed `id -u`, not wait for it until the 5 s bound (seen
+// `bootlab-1$ ` prompt after the framed `id -u`, not wait for it until the 5 s bound (seen
 // on the upstream installer: one wasted 5 s per login).
 func TestPromptAfterFrameWithNarrowProfilePrompt(t *testing.T) {
 	r := start(t, fakeguest.Behaviour{Login: "root-shell"})
@@ -301,6 +301,6 @@ func TestPromptAfterFrameWithNarrowProfilePrompt(t *testing.T) {
 	sh, err := shell.Login(ctx, r.con, p, opts)
 	require.NoError(t, err)
 	require.Equal(t, 0, sh.UID())
-	require.Contains(t, r.serial.String(), "bootlab$ ", "the fake prints the configured prompt")
+	require.Contains(t, r.serial.String(), "bootlab-1$ ", "the fake prints the configured prompt")
 	require.NotContains(t, logs.String(), "shell.no_prompt_after_frame")
 }

@@ -475,7 +475,9 @@ func (v *VM) Stop(ctx context.Context) (qemu.StopStage, error) {
 		return qemu.StopAlreadyExited, nil
 	}
 	var guest func(context.Context) error
-	if v.Shell != nil && v.Shell.UID() == 0 && v.Console.Err() == nil {
+	// A shell reported gone (a command ended it) is not root any more: typing poweroff
+	// into whatever shell is left would only wait out the guest stage.
+	if v.Shell != nil && v.Shell.UID() == 0 && v.Shell.Gone() == nil && v.Console.Err() == nil {
 		guest = func(ctx context.Context) error { return v.Shell.Poweroff(ctx, v.Spec.Image.Poweroff) }
 	}
 	stage, err := v.Machine.Stop(ctx, guest, v.Spec.Timeouts.Stop)

@@ -198,3 +198,56 @@ func TestMissingImage(t *testing.T) {
 	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: lab.NotesRootForTests(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
 	require.ErrorContains(t, err, "/nonexistent/vmlinuz: does not exist")
 }
+
+// TestShellDeathOnTheMiniVM is issue 18's watchdog on the real guest (busybox ash under
+// `su -`), on both transports: a command that ends the root shell fails at once with
+// what happened, not after the command's timeout (5 minutes in `bootlab run`).
+func TestShellDeathOnTheMiniVM(t *testing.T) {
+	img := mini(t, images.MiniSpec{})
+	for _, transport := range []string{shell.TransportChannel, shell.TransportConsole} {
+		for i, c := range []struct{ cmd, what string }{
+			{"exit 3", "the root shell exited with status 3"},
+			{"kill -9 $$", "the prompt of the shell it was started from came back"},
+		} {
+			t.Run(transport+"/"+c.cmd, func(t *testing.T) {
+				l := start(t, fmt.Sprintf("shell-death-%s-%d", transport, i), miniImage(img, shell.Mini), func(s *vm.Spec) { s.NoChannel = transport == shell.TransportConsole })
+				ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
+				defer cancel()
+				sh, err := l.Login(ctx)
+				require.NoError(t, err)
+				require.Equal(t, transport, sh.Transport(), sh.ChannelStatus())
+				began := time.Now()
+				_, err = sh.Run(ctx, c.cmd)
+				took := time.Since(began)
+				t.Logf("%s on %s: reported after %s: %v", c.cmd, transport, took.Round(time.Millisecond), err)
+				var gone *shell.ShellGoneError
+				require.ErrorAs(t, err, &gone)
+				require.Contains(t, err.Error(), c.what)
+				require.Less(t, took, scaled(30*time.Second), "found out by the watchdog, not a timeout")
+			})
+		}
+	}
+}
+
+// TestReadOnlyTmpOnTheMiniVM: on the console protocol, a /tmp that turns read-only (here a
+// read-only tmpfs mounted over it) used to hang every later command for its timeout
+// (`sh: can't create /tmp/.bl.83.o`); the framing function now moves its output file to
+// another writable directory and the commands go on.
+func TestReadOnlyTmpOnTheMiniVM(t *testing.T) {
+	img := mini(t, images.MiniSpec{})
+	l := start(t, "readonly-tmp", miniImage(img, shell.Mini), func(s *vm.Spec) { s.NoChannel = true })
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
+	defer cancel()
+	sh, err := l.Login(ctx)
+	require.NoError(t, err)
+	require.Equal(t, shell.TransportConsole, sh.Transport())
+	_, err = sh.Run(ctx, "mount -t tmpfs -o ro tmpfs /tmp")
+	require.NoError(t, err)
+	res, err := sh.Run(ctx, "echo still framed; touch /tmp/x 2>&1", shell.AllowFail(), shell.Timeout(scaled(30*time.Second)))
+	require.NoError(t, err)
+	require.Contains(t, string(res.Output), "still framed\n")
+	require.Contains(t, string(res.Output), "Read-only file system", "/tmp really is read-only")
+	res, err = sh.Run(ctx, `echo "$__bd"`, shell.Timeout(scaled(30*time.Second)))
+	require.NoError(t, err)
+	require.Regexp(t, `^/(dev/shm|run|var/tmp|root)\n$`, string(res.Output), "the output file moved out of /tmp")
+}

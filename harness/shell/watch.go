@@ -1,0 +1,125 @@
+package shell
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/frame"
+)
+
+// The shell-death watchdog. A command that ends the shell running it (`exit 3`, `exec
+// true`, `kill -9 $$`, `reboot -f`) sends no END marker, and used to be found out only
+// at the command's timeout (5 minutes for `bootlab run --cmd`). While a command runs,
+// the console is watched for what a shell's end looks like:
+//
+//   - the exit trap's marker (frame.ExitTrap), with the shell's status: at once;
+//   - a reboot or power-off banner from the kernel or the firmware: at once;
+//   - a prompt that is not this shell's own: the shell it was started from (each
+//     configured shell has its own prompt, see promptFor), a login prompt (a getty
+//     after the login shell ended) or an image's unconfigured prompt (a respawned
+//     shell), once the console has been quiet for promptQuiet, as a prompt is the last
+//     thing a program prints before it waits;
+//   - QEMU exiting closes the console, which the wait loops already report.
+//
+// In the console protocol the command's output travels base64-encoded, and on the
+// channel not on the console at all, so output cannot look like a prompt.
+
+// watchEvery is how often a command's wait wakes to look at the console when nothing
+// arrived on the line it waits on (the channel's waits see no console data).
+const watchEvery = 200 * time.Millisecond
+
+// promptQuiet is how long a foreign prompt must be the last thing on the console.
+const promptQuiet = 300 * time.Millisecond
+
+// rebootBanner is what the kernel (reboot(2)) and the firmware print when a guest goes
+// down or starts again.
+var rebootBanner = regexp.MustCompile(`reboot: (Restarting system|Power down|System halted)|SeaBIOS \(version|Booting from (ROM|DVD|Hard Disk|CD)`)
+
+type watch struct {
+	s       *Shell
+	pos     int64
+	line    []byte // the console's last, unfinished line so far
+	prompts bool
+}
+
+func (s *Shell) newWatch(pos int64, prompts bool) *watch {
+	return &watch{s: s, pos: pos, prompts: prompts}
+}
+
+// shellName names the shell in errors.
+func (s *Shell) shellName() string {
+	if s.uid == 0 {
+		return "root shell"
+	}
+	return "shell (uid " + strconv.Itoa(s.uid) + ")"
+}
+
+// gone records that the shell is gone and returns the error, with the console tail.
+func (s *Shell) gone(e *ShellGoneError) error {
+	e.Tail = s.con.Tail(20)
+	s.dead = e
+	s.log.Warn("shell.gone", "cmd", e.Cmd, "what", e.What)
+	return e
+}
+
+// check looks at the console text that arrived since the last check.
+func (w *watch) check(cmd string) error {
+	text, end, err := w.s.con.Read(w.pos)
+	if err != nil {
+		return nil // the wait loops report a closed console themselves
+	}
+	w.pos = end
+	if len(text) > 0 {
+		// Markers and banners are whole lines: scan the unfinished line with the new text.
+		buf := append(w.line, text...)
+		if m := frame.ExitMarker.FindSubmatch(buf); m != nil {
+			st, _ := strconv.Atoi(string(m[1]))
+			return w.s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the %s exited with status %d", w.s.shellName(), st), Status: st})
+		}
+		if m := rebootBanner.Find(buf); m != nil {
+			return w.s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the guest is rebooting or powering off (the console says %q)", m), Status: -1})
+		}
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			buf = buf[i+1:]
+		}
+		if len(buf) > 512 {
+			buf = buf[len(buf)-512:]
+		}
+		w.line = append([]byte(nil), buf...)
+	}
+	if !w.prompts || len(w.line) == 0 || time.Since(w.s.con.LastOutput()) < promptQuiet {
+		return nil
+	}
+	line := string(w.line)
+	own := strings.TrimRight(w.s.ps1, " ")
+	trimmed := strings.TrimRight(line, " ")
+	switch {
+	case own != "" && strings.HasSuffix(trimmed, own):
+		return nil // a late prompt of this very shell
+	case w.s.prof.LoginPrompt.MatchString(line):
+		return w.s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the %s is gone (exited, exec'd or killed): the console shows a login prompt (%q)", w.s.shellName(), line), Status: -1})
+	case configuredPrompt.MatchString(line):
+		return w.s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the %s is gone (exited, exec'd or killed): the prompt of the shell it was started from came back (%q)", w.s.shellName(), line), Status: -1})
+	case w.s.prof.ShellPrompt.MatchString(line):
+		return w.s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the %s is gone (exited, exec'd or killed): a shell prompt that is not the harness's came up (%q)", w.s.shellName(), line), Status: -1})
+	}
+	return nil
+}
+
+// waitTick waits until c has bytes beyond pos, ctx ends (its error is returned), or
+// watchEvery passes (nil: the caller looks again).
+func (s *Shell) waitTick(ctx context.Context, c *console.Console, pos int64) error {
+	wctx, cancel := context.WithTimeout(ctx, watchEvery)
+	err := c.WaitBeyond(wctx, pos)
+	cancel()
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return nil
+	}
+	return err
+}
