@@ -75,7 +75,7 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	case f.iso != "" && f.kernel != "":
 		return r, usagef("give --iso or --kernel, not both")
 	case f.iso != "":
-		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOSInstaller, Poweroff: "systemctl poweroff"}
+		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOS}
 		r.slug = "iso"
 	case f.kernel != "":
 		r.img = vm.Image{Name: "kernel", Kernel: f.kernel, Initrd: f.initrd, Append: f.appendLine, Profile: shell.Mini, Poweroff: "poweroff -f"}
@@ -103,6 +103,12 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 			return r, usageError{err}
 		}
 		r.img.Profile = p
+		// An ISO named with a profile that runs pre-nixos (`--iso result/iso/X.iso
+		// --profile nixos`) is verified like the fixture; a bare --iso is any NixOS
+		// ISO, upstream installers included, which have no pre-nixos to verify.
+		if f.iso != "" && p.PreNixosUnit != "" {
+			r.prenixos = true
+		}
 	}
 	if f.slug != "" {
 		r.slug = f.slug
@@ -122,9 +128,6 @@ func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
 	}
 	if s.MemoryMB == 0 && r.img.Profile.Name == "mini" {
 		s.MemoryMB = 256
-	}
-	if r.img.Profile.Name == "mini" {
-		s.Timeouts.Stop.Powerdown = 0 // busybox init ignores the ACPI power button
 	}
 	for i, d := range f.disks {
 		mb, err := strconv.Atoi(d)
@@ -263,7 +266,14 @@ func ensureNL(b []byte) string {
 // --debug-wait without one (CI), before it goes on.
 func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, why string) {
 	standard := func(ctx context.Context) error {
-		_, err := l.Capture(ctx, capture.Systemd("pre-nixos.service", "ssh.service", "systemd-networkd.service"), capture.Network("lan"), capture.Storage(), capture.Kernel())
+		p := l.VM.Spec.Image.Profile
+		var units []string
+		for _, u := range []string{p.PreNixosUnit, p.SSHUnit, "systemd-networkd.service"} {
+			if u != "" {
+				units = append(units, u)
+			}
+		}
+		_, err := l.Capture(ctx, capture.Systemd(units...), capture.Network("lan"), capture.Storage(), capture.Kernel())
 		return err
 	}
 	// Captures first: they use the shell, which is then handed to the person.
