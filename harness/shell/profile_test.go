@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -140,4 +141,21 @@ func unique(xs []string) []string {
 		}
 	}
 	return out
+}
+
+// TestPreNixosDoneMatchesUnitFile: the state the profiles expect after success is the
+// one the fixture's unit file produces (active with RemainAfterExit=yes, inactive
+// without); provisioner/systemd's test keeps module.nix in step with that file.
+func TestPreNixosDoneMatchesUnitFile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "provisioner", "systemd", "pre-nixos.service"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^RemainAfterExit=(\S+)`).FindStringSubmatch(string(b))
+	require.NotNil(t, m, "the unit file says RemainAfterExit explicitly")
+	want := "inactive"
+	if m[1] == "yes" || m[1] == "true" {
+		want = "active"
+	}
+	for _, p := range []Profile{Fixture, NixOS} {
+		require.Equal(t, want, p.PreNixosDone, "profile %s vs RemainAfterExit=%s", p.Name, m[1])
+	}
 }
