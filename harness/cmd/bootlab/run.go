@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -59,6 +60,10 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.scale, "timeout-scale", 0, "multiply every timeout (default $BOOTLAB_TIMEOUT_SCALE or 1)")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
 }
+
+// launcher starts QEMU (nil: the real one); tests substitute a replay guest
+// (harness/replay) to drive the whole command against recorded consoles.
+var launcher qemu.Launcher
 
 // resolvedImage is what was chosen to boot.
 type resolvedImage struct {
@@ -121,7 +126,7 @@ func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
 		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(f.scale, 'f', -1, 64))
 	}
 	s := vm.Spec{Image: r.img, Accel: f.accel, ProbeKernel: r.kernelHint, ProbeCache: lab.ProbeCache(),
-		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: os.Getenv("BOOTLAB_QEMU"),
+		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: os.Getenv("BOOTLAB_QEMU"), Launcher: launcher,
 		Timeouts: vm.DefaultTimeouts()}
 	if f.accel != "" && f.accel != qemu.AccelKVM && f.accel != qemu.AccelTCG {
 		return s, usagef("--accel must be kvm or tcg")
@@ -190,7 +195,10 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
 	}
 	if err != nil {
-		if l == nil {
+		var se *qemu.StartError
+		if l == nil || errors.As(err, &se) {
+			// QEMU could not run at all (a locked disk image, a taken port): the host's
+			// problem, reported in QEMU's own words, not a verdict on the image.
 			return usageError{err}
 		}
 		return err
