@@ -31,7 +31,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 // runFlags are shared by run and demo.
 type runFlags struct {
 	image, iso, kernel, initrd, appendLine, profile string
-	notes, slug, accel, pauseAfter                  string
+	notes, slug, accel, pauseAfter, inject          string
 	disks                                           listFlag
 	cmds                                            listFlag
 	ssh, debug, verifyPreNixos                      bool
@@ -53,6 +53,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.disks, "disk", "add a blank virtio disk of this size in MiB (repeatable)")
 	fs.Var(&f.cmds, "cmd", "run this framed command as root and print its output and status (repeatable)")
 	fs.BoolVar(&f.ssh, "ssh", false, "forward the guest's port 22 to a loopback port")
+	fs.StringVar(&f.inject, "inject", "", "pre-nixos: upload the checkout's static pre-nixos over the frame channel and run it --plan-only (plan and logs in <run>/inject)")
 	fs.BoolVar(&f.verifyPreNixos, "verify", true, "on images that run pre-nixos, verify storage, LAN and SSH")
 	fs.BoolVar(&f.debug, "debug", false, "on failure keep the VM running, capture, and offer `bootlab attach`")
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
@@ -170,6 +171,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
+	if f.inject != "" && f.inject != "pre-nixos" {
+		return usagef("--inject: only pre-nixos can be injected, not %q", f.inject)
+	}
 	if f.pauseAfter != "" {
 		switch f.pauseAfter {
 		case "login", "network", "storage":
@@ -241,6 +245,11 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 			return err
 		}
 		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL(res.Output), res.ExitStatus, res.Duration.Round(time.Millisecond))
+	}
+	if f.inject != "" {
+		if err := injectPreNixos(ctx, l, stdout); err != nil {
+			return err
+		}
 	}
 	if r.prenixos && f.verifyPreNixos {
 		key, err := lab.RootKey()
