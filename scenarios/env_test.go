@@ -51,7 +51,8 @@ var (
 )
 
 // fixture builds (once per process and variant) the fixture ISO with bootlab's root key.
-// With -iso the given ISO is used for the standard variant instead.
+// With -iso the given ISO is used for the standard variant instead, with -profile's
+// image profile.
 func fixture(t *testing.T, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair) {
 	t.Helper()
 	id := fmt.Sprintf("%+v", spec)
@@ -64,7 +65,7 @@ func fixture(t *testing.T, spec images.FixtureSpec) (vm.Image, *images.ISO, *key
 		defer cancel()
 		if *flagISO != "" && spec.BreakUnit == "" && spec.RootKey == "" {
 			b.key, b.err = lab.RootKey()
-			b.img = vm.Image{Name: "iso", ISO: *flagISO, Profile: shell.Fixture, Poweroff: "systemctl poweroff"}
+			b.img = vm.Image{Name: "iso", ISO: *flagISO, Profile: suiteProfile()}
 			b.iso = &images.ISO{Path: *flagISO}
 		} else {
 			b.img, b.iso, b.key, b.err = lab.FixtureImage(ctx, spec)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -25,18 +24,9 @@ import (
 // (priority high, language asked first), with only the console moved to the serial line.
 const installerAppend = "console=ttyS0,115200n8"
 
-// installerShellPrompt is busybox ash's prompt in the installer (PS1='\w # ', home /root
-// shown as ~).
-var installerShellPrompt = regexp.MustCompile(`~ # ?$`)
-
-// installerProfile is the installer's shell: already root, nothing to log in to, and
-// no way to escalate if it were not (an empty list, not nil, which means the defaults).
-var installerProfile = shell.Profile{
-	Name:        "debian-installer",
-	ShellPrompt: installerShellPrompt,
-	Escalation:  []shell.Method{},
-	QuietKernel: true,
-}
+// installerProfile is the installer's shell (a built-in profile: already root, busybox
+// ash's `~ # ` prompt, nothing to log in to, no way to escalate).
+var installerProfile = shell.DebianInstaller
 
 // handOffLine is typed into the installer's shell, which runs inside the GNU screen
 // session d-i starts on a serial console (S70menu). GNU screen re-renders its window
@@ -168,7 +158,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 
 	// 4. <Continue> has the focus: Enter starts busybox ash in the installer window.
 	_, err = ui.press(ctx, keyEnter, "the installer's busybox shell", func(text string, _ []string) bool {
-		return strings.Contains(text, "BusyBox") && installerShellPrompt.MatchString(lastRow(text)+" ")
+		return strings.Contains(text, "BusyBox") && installerProfile.ShellPrompt.MatchString(lastRow(text)+" ")
 	})
 	check(err)
 	ui.save("shell")

@@ -8,6 +8,8 @@
 //
 //	-boot-image-debug   on failure keep the VM up, serve its console for `bootlab attach`
 //	-iso PATH           run the fixture scenarios against this ISO instead of building one
+//	-profile NAME       the image profile of -iso: fixture (default) or nixos; unit names,
+//	                    key paths, login and poweroff come from it (docs/nixos.md)
 //	-kernel/-initrd/-append  boot this kernel for the kernel-series scenario instead
 //	-accel kvm|tcg      skip the KVM probe
 //	-keep               keep the disk images (deleted when each run closes otherwise)
@@ -31,6 +33,7 @@ import (
 var (
 	flagDebug     = flag.Bool("boot-image-debug", false, "on failure keep the VM running for `bootlab attach` (bounded wait without a terminal)")
 	flagISO       = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
+	flagProfile   = flag.String("profile", "fixture", "image profile of the -iso image: fixture or nixos (unit names, key paths, login, poweroff)")
 	flagKernel    = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
 	flagInitrd    = flag.String("initrd", "", "with -kernel: its initrd")
 	flagAppend    = flag.String("append", "", "with -kernel: its command line")
@@ -44,6 +47,10 @@ var (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if err := checkProfileFlag(); err != nil {
+		fmt.Fprintln(os.Stderr, "scenarios:", err)
+		os.Exit(2)
+	}
 	if *flagScale > 0 {
 		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(*flagScale, 'f', -1, 64))
 	}

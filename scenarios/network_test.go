@@ -84,21 +84,22 @@ func TestSSHPinningAndNoPasswords(t *testing.T) {
 func TestSSHDIndependence(t *testing.T) {
 	s := standard(t)
 	require.NoError(t, s.err)
-	show := run(t, s.l, "systemctl show -p WantedBy,After ssh.service")
-	require.Contains(t, show, "pre-nixos.service", "ssh.service is ordered after pre-nixos")
+	p := prof(s.l)
+	show := run(t, s.l, "systemctl show -p WantedBy,After "+p.SSHUnit)
+	require.Contains(t, show, p.PreNixosUnit, "%s is ordered after %s", p.SSHUnit, p.PreNixosUnit)
 	for _, line := range strings.Split(show, "\n") {
 		if strings.HasPrefix(line, "WantedBy=") {
 			require.NotContains(t, line, "multi-user.target", "sshd is held back from multi-user")
 		}
 	}
-	deps := run(t, s.l, "systemctl list-dependencies --reverse --plain --no-pager ssh.service")
+	deps := run(t, s.l, "systemctl list-dependencies --reverse --plain --no-pager "+p.SSHUnit)
 	require.NotContains(t, deps, "multi-user.target")
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
 	defer cancel()
 	// Settled: poll in the guest until the job queue is empty.
 	_, err := s.l.VM.Shell.Run(ctx, `n=0; while [ -n "$(systemctl list-jobs --no-legend)" ]; do n=$((n+1)); [ $n -gt 600 ] && { systemctl list-jobs; exit 1; }; sleep 0.2; done`)
 	require.NoError(t, err, "systemctl list-jobs is empty once settled")
-	require.Equal(t, "active\n", run(t, s.l, "systemctl is-active ssh.service"), "pre-nixos started sshd itself")
+	require.Equal(t, "active\n", run(t, s.l, "systemctl is-active "+p.SSHUnit), "pre-nixos started sshd itself")
 }
 
 // --- one negative test per area: break the image on purpose, see the right failure ---

@@ -29,7 +29,9 @@ func TestCleanDisk(t *testing.T) {
 	st := s.checks.Storage
 	require.Equal(t, status.StateApplied, st["STATE"])
 	require.Equal(t, "auto-applied", st["DETAIL"])
-	require.Equal(t, "inactive", strings.TrimSpace(statusOut(t, s, "systemctl is-active pre-nixos.service")), "a oneshot that succeeded ends inactive, not failed")
+	p := prof(s.l)
+	require.Equal(t, p.PreNixosDone, strings.TrimSpace(statusOut(t, s, "systemctl is-active "+p.PreNixosUnit)),
+		"the provisioner's oneshot ends %s after success (RemainAfterExit, docs/decisions.md)", p.PreNixosDone)
 	require.Contains(t, run(t, s.l, "vgs --noheadings -o vg_name"), "main")
 	require.Contains(t, run(t, s.l, "lvs --noheadings -o lv_name main"), "slash")
 	// The plan's file systems exist with their labels and are mounted where it says.
@@ -56,6 +58,7 @@ func TestEmbeddedKey(t *testing.T) {
 	defer cancel()
 	key, err := isoinspect.RootKey(ctx, s.iso.Path)
 	require.NoError(t, err, "bootlab inspect's key lookup on %s", s.iso.Path)
+	require.NotNil(t, key, "bootlab inspect finds an embedded root key on %s", s.iso.Path)
 	require.Equal(t, s.key.Fingerprint, key.Fingerprint, "the ISO carries the generated key")
 	require.Equal(t, s.key.AuthorizedKey, strings.Join(strings.Fields(key.Line)[:2], " "))
 	m := s.l.Rec.Metadata()
@@ -74,9 +77,13 @@ func TestEmbeddedKey(t *testing.T) {
 	st, err := os.Stat(s.key.PrivatePath)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the generated private key is 0600")
-	// And the guest has that key for root, 0600.
-	require.Equal(t, "600\n", run(t, s.l, "stat -c %a /root/.ssh/authorized_keys"))
-	require.Contains(t, run(t, s.l, "cat /root/.ssh/authorized_keys"), strings.Fields(s.key.AuthorizedKey)[1])
+	// Where the key sits on the ISO is the image's own layout (the profile says).
+	p := prof(s.l)
+	require.Regexp(t, p.ISOKey, key.Layer+":"+key.Path, "the %s profile's place for the key on the ISO", p.Name)
+	// And the guest has that key where the image keeps it, and for root, 0600.
+	require.Contains(t, run(t, s.l, "cat "+p.GuestKey), strings.Fields(s.key.AuthorizedKey)[1])
+	require.Equal(t, "600\n", run(t, s.l, "stat -c %a "+p.AuthorizedKeys))
+	require.Contains(t, run(t, s.l, "cat "+p.AuthorizedKeys), strings.Fields(s.key.AuthorizedKey)[1])
 }
 
 // seedExt4 puts an ext4 file system holding a marker file on a whole disk image, from
@@ -156,7 +163,7 @@ func TestRAIDLVMResidueForce(t *testing.T) {
 	require.Contains(t, run(t, l, "mdadm --examine /dev/vdb"), "Raid Level", "the residue is untouched without force")
 
 	// With force: the residue goes and the disks are provisioned in the same run.
-	run(t, l, "systemctl set-environment PRE_NIXOS_FORCE_CLEANUP=1 && rm -f /run/pre-nixos/storage-status && systemctl restart pre-nixos.service")
+	run(t, l, "systemctl set-environment PRE_NIXOS_FORCE_CLEANUP=1 && rm -f /run/pre-nixos/storage-status && systemctl restart "+prof(l).PreNixosUnit)
 	c.WantState, c.WantDetail = status.StateApplied, status.DetailForceCleanup
 	require.NoError(t, c.CheckStorage(ctx))
 	out, _ := runStatus(t, l, "cat /proc/mdstat")

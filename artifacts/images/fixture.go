@@ -671,3 +671,14 @@ func touchAndPrune(dir, pattern string, keep int) {
 		_ = os.RemoveAll(es[i].path)
 	}
 }
+
+// PreNixosBinaries builds the checkout's static provisioner binaries (pre-nixos,
+// pre-nixos-detect-storage, ...) into a fresh directory the caller removes: what the
+// fixture carries, for carrying into other images (`bootlab run --inject pre-nixos`).
+func PreNixosBinaries(ctx context.Context) (string, error) {
+	src, err := findSourceDir()
+	if err != nil {
+		return "", err
+	}
+	return preNixosBinaries(ctx, FixtureSpec{}, src)
+}

@@ -29,7 +29,7 @@ func MiniImage(ctx context.Context, spec images.MiniSpec) (vm.Image, *images.Min
 	return vm.Image{
 		Name: "mini", Kernel: m.Kernel, Initrd: m.Initrd,
 		Append:  "console=ttyS0,115200 panic=-1 " + m.Append,
-		Profile: shell.Mini, Poweroff: "poweroff",
+		Profile: shell.Mini,
 	}, m, nil
 }
 
@@ -47,5 +47,5 @@ func FixtureImage(ctx context.Context, spec images.FixtureSpec) (vm.Image, *imag
 	if err != nil {
 		return vm.Image{}, nil, nil, fmt.Errorf("building the fixture ISO: %w", err)
 	}
-	return vm.Image{Name: "fixture", ISO: iso.Path, Profile: shell.Fixture, Poweroff: "systemctl poweroff"}, iso, key, nil
+	return vm.Image{Name: "fixture", ISO: iso.Path, Profile: shell.Fixture}, iso, key, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/ansi"
 	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -271,6 +272,10 @@ func createdDisks(dir string, disks []vm.DiskSpec) []string {
 func outcomeOf(ctx context.Context, err error) runrec.Outcome {
 	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
 		return runrec.Interrupted
+	}
+	var se *qemu.StartError
+	if errors.As(err, &se) {
+		return runrec.Error // QEMU never ran a guest: the environment failed, not the image
 	}
 	var ce *console.ClosedError
 	var te *console.TimeoutError

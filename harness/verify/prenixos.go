@@ -23,11 +23,11 @@ import (
 	"github.com/bootlab/bootlab/provisioner/status"
 )
 
-// Status file paths in the guest.
+// Status file paths in the guest (the provisioner's, the same on every image; unit
+// names and key paths that differ between images come from the image's profile).
 const (
 	StorageStatus = "/run/pre-nixos/storage-status"
 	NetworkStatus = "/run/pre-nixos/network-status"
-	Unit          = "pre-nixos.service"
 )
 
 // PreNixos runs the checks in order. Expected values default to a blank disk being
@@ -80,19 +80,25 @@ func scaledTimeout(d, def time.Duration) time.Duration {
 	return def
 }
 
-// CheckStorage waits for storage-status and pre-nixos.service to finish, and compares
-// STATE and DETAIL.
+// CheckStorage waits for storage-status and the profile's pre-nixos unit to finish,
+// compares STATE and DETAIL, and checks the unit ended in the state the profile expects
+// after success.
 func (p *PreNixos) CheckStorage(ctx context.Context) error {
 	l := p.Lab
 	sh := l.VM.Shell
+	prof := l.VM.Spec.Image.Profile
+	unit := prof.PreNixosUnit
+	if unit == "" {
+		return fmt.Errorf("image profile %q names no pre-nixos unit: it does not run pre-nixos", prof.Name)
+	}
 	wctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.StorageTimeout, 10*time.Minute))
 	defer cancel()
 	// Done means: the status file exists and the unit is no longer running. A unit that
 	// failed ends the wait at once (terminal), whatever the file says. Waiting for the
 	// file alone would miss a failed unit for the whole timeout; waiting for the unit
 	// alone would accept "inactive" before it even started.
-	check := fmt.Sprintf(`__u=$(systemctl is-active %s); case $__u in failed) echo failed; exit 3;; esac; test -e %s && [ "$__u" != activating ] && [ "$__u" != reloading ] && { echo $__u; exit 0; }; echo $__u; exit 1`, Unit, StorageStatus)
-	state, err := sh.WaitUntil(wctx, "waiting for "+Unit+" to write "+StorageStatus+" and finish", check)
+	check := fmt.Sprintf(`__u=$(systemctl is-active %s); case $__u in failed) echo failed; exit 3;; esac; test -e %s && [ "$__u" != activating ] && [ "$__u" != reloading ] && { echo $__u; exit 0; }; echo $__u; exit 1`, unit, StorageStatus)
+	state, err := sh.WaitUntil(wctx, "waiting for "+unit+" to write "+StorageStatus+" and finish", check)
 	if err != nil {
 		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitFile, Path: StorageStatus}, "waiting for "+StorageStatus, err)
 		return fmt.Errorf("pre-nixos did not finish with %s written: %w", StorageStatus, err)
@@ -107,10 +113,18 @@ func (p *PreNixos) CheckStorage(ctx context.Context) error {
 	if want[0] == "" {
 		want = [2]string{"applied", "auto-applied"}
 	}
-	p.say("storage-status STATE=%s DETAIL=%s (%s is %s)", st["STATE"], st["DETAIL"], Unit, state)
+	state = strings.TrimSpace(state)
+	p.say("storage-status STATE=%s DETAIL=%s (%s is %s)", st["STATE"], st["DETAIL"], unit, state)
 	if st["STATE"] != want[0] || st["DETAIL"] != want[1] {
 		err := fmt.Errorf("storage-status is STATE=%s DETAIL=%s, want STATE=%s DETAIL=%s", st["STATE"], st["DETAIL"], want[0], want[1])
 		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitFile, Path: StorageStatus}, "checking storage-status", err)
+		return err
+	}
+	// The unit's end state is part of the image's promise (one semantics for the
+	// fixture's unit file and the NixOS module): a drift shows here, not in a later wait.
+	if prof.PreNixosDone != "" && state != prof.PreNixosDone {
+		err := fmt.Errorf("%s is %q after success, the %s profile expects %q", unit, state, prof.Name, prof.PreNixosDone)
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitUnit, Unit: unit}, "checking "+unit+"'s state", err)
 		return err
 	}
 	return nil
@@ -159,7 +173,11 @@ func (p *PreNixos) CheckNetwork(ctx context.Context) error {
 // HostKey reads the guest's ed25519 host key over the console: it is what SSH is then
 // pinned to, so a different server on the forwarded port is refused.
 func (p *PreNixos) HostKey(ctx context.Context) (string, error) {
-	r, err := p.Lab.Run(ctx, "cat /etc/ssh/ssh_host_ed25519_key.pub")
+	prof := p.Lab.VM.Spec.Image.Profile
+	if prof.HostKey == "" {
+		return "", fmt.Errorf("image profile %q names no SSH host key", prof.Name)
+	}
+	r, err := p.Lab.Run(ctx, "cat "+prof.HostKey)
 	if err != nil {
 		return "", fmt.Errorf("reading the guest host key over the console: %w", err)
 	}
@@ -186,7 +204,7 @@ func (p *PreNixos) CheckSSH(ctx context.Context) error {
 	defer cancel()
 	c, err := sshc.Dial(sctx, addr, "root", p.Key.Signer, hk)
 	if err != nil {
-		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitSSH, Unit: "ssh"}, "logging in over SSH as root", err)
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitSSH, Unit: l.VM.Spec.Image.Profile.SSHUnit}, "logging in over SSH as root", err)
 		return fmt.Errorf("SSH as root to %s: %w", addr, err)
 	}
 	defer c.Close()

@@ -35,7 +35,7 @@ type Image struct {
 	Initrd  string
 	Append  string
 	Profile shell.Profile
-	// Poweroff is typed as root to stop the guest cleanly ("poweroff" by default).
+	// Poweroff is typed as root to stop the guest cleanly (default: the profile's).
 	Poweroff string
 }
 
@@ -151,6 +151,9 @@ const (
 func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if spec.Timeouts.Login == 0 {
 		spec.Timeouts = DefaultTimeouts()
+	}
+	if spec.Image.Profile.IgnoresACPIPowerdown {
+		spec.Timeouts.Stop.Powerdown = 0 // waiting for an ignored power button only costs time
 	}
 	v = &VM{Spec: spec, Dir: dir}
 	self := v
@@ -358,16 +361,11 @@ func (v *VM) watchFirstOutput() {
 	}
 }
 
-// bootPhases are console lines that mark where a boot is, so a report can say in which
-// phase a slow or stuck boot spent its time: firmware/bootloader until the kernel's
-// banner, the kernel until it hands over to init, then init until a login prompt.
-var bootPhases = []struct{ name, re string }{
-	{"kernel", `Linux version [0-9]`},
-	{"init", `Run /\S+ as init process|systemd\[1\]: |Welcome to |Starting init`},
-}
-
-// watchBootPhases records each phase when its line first appears. It reads the
-// console like any other waiter and ends with the VM or after the login timeout.
+// watchBootPhases records each of the profile's boot phases when its line first
+// appears. Each phase is watched on its own from the start of the console: an image
+// that prints one phase's line and not another's (a quiet kernel) still gets the later
+// ones. It reads the console like any other waiter and ends with the VM or after the
+// login timeout.
 func (v *VM) watchBootPhases() {
 	ctx, cancel := context.WithTimeout(context.Background(), v.Spec.Timeouts.Login)
 	defer cancel()
@@ -378,15 +376,17 @@ func (v *VM) watchBootPhases() {
 		}
 		cancel()
 	}()
-	var pos int64
-	for _, ph := range bootPhases {
-		m, err := v.Console.Expect(ctx, pos, console.Regexp(ph.name, ph.re))
-		if err != nil {
-			return
-		}
-		v.mark(ph.name)
-		pos = m.End
+	var wg sync.WaitGroup
+	for _, ph := range v.Spec.Image.Profile.Phases() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := v.Console.Expect(ctx, 0, console.Pattern{Name: ph.Name, Re: ph.Re}); err == nil {
+				v.mark(ph.Name)
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 func (v *VM) progress(msg string) {
@@ -478,7 +478,9 @@ func (v *VM) Stop(ctx context.Context) (qemu.StopStage, error) {
 	// A shell reported gone (a command ended it) is not root any more: typing poweroff
 	// into whatever shell is left would only wait out the guest stage.
 	if v.Shell != nil && v.Shell.UID() == 0 && v.Shell.Gone() == nil && v.Console.Err() == nil {
-		guest = func(ctx context.Context) error { return v.Shell.Poweroff(ctx, v.Spec.Image.Poweroff) }
+		guest = func(ctx context.Context) error {
+			return v.Shell.Poweroff(ctx, v.Spec.Image.Profile.PoweroffCommand(v.Spec.Image.Poweroff))
+		}
 	}
 	stage, err := v.Machine.Stop(ctx, guest, v.Spec.Timeouts.Stop)
 	v.stopStage = stage

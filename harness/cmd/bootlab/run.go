@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 // runFlags are shared by run and demo.
 type runFlags struct {
 	image, iso, kernel, initrd, appendLine, profile string
-	notes, slug, accel, pauseAfter                  string
+	notes, slug, accel, pauseAfter, inject          string
 	disks                                           listFlag
 	cmds                                            listFlag
 	ssh, debug, verifyPreNixos                      bool
@@ -52,6 +53,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.disks, "disk", "add a blank virtio disk of this size in MiB (repeatable)")
 	fs.Var(&f.cmds, "cmd", "run this framed command as root and print its output and status (repeatable)")
 	fs.BoolVar(&f.ssh, "ssh", false, "forward the guest's port 22 to a loopback port")
+	fs.StringVar(&f.inject, "inject", "", "pre-nixos: upload the checkout's static pre-nixos over the frame channel and run it --plan-only (plan and logs in <run>/inject)")
 	fs.BoolVar(&f.verifyPreNixos, "verify", true, "on images that run pre-nixos, verify storage, LAN and SSH")
 	fs.BoolVar(&f.debug, "debug", false, "on failure keep the VM running, capture, and offer `bootlab attach`")
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
@@ -59,6 +61,10 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.scale, "timeout-scale", 0, "multiply every timeout (default $BOOTLAB_TIMEOUT_SCALE or 1)")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
 }
+
+// launcher starts QEMU (nil: the real one); tests substitute a replay guest
+// (harness/replay) to drive the whole command against recorded consoles.
+var launcher qemu.Launcher
 
 // resolvedImage is what was chosen to boot.
 type resolvedImage struct {
@@ -75,7 +81,7 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	case f.iso != "" && f.kernel != "":
 		return r, usagef("give --iso or --kernel, not both")
 	case f.iso != "":
-		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOSInstaller, Poweroff: "systemctl poweroff"}
+		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOS}
 		r.slug = "iso"
 	case f.kernel != "":
 		r.img = vm.Image{Name: "kernel", Kernel: f.kernel, Initrd: f.initrd, Append: f.appendLine, Profile: shell.Mini, Poweroff: "poweroff -f"}
@@ -103,6 +109,12 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 			return r, usageError{err}
 		}
 		r.img.Profile = p
+		// An ISO named with a profile that runs pre-nixos (`--iso result/iso/X.iso
+		// --profile nixos`) is verified like the fixture; a bare --iso is any NixOS
+		// ISO, upstream installers included, which have no pre-nixos to verify.
+		if f.iso != "" && p.PreNixosUnit != "" {
+			r.prenixos = true
+		}
 	}
 	if f.slug != "" {
 		r.slug = f.slug
@@ -115,16 +127,13 @@ func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
 		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(f.scale, 'f', -1, 64))
 	}
 	s := vm.Spec{Image: r.img, Accel: f.accel, ProbeKernel: r.kernelHint, ProbeCache: lab.ProbeCache(),
-		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: os.Getenv("BOOTLAB_QEMU"),
+		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: os.Getenv("BOOTLAB_QEMU"), Launcher: launcher,
 		Timeouts: vm.DefaultTimeouts()}
 	if f.accel != "" && f.accel != qemu.AccelKVM && f.accel != qemu.AccelTCG {
 		return s, usagef("--accel must be kvm or tcg")
 	}
 	if s.MemoryMB == 0 && r.img.Profile.Name == "mini" {
 		s.MemoryMB = 256
-	}
-	if r.img.Profile.Name == "mini" {
-		s.Timeouts.Stop.Powerdown = 0 // busybox init ignores the ACPI power button
 	}
 	for i, d := range f.disks {
 		mb, err := strconv.Atoi(d)
@@ -162,6 +171,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
+	if f.inject != "" && f.inject != "pre-nixos" {
+		return usagef("--inject: only pre-nixos can be injected, not %q", f.inject)
+	}
 	if f.pauseAfter != "" {
 		switch f.pauseAfter {
 		case "login", "network", "storage":
@@ -187,7 +199,10 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
 	}
 	if err != nil {
-		if l == nil {
+		var se *qemu.StartError
+		if l == nil || errors.As(err, &se) {
+			// QEMU could not run at all (a locked disk image, a taken port): the host's
+			// problem, reported in QEMU's own words, not a verdict on the image.
 			return usageError{err}
 		}
 		return err
@@ -231,6 +246,11 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		}
 		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL(res.Output), res.ExitStatus, res.Duration.Round(time.Millisecond))
 	}
+	if f.inject != "" {
+		if err := injectPreNixos(ctx, l, stdout); err != nil {
+			return err
+		}
+	}
 	if r.prenixos && f.verifyPreNixos {
 		key, err := lab.RootKey()
 		if err != nil {
@@ -263,7 +283,14 @@ func ensureNL(b []byte) string {
 // --debug-wait without one (CI), before it goes on.
 func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, why string) {
 	standard := func(ctx context.Context) error {
-		_, err := l.Capture(ctx, capture.Systemd("pre-nixos.service", "ssh.service", "systemd-networkd.service"), capture.Network("lan"), capture.Storage(), capture.Kernel())
+		p := l.VM.Spec.Image.Profile
+		var units []string
+		for _, u := range []string{p.PreNixosUnit, p.SSHUnit, "systemd-networkd.service"} {
+			if u != "" {
+				units = append(units, u)
+			}
+		}
+		_, err := l.Capture(ctx, capture.Systemd(units...), capture.Network("lan"), capture.Storage(), capture.Kernel())
 		return err
 	}
 	// Captures first: they use the shell, which is then handed to the person.
