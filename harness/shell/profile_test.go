@@ -117,6 +117,9 @@ func TestBuiltinProfiles(t *testing.T) {
 	require.NotRegexp(t, Fixture.ISOKey, ":pre_nixos/root_key.pub")
 	require.Regexp(t, NixOS.ISOKey, "nix-store.squashfs:0123456789abcdfghijklmnpqrsvwxyz-etc-root_key.pub")
 	require.Regexp(t, NixOS.ISOKey, "nix-store.squashfs:0123456789abcdfghijklmnpqrsvwxyz-etc/etc/pre-nixos/root_key.pub")
+	// The form isoinspect reports for a NixOS ISO (artifacts/isoinspect TestInspectNixOSISOLayout): the
+	// key as the booted system toplevel sees it.
+	require.Regexp(t, NixOS.ISOKey, "nix-store.squashfs:0123456789abcdfghijklmnpqrsvwxyz-nixos-system-nixos-25.11pre/etc/pre-nixos/root_key.pub")
 
 	require.Equal(t, "systemctl poweroff", NixOS.PoweroffCommand(""))
 	require.Equal(t, "poweroff -f", NixOS.PoweroffCommand("poweroff -f"))
