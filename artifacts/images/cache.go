@@ -56,8 +56,6 @@ func (hs *hasher) add(name, value string) {
 	fmt.Fprintf(hs.h, "%d:%s=%d:%s\n", len(name), name, len(value), value)
 }
 
-func (hs *hasher) addBytes(name string, value []byte) { hs.add(name, string(value)) }
-
 // fileSHA256 hashes a file's content.
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)

@@ -231,14 +231,3 @@ func fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
 	}
 	return path, d, nil
 }
-
-// extractDeb unpacks a .deb into dir with dpkg-deb -x (no chroot, no maintainer scripts).
-func extractDeb(ctx context.Context, deb, dir string) error {
-	if err := needTools("dpkg-deb"); err != nil {
-		return err
-	}
-	if _, err := run(ctx, "", "dpkg-deb", "-x", deb, dir); err != nil {
-		return fmt.Errorf("extracting %s: %w", filepath.Base(deb), err)
-	}
-	return nil
-}

@@ -126,9 +126,7 @@ func unpackKernel(ctx context.Context, deb, out string) error {
 		switch {
 		case strings.HasPrefix(name, "boot/vmlinuz-") && h.Typeflag == tar.TypeReg:
 			release = strings.TrimPrefix(name, "boot/vmlinuz-")
-			if readErr = copyToFile(filepath.Join(out, "vmlinuz"), tr, 0o644); readErr != nil {
-				break
-			}
+			readErr = copyToFile(filepath.Join(out, "vmlinuz"), tr, 0o644)
 		case strings.HasSuffix(name, "/modules.builtin") && h.Typeflag == tar.TypeReg:
 			b, err := io.ReadAll(tr)
 			if err != nil {

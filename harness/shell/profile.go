@@ -149,7 +149,6 @@ var (
 	DefaultLoginPrompt    = regexp.MustCompile(`(?i)login: ?$`)
 	DefaultShellPrompt    = regexp.MustCompile(`[$#] ?$`)
 	DefaultPasswordPrompt = regexp.MustCompile(`(?i)(password|passwort|mot de passe)( for [^:]+)?: ?$`)
-	autoLoginBanner       = regexp.MustCompile(`\(automatic login\)`)
 	loginIncorrect        = regexp.MustCompile(`(?i)(login incorrect|authentication failure|sorry, try again|incorrect password)`)
 )
 
