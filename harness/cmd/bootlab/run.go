@@ -53,7 +53,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.cmds, "cmd", "run this framed command as root and print its output and status (repeatable)")
 	fs.BoolVar(&f.ssh, "ssh", false, "forward the guest's port 22 to a loopback port")
 	fs.BoolVar(&f.verifyPreNixos, "verify", true, "on images that run pre-nixos, verify storage, LAN and SSH")
-	fs.BoolVar(&f.debug, "debug", false, "on failure keep the VM running, capture, and offer `bootlab attach`")
+	fs.BoolVar(&f.debug, "debug", false, "on failure keep the VM running, take the captures, and serve its console for bootlab attach")
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
 	fs.Float64Var(&f.scale, "timeout-scale", 0, "multiply every timeout (default $BOOTLAB_TIMEOUT_SCALE or 1)")
@@ -150,6 +150,9 @@ func parseRunFlags(name string, args []string, stderr io.Writer) (*runFlags, err
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected arguments: %s", joinArgs(fs.Args()))
 	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
 	return &f, nil
 }
 
@@ -162,14 +165,6 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
-	if f.pauseAfter != "" {
-		switch f.pauseAfter {
-		case "login", "network", "storage":
-		default:
-			return usagef("--pause-after must be login, network or storage")
-		}
-		f.debug = true
-	}
 	r, err := resolveImage(ctx, f, stderr)
 	if err != nil {
 		return err
