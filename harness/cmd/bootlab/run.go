@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/capture"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
@@ -253,63 +251,15 @@ func ensureNL(b []byte) string {
 	return s
 }
 
-// debugPause keeps the VM up for a person: the console is served on a socket, the
-// standard captures are taken, and automation waits for Enter on a terminal, or for
-// --debug-wait without one (CI), before it goes on.
+// debugPause keeps the VM up for a person (lab.DebugPause, shared with the scenarios):
+// captures, the console on a socket, fresh captures on request; it waits for Enter on
+// a terminal, or for --debug-wait without one (CI).
 func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, why string) {
-	standard := func(ctx context.Context) error {
-		_, err := l.Capture(ctx, capture.Systemd("pre-nixos.service", "ssh.service", "systemd-networkd.service"), capture.Network("lan"), capture.Storage(), capture.Kernel())
-		return err
-	}
-	// Captures first: they use the shell, which is then handed to the person.
-	if l.VM.Shell != nil {
-		if err := standard(ctx); err != nil {
-			fmt.Fprintf(stderr, "bootlab: captures incomplete: %v\n", err)
-		}
-		_ = l.VM.Shell.HandOver(ctx)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	sock, err := l.ServeConsole(sctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "bootlab: cannot serve the console: %v\n", err)
-		return
-	}
-	if l.VM.Shell != nil {
-		// `bootlab capture --running DIR` from another terminal: take the shell back for
-		// the framed captures, then hand it to the person again.
-		_, _ = l.ServeCaptures(sctx, func(ctx context.Context) error {
-			if err := l.VM.Shell.TakeBack(ctx); err != nil {
-				return err
-			}
-			defer l.VM.Shell.HandOver(ctx)
-			return standard(ctx)
-		})
-	}
-	fmt.Fprintf(stderr, "\nbootlab: %s: the VM is kept running.\n  attach:   bootlab attach %s   (Ctrl-] detaches)\n  console:  %s\n  captures: %s (fresh ones: bootlab capture --running %s)\n",
-		why, l.Dir(), sock, l.Rec.Path("captures"), l.Dir())
+	o := lab.PauseOptions{Why: why, Out: stderr, Wait: f.debugWait}
 	if isTerminal(os.Stdin) {
-		fmt.Fprintln(stderr, "  press Enter here to continue")
-		done := make(chan struct{})
-		go func() { _, _ = bufio.NewReader(os.Stdin).ReadString('\n'); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-		case <-l.VM.Machine.Exited():
-		}
-	} else {
-		fmt.Fprintf(stderr, "  no terminal on stdin: waiting %s, then tearing down\n", f.debugWait)
-		select {
-		case <-time.After(f.debugWait):
-		case <-ctx.Done():
-		case <-l.VM.Machine.Exited():
-		}
+		o.Enter = os.Stdin
 	}
-	if l.VM.Shell != nil && l.VM.Running() {
-		if err := l.VM.Shell.TakeBack(ctx); err != nil {
-			fmt.Fprintf(stderr, "bootlab: taking the shell back: %v\n", err)
-		}
-	}
+	l.DebugPause(ctx, o)
 }
 
 func isTerminal(f *os.File) bool {
