@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
@@ -163,6 +164,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
+	// Long work (image builds, downloads, waits) shows as it goes: a live line on a
+	// terminal, plain lines otherwise. Other output goes through it so the two never
+	// share a line.
+	pl := progress.For(stderr)
+	images.SetProgress(pl)
+	defer images.SetProgress(nil)
+	stderr = pl
 	r, err := resolveImage(ctx, f, stderr)
 	if err != nil {
 		return err
@@ -210,7 +218,9 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 
 // drive logs in and runs the checks; its error is the run's verdict.
 func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer) error {
+	stop := wait(stderr, "waiting for the login prompt and a root shell")
 	sh, err := l.Login(ctx)
+	stop()
 	if err != nil {
 		return err
 	}
@@ -229,18 +239,34 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		if err != nil {
 			return err
 		}
+		const what = "verifying pre-nixos: storage, then network, then SSH"
+		stop := wait(stderr, what)
 		checks := verify.PreNixos{Lab: l, Key: key, Out: stdout,
 			Pause: func(stage string) {
 				if f.pauseAfter == stage {
+					stop() // no ticking line under the pause message
 					debugPause(ctx, l, f, stderr, "pause after "+stage)
+					stop = wait(stderr, what)
 				}
 			}}
-		if err := checks.Run(ctx); err != nil {
+		err = checks.Run(ctx)
+		stop()
+		if err != nil {
 			return err
 		}
 	}
 	_ = sh
 	return nil
+}
+
+// wait shows a wait's elapsed time every second while it lasts (stderr is the run's
+// progress line; anything else shows nothing).
+func wait(stderr io.Writer, what string) (stop func()) {
+	pl, ok := stderr.(*progress.Line)
+	if !ok {
+		return func() {}
+	}
+	return pl.Ticker(what, func(e time.Duration) string { return fmt.Sprintf("bootlab: %s (%s)", what, progress.Elapsed(e)) })
 }
 
 func ensureNL(b []byte) string {
