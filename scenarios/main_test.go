@@ -33,7 +33,7 @@ import (
 
 var (
 	flagDebug      = flag.Bool("boot-image-debug", false, "on failure keep the VM running for bootlab attach (until Enter on the terminal; -debug-wait without one)")
-	flagPauseAfter = flag.String("pause-after", "", "pause each fixture VM after this stage (login, storage or network) for bootlab attach, pass or fail")
+	flagPauseAfter = flag.String("pause-after", "", "pause each fixture VM after this stage (login, storage or network) for bootlab attach; implies -boot-image-debug")
 	flagISO        = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
 	flagKernel     = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
 	flagInitrd     = flag.String("initrd", "", "with -kernel: its initrd")
@@ -53,6 +53,9 @@ func TestMain(m *testing.M) {
 	default:
 		fmt.Fprintf(os.Stderr, "scenarios: -pause-after must be login, storage or network, not %q\n", *flagPauseAfter)
 		os.Exit(2)
+	}
+	if *flagPauseAfter != "" {
+		*flagDebug = true // as bootlab run --pause-after implies --debug
 	}
 	if *flagDebugWait <= 0 {
 		fmt.Fprintf(os.Stderr, "scenarios: -debug-wait must be positive, not %s\n", *flagDebugWait)
