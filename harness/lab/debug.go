@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -75,7 +76,14 @@ func (l *Lab) DebugPause(ctx context.Context, o PauseOptions) {
 	// `bootlab capture --running DIR` from another terminal: take the shell back for the
 	// framed captures, then hand it to the person again. A VM without a verified shell
 	// (an upstream image driven by its screen) answers with the reason instead.
+	// busy is held while a capture request has the shell, so the pause's own TakeBack
+	// below never races one (both would drive the same shell); each request is bounded.
+	var busy sync.Mutex
 	_, _ = l.ServeCaptures(sctx, func(ctx context.Context) error {
+		busy.Lock()
+		defer busy.Unlock()
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
 		if l.VM.Shell == nil {
 			return fmt.Errorf("this VM has no verified root shell to capture with")
 		}
@@ -106,6 +114,10 @@ func (l *Lab) DebugPause(ctx context.Context, o PauseOptions) {
 	case <-ctx.Done():
 	case <-l.VM.Machine.Exited():
 	}
+	// A capture request in flight finishes first; one that comes later finds its
+	// context ended (stop) and does nothing.
+	busy.Lock()
+	defer busy.Unlock()
 	stop() // no new attach or capture clients once the pause ends
 	if hasShell && l.VM.Running() && ctx.Err() == nil {
 		if err := l.VM.Shell.TakeBack(ctx); err != nil {
