@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/keys"
@@ -95,6 +97,7 @@ func boot(t *testing.T, o bootOpts) (*lab.Lab, *keys.Pair) {
 	defer cancel()
 	_, err := l.Login(ctx)
 	require.NoError(t, err, "logging in to the fixture (run directory %s)", l.Dir())
+	pauseAt(t.Name(), l, "login")
 	return l, key
 }
 
@@ -132,10 +135,8 @@ func finish(t *testing.T, l *lab.Lab, began time.Time) {
 	if t.Failed() {
 		verdict = errors.New("scenario " + t.Name() + " failed")
 		outcome = runrec.Fail
-		if *flagDebug && l.VM != nil && l.VM.Running() {
-			keepForDebug(t, l)
-		}
 	}
+	keepIfFailed(t, l)
 	l.Scenario(t.Name(), outcome, verdict, time.Since(began))
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
 	defer cancel()
@@ -157,28 +158,49 @@ func finish(t *testing.T, l *lab.Lab, began time.Time) {
 
 func diskName(d vm.DiskSpec) string { return d.Name }
 
-// keepForDebug serves the failed VM's console and waits: for Enter on a terminal, or
-// -debug-wait (default 10 minutes) without one.
-func keepForDebug(t *testing.T, l *lab.Lab) {
-	ctx, cancel := context.WithCancel(context.Background())
+// pauseMu lets one VM at a time wait for a person: parallel scenarios that fail
+// together queue up, each with its own message, instead of racing for the Enter key.
+var pauseMu sync.Mutex
+
+// debugPause keeps a scenario's VM for a person exactly as `bootlab run --debug` does
+// (lab.DebugPause: captures, console socket, capture --running). The message and the
+// Enter key use the controlling terminal, since go test gives the test binary no stdin
+// and, without -v, shows its output only at the end; without a terminal the VM waits
+// -debug-wait.
+func debugPause(l *lab.Lab, why string) {
+	pauseMu.Lock()
+	defer pauseMu.Unlock()
+	o := lab.PauseOptions{Why: why, Out: os.Stderr, Wait: *flagDebugWait}
+	if tty := lab.ControllingTerminal(); tty != nil {
+		defer tty.Close()
+		o.Enter = tty
+		if !isTerminal(os.Stderr) {
+			o.Out = io.MultiWriter(os.Stderr, tty)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Wait+scaled(10*time.Minute))
 	defer cancel()
-	sock, err := l.ServeConsole(ctx)
-	if err != nil {
-		t.Logf("debug: cannot serve the console: %v", err)
-		return
+	l.DebugPause(ctx, o)
+}
+
+// keepIfFailed keeps a failed scenario's VM for a person with -boot-image-debug.
+func keepIfFailed(t *testing.T, l *lab.Lab) {
+	if t.Failed() && *flagDebug && l.VM != nil && l.VM.Running() {
+		debugPause(l, t.Name()+" failed")
 	}
-	if l.VM.Shell != nil {
-		_ = l.VM.Shell.HandOver(ctx)
+}
+
+// pauseAt pauses a scenario's VM at a stage named by -pause-after (login, storage,
+// network), whether or not the scenario goes on to fail.
+func pauseAt(name string, l *lab.Lab, stage string) {
+	if *flagPauseAfter == stage {
+		debugPause(l, name+": pause after "+stage)
 	}
-	wait := *flagDebugWait
-	if wait == 0 {
-		wait = 10 * time.Minute
-	}
-	fmt.Fprintf(os.Stderr, "\n--- %s failed; VM kept running for debugging\n    bootlab attach %s   (console %s; Ctrl-] detaches)\n    waiting %s (interrupt to tear down now)\n", t.Name(), l.Dir(), sock, wait)
-	select {
-	case <-time.After(wait):
-	case <-l.VM.Machine.Exited():
-	}
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // disk makes a disk spec; virtio unless bus says otherwise.
@@ -187,6 +209,7 @@ func disk(name string, mb int) vm.DiskSpec { return vm.DiskSpec{Name: name, Size
 // checks returns the shared pre-nixos checks for a lab.
 func checks(l *lab.Lab, key *keys.Pair, t *testing.T) *verify.PreNixos {
 	return &verify.PreNixos{Lab: l, Key: key, Out: testWriter{t},
+		Pause:          func(stage string) { pauseAt(t.Name(), l, stage) },
 		StorageTimeout: scaled(10 * time.Minute), NetworkTimeout: scaled(5 * time.Minute), SSHTimeout: scaled(5 * time.Minute)}
 }
 
@@ -249,7 +272,7 @@ type sharedVM struct {
 	checks *verify.PreNixos
 	err    error // the checks' result, asserted by each scenario
 	mu     sync.Mutex
-	failed bool
+	failed []string // scenarios that failed on it
 }
 
 // standard boots the shared VM once and runs the pre-nixos checks on it.
@@ -270,6 +293,7 @@ func standard(t *testing.T) *sharedVM {
 		if _, s.err = s.l.Login(ctx); s.err != nil {
 			return
 		}
+		pauseAt("the shared VM", s.l, "login")
 		s.checks = checks(s.l, key, t)
 		s.err = s.checks.Run(ctx)
 	})
@@ -280,7 +304,7 @@ func standard(t *testing.T) *sharedVM {
 	t.Cleanup(func() {
 		if t.Failed() {
 			shared.mu.Lock()
-			shared.failed = true
+			shared.failed = append(shared.failed, t.Name())
 			shared.mu.Unlock()
 		}
 		if shared.l != nil {
@@ -299,8 +323,13 @@ func closeShared() {
 		return
 	}
 	var verdict error
-	if shared.failed || shared.err != nil {
+	if len(shared.failed) > 0 || shared.err != nil {
 		verdict = errors.Join(errors.New("a scenario on the shared VM failed"), shared.err)
+		// The shared VM outlives each scenario on it, so it is kept once, after the
+		// last of them, naming every one that failed.
+		if *flagDebug && shared.l.VM != nil && shared.l.VM.Running() {
+			debugPause(shared.l, "the shared VM ("+strings.Join(shared.failed, ", ")+") failed")
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

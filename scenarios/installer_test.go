@@ -97,6 +97,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 			outcome = runrec.Fail
 		}
 		l.Scenario("upstream-installer-shell", outcome, verdict, time.Since(start))
+		keepIfFailed(t, l)
 		cctx, ccancel := context.WithTimeout(context.Background(), scaled(2*time.Minute))
 		defer ccancel()
 		if err := l.Close(cctx, verdict); err != nil {

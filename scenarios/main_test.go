@@ -6,7 +6,9 @@
 //
 // Flags (after `go test ./scenarios`):
 //
-//	-boot-image-debug   on failure keep the VM up, serve its console for `bootlab attach`
+//	-boot-image-debug   on failure keep the VM up, serve its console for bootlab attach
+//	-pause-after STAGE  pause each fixture VM after login, storage or network
+//	-debug-wait D       without a terminal, how long a kept VM waits (default 10m)
 //	-iso PATH           run the fixture scenarios against this ISO instead of building one
 //	-profile NAME       the image profile of -iso: fixture (default) or nixos; unit names,
 //	                    key paths, login and poweroff come from it (docs/nixos.md)
@@ -25,24 +27,26 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/bootlab/bootlab/harness/ci"
 	"github.com/bootlab/bootlab/harness/lab"
 )
 
 var (
-	flagDebug     = flag.Bool("boot-image-debug", false, "on failure keep the VM running for `bootlab attach` (bounded wait without a terminal)")
-	flagISO       = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
-	flagProfile   = flag.String("profile", "fixture", "image profile of the -iso image: fixture or nixos (unit names, key paths, login, poweroff)")
-	flagKernel    = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
-	flagInitrd    = flag.String("initrd", "", "with -kernel: its initrd")
-	flagAppend    = flag.String("append", "", "with -kernel: its command line")
-	flagAccel     = flag.String("accel", "", "kvm or tcg (default: probe)")
-	flagKeep      = flag.Bool("keep", false, "keep the disk images the runs create (deleted when each run closes otherwise)")
-	flagNotes     = flag.String("notes", "", "run directories go here (default $BOOTLAB_NOTES or a temp dir)")
-	flagScale     = flag.Float64("timeout-scale", 0, "multiply every timeout")
-	flagShard     = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
-	flagDebugWait = flag.Duration("debug-wait", 0, "with -boot-image-debug and no terminal: how long to keep a failed VM (default 10m)")
+	flagDebug      = flag.Bool("boot-image-debug", false, "on failure keep the VM running for bootlab attach (until Enter on the terminal; -debug-wait without one)")
+	flagPauseAfter = flag.String("pause-after", "", "pause each fixture VM after this stage (login, storage or network) for bootlab attach; implies -boot-image-debug")
+	flagISO        = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
+	flagProfile    = flag.String("profile", "fixture", "image profile of the -iso image: fixture or nixos (unit names, key paths, login, poweroff)")
+	flagKernel     = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
+	flagInitrd     = flag.String("initrd", "", "with -kernel: its initrd")
+	flagAppend     = flag.String("append", "", "with -kernel: its command line")
+	flagAccel      = flag.String("accel", "", "kvm or tcg (default: probe)")
+	flagKeep       = flag.Bool("keep", false, "keep the disk images the runs create (deleted when each run closes otherwise)")
+	flagNotes      = flag.String("notes", "", "run directories go here (default $BOOTLAB_NOTES or a temp dir)")
+	flagScale      = flag.Float64("timeout-scale", 0, "multiply every timeout")
+	flagShard      = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
+	flagDebugWait  = flag.Duration("debug-wait", 10*time.Minute, "with -boot-image-debug or -pause-after and no terminal: how long to keep the VM")
 )
 
 func TestMain(m *testing.M) {
@@ -50,6 +54,27 @@ func TestMain(m *testing.M) {
 	if err := checkProfileFlag(); err != nil {
 		fmt.Fprintln(os.Stderr, "scenarios:", err)
 		os.Exit(2)
+	}
+	switch *flagPauseAfter {
+	case "", "login", "storage", "network":
+	default:
+		fmt.Fprintf(os.Stderr, "scenarios: -pause-after must be login, storage or network, not %q\n", *flagPauseAfter)
+		os.Exit(2)
+	}
+	if *flagPauseAfter != "" {
+		*flagDebug = true // as bootlab run --pause-after implies --debug
+	}
+	if *flagDebugWait <= 0 {
+		fmt.Fprintf(os.Stderr, "scenarios: -debug-wait must be positive, not %s\n", *flagDebugWait)
+		os.Exit(2)
+	}
+	if *flagDebug || *flagPauseAfter != "" {
+		// go test's own -timeout (10m by default) panics a test that is paused longer.
+		if tf := flag.Lookup("test.timeout"); tf != nil {
+			if d, err := time.ParseDuration(tf.Value.String()); err == nil && d != 0 && d <= *flagDebugWait {
+				fmt.Fprintf(os.Stderr, "scenarios: -timeout %s is not above -debug-wait %s: a paused VM would be killed by the test timeout; use -timeout 0\n", d, *flagDebugWait)
+			}
+		}
 	}
 	if *flagScale > 0 {
 		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(*flagScale, 'f', -1, 64))

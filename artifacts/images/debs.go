@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/progress"
 )
 
 // toolPackages names the Debian package that provides each host tool the builders run,
@@ -212,6 +214,10 @@ func fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
 	}
 	defer os.RemoveAll(tmp)
 	slog.Info("downloading Debian package", "package", pkg, "version", d.Version)
+	stop := reporter().Ticker("download "+pkg, func(e time.Duration) string {
+		return fmt.Sprintf("downloading %s %s (%s)", pkg, d.Version, progress.Elapsed(e))
+	})
+	defer stop()
 	// The _apt sandbox user cannot write into a root-owned cache; running unsandboxed is
 	// what apt would fall back to anyway, minus the warning.
 	if _, err := run(ctx, tmp, "apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", pkg+"="+d.Version); err != nil {
@@ -228,6 +234,10 @@ func fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
 	}
 	if err := os.Rename(got, path); err != nil {
 		return "", nil, fmt.Errorf("storing %s: %w", pkg, err)
+	}
+	stop()
+	if st, err := os.Stat(path); err == nil {
+		reporter().Done(fmt.Sprintf("downloaded %s %s (%d KiB)", pkg, d.Version, st.Size()>>10))
 	}
 	return path, d, nil
 }

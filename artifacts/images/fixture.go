@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/progress"
 )
 
 // Login facts of the fixture ISO, for harness image profiles (see docs/images.md).
@@ -491,20 +494,27 @@ func buildRootfsSquashfs(ctx context.Context, out string) error {
 		return err
 	}
 	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Run(); err != nil {
+	phases := reporter().Mmdebstrap(t0)
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(logf, phases), io.MultiWriter(logf, phases)
+	err = cmd.Run()
+	_ = phases.Close()
+	if err != nil {
 		b, _ := os.ReadFile(logf.Name())
 		return fmt.Errorf("mmdebstrap: %w: %s", err, truncate(tailStr(string(b), 3000), 3000))
 	}
 	slog.Info("root filesystem done; compressing squashfs", "took", time.Since(t0).Round(time.Second))
+	reporter().Done(fmt.Sprintf("mmdebstrap: root filesystem done (%s)", progress.Elapsed(time.Since(t0))))
 	t1 := time.Now()
 	// zstd at a low level: several times faster than xz to build and to read under TCG,
 	// at the cost of a somewhat larger ISO.
-	if _, err := run(ctx, "", "mksquashfs", root, filepath.Join(out, "filesystem.squashfs"),
-		"-noappend", "-comp", "zstd", "-Xcompression-level", "3", "-e", "boot", "-quiet", "-no-progress"); err != nil {
+	// -quiet without -no-progress: only the progress bar, which reporter() turns into a
+	// percentage.
+	if err := runProgress(ctx, reporter().Squashfs("root filesystem", t1), "mksquashfs", root, filepath.Join(out, "filesystem.squashfs"),
+		"-noappend", "-comp", "zstd", "-Xcompression-level", "3", "-e", "boot", "-quiet"); err != nil {
 		return fmt.Errorf("compressing the root filesystem: %w", err)
 	}
 	slog.Info("squashfs done", "took", time.Since(t1).Round(time.Second))
+	reporter().Done(fmt.Sprintf("root filesystem squashfs done (%s)", progress.Elapsed(time.Since(t1))))
 	pk, err := run(ctx, "", "chroot", root, "dpkg-query", "-W")
 	if err == nil {
 		_ = os.WriteFile(filepath.Join(out, "packages.txt"), pk, 0o644)

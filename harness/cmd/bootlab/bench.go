@@ -22,6 +22,15 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments: %s", joinArgs(fs.Args()))
+	}
+	if err := mustPositive("--rounds", *rounds); err != nil {
+		return err
+	}
+	if err := mustPositive("--bulk", *bulk); err != nil {
+		return err
+	}
 	res, err := bench.Run(ctx, *notes, *rounds, *bulk, stderr)
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -13,8 +12,8 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/capture"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
@@ -55,7 +54,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.ssh, "ssh", false, "forward the guest's port 22 to a loopback port")
 	fs.StringVar(&f.inject, "inject", "", "pre-nixos: upload the checkout's static pre-nixos over the frame channel and run it --plan-only (plan and logs in <run>/inject)")
 	fs.BoolVar(&f.verifyPreNixos, "verify", true, "on images that run pre-nixos, verify storage, LAN and SSH")
-	fs.BoolVar(&f.debug, "debug", false, "on failure keep the VM running, capture, and offer `bootlab attach`")
+	fs.BoolVar(&f.debug, "debug", false, "on failure keep the VM running, take the captures, and serve its console for bootlab attach")
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
 	fs.Float64Var(&f.scale, "timeout-scale", 0, "multiply every timeout (default $BOOTLAB_TIMEOUT_SCALE or 1)")
@@ -159,6 +158,9 @@ func parseRunFlags(name string, args []string, stderr io.Writer) (*runFlags, err
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected arguments: %s", joinArgs(fs.Args()))
 	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
 	return &f, nil
 }
 
@@ -171,17 +173,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
-	if f.inject != "" && f.inject != "pre-nixos" {
-		return usagef("--inject: only pre-nixos can be injected, not %q", f.inject)
-	}
-	if f.pauseAfter != "" {
-		switch f.pauseAfter {
-		case "login", "network", "storage":
-		default:
-			return usagef("--pause-after must be login, network or storage")
-		}
-		f.debug = true
-	}
+	// Long work (image builds, downloads, waits) shows as it goes: a live line on a
+	// terminal, plain lines otherwise. Other output goes through it so the two never
+	// share a line.
+	pl := progress.For(stderr)
+	images.SetProgress(pl)
+	defer images.SetProgress(nil)
+	stderr = pl
 	r, err := resolveImage(ctx, f, stderr)
 	if err != nil {
 		return err
@@ -232,7 +230,9 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 
 // drive logs in and runs the checks; its error is the run's verdict.
 func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer) error {
+	stop := wait(stderr, "waiting for the login prompt and a root shell")
 	sh, err := l.Login(ctx)
+	stop()
 	if err != nil {
 		return err
 	}
@@ -256,18 +256,34 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		if err != nil {
 			return err
 		}
+		const what = "verifying pre-nixos: storage, then network, then SSH"
+		stop := wait(stderr, what)
 		checks := verify.PreNixos{Lab: l, Key: key, Out: stdout,
 			Pause: func(stage string) {
 				if f.pauseAfter == stage {
+					stop() // no ticking line under the pause message
 					debugPause(ctx, l, f, stderr, "pause after "+stage)
+					stop = wait(stderr, what)
 				}
 			}}
-		if err := checks.Run(ctx); err != nil {
+		err = checks.Run(ctx)
+		stop()
+		if err != nil {
 			return err
 		}
 	}
 	_ = sh
 	return nil
+}
+
+// wait shows a wait's elapsed time every second while it lasts (stderr is the run's
+// progress line; anything else shows nothing).
+func wait(stderr io.Writer, what string) (stop func()) {
+	pl, ok := stderr.(*progress.Line)
+	if !ok {
+		return func() {}
+	}
+	return pl.Ticker(what, func(e time.Duration) string { return fmt.Sprintf("bootlab: %s (%s)", what, progress.Elapsed(e)) })
 }
 
 func ensureNL(b []byte) string {
@@ -278,70 +294,15 @@ func ensureNL(b []byte) string {
 	return s
 }
 
-// debugPause keeps the VM up for a person: the console is served on a socket, the
-// standard captures are taken, and automation waits for Enter on a terminal, or for
-// --debug-wait without one (CI), before it goes on.
+// debugPause keeps the VM up for a person (lab.DebugPause, shared with the scenarios):
+// captures, the console on a socket, fresh captures on request; it waits for Enter on
+// a terminal, or for --debug-wait without one (CI).
 func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, why string) {
-	standard := func(ctx context.Context) error {
-		p := l.VM.Spec.Image.Profile
-		var units []string
-		for _, u := range []string{p.PreNixosUnit, p.SSHUnit, "systemd-networkd.service"} {
-			if u != "" {
-				units = append(units, u)
-			}
-		}
-		_, err := l.Capture(ctx, capture.Systemd(units...), capture.Network("lan"), capture.Storage(), capture.Kernel())
-		return err
-	}
-	// Captures first: they use the shell, which is then handed to the person.
-	if l.VM.Shell != nil {
-		if err := standard(ctx); err != nil {
-			fmt.Fprintf(stderr, "bootlab: captures incomplete: %v\n", err)
-		}
-		_ = l.VM.Shell.HandOver(ctx)
-	}
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	sock, err := l.ServeConsole(sctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "bootlab: cannot serve the console: %v\n", err)
-		return
-	}
-	if l.VM.Shell != nil {
-		// `bootlab capture --running DIR` from another terminal: take the shell back for
-		// the framed captures, then hand it to the person again.
-		_, _ = l.ServeCaptures(sctx, func(ctx context.Context) error {
-			if err := l.VM.Shell.TakeBack(ctx); err != nil {
-				return err
-			}
-			defer l.VM.Shell.HandOver(ctx)
-			return standard(ctx)
-		})
-	}
-	fmt.Fprintf(stderr, "\nbootlab: %s: the VM is kept running.\n  attach:   bootlab attach %s   (Ctrl-] detaches)\n  console:  %s\n  captures: %s (fresh ones: bootlab capture --running %s)\n",
-		why, l.Dir(), sock, l.Rec.Path("captures"), l.Dir())
+	o := lab.PauseOptions{Why: why, Out: stderr, Wait: f.debugWait}
 	if isTerminal(os.Stdin) {
-		fmt.Fprintln(stderr, "  press Enter here to continue")
-		done := make(chan struct{})
-		go func() { _, _ = bufio.NewReader(os.Stdin).ReadString('\n'); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-		case <-l.VM.Machine.Exited():
-		}
-	} else {
-		fmt.Fprintf(stderr, "  no terminal on stdin: waiting %s, then tearing down\n", f.debugWait)
-		select {
-		case <-time.After(f.debugWait):
-		case <-ctx.Done():
-		case <-l.VM.Machine.Exited():
-		}
+		o.Enter = os.Stdin
 	}
-	if l.VM.Shell != nil && l.VM.Running() {
-		if err := l.VM.Shell.TakeBack(ctx); err != nil {
-			fmt.Fprintf(stderr, "bootlab: taking the shell back: %v\n", err)
-		}
-	}
+	l.DebugPause(ctx, o)
 }
 
 func isTerminal(f *os.File) bool {

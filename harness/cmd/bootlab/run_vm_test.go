@@ -54,7 +54,7 @@ func TestRunPauseAttachReport(t *testing.T) {
 	deadline := time.Now().Add(vmScaled(4 * time.Minute))
 	for link == "" && time.Now().Before(deadline) {
 		matches, _ := filepath.Glob(filepath.Join(notes, "*", lab.ConsoleSocket))
-		if len(matches) == 1 && (strings.Contains(stderr.String(), "press Enter") || strings.Contains(stderr.String(), "no terminal on stdin")) {
+		if len(matches) == 1 && (strings.Contains(stderr.String(), "press Enter") || strings.Contains(stderr.String(), "no terminal")) {
 			link = matches[0]
 		}
 		select {

@@ -45,6 +45,9 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return usagef("want the run directory of a paused VM")
 	}
+	if err := existingDir("run directory", fs.Arg(0)); err != nil {
+		return err
+	}
 	link := filepath.Join(fs.Arg(0), lab.ConsoleSocket)
 	target, err := os.Readlink(link)
 	if err != nil {
@@ -109,6 +112,9 @@ func cmdCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() != 1 {
 		return usagef("want a run directory")
 	}
+	if err := existingDir("run directory", fs.Arg(0)); err != nil {
+		return err
+	}
 	if *running {
 		target, err := os.Readlink(filepath.Join(fs.Arg(0), lab.CaptureSocket))
 		if err != nil {
@@ -145,20 +151,33 @@ func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
+	switch {
+	case *kernel != "" && fs.NArg() == 0:
+		if err := readableFile("--kernel", *kernel); err != nil {
+			return err
+		}
+		if *initrd != "" {
+			if err := readableFile("--initrd", *initrd); err != nil {
+				return err
+			}
+		}
+	case *kernel == "" && *initrd != "":
+		return usagef("--initrd needs --kernel")
+	case *kernel == "" && fs.NArg() == 1:
+		if err := readableFile("image", fs.Arg(0)); err != nil {
+			return err
+		}
+	default:
+		return usagef("want one ISO, or --kernel (and --initrd)")
+	}
 	var (
 		rep *isoinspect.Report
 		err error
 	)
-	switch {
-	case *kernel != "" && fs.NArg() == 0:
+	if *kernel != "" {
 		rep, err = isoinspect.InspectKernel(ctx, *kernel, *initrd)
-	case fs.NArg() == 1:
-		if _, serr := os.Stat(fs.Arg(0)); serr != nil {
-			return usagef("%v", serr)
-		}
+	} else {
 		rep, err = isoinspect.InspectISO(ctx, fs.Arg(0))
-	default:
-		return usagef("want one ISO, or --kernel (and --initrd)")
 	}
 	if err != nil {
 		return err
@@ -175,12 +194,18 @@ func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab log DIR", flag.ContinueOnError)
 	plain := fs.Bool("plain", false, "remove escape sequences and CRs")
-	which := fs.String("file", vm.SerialLog, "which log: serial.log, transcript.log or harness.log")
+	which := fs.String("file", vm.SerialLog, "which log: serial.log, transcript.log, harness.log, channel.log or qemu-stderr.log")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("want a run directory")
+	}
+	if err := validLogFile(*which); err != nil {
+		return err
+	}
+	if err := existingDir("run directory", fs.Arg(0)); err != nil {
+		return err
 	}
 	f, err := os.Open(filepath.Join(fs.Arg(0), *which))
 	if err != nil {
@@ -219,6 +244,26 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	out := fs.String("o", "", "with --trend: write the chart here (default <notes>/trend.html)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	modes := 0
+	for _, on := range []bool{*trend, *summary, fs.NArg() > 0} {
+		if on {
+			modes++
+		}
+	}
+	switch {
+	case modes != 1 || fs.NArg() > 1:
+		return usagef("want one of: a run directory, --trend or --summary")
+	case *out != "" && !*trend:
+		return usagef("-o goes with --trend")
+	case fs.NArg() == 1:
+		if err := existingDir("run directory", fs.Arg(0)); err != nil {
+			return err
+		}
+	default:
+		if err := existingDir("--notes", *notes); err != nil {
+			return err
+		}
 	}
 	switch {
 	case *trend:

@@ -19,10 +19,14 @@ import (
 	"syscall"
 
 	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/progress"
 )
 
 func main() {
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	// slog lines go through the progress line so a live line never shares theirs.
+	pl := progress.For(os.Stderr)
+	images.SetProgress(pl)
+	slog.SetDefault(slog.New(slog.NewTextHandler(pl, nil)))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
