@@ -307,3 +307,54 @@ func names(es []Entry) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// WriteText lists menus for a person: one block per entry, the default marked with *.
+func WriteText(w io.Writer, menus []*Menu) error {
+	if len(menus) == 0 {
+		_, err := fmt.Fprintln(w, "boot menu: none found (no isolinux.cfg, syslinux.cfg or grub.cfg)")
+		return err
+	}
+	for _, m := range menus {
+		if _, err := fmt.Fprintf(w, "boot menu (%s, /%s): %d entries\n", m.Loader, m.Config, len(m.Entries)); err != nil {
+			return err
+		}
+		for _, e := range m.Entries {
+			mark := " "
+			if e.Default {
+				mark = "*"
+			}
+			serial := "no"
+			if e.SerialConsole() {
+				serial = "yes"
+			}
+			label := fmt.Sprintf("%q", e.Label)
+			if e.Title != "" && e.Title != e.Label {
+				label += fmt.Sprintf(" (%q)", e.Title)
+			}
+			if e.Menu != "" {
+				label += " in submenu " + fmt.Sprintf("%q", e.Menu)
+			}
+			fmt.Fprintf(w, "%s %s\n", mark, label)
+			if e.Kernel != "" {
+				fmt.Fprintf(w, "    kernel:  %s\n", e.Kernel)
+			}
+			if len(e.Initrds) > 0 {
+				fmt.Fprintf(w, "    initrd:  %s\n", strings.Join(e.Initrds, " "))
+			}
+			fmt.Fprintf(w, "    cmdline: %s\n    serial console: %s\n", e.Cmdline, serial)
+			for _, u := range e.Unresolved {
+				fmt.Fprintf(w, "    not bootable directly: %s\n", u)
+			}
+			for _, a := range e.Assumed {
+				fmt.Fprintf(w, "    assumed: %s\n", a)
+			}
+		}
+		for _, n := range m.Notes {
+			if _, err := fmt.Fprintf(w, "  note: %s\n", n); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := fmt.Fprintln(w, "(* is the default entry)")
+	return err
+}
