@@ -9,6 +9,7 @@ packages=(
   busybox-static cpio             # the mini image (busybox initramfs)
   mmdebstrap squashfs-tools xorriso isolinux syslinux-common  # the fixture ISO
   e2fsprogs gdisk dosfstools      # seeding disks with data from the host
+  grub-pc-bin grub-common mtools  # GRUB ISOs made by grub-mkrescue (boot-menu tests)
   nix-bin                         # nix-instantiate --parse for flake.nix
   chromium                        # rendering report.html in tests
   shellcheck                      # actionlint checks the workflows' run: scripts with it

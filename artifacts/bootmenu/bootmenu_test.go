@@ -451,3 +451,13 @@ func FuzzGRUB(f *testing.F) {
 		}
 	})
 }
+
+// One file named in two cases is one file: the loop is still found.
+func TestIncludeLoopThroughCaseVariants(t *testing.T) {
+	fsys := mapFS(map[string]string{"isolinux.cfg": "INCLUDE A.CFG\n", "a.cfg": "include Isolinux.CFG\n"})
+	_, err := ParseISOLINUX(fsys, "isolinux.cfg")
+	require.ErrorContains(t, err, "include loop")
+	gfs := mapFS(map[string]string{"boot/grub/grub.cfg": "source /BOOT/grub/GRUB.cfg\n"})
+	_, err = ParseGRUB(gfs, "boot/grub/grub.cfg")
+	require.ErrorContains(t, err, "source loop")
+}

@@ -397,12 +397,12 @@ func (p *gParser) run(c *gCmd, file string, stack []string) error {
 			p.menu.Notes = append(p.menu.Notes, fmt.Sprintf("%s: %s %s: %s not set, not followed", file, cmd, args[0], strings.Join(missing, ", ")))
 			return nil
 		}
-		target := strings.TrimPrefix(stripDevice(args[0]), "/")
-		if _, ok := Exists(p.fsys, target); !ok {
+		target, ok := Exists(p.fsys, stripDevice(args[0]))
+		if !ok {
 			p.menu.Notes = append(p.menu.Notes, fmt.Sprintf("%s: %s %s: no such file", file, cmd, args[0]))
 			return nil
 		}
-		return p.file(path.Clean(target), stack)
+		return p.file(target, stack)
 	default:
 		if k, v, ok := strings.Cut(cmd, "="); ok && gVarName.MatchString(k) && len(args) == 0 {
 			p.assign(entry, k, v, missing)

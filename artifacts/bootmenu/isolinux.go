@@ -113,14 +113,16 @@ func (p *slParser) include(arg, from string, stack []string) error {
 	if len(f) == 0 {
 		return nil
 	}
-	target := p.resolve(f[0])
-	if _, ok := Exists(p.fsys, target); !ok {
+	// The name as stored, so that one file spelt in two cases is still one file to the
+	// loop check.
+	target, ok := Exists(p.fsys, p.resolve(f[0]))
+	if !ok {
 		// ISOLINUX skips a missing INCLUDE silently; Debian's netboot menu includes
 		// several files that only its graphical flavour ships.
 		p.menu.Notes = append(p.menu.Notes, fmt.Sprintf("%s: INCLUDE %s: no such file (skipped, as ISOLINUX does)", from, f[0]))
 		return nil
 	}
-	return p.file(strings.TrimPrefix(target, "/"), stack)
+	return p.file(target, stack)
 }
 
 func (p *slParser) menuCmd(sub, arg, from string, stack []string) error {
@@ -185,6 +187,9 @@ func (p *slParser) cmd(kw, arg, from string, stack []string) error {
 			return errors.New("CONFIG without a file")
 		}
 		target := strings.TrimPrefix(p.resolve(f[0]), "/")
+		if name, ok := Exists(p.fsys, target); ok {
+			target = name
+		}
 		if len(f) > 1 {
 			p.cwd = strings.TrimPrefix(p.resolve(f[1]), "/")
 		} else {

@@ -16,6 +16,7 @@ import (
 	"github.com/bootlab/bootlab/harness/capture"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
+	"github.com/bootlab/bootlab/harness/screen"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/verify"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -31,6 +32,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 type runFlags struct {
 	image, iso, kernel, initrd, appendLine, profile string
 	notes, slug, accel, pauseAfter                  string
+	boot, entry, expectScreen                       string
 	disks                                           listFlag
 	cmds                                            listFlag
 	ssh, debug, verifyPreNixos                      bool
@@ -45,6 +47,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.kernel, "kernel", "", "boot this kernel (with --initrd, --append)")
 	fs.StringVar(&f.initrd, "initrd", "", "initrd for --kernel")
 	fs.StringVar(&f.appendLine, "append", "console=ttyS0,115200n8", "kernel command line for --kernel")
+	fs.StringVar(&f.boot, "boot", lab.BootAuto, "for an ISO: direct (QEMU loads the menu entry's kernel with console=ttyS0 added, the ISO attached), firmware (the ISO's own bootloader), or auto (firmware when the entry already has a serial console and is the default, direct otherwise)")
+	fs.StringVar(&f.entry, "entry", "", "for an ISO: the boot menu entry, by label, title or regular expression (default: the menu's default; bootlab inspect --menu ISO lists them)")
+	fs.StringVar(&f.expectScreen, "expect-screen", "", "pass when this text is on the console's screen instead of logging in (installers, rescue images)")
 	fs.StringVar(&f.profile, "profile", "", "console profile: mini, fixture, nixos (default from the image)")
 	fs.StringVar(&f.notes, "notes", "", "run directories go here (default $BOOTLAB_NOTES or docs/work-notes)")
 	fs.StringVar(&f.slug, "slug", "", "name for the run directory (default from the image)")
@@ -74,7 +79,12 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	switch {
 	case f.iso != "" && f.kernel != "":
 		return r, usagef("give --iso or --kernel, not both")
+	case (f.boot != lab.BootAuto || f.entry != "") && (f.kernel != "" || f.image == "mini"):
+		return r, usagef("--boot and --entry are for ISOs (--iso, --image fixture)")
 	case f.iso != "":
+		if _, err := os.Stat(f.iso); err != nil {
+			return r, usagef("--iso: %v", err)
+		}
 		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOSInstaller, Poweroff: "systemctl poweroff"}
 		r.slug = "iso"
 	case f.kernel != "":
@@ -96,6 +106,19 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 		r.img, r.kernelHint, r.keyFP, r.prenixos, r.slug = img, iso.Kernel, key.Fingerprint, true, "fixture"
 	default:
 		return r, usagef("unknown --image %q (mini or fixture)", f.image)
+	}
+	if r.img.ISO != "" {
+		b, err := lab.ResolveISOBoot(ctx, &r.img, f.boot, f.entry)
+		if err != nil {
+			// A wrong --boot/--entry, or an unreadable image: exit 2 before any boot.
+			return r, usageError{err}
+		}
+		if b.Path == lab.BootDirect {
+			r.kernelHint = r.img.Kernel
+			fmt.Fprintf(stderr, "bootlab: booting entry %q directly (%s): %s\n", b.Entry.Label, b.Why, r.img.Append)
+		} else {
+			fmt.Fprintf(stderr, "bootlab: booting the ISO through the firmware (%s)\n", b.Why)
+		}
 	}
 	if f.profile != "" {
 		p, err := shell.ByName(f.profile)
@@ -217,6 +240,9 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 
 // drive logs in and runs the checks; its error is the run's verdict.
 func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer) error {
+	if f.expectScreen != "" {
+		return expectScreen(ctx, l, f.expectScreen, stdout)
+	}
 	sh, err := l.Login(ctx)
 	if err != nil {
 		return err
@@ -247,6 +273,33 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		}
 	}
 	_ = sh
+	return nil
+}
+
+// expectScreen waits, for as long as a login may take, until text is on the 80x24
+// screen the console draws (full-screen programs like the Debian installer repaint
+// with escape sequences, so the byte stream alone does not show what a person sees).
+func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer) error {
+	scr := screen.New(80, 24)
+	remove := l.VM.Console.AddTee(scr)
+	defer remove()
+	gctx, silent, stop := l.VM.GuardSilence(ctx)
+	defer stop()
+	wctx, cancel := context.WithTimeout(gctx, l.VM.Spec.Timeouts.Login)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.VM.Machine.Exited():
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	if err := scr.WaitForText(wctx, text); err != nil {
+		err = silent(fmt.Errorf("waiting for %q on the console screen: %w", text, err))
+		l.Diagnose("expect-screen", fmt.Sprintf("waiting for %q on the screen", text), err, "screen:\n"+scr.Text())
+		return err
+	}
+	fmt.Fprintf(stdout, "screen shows %q:\n%s\n", text, scr.Text())
 	return nil
 }
 
