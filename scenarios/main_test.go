@@ -8,6 +8,8 @@
 //
 //	-boot-image-debug   on failure keep the VM up, serve its console for `bootlab attach`
 //	-iso PATH           run the fixture scenarios against this ISO instead of building one
+//	-entry LABEL        boot this entry of the ISO's menu (label, title or regexp)
+//	-boot MODE          direct, firmware or auto (default): how the ISO is booted
 //	-kernel/-initrd/-append  boot this kernel for the kernel-series scenario instead
 //	-accel kvm|tcg      skip the KVM probe
 //	-keep               keep passing runs' disk images (they are deleted otherwise)
@@ -31,6 +33,8 @@ import (
 var (
 	flagDebug     = flag.Bool("boot-image-debug", false, "on failure keep the VM running for `bootlab attach` (bounded wait without a terminal)")
 	flagISO       = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
+	flagEntry     = flag.String("entry", "", "boot this entry of the ISO's boot menu (label, title or regexp; default: the menu's default)")
+	flagBoot      = flag.String("boot", lab.BootAuto, "how the ISO boots: direct, firmware or auto")
 	flagKernel    = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
 	flagInitrd    = flag.String("initrd", "", "with -kernel: its initrd")
 	flagAppend    = flag.String("append", "", "with -kernel: its command line")

@@ -45,7 +45,8 @@ func buildDebianMiniISO(t *testing.T, ctx context.Context) string {
 	stage := filepath.Join(t.TempDir(), "mini")
 	out, err := exec.CommandContext(ctx, "cp", "-a", tree, stage).CombinedOutput()
 	require.NoError(t, err, "copying the netboot tree: %s", out)
-	copyFile(t, filepath.Join(tree, "pxelinux.cfg", "default"), filepath.Join(stage, "isolinux.cfg"))
+	// pxelinux.cfg at the top of the package is a symlink into debian-installer/amd64.
+	copyFile(t, filepath.Join(tree, "debian-installer/amd64/pxelinux.cfg/default"), filepath.Join(stage, "isolinux.cfg"))
 	copyFile(t, filepath.Join(tree, "debian-installer/amd64/grub/grub.cfg"), filepath.Join(stage, "boot/grub/grub.cfg"))
 	copyFile(t, "/usr/lib/ISOLINUX/isolinux.bin", filepath.Join(stage, "isolinux.bin"))
 	const mods = "/usr/lib/syslinux/modules/bios/"
