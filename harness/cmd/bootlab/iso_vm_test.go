@@ -34,8 +34,8 @@ func copyFile(t *testing.T, src, dst string) {
 
 // buildDebianMiniISO makes, in a temp dir, an ISO laid out like Debian's mini.iso from
 // the netboot package the installer scenario uses: the package's text netboot tree at
-// the root with its ISOLINUX menu files unchanged (pxelinux.cfg/default is the
-// isolinux.cfg: INCLUDEs of menu.cfg, txt.cfg, ...; the default entry "install" has
+// the root with its ISOLINUX menu files unchanged (pxelinux.cfg/default, that is
+// boot-screens/syslinux.cfg, is the isolinux.cfg: INCLUDEs of menu.cfg, txt.cfg, ...; the default entry "install" has
 // vga=788 and no serial console) and its GRUB config at /boot/grub/grub.cfg. Only the
 // binaries come from the host: isolinux.bin and the COM32 modules it must match.
 func buildDebianMiniISO(t *testing.T, ctx context.Context) string {
@@ -45,8 +45,8 @@ func buildDebianMiniISO(t *testing.T, ctx context.Context) string {
 	stage := filepath.Join(t.TempDir(), "mini")
 	out, err := exec.CommandContext(ctx, "cp", "-a", tree, stage).CombinedOutput()
 	require.NoError(t, err, "copying the netboot tree: %s", out)
-	// pxelinux.cfg at the top of the package is a symlink into debian-installer/amd64.
-	copyFile(t, filepath.Join(tree, "debian-installer/amd64/pxelinux.cfg/default"), filepath.Join(stage, "isolinux.cfg"))
+	// pxelinux.cfg/default is a symlink to boot-screens/syslinux.cfg in the package.
+	copyFile(t, filepath.Join(tree, "debian-installer/amd64/boot-screens/syslinux.cfg"), filepath.Join(stage, "isolinux.cfg"))
 	copyFile(t, filepath.Join(tree, "debian-installer/amd64/grub/grub.cfg"), filepath.Join(stage, "boot/grub/grub.cfg"))
 	copyFile(t, "/usr/lib/ISOLINUX/isolinux.bin", filepath.Join(stage, "isolinux.bin"))
 	const mods = "/usr/lib/syslinux/modules/bios/"
