@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/capture"
+	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/screen"
@@ -280,7 +282,9 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 // screen the console draws (full-screen programs like the Debian installer repaint
 // with escape sequences, so the byte stream alone does not show what a person sees).
 func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer) error {
-	scr := screen.New(80, 24)
+	// The screen model answers the terminal queries a full-screen program sends (GNU
+	// screen in the Debian installer waits for them), as a real terminal would.
+	scr := screen.New(80, 24, screen.WithReplies(consoleReplies{l.VM.Console}))
 	remove := l.VM.Console.AddTee(scr)
 	defer remove()
 	gctx, silent, stop := l.VM.GuardSilence(ctx)
@@ -301,6 +305,27 @@ func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer
 	}
 	fmt.Fprintf(stdout, "screen shows %q:\n%s\n", text, scr.Text())
 	return nil
+}
+
+// consoleReplies sends the screen model's answers to the guest. Cursor-position
+// reports are dropped: the console answers ESC [ 6 n itself (vm.Start turns AnswerDSR
+// on), and a second answer would reach the program as typed input.
+type consoleReplies struct{ con *console.Console }
+
+var cursorReport = regexp.MustCompile(`^\x1b\[[0-9]+;[0-9]+R$`)
+
+func (w consoleReplies) Write(p []byte) (int, error) {
+	if cursorReport.Match(p) {
+		return len(p), nil
+	}
+	// Called on the console's drain goroutine: bounded, so a guest that stops reading
+	// cannot stall the drain.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := w.con.Send(ctx, string(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func ensureNL(b []byte) string {
