@@ -303,7 +303,7 @@ func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer
 		l.Diagnose("expect-screen", fmt.Sprintf("waiting for %q on the screen", text), err, "screen:\n"+scr.Text())
 		return err
 	}
-	fmt.Fprintf(stdout, "screen shows %q:\n%s\n", text, scr.Text())
+	fmt.Fprintf(stdout, "screen shows %q:\n%s\n", text, strings.TrimRight(scr.Text(), " \n"))
 	return nil
 }
 
