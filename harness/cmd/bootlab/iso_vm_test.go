@@ -81,7 +81,7 @@ func TestRunUpstreamMiniISO(t *testing.T) {
 	code := Main([]string{"run", "--iso", iso, "--notes", notes, "--slug", "mini-direct", "--expect-screen", "Select a language"}, &out, &errb)
 	require.Equal(t, exitPass, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	require.Contains(t, errb.String(), `booting entry "install" directly (the entry has no serial console)`)
-	require.Contains(t, out.String(), "Choose the language to be used for the installation process", "the installer's first dialog, drawn on the serial console")
+	require.Contains(t, out.String(), "[!!] Select a language", "the installer's first dialog box, drawn on the serial console")
 	m := onlyRun(t, notes, "mini-direct")
 	require.Equal(t, "direct", m.Image.Boot)
 	require.Equal(t, "install", m.Image.Entry)
