@@ -92,6 +92,17 @@ func (e Entry) DirectCmdline() string {
 	if e.Cmdline == "" {
 		return SerialArg
 	}
+	last := ""
+	for _, w := range strings.Fields(e.Cmdline) {
+		if strings.HasPrefix(w, "console=") {
+			last = w
+		}
+	}
+	if last == SerialArg {
+		// Already the primary console: a second copy would only print everything twice
+		// on the same line.
+		return e.Cmdline
+	}
 	return e.Cmdline + " " + SerialArg
 }
 

@@ -215,6 +215,8 @@ func TestDirectCmdlineKeepsTty0AndPutsSerialLast(t *testing.T) {
 	e := Entry{Cmdline: "quiet console=tty0"}
 	assert.Equal(t, "quiet console=tty0 console=ttyS0,115200n8", e.DirectCmdline())
 	assert.Equal(t, SerialArg, Entry{}.DirectCmdline())
+	assert.Equal(t, "boot=live console=ttyS0,115200n8", Entry{Cmdline: "boot=live console=ttyS0,115200n8"}.DirectCmdline(), "already last: not added twice")
+	assert.Equal(t, "console=ttyS0,115200n8 console=tty0 console=ttyS0,115200n8", Entry{Cmdline: "console=ttyS0,115200n8 console=tty0"}.DirectCmdline(), "tty0 last would be primary")
 	assert.True(t, Entry{Cmdline: "console=ttyS1,9600"}.SerialConsole())
 	assert.False(t, Entry{Cmdline: "xconsole=ttyS0"}.SerialConsole())
 }
