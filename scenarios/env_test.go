@@ -72,6 +72,11 @@ func fixture(t *testing.T, spec images.FixtureSpec) (vm.Image, *images.ISO, *key
 		} else {
 			b.img, b.iso, b.key, b.err = lab.FixtureImage(ctx, spec)
 		}
+		if b.err == nil {
+			// -boot/-entry (default auto): the fixture's default entry has a serial
+			// console, so it boots through the firmware unless told otherwise.
+			_, b.err = lab.ResolveISOBoot(ctx, &b.img, *flagBoot, *flagEntry)
+		}
 		fixtureCache[id] = b
 	}
 	require.NoError(t, b.err, "building the fixture ISO (needs mmdebstrap, squashfs-tools, xorriso, isolinux: make deps)")

@@ -12,6 +12,8 @@
 //	-iso PATH           run the fixture scenarios against this ISO instead of building one
 //	-profile NAME       the image profile of -iso: fixture (default) or nixos; unit names,
 //	                    key paths, login and poweroff come from it (docs/nixos.md)
+//	-entry LABEL        boot this entry of the ISO's menu (label, title or regexp)
+//	-boot MODE          direct, firmware or auto (default): how the ISO is booted
 //	-kernel/-initrd/-append  boot this kernel for the kernel-series scenario instead
 //	-accel kvm|tcg      skip the KVM probe
 //	-keep               keep the disk images (deleted when each run closes otherwise)
@@ -38,6 +40,8 @@ var (
 	flagPauseAfter = flag.String("pause-after", "", "pause each fixture VM after this stage (login, storage or network) for bootlab attach; implies -boot-image-debug")
 	flagISO        = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
 	flagProfile    = flag.String("profile", "fixture", "image profile of the -iso image: fixture or nixos (unit names, key paths, login, poweroff)")
+	flagEntry      = flag.String("entry", "", "boot this entry of the ISO's boot menu (label, title or regexp; default: the menu's default)")
+	flagBoot       = flag.String("boot", lab.BootAuto, "how the ISO boots: direct, firmware or auto")
 	flagKernel     = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
 	flagInitrd     = flag.String("initrd", "", "with -kernel: its initrd")
 	flagAppend     = flag.String("append", "", "with -kernel: its command line")

@@ -78,7 +78,14 @@ type Image struct {
 	// For Kind "kernel": the initrd and command line next to Path (the kernel).
 	Initrd       string `json:"initrd,omitempty"`
 	InitrdSHA256 string `json:"initrd_sha256,omitempty"`
-	Append       string `json:"append,omitempty"`
+	// Append is the exact kernel command line when QEMU loaded the kernel.
+	Append string `json:"append,omitempty"`
+	// For Kind "iso": Boot is "firmware" (the ISO's own bootloader) or "direct" (the
+	// menu entry Entry's Kernel and Initrd, extracted from the ISO, loaded by QEMU with
+	// the ISO attached as a CD-ROM).
+	Boot   string `json:"boot,omitempty"`
+	Entry  string `json:"entry,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
 	// Nix provenance, when the image came out of a Nix store.
 	StorePath string `json:"store_path,omitempty"`
 	Deriver   string `json:"deriver,omitempty"`

@@ -22,6 +22,10 @@ type Candidate struct {
 	Kernel string `json:"kernel,omitempty"`
 	Initrd string `json:"initrd,omitempty"`
 	Append string `json:"append,omitempty"`
+	// Entry and Boot choose, for an ISO, the boot menu entry and how it boots
+	// (direct, firmware or auto), as `bootlab run --entry/--boot` do.
+	Entry string `json:"entry,omitempty"`
+	Boot  string `json:"boot,omitempty"`
 }
 
 func (c Candidate) validate() error {
@@ -35,6 +39,13 @@ func (c Candidate) validate() error {
 		return fmt.Errorf("candidate %q: needs iso= or kernel=", c.Name)
 	case c.ISO != "" && c.Append != "":
 		return fmt.Errorf("candidate %q: append= only applies to kernel= candidates (an ISO boots its own command line)", c.Name)
+	case c.ISO == "" && (c.Entry != "" || c.Boot != ""):
+		return fmt.Errorf("candidate %q: entry= and boot= only apply to iso= candidates", c.Name)
+	}
+	switch c.Boot {
+	case "", "auto", "direct", "firmware":
+	default:
+		return fmt.Errorf("candidate %q: boot=%s: want direct, firmware or auto", c.Name, c.Boot)
 	}
 	return nil
 }
@@ -42,7 +53,7 @@ func (c Candidate) validate() error {
 // ParseCandidates reads the list-file format documented in docs/bisect.md:
 //
 //	# comment
-//	name iso=PATH
+//	name iso=PATH [entry=LABEL] [boot=direct|firmware|auto]
 //	name kernel=PATH initrd=PATH append="console=ttyS0 quiet"
 //
 // Values may be double-quoted Go strings. Relative paths are resolved against
@@ -120,7 +131,7 @@ func parseCandidateLine(line, baseDir string) (Candidate, error) {
 		return Candidate{}, err
 	}
 	if len(fields) < 2 {
-		return Candidate{}, fmt.Errorf("%q: want `name iso=PATH` or `name kernel=PATH [initrd=PATH] [append=...]`", line)
+		return Candidate{}, fmt.Errorf("%q: want `name iso=PATH [entry=LABEL] [boot=MODE]` or `name kernel=PATH [initrd=PATH] [append=...]`", line)
 	}
 	c := Candidate{Name: fields[0]}
 	if strings.Contains(c.Name, "=") {
@@ -147,8 +158,12 @@ func parseCandidateLine(line, baseDir string) (Candidate, error) {
 			c.Initrd = resolve(baseDir, v)
 		case "append":
 			c.Append = v
+		case "entry":
+			c.Entry = v
+		case "boot":
+			c.Boot = v
 		default:
-			return Candidate{}, fmt.Errorf("candidate %q: unknown key %q (want iso, kernel, initrd, append)", c.Name, k)
+			return Candidate{}, fmt.Errorf("candidate %q: unknown key %q (want iso, entry, boot, kernel, initrd, append)", c.Name, k)
 		}
 	}
 	if err := c.validate(); err != nil {

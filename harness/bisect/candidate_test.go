@@ -21,23 +21,29 @@ good-6.1   kernel=k/vmlinuz-6.1 initrd=k/initrd-6.1 append="console=ttyS0,115200
 
 good-6.1   kernel=k/vmlinuz-6.1 initrd=k/initrd-6.1 append="console=ttyS0,115200n8 quiet \"x\""
 nixos-24.05 iso=/images/nixos-24.05.iso
+nixos-serial iso=/images/nixos-24.05.iso entry="boot-serial" boot=firmware
+mini iso=mini.iso entry=^install$
 `
 	cs, err := ParseCandidates(strings.NewReader(in), "/base")
 	require.NoError(t, err)
 	require.Equal(t, []Candidate{
 		{Name: "good-6.1", Kernel: "/base/k/vmlinuz-6.1", Initrd: "/base/k/initrd-6.1", Append: `console=ttyS0,115200n8 quiet "x"`},
 		{Name: "nixos-24.05", ISO: "/images/nixos-24.05.iso"},
+		{Name: "nixos-serial", ISO: "/images/nixos-24.05.iso", Entry: "boot-serial", Boot: "firmware"},
+		{Name: "mini", ISO: "/base/mini.iso", Entry: "^install$"},
 	}, cs)
 
 	bad := map[string]string{
 		"a iso=x\na iso=y":            `candidate "a" already defined on line 1`,
-		"a":                           "want `name iso=PATH`",
+		"a":                           "want `name iso=PATH [entry=LABEL]",
 		"a iso=x kernel=y":            "exclusive",
 		"a initrd=x":                  "needs iso= or kernel=",
 		"a iso=x append=quiet":        "append= only applies to kernel=",
 		"a kernel=x colour=red":       `unknown key "colour"`,
 		`a kernel=x append="unclosed`: "unterminated quote",
 		"iso=x kernel=y":              "must not contain '='",
+		"a kernel=x entry=install":    "entry= and boot= only apply to iso=",
+		"a iso=x boot=sideways":       "want direct, firmware or auto",
 	}
 	for text, want := range bad {
 		_, err := ParseCandidates(strings.NewReader(text), "")

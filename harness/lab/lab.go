@@ -109,6 +109,10 @@ func imageRecord(ctx context.Context, cfg Config) runrec.Image {
 		if err != nil {
 			rec = runrec.Image{Kind: "iso", Path: img.ISO}
 		}
+		rec.Boot, rec.Entry, rec.Append = "firmware", img.Entry, img.EntryCmdline
+		if img.Kernel != "" {
+			rec.Boot, rec.Entry, rec.Kernel, rec.Initrd, rec.Append = "direct", img.Entry, img.Kernel, img.Initrd, img.Append
+		}
 	} else {
 		rec, err = isoinspect.KernelProvenance(ctx, img.Kernel, img.Initrd, img.Append)
 		if err != nil {

@@ -38,7 +38,10 @@ type Forward struct {
 	HostPort  int // 0: the launcher picks a free one, and picks again on collision
 }
 
-// Config describes a machine. Either ISO or Kernel (+Initrd, Append) is set.
+// Config describes a machine: an ISO booted through the firmware, a Kernel (+Initrd,
+// Append) booted directly, or both: the kernel booted directly with the ISO attached as
+// a CD-ROM, so that an upstream ISO's initramfs finds its root by label as on hardware
+// while the kernel talks on the serial console its own bootloader would not give it.
 type Config struct {
 	Name     string // for ps listings and the QEMU window title
 	Binary   string // default qemu-system-x86_64 from PATH
@@ -74,8 +77,6 @@ type Channel struct {
 func (c *Config) Validate() error {
 	var errs []error
 	switch {
-	case c.ISO != "" && c.Kernel != "":
-		errs = append(errs, errors.New("both an ISO and a kernel were given; choose one"))
 	case c.ISO == "" && c.Kernel == "":
 		errs = append(errs, errors.New("no boot image: give an ISO or a kernel (+initrd)"))
 	}
@@ -166,8 +167,12 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 		"-pidfile", pidFile,
 	}
 	if c.ISO != "" {
-		a = append(a, "-drive", "file="+escapeOpt(c.ISO)+",media=cdrom,readonly=on,if=ide,index=2", "-boot", "order=d")
-	} else {
+		a = append(a, "-drive", "file="+escapeOpt(c.ISO)+",media=cdrom,readonly=on,if=ide,index=2")
+		if c.Kernel == "" {
+			a = append(a, "-boot", "order=d")
+		}
+	}
+	if c.Kernel != "" {
 		a = append(a, "-kernel", c.Kernel)
 		if c.Initrd != "" {
 			a = append(a, "-initrd", c.Initrd)

@@ -56,11 +56,21 @@ func TestArgsFrameChannel(t *testing.T) {
 	require.NotContains(t, strings.Join(none.Args("/run/q.sock", "/run/q.pid"), " "), "virtserialport")
 }
 
+// Direct boot of an upstream ISO's entry: QEMU loads the kernel itself and the ISO stays
+// attached as a CD-ROM for the initramfs to find; the firmware must not boot the CD.
+func TestArgsDirectBootKeepsTheISOAttached(t *testing.T) {
+	c := Config{ISO: file(t, "x.iso", "x"), Kernel: file(t, "k", "k"), Initrd: file(t, "i", "i"), Append: "quiet console=ttyS0,115200n8"}
+	require.NoError(t, c.Validate())
+	a := strings.Join(c.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.Contains(t, a, "media=cdrom")
+	require.Contains(t, a, "-kernel "+c.Kernel+" -initrd "+c.Initrd+" -append quiet console=ttyS0,115200n8")
+	require.NotContains(t, a, "-boot order=d")
+}
+
 func TestValidateRejectsBadInput(t *testing.T) {
 	empty := file(t, "empty.iso", "")
 	cases := map[string]Config{
 		"nothing to boot":      {},
-		"both iso and kernel":  {ISO: file(t, "x.iso", "x"), Kernel: file(t, "k", "k")},
 		"missing iso":          {ISO: "/nonexistent/image.iso"},
 		"empty iso":            {ISO: empty},
 		"directory kernel":     {Kernel: t.TempDir()},

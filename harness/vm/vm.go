@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bootlab/bootlab/harness/ansi"
@@ -29,12 +30,19 @@ import (
 
 // Image is what to boot and how its console behaves.
 type Image struct {
-	Name    string
-	ISO     string
-	Kernel  string
-	Initrd  string
-	Append  string
-	Profile shell.Profile
+	Name string
+	// ISO alone is booted through the firmware and the ISO's own bootloader; with
+	// Kernel it is attached as a CD-ROM while QEMU boots Kernel directly (an ISO's menu
+	// entry booted with a serial console, Entry naming it).
+	ISO    string
+	Kernel string
+	Initrd string
+	Append string
+	// Entry is the label of the ISO menu entry Kernel/Initrd/Append came from, or the
+	// one the ISO's bootloader boots, whose command line EntryCmdline is (records only).
+	Entry        string
+	EntryCmdline string
+	Profile      shell.Profile
 	// Poweroff is typed as root to stop the guest cleanly (default: the profile's).
 	Poweroff string
 }
@@ -80,12 +88,17 @@ type Spec struct {
 // Timeouts bound each phase; Scale multiplies them all (slow machines, TCG).
 type Timeouts struct {
 	Login, Step, Command, Probe time.Duration
-	Stop                        qemu.StopTimeouts
+	// NoSerial bounds how long an ISO booted through the firmware may stay silent on
+	// the serial console before the wait gives up with ErrNoSerialOutput (0: no bound).
+	NoSerial time.Duration
+	Stop     qemu.StopTimeouts
 }
 
 // DefaultTimeouts are generous for TCG and multiplied by BOOTLAB_TIMEOUT_SCALE.
 func DefaultTimeouts() Timeouts {
-	t := Timeouts{Login: 5 * time.Minute, Step: 90 * time.Second, Command: 5 * time.Minute, Probe: 20 * time.Second, Stop: qemu.DefaultStopTimeouts()}
+	// NoSerial: the fixture's ISOLINUX speaks within a few seconds of spawn under TCG;
+	// a bootloader that has said nothing after 30 s is drawing on a screen nobody sees.
+	t := Timeouts{Login: 5 * time.Minute, Step: 90 * time.Second, Command: 5 * time.Minute, Probe: 20 * time.Second, NoSerial: 30 * time.Second, Stop: qemu.DefaultStopTimeouts()}
 	return t.Scaled(ScaleFromEnv())
 }
 
@@ -102,7 +115,7 @@ func ScaleFromEnv() float64 {
 // Scaled multiplies every timeout by f.
 func (t Timeouts) Scaled(f float64) Timeouts {
 	m := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
-	return Timeouts{Login: m(t.Login), Step: m(t.Step), Command: m(t.Command), Probe: m(t.Probe),
+	return Timeouts{Login: m(t.Login), Step: m(t.Step), Command: m(t.Command), Probe: m(t.Probe), NoSerial: m(t.NoSerial),
 		Stop: qemu.StopTimeouts{Guest: m(t.Stop.Guest), Powerdown: m(t.Stop.Powerdown), Quit: m(t.Stop.Quit), Term: m(t.Stop.Term), Kill: m(t.Stop.Kill)}}
 }
 
@@ -423,6 +436,55 @@ func (v *VM) Milestones() []Milestone {
 
 // Login waits for the guest's login prompt and gets a verified root shell.
 func (v *VM) Login(ctx context.Context) (*shell.Shell, error) {
+	gctx, silent, stopGuard := v.GuardSilence(ctx)
+	defer stopGuard()
+	sh, err := v.login(gctx)
+	return sh, silent(err)
+}
+
+// ErrNoSerialOutput is wrapped by the error of a wait that gave up because an ISO booted
+// through the firmware said nothing on the serial console.
+var ErrNoSerialOutput = errors.New("no output on the serial console")
+
+// GuardSilence returns a context that ends when the VM boots an ISO through the
+// firmware and nothing has arrived on the serial console Timeouts.NoSerial after spawn,
+// and a function that turns the error of a wait cut short that way into one saying
+// so and what to try. Upstream ISOs' bootloaders and default entries talk to a VGA
+// screen; without this the run would wait out the whole login timeout and say only
+// that no login prompt came.
+func (v *VM) GuardSilence(ctx context.Context) (context.Context, func(error) error, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(ctx)
+	limit := v.Spec.Timeouts.NoSerial
+	if v.Spec.Image.ISO == "" || v.Spec.Image.Kernel != "" || limit <= 0 || v.Console == nil {
+		return gctx, func(err error) error { return err }, cancel
+	}
+	var fired atomic.Bool
+	go func() {
+		t := time.NewTimer(time.Until(v.spawned.Add(limit)))
+		defer t.Stop()
+		select {
+		case <-gctx.Done():
+		case <-t.C:
+			if v.Console.FirstOutput().IsZero() {
+				fired.Store(true)
+				v.Log.Warn("vm.no_serial_output", "after", limit.String())
+				cancel()
+			}
+		}
+	}()
+	wrap := func(err error) error {
+		if err == nil || !fired.Load() || ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w %s after the firmware handed over to the ISO's bootloader: its menu and "+
+			"kernel are talking to a VGA screen nobody sees. Try --boot direct (boot the entry's kernel with "+
+			"console=ttyS0,115200n8 added) or --entry with an entry that has a serial console "+
+			"(bootlab inspect --menu ISO lists them) [%v]", ErrNoSerialOutput, limit, err)
+	}
+	return gctx, wrap, cancel
+}
+
+func (v *VM) login(ctx context.Context) (*shell.Shell, error) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// QEMU dying ends the wait at once with its status, not at the timeout.

@@ -230,8 +230,15 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		ProbeCache: lab.ProbeCache(),
 		Timeouts:   vm.DefaultTimeouts(),
 	}
-	if c.Kernel != "" {
-		spec.ProbeKernel = c.Kernel
+	if c.ISO != "" {
+		// The same choice as `bootlab run --iso`: an upstream ISO whose entry has no
+		// serial console boots that entry directly.
+		if _, err := lab.ResolveISOBoot(ctx, &spec.Image, c.Boot, c.Entry); err != nil {
+			return nil, fmt.Errorf("candidate %s: %w", c.Name, err)
+		}
+	}
+	if spec.Image.Kernel != "" {
+		spec.ProbeKernel = spec.Image.Kernel
 	}
 	if p.LoginTimeout > 0 {
 		spec.Timeouts.Login = p.LoginTimeout
@@ -418,6 +425,12 @@ func (p *Prober) probeScenario(ctx context.Context, c bisect.Candidate, attempt 
 	args := []string{"test", "-json", "-count=1", "-timeout=60m", "-run", "^" + name + "$", p.scenarioPkg(), "-args", "-notes", runDir}
 	if c.ISO != "" {
 		args = append(args, "-iso", c.ISO)
+		if c.Entry != "" {
+			args = append(args, "-entry", c.Entry)
+		}
+		if c.Boot != "" {
+			args = append(args, "-boot", c.Boot)
+		}
 	} else {
 		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.Append)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +15,10 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
+	"github.com/bootlab/bootlab/harness/screen"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/verify"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -31,6 +34,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 type runFlags struct {
 	image, iso, kernel, initrd, appendLine, profile string
 	notes, slug, accel, pauseAfter, inject          string
+	boot, entry, expectScreen                       string
 	disks                                           listFlag
 	cmds                                            listFlag
 	ssh, debug, verifyPreNixos                      bool
@@ -45,6 +49,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.kernel, "kernel", "", "boot this kernel (with --initrd, --append)")
 	fs.StringVar(&f.initrd, "initrd", "", "initrd for --kernel")
 	fs.StringVar(&f.appendLine, "append", "console=ttyS0,115200n8", "kernel command line for --kernel")
+	fs.StringVar(&f.boot, "boot", lab.BootAuto, "for an ISO: direct (QEMU loads the menu entry's kernel with console=ttyS0 added, the ISO attached), firmware (the ISO's own bootloader), or auto (firmware when the entry already has a serial console and is the default, direct otherwise)")
+	fs.StringVar(&f.entry, "entry", "", "for an ISO: the boot menu entry, by label, title or regular expression (default: the menu's default; bootlab inspect --menu ISO lists them)")
+	fs.StringVar(&f.expectScreen, "expect-screen", "", "pass when this text is on the console's screen instead of logging in (installers, rescue images)")
 	fs.StringVar(&f.profile, "profile", "", "console profile: mini, fixture, nixos (default from the image)")
 	fs.StringVar(&f.notes, "notes", "", "run directories go here (default $BOOTLAB_NOTES or docs/work-notes)")
 	fs.StringVar(&f.slug, "slug", "", "name for the run directory (default from the image)")
@@ -79,6 +86,8 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	switch {
 	case f.iso != "" && f.kernel != "":
 		return r, usagef("give --iso or --kernel, not both")
+	case (f.boot != lab.BootAuto || f.entry != "") && (f.kernel != "" || f.image == "mini"):
+		return r, usagef("--boot and --entry are for ISOs (--iso, --image fixture)")
 	case f.iso != "":
 		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOS}
 		r.slug = "iso"
@@ -101,6 +110,19 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 		r.img, r.kernelHint, r.keyFP, r.prenixos, r.slug = img, iso.Kernel, key.Fingerprint, true, "fixture"
 	default:
 		return r, usagef("unknown --image %q (mini or fixture)", f.image)
+	}
+	if r.img.ISO != "" {
+		b, err := lab.ResolveISOBoot(ctx, &r.img, f.boot, f.entry)
+		if err != nil {
+			// A wrong --boot/--entry, or an unreadable image: exit 2 before any boot.
+			return r, usageError{err}
+		}
+		if b.Path == lab.BootDirect {
+			r.kernelHint = r.img.Kernel
+			fmt.Fprintf(stderr, "bootlab: booting entry %q directly (%s): %s\n", b.Entry.Label, b.Why, r.img.Append)
+		} else {
+			fmt.Fprintf(stderr, "bootlab: booting the ISO through the firmware (%s)\n", b.Why)
+		}
 	}
 	if f.profile != "" {
 		p, err := shell.ByName(f.profile)
@@ -230,6 +252,9 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 
 // drive logs in and runs the checks; its error is the run's verdict.
 func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer) error {
+	if f.expectScreen != "" {
+		return expectScreen(ctx, l, f.expectScreen, stdout)
+	}
 	stop := wait(stderr, "waiting for the login prompt and a root shell")
 	sh, err := l.Login(ctx)
 	stop()
@@ -284,6 +309,56 @@ func wait(stderr io.Writer, what string) (stop func()) {
 		return func() {}
 	}
 	return pl.Ticker(what, func(e time.Duration) string { return fmt.Sprintf("bootlab: %s (%s)", what, progress.Elapsed(e)) })
+}
+
+// expectScreen waits, for as long as a login may take, until text is on the 80x24
+// screen the console draws (full-screen programs like the Debian installer repaint
+// with escape sequences, so the byte stream alone does not show what a person sees).
+func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer) error {
+	// The screen model answers the terminal queries a full-screen program sends (GNU
+	// screen in the Debian installer waits for them), as a real terminal would.
+	scr := screen.New(80, 24, screen.WithReplies(consoleReplies{l.VM.Console}))
+	remove := l.VM.Console.AddTee(scr)
+	defer remove()
+	gctx, silent, stop := l.VM.GuardSilence(ctx)
+	defer stop()
+	wctx, cancel := context.WithTimeout(gctx, l.VM.Spec.Timeouts.Login)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.VM.Machine.Exited():
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	if err := scr.WaitForText(wctx, text); err != nil {
+		err = silent(fmt.Errorf("waiting for %q on the console screen: %w", text, err))
+		l.Diagnose("expect-screen", fmt.Sprintf("waiting for %q on the screen", text), err, "screen:\n"+scr.Text())
+		return err
+	}
+	fmt.Fprintf(stdout, "screen shows %q:\n%s\n", text, strings.TrimRight(scr.Text(), " \n"))
+	return nil
+}
+
+// consoleReplies sends the screen model's answers to the guest. Cursor-position
+// reports are dropped: the console answers ESC [ 6 n itself (vm.Start turns AnswerDSR
+// on), and a second answer would reach the program as typed input.
+type consoleReplies struct{ con *console.Console }
+
+var cursorReport = regexp.MustCompile(`^\x1b\[[0-9]+;[0-9]+R$`)
+
+func (w consoleReplies) Write(p []byte) (int, error) {
+	if cursorReport.Match(p) {
+		return len(p), nil
+	}
+	// Called on the console's drain goroutine: bounded, so a guest that stops reading
+	// cannot stall the drain.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := w.con.Send(ctx, string(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func ensureNL(b []byte) string {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bootlab/bootlab/artifacts/bootmenu"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
@@ -147,6 +148,7 @@ func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	kernel := fs.String("kernel", "", "inspect a kernel")
 	initrd := fs.String("initrd", "", "with --kernel: its initrd")
 	files := fs.Bool("files", true, "list the files")
+	menuOnly := fs.Bool("menu", false, "only list the ISO's boot menu entries (fast: no squashfs is read)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -163,6 +165,8 @@ func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	case *kernel == "" && *initrd != "":
 		return usagef("--initrd needs --kernel")
+	case *kernel != "" && *menuOnly:
+		return usagef("--menu lists an ISO's boot menu, not a kernel's")
 	case *kernel == "" && fs.NArg() == 1:
 		if err := readableFile("image", fs.Arg(0)); err != nil {
 			return err
@@ -177,17 +181,45 @@ func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *kernel != "" {
 		rep, err = isoinspect.InspectKernel(ctx, *kernel, *initrd)
 	} else {
-		rep, err = isoinspect.InspectISO(ctx, fs.Arg(0))
+		menus, merr := bootmenu.ReadISO(fs.Arg(0))
+		if merr != nil {
+			return merr
+		}
+		if *menuOnly {
+			if *asJSON {
+				return writeJSON(stdout, struct {
+					Menus []*bootmenu.Menu `json:"boot_menus"`
+				}{menus})
+			}
+			return bootmenu.WriteText(stdout, menus)
+		}
+		if rep, err = isoinspect.InspectISO(ctx, fs.Arg(0)); err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(stdout, struct {
+				*isoinspect.Report
+				Menus []*bootmenu.Menu `json:"boot_menus"`
+			}{rep, menus})
+		}
+		if err := bootmenu.WriteText(stdout, menus); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
 	}
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return writeJSON(stdout, rep)
 	}
 	return rep.WriteText(stdout, *files)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // cmdLog prints serial.log, raw or made readable.

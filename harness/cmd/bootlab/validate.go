@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 )
@@ -102,6 +103,17 @@ func (f *runFlags) validate() error {
 		if c == "" {
 			return usagef("--cmd: empty command")
 		}
+	}
+	switch f.boot {
+	case lab.BootAuto, lab.BootDirect, lab.BootFirmware:
+	default:
+		return usagef("--boot must be direct, firmware or auto, not %q", f.boot)
+	}
+	if (f.boot != lab.BootAuto || f.entry != "") && (f.kernel != "" || f.image == "mini") {
+		return usagef("--boot and --entry are for ISOs (--iso, --image fixture)")
+	}
+	if f.entry != "" && f.boot == lab.BootFirmware {
+		return usagef("--entry needs --boot direct or auto: through the firmware the bootloader boots its own default")
 	}
 	if f.inject != "" && f.inject != "pre-nixos" {
 		return usagef("--inject: only pre-nixos can be injected, not %q", f.inject)
