@@ -39,6 +39,10 @@ const DetailExecutionDisabled = "execution-disabled"
 // storage, like PRE_NIXOS_FORCE_CLEANUP=1.
 const ForceCleanupArg = "pre-nixos-force-cleanup=1"
 
+// forceCleanupKey is the kernel argument's name; its value is read with
+// ExplicitTrue like the environment variable.
+const forceCleanupKey = "pre-nixos-force-cleanup"
+
 // Config is everything the flow touches; zero values mean the real machine.
 type Config struct {
 	Root      execpolicy.Root
@@ -71,28 +75,48 @@ type Outcome struct {
 	IPv4    string
 }
 
-// Truthy is the reference's rule for boolean environment values.
-func Truthy(v string) bool {
+// ExplicitTrue reports whether v is one of 1, true, yes, on (any case).
+// Force destroys data, so everything else (including typos such as "nope"
+// or "N", which the reference's "not false" rule treated as true) is false.
+func ExplicitTrue(v string) bool {
 	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "", "0", "false", "no", "off":
-		return false
+	case "1", "true", "yes", "on":
+		return true
 	}
-	return true
+	return false
 }
 
-// Forced reports whether existing storage may be destroyed.
+// Forced reports whether existing storage may be destroyed: only an
+// explicit true PRE_NIXOS_FORCE_CLEANUP or pre-nixos-force-cleanup= kernel
+// argument forces. A value that is set but not explicitly true is logged
+// as not forcing, so an operator sees why nothing was erased.
 func Forced(getenv func(string) string, procRoot string) bool {
-	if Truthy(getenv("PRE_NIXOS_FORCE_CLEANUP")) {
+	return ForcedLog(getenv, procRoot, nil)
+}
+
+// ForcedLog is Forced with a logger for the "set but not true" case.
+func ForcedLog(getenv func(string) string, procRoot string, log *slog.Logger) bool {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if v := getenv("PRE_NIXOS_FORCE_CLEANUP"); ExplicitTrue(v) {
 		return true
+	} else if strings.TrimSpace(v) != "" {
+		log.Warn("pre_nixos.boot.force_not_set", "source", "PRE_NIXOS_FORCE_CLEANUP", "value", v, "reason", "not one of 1, true, yes, on: not forcing")
 	}
 	b, err := os.ReadFile(filepath.Join(procRoot, "cmdline"))
 	if err != nil {
 		return false
 	}
 	for _, w := range strings.Fields(string(b)) {
-		if w == ForceCleanupArg {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k != forceCleanupKey {
+			continue
+		}
+		if ExplicitTrue(v) {
 			return true
 		}
+		log.Warn("pre_nixos.boot.force_not_set", "source", "kernel command line", "value", v, "reason", "not one of 1, true, yes, on: not forcing")
 	}
 	return false
 }
@@ -204,7 +228,7 @@ func (c *Config) storage(ctx context.Context) (status.Status, error) {
 		c.Log.Info("pre_nixos.planner.excluded", "disks", pex)
 	}
 	detail := status.DetailAutoApplied
-	forced := Forced(c.Getenv, c.ProcRoot)
+	forced := ForcedLog(c.Getenv, c.ProcRoot, c.Log)
 	switch {
 	case derr != nil:
 		detail = status.DetailDetectionError

@@ -238,3 +238,29 @@ func TestForced(t *testing.T) {
 	write(t, filepath.Join(proc, "cmdline"), "a pre-nixos-force-cleanup=1\n")
 	assert.True(t, Forced(none, proc))
 }
+
+// Issue 19 item 3: only explicit true values force; a typo never destroys data.
+func TestForcedOnlyExplicitTrue(t *testing.T) {
+	proc := t.TempDir()
+	write(t, filepath.Join(proc, "cmdline"), "quiet\n")
+	for _, v := range []string{"1", "true", "TRUE", "yes", "Yes", "on", " on "} {
+		assert.True(t, Forced(func(string) string { return v }, proc), "%q forces", v)
+	}
+	for _, v := range []string{"", "0", "nope", "N", "disabled", "2", "y", "enable", "false", "off"} {
+		var logs strings.Builder
+		log := slog.New(slog.NewJSONHandler(&logs, nil))
+		assert.False(t, ForcedLog(func(string) string { return v }, proc, log), "%q must not force", v)
+		if strings.TrimSpace(v) != "" {
+			assert.Contains(t, logs.String(), "pre_nixos.boot.force_not_set", "%q is logged as not forcing", v)
+		}
+	}
+	none := func(string) string { return "" }
+	for _, arg := range []string{"pre-nixos-force-cleanup=nope", "pre-nixos-force-cleanup=N", "pre-nixos-force-cleanup=", "pre-nixos-force-cleanup"} {
+		write(t, filepath.Join(proc, "cmdline"), "a "+arg+" b\n")
+		assert.False(t, Forced(none, proc), "kernel arg %q must not force", arg)
+	}
+	for _, arg := range []string{"pre-nixos-force-cleanup=true", "pre-nixos-force-cleanup=YES", "pre-nixos-force-cleanup=on"} {
+		write(t, filepath.Join(proc, "cmdline"), "a "+arg+" b\n")
+		assert.True(t, Forced(none, proc), "kernel arg %q forces", arg)
+	}
+}

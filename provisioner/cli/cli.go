@@ -358,7 +358,7 @@ func (s *session) plan(ctx context.Context) int {
 			for _, d := range det.Devices {
 				lines = append(lines, fmt.Sprintf("  - %s (%s)", d.Device, detect.FormatReasons(d.Reasons)))
 			}
-			if !boot.Forced(s.env.Getenv, s.opts.proc) {
+			if !boot.ForcedLog(s.env.Getenv, s.opts.proc, s.log) {
 				fmt.Fprintf(s.env.Stderr, "pre-nixos: existing storage detected:\n%s\nrefusing to apply; set PRE_NIXOS_FORCE_CLEANUP=1 (and optionally PRE_NIXOS_FORCE_CLEANUP_ACTION) to erase it\n", strings.Join(lines, "\n"))
 				return ExitRefusing
 			}

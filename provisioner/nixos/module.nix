@@ -208,6 +208,7 @@ in
     services.openssh.enable = true;
     services.openssh.settings.PermitRootLogin = lib.mkForce "prohibit-password";
     services.openssh.settings.PasswordAuthentication = lib.mkForce false;
+    services.openssh.settings.KbdInteractiveAuthentication = lib.mkForce false;
     systemd.services.sshd = {
       wantedBy = lib.mkForce [ ];
       after = [ "pre-nixos.service" ];
