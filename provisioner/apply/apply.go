@@ -1,7 +1,7 @@
 // Package apply executes a storage plan with one of two backends behind one
 // interface: disko (the NixOS image) or native tools (sgdisk, mdadm, LVM,
 // mkfs, mount) for images without Nix. Both write the disko config file and
-// run the same pre-apply cleanup and post-apply commands.
+// run the same pre-apply cleanup and the allowlisted post-apply commands.
 package apply
 
 import (
@@ -168,7 +168,13 @@ func Apply(ctx context.Context, env Env, p *planner.Plan, backend string) (Resul
 		return res, err
 	}
 	for _, c := range p.PostApplyCommands {
-		cmd := execpolicy.C("sh", "-c", c)
+		// Never through a shell: only the planner's own allowlisted commands,
+		// as argv (planner.Load rejects anything else already).
+		argv, err := p.PostApplyArgv(c)
+		if err != nil {
+			return res, fmt.Errorf("post-apply command: %w", err)
+		}
+		cmd := execpolicy.C(argv[0], argv[1:]...)
 		r, err := rec.Run(ctx, cmd)
 		if err := execpolicy.Check(r, err, cmd); err != nil {
 			return res, fmt.Errorf("post-apply command: %w", err)
