@@ -67,6 +67,9 @@ type Config struct {
 	Network network.Config
 	// ConsoleTimeout bounds each console write.
 	ConsoleTimeout time.Duration
+	// Gate checks every storage command; nil means a new one over this
+	// machine's sysfs. It is armed with this run's eligible disks only.
+	Gate *execpolicy.Gate
 }
 
 // Outcome is what the boot reported.
@@ -146,13 +149,21 @@ func (c *Config) defaults() {
 	if c.Version == "" {
 		c.Version = "unknown"
 	}
+	if c.Gate == nil {
+		c.Gate = execpolicy.NewGate(detect.OSStack(c.SysfsRoot, c.ProcRoot).Disks)
+	}
+	if c.Exec {
+		// Every command of the flow passes the gate, whoever issues it.
+		c.Runner = execpolicy.Gated{Gate: c.Gate, Inner: c.Runner, Log: c.Log}
+	}
 	if c.Detect.Runner == nil {
 		c.Detect = detect.OSDeps(c.Runner, c.ProcRoot, c.Log)
+		c.Detect.Stack = detect.OSStack(c.SysfsRoot, c.ProcRoot)
 	}
 	if c.Detect.Log == nil {
 		c.Detect.Log = c.Log
 	}
-	c.Apply.Runner, c.Apply.Exec, c.Apply.Root, c.Apply.Log, c.Apply.StateDir = c.Runner, c.Exec, c.Root, c.Log, c.StateDir
+	c.Apply.Runner, c.Apply.Exec, c.Apply.Root, c.Apply.Log, c.Apply.StateDir, c.Apply.Gate = c.Runner, c.Exec, c.Root, c.Log, c.StateDir, c.Gate
 	if c.Apply.Getenv == nil {
 		c.Apply.Getenv = c.Getenv
 	}
@@ -211,10 +222,17 @@ func Run(ctx context.Context, c Config) (Outcome, error) {
 func (c *Config) storage(ctx context.Context) (status.Status, error) {
 	st := status.Status{}
 	det, derr := detect.Detect(ctx, c.Detect)
-	disks, excluded, err := inventory.Scan(c.SysfsRoot, det.BootDisk)
+	disks, excluded, err := inventory.Scan(c.SysfsRoot, det.BootDisks...)
 	if err != nil {
-		st[status.KeyState], st[status.KeyDetail] = status.StateFailed, status.DetailAutoApplied
+		// Nothing was planned or applied: say so, not "auto-applied".
+		st[status.KeyState], st[status.KeyDetail] = status.StateFailed, status.DetailInventoryError
 		return st, err
+	}
+	if derr == nil {
+		var eligible []string
+		disks, excluded, eligible = Eligible(disks, excluded, det)
+		c.Gate.Allow(eligible)
+		c.Log.Info("pre_nixos.storage.eligible", "disks", eligible)
 	}
 	c.Log.Info("pre_nixos.inventory.scanned", "disks", disks, "excluded", excluded)
 	opts := c.Planner
@@ -273,20 +291,13 @@ func (c *Config) storage(ctx context.Context) (status.Status, error) {
 			st[status.KeyState] = status.StateFailed
 			return st, err
 		}
-		targets := map[string]bool{}
-		for _, d := range det.Devices {
-			targets[d.Device] = true
-		}
-		for _, dp := range plan.Partitions {
-			targets["/dev/"+dp.Disk] = true
-		}
-		var devs []string
-		for d := range targets {
-			devs = append(devs, d)
-		}
-		sort.Strings(devs)
+		devs := CleanupTargets(det, plan, c.Gate)
 		c.Log.Info("pre_nixos.boot.force_cleanup", "action", string(action), "devices", devs)
-		if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: c.Exec, Runner: c.Runner, Log: c.Log, Sleep: c.Apply.Sleep}); err != nil {
+		if err := c.Gate.CheckDisks("the storage plan", planDisks(plan)); err != nil {
+			st[status.KeyState] = status.StateFailed
+			return st, fmt.Errorf("forced cleanup: %w", err)
+		}
+		if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: c.Exec, Runner: c.Runner, Log: c.Log, Sleep: c.Apply.Sleep, Gate: c.Gate}); err != nil {
 			st[status.KeyState] = status.StateFailed
 			return st, fmt.Errorf("forced cleanup: %w", err)
 		}
@@ -301,6 +312,62 @@ func (c *Config) storage(ctx context.Context) (status.Status, error) {
 	}
 	st[status.KeyState] = status.StateApplied
 	return st, nil
+}
+
+// Eligible intersects the inventory (sysfs) with the disks storage
+// detection examined this run (lsblk, probed, not vanished): a disk only
+// sysfs knows about was never checked for data and is left out with a
+// reason. It returns the disks to plan, the updated exclusions and the
+// eligible disk paths for the gate.
+func Eligible(disks []inventory.Disk, excluded []inventory.Excluded, det detect.Result) ([]inventory.Disk, []inventory.Excluded, []string) {
+	examined := map[string]bool{}
+	for _, c := range det.Candidates {
+		examined[c] = true
+	}
+	var keep []inventory.Disk
+	var eligible []string
+	for _, d := range disks {
+		if !examined["/dev/"+d.Name] {
+			excluded = append(excluded, inventory.Excluded{Name: d.Name, Reason: "not examined by storage detection (missing from lsblk, vanished, removable or the boot medium there)"})
+			continue
+		}
+		keep = append(keep, d)
+		eligible = append(eligible, "/dev/"+d.Name)
+	}
+	return keep, excluded, eligible
+}
+
+// CleanupTargets are the detected disks with data plus the planned disks,
+// limited to the eligible ones (a detected disk the inventory left out, e.g.
+// read-only, is never cleaned).
+func CleanupTargets(det detect.Result, plan *planner.Plan, gate *execpolicy.Gate) []string {
+	ok := map[string]bool{}
+	for _, d := range gate.Allowed() {
+		ok[d] = true
+	}
+	targets := map[string]bool{}
+	for _, d := range det.Devices {
+		if ok[d.Device] {
+			targets[d.Device] = true
+		}
+	}
+	for _, d := range planDisks(plan) {
+		targets[d] = true
+	}
+	var devs []string
+	for d := range targets {
+		devs = append(devs, d)
+	}
+	sort.Strings(devs)
+	return devs
+}
+
+func planDisks(p *planner.Plan) []string {
+	var out []string
+	for _, dp := range p.Partitions {
+		out = append(out, "/dev/"+dp.Disk)
+	}
+	return out
 }
 
 // RunNetwork is the second half of the boot flow on its own (`pre-nixos

@@ -264,3 +264,49 @@ func TestForcedOnlyExplicitTrue(t *testing.T) {
 		assert.True(t, Forced(none, proc), "kernel arg %q forces", arg)
 	}
 }
+
+// Issue 19 item 1: a disk in sysfs that storage detection never examined
+// (missing from lsblk: enumerated late) is never planned or touched. Before
+// the fix vdb was planned (RAID1 with vda) and wiped without force.
+func TestUnexaminedDiskIsNeverApplied(t *testing.T) {
+	m := newMachine(t, "console=ttyS0", true)
+	write(t, filepath.Join(m.sys, "block/vdb/size"), "268435456")
+	write(t, filepath.Join(m.sys, "block/vdb/queue/rotational"), "1")
+	r := fr.New(t, seq(detectBlank(0, "disk\n"), cleanVDA(), fr.Ok(nativeVDA...), networkCalls())...)
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.NoError(t, err)
+	assert.Equal(t, status.Status{"STATE": "applied", "DETAIL": "auto-applied", "BACKEND": "native"}, m.status(t, "storage-status"))
+	assert.NotContains(t, strings.Join(r.Seen, "\n"), "vdb")
+	assert.Contains(t, m.logs.String(), "not examined by storage detection")
+}
+
+// The probe of vdb exits 32 and its node is gone ("vanished"): vdb is not
+// a candidate, so it is neither planned nor touched.
+func TestVanishedDiskIsNeverApplied(t *testing.T) {
+	m := newMachine(t, "console=ttyS0", true)
+	write(t, filepath.Join(m.sys, "block/vdb/size"), "268435456")
+	write(t, filepath.Join(m.sys, "block/vdb/queue/rotational"), "1")
+	det := detectBlank(0, "disk\n")
+	det[6].Stdout = "/dev/sr0 rom 1\n/dev/vda disk 0\n/dev/vdb disk 0\n"
+	det = append(det, fr.Call{Cmd: "lsblk -rno TYPE /dev/vdb", Exit: 32})
+	r := fr.New(t, seq(det, cleanVDA(), fr.Ok(nativeVDA...), networkCalls())...)
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "applied", m.status(t, "storage-status").State())
+	assert.NotContains(t, strings.Join(r.Seen[10:], "\n"), "vdb", "nothing after detection names vdb")
+}
+
+// An unreadable inventory says so instead of DETAIL=auto-applied.
+func TestUnreadableInventoryStatus(t *testing.T) {
+	m := newMachine(t, "", true)
+	require.NoError(t, os.RemoveAll(filepath.Join(m.sys, "block")))
+	c := m.config(t, nil, nil)
+	c.Detect.Runner = fr.New(t, seq(detectBlank(0, "disk\n")[:6], []fr.Call{{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n"}})...)
+	c.Runner = fr.New(t, networkCalls()...)
+	_, err := Run(context.Background(), c)
+	require.Error(t, err)
+	st := m.status(t, "storage-status")
+	assert.Equal(t, "failed", st.State())
+	assert.Equal(t, "inventory-error", st.Detail())
+	assert.Contains(t, st["ERROR"], "reading disk inventory")
+}
