@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -192,18 +193,19 @@ func Run(ctx context.Context, c Config) (Outcome, error) {
 	}
 	c.announce(ctx, "pre-nixos boot image version "+c.Version)
 
-	st, err := c.storage(ctx)
+	// In progress first: a kill or crash mid-apply must not leave a file
+	// from an earlier run (or none) that reads as finished.
+	if err := c.writeStorageStatus(status.Status{status.KeyState: status.StateInProgress, status.KeyDetail: status.DetailStarted}); err != nil {
+		errs = append(errs, err)
+	}
+	st, err := c.safeStorage(ctx)
 	out.Storage = st
 	if err != nil {
 		errs = append(errs, err)
 		st[status.KeyError] = err.Error()
 	}
-	data, ferr := status.Format(st)
-	if ferr == nil {
-		ferr = c.Root.WriteFile(path.Join(c.StateDir, status.StorageFile), data, 0o644)
-	}
-	if ferr != nil {
-		errs = append(errs, fmt.Errorf("writing storage status: %w", ferr))
+	if ferr := c.writeStorageStatus(st); ferr != nil {
+		errs = append(errs, ferr)
 	}
 	c.Log.Info("pre_nixos.boot.storage_status", "state", st.State(), "detail", st.Detail())
 	c.announce(ctx, fmt.Sprintf("pre-nixos: storage %s (%s)", st.State(), st.Detail()))
@@ -219,8 +221,37 @@ func Run(ctx context.Context, c Config) (Outcome, error) {
 	return out, nil
 }
 
-func (c *Config) storage(ctx context.Context) (status.Status, error) {
-	st := status.Status{}
+func (c *Config) writeStorageStatus(st status.Status) error {
+	data, err := status.Format(st)
+	if err == nil {
+		err = c.Root.WriteFile(path.Join(c.StateDir, status.StorageFile), data, 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("writing storage status: %w", err)
+	}
+	return nil
+}
+
+// safeStorage runs the storage phase and turns a panic into STATE=failed
+// with the reason, so the network and sshd phases still run and the status
+// file tells the truth.
+func (c *Config) safeStorage(ctx context.Context) (st status.Status, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.Log.Error("pre_nixos.boot.panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			detail := status.DetailPanic
+			if st != nil && st.Detail() != "" {
+				detail = st.Detail()
+			}
+			st = status.Status{status.KeyState: status.StateFailed, status.KeyDetail: detail}
+			err = fmt.Errorf("storage phase crashed: %v", r)
+		}
+	}()
+	st = status.Status{}
+	return c.storage(ctx, st)
+}
+
+func (c *Config) storage(ctx context.Context, st status.Status) (status.Status, error) {
 	det, derr := detect.Detect(ctx, c.Detect)
 	disks, excluded, err := inventory.Scan(c.SysfsRoot, det.BootDisks...)
 	if err != nil {

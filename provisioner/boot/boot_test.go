@@ -310,3 +310,39 @@ func TestUnreadableInventoryStatus(t *testing.T) {
 	assert.Equal(t, "inventory-error", st.Detail())
 	assert.Contains(t, st["ERROR"], "reading disk inventory")
 }
+
+// hookRunner calls hook before passing each command on.
+type hookRunner struct {
+	inner execpolicy.Runner
+	hook  func(c execpolicy.Cmd)
+}
+
+func (h hookRunner) Run(ctx context.Context, c execpolicy.Cmd) (execpolicy.Result, error) {
+	h.hook(c)
+	return h.inner.Run(ctx, c)
+}
+
+// Issue 19 item 8: storage-status says in-progress before the first disk
+// command, and a panic mid-apply ends as STATE=failed with the reason while
+// network and sshd still run.
+func TestStatusInProgressThenPanicRecovered(t *testing.T) {
+	m := newMachine(t, "console=ttyS0", true)
+	inner := fr.New(t, seq(detectBlank(0, "disk\n"), cleanVDA(), fr.Ok(nativeVDA[:3]...), networkCalls())...)
+	var during status.Status
+	r := hookRunner{inner: inner, hook: func(c execpolicy.Cmd) {
+		if c.String() == "wipefs -a /dev/vda" && during == nil {
+			during = m.status(t, "storage-status")
+		}
+		if c.Name == "pvcreate" {
+			panic("simulated crash in pvcreate")
+		}
+	}}
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.Error(t, err)
+	assert.Equal(t, status.Status{"STATE": "in-progress", "DETAIL": "started"}, during)
+	st := m.status(t, "storage-status")
+	assert.Equal(t, "failed", st.State())
+	assert.Equal(t, "auto-applied", st.Detail())
+	assert.Contains(t, st["ERROR"], "simulated crash in pvcreate")
+	assert.Equal(t, "10.0.2.15", m.status(t, "network-status").LANIPv4(), "network still configured")
+}

@@ -490,7 +490,7 @@ func planDisks(p *planner.Plan) []string {
 }
 
 func (s *session) apply(ctx context.Context, p *planner.Plan, exec bool) (int, string) {
-	res, err := apply.Apply(ctx, apply.Env{Runner: s.runner, Exec: exec, Root: s.root, Log: s.log, Getenv: s.env.Getenv, StateDir: s.opts.stateDir, Sleep: s.env.Sleep, Gate: s.gate}, p, s.opts.backend)
+	res, err := apply.Apply(ctx, apply.Env{Runner: s.runner, Exec: exec, Root: s.root, Log: s.log, Getenv: s.env.Getenv, StateDir: s.opts.stateDir, Sleep: s.env.Sleep, Gate: s.gate, Exists: s.env.Exists}, p, s.opts.backend)
 	if err != nil {
 		return s.fail("%v", err), err.Error()
 	}

@@ -133,3 +133,32 @@ func readStorageStatus(t *testing.T, root string) status.Status {
 	require.NoError(t, err)
 	return st
 }
+
+// Issue 19 item 8: a manual apply rewrites storage-status, so the login
+// notice stops inviting a second (forced) wipe.
+func TestManualApplyRewritesStatus(t *testing.T) {
+	root := t.TempDir()
+	put(t, filepath.Join(root, "run/pre-nixos/storage-status"), "STATE=plan-only\nDETAIL=existing-storage\n")
+	r := &fr.Recorder{Replies: map[string]fr.Call{
+		"findmnt -n -o SOURCE /iso":                 {Exit: 1},
+		"findmnt -n -o SOURCE /run/archiso/bootmnt": {Exit: 1},
+		"findmnt -n -o SOURCE /nix/.ro-store":       {Exit: 1},
+		"findmnt -n -o SOURCE /run/live/medium":     {Exit: 1},
+		"findmnt -nr -t squashfs -o SOURCE":         {Exit: 1},
+		"findmnt -nr -t iso9660 -o SOURCE":          {Exit: 1},
+		"lsblk -dnpo NAME,TYPE,RM":                  {Stdout: "/dev/sr0 rom 1\n/dev/vda disk 0\n"},
+		"lsblk -rno TYPE /dev/vda":                  {Stdout: "disk\n"},
+		"lsblk --json --paths --output-all":         {Stdout: `{"blockdevices":[{"name":"/dev/vda","type":"disk"}]}`},
+	}}
+	var out, errb bytes.Buffer
+	code := PreNixos(context.Background(), []string{"--sysfs", machine("qemu-virtio"), "--root", root, "--apply-backend", "native"}, Env{
+		Stdout: &out, Stderr: &errb, Runner: r, Sleep: func(time.Duration) {},
+		Getenv: func(k string) string { return map[string]string{"PRE_NIXOS_EXEC": "1"}[k] },
+		Exists: func(string) bool { return true }, Realpath: func(p string) (string, error) { return p, nil },
+	})
+	require.Equal(t, ExitOK, code, errb.String())
+	assert.Contains(t, strings.Join(r.Seen, "\n"), "mkfs.ext4 -F -L slash /dev/main/slash")
+	st := readStorageStatus(t, root)
+	assert.Equal(t, status.Status{"STATE": "applied", "DETAIL": "manual-apply"}, st)
+	assert.NotContains(t, status.Notice(st, nil, ""), "FORCE_CLEANUP")
+}
