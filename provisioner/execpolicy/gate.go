@@ -85,7 +85,7 @@ var storage = map[string]string{
 	"wipefs": "dev", "sgdisk": "dev", "sfdisk": "dev", "parted": "dev", "partprobe": "dev",
 	"blockdev": "dev", "mdadm": "dev", "pvcreate": "dev", "pvremove": "dev",
 	"vgcreate": "vgfirst", "vgremove": "vg", "vgchange": "vg", "vgextend": "vgfirst",
-	"lvcreate": "vglast", "lvremove": "dev", "lvchange": "dev", "mkswap": "dev", "dd": "dev",
+	"lvcreate": "vglast", "lvremove": "dev", "lvchange": "dev", "mkswap": "dev", "dd": "dd",
 	"blkdiscard": "dev", "shred": "dev", "swapon": "dev", "swapoff": "dev", "dmsetup": "dev",
 	"losetup": "dev", "cryptsetup": "dev", "disko": "disko", "mount": "mount", "umount": "umount",
 	"mkdir": "path", "chmod": "path", "sh": "shell", "bash": "shell",
@@ -136,6 +136,13 @@ func names(c Cmd) ([]string, error) {
 		return nil, nil
 	case "disko":
 		return []string{"disko"}, nil
+	case "dd":
+		// Only the output is written; if=/dev/zero is a source.
+		for _, a := range c.Args {
+			if o, ok := strings.CutPrefix(a, "of="); ok {
+				out = append(out, path.Clean(o))
+			}
+		}
 	case "mount":
 		if len(ops) < 2 || !strings.HasPrefix(ops[len(ops)-1], "/") || !under(ops[len(ops)-1], MountRoot) {
 			return nil, fmt.Errorf("%w: %s: mounts only under %s", ErrRefused, c, MountRoot)
@@ -179,6 +186,10 @@ func names(c Cmd) ([]string, error) {
 // owner maps a name to its disks; lock held.
 func (g *Gate) owner(name string) []string {
 	set := map[string]bool{}
+	// An eligible whole disk lies on itself.
+	if g.allowed[name] {
+		set[name] = true
+	}
 	for d := range g.owners[name] {
 		set[d] = true
 	}
