@@ -25,7 +25,7 @@ var eligibleDisks = map[string]bool{"sdb": true, "sdc": true}
 func gatedApply(t testing.TB, p *planner.Plan, backend string) ([]execpolicy.Cmd, error) {
 	rec := &fr.Recorder{Replies: map[string]fr.Call{
 		"lsblk --json --paths --output-all": {Stdout: `{"blockdevices":[{"name":"/dev/sda","type":"disk","children":[{"name":"/dev/sda1","type":"part","pkname":"/dev/sda","mountpoints":["/iso"]}]},{"name":"/dev/sdb","type":"disk"},{"name":"/dev/sdc","type":"disk"},{"name":"/dev/sdd","type":"disk"}]}`},
-		"disko --help": {Stdout: "--mode destroy,format,mount"},
+		"disko --help":                      {Stdout: "--mode destroy,format,mount"},
 	}}
 	gate := execpolicy.NewGate(nil)
 	gate.Allow([]string{"/dev/sdb", "/dev/sdc"})
