@@ -122,3 +122,9 @@ func TestBootMediumLoopFileExcluded(t *testing.T) {
 	assert.Equal(t, []string{"/dev/sda"}, res.BootDisks)
 	assert.Empty(t, res.Candidates)
 }
+
+func TestParseMountsUnescapes(t *testing.T) {
+	ms, err := ParseMounts(strings.NewReader("/dev/sda2 /media/my\\040usb vfat ro 0 0\nbad\n/dev/sdb1 /x\\134y ext4 rw 0 0\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []Mount{{"/dev/sda2", "/media/my usb"}, {"/dev/sdb1", `/x\y`}}, ms)
+}
