@@ -1,7 +1,7 @@
 // Package apply executes a storage plan with one of two backends behind one
 // interface: disko (the NixOS image) or native tools (sgdisk, mdadm, LVM,
 // mkfs, mount) for images without Nix. Both write the disko config file and
-// run the same pre-apply cleanup and post-apply commands.
+// run the same pre-apply cleanup and the allowlisted post-apply commands.
 package apply
 
 import (
@@ -54,6 +54,85 @@ type Env struct {
 	ConfigPath string
 	// NodeWait bounds the wait for device nodes (default 30 s).
 	NodeWait time.Duration
+	// Gate, when set, learns the plan's devices and checks the plan's disks
+	// and the whole command list before the first command runs.
+	Gate *execpolicy.Gate
+}
+
+// Owners maps every device and VG a plan creates to the disks it lies on,
+// as the gate names them (/dev/sdb1, /dev/md0, vg:main, /dev/main/slash,
+// /dev/mapper/main-slash, disko).
+func Owners(p *planner.Plan) map[string][]string {
+	out := map[string][]string{}
+	diskOf := map[string][]string{}
+	var all []string
+	for _, dp := range p.Partitions {
+		d := "/dev/" + dp.Disk
+		all = append(all, d)
+		for _, part := range dp.Partitions {
+			diskOf[part.Name] = []string{d}
+		}
+	}
+	for _, a := range p.Arrays {
+		var ds []string
+		for _, m := range a.Devices {
+			ds = append(ds, diskOf[m]...)
+		}
+		diskOf[a.Name] = ds
+	}
+	for name, ds := range diskOf {
+		out["/dev/"+name] = ds
+	}
+	for _, vg := range p.VGs {
+		var ds []string
+		for _, d := range vg.Devices {
+			ds = append(ds, diskOf[d]...)
+		}
+		out["vg:"+vg.Name] = ds
+	}
+	for _, lv := range p.LVs {
+		ds := out["vg:"+lv.VG]
+		out["/dev/"+lv.VG+"/"+lv.Name] = ds
+		out["/dev/mapper/"+strings.ReplaceAll(lv.VG, "-", "--")+"-"+strings.ReplaceAll(lv.Name, "-", "--")] = ds
+	}
+	out["disko"] = all
+	return out
+}
+
+// preflight checks the plan's disks and every command the backend would
+// run, collected in a dry pass, before anything runs.
+func preflight(ctx context.Context, env *Env, p *planner.Plan, name string, roots []string) error {
+	g := env.Gate
+	if g == nil || !env.Exec {
+		return nil
+	}
+	for k, ds := range Owners(p) {
+		g.Learn(k, ds)
+	}
+	if err := g.CheckDisks("the storage plan", roots); err != nil {
+		return err
+	}
+	var cmds []execpolicy.Cmd
+	col := execpolicy.Collector{Cmds: &cmds}
+	dry := *env
+	dry.Exec = false
+	dry.Runner = col
+	switch name {
+	case Disko:
+		cmds = append(cmds, execpolicy.C("disko"))
+	case Native:
+		if err := runNative(ctx, &dry, col, p); err != nil {
+			return err
+		}
+	}
+	for _, c := range p.PostApplyCommands {
+		argv, err := p.PostApplyArgv(c)
+		if err != nil {
+			return err
+		}
+		cmds = append(cmds, execpolicy.C(argv[0], argv[1:]...))
+	}
+	return g.CheckAll(cmds)
 }
 
 func (e *Env) defaults() {
@@ -144,9 +223,13 @@ func Apply(ctx context.Context, env Env, p *planner.Plan, backend string) (Resul
 	}
 	sort.Strings(roots)
 	log.Info("pre_nixos.apply.root_device_collection", "devices", roots)
+	if err := preflight(ctx, &env, p, name, roots); err != nil {
+		log.Error("pre_nixos.apply.refused", "error", err.Error())
+		return res, fmt.Errorf("refusing to apply: %w", err)
+	}
 	rec := recorder{env: &env, cmds: &res.Commands}
 	clean := func() error {
-		cmds, err := cleanup.Run(ctx, cleanup.Config{Action: cleanup.WipeSignatures, Devices: roots, Execute: env.Exec, Runner: env.Runner, Log: log, Sleep: env.Sleep})
+		cmds, err := cleanup.Run(ctx, cleanup.Config{Action: cleanup.WipeSignatures, Devices: roots, Execute: env.Exec, Runner: env.Runner, Log: log, Sleep: env.Sleep, Gate: env.Gate})
 		res.Commands = append(res.Commands, cmds...)
 		return err
 	}
@@ -168,7 +251,13 @@ func Apply(ctx context.Context, env Env, p *planner.Plan, backend string) (Resul
 		return res, err
 	}
 	for _, c := range p.PostApplyCommands {
-		cmd := execpolicy.C("sh", "-c", c)
+		// Never through a shell: only the planner's own allowlisted commands,
+		// as argv (planner.Load rejects anything else already).
+		argv, err := p.PostApplyArgv(c)
+		if err != nil {
+			return res, fmt.Errorf("post-apply command: %w", err)
+		}
+		cmd := execpolicy.C(argv[0], argv[1:]...)
 		r, err := rec.Run(ctx, cmd)
 		if err := execpolicy.Check(r, err, cmd); err != nil {
 			return res, fmt.Errorf("post-apply command: %w", err)

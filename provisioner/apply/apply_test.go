@@ -113,7 +113,7 @@ var nativeExample2 = []string{
 	"mkdir -p /mnt/var/tmp",
 	"mount -o relatime /dev/swap/var_tmp /mnt/var/tmp",
 	"swapon /dev/swap/swap",
-	"sh -c 'chmod 1777 /mnt/var/tmp'",
+	"chmod 1777 /mnt/var/tmp",
 }
 
 func TestNativeExactSequence(t *testing.T) {
@@ -211,7 +211,7 @@ func TestDiskoBackend(t *testing.T) {
 		res, err := Apply(context.Background(), e, example2(t), Auto)
 		require.NoError(t, err)
 		assert.Equal(t, Disko, res.Backend)
-		assert.Equal(t, []string{"disko --mode disko --root-mountpoint /mnt " + cfgPath(root), "sh -c 'chmod 1777 /mnt/var/tmp'"}, res.Commands)
+		assert.Equal(t, []string{"disko --mode disko --root-mountpoint /mnt " + cfgPath(root), "chmod 1777 /mnt/var/tmp"}, res.Commands)
 	})
 	t.Run("combined mode, NIX_PATH injected", func(t *testing.T) {
 		root := t.TempDir()

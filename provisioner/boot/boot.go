@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +40,10 @@ const DetailExecutionDisabled = "execution-disabled"
 // storage, like PRE_NIXOS_FORCE_CLEANUP=1.
 const ForceCleanupArg = "pre-nixos-force-cleanup=1"
 
+// forceCleanupKey is the kernel argument's name; its value is read with
+// ExplicitTrue like the environment variable.
+const forceCleanupKey = "pre-nixos-force-cleanup"
+
 // Config is everything the flow touches; zero values mean the real machine.
 type Config struct {
 	Root      execpolicy.Root
@@ -63,6 +68,9 @@ type Config struct {
 	Network network.Config
 	// ConsoleTimeout bounds each console write.
 	ConsoleTimeout time.Duration
+	// Gate checks every storage command; nil means a new one over this
+	// machine's sysfs. It is armed with this run's eligible disks only.
+	Gate *execpolicy.Gate
 }
 
 // Outcome is what the boot reported.
@@ -71,28 +79,48 @@ type Outcome struct {
 	IPv4    string
 }
 
-// Truthy is the reference's rule for boolean environment values.
-func Truthy(v string) bool {
+// ExplicitTrue reports whether v is one of 1, true, yes, on (any case).
+// Force destroys data, so everything else (including typos such as "nope"
+// or "N", which the reference's "not false" rule treated as true) is false.
+func ExplicitTrue(v string) bool {
 	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "", "0", "false", "no", "off":
-		return false
+	case "1", "true", "yes", "on":
+		return true
 	}
-	return true
+	return false
 }
 
-// Forced reports whether existing storage may be destroyed.
+// Forced reports whether existing storage may be destroyed: only an
+// explicit true PRE_NIXOS_FORCE_CLEANUP or pre-nixos-force-cleanup= kernel
+// argument forces. A value that is set but not explicitly true is logged
+// as not forcing, so an operator sees why nothing was erased.
 func Forced(getenv func(string) string, procRoot string) bool {
-	if Truthy(getenv("PRE_NIXOS_FORCE_CLEANUP")) {
+	return ForcedLog(getenv, procRoot, nil)
+}
+
+// ForcedLog is Forced with a logger for the "set but not true" case.
+func ForcedLog(getenv func(string) string, procRoot string, log *slog.Logger) bool {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if v := getenv("PRE_NIXOS_FORCE_CLEANUP"); ExplicitTrue(v) {
 		return true
+	} else if strings.TrimSpace(v) != "" {
+		log.Warn("pre_nixos.boot.force_not_set", "source", "PRE_NIXOS_FORCE_CLEANUP", "value", v, "reason", "not one of 1, true, yes, on: not forcing")
 	}
 	b, err := os.ReadFile(filepath.Join(procRoot, "cmdline"))
 	if err != nil {
 		return false
 	}
 	for _, w := range strings.Fields(string(b)) {
-		if w == ForceCleanupArg {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k != forceCleanupKey {
+			continue
+		}
+		if ExplicitTrue(v) {
 			return true
 		}
+		log.Warn("pre_nixos.boot.force_not_set", "source", "kernel command line", "value", v, "reason", "not one of 1, true, yes, on: not forcing")
 	}
 	return false
 }
@@ -122,13 +150,21 @@ func (c *Config) defaults() {
 	if c.Version == "" {
 		c.Version = "unknown"
 	}
+	if c.Gate == nil {
+		c.Gate = execpolicy.NewGate(detect.OSStack(c.SysfsRoot, c.ProcRoot).Disks)
+	}
+	if c.Exec {
+		// Every command of the flow passes the gate, whoever issues it.
+		c.Runner = execpolicy.Gated{Gate: c.Gate, Inner: c.Runner, Log: c.Log}
+	}
 	if c.Detect.Runner == nil {
 		c.Detect = detect.OSDeps(c.Runner, c.ProcRoot, c.Log)
+		c.Detect.Stack = detect.OSStack(c.SysfsRoot, c.ProcRoot)
 	}
 	if c.Detect.Log == nil {
 		c.Detect.Log = c.Log
 	}
-	c.Apply.Runner, c.Apply.Exec, c.Apply.Root, c.Apply.Log, c.Apply.StateDir = c.Runner, c.Exec, c.Root, c.Log, c.StateDir
+	c.Apply.Runner, c.Apply.Exec, c.Apply.Root, c.Apply.Log, c.Apply.StateDir, c.Apply.Gate = c.Runner, c.Exec, c.Root, c.Log, c.StateDir, c.Gate
 	if c.Apply.Getenv == nil {
 		c.Apply.Getenv = c.Getenv
 	}
@@ -157,18 +193,19 @@ func Run(ctx context.Context, c Config) (Outcome, error) {
 	}
 	c.announce(ctx, "pre-nixos boot image version "+c.Version)
 
-	st, err := c.storage(ctx)
+	// In progress first: a kill or crash mid-apply must not leave a file
+	// from an earlier run (or none) that reads as finished.
+	if err := c.writeStorageStatus(status.Status{status.KeyState: status.StateInProgress, status.KeyDetail: status.DetailStarted}); err != nil {
+		errs = append(errs, err)
+	}
+	st, err := c.safeStorage(ctx)
 	out.Storage = st
 	if err != nil {
 		errs = append(errs, err)
 		st[status.KeyError] = err.Error()
 	}
-	data, ferr := status.Format(st)
-	if ferr == nil {
-		ferr = c.Root.WriteFile(path.Join(c.StateDir, status.StorageFile), data, 0o644)
-	}
-	if ferr != nil {
-		errs = append(errs, fmt.Errorf("writing storage status: %w", ferr))
+	if ferr := c.writeStorageStatus(st); ferr != nil {
+		errs = append(errs, ferr)
 	}
 	c.Log.Info("pre_nixos.boot.storage_status", "state", st.State(), "detail", st.Detail())
 	c.announce(ctx, fmt.Sprintf("pre-nixos: storage %s (%s)", st.State(), st.Detail()))
@@ -184,13 +221,49 @@ func Run(ctx context.Context, c Config) (Outcome, error) {
 	return out, nil
 }
 
-func (c *Config) storage(ctx context.Context) (status.Status, error) {
-	st := status.Status{}
-	det, derr := detect.Detect(ctx, c.Detect)
-	disks, excluded, err := inventory.Scan(c.SysfsRoot, det.BootDisk)
+func (c *Config) writeStorageStatus(st status.Status) error {
+	data, err := status.Format(st)
+	if err == nil {
+		err = c.Root.WriteFile(path.Join(c.StateDir, status.StorageFile), data, 0o644)
+	}
 	if err != nil {
-		st[status.KeyState], st[status.KeyDetail] = status.StateFailed, status.DetailAutoApplied
+		return fmt.Errorf("writing storage status: %w", err)
+	}
+	return nil
+}
+
+// safeStorage runs the storage phase and turns a panic into STATE=failed
+// with the reason, so the network and sshd phases still run and the status
+// file tells the truth.
+func (c *Config) safeStorage(ctx context.Context) (st status.Status, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.Log.Error("pre_nixos.boot.panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			detail := status.DetailPanic
+			if st != nil && st.Detail() != "" {
+				detail = st.Detail()
+			}
+			st = status.Status{status.KeyState: status.StateFailed, status.KeyDetail: detail}
+			err = fmt.Errorf("storage phase crashed: %v", r)
+		}
+	}()
+	st = status.Status{}
+	return c.storage(ctx, st)
+}
+
+func (c *Config) storage(ctx context.Context, st status.Status) (status.Status, error) {
+	det, derr := detect.Detect(ctx, c.Detect)
+	disks, excluded, err := inventory.Scan(c.SysfsRoot, det.BootDisks...)
+	if err != nil {
+		// Nothing was planned or applied: say so, not "auto-applied".
+		st[status.KeyState], st[status.KeyDetail] = status.StateFailed, status.DetailInventoryError
 		return st, err
+	}
+	if derr == nil {
+		var eligible []string
+		disks, excluded, eligible = Eligible(disks, excluded, det)
+		c.Gate.Allow(eligible)
+		c.Log.Info("pre_nixos.storage.eligible", "disks", eligible)
 	}
 	c.Log.Info("pre_nixos.inventory.scanned", "disks", disks, "excluded", excluded)
 	opts := c.Planner
@@ -204,7 +277,7 @@ func (c *Config) storage(ctx context.Context) (status.Status, error) {
 		c.Log.Info("pre_nixos.planner.excluded", "disks", pex)
 	}
 	detail := status.DetailAutoApplied
-	forced := Forced(c.Getenv, c.ProcRoot)
+	forced := ForcedLog(c.Getenv, c.ProcRoot, c.Log)
 	switch {
 	case derr != nil:
 		detail = status.DetailDetectionError
@@ -249,20 +322,13 @@ func (c *Config) storage(ctx context.Context) (status.Status, error) {
 			st[status.KeyState] = status.StateFailed
 			return st, err
 		}
-		targets := map[string]bool{}
-		for _, d := range det.Devices {
-			targets[d.Device] = true
-		}
-		for _, dp := range plan.Partitions {
-			targets["/dev/"+dp.Disk] = true
-		}
-		var devs []string
-		for d := range targets {
-			devs = append(devs, d)
-		}
-		sort.Strings(devs)
+		devs := CleanupTargets(det, plan, c.Gate)
 		c.Log.Info("pre_nixos.boot.force_cleanup", "action", string(action), "devices", devs)
-		if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: c.Exec, Runner: c.Runner, Log: c.Log, Sleep: c.Apply.Sleep}); err != nil {
+		if err := c.Gate.CheckDisks("the storage plan", planDisks(plan)); err != nil {
+			st[status.KeyState] = status.StateFailed
+			return st, fmt.Errorf("forced cleanup: %w", err)
+		}
+		if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: c.Exec, Runner: c.Runner, Log: c.Log, Sleep: c.Apply.Sleep, Gate: c.Gate}); err != nil {
 			st[status.KeyState] = status.StateFailed
 			return st, fmt.Errorf("forced cleanup: %w", err)
 		}
@@ -277,6 +343,62 @@ func (c *Config) storage(ctx context.Context) (status.Status, error) {
 	}
 	st[status.KeyState] = status.StateApplied
 	return st, nil
+}
+
+// Eligible intersects the inventory (sysfs) with the disks storage
+// detection examined this run (lsblk, probed, not vanished): a disk only
+// sysfs knows about was never checked for data and is left out with a
+// reason. It returns the disks to plan, the updated exclusions and the
+// eligible disk paths for the gate.
+func Eligible(disks []inventory.Disk, excluded []inventory.Excluded, det detect.Result) ([]inventory.Disk, []inventory.Excluded, []string) {
+	examined := map[string]bool{}
+	for _, c := range det.Candidates {
+		examined[c] = true
+	}
+	var keep []inventory.Disk
+	var eligible []string
+	for _, d := range disks {
+		if !examined["/dev/"+d.Name] {
+			excluded = append(excluded, inventory.Excluded{Name: d.Name, Reason: "not examined by storage detection (missing from lsblk, vanished, removable or the boot medium there)"})
+			continue
+		}
+		keep = append(keep, d)
+		eligible = append(eligible, "/dev/"+d.Name)
+	}
+	return keep, excluded, eligible
+}
+
+// CleanupTargets are the detected disks with data plus the planned disks,
+// limited to the eligible ones (a detected disk the inventory left out, e.g.
+// read-only, is never cleaned).
+func CleanupTargets(det detect.Result, plan *planner.Plan, gate *execpolicy.Gate) []string {
+	ok := map[string]bool{}
+	for _, d := range gate.Allowed() {
+		ok[d] = true
+	}
+	targets := map[string]bool{}
+	for _, d := range det.Devices {
+		if ok[d.Device] {
+			targets[d.Device] = true
+		}
+	}
+	for _, d := range planDisks(plan) {
+		targets[d] = true
+	}
+	var devs []string
+	for d := range targets {
+		devs = append(devs, d)
+	}
+	sort.Strings(devs)
+	return devs
+}
+
+func planDisks(p *planner.Plan) []string {
+	var out []string
+	for _, dp := range p.Partitions {
+		out = append(out, "/dev/"+dp.Disk)
+	}
+	return out
 }
 
 // RunNetwork is the second half of the boot flow on its own (`pre-nixos

@@ -238,3 +238,111 @@ func TestForced(t *testing.T) {
 	write(t, filepath.Join(proc, "cmdline"), "a pre-nixos-force-cleanup=1\n")
 	assert.True(t, Forced(none, proc))
 }
+
+// Issue 19 item 3: only explicit true values force; a typo never destroys data.
+func TestForcedOnlyExplicitTrue(t *testing.T) {
+	proc := t.TempDir()
+	write(t, filepath.Join(proc, "cmdline"), "quiet\n")
+	for _, v := range []string{"1", "true", "TRUE", "yes", "Yes", "on", " on "} {
+		assert.True(t, Forced(func(string) string { return v }, proc), "%q forces", v)
+	}
+	for _, v := range []string{"", "0", "nope", "N", "disabled", "2", "y", "enable", "false", "off"} {
+		var logs strings.Builder
+		log := slog.New(slog.NewJSONHandler(&logs, nil))
+		assert.False(t, ForcedLog(func(string) string { return v }, proc, log), "%q must not force", v)
+		if strings.TrimSpace(v) != "" {
+			assert.Contains(t, logs.String(), "pre_nixos.boot.force_not_set", "%q is logged as not forcing", v)
+		}
+	}
+	none := func(string) string { return "" }
+	for _, arg := range []string{"pre-nixos-force-cleanup=nope", "pre-nixos-force-cleanup=N", "pre-nixos-force-cleanup=", "pre-nixos-force-cleanup"} {
+		write(t, filepath.Join(proc, "cmdline"), "a "+arg+" b\n")
+		assert.False(t, Forced(none, proc), "kernel arg %q must not force", arg)
+	}
+	for _, arg := range []string{"pre-nixos-force-cleanup=true", "pre-nixos-force-cleanup=YES", "pre-nixos-force-cleanup=on"} {
+		write(t, filepath.Join(proc, "cmdline"), "a "+arg+" b\n")
+		assert.True(t, Forced(none, proc), "kernel arg %q forces", arg)
+	}
+}
+
+// Issue 19 item 1: a disk in sysfs that storage detection never examined
+// (missing from lsblk: enumerated late) is never planned or touched. Before
+// the fix vdb was planned (RAID1 with vda) and wiped without force.
+func TestUnexaminedDiskIsNeverApplied(t *testing.T) {
+	m := newMachine(t, "console=ttyS0", true)
+	write(t, filepath.Join(m.sys, "block/vdb/size"), "268435456")
+	write(t, filepath.Join(m.sys, "block/vdb/queue/rotational"), "1")
+	r := fr.New(t, seq(detectBlank(0, "disk\n"), cleanVDA(), fr.Ok(nativeVDA...), networkCalls())...)
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.NoError(t, err)
+	assert.Equal(t, status.Status{"STATE": "applied", "DETAIL": "auto-applied", "BACKEND": "native"}, m.status(t, "storage-status"))
+	assert.NotContains(t, strings.Join(r.Seen, "\n"), "vdb")
+	assert.Contains(t, m.logs.String(), "not examined by storage detection")
+}
+
+// The probe of vdb exits 32 and its node is gone ("vanished"): vdb is not
+// a candidate, so it is neither planned nor touched.
+func TestVanishedDiskIsNeverApplied(t *testing.T) {
+	m := newMachine(t, "console=ttyS0", true)
+	write(t, filepath.Join(m.sys, "block/vdb/size"), "268435456")
+	write(t, filepath.Join(m.sys, "block/vdb/queue/rotational"), "1")
+	det := detectBlank(0, "disk\n")
+	det[6].Stdout = "/dev/sr0 rom 1\n/dev/vda disk 0\n/dev/vdb disk 0\n"
+	det = append(det, fr.Call{Cmd: "lsblk -rno TYPE /dev/vdb", Exit: 32})
+	r := fr.New(t, seq(det, cleanVDA(), fr.Ok(nativeVDA...), networkCalls())...)
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.NoError(t, err)
+	assert.Equal(t, "applied", m.status(t, "storage-status").State())
+	assert.NotContains(t, strings.Join(r.Seen[10:], "\n"), "vdb", "nothing after detection names vdb")
+}
+
+// An unreadable inventory says so instead of DETAIL=auto-applied.
+func TestUnreadableInventoryStatus(t *testing.T) {
+	m := newMachine(t, "", true)
+	require.NoError(t, os.RemoveAll(filepath.Join(m.sys, "block")))
+	c := m.config(t, nil, nil)
+	c.Detect.Runner = fr.New(t, seq(detectBlank(0, "disk\n")[:6], []fr.Call{{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n"}})...)
+	c.Runner = fr.New(t, networkCalls()...)
+	_, err := Run(context.Background(), c)
+	require.Error(t, err)
+	st := m.status(t, "storage-status")
+	assert.Equal(t, "failed", st.State())
+	assert.Equal(t, "inventory-error", st.Detail())
+	assert.Contains(t, st["ERROR"], "reading disk inventory")
+}
+
+// hookRunner calls hook before passing each command on.
+type hookRunner struct {
+	inner execpolicy.Runner
+	hook  func(c execpolicy.Cmd)
+}
+
+func (h hookRunner) Run(ctx context.Context, c execpolicy.Cmd) (execpolicy.Result, error) {
+	h.hook(c)
+	return h.inner.Run(ctx, c)
+}
+
+// Issue 19 item 8: storage-status says in-progress before the first disk
+// command, and a panic mid-apply ends as STATE=failed with the reason while
+// network and sshd still run.
+func TestStatusInProgressThenPanicRecovered(t *testing.T) {
+	m := newMachine(t, "console=ttyS0", true)
+	inner := fr.New(t, seq(detectBlank(0, "disk\n"), cleanVDA(), fr.Ok(nativeVDA[:3]...), networkCalls())...)
+	var during status.Status
+	r := hookRunner{inner: inner, hook: func(c execpolicy.Cmd) {
+		if c.String() == "wipefs -a /dev/vda" && during == nil {
+			during = m.status(t, "storage-status")
+		}
+		if c.Name == "pvcreate" {
+			panic("simulated crash in pvcreate")
+		}
+	}}
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.Error(t, err)
+	assert.Equal(t, status.Status{"STATE": "in-progress", "DETAIL": "started"}, during)
+	st := m.status(t, "storage-status")
+	assert.Equal(t, "failed", st.State())
+	assert.Equal(t, "auto-applied", st.Detail())
+	assert.Contains(t, st["ERROR"], "simulated crash in pvcreate")
+	assert.Equal(t, "10.0.2.15", m.status(t, "network-status").LANIPv4(), "network still configured")
+}

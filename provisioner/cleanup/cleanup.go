@@ -69,7 +69,14 @@ type Config struct {
 	Sleep func(time.Duration)
 	// Attempts for verification and partition refresh (default 3).
 	Attempts int
+	// Gate, when set, learns the stacks found and checks every command of
+	// a pass before the first one runs.
+	Gate *execpolicy.Gate
 }
+
+// ErrSpansNonTarget is wrapped when a stack under the targets also lies on
+// a device outside them: tearing it down would destroy data there.
+var ErrSpansNonTarget = errors.New("storage stack spans a device outside the cleanup targets")
 
 type node struct {
 	name        string
@@ -429,6 +436,14 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 		if err != nil {
 			return r.commands, fmt.Errorf("cleanup: %w", err)
 		}
+		if err := g.checkSpan(cfg.Devices); err != nil {
+			r.log.Error("pre_nixos.cleanup.refused", "error", err.Error(), "devices", cfg.Devices)
+			return r.commands, fmt.Errorf("cleanup: %w", err)
+		}
+		if err := r.preflight(ctx, g); err != nil {
+			r.log.Error("pre_nixos.cleanup.refused", "error", err.Error(), "devices", cfg.Devices)
+			return r.commands, fmt.Errorf("cleanup: %w", err)
+		}
 		r.teardown(ctx, g)
 		if !cfg.Execute {
 			break
@@ -484,6 +499,111 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 		return r.commands, fmt.Errorf("cleanup: %w", errors.Join(errs...))
 	}
 	return r.commands, nil
+}
+
+// checkSpan refuses when a device reached from the targets has a parent
+// that is not itself reached: an md array with a member on another disk, a
+// VG with a PV elsewhere. The teardown would stop, wipe and remove it on
+// the other disk too (the reference zeroed /dev/sdc1 and removed VG "data"
+// while cleaning /dev/sdb).
+func (g graph) checkSpan(roots []string) error {
+	nodes := g.order(roots)
+	reached := map[string]bool{}
+	for _, n := range nodes {
+		reached[n.name] = true
+	}
+	var msgs []string
+	for _, n := range nodes {
+		for _, p := range sortedKeys(n.parents) {
+			if reached[p] || g[p] == nil || g[p].typ == "file" {
+				continue
+			}
+			// Only devices count: a VG whose PVs LVM did not report traces
+			// to no device and says nothing about other disks.
+			var outside []string
+			for _, d := range g.disksUnder(p) {
+				if !reached[d] && strings.HasPrefix(d, "/dev/") {
+					outside = append(outside, d)
+				}
+			}
+			if len(outside) == 0 {
+				continue
+			}
+			msgs = append(msgs, fmt.Sprintf("%s also uses %s (on %s)", display(n.name), display(p), strings.Join(outside, ", ")))
+		}
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("%w (targets %s): %s; nothing was run", ErrSpansNonTarget, strings.Join(roots, " "), strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+func display(name string) string {
+	if vg, ok := strings.CutPrefix(name, "lvm-vg:"); ok {
+		return "volume group " + vg
+	}
+	return name
+}
+
+// disksUnder returns the whole disks (nodes of type disk, or roots) under
+// name, following parents.
+func (g graph) disksUnder(name string) []string {
+	set := map[string]bool{}
+	seen := map[string]bool{}
+	var up func(string, int)
+	up = func(n string, depth int) {
+		if seen[n] || depth > 64 || g[n] == nil {
+			return
+		}
+		seen[n] = true
+		nd := g[n]
+		if nd.typ == "disk" || (len(nd.parents) == 0 && nd.typ != "file") {
+			set[n] = true
+			return
+		}
+		for p := range nd.parents {
+			up(p, depth+1)
+		}
+	}
+	up(name, 0)
+	return sortedKeys(set)
+}
+
+// preflight teaches the gate which disks each device, VG and mountpoint of
+// the graph lies on, then checks the whole pass (teardown, collected dry,
+// plus the per-disk wipe) before anything runs.
+func (r *run) preflight(ctx context.Context, g graph) error {
+	gate := r.cfg.Gate
+	if gate == nil || !r.cfg.Execute {
+		return nil
+	}
+	for name, n := range g {
+		disks := g.disksUnder(name)
+		if len(disks) == 0 {
+			continue
+		}
+		key := name
+		if vg, ok := strings.CutPrefix(name, "lvm-vg:"); ok {
+			key = "vg:" + vg
+		}
+		gate.Learn(key, disks)
+		for _, m := range n.mountpoints {
+			if m != "[SWAP]" {
+				gate.Learn("mount:"+m, disks)
+			}
+		}
+	}
+	var cmds []execpolicy.Cmd
+	dry := &run{cfg: r.cfg, log: slog.New(slog.DiscardHandler)}
+	dry.cfg.Runner = execpolicy.Collector{Cmds: &cmds}
+	dry.cfg.Execute = false
+	dry.teardown(ctx, g)
+	for _, dev := range r.cfg.Devices {
+		if n := g[dev]; n != nil && n.typ == "disk" {
+			cmds = append(cmds, execpolicy.C("sgdisk", "--zap-all", dev), execpolicy.C("wipefs", "-a", dev))
+		}
+	}
+	return gate.CheckAll(cmds)
 }
 
 // teardown runs phase A (deactivate) and phase B (wipe metadata), leaf to

@@ -270,3 +270,58 @@ func TestLVPathEqualToMapperName(t *testing.T) {
 	_, err := Run(context.Background(), Config{Action: WipeSignatures, Devices: []string{"/dev/sda"}, Runner: jsonRunner{[]byte(lsblk), []byte(lvs)}, Sleep: func(time.Duration) {}})
 	require.NoError(t, err)
 }
+
+// Issue 19 item 4: cleaning /dev/sda must not stop, zero or remove an md
+// array or VG that also lives on /dev/sdb; nothing at all runs.
+func TestSpanningMDStackRefused(t *testing.T) {
+	r := fr.New(t, probes(mdStack, vgsMain, pvsMain, lvsMain)...)
+	got, err := Run(context.Background(), cfg(r, WipeSignatures, true, "/dev/sda"))
+	require.ErrorIs(t, err, ErrSpansNonTarget)
+	assert.Contains(t, err.Error(), "/dev/md0 also uses /dev/sdb1 (on /dev/sdb)")
+	assert.Empty(t, got, "no command ran")
+}
+
+// A VG with one PV on the target and one on a removable disk outside it.
+func TestSpanningLVMStackRefused(t *testing.T) {
+	lsblk := `{"blockdevices":[
+ {"name":"/dev/sdb","type":"disk","children":[{"name":"/dev/sdb1","type":"part","pkname":"/dev/sdb","fstype":"LVM2_member","children":[{"name":"/dev/mapper/data-big","type":"lvm","pkname":"/dev/sdb1"}]}]},
+ {"name":"/dev/sdc","type":"disk","children":[{"name":"/dev/sdc1","type":"part","pkname":"/dev/sdc","fstype":"LVM2_member","children":[{"name":"/dev/mapper/data-big","type":"lvm","pkname":"/dev/sdc1"}]}]}]}`
+	pvs := `{"report":[{"pv":[{"pv_name":"/dev/sdb1","vg_name":"data"},{"pv_name":"/dev/sdc1","vg_name":"data"}]}]}`
+	lvs := `{"report":[{"lv":[{"lv_path":"/dev/data/big","vg_name":"data"}]}]}`
+	r := fr.New(t, probes(lsblk, `{"report":[{"vg":[{"vg_name":"data"}]}]}`, pvs, lvs)...)
+	got, err := Run(context.Background(), cfg(r, WipeSignatures, true, "/dev/sdb"))
+	require.ErrorIs(t, err, ErrSpansNonTarget)
+	assert.Contains(t, err.Error(), "/dev/sdc")
+	assert.Empty(t, got)
+}
+
+// With both disks as targets the same stack is torn down (scenario 6 shape)
+// and the gate, armed with both, lets every command through.
+func TestGateAllowsStackWithinTargets(t *testing.T) {
+	calls := probes(mdStack, vgsMain, pvsMain, lvsMain)
+	calls = append(calls, fr.Ok(mdGolden...)...)
+	calls = append(calls, probes(`{"blockdevices":[{"name":"/dev/sda","type":"disk"},{"name":"/dev/sdb","type":"disk"}]}`, "", "", "")...)
+	calls = append(calls, fr.Ok(zap("/dev/sda")...)...)
+	calls = append(calls, fr.Ok(zap("/dev/sdb")...)...)
+	gate := execpolicy.NewGate(nil)
+	gate.Allow([]string{"/dev/sda", "/dev/sdb"})
+	r := fr.New(t, calls...)
+	c := cfg(execpolicy.Gated{Gate: gate, Inner: r}, WipeSignatures, true, "/dev/sda", "/dev/sdb")
+	c.Gate = gate
+	_, err := Run(context.Background(), c)
+	require.NoError(t, err)
+}
+
+// The gate refuses the whole pass before the first command when a target is
+// not eligible (here sdb did not pass the data check).
+func TestGateRefusesPassBeforeFirstCommand(t *testing.T) {
+	gate := execpolicy.NewGate(nil)
+	gate.Allow([]string{"/dev/sda"})
+	r := fr.New(t, probes(mdStack, vgsMain, pvsMain, lvsMain)...)
+	c := cfg(execpolicy.Gated{Gate: gate, Inner: r}, WipeSignatures, true, "/dev/sda", "/dev/sdb")
+	c.Gate = gate
+	got, err := Run(context.Background(), c)
+	require.ErrorIs(t, err, execpolicy.ErrRefused)
+	assert.Contains(t, err.Error(), "/dev/sdb, which did not pass this run's data check")
+	assert.Empty(t, got)
+}

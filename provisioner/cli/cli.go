@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -50,6 +49,10 @@ type Env struct {
 	Sleep func(time.Duration)
 	// ProcRoot is where pre-nixos-detect-storage reads cmdline (default /proc).
 	ProcRoot string
+	// Exists and Realpath replace the /dev lookups of storage detection
+	// (tests); nil means this machine.
+	Exists   func(string) bool
+	Realpath func(string) (string, error)
 }
 
 func (e *Env) defaults() {
@@ -139,6 +142,8 @@ type session struct {
 	log    *slog.Logger
 	closer io.Closer
 	runner execpolicy.Runner
+	// gate is the disk gate every command of this session passes.
+	gate *execpolicy.Gate
 }
 
 func open(env Env, o options) *session {
@@ -148,7 +153,10 @@ func open(env Env, o options) *session {
 	} else {
 		s.log, s.closer = logging.Discard(), io.NopCloser(nil)
 	}
-	s.runner = execpolicy.Policy{Exec: s.exec, Inner: env.Runner, Log: s.log}
+	s.gate = execpolicy.NewGate(detect.OSStack(o.sysfs, o.proc).Disks)
+	// The gate sits inside the policy: a dry run skips commands before they
+	// reach it, an executing run cannot bypass it.
+	s.runner = execpolicy.Policy{Exec: s.exec, Inner: execpolicy.Gated{Gate: s.gate, Inner: env.Runner, Log: s.log}, Log: s.log}
 	return s
 }
 
@@ -167,7 +175,7 @@ func (s *session) bootConfig() boot.Config {
 		Root: s.root, SysfsRoot: s.opts.sysfs, ProcRoot: s.opts.proc, StateDir: s.opts.stateDir,
 		Exec: s.exec, Runner: s.runner, Log: s.log, Stdout: s.env.Stdout, Getenv: s.env.Getenv,
 		Backend: s.opts.backend, Planner: planner.Options{Mode: planner.Mode(s.opts.mode), PreferRAID6OnFour: s.opts.raid6},
-		KeyFile: s.opts.keyFile, SSHDUnits: s.units(), Version: envOr(s.env.Getenv, "PRE_NIXOS_VERSION", Version),
+		KeyFile: s.opts.keyFile, SSHDUnits: s.units(), Version: envOr(s.env.Getenv, "PRE_NIXOS_VERSION", Version), Gate: s.gate,
 		Apply:   apply.Env{Sleep: s.env.Sleep},
 		Network: network.Config{Sleep: s.env.Sleep},
 	}
@@ -284,7 +292,14 @@ func (s *session) cleanup(ctx context.Context, devices []string) int {
 		fmt.Fprintln(s.env.Stderr, "pre-nixos cleanup: name at least one device, e.g. /dev/vdb")
 		return ExitUsage
 	}
-	cmds, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devices, Execute: s.exec, Runner: s.runner, Log: s.log, Sleep: s.env.Sleep})
+	if s.exec {
+		// Manual cleanup meets the same gate: only disks this run's data
+		// check examined (never the boot medium or a removable disk).
+		if _, err := s.armGate(ctx); err != nil {
+			return s.fail("%v; refusing to clean up", err)
+		}
+	}
+	cmds, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devices, Execute: s.exec, Runner: s.runner, Log: s.log, Sleep: s.env.Sleep, Gate: s.gate})
 	if !s.exec {
 		for _, c := range cmds {
 			fmt.Fprintln(s.env.Stdout, c)
@@ -294,6 +309,38 @@ func (s *session) cleanup(ctx context.Context, devices []string) int {
 		return s.fail("%v", err)
 	}
 	return ExitOK
+}
+
+// armGate runs storage detection and arms the gate with the inventory
+// disks it examined (inventory ∩ detection; boot medium, removable,
+// read-only, ignored and duplicate disks excluded).
+func (s *session) armGate(ctx context.Context) (detect.Result, error) {
+	d := s.detectDeps()
+	det, err := detect.Detect(ctx, d)
+	if err != nil {
+		return det, err
+	}
+	disks, excluded, err := inventory.Scan(s.opts.sysfs, det.BootDisks...)
+	if err != nil {
+		return det, err
+	}
+	_, excluded, eligible := boot.Eligible(disks, excluded, det)
+	s.gate.Allow(eligible)
+	s.log.Info("pre_nixos.storage.eligible", "disks", eligible, "excluded", excluded)
+	return det, nil
+}
+
+func (s *session) detectDeps() detect.Deps {
+	d := detect.OSDeps(s.runner, s.opts.proc, s.log)
+	d.Stack = detect.OSStack(s.opts.sysfs, s.opts.proc)
+	if s.env.Exists != nil {
+		d.Exists = s.env.Exists
+	}
+	if s.env.Realpath != nil {
+		d.Realpath = s.env.Realpath
+		d.Stack.Realpath = s.env.Realpath
+	}
+	return d
 }
 
 func (s *session) plan(ctx context.Context) int {
@@ -309,12 +356,12 @@ func (s *session) plan(ctx context.Context) int {
 			return s.fail("%s: %v", s.opts.planFile, err)
 		}
 	} else {
-		bootDisk := ""
+		var bootDisks []string
 		// A described machine (--sysfs) has no boot medium to look for.
 		if !s.opts.sysfsSet {
-			bootDisk, _ = detect.ResolveBootDisk(ctx, detect.OSDeps(s.runner, s.opts.proc, s.log))
+			bootDisks, _ = detect.ResolveBootDisks(ctx, s.detectDeps())
 		}
-		disks, excluded, err := inventory.Scan(s.opts.sysfs, bootDisk)
+		disks, excluded, err := inventory.Scan(s.opts.sysfs, bootDisks...)
 		if err != nil {
 			return s.fail("%v", err)
 		}
@@ -348,46 +395,104 @@ func (s *session) plan(ctx context.Context) int {
 	if s.opts.planOnly {
 		return ExitOK
 	}
-	if s.exec {
-		det, err := detect.Detect(ctx, detect.OSDeps(s.runner, s.opts.proc, s.log))
+	if !s.exec {
+		code, _ := s.apply(ctx, p, false)
+		return code
+	}
+	// A bad action is a usage error, found before any side effect.
+	if _, err := cleanup.ParseAction(s.env.Getenv("PRE_NIXOS_FORCE_CLEANUP_ACTION")); err != nil {
+		fmt.Fprintf(s.env.Stderr, "pre-nixos: %v\n", err)
+		return ExitUsage
+	}
+	// From here on disks may be written: the status file says so first,
+	// and says what happened at the end (the login notice must not keep
+	// inviting a second wipe after a manual apply).
+	s.writeStatus(status.Status{status.KeyState: status.StateInProgress, status.KeyDetail: status.DetailManualApply})
+	code, forced, msg := s.execPlan(ctx, p)
+	st := status.Status{status.KeyState: status.StateApplied, status.KeyDetail: status.DetailManualApply}
+	if forced {
+		st[status.KeyDetail] = status.DetailForceCleanup
+	}
+	switch code {
+	case ExitOK:
+	case ExitRefusing:
+		st[status.KeyState], st[status.KeyDetail] = status.StatePlanOnly, status.DetailExistingStorage
+	default:
+		st[status.KeyState] = status.StateFailed
+		st[status.KeyError] = msg
+	}
+	s.writeStatus(st)
+	return code
+}
+
+// writeStatus records storage-status; a failure is logged, not fatal.
+func (s *session) writeStatus(st status.Status) {
+	data, err := status.Format(st)
+	if err == nil {
+		err = s.root.WriteFile(s.opts.stateDir+"/"+status.StorageFile, data, 0o644)
+	}
+	if err != nil {
+		s.log.Warn("pre_nixos.storage.status_write_failed", "error", err.Error())
+	}
+}
+
+// execPlan detects, checks the plan against the gate, cleans when forced
+// and applies. It returns the exit code, whether a forced cleanup ran, and
+// the error message on failure.
+func (s *session) execPlan(ctx context.Context, p *planner.Plan) (code int, forced bool, msg string) {
+	failf := func(format string, a ...any) (int, bool, string) {
+		m := fmt.Sprintf(format, a...)
+		fmt.Fprintf(s.env.Stderr, "pre-nixos: %s\n", m)
+		return ExitFailure, forced, m
+	}
+	{
+		det, err := s.armGate(ctx)
 		if err != nil {
-			return s.fail("%v; refusing to apply", err)
+			return failf("%v; refusing to apply", err)
+		}
+		// Whatever the plan's source (computed, --plan FILE, --sysfs DIR),
+		// it may name only disks this run's data check examined.
+		if err := s.gate.CheckDisks("the plan", planDisks(p)); err != nil {
+			return failf("%v; nothing was run", err)
 		}
 		if len(det.Devices) > 0 {
 			var lines []string
 			for _, d := range det.Devices {
 				lines = append(lines, fmt.Sprintf("  - %s (%s)", d.Device, detect.FormatReasons(d.Reasons)))
 			}
-			if !boot.Forced(s.env.Getenv, s.opts.proc) {
+			if !boot.ForcedLog(s.env.Getenv, s.opts.proc, s.log) {
 				fmt.Fprintf(s.env.Stderr, "pre-nixos: existing storage detected:\n%s\nrefusing to apply; set PRE_NIXOS_FORCE_CLEANUP=1 (and optionally PRE_NIXOS_FORCE_CLEANUP_ACTION) to erase it\n", strings.Join(lines, "\n"))
-				return ExitRefusing
+				return ExitRefusing, false, ""
 			}
 			action, err := cleanup.ParseAction(s.env.Getenv("PRE_NIXOS_FORCE_CLEANUP_ACTION"))
 			if err != nil {
 				fmt.Fprintf(s.env.Stderr, "pre-nixos: %v\n", err)
-				return ExitUsage
+				return ExitUsage, false, err.Error()
 			}
-			targets := map[string]bool{}
-			for _, d := range det.Devices {
-				targets[d.Device] = true
-			}
-			for _, dp := range p.Partitions {
-				targets["/dev/"+dp.Disk] = true
-			}
-			var devs []string
-			for d := range targets {
-				devs = append(devs, d)
-			}
-			sort.Strings(devs)
+			forced = true
+			devs := boot.CleanupTargets(det, p, s.gate)
 			fmt.Fprintf(s.env.Stderr, "pre-nixos: existing storage detected:\n%s\napplying cleanup action %q to %s\n", strings.Join(lines, "\n"), action, strings.Join(devs, " "))
-			if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: true, Runner: s.runner, Log: s.log, Sleep: s.env.Sleep}); err != nil {
-				return s.fail("%v", err)
+			if _, err := cleanup.Run(ctx, cleanup.Config{Action: action, Devices: devs, Execute: true, Runner: s.runner, Log: s.log, Sleep: s.env.Sleep, Gate: s.gate}); err != nil {
+				return failf("%v", err)
 			}
 		}
 	}
-	res, err := apply.Apply(ctx, apply.Env{Runner: s.runner, Exec: s.exec, Root: s.root, Log: s.log, Getenv: s.env.Getenv, StateDir: s.opts.stateDir, Sleep: s.env.Sleep}, p, s.opts.backend)
+	code, msg = s.apply(ctx, p, true)
+	return code, forced, msg
+}
+
+func planDisks(p *planner.Plan) []string {
+	var out []string
+	for _, dp := range p.Partitions {
+		out = append(out, "/dev/"+dp.Disk)
+	}
+	return out
+}
+
+func (s *session) apply(ctx context.Context, p *planner.Plan, exec bool) (int, string) {
+	res, err := apply.Apply(ctx, apply.Env{Runner: s.runner, Exec: exec, Root: s.root, Log: s.log, Getenv: s.env.Getenv, StateDir: s.opts.stateDir, Sleep: s.env.Sleep, Gate: s.gate, Exists: s.env.Exists}, p, s.opts.backend)
 	if err != nil {
-		return s.fail("%v", err)
+		return s.fail("%v", err), err.Error()
 	}
 	if !s.exec {
 		fmt.Fprintf(s.env.Stderr, "pre-nixos: PRE_NIXOS_EXEC is not 1; the %s backend would run:\n", res.Backend)
@@ -395,7 +500,7 @@ func (s *session) plan(ctx context.Context) int {
 			fmt.Fprintln(s.env.Stderr, "  "+c)
 		}
 	}
-	return ExitOK
+	return ExitOK, ""
 }
 
 // DetectStorage is pre-nixos-detect-storage: exit 0 when an eligible disk

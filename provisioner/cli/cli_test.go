@@ -40,6 +40,17 @@ func run(t *testing.T, r execpolicy.Runner, env map[string]string, args ...strin
 	return result{code, out.String(), errb.String()}
 }
 
+func noBootCalls() []fr.Call {
+	return []fr.Call{
+		{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
+		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
+	}
+}
+
 func machine(name string) string { return filepath.Join("testdata", "machines", name) }
 
 // Every described machine (1 to 16 disks of mixed kinds) plans without
@@ -118,8 +129,12 @@ func TestBadInput(t *testing.T) {
 		assert.Contains(t, res.stderr, "decoding plan JSON")
 	})
 	t.Run("malformed lsblk JSON in cleanup", func(t *testing.T) {
-		r := fr.New(t, fr.Call{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{`})
-		res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "cleanup", "--root", t.TempDir(), "/dev/vdb")
+		r := fr.New(t, append(noBootCalls(),
+			fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"},
+			fr.Call{Cmd: "lsblk -rno TYPE /dev/vda", Stdout: "disk\n"},
+			fr.Call{Cmd: "wipefs -n /dev/vda"},
+			fr.Call{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{`})...)
+		res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "cleanup", "--sysfs", machine("qemu-virtio"), "--root", t.TempDir(), "/dev/vda")
 		assert.Equal(t, 1, res.code)
 		assert.Contains(t, res.stderr, "parsing output of lsblk --json --paths --output-all")
 	})

@@ -27,6 +27,9 @@ type Deps struct {
 	// Cmdline returns the kernel command line.
 	Cmdline func() (string, error)
 	Log     *slog.Logger
+	// Stack traces the boot medium through dm, md, partitions and loop
+	// backing files to physical disks; the zero value only uses lsblk.
+	Stack Stack
 }
 
 // OSDeps returns Deps for the running machine; procRoot holds cmdline.
@@ -42,7 +45,8 @@ func OSDeps(r execpolicy.Runner, procRoot string, log *slog.Logger) Deps {
 			b, err := os.ReadFile(filepath.Join(procRoot, "cmdline"))
 			return string(b), err
 		},
-		Log: log,
+		Log:   log,
+		Stack: OSStack("/sys", procRoot),
 	}
 }
 
@@ -71,14 +75,27 @@ type Probe struct {
 	Exists     bool     `json:"exists"`
 	Parent     string   `json:"parent,omitempty"`
 	Resolved   string   `json:"resolved,omitempty"`
+	// Disks are the physical disks under the medium (several when it is a
+	// stack, e.g. dm on a partition or a loop file on another disk).
+	Disks []string `json:"disks,omitempty"`
 }
 
 // MountTargets are checked, in order, for the filesystem the image booted
 // from. /run/live/medium is Debian live-boot's mount of the boot medium.
 var MountTargets = []string{"/iso", "/run/archiso/bootmnt", "/nix/.ro-store", "/run/live/medium"}
 
-// ResolveBootDisk returns the whole disk the system booted from, or "".
+// ResolveBootDisk returns the (first) whole disk the system booted from, or "".
 func ResolveBootDisk(ctx context.Context, d Deps) (string, []Probe) {
+	disks, probes := ResolveBootDisks(ctx, d)
+	if len(disks) == 0 {
+		return "", probes
+	}
+	return disks[0], probes
+}
+
+// ResolveBootDisks returns every physical disk under the medium the system
+// booted from (none when it cannot be found).
+func ResolveBootDisks(ctx context.Context, d Deps) ([]string, []Probe) {
 	var probes []Probe
 	if d.Cmdline != nil {
 		if line, err := d.Cmdline(); err == nil {
@@ -95,10 +112,10 @@ func ResolveBootDisk(ctx context.Context, d Deps) (string, []Probe) {
 				pr := Probe{Argument: tok, Candidates: []string{path}}
 				if d.Exists(path) {
 					pr.Exists = true
-					disk := d.parentDisk(ctx, d.realpath(path), &pr)
+					disks := d.bootDisks(ctx, d.realpath(path), &pr)
 					probes = append(probes, pr)
-					d.logBoot(disk, probes)
-					return disk, probes
+					d.logBoot(disks, probes)
+					return disks, probes
 				}
 				probes = append(probes, pr)
 			}
@@ -122,20 +139,40 @@ func ResolveBootDisk(ctx context.Context, d Deps) (string, []Probe) {
 		for _, c := range pr.Candidates {
 			if d.Exists(c) {
 				pr.Exists = true
-				disk := d.parentDisk(ctx, d.realpath(c), &pr)
+				disks := d.bootDisks(ctx, d.realpath(c), &pr)
 				probes = append(probes, pr)
-				d.logBoot(disk, probes)
-				return disk, probes
+				d.logBoot(disks, probes)
+				return disks, probes
 			}
 		}
 		probes = append(probes, pr)
 	}
-	d.logBoot("", probes)
-	return "", probes
+	d.logBoot(nil, probes)
+	return nil, probes
 }
 
-func (d Deps) logBoot(disk string, probes []Probe) {
-	d.log().Info("pre_nixos.storage.resolve_boot_disk", "boot_disk", disk, "probes", probes)
+func (d Deps) logBoot(disks []string, probes []Probe) {
+	first := ""
+	if len(disks) > 0 {
+		first = disks[0]
+	}
+	d.log().Info("pre_nixos.storage.resolve_boot_disk", "boot_disk", first, "boot_disks", disks, "probes", probes)
+}
+
+// bootDisks resolves the medium dev to physical disks: lsblk's parent as
+// before, then the sysfs stack from the device itself (dm on a partition,
+// loop files), so the whole stack is excluded and not only its top.
+func (d Deps) bootDisks(ctx context.Context, dev string, pr *Probe) []string {
+	parent := d.parentDisk(ctx, dev, pr)
+	disks, ok := d.Stack.Disks(dev)
+	if !ok {
+		disks, ok = d.Stack.Disks(parent)
+	}
+	if !ok {
+		disks = []string{parent}
+	}
+	pr.Disks = disks
+	return disks
 }
 
 // parentDisk maps a partition to its whole disk. lsblk prints PKNAME as a
@@ -219,8 +256,10 @@ type Device struct {
 // Result is the outcome of a detection.
 type Result struct {
 	BootDisk string
-	Probes   []Probe
-	Devices  []Device
+	// BootDisks are all physical disks under the boot medium.
+	BootDisks []string
+	Probes    []Probe
+	Devices   []Device
 	// Candidates lists every eligible disk that was examined.
 	Candidates []string
 }
@@ -230,16 +269,26 @@ var ErrDetection = errors.New("storage detection failed")
 
 // Detect resolves the boot disk and scans eligible disks.
 func Detect(ctx context.Context, d Deps) (Result, error) {
-	boot, probes := ResolveBootDisk(ctx, d)
-	res := Result{BootDisk: boot, Probes: probes}
-	devs, cands, err := Scan(ctx, d, boot)
+	boots, probes := ResolveBootDisks(ctx, d)
+	res := Result{BootDisks: boots, Probes: probes}
+	if len(boots) > 0 {
+		res.BootDisk = boots[0]
+	}
+	devs, cands, err := Scan(ctx, d, boots...)
 	res.Devices, res.Candidates = devs, cands
 	return res, err
 }
 
 // Scan examines every whole disk lsblk lists except ignored, removable and
 // boot disks, in name order.
-func Scan(ctx context.Context, d Deps, bootDisk string) ([]Device, []string, error) {
+func Scan(ctx context.Context, d Deps, bootDisks ...string) ([]Device, []string, error) {
+	isBoot := map[string]bool{}
+	for _, b := range bootDisks {
+		if b != "" {
+			isBoot[b] = true
+		}
+	}
+	bootDisk := strings.Join(bootDisks, " ")
 	list := execpolicy.P("lsblk", "-dnpo", "NAME,TYPE,RM")
 	res, err := d.Runner.Run(ctx, list)
 	if err := execpolicy.Check(res, err, list); err != nil {
@@ -268,7 +317,7 @@ func Scan(ctx context.Context, d Deps, bootDisk string) ([]Device, []string, err
 			reasons = append(reasons, "removable_media")
 		}
 		resolved := d.realpath(name)
-		if bootDisk != "" && resolved == bootDisk {
+		if isBoot[resolved] || isBoot[name] {
 			reasons = append(reasons, "boot_disk")
 		}
 		if len(reasons) > 0 {

@@ -51,18 +51,27 @@ type Excluded struct {
 }
 
 // Scan lists disks under sysfsRoot/block, sorted by name for determinism.
-// bootDisk (a name like "sda" or a path like "/dev/sda", may be empty) is
-// excluded. A missing or unreadable block directory is an error: planning for
+// bootDisks (names like "sda" or paths like "/dev/sda"; empty ones are
+// ignored) are excluded: the boot medium can span several disks. A missing or unreadable block directory is an error: planning for
 // "no disks" because sysfs was unreadable would be a silent lie.
-func Scan(sysfsRoot, bootDisk string) ([]Disk, []Excluded, error) {
+func Scan(sysfsRoot string, bootDisks ...string) ([]Disk, []Excluded, error) {
 	blockDir := filepath.Join(sysfsRoot, "block")
 	entries, err := os.ReadDir(blockDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading disk inventory from %s: %w", blockDir, err)
 	}
-	boot := strings.TrimPrefix(bootDisk, "/dev/")
+	boot := map[string]bool{}
+	for _, b := range bootDisks {
+		if b = strings.TrimPrefix(b, "/dev/"); b != "" {
+			boot[b] = true
+		}
+	}
 	var disks []Disk
 	var excluded []Excluded
+	// serialOf remembers the first disk with each serial: two nodes with one
+	// serial are usually two paths to one disk (multipath), and planning them
+	// as a RAID1 pair would mirror a disk onto itself.
+	serialOf := map[string]string{}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
 		names = append(names, e.Name())
@@ -78,9 +87,23 @@ func Scan(sysfsRoot, bootDisk string) ([]Disk, []Excluded, error) {
 			excluded = append(excluded, Excluded{name, "removable"})
 			continue
 		}
-		if boot != "" && name == boot {
+		if boot[name] {
 			excluded = append(excluded, Excluded{name, "boot_disk"})
 			continue
+		}
+		// A read-only disk cannot be partitioned; planning it only makes the
+		// apply fail half-way.
+		if read(dir, "ro") == "1" {
+			excluded = append(excluded, Excluded{name, "read_only"})
+			continue
+		}
+		serial := read(dir, "device/serial")
+		if serial != "" {
+			if first, dup := serialOf[serial]; dup {
+				excluded = append(excluded, Excluded{name, fmt.Sprintf("duplicate_serial: same serial %q as %s (multipath?)", serial, first)})
+				continue
+			}
+			serialOf[serial] = name
 		}
 		sectors, err := strconv.ParseInt(read(dir, "size"), 10, 64)
 		if err != nil || sectors < 0 || sectors > math.MaxInt64/512 {
@@ -91,7 +114,7 @@ func Scan(sysfsRoot, bootDisk string) ([]Disk, []Excluded, error) {
 			Size:       sectors * 512,
 			Rotational: read(dir, "queue/rotational") == "1",
 			Model:      read(dir, "device/model"),
-			Serial:     read(dir, "device/serial"),
+			Serial:     serial,
 		})
 	}
 	return disks, excluded, nil

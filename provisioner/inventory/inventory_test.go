@@ -72,3 +72,38 @@ func TestMemGiB(t *testing.T) {
 	_, err = MemGiB(t.TempDir())
 	assert.ErrorContains(t, err, "reading RAM size")
 }
+
+// Issue 19 item 9: read-only disks and second paths to one disk (same serial,
+// multipath) are never planned, each with a reason.
+func TestScanReadOnlyAndDuplicateSerial(t *testing.T) {
+	root := t.TempDir()
+	writeDisk(t, root, "sda", map[string]string{"size": "8388608", "device/serial": "S1", "ro": "0"})
+	writeDisk(t, root, "sdb", map[string]string{"size": "8388608", "device/serial": "S1"})
+	writeDisk(t, root, "sdc", map[string]string{"size": "8388608", "device/serial": "S2", "ro": "1"})
+	writeDisk(t, root, "sdd", map[string]string{"size": "8388608", "device/serial": "S3"})
+	disks, excluded, err := Scan(root, "", "/dev/sdx")
+	require.NoError(t, err)
+	var names []string
+	for _, d := range disks {
+		names = append(names, d.Name)
+	}
+	assert.Equal(t, []string{"sda", "sdd"}, names)
+	reasons := map[string]string{}
+	for _, e := range excluded {
+		reasons[e.Name] = e.Reason
+	}
+	assert.Equal(t, "read_only", reasons["sdc"])
+	assert.Contains(t, reasons["sdb"], "duplicate_serial")
+	assert.Contains(t, reasons["sdb"], "sda")
+}
+
+func TestScanSeveralBootDisks(t *testing.T) {
+	root := t.TempDir()
+	for _, n := range []string{"sda", "sdb", "sdc"} {
+		writeDisk(t, root, n, map[string]string{"size": "8388608"})
+	}
+	disks, _, err := Scan(root, "/dev/sda", "sdc")
+	require.NoError(t, err)
+	require.Len(t, disks, 1)
+	assert.Equal(t, "sdb", disks[0].Name)
+}

@@ -61,8 +61,13 @@ let
       __pn_state=$(sed -n 's/^STATE=//p' "$__pn_status" | tr -d '\r' | head -n1)
       __pn_detail=$(sed -n 's/^DETAIL=//p' "$__pn_status" | tr -d '\r' | head -n1)
       case "$__pn_state/$__pn_detail" in
+        in-progress/*)
+          echo "pre-nixos: Storage provisioning is in progress (or was interrupted)."
+          echo "pre-nixos: See 'journalctl -u pre-nixos' for details." ;;
         applied/auto-applied)
           echo "pre-nixos: Storage provisioning completed automatically." ;;
+        applied/manual-apply)
+          echo "pre-nixos: Storage provisioning completed (applied manually)." ;;
         plan-only/existing-storage)
           echo "pre-nixos: Existing storage detected; provisioning ran in plan-only mode."
           echo "pre-nixos: Review the plan with 'pre-nixos --plan-only' and apply it with 'pre-nixos'." ;;
@@ -73,6 +78,9 @@ let
           echo "pre-nixos: Provisioning ran in plan-only mode. Review before applying." ;;
         failed/existing-storage|failed/existing-storage-force-cleanup)
           echo "pre-nixos: Provisioning failed while handling existing storage."
+          echo "pre-nixos: See 'journalctl -u pre-nixos' for details." ;;
+        failed/inventory-error)
+          echo "pre-nixos: The disk inventory could not be read; nothing was applied."
           echo "pre-nixos: See 'journalctl -u pre-nixos' for details." ;;
         failed/detection-error)
           echo "pre-nixos: Provisioning failed after a storage detection error."
@@ -208,6 +216,7 @@ in
     services.openssh.enable = true;
     services.openssh.settings.PermitRootLogin = lib.mkForce "prohibit-password";
     services.openssh.settings.PasswordAuthentication = lib.mkForce false;
+    services.openssh.settings.KbdInteractiveAuthentication = lib.mkForce false;
     systemd.services.sshd = {
       wantedBy = lib.mkForce [ ];
       after = [ "pre-nixos.service" ];

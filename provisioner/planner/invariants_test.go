@@ -75,9 +75,22 @@ func TestLoadRejects(t *testing.T) {
 		"bad size":        `{"partitions":{"sda":[{"name":"sda1","type":"lvm"}]},"vgs":[{"name":"main","devices":["sda1"]}],"lvs":[{"name":"x","vg":"main","size":"1T"}]}`,
 		"shell in name":   `{"partitions":{"sda":[{"name":"sda1","type":"lvm"}]},"vgs":[{"name":"$(reboot)","devices":["sda1"]}]}`,
 		"too few members": `{"partitions":{"sda":[{"name":"sda1","type":"linux-raid"}]},"arrays":[{"name":"md0","level":"raid1","devices":["sda1"],"type":"hdd"}]}`,
+		// Issue 19 item 9: post-apply commands ran through sh -c as root.
+		"post-apply shell":      `{"partitions":{"sda":[{"name":"sda1","type":"lvm"}]},"vgs":[{"name":"main","devices":["sda1"]}],"lvs":[{"name":"var_tmp","vg":"main","size":"1G"}],"post_apply_commands":["wipefs -a /dev/sdz"]}`,
+		"post-apply chained":    `{"partitions":{"sda":[{"name":"sda1","type":"lvm"}]},"vgs":[{"name":"main","devices":["sda1"]}],"lvs":[{"name":"var_tmp","vg":"main","size":"1G"}],"post_apply_commands":["chmod 1777 /mnt/var/tmp; reboot"]}`,
+		"post-apply without lv": `{"partitions":{"sda":[{"name":"sda1","type":"lvm"}]},"vgs":[{"name":"main","devices":["sda1"]}],"lvs":[{"name":"slash","vg":"main","size":"1G"}],"post_apply_commands":["chmod 1777 /mnt/var/tmp"]}`,
 	}
 	for name, in := range cases {
 		_, err := planner.Load(strings.NewReader(in))
 		require.Error(t, err, name)
 	}
+}
+
+func TestLoadAcceptsPlannerPostApply(t *testing.T) {
+	in := `{"partitions":{"sda":[{"name":"sda1","type":"lvm"}]},"vgs":[{"name":"main","devices":["sda1"]}],"lvs":[{"name":"var_tmp","vg":"main","size":"1G"}],"post_apply_commands":["chmod 1777 /mnt/var/tmp"]}`
+	p, err := planner.Load(strings.NewReader(in))
+	require.NoError(t, err)
+	argv, err := p.PostApplyArgv(p.PostApplyCommands[0])
+	require.NoError(t, err)
+	require.Equal(t, []string{"chmod", "1777", "/mnt/var/tmp"}, argv)
 }

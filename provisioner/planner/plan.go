@@ -327,11 +327,31 @@ func (p *Plan) Validate() error {
 		}
 	}
 	for _, c := range p.PostApplyCommands {
-		if strings.TrimSpace(c) == "" {
-			return errors.New("invalid plan: empty post-apply command")
+		if _, err := p.PostApplyArgv(c); err != nil {
+			return fmt.Errorf("invalid plan: %w", err)
 		}
 	}
 	return nil
+}
+
+// stickyLVs are the LVs whose mountpoint gets mode 1777 after apply.
+var stickyLVs = map[string]bool{"var_tmp": true, "tmp": true}
+
+// PostApplyArgv maps a post-apply command to the argv that runs it. Plan
+// files are operator input run as root, so no shell is involved and only
+// the commands the planner itself emits are accepted: `chmod 1777 /mnt<mp>`
+// for a planned temporary-directory LV.
+func (p *Plan) PostApplyArgv(c string) ([]string, error) {
+	for _, lv := range p.LVs {
+		if !stickyLVs[lv.Name] {
+			continue
+		}
+		argv := []string{"chmod", "1777", "/mnt" + Mountpoint(lv.Name)}
+		if c == strings.Join(argv, " ") {
+			return argv, nil
+		}
+	}
+	return nil, fmt.Errorf("post-apply command %q is not allowed (only \"chmod 1777 /mnt/var/tmp\" for a planned var_tmp LV)", c)
 }
 
 // ParseSize parses "50G", "2304M" or a plain byte count.

@@ -79,10 +79,16 @@ func Compute(disks []inventory.Disk, opts Options) (*Plan, []Excluded, error) {
 	var ssd, hdd []inventory.Disk
 	var excluded []Excluded
 	seen := map[string]bool{}
+	serialOf := map[string]string{}
 	for _, d := range disks {
 		switch {
 		case seen[d.Name]:
 			return nil, nil, fmt.Errorf("disk %s listed twice in the inventory", d.Name)
+		case d.Serial != "" && serialOf[d.Serial] != "":
+			// Two paths to one disk (multipath): a RAID1 of them would mirror
+			// the disk onto itself.
+			excluded = append(excluded, Excluded{d.Name, fmt.Sprintf("same serial %q as %s (multipath?)", d.Serial, serialOf[d.Serial])})
+			continue
 		case d.Size < MinDiskSize:
 			excluded = append(excluded, Excluded{d.Name, fmt.Sprintf("too small (%s, need at least %s)", human(d.Size), human(MinDiskSize))})
 			continue
@@ -91,6 +97,9 @@ func Compute(disks []inventory.Disk, opts Options) (*Plan, []Excluded, error) {
 			continue
 		}
 		seen[d.Name] = true
+		if d.Serial != "" {
+			serialOf[d.Serial] = d.Name
+		}
 		if d.Rotational {
 			hdd = append(hdd, d)
 		} else {

@@ -356,3 +356,22 @@ func keys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Issue 19 item 9: two nodes with one serial are one disk; the planner keeps
+// the first and never mirrors a disk onto itself.
+func TestComputeDedupesSerials(t *testing.T) {
+	disks := []inventory.Disk{
+		{Name: "sda", Size: 500 * GiB, Serial: "SSD0"},
+		{Name: "sdb", Size: 1000 * GiB, Rotational: true, Serial: "MP1"},
+		{Name: "sdc", Size: 1000 * GiB, Rotational: true, Serial: "MP1"},
+	}
+	p, ex, err := Compute(disks, Options{RAMGiB: 8})
+	require.NoError(t, err)
+	assert.Empty(t, p.Arrays, "no RAID1 of a disk with itself")
+	require.Len(t, ex, 1)
+	assert.Equal(t, "sdc", ex[0].Name)
+	assert.Contains(t, ex[0].Reason, "same serial")
+	for _, dp := range p.Partitions {
+		assert.NotEqual(t, "sdc", dp.Disk)
+	}
+}

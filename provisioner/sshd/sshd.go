@@ -39,7 +39,10 @@ type Config struct {
 	Log      *slog.Logger
 }
 
-var managed = map[string]bool{"passwordauthentication": true, "permitrootlogin": true}
+// managed keywords are written first by Harden and dropped elsewhere.
+// KbdInteractiveAuthentication is managed too: left unset, sshd's PAM
+// keyboard-interactive method can still ask for a password.
+var managed = map[string]bool{"passwordauthentication": true, "permitrootlogin": true, "kbdinteractiveauthentication": true, "challengeresponseauthentication": true}
 
 func keyword(line string) (string, string) {
 	s := strings.TrimSpace(line)
@@ -61,7 +64,7 @@ func keyword(line string) (string, string) {
 // case or value; inside Match blocks only those saying "yes" are dropped.
 func Harden(config string) string {
 	var b strings.Builder
-	b.WriteString(marker + "\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n")
+	b.WriteString(marker + "\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n")
 	inMatch := false
 	for _, line := range strings.SplitAfter(config, "\n") {
 		if line == "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -25,7 +26,7 @@ func TestHarden(t *testing.T) {
 		"    PasswordAuthentication yes\n" +
 		"    PermitRootLogin no\n" +
 		"    X11Forwarding no"
-	want := marker + "\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n" +
+	want := marker + "\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n" +
 		"Include /etc/ssh/sshd_config.d/*.conf\n" +
 		"# PasswordAuthentication yes\n" +
 		"UsePAM yes\n" +
@@ -101,4 +102,15 @@ func TestApplyMissingKey(t *testing.T) {
 	got, _ := os.ReadFile(filepath.Join(root, "etc/ssh/sshd_config"))
 	assert.Contains(t, string(got), "PasswordAuthentication no")
 	assert.NoFileExists(t, filepath.Join(root, "root/.ssh/authorized_keys"))
+}
+
+// Issue 19 item 10: keyboard-interactive (PAM) must not offer a password
+// prompt either; an existing "yes" anywhere global is dropped.
+func TestHardenDisablesKbdInteractive(t *testing.T) {
+	got := Harden("KbdInteractiveAuthentication yes\nChallengeResponseAuthentication yes\nUsePAM yes\nMatch User x\n  KbdInteractiveAuthentication yes\n")
+	assert.Contains(t, got, "\nKbdInteractiveAuthentication no\n")
+	assert.Equal(t, 1, strings.Count(strings.ToLower(got), "kbdinteractiveauthentication"), "only the managed line remains:\n%s", got)
+	assert.NotContains(t, strings.ToLower(got), "challengeresponseauthentication yes")
+	assert.Contains(t, got, "PasswordAuthentication no\n")
+	assert.Contains(t, got, "PermitRootLogin prohibit-password\n")
 }

@@ -16,6 +16,10 @@ func Notice(storage, network Status, version string) string {
 	state, detail := storage.State(), storage.Detail()
 	switch {
 	case state == "":
+	case state == StateInProgress:
+		b.WriteString("pre-nixos: Storage provisioning is in progress (or was interrupted).\n" + journal)
+	case state == StateApplied && detail == DetailManualApply:
+		b.WriteString("pre-nixos: Storage provisioning completed (applied manually).\n")
 	case state == StateApplied && detail == DetailForceCleanup:
 		b.WriteString("pre-nixos: Existing storage was erased (forced) and provisioning completed.\n")
 	case state == StateApplied:
@@ -33,6 +37,8 @@ func Notice(storage, network Status, version string) string {
 			b.WriteString("pre-nixos: Provisioning failed while handling existing storage.\n")
 		case DetailDetectionError:
 			b.WriteString("pre-nixos: Provisioning failed after storage detection failed.\n")
+		case DetailInventoryError:
+			b.WriteString("pre-nixos: The disk inventory could not be read; nothing was applied.\n")
 		default:
 			b.WriteString("pre-nixos: Provisioning failed.\n")
 		}

@@ -39,6 +39,18 @@ const (
 	DetailExistingStorage = "existing-storage"
 	DetailForceCleanup    = "existing-storage-force-cleanup"
 	DetailDetectionError  = "detection-error"
+	// StateInProgress is written before anything else, so a kill or a
+	// crash never leaves a stale or missing file that reads as finished.
+	StateInProgress = "in-progress"
+	// DetailStarted goes with StateInProgress.
+	DetailStarted = "started"
+	// DetailInventoryError: the disk inventory could not be read; nothing
+	// was planned or applied.
+	DetailInventoryError = "inventory-error"
+	// DetailManualApply: an operator ran `pre-nixos` (plan + apply) by hand.
+	DetailManualApply = "manual-apply"
+	// DetailPanic: pre-nixos crashed; ERROR says where.
+	DetailPanic = "internal-error"
 )
 
 // Dir returns the state directory chosen by getenv.

@@ -98,6 +98,9 @@ func TestNotice(t *testing.T) {
 		{Status{KeyState: StatePlanOnly, KeyDetail: "execution-disabled"}, "plan-only mode. Review before applying.\n"},
 		{Status{KeyState: StateFailed, KeyDetail: DetailAutoApplied, KeyError: "boom"}, "pre-nixos: Provisioning failed.\nError: boom\n"},
 		{Status{KeyState: "weird", KeyDetail: "x"}, "Provisioning status is 'weird' (x)."},
+		{Status{KeyState: StateInProgress, KeyDetail: DetailStarted}, "in progress (or was interrupted)"},
+		{Status{KeyState: StateApplied, KeyDetail: DetailManualApply}, "completed (applied manually)"},
+		{Status{KeyState: StateFailed, KeyDetail: DetailInventoryError, KeyError: "x"}, "could not be read; nothing was applied"},
 	}
 	for _, tc := range cases {
 		got := Notice(tc.st, net, "1.2")

@@ -81,3 +81,28 @@ func (r *Runner) Run(_ context.Context, c execpolicy.Cmd) (execpolicy.Result, er
 	r.next++
 	return execpolicy.Result{Stdout: []byte(want.Stdout), Stderr: []byte(want.Stderr), ExitCode: want.Exit}, want.Err
 }
+
+// Recorder is a permissive runner for property tests and fuzzing: it
+// records every command and answers from Replies (keyed by the exact
+// command line), or with success and no output.
+type Recorder struct {
+	mu      sync.Mutex
+	Replies map[string]Call
+	// Seen lists every command line received; Cmds the commands themselves.
+	Seen []string
+	Cmds []execpolicy.Cmd
+}
+
+// Run implements execpolicy.Runner.
+func (r *Recorder) Run(_ context.Context, c execpolicy.Cmd) (execpolicy.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	line := c.String()
+	r.Seen = append(r.Seen, line)
+	r.Cmds = append(r.Cmds, c)
+	want, ok := r.Replies[line]
+	if !ok {
+		return execpolicy.Result{}, nil
+	}
+	return execpolicy.Result{Stdout: []byte(want.Stdout), Stderr: []byte(want.Stderr), ExitCode: want.Exit}, want.Err
+}
