@@ -20,7 +20,6 @@ import (
 	"github.com/bootlab/bootlab/artifacts/keys"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/verify"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -341,4 +340,3 @@ func closeShared() {
 	_ = shared.l.Close(ctx, verdict)
 }
 
-var _ = qemu.AccelTCG

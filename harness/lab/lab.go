@@ -24,7 +24,6 @@ import (
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/ansi"
-	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -280,11 +279,6 @@ func outcomeOf(ctx context.Context, err error) runrec.Outcome {
 	var se *qemu.StartError
 	if errors.As(err, &se) {
 		return runrec.Error // QEMU never ran a guest: the environment failed, not the image
-	}
-	var ce *console.ClosedError
-	var te *console.TimeoutError
-	if errors.As(err, &ce) || errors.As(err, &te) {
-		return runrec.Fail
 	}
 	return runrec.Fail
 }

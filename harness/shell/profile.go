@@ -47,9 +47,6 @@ type Profile struct {
 	LoginPrompt    *regexp.Regexp
 	ShellPrompt    *regexp.Regexp
 	PasswordPrompt *regexp.Regexp
-	// AutoLoginGrace is how long to look for "(automatic login)" after a login prompt
-	// before typing a user name (default 1 s).
-	AutoLoginGrace time.Duration
 
 	// QuietKernel runs `dmesg -n 1` once root, keeping printk off the console. Framed
 	// output survives kernel noise either way; this only keeps the transcript readable.
@@ -162,9 +159,6 @@ func (p *Profile) withDefaults() Profile {
 	}
 	if q.PasswordPrompt == nil {
 		q.PasswordPrompt = DefaultPasswordPrompt
-	}
-	if q.AutoLoginGrace <= 0 {
-		q.AutoLoginGrace = time.Second
 	}
 	if q.Escalation == nil {
 		q.Escalation = []Method{Sudo, Su}

@@ -256,7 +256,7 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		return expectScreen(ctx, l, f.expectScreen, stdout)
 	}
 	stop := wait(stderr, "waiting for the login prompt and a root shell")
-	sh, err := l.Login(ctx)
+	_, err := l.Login(ctx)
 	stop()
 	if err != nil {
 		return err
@@ -297,7 +297,6 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 			return err
 		}
 	}
-	_ = sh
 	return nil
 }
 
