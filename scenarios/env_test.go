@@ -339,4 +339,3 @@ func closeShared() {
 	defer cancel()
 	_ = shared.l.Close(ctx, verdict)
 }
-
