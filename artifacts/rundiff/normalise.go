@@ -1,0 +1,102 @@
+package rundiff
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Journal lines carry, besides the message, things that differ on every boot even when
+// nothing is wrong: the monotonic or wall-clock timestamp, the process id, addresses
+// handed out by DHCP or chosen by the kernel, random UUIDs of freshly made file
+// systems, MAC addresses of virtual NICs, temporary and transient unit names, pointers,
+// and durations. Normalise replaces each with a placeholder so that two clean boots
+// produce the same set of lines and only a real change is left.
+var (
+	// "[    5.123456] " (short-monotonic), "Dec 02 05:01:02 " (short),
+	// "2026-12-02T05:01:02+0000 " (short-iso).
+	reMonoPrefix = regexp.MustCompile(`^\[\s*\d+\.\d+\]\s*`)
+	reWallPrefix = regexp.MustCompile(`^[A-Z][a-z]{2} [ 0-3]\d \d\d:\d\d:\d\d(\.\d+)?\s+`)
+	reISOPrefix  = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:?\d\d|Z)?\s+`)
+	// "sshd[812]:" -> "sshd[PID]:"; also "pid 812", "PID 812", "pid=812".
+	rePIDTag  = regexp.MustCompile(`\[\d+\]:`)
+	rePIDWord = regexp.MustCompile(`(?i)\b(pid[ =:]?|process )\d+\b`)
+	// Kernel-style timestamps inside a message: "[    1.234]".
+	reInnerMono = regexp.MustCompile(`\[\s*\d+\.\d+\]`)
+	reWallTime  = regexp.MustCompile(`\b\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?( ?(UTC|[+-]\d\d:?\d\d|Z))?`)
+	reClock     = regexp.MustCompile(`\b\d\d:\d\d:\d\d(\.\d+)?\b`)
+	reUUID      = regexp.MustCompile(`(?i)\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b`)
+	// Escaped UUIDs in unit names: dev-disk-by\x2duuid-1234\x2d...
+	reEscUUID = regexp.MustCompile(`(?i)[0-9a-f]{8}(\\x2d[0-9a-f]{4}){3}\\x2d[0-9a-f]{12}`)
+	// Short vfat/ext serials "by-uuid/ABCD-1234".
+	reShortUUID = regexp.MustCompile(`(?i)\b[0-9a-f]{4}-[0-9a-f]{4}\b`)
+	reMAC       = regexp.MustCompile(`(?i)\b([0-9a-f]{2}[:-]){5}[0-9a-f]{2}\b`)
+	reIPv4      = regexp.MustCompile(`\b(\d{1,3}\.){3}\d{1,3}(/\d{1,2})?(:\d+)?\b`)
+	// IPv6: at least two groups around a "::", or eight full groups.
+	reIPv6  = regexp.MustCompile(`(?i)(\b[0-9a-f]{1,4}(:[0-9a-f]{1,4})*)?::([0-9a-f]{1,4}(:[0-9a-f]{1,4})*)?(/\d{1,3})?|\b([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b`)
+	reHex0x = regexp.MustCompile(`(?i)\b0x[0-9a-f]+\b`)
+	// Bare hex of 8 or more digits with at least one letter or long enough to be an id
+	// (pointers, hashes, machine ids, transient unit suffixes).
+	reHexWord = regexp.MustCompile(`(?i)\b[0-9a-f]*[a-f][0-9a-f]*\b`)
+	reLongNum = regexp.MustCompile(`\b\d{6,}\b`)
+	// "1.234s", "12ms", "1min 2.5s", "3.2 ms", "120us", "5ns", "2h".
+	reDuration = regexp.MustCompile(`(?i)\b\d+(\.\d+)?\s?(ns|us|µs|ms|s|sec|secs|seconds?|min|h)\b`)
+	// Random names: mktemp's tmp.XXXXXXXXXX, systemd-run's run-u123 / run-r<hex>,
+	// session-3.scope, user-1000.slice, systemd-private-<hex>.
+	reTmpName  = regexp.MustCompile(`\btmp\.[A-Za-z0-9]{6,}\b`)
+	reRunUnit  = regexp.MustCompile(`\brun-[pru][0-9a-zA-Z]+\b`)
+	reSession  = regexp.MustCompile(`\b(session|user|user-runtime-dir@|user@)-?\d+\b`)
+	reSpaces   = regexp.MustCompile(`\s+`)
+	reHexCheck = regexp.MustCompile(`[0-9]`)
+)
+
+// NormaliseJournalLine reduces a journal line (short, short-iso or short-monotonic
+// output) to what is the same on every clean boot. The result is stable: normalising it
+// again changes nothing.
+func NormaliseJournalLine(line string) string {
+	s := strings.TrimRight(line, "\r\n")
+	s = reMonoPrefix.ReplaceAllString(s, "")
+	s = reWallPrefix.ReplaceAllString(s, "")
+	s = reISOPrefix.ReplaceAllString(s, "")
+	return normaliseText(s)
+}
+
+// NormaliseText applies the same placeholders to any capture line (units, addresses,
+// block devices), without a journal prefix to strip.
+func NormaliseText(s string) string { return normaliseText(s) }
+
+func normaliseText(s string) string {
+	s = rePIDTag.ReplaceAllString(s, "[PID]:")
+	s = reInnerMono.ReplaceAllString(s, "[T]")
+	s = reWallTime.ReplaceAllString(s, "<time>")
+	s = reEscUUID.ReplaceAllString(s, "<uuid>")
+	s = reUUID.ReplaceAllString(s, "<uuid>")
+	s = reMAC.ReplaceAllString(s, "<mac>")
+	s = reIPv4.ReplaceAllString(s, "<ipv4>")
+	s = reIPv6.ReplaceAllStringFunc(s, func(m string) string {
+		// "::" alone inside prose (C++ names, "foo::bar") is rare in journals; an address
+		// has hex digits around it.
+		if strings.Trim(m, ":") == "" {
+			return m
+		}
+		return "<ipv6>"
+	})
+	s = reHex0x.ReplaceAllString(s, "<hex>")
+	s = reHexWord.ReplaceAllStringFunc(s, func(m string) string {
+		if len(m) >= 8 && reHexCheck.MatchString(m) {
+			return "<hex>"
+		}
+		return m
+	})
+	s = reShortUUID.ReplaceAllString(s, "<uuid>")
+	s = reTmpName.ReplaceAllString(s, "tmp.<rand>")
+	s = reRunUnit.ReplaceAllString(s, "run-<rand>")
+	s = reSession.ReplaceAllStringFunc(s, func(m string) string {
+		i := strings.LastIndexFunc(m, func(r rune) bool { return r < '0' || r > '9' })
+		return m[:i+1] + "N"
+	})
+	s = reDuration.ReplaceAllString(s, "<dur>")
+	s = reClock.ReplaceAllString(s, "<time>")
+	s = rePIDWord.ReplaceAllString(s, "${1}N")
+	s = reLongNum.ReplaceAllString(s, "<num>")
+	return strings.TrimSpace(reSpaces.ReplaceAllString(s, " "))
+}
