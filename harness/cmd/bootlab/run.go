@@ -31,6 +31,7 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 type runFlags struct {
 	image, iso, kernel, initrd, appendLine, profile string
 	notes, slug, accel, pauseAfter                  string
+	captures                                        string
 	disks                                           listFlag
 	cmds                                            listFlag
 	ssh, debug, verifyPreNixos                      bool
@@ -58,6 +59,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
 	fs.Float64Var(&f.scale, "timeout-scale", 0, "multiply every timeout (default $BOOTLAB_TIMEOUT_SCALE or 1)")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
+	fs.StringVar(&f.captures, "captures", "always", "take the boot evidence (journal, units, network, disks) always, on failure, or none")
 }
 
 // resolvedImage is what was chosen to boot.
@@ -162,6 +164,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error {
+	captures, err := lab.ParseCaptureMode(f.captures)
+	if err != nil {
+		return usageError{err}
+	}
 	if f.pauseAfter != "" {
 		switch f.pauseAfter {
 		case "login", "network", "storage":
@@ -182,7 +188,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	if notes == "" {
 		notes = runrec.DefaultNotesRoot()
 	}
-	l, err := lab.Start(ctx, lab.Config{Slug: r.slug, Notes: notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr})
+	l, err := lab.Start(ctx, lab.Config{Slug: r.slug, Notes: notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr, Captures: captures})
 	if l != nil {
 		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
 	}
