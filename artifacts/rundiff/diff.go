@@ -40,27 +40,29 @@ const (
 // TCG on a loaded two-core machine (docs/debugging.md).
 type Options struct {
 	// A milestone phase "moved" when it changed by at least MilestoneAbs and by a
-	// factor of at least MilestoneRatio (default 15 s and 1.5).
+	// factor of at least MilestoneRatio (default 20 s and 2: a TCG boot on a shared
+	// machine varies by half as much again without anything being wrong; the trend
+	// chart is for smaller drifts).
 	MilestoneAbs   time.Duration
 	MilestoneRatio float64
 	// A unit "got slower" in systemd-analyze blame by at least BlameAbs and by a
-	// factor of at least BlameRatio (default 5 s and 2).
+	// factor of at least BlameRatio (default 10 s and 3).
 	BlameAbs   time.Duration
 	BlameRatio float64
 }
 
 func (o *Options) defaults() {
 	if o.MilestoneAbs <= 0 {
-		o.MilestoneAbs = 15 * time.Second
+		o.MilestoneAbs = 20 * time.Second
 	}
 	if o.MilestoneRatio <= 1 {
-		o.MilestoneRatio = 1.5
+		o.MilestoneRatio = 2
 	}
 	if o.BlameAbs <= 0 {
-		o.BlameAbs = 5 * time.Second
+		o.BlameAbs = 10 * time.Second
 	}
 	if o.BlameRatio <= 1 {
-		o.BlameRatio = 2
+		o.BlameRatio = 3
 	}
 }
 

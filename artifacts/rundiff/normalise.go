@@ -44,7 +44,7 @@ var (
 	// session-3.scope, user-1000.slice, systemd-private-<hex>.
 	reTmpName  = regexp.MustCompile(`\btmp\.[A-Za-z0-9]{6,}\b`)
 	reRunUnit  = regexp.MustCompile(`\brun-[pru][0-9a-zA-Z]+\b`)
-	reSession  = regexp.MustCompile(`\b(session|user|user-runtime-dir@|user@)-?\d+\b`)
+	reSession  = regexp.MustCompile(`\b(session|user|user-runtime-dir@|user@|Session )-?\d+\b`)
 	reSpaces   = regexp.MustCompile(`\s+`)
 	reHexCheck = regexp.MustCompile(`[0-9]`)
 )

@@ -1,0 +1,113 @@
+package rundiff
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Lines below are from the journals of two clean boots of the fixture ISO
+// (testdata/boot1, testdata/boot2: `journalctl -b -o short-monotonic -p warning`,
+// captured by bootlab's evidence set), plus the kinds of value a journal carries that
+// those boots happened not to: each pair is the same message from two boots.
+var sameAcrossBoots = [][2]string{
+	{"[    5.123456] fixture systemd[1]: Started ssh.service - OpenBSD Secure Shell server.", "[   17.000001] fixture systemd[1]: Started ssh.service - OpenBSD Secure Shell server."},
+	{"[   12.345678] fixture sshd[812]: Server listening on 0.0.0.0 port 22.", "[   13.111111] fixture sshd[790]: Server listening on 0.0.0.0 port 22."},
+	{"Dec 02 05:01:02 fixture systemd-networkd[301]: lan: DHCPv4 address 10.0.2.15/24, gateway 10.0.2.2 acquired from 10.0.2.2", "Dec 03 11:59:59 fixture systemd-networkd[299]: lan: DHCPv4 address 10.0.2.16/24, gateway 10.0.2.2 acquired from 10.0.2.2"},
+	{"[    9.1] fixture systemd-fsck[402]: /dev/vda2: clean, 11/262144 files", "[    8.7] fixture systemd-fsck[417]: /dev/vda2: clean, 11/262144 files"},
+	{"2026-12-02T05:01:02+0000 fixture kernel: EXT4-fs (dm-0): mounted filesystem 0b3c8f0e-5a2d-4e8f-9d1c-2f6a7b8c9d0e r/w with ordered data mode", "2026-12-02T06:01:02+0000 fixture kernel: EXT4-fs (dm-0): mounted filesystem 7e1d2c3b-4a5f-4678-9abc-def012345678 r/w with ordered data mode"},
+	{"[    3.2] fixture kernel: virtio_net virtio0 lan: renamed from eth0, MAC 52:54:00:12:34:56", "[    3.9] fixture kernel: virtio_net virtio0 lan: renamed from eth0, MAC 52:54:00:ab:cd:ef"},
+	{"[    4.0] fixture systemd[1]: Finished systemd-tmpfiles-setup.service in 1.234s.", "[    4.8] fixture systemd[1]: Finished systemd-tmpfiles-setup.service in 987ms."},
+	{"[    4.0] fixture kernel: BUG: unable to handle page fault for address: ffff8880deadbeef", "[    4.0] fixture kernel: BUG: unable to handle page fault for address: ffff88801234abcd"},
+	{"[    6.0] fixture systemd[1]: Started run-u12.service - /usr/bin/true.", "[    6.0] fixture systemd[1]: Started run-r3f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c.service - /usr/bin/true."},
+	{"[    6.0] fixture mkfs[512]: created /tmp/tmp.Ab3dE5fG7h", "[    6.0] fixture mkfs[530]: created /tmp/tmp.Zy9xW8vU7t"},
+	{"[    6.0] fixture systemd[1]: Started session-1.scope - Session 1 of User root.", "[    6.0] fixture systemd[1]: Started session-3.scope - Session 3 of User root."},
+	{"[    6.0] fixture systemd-networkd[301]: lan: IPv6 fe80::5054:ff:fe12:3456/64", "[    6.0] fixture systemd-networkd[301]: lan: IPv6 fe80::5054:ff:feab:cdef/64"},
+	{"[    6.0] fixture kernel: clocksource: tsc: mask: 0xffffffffffffffff max_cycles: 0x23f3e1c5ba4, max_idle_ns: 440795208402 ns", "[    6.0] fixture kernel: clocksource: tsc: mask: 0xffffffffffffffff max_cycles: 0x2398ad6a2c3, max_idle_ns: 440795234567 ns"},
+}
+
+// differentMessages must stay different after normalising: the change is real.
+var differentMessages = [][2]string{
+	{"[ 5.0] fixture systemd[1]: Failed to start pre-nixos.service - pre-nixos.", "[ 5.0] fixture systemd[1]: Failed to start ssh.service - OpenBSD Secure Shell server."},
+	{"[ 5.0] fixture systemd[1]: pre-nixos.service: Main process exited, code=exited, status=1/FAILURE", "[ 5.0] fixture systemd[1]: pre-nixos.service: Main process exited, code=exited, status=2/INVALIDARGUMENT"},
+	{"[ 5.0] fixture kernel: sd 0:0:0:0: [sda] 8388608 512-byte logical blocks", "[ 5.0] fixture kernel: sd 0:0:0:0: [sdb] 8388608 512-byte logical blocks"},
+	{"[ 5.0] fixture kernel: Linux version 6.1.0-28-amd64", "[ 5.0] fixture kernel: Linux version 6.1.0-29-amd64"},
+}
+
+func TestNormaliseSameAcrossBoots(t *testing.T) {
+	for _, p := range sameAcrossBoots {
+		require.Equal(t, NormaliseJournalLine(p[0]), NormaliseJournalLine(p[1]), "%q vs %q", p[0], p[1])
+	}
+}
+
+func TestNormaliseKeepsRealDifferences(t *testing.T) {
+	for _, p := range differentMessages {
+		require.NotEqual(t, NormaliseJournalLine(p[0]), NormaliseJournalLine(p[1]), "%q vs %q", p[0], p[1])
+	}
+}
+
+func TestNormaliseExamples(t *testing.T) {
+	for in, want := range map[string]string{
+		"[   12.345678] fixture sshd[812]: Server listening on 0.0.0.0 port 22.":                     "fixture sshd[PID]: Server listening on <ipv4> port 22.",
+		"[    4.0] fixture systemd[1]: Finished systemd-tmpfiles-setup.service in 1.234s.":         "fixture systemd[PID]: Finished systemd-tmpfiles-setup.service in <dur>.",
+		"[    3.2] fixture kernel: lan: renamed from eth0, MAC 52:54:00:12:34:56":                  "fixture kernel: lan: renamed from eth0, MAC <mac>",
+		"[    5.0] fixture systemd[1]: pre-nixos.service: Failed with result 'exit-code'.":         "fixture systemd[PID]: pre-nixos.service: Failed with result 'exit-code'.",
+		`dev-disk-by\x2duuid-0b3c8f0e\x2d5a2d\x2d4e8f\x2d9d1c\x2d2f6a7b8c9d0e.device loaded active`: `dev-disk-by\x2duuid-<uuid>.device loaded active`,
+	} {
+		got := NormaliseJournalLine(in)
+		require.Equal(t, want, got, "normalising %q", in)
+	}
+}
+
+// Every line of the two real boots' warnings normalises to a line the other boot has
+// too (they were clean boots of the same image).
+func TestRealBootsNormaliseAlike(t *testing.T) {
+	set := func(boot string) map[string]string {
+		f, err := os.Open(filepath.Join("testdata", boot, capJournalW+".txt"))
+		require.NoError(t, err)
+		defer f.Close()
+		m := map[string]string{}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if !journalNoise(sc.Text()) {
+				m[NormaliseJournalLine(sc.Text())] = sc.Text()
+			}
+		}
+		require.NoError(t, sc.Err())
+		require.NotEmpty(t, m, "%s has warnings to compare", boot)
+		return m
+	}
+	a, b := set("boot1"), set("boot2")
+	for n, orig := range b {
+		_, ok := a[n]
+		require.True(t, ok, "boot2 line %q (normalised %q) has no counterpart in boot1", orig, n)
+	}
+}
+
+func FuzzNormaliseJournalLine(f *testing.F) {
+	for _, p := range append(sameAcrossBoots, differentMessages...) {
+		f.Add(p[0])
+		f.Add(p[1])
+	}
+	f.Add("")
+	f.Add("[")
+	f.Add("::")
+	f.Add("0x")
+	f.Fuzz(func(t *testing.T, line string) {
+		n := NormaliseJournalLine(line)
+		// Normalising is idempotent: a normalised line is a fixed point, so comparing
+		// normalised forms is an equivalence.
+		require.Equal(t, n, NormaliseJournalLine(n), "not idempotent for %q", line)
+		require.Equal(t, n, NormaliseText(n))
+		require.False(t, strings.ContainsAny(n, "\r\n"), "one line stays one line")
+		if utf8.ValidString(line) {
+			require.True(t, utf8.ValidString(n), "valid UTF-8 stays valid")
+		}
+		require.Equal(t, strings.TrimSpace(n), n)
+	})
+}
