@@ -53,10 +53,10 @@ func TestNormaliseKeepsRealDifferences(t *testing.T) {
 
 func TestNormaliseExamples(t *testing.T) {
 	for in, want := range map[string]string{
-		"[   12.345678] fixture sshd[812]: Server listening on 0.0.0.0 port 22.":                     "fixture sshd[PID]: Server listening on <ipv4> port 22.",
-		"[    4.0] fixture systemd[1]: Finished systemd-tmpfiles-setup.service in 1.234s.":         "fixture systemd[PID]: Finished systemd-tmpfiles-setup.service in <dur>.",
-		"[    3.2] fixture kernel: lan: renamed from eth0, MAC 52:54:00:12:34:56":                  "fixture kernel: lan: renamed from eth0, MAC <mac>",
-		"[    5.0] fixture systemd[1]: pre-nixos.service: Failed with result 'exit-code'.":         "fixture systemd[PID]: pre-nixos.service: Failed with result 'exit-code'.",
+		"[   12.345678] fixture sshd[812]: Server listening on 0.0.0.0 port 22.":                    "fixture sshd[PID]: Server listening on <ipv4> port 22.",
+		"[    4.0] fixture systemd[1]: Finished systemd-tmpfiles-setup.service in 1.234s.":          "fixture systemd[PID]: Finished systemd-tmpfiles-setup.service in <dur>.",
+		"[    3.2] fixture kernel: lan: renamed from eth0, MAC 52:54:00:12:34:56":                   "fixture kernel: lan: renamed from eth0, MAC <mac>",
+		"[    5.0] fixture systemd[1]: pre-nixos.service: Failed with result 'exit-code'.":          "fixture systemd[PID]: pre-nixos.service: Failed with result 'exit-code'.",
 		`dev-disk-by\x2duuid-0b3c8f0e\x2d5a2d\x2d4e8f\x2d9d1c\x2d2f6a7b8c9d0e.device loaded active`: `dev-disk-by\x2duuid-<uuid>.device loaded active`,
 	} {
 		got := NormaliseJournalLine(in)
