@@ -154,6 +154,7 @@ func TestLastPass(t *testing.T) {
 	mk("mini", runrec.Pass, 2)
 	mk("fixture", runrec.Fail, 3)
 	bad := mk("fixture", runrec.Fail, 4)
+	mk("fixture", runrec.Pass, 5) // a later pass is not "the last pass" before bad
 	got, err := LastPass(ledger, "fixture", bad)
 	require.NoError(t, err)
 	require.Equal(t, newest, got)
