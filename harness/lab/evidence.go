@@ -74,7 +74,12 @@ func (l *Lab) closeEvidence(ctx context.Context, verdict error) {
 	case ctx.Err() != nil, l.VM == nil, l.VM.Shell == nil, !l.VM.Running():
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, evidenceTimeout)
+	// Half of what is left at most: stopping the VM politely needs the rest.
+	budget := evidenceTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)/2 < budget {
+		budget = time.Until(dl) / 2
+	}
+	cctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	if _, err := l.Evidence(cctx); err != nil {
 		l.log.Warn("lab.evidence_incomplete", "error", err.Error())
