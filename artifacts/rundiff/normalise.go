@@ -25,12 +25,16 @@ var (
 	reWallTime  = regexp.MustCompile(`\b\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?( ?(UTC|[+-]\d\d:?\d\d|Z))?`)
 	reClock     = regexp.MustCompile(`\b\d\d:\d\d:\d\d(\.\d+)?\b`)
 	reUUID      = regexp.MustCompile(`(?i)\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b`)
-	// Escaped UUIDs in unit names: dev-disk-by\x2duuid-1234\x2d...
-	reEscUUID = regexp.MustCompile(`(?i)[0-9a-f]{8}(\\x2d[0-9a-f]{4}){3}\\x2d[0-9a-f]{12}`)
 	// Short vfat/ext serials "by-uuid/ABCD-1234".
 	reShortUUID = regexp.MustCompile(`(?i)\b[0-9a-f]{4}-[0-9a-f]{4}\b`)
-	reMAC       = regexp.MustCompile(`(?i)\b([0-9a-f]{2}[:-]){5}[0-9a-f]{2}\b`)
-	reIPv4      = regexp.MustCompile(`\b(\d{1,3}\.){3}\d{1,3}(/\d{1,2})?(:\d+)?\b`)
+	// LVM's UUIDs: 6-4-4-4-4-4-6 alphanumerics (PVs, VGs, LVs).
+	reLVMUUID = regexp.MustCompile(`\b[A-Za-z0-9]{6}(-[A-Za-z0-9]{4}){5}-[A-Za-z0-9]{6}\b`)
+	// Long random tokens mixing letters and digits (dm-uuid-LVM-<64>, machine ids).
+	reToken = regexp.MustCompile(`\b[A-Za-z0-9]{16,}\b`)
+	reDigit = regexp.MustCompile(`[0-9]`)
+	reAlpha = regexp.MustCompile(`[A-Za-z]`)
+	reMAC   = regexp.MustCompile(`(?i)\b([0-9a-f]{2}[:-]){5}[0-9a-f]{2}\b`)
+	reIPv4  = regexp.MustCompile(`\b(\d{1,3}\.){3}\d{1,3}(/\d{1,2})?(:\d+)?\b`)
 	// IPv6: at least two groups around a "::", or eight full groups.
 	reIPv6  = regexp.MustCompile(`(?i)(\b[0-9a-f]{1,4}(:[0-9a-f]{1,4})*)?::([0-9a-f]{1,4}(:[0-9a-f]{1,4})*)?(/\d{1,3})?|\b([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b`)
 	reHex0x = regexp.MustCompile(`(?i)\b0x[0-9a-f]+\b`)
@@ -65,11 +69,14 @@ func NormaliseJournalLine(line string) string {
 func NormaliseText(s string) string { return normaliseText(s) }
 
 func normaliseText(s string) string {
+	// systemd escapes "-" as \x2d in unit names (dev-disk-by\x2duuid-...); unescaped,
+	// the UUIDs and random tokens inside are words the rules below can find.
+	s = strings.ReplaceAll(s, `\x2d`, "-")
 	s = rePIDTag.ReplaceAllString(s, "[PID]:")
 	s = reInnerMono.ReplaceAllString(s, "[T]")
 	s = reWallTime.ReplaceAllString(s, "<time>")
-	s = reEscUUID.ReplaceAllString(s, "<uuid>")
 	s = reUUID.ReplaceAllString(s, "<uuid>")
+	s = reLVMUUID.ReplaceAllString(s, "<uuid>")
 	s = reMAC.ReplaceAllString(s, "<mac>")
 	s = reIPv4.ReplaceAllString(s, "<ipv4>")
 	s = reIPv6.ReplaceAllStringFunc(s, func(m string) string {
@@ -88,6 +95,12 @@ func normaliseText(s string) string {
 		return m
 	})
 	s = reShortUUID.ReplaceAllString(s, "<uuid>")
+	s = reToken.ReplaceAllStringFunc(s, func(m string) string {
+		if reDigit.MatchString(m) && reAlpha.MatchString(m) {
+			return "<rand>"
+		}
+		return m
+	})
 	s = reTmpName.ReplaceAllString(s, "tmp.<rand>")
 	s = reRunUnit.ReplaceAllString(s, "run-<rand>")
 	s = reSession.ReplaceAllStringFunc(s, func(m string) string {

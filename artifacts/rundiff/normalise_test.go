@@ -28,6 +28,9 @@ var sameAcrossBoots = [][2]string{
 	{"[    6.0] fixture mkfs[512]: created /tmp/tmp.Ab3dE5fG7h", "[    6.0] fixture mkfs[530]: created /tmp/tmp.Zy9xW8vU7t"},
 	{"[    6.0] fixture systemd[1]: Started session-1.scope - Session 1 of User root.", "[    6.0] fixture systemd[1]: Started session-3.scope - Session 3 of User root."},
 	{"[    6.0] fixture systemd-networkd[301]: lan: IPv6 fe80::5054:ff:fe12:3456/64", "[    6.0] fixture systemd-networkd[301]: lan: IPv6 fe80::5054:ff:feab:cdef/64"},
+	{`dev-disk-by\x2duuid-1A2B\x2d3C4D.device loaded active plugged /dev/disk/by-uuid/1A2B-3C4D`, `dev-disk-by\x2duuid-9F8E\x2d7D6C.device loaded active plugged /dev/disk/by-uuid/9F8E-7D6C`},
+	{`dev-disk-by\x2did-lvm\x2dpv\x2duuid\x2dAbC123\x2dd3f4\x2dG5h6\x2dI7j8\x2dK9l0\x2dM1n2\x2dOp3Q45.device loaded active plugged`, `dev-disk-by\x2did-lvm\x2dpv\x2duuid\x2dZyX987\x2dw6v5\x2dU4t3\x2dS2r1\x2dQ0p9\x2dO8n7\x2dMl6K54.device loaded active plugged`},
+	{`dev-disk-by\x2did-dm\x2duuid\x2dLVM\x2dq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3.device`, `dev-disk-by\x2did-dm\x2duuid\x2dLVM\x2dZ9x8c7v6b5n4m3a2s1d0f9g8h7j6k5l4q3w2e1r0t9y8u7i6o5p4a3s2d1f0g9h8j7.device`},
 	{"[    6.0] fixture kernel: clocksource: tsc: mask: 0xffffffffffffffff max_cycles: 0x23f3e1c5ba4, max_idle_ns: 440795208402 ns", "[    6.0] fixture kernel: clocksource: tsc: mask: 0xffffffffffffffff max_cycles: 0x2398ad6a2c3, max_idle_ns: 440795234567 ns"},
 }
 
@@ -57,7 +60,7 @@ func TestNormaliseExamples(t *testing.T) {
 		"[    4.0] fixture systemd[1]: Finished systemd-tmpfiles-setup.service in 1.234s.":          "fixture systemd[PID]: Finished systemd-tmpfiles-setup.service in <dur>.",
 		"[    3.2] fixture kernel: lan: renamed from eth0, MAC 52:54:00:12:34:56":                   "fixture kernel: lan: renamed from eth0, MAC <mac>",
 		"[    5.0] fixture systemd[1]: pre-nixos.service: Failed with result 'exit-code'.":          "fixture systemd[PID]: pre-nixos.service: Failed with result 'exit-code'.",
-		`dev-disk-by\x2duuid-0b3c8f0e\x2d5a2d\x2d4e8f\x2d9d1c\x2d2f6a7b8c9d0e.device loaded active`: `dev-disk-by\x2duuid-<uuid>.device loaded active`,
+		`dev-disk-by\x2duuid-0b3c8f0e\x2d5a2d\x2d4e8f\x2d9d1c\x2d2f6a7b8c9d0e.device loaded active`: `dev-disk-by-uuid-<uuid>.device loaded active`,
 	} {
 		got := NormaliseJournalLine(in)
 		require.Equal(t, want, got, "normalising %q", in)
