@@ -43,7 +43,7 @@ var (
 	reHexWord = regexp.MustCompile(`(?i)\b[0-9a-f]*[a-f][0-9a-f]*\b`)
 	reLongNum = regexp.MustCompile(`\b\d{6,}\b`)
 	// "1.234s", "12ms", "1min 2.5s", "3.2 ms", "120us", "5ns", "2h".
-	reDuration = regexp.MustCompile(`(?i)\b\d+(\.\d+)?\s?(ns|us|µs|ms|s|sec|secs|seconds?|min|h)\b`)
+	reDuration = regexp.MustCompile(`\b\d+(\.\d+)?\s?(ns|us|µs|ms|s|sec|secs|seconds?|min|h)\b`)
 	// Random names: mktemp's tmp.XXXXXXXXXX, systemd-run's run-u123 / run-r<hex>,
 	// session-3.scope, user-1000.slice, systemd-private-<hex>.
 	reTmpName  = regexp.MustCompile(`\btmp\.[A-Za-z0-9]{6,}\b`)
@@ -72,6 +72,8 @@ func normaliseText(s string) string {
 	// systemd escapes "-" as \x2d in unit names (dev-disk-by\x2duuid-...); unescaped,
 	// the UUIDs and random tokens inside are words the rules below can find.
 	s = strings.ReplaceAll(s, `\x2d`, "-")
+	// Spacing first: the rules below must see what a second pass would see.
+	s = strings.TrimSpace(reSpaces.ReplaceAllString(s, " "))
 	s = rePIDTag.ReplaceAllString(s, "[PID]:")
 	s = reInnerMono.ReplaceAllString(s, "[T]")
 	s = reWallTime.ReplaceAllString(s, "<time>")
