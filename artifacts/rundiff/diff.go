@@ -487,8 +487,9 @@ var volatileCaptures = map[string]bool{
 	"journal": true, capJournalW: true, "dmesg": true, capBlame: true, "systemd-analyze-critical-chain": true,
 }
 
-// reVolatileJSON strips counters that tick (address lifetimes) from ip -j output.
-var reVolatileJSON = regexp.MustCompile(`"(valid_life_time|preferred_life_time)":\s*\d+`)
+// reVolatileJSON strips values that tick without anything changing: address lifetimes
+// in ip -j, file-system usage in lsblk -O (logs are written while the guest runs).
+var reVolatileJSON = regexp.MustCompile(`"(valid_life_time|preferred_life_time|fsavail|fsused|fsuse%)":\s*("[^"]*"|null|\d+)`)
 
 func captures(a, b map[string]string) Captures {
 	var c Captures
