@@ -84,6 +84,12 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 		defer func() { require.NoError(t, l.Close(context.Background(), verdict)) }()
 		_, err = l.Login(ctx)
 		require.NoError(t, err, "logging in (run directory %s)", l.Dir())
+		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
+		c := checks(l, key, t)
+		require.NoError(t, c.CheckStorage(ctx), "storage (run directory %s)", l.Dir())
+		require.NoError(t, c.CheckNetwork(ctx), "network (run directory %s)", l.Dir())
+		_, err = l.Run(ctx, "timeout 120 systemctl is-system-running --wait", shell.AllowFail())
+		require.NoError(t, err)
 		idx, err := l.Evidence(ctx)
 		require.NoError(t, err, "evidence right after login")
 		require.Empty(t, idx.Stopped)
@@ -93,7 +99,7 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 			require.NoError(t, err)
 			require.NotZero(t, r.ExitStatus, "restarting pre-nixos with ExecStart=/bin/false fails: %s", r.Output)
 		}
-		require.NoError(t, checks(l, key, t).CheckSSH(ctx), "SSH (run directory %s)", l.Dir())
+		require.NoError(t, c.CheckSSH(ctx), "SSH (run directory %s)", l.Dir())
 		_, err = l.Evidence(ctx)
 		require.NoError(t, err, "evidence at the end")
 		if broken {
