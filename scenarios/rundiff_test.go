@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -81,7 +82,14 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 		}
 		require.NoError(t, err, "starting the fixture")
 		var verdict error
-		defer func() { require.NoError(t, l.Close(context.Background(), verdict)) }()
+		defer func() {
+			if verdict == nil && t.Failed() {
+				verdict = errors.New(t.Name() + " failed")
+			}
+			cctx, ccancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
+			defer ccancel()
+			require.NoError(t, l.Close(cctx, verdict))
+		}()
 		_, err = l.Login(ctx)
 		require.NoError(t, err, "logging in (run directory %s)", l.Dir())
 		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
