@@ -46,9 +46,18 @@ var (
 	reDuration = regexp.MustCompile(`\b\d+(\.\d+)?\s?(ns|us|µs|ms|s|sec|secs|seconds?|min|h)\b`)
 	// Random names: mktemp's tmp.XXXXXXXXXX, systemd-run's run-u123 / run-r<hex>,
 	// session-3.scope, user-1000.slice, systemd-private-<hex>.
-	reTmpName  = regexp.MustCompile(`\btmp\.[A-Za-z0-9]{6,}\b`)
-	reRunUnit  = regexp.MustCompile(`\brun-[pru][0-9a-zA-Z]+\b`)
-	reSession  = regexp.MustCompile(`\b(session|user|user-runtime-dir@|user@|Session )-?\d+\b`)
+	reTmpName = regexp.MustCompile(`\btmp\.[A-Za-z0-9]{6,}\b`)
+	reRunUnit = regexp.MustCompile(`\brun-[pru][0-9a-zA-Z]+\b`)
+	reSession = regexp.MustCompile(`\b(session|user|user-runtime-dir@|user@|Session )-?\d+\b`)
+	// Measured at boot, different every time: clock and TSC frequencies, BogoMIPS, RAID
+	// and xor benchmark rates, memory left after the kernel took its share, audit's
+	// own timestamps, "[comm:pid]" in kernel warnings.
+	reFreq     = regexp.MustCompile(`\b\d+(\.\d+)? ?[kMG]Hz\b`)
+	reBogo     = regexp.MustCompile(`\b\d+(\.\d+)? BogoMIPS\b`)
+	reRate     = regexp.MustCompile(`\b\d+(\.\d+)? ?[kKMG]i?B/s(ec)?\b`)
+	reKSize    = regexp.MustCompile(`\b\d+K\b`)
+	reAudit    = regexp.MustCompile(`audit\(\d+\.\d+:\d+\)`)
+	reCommPID  = regexp.MustCompile(`\[([A-Za-z0-9_./-]+):\d+\]`)
 	reSpaces   = regexp.MustCompile(`\s+`)
 	reHexCheck = regexp.MustCompile(`[0-9]`)
 )
@@ -75,6 +84,12 @@ func normaliseText(s string) string {
 	// Spacing first: the rules below must see what a second pass would see.
 	s = strings.TrimSpace(reSpaces.ReplaceAllString(s, " "))
 	s = rePIDTag.ReplaceAllString(s, "[PID]:")
+	s = reCommPID.ReplaceAllString(s, "[$1:PID]")
+	s = reAudit.ReplaceAllString(s, "audit(<time>)")
+	s = reFreq.ReplaceAllString(s, "<freq>")
+	s = reBogo.ReplaceAllString(s, "<n> BogoMIPS")
+	s = reRate.ReplaceAllString(s, "<rate>")
+	s = reKSize.ReplaceAllString(s, "<size>")
 	s = reInnerMono.ReplaceAllString(s, "[T]")
 	s = reWallTime.ReplaceAllString(s, "<time>")
 	s = reUUID.ReplaceAllString(s, "<uuid>")

@@ -114,3 +114,36 @@ func FuzzNormaliseJournalLine(f *testing.F) {
 		require.Equal(t, strings.TrimSpace(n), n)
 	})
 }
+
+// testdata/serial holds the kernel log of two boots of the same fixture ISO, as printed
+// on their consoles (the same lines the journal holds as "kernel: ..."). After
+// normalising, every line of the second boot is one the first had too, except the
+// events that really happened only in the second: a soft lockup of a starved TCG guest
+// (with its call trace) and the raid6 algorithm its benchmark picked.
+func TestRealKernelLogsNormaliseAlike(t *testing.T) {
+	read := func(name string) []string {
+		b, err := os.ReadFile(filepath.Join("testdata", "serial", name))
+		require.NoError(t, err)
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	a, b := read("boot1-kernel.txt"), read("boot2-kernel.txt")
+	require.Greater(t, len(b), 300)
+	have := map[string]bool{}
+	for _, l := range a {
+		have[NormaliseJournalLine(l)] = true
+	}
+	var rawDiffer, onlyB []string
+	for i, l := range b {
+		n := NormaliseJournalLine(l)
+		if !have[n] {
+			onlyB = append(onlyB, n)
+		}
+		if i < len(a) && l != a[i] && n == NormaliseJournalLine(a[i]) {
+			rawDiffer = append(rawDiffer, l)
+		}
+	}
+	require.NotEmpty(t, rawDiffer, "the raw logs differ (timestamps, memory, calibration)")
+	for _, n := range onlyB {
+		require.Regexp(t, `^(watchdog: BUG: soft lockup - CPU#0 stuck for <dur>! \[init:PID\]|Call Trace:|raid6: using algorithm .*)$`, n)
+	}
+}
