@@ -2,6 +2,7 @@ package rundiff
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -52,12 +53,15 @@ var (
 	// Measured at boot, different every time: clock and TSC frequencies, BogoMIPS, RAID
 	// and xor benchmark rates, memory left after the kernel took its share, audit's
 	// own timestamps, "[comm:pid]" in kernel warnings.
-	reFreq     = regexp.MustCompile(`\b\d+(\.\d+)? ?[kMG]Hz\b`)
-	reBogo     = regexp.MustCompile(`\b\d+(\.\d+)? BogoMIPS\b`)
-	reRate     = regexp.MustCompile(`\b\d+(\.\d+)? ?[kKMG]i?B/s(ec)?\b`)
-	reKSize    = regexp.MustCompile(`\b\d+K\b`)
-	reAudit    = regexp.MustCompile(`audit\(\d+\.\d+:\d+\)`)
-	reCommPID  = regexp.MustCompile(`\[([A-Za-z0-9_./-]+):\d+\]`)
+	reFreq    = regexp.MustCompile(`\b\d+(\.\d+)? ?[kMG]Hz\b`)
+	reBogo    = regexp.MustCompile(`\b\d+(\.\d+)? BogoMIPS\b`)
+	reRate    = regexp.MustCompile(`\b\d+(\.\d+)? ?[kKMG]i?B/s(ec)?\b`)
+	reKSize   = regexp.MustCompile(`\b\d+K\b`)
+	reAudit   = regexp.MustCompile(`audit\(\d+\.\d+:\d+\)`)
+	reCommPID = regexp.MustCompile(`\[([A-Za-z0-9_./-]+):\d+\]`)
+	// Ephemeral ports of clients (sshd's "Connection closed by ... port 42191"); the
+	// well-known ports below 1024 are configuration and stay.
+	rePort     = regexp.MustCompile(`\bport (\d+)\b`)
 	reSpaces   = regexp.MustCompile(`\s+`)
 	reHexCheck = regexp.MustCompile(`[0-9]`)
 )
@@ -123,6 +127,12 @@ func normaliseText(s string) string {
 	s = reSession.ReplaceAllStringFunc(s, func(m string) string {
 		i := strings.LastIndexFunc(m, func(r rune) bool { return r < '0' || r > '9' })
 		return m[:i+1] + "N"
+	})
+	s = rePort.ReplaceAllStringFunc(s, func(m string) string {
+		if n, err := strconv.Atoi(m[len("port "):]); err == nil && n < 1024 {
+			return m
+		}
+		return "port <port>"
 	})
 	s = reDuration.ReplaceAllString(s, "<dur>")
 	s = reClock.ReplaceAllString(s, "<time>")

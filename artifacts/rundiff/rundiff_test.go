@@ -51,11 +51,11 @@ func cleanMilestones(login, ssh float64) [][2]any {
 	return [][2]any{{"spawn", 0.1}, {"first_output", 1.0}, {"login_prompt", login}, {"root_shell", 3.0}, {"ssh", ssh}}
 }
 
-// evidence builds a clean boot's captures from the journal file of one real boot.
+// evidence is a clean boot's captures (testdata/evidence), with extra replacing some.
 func evidence(t *testing.T, boot string, extra map[string]string) map[string]string {
 	t.Helper()
 	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join("testdata", boot, name))
+		b, err := os.ReadFile(filepath.Join("testdata", "evidence", boot, name))
 		require.NoError(t, err)
 		return string(b)
 	}
