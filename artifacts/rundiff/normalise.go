@@ -58,6 +58,7 @@ var (
 	reRate    = regexp.MustCompile(`\b\d+(\.\d+)? ?[kKMG]i?B/s(ec)?\b`)
 	reKSize   = regexp.MustCompile(`\b\d+K\b`)
 	reAudit   = regexp.MustCompile(`audit\(\d+\.\d+:\d+\)`)
+	reLostIRQ = regexp.MustCompile(`\bLost \d+ RTC interrupts\b`)
 	reCommPID = regexp.MustCompile(`\[([A-Za-z0-9_./-]+):\d+\]`)
 	// Ephemeral ports of clients (sshd's "Connection closed by ... port 42191"); the
 	// well-known ports below 1024 are configuration and stay.
@@ -90,6 +91,7 @@ func normaliseText(s string) string {
 	s = rePIDTag.ReplaceAllString(s, "[PID]:")
 	s = reCommPID.ReplaceAllString(s, "[$1:PID]")
 	s = reAudit.ReplaceAllString(s, "audit(<time>)")
+	s = reLostIRQ.ReplaceAllString(s, "Lost <n> RTC interrupts")
 	s = reFreq.ReplaceAllString(s, "<freq>")
 	s = reBogo.ReplaceAllString(s, "<n> BogoMIPS")
 	s = reRate.ReplaceAllString(s, "<rate>")

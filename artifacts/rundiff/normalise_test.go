@@ -122,3 +122,32 @@ func TestRealKernelLogsNormaliseAlike(t *testing.T) {
 		require.Regexp(t, `^(watchdog: BUG: soft lockup - CPU#0 stuck for <dur>! \[init:PID\]|Call Trace:|raid6: using algorithm .*)$`, n)
 	}
 }
+
+// testdata/real is the journal of a passing fixture demo (2026-12-02): its warnings and
+// an excerpt of systemd's, sshd's and networkd's lines, as the evidence set captured
+// them. Each line loses its timestamp and PID and keeps its message.
+func TestRealJournalLines(t *testing.T) {
+	for _, name := range []string{"journal-warnings.txt", "journal-excerpt.txt"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "real", name))
+		require.NoError(t, err)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		require.NotEmpty(t, lines)
+		for _, l := range lines {
+			n := NormaliseJournalLine(l)
+			require.NotRegexp(t, `^\[`, n, "the monotonic timestamp is gone from %q", l)
+			require.NotRegexp(t, `\[\d+\]:`, n, "the PID is gone from %q", l)
+			require.True(t, strings.HasPrefix(n, "fixture "), "the host name stays: %q", n)
+			require.Equal(t, n, NormaliseJournalLine(n))
+		}
+	}
+	for in, want := range map[string]string{
+		"[  274.411902] fixture sshd[681]: pam_env(sshd:session): Unable to open env file: /etc/default/locale: No such file or directory":    "fixture sshd[PID]: pam_env(sshd:session): Unable to open env file: /etc/default/locale: No such file or directory",
+		"[  215.702538] fixture kernel: hrtimer: interrupt took 14848184 ns":                                                                  "fixture kernel: hrtimer: interrupt took <dur>",
+		"[    0.734694] fixture kernel: APIC calibration not consistent with PM-Timer: 101ms instead of 100ms":                                "fixture kernel: APIC calibration not consistent with PM-Timer: <dur> instead of <dur>",
+		"[   14.108800] fixture kernel: hpet: Lost 1 RTC interrupts":                                                                          "fixture kernel: hpet: Lost <n> RTC interrupts",
+		"[  183.974151] fixture kernel: clocksource: Long readout interval, skipping watchdog check: cs_nsec: 1446776606 wd_nsec: 1446776210": "fixture kernel: clocksource: Long readout interval, skipping watchdog check: cs_nsec: <num> wd_nsec: <num>",
+		"[  150.834996] fixture kernel: platform regulatory.0: firmware: failed to load regulatory.db (-2)":                                   "fixture kernel: platform regulatory.0: firmware: failed to load regulatory.db (-2)",
+	} {
+		require.Equal(t, want, NormaliseJournalLine(in))
+	}
+}

@@ -95,8 +95,9 @@ func EvidenceSet(f Features) Set {
 		{Name: EvDmesg, Label: "dmesg (no journal)", Cmd: "dmesg", Timeout: time.Minute, NotApplicable: ifElse(f.Systemd && f.Tools["journalctl"], "the journal holds the kernel log", needTool("dmesg"))},
 		{Name: EvUnits, Label: "systemctl list-units --all", Cmd: "systemctl list-units --all --no-pager --plain --no-legend", NotApplicable: needSystemd("systemctl")},
 		{Name: EvFailed, Label: "systemctl list-units --failed", Cmd: "systemctl list-units --failed --all --no-pager --plain --no-legend", NotApplicable: needSystemd("systemctl")},
-		{Name: EvBlame, Label: "systemd-analyze blame", Cmd: "systemd-analyze blame --no-pager", NotApplicable: needSystemd("systemd-analyze")},
-		{Name: EvCriticalChain, Label: "systemd-analyze critical-chain", Cmd: "systemd-analyze critical-chain --no-pager", NotApplicable: needSystemd("systemd-analyze")},
+		// systemd-analyze took 16-20 s on a starved TCG fixture (2026-12-02): room for that.
+		{Name: EvBlame, Label: "systemd-analyze blame", Cmd: "systemd-analyze blame --no-pager", Timeout: 90 * time.Second, NotApplicable: needSystemd("systemd-analyze")},
+		{Name: EvCriticalChain, Label: "systemd-analyze critical-chain", Cmd: "systemd-analyze critical-chain --no-pager", Timeout: 90 * time.Second, NotApplicable: needSystemd("systemd-analyze")},
 		{Name: EvNetworkctl, Label: "networkctl status --all", Cmd: "networkctl status --all --no-pager", NotApplicable: needSystemd("networkctl")},
 		// busybox ip has no -j: plain output is still the evidence.
 		{Name: EvIPAddr, Label: "ip -j addr", Cmd: "ip -j addr 2>/dev/null || ip addr", NotApplicable: needTool("ip")},
