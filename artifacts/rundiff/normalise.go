@@ -62,7 +62,9 @@ var (
 	reCommPID = regexp.MustCompile(`\[([A-Za-z0-9_./-]+):\d+\]`)
 	// Ephemeral ports of clients (sshd's "Connection closed by ... port 42191"); the
 	// well-known ports below 1024 are configuration and stay.
-	rePort     = regexp.MustCompile(`\bport (\d+)\b`)
+	rePort = regexp.MustCompile(`\bport (\d+)\b`)
+	// Durations in structured (JSON) logs such as pre-nixos's: "duration_ms":1074.
+	reJSONDur  = regexp.MustCompile(`"([A-Za-z_]*(_ms|_us|_ns|_s|_sec|_seconds)|duration|elapsed)":\s*\d+(\.\d+)?`)
 	reSpaces   = regexp.MustCompile(`\s+`)
 	reHexCheck = regexp.MustCompile(`[0-9]`)
 )
@@ -89,6 +91,7 @@ func normaliseText(s string) string {
 	// Spacing first: the rules below must see what a second pass would see.
 	s = strings.TrimSpace(reSpaces.ReplaceAllString(s, " "))
 	s = rePIDTag.ReplaceAllString(s, "[PID]:")
+	s = reJSONDur.ReplaceAllString(s, `"$1":<dur>`)
 	s = reCommPID.ReplaceAllString(s, "[$1:PID]")
 	s = reAudit.ReplaceAllString(s, "audit(<time>)")
 	s = reLostIRQ.ReplaceAllString(s, "Lost <n> RTC interrupts")

@@ -30,6 +30,7 @@ var sameAcrossBoots = [][2]string{
 	{`dev-disk-by\x2did-lvm\x2dpv\x2duuid\x2dAbC123\x2dd3f4\x2dG5h6\x2dI7j8\x2dK9l0\x2dM1n2\x2dOp3Q45.device loaded active plugged`, `dev-disk-by\x2did-lvm\x2dpv\x2duuid\x2dZyX987\x2dw6v5\x2dU4t3\x2dS2r1\x2dQ0p9\x2dO8n7\x2dMl6K54.device loaded active plugged`},
 	{`dev-disk-by\x2did-dm\x2duuid\x2dLVM\x2dq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3.device`, `dev-disk-by\x2did-dm\x2duuid\x2dLVM\x2dZ9x8c7v6b5n4m3a2s1d0f9g8h7j6k5l4q3w2e1r0t9y8u7i6o5p4a3s2d1f0g9h8j7.device`},
 	{"[   80.1] fixture sshd[1242]: Connection closed by 10.0.2.2 port 42191", "[   83.9] fixture sshd[977]: Connection closed by 10.0.2.2 port 51012"},
+	{`{"timestamp":"2026-12-02T06:09:01.123Z","level":"INFO","event":"pre_nixos.command.finished","command":"wipefs -a /dev/vda","returncode":0,"duration_ms":1074}`, `{"timestamp":"2026-12-02T06:18:44.010Z","level":"INFO","event":"pre_nixos.command.finished","command":"wipefs -a /dev/vda","returncode":0,"duration_ms":928}`},
 	{"[    6.0] fixture kernel: clocksource: tsc: mask: 0xffffffffffffffff max_cycles: 0x23f3e1c5ba4, max_idle_ns: 440795208402 ns", "[    6.0] fixture kernel: clocksource: tsc: mask: 0xffffffffffffffff max_cycles: 0x2398ad6a2c3, max_idle_ns: 440795234567 ns"},
 }
 
