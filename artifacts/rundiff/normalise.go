@@ -63,8 +63,9 @@ var (
 	// Ephemeral ports of clients (sshd's "Connection closed by ... port 42191"); the
 	// well-known ports below 1024 are configuration and stay.
 	rePort = regexp.MustCompile(`\bport (\d+)\b`)
-	// Durations in structured (JSON) logs such as pre-nixos's: "duration_ms":1074.
-	reJSONDur  = regexp.MustCompile(`"([A-Za-z_]*(_ms|_us|_ns|_s|_sec|_seconds)|duration|elapsed)":\s*\d+(\.\d+)?`)
+	// Durations and retry counts in structured (JSON) logs such as pre-nixos's:
+	// "duration_ms":1074, "attempt":2 (how often a DHCP wait polled).
+	reJSONDur  = regexp.MustCompile(`"([A-Za-z_]*(_ms|_us|_ns|_s|_sec|_seconds)|duration|elapsed|attempts?)":\s*\d+(\.\d+)?`)
 	reSpaces   = regexp.MustCompile(`\s+`)
 	reHexCheck = regexp.MustCompile(`[0-9]`)
 )
