@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,17 @@ import (
 	"github.com/bootlab/bootlab/harness/verify"
 	"github.com/bootlab/bootlab/harness/vm"
 )
+
+// flagCaptures is bootlab run's --captures for the suite: when each run takes the boot
+// evidence (journal, units, network, disks) before its VM stops.
+var flagCaptures = flag.String("captures", "always", "take boot evidence always, on failure, or none")
+
+// captureMode is -captures, checked; a bad value fails the test that boots.
+func captureMode(t *testing.T) lab.CaptureMode {
+	m, err := lab.ParseCaptureMode(*flagCaptures)
+	require.NoError(t, err, "-captures")
+	return m
+}
 
 func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * vm.ScaleFromEnv()) }
 
@@ -116,7 +128,7 @@ func startLab(t *testing.T, slug string, spec vm.Spec, keyFP string) *lab.Lab {
 	spec.Timeouts = vm.DefaultTimeouts()
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Config{Slug: slug, Notes: notesRoot(), VM: spec, RootKeyFingerprint: keyFP, KeepDisks: *flagKeep})
+	l, err := lab.Start(ctx, lab.Config{Slug: slug, Notes: notesRoot(), VM: spec, RootKeyFingerprint: keyFP, KeepDisks: *flagKeep, Captures: captureMode(t)})
 	if l != nil {
 		t.Logf("run directory: %s", l.Dir())
 	}
@@ -290,7 +302,7 @@ func standard(t *testing.T) *sharedVM {
 		defer cancel()
 		s := &sharedVM{key: key, iso: iso}
 		shared = s
-		s.l, s.err = lab.Start(ctx, lab.Config{Slug: "standard", Notes: notesRoot(), VM: spec, RootKeyFingerprint: key.Fingerprint, KeepDisks: *flagKeep})
+		s.l, s.err = lab.Start(ctx, lab.Config{Slug: "standard", Notes: notesRoot(), VM: spec, RootKeyFingerprint: key.Fingerprint, KeepDisks: *flagKeep, Captures: captureMode(t)})
 		if s.err != nil {
 			return
 		}

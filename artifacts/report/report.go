@@ -87,6 +87,8 @@ func Write(ctx context.Context, w io.Writer, dir string, opts Options) error {
 	}
 	d.Timeline = timeline(meta.Milestones)
 	d.CaptureIndex, d.Captures = readSection(dir, runrec.CapturesDir, "index.md", opts)
+	d.CaptureRows, d.CaptureTotal = captureTable(dir)
+	d.Diff = readDiff(dir)
 	_, d.Diagnostics = readSection(dir, runrec.DiagnosticsDir, "", opts)
 	d.Serial, d.SerialNote = readSerial(filepath.Join(dir, runrec.SerialLog), opts)
 	for _, a := range meta.Artefacts {
@@ -110,6 +112,9 @@ type pageData struct {
 	Timeline              timelineData
 	CaptureIndex          string
 	Captures, Diagnostics []fileBlock
+	CaptureRows           []captureRow
+	CaptureTotal          string
+	Diff                  *diffSection
 	Serial, SerialNote    string
 	Artefacts             []artefactRow
 }
@@ -191,6 +196,9 @@ func readSection(dir, sub, index string, opts Options) (string, []fileBlock) {
 		}
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
+		if d.Name() == "index.json" || (strings.Contains(rel, "/") && d.Name() == "index.md") {
+			return nil // shown as the captures table
+		}
 		body, note := readLimited(p, opts.FileLimit, false)
 		body = string(opts.Normalise([]byte(body)))
 		if rel == index {

@@ -194,6 +194,8 @@ type Result struct {
 	Warnings        []string `json:"warnings"`
 	// Message is the one-paragraph human answer.
 	Message string `json:"message"`
+	// RunDiff compares the last good and first bad candidates' runs.
+	RunDiff *RunDiff `json:"run_diff,omitempty"`
 }
 
 type attemptKey struct{ index, attempt int }
@@ -582,6 +584,7 @@ func (e *engine) done() error {
 	if e.cfg.memOnly {
 		return nil
 	}
+	r.diffBoundary()
 	if err := WriteHTMLReport(filepath.Join(e.cfg.Dir, "report.html"), r); err != nil {
 		return err
 	}

@@ -37,6 +37,7 @@ func WriteTextReport(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, "  round %2d  %-4s %-24s attempt %d  %8s  %s%s%s\n", p.Round, p.Verdict, p.Name,
 			p.Attempt, p.Duration.Round(time.Millisecond), linkDir(r.Dir, p.RunDir), resumed, reason)
 	}
+	b.WriteString(r.diffText())
 	if r.Dir != "" {
 		fmt.Fprintf(&b, "log: %s  report: %s  result: %s\n", filepath.Join(r.Dir, LogName),
 			filepath.Join(r.Dir, "report.html"), filepath.Join(r.Dir, "result.json"))
@@ -156,6 +157,9 @@ table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #dd
 <table><tr><th>round</th><th>candidate</th><th>attempt</th><th>verdict</th><th>duration</th><th>run directory</th><th>reason</th></tr>
 {{range .Probes}}<tr><td>{{.Round}}</td><td>{{.Name}}</td><td>{{.Attempt}}</td><td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Duration}}</td><td><a href="{{.Link}}">{{.RunDir}}</a></td><td>{{.Reason}}</td></tr>
 {{end}}</table>
+{{with .R.RunDiff}}<h2>Last good vs first bad</h2>
+<p>{{.Good}} &rarr; {{.Bad}}</p>
+{{if .Diff}}<pre>{{.Diff.Text}}</pre>{{else}}<p class="warn">{{.Note}}</p>{{end}}{{end}}
 </body></html>
 `))
 

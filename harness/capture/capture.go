@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/rundiff"
 )
 
 // Runner executes one shell command in the guest. err is only for transport failures
@@ -69,6 +71,10 @@ type Item struct {
 	Glob string
 	// Timeout bounds this capture; zero means DefaultTimeout.
 	Timeout time.Duration
+	// NotApplicable, when set, records the capture as not taken for this reason (the
+	// image has no systemd, or lacks the tool) instead of running a command that can
+	// only fail.
+	NotApplicable string
 }
 
 // Set is a named group of captures.
@@ -95,6 +101,10 @@ type Entry struct {
 	// Skipped is set for captures not attempted because the guest was gone or the
 	// caller's context ended; Err says which.
 	Skipped bool
+	// Note says why a capture that does not apply to this image was not taken.
+	Note string
+	// Taken is when the capture started.
+	Taken time.Time
 }
 
 // Index is the result of one Capture call.
@@ -135,6 +145,11 @@ func Capture(ctx context.Context, r Runner, dir string, sets ...Set) (Index, err
 				c.skip(set.Name, it.Name, it.Label, commandOf(it))
 				continue
 			}
+			if it.NotApplicable != "" {
+				c.idx.Entries = append(c.idx.Entries, Entry{Set: set.Name, Name: it.Name, Label: it.Label,
+					Command: it.Cmd, Status: -1, Skipped: true, Note: it.NotApplicable, Taken: time.Now()})
+				continue
+			}
 			if it.Glob != "" {
 				c.glob(set.Name, it)
 			} else {
@@ -143,6 +158,9 @@ func Capture(ctx context.Context, r Runner, dir string, sets ...Set) (Index, err
 		}
 	}
 	if err := writeIndex(idx); err != nil && c.fsErr == nil {
+		c.fsErr = err
+	}
+	if err := rundiff.AppendCaptureIndex(dir, records(idx)); err != nil && c.fsErr == nil {
 		c.fsErr = err
 	}
 	switch {
@@ -174,7 +192,7 @@ type run struct {
 func (c *run) skip(set, name, label, cmd string) {
 	c.idx.Entries = append(c.idx.Entries, Entry{
 		Set: set, Name: name, Label: label, Command: cmd, Status: -1,
-		Skipped: true, Err: "not run: " + c.idx.Stopped,
+		Skipped: true, Err: "not run: " + c.idx.Stopped, Taken: time.Now(),
 	})
 }
 
@@ -199,7 +217,7 @@ func (c *run) one(set string, it Item) []byte {
 	start := time.Now()
 	out, status, err := c.r.Exec(ictx, Wrap(it.Cmd))
 	cancel()
-	e := Entry{Set: set, Name: it.Name, Label: it.Label, Command: it.Cmd, Status: status, Duration: time.Since(start)}
+	e := Entry{Set: set, Name: it.Name, Label: it.Label, Command: it.Cmd, Status: status, Duration: time.Since(start), Taken: start}
 	if err != nil {
 		e.Status = -1
 		e.Err = err.Error()
@@ -342,8 +360,12 @@ func writeIndex(idx Index) error {
 		if !e.Skipped {
 			dur = e.Duration.Round(time.Millisecond).String()
 		}
+		why := e.Err
+		if e.Note != "" {
+			why = "not taken: " + e.Note
+		}
 		fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %s | %s | %s |\n",
-			mdCell(e.Set), mdCell(e.Label), mdCode(e.Command), status, dur, out, mdCell(e.Err))
+			mdCell(e.Set), mdCell(e.Label), mdCode(e.Command), status, dur, out, mdCell(why))
 	}
 	b.WriteString("\n")
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -358,6 +380,17 @@ func writeIndex(idx Index) error {
 		return fmt.Errorf("writing capture index: %w", err)
 	}
 	return nil
+}
+
+// records converts the index for index.json, which reports and run diffs read.
+func records(idx Index) []rundiff.CaptureRecord {
+	out := make([]rundiff.CaptureRecord, 0, len(idx.Entries))
+	for _, e := range idx.Entries {
+		out = append(out, rundiff.CaptureRecord{Set: e.Set, Name: e.Name, Label: e.Label, Command: e.Command,
+			Status: e.Status, DurationMS: e.Duration.Milliseconds(), File: e.File, Size: e.Size, Err: e.Err,
+			TimedOut: e.TimedOut, Skipped: e.Skipped, Note: e.Note, Taken: e.Taken.UTC()})
+	}
+	return out
 }
 
 func mdCell(s string) string {

@@ -44,6 +44,8 @@ type Config struct {
 	// directory and would ride along in every CI upload. Disks given by Path are
 	// never touched.
 	KeepDisks bool
+	// Captures says when Close takes the boot evidence (default always).
+	Captures CaptureMode
 }
 
 // Lab is a run in progress.
@@ -56,6 +58,9 @@ type Lab struct {
 	mu     sync.Mutex
 	closed bool
 	diags  []string
+	// evidenceTaken is set once Evidence ran, so Close does not replace evidence a test
+	// took at the moment that mattered.
+	evidenceTaken bool
 }
 
 // Start creates the run directory (failing before any boot when it cannot be written),
@@ -231,6 +236,7 @@ func (l *Lab) Close(ctx context.Context, err error) error {
 	l.closed = true
 	l.mu.Unlock()
 	defer unregister(l)
+	l.closeEvidence(ctx, err)
 	var stopErr error
 	if l.VM != nil {
 		stopStart := time.Now()
@@ -289,15 +295,16 @@ func (l *Lab) finish(outcome runrec.Outcome, err error) error {
 		text = err.Error()
 	}
 	ferr := l.Rec.Finish(outcome, text, time.Now())
+	ledger := l.cfg.Ledger
+	if ledger == "" {
+		ledger = runrec.DefaultLedger(l.cfg.Notes)
+	}
+	l.writeDiff(ledger)
 	rerr := writeReport(l.Rec)
 	if _, cerr := l.Rec.Catalogue(); cerr != nil { // report.html joins the catalogue
 		ferr = errors.Join(ferr, cerr)
 	}
 	if l.cfg.Ledger != "-" {
-		ledger := l.cfg.Ledger
-		if ledger == "" {
-			ledger = runrec.DefaultLedger(l.cfg.Notes)
-		}
 		if lerr := runrec.AppendLedger(ledger, l.Rec.LedgerEntry()); lerr != nil {
 			ferr = errors.Join(ferr, lerr)
 		}

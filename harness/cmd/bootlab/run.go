@@ -35,6 +35,7 @@ type runFlags struct {
 	image, iso, kernel, initrd, appendLine, profile string
 	notes, slug, accel, pauseAfter, inject          string
 	boot, entry, expectScreen                       string
+	captures                                        string
 	disks                                           listFlag
 	cmds                                            listFlag
 	ssh, debug, verifyPreNixos                      bool
@@ -66,6 +67,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
 	fs.Float64Var(&f.scale, "timeout-scale", 0, "multiply every timeout (default $BOOTLAB_TIMEOUT_SCALE or 1)")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
+	fs.StringVar(&f.captures, "captures", "always", "take the boot evidence (journal, units, network, disks) always, on failure, or none")
 }
 
 // launcher starts QEMU (nil: the real one); tests substitute a replay guest
@@ -202,6 +204,10 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	images.SetProgress(pl)
 	defer images.SetProgress(nil)
 	stderr = pl
+	captures, err := lab.ParseCaptureMode(f.captures)
+	if err != nil {
+		return usageError{err}
+	}
 	r, err := resolveImage(ctx, f, stderr)
 	if err != nil {
 		return err
@@ -214,7 +220,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	if notes == "" {
 		notes = runrec.DefaultNotesRoot()
 	}
-	l, err := lab.Start(ctx, lab.Config{Slug: r.slug, Notes: notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr})
+	l, err := lab.Start(ctx, lab.Config{Slug: r.slug, Notes: notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr, Captures: captures})
 	if l != nil {
 		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
 	}

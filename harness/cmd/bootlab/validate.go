@@ -115,6 +115,9 @@ func (f *runFlags) validate() error {
 	if f.entry != "" && f.boot == lab.BootFirmware {
 		return usagef("--entry needs --boot direct or auto: through the firmware the bootloader boots its own default")
 	}
+	if _, err := lab.ParseCaptureMode(f.captures); err != nil {
+		return usageError{err}
+	}
 	if f.inject != "" && f.inject != "pre-nixos" {
 		return usagef("--inject: only pre-nixos can be injected, not %q", f.inject)
 	}

@@ -1,0 +1,160 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/rundiff"
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// sabotage breaks two units at runtime the way real regressions do: pre-nixos exits
+// non-zero (a failed unit, "Failed to start" in the journal) and sshd takes 45 s to
+// come back (the ssh milestone moves, blame says ssh.service got slower). Runtime
+// drop-ins under /run vanish with the VM; the image is untouched.
+const sabotage = `mkdir -p /run/systemd/system/pre-nixos.service.d /run/systemd/system/ssh.service.d && ` +
+	`printf '[Service]\nExecStart=\nExecStart=/bin/false\n' > /run/systemd/system/pre-nixos.service.d/zz-bootlab-break.conf && ` +
+	`printf '[Service]\nExecStartPre=/bin/sleep 45\n' > /run/systemd/system/ssh.service.d/zz-bootlab-slow.conf && ` +
+	`systemctl daemon-reload && ( systemctl restart pre-nixos.service; rc=$?; systemctl restart --no-block ssh.service; exit $rc )`
+
+// snapshotRun copies a run's metadata and boot evidence as they are now into a new run
+// directory next to it, so the state right after login can be compared while the run
+// goes on.
+func snapshotRun(t *testing.T, l *lab.Lab, name string) string {
+	t.Helper()
+	dst := filepath.Join(filepath.Dir(l.Dir()), filepath.Base(l.Dir())+"-"+name)
+	ev := filepath.FromSlash(rundiff.EvidenceDir)
+	require.NoError(t, os.MkdirAll(filepath.Join(dst, ev), 0o755))
+	require.NoError(t, l.Rec.Save())
+	copyFile(t, l.Rec.Path(runrec.MetadataFile), filepath.Join(dst, runrec.MetadataFile))
+	ents, err := os.ReadDir(l.Rec.Path(rundiff.EvidenceDir))
+	require.NoError(t, err)
+	for _, e := range ents {
+		copyFile(t, filepath.Join(l.Rec.Path(rundiff.EvidenceDir), e.Name()), filepath.Join(dst, ev, e.Name()))
+	}
+	return dst
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	require.NoError(t, err)
+	defer in.Close()
+	out, err := os.Create(dst)
+	require.NoError(t, err)
+	_, err = io.Copy(out, in)
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
+}
+
+// TestRunDiffNamesWhatBroke boots the fixture twice. Right after login both boots are
+// clean, and their evidence diffs as "no differences": what differs on every boot
+// (timestamps, PIDs, addresses, UUIDs, unit timings) is normalised away. Then the
+// second boot gets two units broken on purpose, and the diff of the two finished runs
+// names the failed unit, its new journal errors and the milestone that moved, and
+// nothing else.
+func TestRunDiffNamesWhatBroke(t *testing.T) {
+	slot(t)
+	img, _, key := fixture(t, images.FixtureSpec{})
+	// Both runs share a slug; a notes root of their own keeps other scenarios' runs of
+	// the same image out of --against-last-pass.
+	notes := filepath.Join(notesRoot(), "rundiff")
+	spec := vm.Spec{Image: img, Disks: []vm.DiskSpec{disk("disk0.img", 4096)}, Net: true, SSH: true, MemoryMB: 1024,
+		Accel: *flagAccel, ProbeCache: lab.ProbeCache(), ProbeKernel: probeKernel(t), Timeouts: vm.DefaultTimeouts()}
+	boot := func(broken bool) (clean, final string) {
+		ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
+		defer cancel()
+		l, err := lab.Start(ctx, lab.Config{Slug: "rundiff", Notes: notes, VM: spec, RootKeyFingerprint: key.Fingerprint, Captures: lab.CapturesAlways})
+		if l != nil {
+			t.Logf("run directory: %s", l.Dir())
+		}
+		require.NoError(t, err, "starting the fixture")
+		var verdict error
+		defer func() {
+			if verdict == nil && t.Failed() {
+				verdict = errors.New(t.Name() + " failed")
+			}
+			cctx, ccancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
+			defer ccancel()
+			require.NoError(t, l.Close(cctx, verdict))
+		}()
+		_, err = l.Login(ctx)
+		require.NoError(t, err, "logging in (run directory %s)", l.Dir())
+		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
+		c := checks(l, key, t)
+		require.NoError(t, c.CheckStorage(ctx), "storage (run directory %s)", l.Dir())
+		require.NoError(t, c.CheckNetwork(ctx), "network (run directory %s)", l.Dir())
+		_, err = l.Run(ctx, "timeout 120 systemctl is-system-running --wait", shell.AllowFail())
+		require.NoError(t, err)
+		idx, err := l.Evidence(ctx)
+		require.NoError(t, err, "evidence right after login")
+		require.Empty(t, idx.Stopped)
+		clean = snapshotRun(t, l, "clean")
+		if broken {
+			r, err := l.Run(ctx, sabotage, shell.AllowFail())
+			require.NoError(t, err)
+			require.NotZero(t, r.ExitStatus, "restarting pre-nixos with ExecStart=/bin/false fails: %s", r.Output)
+		}
+		require.NoError(t, c.CheckSSH(ctx), "SSH (run directory %s)", l.Dir())
+		_, err = l.Evidence(ctx)
+		require.NoError(t, err, "evidence at the end")
+		if broken {
+			// The verdict a failing scenario would give; the diff is about the evidence.
+			verdict = os.ErrInvalid
+		}
+		return clean, l.Dir()
+	}
+	cleanA, runA := boot(false)
+	cleanB, runB := boot(true)
+
+	d, err := rundiff.CompareDirs(cleanA, cleanB, rundiff.Options{})
+	require.NoError(t, err)
+	t.Logf("clean vs clean:\n%s", d.Text())
+	require.True(t, d.Empty(), "two clean boots must diff as no differences:\n%s", d.Text())
+
+	d, err = rundiff.CompareDirs(runA, runB, rundiff.Options{})
+	require.NoError(t, err)
+	t.Logf("clean vs broken:\n%s", d.Text())
+	require.Equal(t, []string{"pre-nixos.service"}, d.Units.Failed)
+	require.Empty(t, d.Units.Appeared, "no unit appears")
+	require.Empty(t, d.Units.Vanished, "no unit vanishes")
+	var moved []string
+	for _, m := range d.Milestones {
+		moved = append(moved, m.Name)
+	}
+	require.Equal(t, []string{"ssh"}, moved, "only the ssh milestone moved")
+	require.NotEmpty(t, d.Journal, "the failure left errors in the journal")
+	failedToStart := false
+	for _, j := range d.Journal {
+		require.Regexp(t, `pre-nixos|ssh`, j.Example, "a new journal warning unrelated to the broken units is boot-to-boot noise")
+		failedToStart = failedToStart || strings.Contains(j.Example, "pre-nixos.service")
+	}
+	require.True(t, failedToStart, "the journal errors name pre-nixos.service")
+	require.Nil(t, d.Kernel)
+	require.Nil(t, d.Cmdline)
+	for _, c := range d.Captures.Changed {
+		require.Contains(t, []string{"systemctl-list-units", "systemctl-failed", "pre-nixos-files"}, c, "capture %s changed", c)
+	}
+
+	// The same through the command line, and --against-last-pass finds run A.
+	last, err := rundiff.LastPass(filepath.Join(notes, runrec.LedgerFile), "rundiff", runB)
+	require.NoError(t, err)
+	require.Equal(t, runA, last, "run A is the last pass before run B")
+	html, err := os.ReadFile(filepath.Join(runB, runrec.ReportFile))
+	require.NoError(t, err)
+	require.Contains(t, string(html), "Compared with the last pass")
+	require.Contains(t, string(html), "pre-nixos.service")
+	require.Contains(t, string(html), "journal-warnings", "report.html lists the captures")
+}
