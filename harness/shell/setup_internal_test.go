@@ -19,3 +19,17 @@ func TestSetupLinesFitBusyboxLineEditor(t *testing.T) {
 	require.Contains(t, setupLines(promptFor(12)), "__bl(){")
 	require.Contains(t, setupLines(promptFor(12)), "__blf(){")
 }
+
+// TestForeignPromptIgnoresTheTailOfItsOwn: the watch can start inside a late copy of the
+// shell's own prompt; on the fixture under load that tail ("ootlab-2$ ") was taken for a
+// foreign prompt and a healthy command failed as "the root shell is gone".
+func TestForeignPromptIgnoresTheTailOfItsOwn(t *testing.T) {
+	p := Fixture.withDefaults()
+	own := promptFor(2)
+	for _, line := range []string{own, "ootlab-2$ ", "$ ", own + own, "ootlab-2$ " + own} {
+		require.Empty(t, foreignPrompt(line, own, p), "line %q", line)
+	}
+	require.Contains(t, foreignPrompt(promptFor(1), own, p), "shell it was started from")
+	require.Contains(t, foreignPrompt("fixture login: ", own, p), "login prompt")
+	require.Contains(t, foreignPrompt("root@fixture:~# ", own, p), "not the harness's")
+}
