@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -39,32 +38,11 @@ type installerUI struct {
 func newInstallerUI(l *lab.Lab, step time.Duration) *installerUI {
 	con := l.VM.Console
 	u := &installerUI{lab: l, con: con, step: step, dir: filepath.Join(l.Dir(), "screens")}
-	u.scr = screen.New(80, 24, screen.WithReplies(replyWriter{con}))
+	u.scr = screen.New(80, 24, screen.WithReplies(con.Replier()))
 	con.AddTee(u.scr)
 	return u
 }
 
-// replyWriter sends the screen model's answers to terminal queries back to the guest,
-// as a real terminal on the serial line would. Cursor-position reports are dropped: the
-// console already answers ESC [ 6 n itself (vm.Start turns AnswerDSR on), and a second
-// answer would reach the program as typed input.
-type replyWriter struct{ con *console.Console }
-
-var cursorReport = regexp.MustCompile(`^\x1b\[[0-9]+;[0-9]+R$`)
-
-func (w replyWriter) Write(p []byte) (int, error) {
-	if cursorReport.Match(p) {
-		return len(p), nil
-	}
-	// Called on the console's drain goroutine: bounded, so a guest that stops reading
-	// cannot stall the drain.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := w.con.Send(ctx, string(p)); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
 
 // failure wraps err with the screen and leaves a diagnostic in the run directory.
 func (u *installerUI) failure(what string, err error) error {

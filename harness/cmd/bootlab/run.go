@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/screen"
@@ -322,7 +320,7 @@ func wait(stderr io.Writer, what string) (stop func()) {
 func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer) error {
 	// The screen model answers the terminal queries a full-screen program sends (GNU
 	// screen in the Debian installer waits for them), as a real terminal would.
-	scr := screen.New(80, 24, screen.WithReplies(consoleReplies{l.VM.Console}))
+	scr := screen.New(80, 24, screen.WithReplies(l.VM.Console.Replier()))
 	remove := l.VM.Console.AddTee(scr)
 	defer remove()
 	gctx, silent, stop := l.VM.GuardSilence(ctx)
@@ -345,26 +343,6 @@ func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer
 	return nil
 }
 
-// consoleReplies sends the screen model's answers to the guest. Cursor-position
-// reports are dropped: the console answers ESC [ 6 n itself (vm.Start turns AnswerDSR
-// on), and a second answer would reach the program as typed input.
-type consoleReplies struct{ con *console.Console }
-
-var cursorReport = regexp.MustCompile(`^\x1b\[[0-9]+;[0-9]+R$`)
-
-func (w consoleReplies) Write(p []byte) (int, error) {
-	if cursorReport.Match(p) {
-		return len(p), nil
-	}
-	// Called on the console's drain goroutine: bounded, so a guest that stops reading
-	// cannot stall the drain.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := w.con.Send(ctx, string(p)); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
 
 func ensureNL(b []byte) string {
 	s := string(b)
