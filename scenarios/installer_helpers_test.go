@@ -43,7 +43,6 @@ func newInstallerUI(l *lab.Lab, step time.Duration) *installerUI {
 	return u
 }
 
-
 // failure wraps err with the screen and leaves a diagnostic in the run directory.
 func (u *installerUI) failure(what string, err error) error {
 	text := u.scr.Text()

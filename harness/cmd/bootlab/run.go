@@ -343,7 +343,6 @@ func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer
 	return nil
 }
 
-
 func ensureNL(b []byte) string {
 	s := string(b)
 	if s != "" && !strings.HasSuffix(s, "\n") {
