@@ -334,7 +334,7 @@ func (img *isoImage) entry(rec dirRecord) (e isoEntry, skip bool, err error) {
 			}
 			su, err = img.readAt(int64(next[0])*isoSector+int64(next[1]), int64(next[2]))
 			if err != nil {
-				return e, false, fmt.Errorf("Rock Ridge continuation: %w", err)
+				return e, false, fmt.Errorf("reading a Rock Ridge continuation area: %w", err)
 			}
 		}
 	}

@@ -103,7 +103,7 @@ func (s *ptyShell) run(id, cmd string) ([]byte, int, error) {
 	for _, l := range lines {
 		s.typeLine(l)
 	}
-	p := NewParser(id)
+	var p *Parser
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		p = NewParser(id)

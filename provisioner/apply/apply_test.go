@@ -256,12 +256,6 @@ func TestDiskoBackend(t *testing.T) {
 	})
 }
 
-type runnerFunc func(context.Context, execpolicy.Cmd) (execpolicy.Result, error)
-
-func (f runnerFunc) Run(ctx context.Context, c execpolicy.Cmd) (execpolicy.Result, error) {
-	return f(ctx, c)
-}
-
 func TestChoose(t *testing.T) {
 	none := func(string) (string, error) { return "", errors.New("no") }
 	some := func(string) (string, error) { return "/bin/disko", nil }
