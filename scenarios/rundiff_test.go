@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,10 +25,13 @@ import (
 // non-zero (a failed unit, "Failed to start" in the journal) and sshd takes 45 s to
 // come back (the ssh milestone moves, blame says ssh.service got slower). Runtime
 // drop-ins under /run vanish with the VM; the image is untouched.
-const sabotage = `mkdir -p /run/systemd/system/pre-nixos.service.d /run/systemd/system/ssh.service.d && ` +
-	`printf '[Service]\nExecStart=\nExecStart=/bin/false\n' > /run/systemd/system/pre-nixos.service.d/zz-bootlab-break.conf && ` +
-	`printf '[Service]\nExecStartPre=/bin/sleep 45\n' > /run/systemd/system/ssh.service.d/zz-bootlab-slow.conf && ` +
-	`systemctl daemon-reload && ( systemctl restart pre-nixos.service; rc=$?; systemctl restart --no-block ssh.service; exit $rc )`
+func sabotage(p shell.Profile) string {
+	pre, ssh := p.PreNixosUnit, p.SSHUnit
+	return fmt.Sprintf(`mkdir -p /run/systemd/system/%[1]s.d /run/systemd/system/%[2]s.d && `+
+		`printf '[Service]\nExecStart=\nExecStart=/bin/false\n' > /run/systemd/system/%[1]s.d/zz-bootlab-break.conf && `+
+		`printf '[Service]\nExecStartPre=/bin/sleep 45\n' > /run/systemd/system/%[2]s.d/zz-bootlab-slow.conf && `+
+		`systemctl daemon-reload && ( systemctl restart %[1]s; rc=$?; systemctl restart --no-block %[2]s; exit $rc )`, pre, ssh)
+}
 
 // snapshotRun copies a run's metadata and boot evidence as they are now into a new run
 // directory next to it, so the state right after login can be compared while the run
@@ -103,7 +107,7 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 		require.Empty(t, idx.Stopped)
 		clean = snapshotRun(t, l, "clean")
 		if broken {
-			r, err := l.Run(ctx, sabotage, shell.AllowFail())
+			r, err := l.Run(ctx, sabotage(prof(l)), shell.AllowFail())
 			require.NoError(t, err)
 			require.NotZero(t, r.ExitStatus, "restarting pre-nixos with ExecStart=/bin/false fails: %s", r.Output)
 		}
@@ -127,7 +131,8 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	d, err = rundiff.CompareDirs(runA, runB, rundiff.Options{})
 	require.NoError(t, err)
 	t.Logf("clean vs broken:\n%s", d.Text())
-	require.Equal(t, []string{"pre-nixos.service"}, d.Units.Failed)
+	pre := suiteProfile().PreNixosUnit
+	require.Equal(t, []string{pre}, d.Units.Failed)
 	require.Empty(t, d.Units.Appeared, "no unit appears")
 	require.Empty(t, d.Units.Vanished, "no unit vanishes")
 	var moved []string
@@ -139,9 +144,9 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	failedToStart := false
 	for _, j := range d.Journal {
 		require.Regexp(t, `pre-nixos|ssh`, j.Example, "a new journal warning unrelated to the broken units is boot-to-boot noise")
-		failedToStart = failedToStart || strings.Contains(j.Example, "pre-nixos.service")
+		failedToStart = failedToStart || strings.Contains(j.Example, pre)
 	}
-	require.True(t, failedToStart, "the journal errors name pre-nixos.service")
+	require.True(t, failedToStart, "the journal errors name %s", pre)
 	require.Nil(t, d.Kernel)
 	require.Nil(t, d.Cmdline)
 	for _, c := range d.Captures.Changed {
@@ -155,6 +160,6 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	html, err := os.ReadFile(filepath.Join(runB, runrec.ReportFile))
 	require.NoError(t, err)
 	require.Contains(t, string(html), "Compared with the last pass")
-	require.Contains(t, string(html), "pre-nixos.service")
+	require.Contains(t, string(html), pre)
 	require.Contains(t, string(html), "journal-warnings", "report.html lists the captures")
 }
