@@ -262,16 +262,6 @@ func (p *slParser) finish() {
 		if e.Cmdline == "-" {
 			e.Cmdline = ""
 		}
-		// initrd= in APPEND is how most menus name the initrd; QEMU's -initrd replaces it.
-		var words []string
-		for _, w := range strings.Fields(e.Cmdline) {
-			if strings.HasPrefix(w, "initrd=") {
-				e.Initrds = append(e.Initrds, splitInitrds(strings.TrimPrefix(w, "initrd="))...)
-				continue
-			}
-			words = append(words, w)
-		}
-		e.Cmdline = strings.Join(words, " ")
 		switch k := l.kernelKind; {
 		case k == "":
 			e.Unresolved = append(e.Unresolved, "no KERNEL or LINUX line")
@@ -289,6 +279,17 @@ func (p *slParser) finish() {
 		default:
 			e.Unresolved = append(e.Unresolved, fmt.Sprintf("%s %s is not a Linux kernel", strings.ToUpper(k), l.kernelArg))
 		}
+		// initrd= in APPEND (or on the KERNEL line, whose arguments were merged above) is how most
+		// menus name the initrd; QEMU's -initrd replaces it.
+		var words []string
+		for _, w := range strings.Fields(e.Cmdline) {
+			if strings.HasPrefix(w, "initrd=") {
+				e.Initrds = append(e.Initrds, splitInitrds(strings.TrimPrefix(w, "initrd="))...)
+				continue
+			}
+			words = append(words, w)
+		}
+		e.Cmdline = strings.Join(words, " ")
 		for i, r := range e.Initrds {
 			e.Initrds[i] = cwdResolve(l.cwd, r)
 		}
