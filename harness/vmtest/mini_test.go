@@ -174,7 +174,8 @@ func TestLoginPromptNeverComes(t *testing.T) {
 	require.Less(t, time.Since(began), scaled(20*time.Second)+30*time.Second, "a chatty console does not extend the deadline")
 }
 
-// TestQEMUExitsEarly: a kernel file QEMU cannot load; the error has its status and words.
+// TestQEMUExitsEarly: a kernel file QEMU cannot load; the error has its status and words,
+// and the run is recorded as an environment error (QEMU never ran a guest), not a fail.
 func TestQEMUExitsEarly(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "not-a-kernel")
 	require.NoError(t, os.WriteFile(bad, bytes.Repeat([]byte("junk"), 1000), 0o644))
@@ -188,7 +189,7 @@ func TestQEMUExitsEarly(t *testing.T) {
 	require.Contains(t, se.ExitStatus, "exit status")
 	require.NotEmpty(t, strings.TrimSpace(se.Stderr), "QEMU's own words are in the error")
 	m := metadata(t, l.Dir())
-	require.Equal(t, runrec.Fail, m.Outcome)
+	require.Equal(t, runrec.Error, m.Outcome)
 	require.Contains(t, m.Error, "QEMU failed to start")
 }
 
