@@ -142,7 +142,9 @@ func (c *Console) drain() {
 			if errors.Is(err, io.EOF) || errors.Is(err, syscall.EIO) || errors.Is(err, os.ErrClosed) {
 				err = ErrClosed
 			} else {
-				err = fmt.Errorf("reading the serial line: %w", err)
+				// Any other read error ends the drain too (a unix-socket line reset by a
+				// killed QEMU: ECONNRESET), so it is a closed line to every waiter.
+				err = fmt.Errorf("%w (reading the line: %v)", ErrClosed, err)
 			}
 			c.mu.Lock()
 			c.closed = err

@@ -729,6 +729,9 @@ func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, 
 		case ctx.Err() != nil:
 			_ = s.con.Send(context.Background(), "\x03")
 			return Result{}, &CommandTimeoutError{Cmd: cmd, Started: p.Received() > 0, Tail: s.con.Tail(40), After: time.Since(start)}
+		default:
+			// Never loop on an error the wait keeps returning.
+			return Result{}, fmt.Errorf("waiting for the end of command %q on the frame channel: %w", cmd, err)
 		}
 	}
 	if n := p.Stray(); n > 0 {
@@ -775,6 +778,9 @@ func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, s
 			// new markers, so a late END from this one cannot be mistaken for its own.
 			_ = s.con.Send(context.Background(), "\x03")
 			return nil, 0, &CommandTimeoutError{Cmd: cmd, Started: p.Started(), Tail: s.con.Tail(40), After: time.Since(start)}
+		default:
+			// Never loop on an error the wait keeps returning.
+			return nil, 0, fmt.Errorf("waiting for the end of command %q: %w", cmd, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package shell
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -127,9 +128,12 @@ func foreignPrompt(line, ps1 string, prof Profile) string {
 // watchEvery passes (nil: the caller looks again).
 func (s *Shell) waitTick(ctx context.Context, c *console.Console, pos int64) error {
 	wctx, cancel := context.WithTimeout(ctx, watchEvery)
+	defer cancel()
 	err := c.WaitBeyond(wctx, pos)
-	cancel()
-	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+	// Only the tick's own deadline is "look again". Checked before cancel runs: after it,
+	// wctx.Err() is always set, and a closed line (QEMU killed) would be swallowed
+	// forever, the wait spinning instead of failing.
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}
 	return err
