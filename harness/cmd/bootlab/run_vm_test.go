@@ -38,13 +38,14 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-// The pause lasts 90 s: on a loaded machine the attach and the capture request took
-// longer than 40 s, and a capture arriving as the pause ends loses the shell to the
-// run going on (a race noted in the closing note of 2026-12-02).
 // TestRunPauseAttachReport is issue 4's end-to-end check of the command: `bootlab run`
 // on the mini image pauses after login, a client attaches through the console socket,
 // types a command and sees its output, detaches; the run then finishes and leaves every
 // record, and report.html renders in headless Chromium (screenshot kept in the run).
+//
+// The pause lasts 90 s: on a loaded machine the attach and the capture request took
+// longer than 40 s, and a capture arriving as the pause ends loses the shell to the
+// run going on (a race noted in the closing note of 2026-12-02).
 func TestRunPauseAttachReport(t *testing.T) {
 	notes := t.TempDir()
 	var stdout, stderr syncBuf
