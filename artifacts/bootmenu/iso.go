@@ -15,6 +15,8 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 )
 
 // MaxBootFile bounds a kernel or initrd copied out of an ISO (real ones are tens of
@@ -198,10 +200,8 @@ func isoSHA256(ctx context.Context, isoPath, sumsDir string) (string, error) {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if err := os.MkdirAll(sumsDir, 0o755); err == nil {
-		tmp := memo + ".tmp" + strconv.Itoa(os.Getpid())
-		if os.WriteFile(tmp, []byte(sum), 0o644) == nil {
-			_ = os.Rename(tmp, memo)
-		}
+		// A memo is a cache: failing to write it only costs a rehash next time.
+		_ = atomicfile.Write(memo, []byte(sum), 0o644)
 	}
 	return sum, nil
 }

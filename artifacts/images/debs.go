@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 	"github.com/bootlab/bootlab/artifacts/progress"
 )
 
@@ -138,7 +139,7 @@ func resolveDeb(ctx context.Context, pkg string) (*debInfo, error) {
 	if d.Version == "" || d.Filename == "" || d.SHA256 == "" {
 		return nil, fmt.Errorf("apt-cache show %s: no Version/Filename/SHA256 in %q", pkg, truncate(string(out), 300))
 	}
-	if err := writeJSONAtomic(memo, d); err != nil {
+	if err := atomicfile.WriteJSON(memo, d); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -149,40 +150,6 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", path, err)
-	}
-	return writeFileAtomic(path, append(b, '\n'), 0o644)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // fetchDeb returns the path of pkg's candidate .deb in the cache, downloading it with

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 	"github.com/bootlab/bootlab/artifacts/progress"
 )
 
@@ -159,7 +160,7 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 			return err
 		}
 		slog.Info("built fixture ISO", "dir", dir, "took", time.Since(t0).Round(time.Millisecond))
-		return writeJSONAtomic(filepath.Join(tmp, "iso.json"), iso)
+		return atomicfile.WriteJSON(filepath.Join(tmp, "iso.json"), iso)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the fixture ISO: %w", err)

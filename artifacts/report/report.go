@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
@@ -63,7 +64,7 @@ func Render(ctx context.Context, dir string, opts Options) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, runrec.ReportFile)
-	if err := runrec.WriteFileAtomic(out, buf.Bytes(), nil); err != nil {
+	if err := atomicfile.Write(out, buf.Bytes(), 0o644); err != nil {
 		return "", fmt.Errorf("writing report: %w", err)
 	}
 	return out, nil

@@ -7,11 +7,11 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
@@ -26,22 +26,7 @@ func TrendFile(ctx context.Context, ledgerPath, out string) (skipped int, err er
 	if err := ctx.Err(); err != nil {
 		return skipped, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(out), ".trend-*.html")
-	if err != nil {
-		return skipped, fmt.Errorf("writing trend: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := Trend(f, entries); err != nil {
-		f.Close()
-		return skipped, err
-	}
-	if err := f.Close(); err != nil {
-		return skipped, fmt.Errorf("writing trend: %w", err)
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return skipped, fmt.Errorf("writing trend: %w", err)
-	}
-	if err := os.Rename(f.Name(), out); err != nil {
+	if err := atomicfile.WriteWith(out, 0o644, func(f *os.File) error { return Trend(f, entries) }); err != nil {
 		return skipped, fmt.Errorf("writing trend: %w", err)
 	}
 	return skipped, nil

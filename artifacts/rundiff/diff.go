@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
@@ -548,7 +549,7 @@ func (d *Diff) WriteJSONFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("encoding run diff: %w", err)
 	}
-	return runrec.WriteFileAtomic(path, append(b, '\n'), nil)
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
 }
 
 // ReadJSONFile reads a diff written by WriteJSONFile.

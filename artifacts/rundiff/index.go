@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 )
 
 // IndexFile is the machine-readable capture index written next to index.md in every
@@ -88,21 +90,8 @@ func AppendCaptureIndex(dir string, recs []CaptureRecord) error {
 	if err != nil {
 		return fmt.Errorf("encoding capture index: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".index.json.tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, IndexFile), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing capture index: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	cerr := tmp.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), filepath.Join(dir, IndexFile))
-	}
-	if werr != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("writing capture index: %w", werr)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
@@ -49,7 +50,7 @@ func Promote(runDir, docsDir, base string) (Promoted, error) {
 	rel, _ := filepath.Rel(reports, p.BootLog)
 	md := TestReport(r, d, filepath.ToSlash(rel))
 	p.TestReport = filepath.Join(reports, name+".md")
-	if err := runrec.WriteFileAtomic(p.TestReport, []byte(md), nil); err != nil {
+	if err := atomicfile.Write(p.TestReport, []byte(md), 0o644); err != nil {
 		return p, fmt.Errorf("promoting %s: %w", runDir, err)
 	}
 	return p, nil
@@ -61,21 +62,10 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
+	return atomicfile.WriteWith(dst, 0o644, func(f *os.File) error {
+		_, err := io.Copy(f, in)
 		return err
-	}
-	_, err = io.Copy(tmp, in)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-	}
-	return err
+	})
 }
 
 // keyLines caps each capture quoted in a test report: the report is read on a web

@@ -24,10 +24,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 )
 
 // File and directory names inside a run directory.
@@ -305,61 +306,9 @@ func (r *Run) saveLocked() error {
 	b = append(b, '\n')
 	w := r.writeFile
 	if w == nil {
-		w = writeAll
+		return atomicfile.Write(r.Path(MetadataFile), b, 0o644)
 	}
-	return WriteFileAtomic(r.Path(MetadataFile), b, w)
-}
-
-func writeAll(f *os.File, data []byte) error {
-	_, err := f.Write(data)
-	return err
-}
-
-// WriteFileAtomic replaces path with data so that a reader, or a crash at any point,
-// sees either the old content or the new, never a mix: temporary file in the same
-// directory, fsync, rename over, fsync the directory so the rename itself survives a
-// power cut. write does the writing (tests pass one that fails halfway).
-func WriteFileAtomic(path string, data []byte, write func(f *os.File, data []byte) error) error {
-	if write == nil {
-		write = writeAll
-	}
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		_ = f.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := write(f, data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory of %s: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return fmt.Errorf("syncing directory of %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteWith(r.Path(MetadataFile), 0o644, func(f *os.File) error { return w(f, b) })
 }
 
 // Diagnostic writes diagnostics/NN-slug.txt (NN counting up from 01 within the run),

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 )
 
 // Verdict is what one probe says about one candidate.
@@ -589,7 +591,7 @@ func (e *engine) done() error {
 		return err
 	}
 	// result.json is for CI and scripts: the answer without parsing text.
-	return writeJSONAtomic(filepath.Join(e.cfg.Dir, "result.json"), r)
+	return atomicfile.WriteJSON(filepath.Join(e.cfg.Dir, "result.json"), r)
 }
 
 func (e *engine) decide(round int, msg string) {

@@ -2,14 +2,14 @@ package bisect
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 )
 
 // WriteTextReport prints the answer, the warnings and every probe with its
@@ -163,21 +163,6 @@ table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #dd
 </body></html>
 `))
 
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
 // WriteHTMLReport writes a self-contained report.html (inline CSS and SVG,
 // nothing fetched from the network): the candidate line with good, bad and
 // skip marks, the answer, and every probe linked to its run directory.
@@ -231,11 +216,7 @@ func WriteHTMLReport(path string, r *Result) error {
 	if err := reportTmpl.Execute(&buf, data); err != nil {
 		return fmt.Errorf("rendering bisect report: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("writing bisect report: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("writing bisect report: %w", err)
 	}
 	return nil

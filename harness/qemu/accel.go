@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 )
 
 // AccelChoice is the accelerator to use and why.
@@ -142,10 +144,9 @@ func writeProbeCache(path string, c AccelChoice) {
 	}
 	m[c.Key] = c
 	b, _ := json.Marshal(m)
-	_ = os.MkdirAll(filepath.Dir(path), 0o755)
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if os.WriteFile(tmp, b, 0o644) == nil {
-		_ = os.Rename(tmp, path)
+	// A cache: failing to write it only costs a probe next time.
+	if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+		_ = atomicfile.Write(path, b, 0o644)
 	}
 }
 
