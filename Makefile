@@ -100,7 +100,7 @@ demo: deps
 	$(GO) run ./harness/cmd/bootlab demo
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./harness/console/ ./harness/ansi/ ./harness/frame/ ./harness/bisect/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./harness/console/ ./artifacts/ansi/ ./harness/frame/ ./harness/bisect/
 	$(GO) run ./harness/cmd/bootlab bench --out /tmp/bootlab-bench.md
 
 soak: deps

@@ -21,14 +21,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
 // Options tune Render.
 type Options struct {
-	// Normalise turns raw serial bytes into readable text. nil uses StripANSI; the
-	// harness passes its streaming normaliser.
+	// Normalise turns raw serial bytes into readable text; nil uses ansi.Normalize, the
+	// console's own normaliser (tests replace it).
 	Normalise func([]byte) []byte
 	// SerialLimit is how many bytes from the end of serial.log are shown (default
 	// 256 KiB): a flooding kernel can write hundreds of MiB and the end is where the
@@ -42,7 +43,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Normalise == nil {
-		o.Normalise = StripANSI
+		o.Normalise = ansi.Normalize
 	}
 	if o.SerialLimit <= 0 {
 		o.SerialLimit = 256 << 10

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"html"
 	"image"
 	"image/png"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
@@ -148,22 +150,28 @@ func TestRenderSerialTailAndNormaliser(t *testing.T) {
 	}
 }
 
-func TestStripANSI(t *testing.T) {
-	for in, want := range map[string]string{
-		"\x1b]0;root@host: ~\x07# ":        "# ",
-		"\x1b]0;title\x1b\\x":              "x",
-		"\x1b[1;31mred\x1b[0m \x1b[?2004h": "red ",
-		"\x1b(0lqk\x1b(B":                  "lqk",
-		"\x1bPdcs body\x1b\\ok":            "ok",
-		"ab\bc\r\n":                        "ac\n",
-		"50%\r100%\n":                      "50%\n100%\n",
-		"\x1b7saved\x1b8":                  "saved",
-		"tab\there\x00\x01":                "tab\there",
-		"caf\xc3\xa9 \xff":                 "café \uFFFD",
-	} {
-		if got := string(StripANSI([]byte(in))); got != want {
-			t.Errorf("StripANSI(%q) = %q, want %q", in, got, want)
-		}
+// The page's serial log goes through the console's normaliser (artifacts/ansi), not a
+// second stripper: titles, colours, DCS and charset switches are gone, CR LF is LF.
+func TestSerialLogNormalisedByConsoleNormaliser(t *testing.T) {
+	r, err := runrec.Create(t.TempDir(), "ansi", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := "\x1b]0;root@host: ~\x07# \x1b[1;31mred\x1b[0m \x1b[?2004h\r\n\x1bPdcs body\x1b\\ok \x1b(0lqk\x1b(B\r\n50%\r100%\n"
+	if err := os.WriteFile(r.Path(runrec.SerialLog), []byte(raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Write(context.Background(), &buf, r.Dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	want := html.EscapeString(string(ansi.Normalize([]byte(raw))))
+	if want != html.EscapeString("# red \nok lqk\n50%\n100%\n") {
+		t.Fatalf("normaliser changed: %q", want)
+	}
+	if !strings.Contains(page, want) {
+		t.Fatalf("serial log not normalised by artifacts/ansi; want %q in the page", want)
 	}
 }
 

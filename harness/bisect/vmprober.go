@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/atomicfile"
 )
 
 // VM is a booted candidate as the harness hands it to a predicate: its
@@ -82,7 +83,7 @@ func (p *VMProber) Probe(ctx context.Context, c Candidate, attempt int, runDir s
 	defer func() {
 		if err == nil {
 			out.Duration = time.Since(start)
-			if werr := writeOutcome(runDir, c, attempt, out); werr != nil {
+			if werr := WriteOutcome(runDir, c, attempt, out); werr != nil {
 				err = werr
 			}
 		}
@@ -124,9 +125,10 @@ func (p *VMProber) Probe(ctx context.Context, c Candidate, attempt int, runDir s
 	}
 }
 
-// writeOutcome leaves the verdict next to the probe's logs, so a run
-// directory copied out of a bisection still says what it showed.
-func writeOutcome(runDir string, c Candidate, attempt int, out Outcome) error {
+// WriteOutcome leaves the verdict next to the probe's logs as outcome.json, so a run
+// directory copied out of a bisection still says what it showed. VMProber writes it for
+// booted probes and vmprobe for scenario probes; nothing happens when runDir is "".
+func WriteOutcome(runDir string, c Candidate, attempt int, out Outcome) error {
 	if runDir == "" {
 		return nil
 	}
@@ -140,7 +142,7 @@ func writeOutcome(runDir string, c Candidate, attempt int, out Outcome) error {
 	if err != nil {
 		return fmt.Errorf("encoding outcome of %s: %w", c.Name, err)
 	}
-	if err := os.WriteFile(filepath.Join(runDir, "outcome.json"), append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(runDir, "outcome.json"), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing outcome of %s: %w", c.Name, err)
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bootlab/bootlab/harness/ansi"
+	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/replay"
 	"github.com/bootlab/bootlab/harness/shell"

@@ -15,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bootlab/bootlab/harness/ansi"
+	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/shell"

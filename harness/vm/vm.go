@@ -21,7 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bootlab/bootlab/harness/ansi"
+	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/frame"
 	"github.com/bootlab/bootlab/harness/qemu"

@@ -484,7 +484,7 @@ func (p *Prober) probeScenario(ctx context.Context, c bisect.Candidate, attempt 
 		out.Verdict = bisect.Skip
 		out.Reason = fmt.Sprintf("scenario %s did not run (build failure or harness error: %v): %s", name, runErr, lastMeaningful(text.String()))
 	}
-	if err := writeScenarioOutcome(runDir, c, attempt, out); err != nil {
+	if err := bisect.WriteOutcome(runDir, c, attempt, out); err != nil {
 		return bisect.Outcome{}, err
 	}
 	return out, nil
@@ -519,22 +519,4 @@ func lastMeaningful(s string) string {
 		return l
 	}
 	return ""
-}
-
-// writeScenarioOutcome leaves outcome.json as bisect.VMProber does for booted probes.
-func writeScenarioOutcome(runDir string, c bisect.Candidate, attempt int, out bisect.Outcome) error {
-	b, err := json.MarshalIndent(struct {
-		Candidate  bisect.Candidate `json:"candidate"`
-		Attempt    int              `json:"attempt"`
-		Verdict    bisect.Verdict   `json:"verdict"`
-		Reason     string           `json:"reason,omitempty"`
-		DurationMS int64            `json:"duration_ms"`
-	}{c, attempt, out.Verdict, out.Reason, out.Duration.Milliseconds()}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding outcome of %s: %w", c.Name, err)
-	}
-	if err := os.WriteFile(filepath.Join(runDir, "outcome.json"), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing outcome of %s: %w", c.Name, err)
-	}
-	return nil
 }

@@ -14,15 +14,16 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/artifacts/bootmenu"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/ansi"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/vm"
-	"golang.org/x/sys/unix"
 )
 
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
@@ -312,7 +313,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *summary:
 		return printSummary(stdout, *notes)
 	case fs.NArg() == 1:
-		path, err := report.Render(ctx, fs.Arg(0), report.Options{Normalise: normalise})
+		path, err := report.Render(ctx, fs.Arg(0), report.Options{})
 		if err != nil {
 			return err
 		}
@@ -361,10 +362,4 @@ func printSummary(w io.Writer, notes string) error {
 			ms("login_prompt"), ms("root_shell"), ms("storage_status"), ms("ipv4"), ms("ssh"), r.m.Accel.Name)
 	}
 	return nil
-}
-
-// normalise makes raw console bytes readable.
-func normalise(b []byte) []byte {
-	var n ansi.Normalizer
-	return append(n.Write(b), n.Flush()...)
 }

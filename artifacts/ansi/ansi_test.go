@@ -399,7 +399,7 @@ func BenchmarkNormalizerPlain(b *testing.B) {
 // log with CR LF, then a newt dialog inside GNU screen: cursor moves, colours, ESC ( 0
 // line drawing, ESC ( B). Recorded for the screen package, see docs/console.md.
 func TestDebianInstallerStream(t *testing.T) {
-	raw, err := os.ReadFile("../screen/testdata/d-i-serial.bin")
+	raw, err := os.ReadFile("../../harness/screen/testdata/d-i-serial.bin")
 	if err != nil {
 		t.Fatalf("reading the recording: %v", err)
 	}
