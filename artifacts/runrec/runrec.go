@@ -5,7 +5,8 @@
 // diagnostics are numbered files that never overwrite each other, and ledger lines from
 // concurrent runs never interleave.
 //
-// Environment: BOOTLAB_NOTES overrides the notes root (default docs/work-notes).
+// The notes root is a parameter (harness/config decides it from BOOTLAB_NOTES and
+// --notes); DefaultNotesRoot is a deprecated fallback.
 package runrec
 
 import (
@@ -54,6 +55,9 @@ var MinFreeBytes uint64 = 64 << 20
 
 // DefaultNotesRoot is $BOOTLAB_NOTES, or docs/work-notes where the user's project keeps
 // its work notes.
+//
+// Deprecated: the harness passes config.Config.Notes (harness/config holds the one notes
+// default); this stays only until harness/lab and scenarios pass it too.
 func DefaultNotesRoot() string {
 	if v := os.Getenv("BOOTLAB_NOTES"); v != "" {
 		return v

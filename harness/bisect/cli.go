@@ -40,46 +40,62 @@ const (
 	ExitEndpoints = 4
 )
 
-// Main is `bootlab bisect`: it parses args (without the "bisect" word),
-// runs or resumes the bisection with prober, prints the report to stdout
-// and logs (slog text) to stderr. A prober implementing PredicateUser gets
-// the predicate from the flags, or from the log when resuming.
-func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "replay" {
-		if len(args) != 2 {
-			fmt.Fprint(stderr, usage)
-			return ExitUsage
-		}
-		if err := Replay(stdout, args[1]); err != nil {
-			fmt.Fprintf(stderr, "bootlab bisect replay: %v\n", err)
-			return ExitError
-		}
-		return ExitFound
-	}
-	fs := flag.NewFlagSet("bootlab bisect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	var (
-		list     = fs.String("candidates", "", "candidate list `FILE`")
-		fromDir  = fs.String("candidates-dir", "", "candidate `DIR`ectory, sorted by Debian version")
-		appendL  = fs.String("append", "", "kernel command line for --candidates-dir kernels without an append file")
-		dir      = fs.String("dir", "", "bisect `DIR`ectory for bisect.jsonl, probes/ and report.html (default bisect-<UTC time>)")
-		resume   = fs.String("resume", "", "resume the bisection in `DIR`")
-		parallel = fs.Int("parallel", 1, "probe `k` candidates per round on k VMs (k-ary search)")
-		retries  = fs.Int("retries", 0, "re-probe every tested candidate `n` more times and report the flake rate")
-		probeTO  = fs.Duration("probe-timeout", 30*time.Minute, "bound on one attempt (boot + predicate); an overrun is a skip; 0 = none")
-		flaky    = fs.String("flaky", string(FlakyBad), "verdict of a candidate with mixed results: bad (any bad attempt) or majority")
-		scenario = fs.String("scenario", "", "predicate: scenario `NAME`")
-		script   = fs.String("script", "", "predicate: expect script `FILE`")
-		command  = fs.String("run", "", "predicate: host shell `CMD`")
-		quiet    = fs.Bool("q", false, "log only warnings and errors to stderr, not every probe and decision")
-	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitFound
-		}
+// Flags are the settings of `bootlab bisect`. The command line is parsed once, by
+// cmd/bootlab, which registers these next to the VM flags on its one FlagSet and then
+// calls Execute.
+type Flags struct {
+	List, FromDir, Append, Dir, Resume string
+	Parallel, Retries                  int
+	ProbeTimeout                       time.Duration
+	Flaky                              string
+	Scenario, Script, Command          string
+	Quiet                              bool
+}
+
+// Register adds the bisect flags to fs, with their defaults.
+func (f *Flags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.List, "candidates", "", "candidate list `FILE`")
+	fs.StringVar(&f.FromDir, "candidates-dir", "", "candidate `DIR`ectory, sorted by Debian version")
+	fs.StringVar(&f.Append, "append", "", "kernel command line for --candidates-dir kernels without an append file")
+	fs.StringVar(&f.Dir, "dir", "", "bisect `DIR`ectory for bisect.jsonl, probes/ and report.html (default bisect-<UTC time>)")
+	fs.StringVar(&f.Resume, "resume", "", "resume the bisection in `DIR`")
+	fs.IntVar(&f.Parallel, "parallel", 1, "probe `k` candidates per round on k VMs (k-ary search)")
+	fs.IntVar(&f.Retries, "retries", 0, "re-probe every tested candidate `n` more times and report the flake rate")
+	fs.DurationVar(&f.ProbeTimeout, "probe-timeout", 30*time.Minute, "bound on one attempt (boot + predicate); an overrun is a skip; 0 = none")
+	fs.StringVar(&f.Flaky, "flaky", string(FlakyBad), "verdict of a candidate with mixed results: bad (any bad attempt) or majority")
+	fs.StringVar(&f.Scenario, "scenario", "", "predicate: scenario `NAME`")
+	fs.StringVar(&f.Script, "script", "", "predicate: expect script `FILE`")
+	fs.StringVar(&f.Command, "run", "", "predicate: host shell `CMD`")
+	fs.BoolVar(&f.Quiet, "q", false, "log only warnings and errors to stderr, not every probe and decision")
+}
+
+// Usage is the text before the flag list of `bootlab bisect --help`.
+const Usage = usage
+
+// ReplayMain is `bootlab bisect replay DIR` (args after "replay").
+func ReplayMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, usage)
 		return ExitUsage
 	}
+	if err := Replay(stdout, args[0]); err != nil {
+		fmt.Fprintf(stderr, "bootlab bisect replay: %v\n", err)
+		return ExitError
+	}
+	return ExitFound
+}
+
+// Execute runs or resumes the bisection described by f, with the candidate arguments
+// cands (what is left after the flags), probing with prober; it prints the report to
+// stdout and logs (slog text) to stderr. A prober implementing PredicateUser gets the
+// predicate from the flags, or from the log when resuming.
+func Execute(ctx context.Context, f Flags, cands []string, prober Prober, stdout, stderr io.Writer) int {
+	var (
+		list, fromDir, appendL, dir, resume = &f.List, &f.FromDir, &f.Append, &f.Dir, &f.Resume
+		parallel, retries, probeTO, flaky   = &f.Parallel, &f.Retries, &f.ProbeTimeout, &f.Flaky
+		scenario, script, command, quiet    = &f.Scenario, &f.Script, &f.Command, &f.Quiet
+	)
+	fs := candidateArgs(cands)
 	// Progress is on by default: a bisection over VMs runs for minutes
 	// and silence looks like a hang.
 	level := slog.LevelInfo
@@ -190,6 +206,12 @@ func Main(ctx context.Context, args []string, prober Prober, stdout, stderr io.W
 	}
 	return ExitFound
 }
+
+// candidateArgs gives Execute's positional arguments the FlagSet's Args/NArg shape.
+type candidateArgs []string
+
+func (c candidateArgs) Args() []string { return c }
+func (c candidateArgs) NArg() int      { return len(c) }
 
 func usePredicate(prober Prober, pred *Predicate, stderr io.Writer) int {
 	pu, ok := prober.(PredicateUser)

@@ -3,7 +3,10 @@ package bisect
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,4 +198,23 @@ func TestMainScriptPredicateAndDirLoader(t *testing.T) {
 	// Every tested candidate ran twice with --retries 1.
 	require.Equal(t, 0, len(sp.calls)%2)
 	require.NotContains(t, out, "flake rate", "a steady predicate shows no flake rate")
+}
+
+// Main parses args the way cmd/bootlab does (without its VM flags) and calls
+// ReplayMain or Execute: the tests drive the whole command line through it.
+func Main(ctx context.Context, args []string, p Prober, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "replay" {
+		return ReplayMain(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("bootlab bisect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f Flags
+	f.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitFound
+		}
+		return ExitUsage
+	}
+	return Execute(ctx, f, fs.Args(), p, stdout, stderr)
 }

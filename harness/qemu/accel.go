@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
+	"github.com/bootlab/bootlab/harness/config"
 )
 
 // AccelChoice is the accelerator to use and why.
@@ -52,7 +53,7 @@ var probeMu sync.Mutex
 // overrides it (recorded as the reason).
 func ProbeAccel(ctx context.Context, o ProbeOptions) AccelChoice {
 	now := time.Now()
-	if forced := os.Getenv("BOOTLAB_ACCEL"); forced == AccelKVM || forced == AccelTCG {
+	if forced := config.Env().Accel; forced == AccelKVM || forced == AccelTCG {
 		return AccelChoice{Accel: forced, Reason: "forced by BOOTLAB_ACCEL=" + forced, At: now}
 	}
 	if o.Logger == nil {

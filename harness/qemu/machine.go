@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bootlab/bootlab/harness/config"
 )
 
 // Process is a started QEMU (or a stand-in in tests).
@@ -68,11 +70,16 @@ func (ExecLauncher) Launch(ctx context.Context, binary string, args []string, se
 // FindBinary locates QEMU, with a message that says what to install.
 func FindBinary(name string) (string, error) {
 	if name == "" {
+		// Every boot honours BOOTLAB_QEMU, not only bootlab run's: the error below
+		// tells everyone to set it.
+		name = config.Env().QEMU
+	}
+	if name == "" {
 		name = "qemu-system-x86_64"
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("%s not found on PATH: install it with `apt-get install qemu-system-x86` (or set BOOTLAB_QEMU)", name)
+		return "", fmt.Errorf("%s not found on PATH: install it with `apt-get install qemu-system-x86` (or set BOOTLAB_QEMU, or --qemu)", name)
 	}
 	return p, nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/ansi"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/frame"
 	"github.com/bootlab/bootlab/harness/qemu"
@@ -94,22 +95,23 @@ type Timeouts struct {
 	Stop     qemu.StopTimeouts
 }
 
-// DefaultTimeouts are generous for TCG and multiplied by BOOTLAB_TIMEOUT_SCALE.
-func DefaultTimeouts() Timeouts {
+// BaseTimeouts are generous for TCG, unscaled: a caller holding a config.Config scales
+// them with its TimeoutScale (BaseTimeouts().Scaled(cfg.TimeoutScale)).
+func BaseTimeouts() Timeouts {
 	// NoSerial: the fixture's ISOLINUX speaks within a few seconds of spawn under TCG;
 	// a bootloader that has said nothing after 30 s is drawing on a screen nobody sees.
-	t := Timeouts{Login: 5 * time.Minute, Step: 90 * time.Second, Command: 5 * time.Minute, Probe: 20 * time.Second, NoSerial: 30 * time.Second, Stop: qemu.DefaultStopTimeouts()}
-	return t.Scaled(ScaleFromEnv())
+	return Timeouts{Login: 5 * time.Minute, Step: 90 * time.Second, Command: 5 * time.Minute, Probe: 20 * time.Second, NoSerial: 30 * time.Second, Stop: qemu.DefaultStopTimeouts()}
 }
 
-// ScaleFromEnv reads BOOTLAB_TIMEOUT_SCALE (default 1).
+// DefaultTimeouts are BaseTimeouts scaled by the environment's BOOTLAB_TIMEOUT_SCALE,
+// for callers without a config.Config (a Spec with no Timeouts).
+func DefaultTimeouts() Timeouts {
+	return BaseTimeouts().Scaled(ScaleFromEnv())
+}
+
+// ScaleFromEnv is config.Env().TimeoutScale (default 1).
 func ScaleFromEnv() float64 {
-	if s := os.Getenv("BOOTLAB_TIMEOUT_SCALE"); s != "" {
-		if f, err := strconv.ParseFloat(s, 64); err == nil && f > 0 {
-			return f
-		}
-	}
-	return 1
+	return config.Env().TimeoutScale
 }
 
 // Scaled multiplies every timeout by f.

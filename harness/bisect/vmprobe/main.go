@@ -2,7 +2,6 @@ package vmprobe
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,96 +10,10 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/images"
-	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
 )
-
-// bisectValueFlags are bisect.Main's flags that take a value; their values are passed
-// through untouched even when they look like one of ours.
-var bisectValueFlags = map[string]bool{
-	"candidates": true, "candidates-dir": true, "append": true, "dir": true, "resume": true,
-	"parallel": true, "retries": true, "probe-timeout": true, "flaky": true,
-	"scenario": true, "script": true, "run": true,
-}
-
-// vmFlags are the VM settings Main takes besides bisect.Main's own flags.
-const vmUsage = `VM flags (anywhere before the candidates; not stored in the log, give them again with --resume):
-  --profile NAME        image console profile: mini (default), fixture, nixos
-  --memory MB           guest memory (default 512)
-  --accel kvm|tcg       skip the KVM probe
-  --login-timeout D     bound on boot + login (default: harness default)
-  --ssh                 forward guest port 22 for script predicates too
-`
-
-// Main is `bootlab bisect` (args without the "bisect" word): it takes the VM flags
-// above, builds a Prober and hands everything else to bisect.Main.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	own, rest := splitArgs(args)
-	fs := flag.NewFlagSet("bootlab bisect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, vmUsage) }
-	var (
-		profile = fs.String("profile", shell.Mini.Name, "")
-		memory  = fs.Int("memory", 0, "")
-		accel   = fs.String("accel", "", "")
-		loginTO = fs.Duration("login-timeout", 0, "")
-		ssh     = fs.Bool("ssh", false, "")
-	)
-	if err := fs.Parse(own); err != nil {
-		return bisect.ExitUsage
-	}
-	for _, a := range rest {
-		if a == "-h" || a == "-help" || a == "--help" {
-			fmt.Fprint(stderr, vmUsage)
-			break
-		}
-	}
-	prof, err := shell.ByName(*profile)
-	if err != nil {
-		fmt.Fprintf(stderr, "bootlab bisect: %v\n", err)
-		return bisect.ExitUsage
-	}
-	if *accel != "" && *accel != "kvm" && *accel != "tcg" {
-		fmt.Fprintf(stderr, "bootlab bisect: --accel must be kvm or tcg, not %q\n", *accel)
-		return bisect.ExitUsage
-	}
-	lab.HandleSignals()
-	p := &Prober{Profile: prof, MemoryMB: *memory, Accel: *accel, LoginTimeout: *loginTO, SSH: *ssh}
-	return bisect.Main(ctx, rest, p, stdout, stderr)
-}
-
-// splitArgs takes Main's VM flags out of args, wherever they are, and leaves the rest
-// in order for bisect.Main (which refuses flags after candidates by itself).
-func splitArgs(args []string) (own, rest []string) {
-	ownValue := map[string]bool{"profile": true, "memory": true, "accel": true, "login-timeout": true}
-	ownBool := map[string]bool{"ssh": true}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" || !strings.HasPrefix(a, "-") {
-			rest = append(rest, a)
-			continue
-		}
-		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		switch {
-		case ownBool[name]:
-			own = append(own, a)
-		case ownValue[name]:
-			own = append(own, a)
-			if !hasValue && i+1 < len(args) {
-				i++
-				own = append(own, args[i])
-			}
-		case bisectValueFlags[name] && !hasValue && i+1 < len(args):
-			rest = append(rest, a, args[i+1])
-			i++
-		default:
-			rest = append(rest, a)
-		}
-	}
-	return own, rest
-}
 
 // DemoScript tells the Debian 6.1 kernels from the 6.12 ones by a sysfs attribute:
 // the per-size ("multi-size THP") transparent hugepage controls, which appeared in
@@ -147,9 +60,9 @@ func demoKernels(series []string) ([]string, error) {
 
 // Demo is `make bisect-demo`: the real Debian kernel series (four of it, see
 // demoKernels), each booted as the mini image, bisected with DemoScript through
-// bisect.Main exactly as `bootlab bisect --candidates FILE --script FILE` would. The
-// bisect directory goes under the notes root (BOOTLAB_NOTES or docs/work-notes).
-func Demo(ctx context.Context, stdout, stderr io.Writer) error {
+// bisect.Execute exactly as `bootlab bisect --candidates FILE --script FILE` would. The
+// bisect directory goes under notes (the caller's config.Config.Notes).
+func Demo(ctx context.Context, notes string, stdout, stderr io.Writer) error {
 	series, err := images.KernelSeries(ctx)
 	if err != nil {
 		return fmt.Errorf("listing the Debian kernel series: %w", err)
@@ -158,7 +71,7 @@ func Demo(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(runrec.DefaultNotesRoot(), "bisect-demo-"+time.Now().UTC().Format("2006-01-02T15-04-05Z"))
+	dir := filepath.Join(notes, "bisect-demo-"+time.Now().UTC().Format("2006-01-02T15-04-05Z"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating the demo directory: %w", err)
 	}
@@ -185,7 +98,9 @@ func Demo(ctx context.Context, stdout, stderr io.Writer) error {
 	args := []string{"--candidates", candFile, "--script", scriptFile, "--dir", filepath.Join(dir, "bisect"), "--probe-timeout", "10m"}
 	fmt.Fprintf(stdout, "$ bootlab bisect %s\n", strings.Join(args, " "))
 	start := time.Now()
-	code := Main(ctx, args, stdout, stderr)
+	f := bisect.Flags{List: candFile, Script: scriptFile, Dir: filepath.Join(dir, "bisect"), ProbeTimeout: 10 * time.Minute,
+		Parallel: 1, Flaky: string(bisect.FlakyBad)}
+	code := bisect.Execute(ctx, f, nil, &Prober{Profile: shell.Mini}, stdout, stderr)
 	fmt.Fprintf(stdout, "bisect took %s, exit status %d\n", time.Since(start).Round(time.Second), code)
 	if code != bisect.ExitFound {
 		return fmt.Errorf("bisect exited %d, not %d (first bad found)", code, bisect.ExitFound)

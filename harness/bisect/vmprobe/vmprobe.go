@@ -65,8 +65,13 @@ type Prober struct {
 	// every new candidate.
 	Accel string
 	// LoginTimeout bounds boot + login; 0 means the harness default (scaled by
-	// BOOTLAB_TIMEOUT_SCALE).
+	// TimeoutScale).
 	LoginTimeout time.Duration
+	// TimeoutScale multiplies the harness's timeouts (config.Config.TimeoutScale); 0
+	// means 1.
+	TimeoutScale float64
+	// QEMU is the QEMU binary (config.Config.QEMU); "" lets qemu.FindBinary choose.
+	QEMU string
 	// SSH forwards guest port 22 for script predicates too (command predicates always
 	// get it).
 	SSH bool
@@ -119,7 +124,7 @@ func (p *Prober) Probe(ctx context.Context, c bisect.Candidate, attempt int, run
 	}
 	// A host without QEMU fails every candidate the same way: stop instead of
 	// skipping the whole list.
-	if _, err := qemu.FindBinary(os.Getenv("BOOTLAB_QEMU")); err != nil {
+	if _, err := qemu.FindBinary(p.QEMU); err != nil {
 		return bisect.Outcome{}, fmt.Errorf("%w: %w", err, bisect.ErrAbort)
 	}
 	if p.pred.Kind == bisect.PredicateScenario {
@@ -171,6 +176,13 @@ func (p *Prober) takeLabDir(runDir string) string {
 	d := p.labDirs[runDir]
 	delete(p.labDirs, runDir)
 	return d
+}
+
+func (p *Prober) timeoutScale() float64 {
+	if p.TimeoutScale > 0 {
+		return p.TimeoutScale
+	}
+	return 1
 }
 
 func (p *Prober) accelerator() string {
@@ -228,7 +240,8 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		SSH:        p.SSH || p.pred.Kind == bisect.PredicateCommand,
 		Accel:      p.accelerator(),
 		ProbeCache: lab.ProbeCache(),
-		Timeouts:   vm.DefaultTimeouts(),
+		Timeouts:   vm.BaseTimeouts().Scaled(p.timeoutScale()),
+		Binary:     p.QEMU,
 	}
 	if c.ISO != "" {
 		// The same choice as `bootlab run --iso`: an upstream ISO whose entry has no

@@ -204,12 +204,6 @@ func TestScenarioPredicateChecksTheName(t *testing.T) {
 	require.ErrorContains(t, err, "want a test function name")
 }
 
-func TestSplitArgs(t *testing.T) {
-	own, rest := splitArgs([]string{"--profile", "fixture", "--run", "--ssh", "--accel=tcg", "-q", "--candidates", "list", "--ssh", "a.iso"})
-	require.Equal(t, []string{"--profile", "fixture", "--accel=tcg", "--ssh"}, own)
-	require.Equal(t, []string{"--run", "--ssh", "-q", "--candidates", "list", "a.iso"}, rest)
-}
-
 func TestDemoKernels(t *testing.T) {
 	series := []string{"linux-image-6.1.0-47-amd64", "linux-image-6.1.0-48-amd64", "linux-image-6.1.0-56-amd64",
 		"linux-image-6.12.100+deb12-amd64", "linux-image-6.12.111+deb12-amd64", "linux-image-6.12.117+deb12-amd64"}
@@ -340,34 +334,4 @@ func TestNoLoginIsSkip(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(serial), "this image never starts a getty")
 	requireReaped(t, out.RunDir)
-}
-
-// TestMainUsageAndSkips drives vmprobe.Main as `bootlab bisect` without booting: VM
-// flag errors are usage errors, and a list whose images are all missing ends with the
-// endpoints unverifiable (every probe a skip), not with a regression.
-func TestMainUsageAndSkips(t *testing.T) {
-	ctx := context.Background()
-	var out, errb strings.Builder
-	require.Equal(t, bisect.ExitUsage, Main(ctx, []string{"--profile", "nope", "--run", "true", "a.iso"}, &out, &errb))
-	require.Contains(t, errb.String(), "unknown image profile")
-	errb.Reset()
-	require.Equal(t, bisect.ExitUsage, Main(ctx, []string{"--accel", "hvf", "--run", "true", "a.iso"}, &out, &errb))
-	require.Contains(t, errb.String(), "--accel must be kvm or tcg")
-
-	tmp := t.TempDir()
-	dir := filepath.Join(tmp, "b")
-	out.Reset()
-	errb.Reset()
-	code := Main(ctx, []string{"--accel", "tcg", "-q", "--run", "true", "--dir", dir,
-		"old kernel=" + filepath.Join(tmp, "missing-1"), "new kernel=" + filepath.Join(tmp, "missing-2")}, &out, &errb)
-	require.Equal(t, bisect.ExitEndpoints, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
-	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
-	require.NoError(t, err)
-	var res bisect.Result
-	require.NoError(t, json.Unmarshal(b, &res))
-	require.NotEmpty(t, res.Probes)
-	for _, pr := range res.Probes {
-		require.Equal(t, bisect.Skip, pr.Verdict, pr.Reason)
-		require.Contains(t, pr.Reason, "image file missing")
-	}
 }

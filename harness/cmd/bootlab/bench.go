@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/harness/bench"
+	"github.com/bootlab/bootlab/harness/config"
 )
 
-func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab bench", flag.ContinueOnError)
 	rounds := fs.Int("rounds", 50, "round trips measured per kind (medians are reported)")
 	bulk := fs.Int("bulk", 1<<20, "bytes moved in the throughput comparison")

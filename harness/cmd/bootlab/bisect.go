@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 
+	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/bisect/vmprobe"
+	"github.com/bootlab/bootlab/harness/config"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/shell"
 )
 
 // exitError carries a subcommand's own exit status (bisect has several).
@@ -14,12 +20,52 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // cmdBisect is `bootlab bisect`: the engine in harness/bisect with a prober that boots
-// each candidate in its own run directory (harness/bisect/vmprobe).
-func cmdBisect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// each candidate in its own run directory (harness/bisect/vmprobe). The whole command
+// line (bisect's flags, the VM flags, the configuration flags) is parsed here, once;
+// the engine gets the parsed bisect.Flags and the VM side only boots.
+func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "demo" {
-		return vmprobe.Demo(ctx, stdout, stderr)
+		return vmprobe.Demo(ctx, cfg.Notes, stdout, stderr)
 	}
-	if code := vmprobe.Main(ctx, args, stdout, stderr); code != 0 {
+	if len(args) > 0 && args[0] == "replay" {
+		return exitCode(bisect.ReplayMain(args[1:], stdout, stderr))
+	}
+	fs := flag.NewFlagSet("bootlab bisect", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f bisect.Flags
+	f.Register(fs)
+	cfg.AddFlags(fs, config.FlagAccel, config.FlagTimeoutScale, config.FlagQEMU)
+	var (
+		profile = fs.String("profile", shell.Mini.Name, "image console profile: mini, fixture, nixos")
+		memory  = fs.Int("memory", 0, "guest memory in MiB (default 512)")
+		loginTO = fs.Duration("login-timeout", 0, "bound on boot + login (default: the harness's)")
+		ssh     = fs.Bool("ssh", false, "forward guest port 22 for script predicates too (command predicates always get it)")
+	)
+	fs.Usage = func() { fmt.Fprint(stderr, bisect.Usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return exitError{bisect.ExitUsage} // flag has said why
+	}
+	prof, err := shell.ByName(*profile)
+	if err != nil {
+		return usageError{err}
+	}
+	if cfg.Accel != "" && cfg.Accel != "kvm" && cfg.Accel != "tcg" {
+		return usagef("--accel must be kvm or tcg, not %q", cfg.Accel)
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	lab.HandleSignals()
+	p := &vmprobe.Prober{Profile: prof, MemoryMB: *memory, Accel: cfg.Accel, LoginTimeout: *loginTO, SSH: *ssh,
+		QEMU: cfg.QEMU, TimeoutScale: cfg.TimeoutScale}
+	return exitCode(bisect.Execute(ctx, f, fs.Args(), p, stdout, stderr))
+}
+
+func exitCode(code int) error {
+	if code != 0 {
 		return exitError{code}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/rundiff"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/config"
 )
 
 func init() {
@@ -44,20 +45,20 @@ func runDirArg(dir string) error {
 
 // ledgerFor is the ledger next to a run directory (the notes root holds both), unless
 // given.
-func ledgerFor(run, given string) string {
+func ledgerFor(cfg *config.Config, run, given string) string {
 	if given != "" {
 		return given
 	}
 	abs, err := filepath.Abs(run)
 	if err != nil {
-		return runrec.DefaultLedger(runrec.DefaultNotesRoot())
+		return runrec.DefaultLedger(cfg.Notes)
 	}
 	return runrec.DefaultLedger(filepath.Dir(abs))
 }
 
 // cmdDiff compares two runs. Exit status as diff(1): 0 no differences, 1 differences,
 // 2 usage or a directory that is not a run.
-func cmdDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdDiff(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab diff RUN_A RUN_B | --against-last-pass RUN", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the diff as JSON")
 	lastPass := fs.Bool("against-last-pass", false, "compare RUN with the newest earlier passing run of the same image or scenario in the ledger")
@@ -77,12 +78,12 @@ func cmdDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return usageError{err}
 		}
-		a, err = rundiff.LastPass(ledgerFor(b, *ledger), m.Slug, b)
+		a, err = rundiff.LastPass(ledgerFor(cfg, b, *ledger), m.Slug, b)
 		if err != nil {
 			return usageError{err}
 		}
 		if a == "" {
-			return usagef("no earlier passing run of %q in %s", m.Slug, ledgerFor(b, *ledger))
+			return usagef("no earlier passing run of %q in %s", m.Slug, ledgerFor(cfg, b, *ledger))
 		}
 	case !*lastPass && len(pos) == 2:
 		a, b = pos[0], pos[1]
@@ -115,7 +116,7 @@ func cmdDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // cmdPromote copies a run into the docs: its serial log and a markdown test report
 // with the diff against the last pass.
-func cmdPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdPromote(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab promote RUN", flag.ContinueOnError)
 	docs := fs.String("docs", "docs", "docs directory: boot-logs/ and test-reports/ go under it")
 	ledger := fs.String("ledger", "", "ledger to find the last pass in (default: ledger.jsonl next to RUN)")
@@ -144,7 +145,7 @@ func cmdPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return usageError{err}
 		}
-		if base, err = rundiff.LastPass(ledgerFor(run, *ledger), m.Slug, run); err != nil {
+		if base, err = rundiff.LastPass(ledgerFor(cfg, run, *ledger), m.Slug, run); err != nil {
 			return err
 		}
 	}

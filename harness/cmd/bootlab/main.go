@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/bootlab/bootlab/harness/config"
 )
 
 // Exit statuses.
@@ -29,7 +31,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 
 type command struct {
 	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	run     func(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error
 }
 
 var commands = map[string]command{
@@ -63,11 +65,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr)
 		return exitUsage
 	}
+	// The configuration is built once, here, from BOOTLAB_*; each subcommand's flags
+	// override it and it is passed down from there (package config lists every setting).
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "bootlab: %v\n", err)
+		return exitUsage
+	}
 	// The first SIGINT/SIGTERM cancels the context: VMs are stopped, run records are
 	// marked interrupted and flushed, and the command returns.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err := c.run(ctx, args[1:], stdout, stderr)
+	err = c.run(ctx, &cfg, args[1:], stdout, stderr)
 	var ee exitError
 	switch {
 	case err == nil:
@@ -100,7 +109,8 @@ func printUsage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nexit status: 0 pass, 1 verdict failed, 2 usage or environment error")
 	fmt.Fprintln(w, "environment: BOOTLAB_NOTES (run directories), BOOTLAB_CACHE (images), BOOTLAB_ACCEL (kvm|tcg),")
-	fmt.Fprintln(w, "             BOOTLAB_TIMEOUT_SCALE (multiply every timeout), BOOTLAB_QEMU (QEMU binary)")
+	fmt.Fprintln(w, "             BOOTLAB_TIMEOUT_SCALE (multiply every timeout), BOOTLAB_QEMU (QEMU binary);")
+	fmt.Fprintln(w, "             the flags --notes, --accel, --timeout-scale, --qemu override them")
 }
 
 func joinArgs(a []string) string { return strings.Join(a, " ") }

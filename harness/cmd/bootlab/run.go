@@ -11,16 +11,18 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/screen"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/verify"
 	"github.com/bootlab/bootlab/harness/vm"
-	"golang.org/x/sys/unix"
 )
 
 type listFlag []string
@@ -30,19 +32,22 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // runFlags are shared by run and demo.
 type runFlags struct {
+	// cfg is the configuration built in Main; --notes, --accel, --timeout-scale and
+	// --qemu write into it.
+	cfg                                             *config.Config
 	image, iso, kernel, initrd, appendLine, profile string
-	notes, slug, accel, pauseAfter, inject          string
+	slug, pauseAfter, inject                        string
 	boot, entry, expectScreen                       string
 	captures                                        string
 	disks                                           listFlag
 	cmds                                            listFlag
 	ssh, debug, verifyPreNixos                      bool
-	scale                                           float64
 	debugWait                                       time.Duration
 	memory                                          int
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
+	f.cfg.AddFlags(fs)
 	fs.StringVar(&f.image, "image", "", "a bootlab image: mini or fixture (default: fixture)")
 	fs.StringVar(&f.iso, "iso", "", "boot this ISO")
 	fs.StringVar(&f.kernel, "kernel", "", "boot this kernel (with --initrd, --append)")
@@ -52,9 +57,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.entry, "entry", "", "for an ISO: the boot menu entry, by label, title or regular expression (default: the menu's default; bootlab inspect --menu ISO lists them)")
 	fs.StringVar(&f.expectScreen, "expect-screen", "", "pass when this text is on the console's screen instead of logging in (installers, rescue images)")
 	fs.StringVar(&f.profile, "profile", "", "console profile: mini, fixture, nixos (default from the image)")
-	fs.StringVar(&f.notes, "notes", "", "run directories go here (default $BOOTLAB_NOTES or docs/work-notes)")
 	fs.StringVar(&f.slug, "slug", "", "name for the run directory (default from the image)")
-	fs.StringVar(&f.accel, "accel", "", "kvm or tcg (default: probe KVM with a real boot, TCG if it hangs)")
 	fs.Var(&f.disks, "disk", "add a blank virtio disk of this size in MiB (repeatable)")
 	fs.Var(&f.cmds, "cmd", "run this framed command as root and print its output and status (repeatable)")
 	fs.BoolVar(&f.ssh, "ssh", false, "forward the guest's port 22 to a loopback port")
@@ -63,7 +66,6 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.debug, "debug", false, "on failure keep the VM running, take the captures, and serve its console for bootlab attach")
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
-	fs.Float64Var(&f.scale, "timeout-scale", 0, "multiply every timeout (default $BOOTLAB_TIMEOUT_SCALE or 1)")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
 	fs.StringVar(&f.captures, "captures", "always", "take the boot evidence (journal, units, network, disks) always, on failure, or none")
 }
@@ -144,13 +146,10 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 }
 
 func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
-	if f.scale > 0 {
-		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(f.scale, 'f', -1, 64))
-	}
-	s := vm.Spec{Image: r.img, Accel: f.accel, ProbeKernel: r.kernelHint, ProbeCache: lab.ProbeCache(),
-		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: os.Getenv("BOOTLAB_QEMU"), Launcher: launcher,
-		Timeouts: vm.DefaultTimeouts()}
-	if f.accel != "" && f.accel != qemu.AccelKVM && f.accel != qemu.AccelTCG {
+	s := vm.Spec{Image: r.img, Accel: f.cfg.Accel, ProbeKernel: r.kernelHint, ProbeCache: lab.ProbeCache(),
+		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: f.cfg.QEMU, Launcher: launcher,
+		Timeouts: vm.BaseTimeouts().Scaled(f.cfg.TimeoutScale)}
+	if f.cfg.Accel != "" && f.cfg.Accel != qemu.AccelKVM && f.cfg.Accel != qemu.AccelTCG {
 		return s, usagef("--accel must be kvm or tcg")
 	}
 	if s.MemoryMB == 0 && r.img.Profile.Name == "mini" {
@@ -170,9 +169,9 @@ func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
 }
 
 // parseRunFlags parses the flags run and demo share.
-func parseRunFlags(name string, args []string, stderr io.Writer) (*runFlags, error) {
+func parseRunFlags(name string, cfg *config.Config, args []string, stderr io.Writer) (*runFlags, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	var f runFlags
+	f := runFlags{cfg: cfg}
 	f.register(fs)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return nil, err
@@ -186,8 +185,8 @@ func parseRunFlags(name string, args []string, stderr io.Writer) (*runFlags, err
 	return &f, nil
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, err := parseRunFlags("bootlab run", args, stderr)
+func cmdRun(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
+	f, err := parseRunFlags("bootlab run", cfg, args, stderr)
 	if err != nil {
 		return err
 	}
@@ -214,10 +213,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	notes := f.notes
-	if notes == "" {
-		notes = runrec.DefaultNotesRoot()
-	}
+	notes := f.cfg.Notes
 	l, err := lab.Start(ctx, lab.Config{Slug: r.slug, Notes: notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr, Captures: captures})
 	if l != nil {
 		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
@@ -368,8 +364,8 @@ func isTerminal(f *os.File) bool {
 }
 
 // cmdDemo is run with a few framed commands whose output and status are printed.
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	f, err := parseRunFlags("bootlab demo", args, stderr)
+func cmdDemo(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
+	f, err := parseRunFlags("bootlab demo", cfg, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -39,7 +40,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 
 // cmdAttach connects the terminal to a run's console socket. Ctrl-] detaches; the VM and
 // the automation that owns it carry on.
-func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdAttach(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab attach DIR", flag.ContinueOnError)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -105,7 +106,7 @@ func cmdAttach(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // cmdCapture prints a run's captures; with --running it first asks the paused run that
 // owns the VM (bootlab run --debug / --pause-after) to take fresh ones.
-func cmdCapture(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdCapture(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab capture [--running] DIR", flag.ContinueOnError)
 	running := fs.Bool("running", false, "ask the paused run that owns the VM to capture now")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -144,7 +145,7 @@ func cmdCapture(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return err
 }
 
-func cmdInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab inspect IMAGE | --kernel K --initrd I", flag.ContinueOnError)
 	kernel := fs.String("kernel", "", "inspect a kernel")
 	initrd := fs.String("initrd", "", "with --kernel: its initrd")
@@ -224,7 +225,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // cmdLog prints serial.log, raw or made readable.
-func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdLog(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab log DIR", flag.ContinueOnError)
 	plain := fs.Bool("plain", false, "remove escape sequences and CRs")
 	which := fs.String("file", vm.SerialLog, "which log: serial.log, transcript.log, harness.log, channel.log or qemu-stderr.log")
@@ -269,11 +270,11 @@ func cmdLog(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 }
 
-func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdReport(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab report DIR | --trend | --summary", flag.ContinueOnError)
 	trend := fs.Bool("trend", false, "chart boot milestones over the runs in the ledger")
 	summary := fs.Bool("summary", false, "print a Markdown table of the runs under --notes (for CI job summaries)")
-	notes := fs.String("notes", runrec.DefaultNotesRoot(), "the notes directory holding runs and ledger.jsonl")
+	notes := fs.String(config.FlagNotes, cfg.Notes, "the notes directory holding runs and ledger.jsonl ($"+config.EnvNotes+")")
 	out := fs.String("o", "", "with --trend: write the chart here (default <notes>/trend.html)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err

@@ -91,8 +91,8 @@ func (f *runFlags) validate() error {
 			return usageError{err}
 		}
 	}
-	if f.accel != "" && f.accel != qemu.AccelKVM && f.accel != qemu.AccelTCG {
-		return usagef("--accel must be kvm or tcg, not %q", f.accel)
+	if f.cfg.Accel != "" && f.cfg.Accel != qemu.AccelKVM && f.cfg.Accel != qemu.AccelTCG {
+		return usagef("--accel must be kvm or tcg, not %q", f.cfg.Accel)
 	}
 	for _, d := range f.disks {
 		if mb, err := strconv.Atoi(d); err != nil || mb <= 0 {
@@ -136,15 +136,15 @@ func (f *runFlags) validate() error {
 	if f.debugWait <= 0 {
 		return usagef("--debug-wait must be positive, not %s", f.debugWait)
 	}
-	if f.scale < 0 {
-		return usagef("--timeout-scale must be positive, not %v", f.scale)
+	if f.cfg.TimeoutScale <= 0 {
+		return usagef("--timeout-scale must be positive, not %v", f.cfg.TimeoutScale)
 	}
 	if f.memory < 0 {
 		return usagef("--memory must be positive, not %d", f.memory)
 	}
-	if f.notes != "" {
-		if st, err := os.Stat(f.notes); err == nil && !st.IsDir() {
-			return usagef("--notes %s: not a directory", f.notes)
+	if f.cfg.Notes != "" {
+		if st, err := os.Stat(f.cfg.Notes); err == nil && !st.IsDir() {
+			return usagef("--notes %s: not a directory", f.cfg.Notes)
 		}
 	}
 	if f.slug != "" {

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/harness/bisect"
+)
+
+// TestBisectUsageAndSkips drives `bootlab bisect` without booting: the one FlagSet
+// holds bisect's flags and the VM flags, VM flag errors are usage errors, and a list
+// whose images are all missing ends with the endpoints unverifiable (every probe a
+// skip), not with a regression.
+func TestBisectUsageAndSkips(t *testing.T) {
+	run := func(args ...string) (int, string, string) {
+		var out, errb strings.Builder
+		code := Main(append([]string{"bisect"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	code, _, errs := run("--profile", "nope", "--run", "true", "a.iso")
+	require.Equal(t, bisect.ExitUsage, code)
+	require.Contains(t, errs, "unknown image profile")
+	code, _, errs = run("--accel", "hvf", "--run", "true", "a.iso")
+	require.Equal(t, bisect.ExitUsage, code)
+	require.Contains(t, errs, "--accel must be kvm or tcg")
+	code, _, errs = run("--timeout-scale", "0", "--run", "true", "a.iso")
+	require.Equal(t, bisect.ExitUsage, code)
+	require.Contains(t, errs, "timeout scale")
+
+	tmp := t.TempDir()
+	dir := filepath.Join(tmp, "b")
+	code, out, errs := run("--accel", "tcg", "-q", "--run", "true", "--dir", dir,
+		"old kernel="+filepath.Join(tmp, "missing-1"), "new kernel="+filepath.Join(tmp, "missing-2"))
+	require.Equal(t, bisect.ExitEndpoints, code, "stdout:\n%s\nstderr:\n%s", out, errs)
+	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	require.NoError(t, err)
+	var res bisect.Result
+	require.NoError(t, json.Unmarshal(b, &res))
+	require.NotEmpty(t, res.Probes)
+	for _, pr := range res.Probes {
+		require.Equal(t, bisect.Skip, pr.Verdict, pr.Reason)
+		require.Contains(t, pr.Reason, "image file missing")
+	}
+}

@@ -1,0 +1,152 @@
+// Package config is bootlab's configuration in one place: one struct, built once from
+// the BOOTLAB_* environment and the command's flags (flags win), then passed down
+// explicitly. No other package of the harness reads BOOTLAB_*; artifacts cannot import
+// harness, so their functions take these values as parameters (images.CacheDir and
+// runrec.DefaultNotesRoot remain as the artifacts-level defaults that FromEnv itself
+// starts from, so a caller that passes nothing gets the same answer).
+//
+// Every variable, its flag and its default:
+//
+//	BOOTLAB_NOTES          --notes          where run directories and ledger.jsonl go.
+//	                                        Default: DefaultNotes() - docs/work-notes
+//	                                        relative to the working directory, except
+//	                                        in a test binary, where it is
+//	                                        $TMPDIR/bootlab-notes (tests stay out of the
+//	                                        source tree, and console socket paths stay
+//	                                        short).
+//	BOOTLAB_CACHE          (none)           built images, downloaded packages, the accel
+//	                                        probe cache. Default $XDG_CACHE_HOME/bootlab,
+//	                                        else ~/.cache/bootlab.
+//	BOOTLAB_ACCEL          --accel          kvm or tcg; empty probes KVM with a real boot
+//	                                        and falls back to TCG.
+//	BOOTLAB_TIMEOUT_SCALE  --timeout-scale  multiplies every VM timeout (default 1).
+//	BOOTLAB_QEMU           --qemu           the QEMU binary, a name on PATH or a path
+//	                                        (default qemu-system-x86_64). Honoured by
+//	                                        every boot (qemu.FindBinary), not only by
+//	                                        bootlab run.
+//
+// Variables bootlab sets for a predicate it runs (BOOTLAB_SSH_PORT,
+// BOOTLAB_CONSOLE_SOCKET, BOOTLAB_CANDIDATE, BOOTLAB_KERNEL, ...; docs/bisect.md) are
+// outputs, not configuration, and are not read here.
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+)
+
+// The environment variables, by name.
+const (
+	EnvNotes        = "BOOTLAB_NOTES"
+	EnvCache        = "BOOTLAB_CACHE"
+	EnvAccel        = "BOOTLAB_ACCEL"
+	EnvTimeoutScale = "BOOTLAB_TIMEOUT_SCALE"
+	EnvQEMU         = "BOOTLAB_QEMU"
+)
+
+// Config is what a bootlab command or test binary runs with.
+type Config struct {
+	// Notes is the notes root: run directories and ledger.jsonl.
+	Notes string
+	// Cache is the image cache root.
+	Cache string
+	// Accel is "kvm", "tcg" or "" (probe).
+	Accel string
+	// TimeoutScale multiplies every VM timeout; always > 0.
+	TimeoutScale float64
+	// QEMU is the QEMU binary ("" = qemu-system-x86_64 on PATH).
+	QEMU string
+}
+
+// DefaultNotes is the one notes default (see the package comment).
+func DefaultNotes() string {
+	if testing.Testing() {
+		return filepath.Join(os.TempDir(), "bootlab-notes")
+	}
+	return filepath.Join("docs", "work-notes")
+}
+
+// FromEnv builds the configuration from BOOTLAB_* and the defaults. A malformed value
+// (BOOTLAB_ACCEL=qvm, BOOTLAB_TIMEOUT_SCALE=fast) is an error: a setting silently
+// ignored is worse than a refusal to start.
+func FromEnv() (Config, error) {
+	c := Config{Notes: DefaultNotes(), Cache: images.CacheDir(), TimeoutScale: 1}
+	if v := os.Getenv(EnvNotes); v != "" {
+		c.Notes = v
+	}
+	c.Accel = os.Getenv(EnvAccel)
+	c.QEMU = os.Getenv(EnvQEMU)
+	if v := os.Getenv(EnvTimeoutScale); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return c, fmt.Errorf("%s=%q: want a positive number", EnvTimeoutScale, v)
+		}
+		c.TimeoutScale = f
+	}
+	return c, c.Validate()
+}
+
+// Env is FromEnv for callers that have nowhere to report an error (a package-level
+// default): a malformed value falls back to its default.
+func Env() Config {
+	c, err := FromEnv()
+	if err != nil {
+		if c.TimeoutScale <= 0 {
+			c.TimeoutScale = 1
+		}
+		if c.Accel != "kvm" && c.Accel != "tcg" {
+			c.Accel = ""
+		}
+	}
+	return c
+}
+
+// Validate checks the values a flag or variable may have set.
+func (c Config) Validate() error {
+	switch c.Accel {
+	case "", "kvm", "tcg":
+	default:
+		return fmt.Errorf("accelerator %q: want kvm or tcg (--accel, %s)", c.Accel, EnvAccel)
+	}
+	if c.TimeoutScale <= 0 {
+		return fmt.Errorf("timeout scale %v: want a positive number (--timeout-scale, %s)", c.TimeoutScale, EnvTimeoutScale)
+	}
+	return nil
+}
+
+// Flag names, for commands that register only some of them.
+const (
+	FlagNotes        = "notes"
+	FlagAccel        = "accel"
+	FlagTimeoutScale = "timeout-scale"
+	FlagQEMU         = "qemu"
+)
+
+// AddFlags registers the flags named (all four when none are) on fs, their defaults
+// taken from c, so that parsing fs overrides the environment. Call Validate after
+// parsing.
+func (c *Config) AddFlags(fs *flag.FlagSet, names ...string) {
+	if len(names) == 0 {
+		names = []string{FlagNotes, FlagAccel, FlagTimeoutScale, FlagQEMU}
+	}
+	for _, n := range names {
+		switch n {
+		case FlagNotes:
+			fs.StringVar(&c.Notes, n, c.Notes, "run directories and ledger.jsonl go here ($"+EnvNotes+"; default docs/work-notes)")
+		case FlagAccel:
+			fs.StringVar(&c.Accel, n, c.Accel, "kvm or tcg ($"+EnvAccel+"; default: probe KVM with a real boot, TCG if it hangs)")
+		case FlagTimeoutScale:
+			fs.Float64Var(&c.TimeoutScale, n, c.TimeoutScale, "multiply every timeout ($"+EnvTimeoutScale+")")
+		case FlagQEMU:
+			fs.StringVar(&c.QEMU, n, c.QEMU, "the QEMU binary ($"+EnvQEMU+"; default qemu-system-x86_64)")
+		default:
+			panic("config: unknown flag " + n)
+		}
+	}
+}
