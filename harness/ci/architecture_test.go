@@ -1,0 +1,138 @@
+package ci
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const modulePath = "github.com/bootlab/bootlab"
+
+// goListEdges is every import inside the module, package -> packages, from `go list`
+// (non-test imports; paths relative to the module root).
+func goListEdges(t *testing.T, root string) map[string][]string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...")
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	edges := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], modulePath+"/")
+		if pkg == modulePath {
+			pkg = "."
+		}
+		var deps []string
+		for _, imp := range f[1:] {
+			if rel, ok := strings.CutPrefix(imp, modulePath+"/"); ok {
+				deps = append(deps, rel)
+			}
+		}
+		slices.Sort(deps)
+		edges[pkg] = deps
+	}
+	return edges
+}
+
+// docEdges reads the ```imports block of docs/architecture.md: one "pkg -> a, b" line
+// per package ("pkg ->" for none).
+func docEdges(t *testing.T, root string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "docs", "architecture.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edges := map[string][]string{}
+	in, found := false, false
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "```imports":
+			in, found = true, true
+			continue
+		case in && line == "```":
+			in = false
+			continue
+		case !in || line == "":
+			continue
+		}
+		pkg, deps, ok := strings.Cut(line, "->")
+		if !ok {
+			t.Fatalf("docs/architecture.md imports block: %q is not \"pkg -> a, b\"", line)
+		}
+		var list []string
+		for _, d := range strings.Split(deps, ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				list = append(list, d)
+			}
+		}
+		slices.Sort(list)
+		edges[strings.TrimSpace(pkg)] = list
+	}
+	if !found {
+		t.Fatal("docs/architecture.md has no ```imports block")
+	}
+	return edges
+}
+
+func formatEdges(edges map[string][]string) string {
+	pkgs := make([]string, 0, len(edges))
+	for p := range edges {
+		pkgs = append(pkgs, p)
+	}
+	slices.Sort(pkgs)
+	var b strings.Builder
+	for _, p := range pkgs {
+		fmt.Fprintf(&b, "%s -> %s\n", p, strings.Join(edges[p], ", "))
+	}
+	return b.String()
+}
+
+// TestArchitectureDocMatchesImports keeps docs/architecture.md's import list equal to
+// what the code imports, so the picture cannot drift: a new or removed import fails here
+// with the block to paste.
+func TestArchitectureDocMatchesImports(t *testing.T) {
+	root := repoRoot(t)
+	got, want := formatEdges(goListEdges(t, root)), formatEdges(docEdges(t, root))
+	if got != want {
+		t.Fatalf("docs/architecture.md's imports block differs from go list; the code's edges are:\n```imports\n%s```", got)
+	}
+}
+
+// TestArchitectureLayers checks the arrows DESIGN.md fixes: scenarios -> harness ->
+// artifacts, never back; the provisioner imports none of them. The one edge from
+// outside the provisioner into it is provisioner/status, the status-file parser, which
+// must stay a leaf (docs/decisions.md).
+func TestArchitectureLayers(t *testing.T) {
+	edges := goListEdges(t, repoRoot(t))
+	layer := func(p string) string { return strings.SplitN(p, "/", 2)[0] }
+	rank := map[string]int{"artifacts": 0, "harness": 1, "scenarios": 2}
+	for pkg, deps := range edges {
+		for _, d := range deps {
+			from, to := layer(pkg), layer(d)
+			switch {
+			case from == "provisioner" && to != "provisioner":
+				t.Errorf("%s imports %s: the provisioner imports none of bootlab's packages", pkg, d)
+			case to == "provisioner" && from != "provisioner" && d != "provisioner/status":
+				t.Errorf("%s imports %s: only provisioner/status (the status-file parser) may be imported from outside", pkg, d)
+			case to != "provisioner" && from != "provisioner" && rank[to] > rank[from]:
+				t.Errorf("%s imports %s: arrows run scenarios -> harness -> artifacts", pkg, d)
+			}
+		}
+	}
+	if deps := edges["provisioner/status"]; len(deps) != 0 {
+		t.Errorf("provisioner/status imports %v: it is shared with the harness and must stay a leaf", deps)
+	}
+}
