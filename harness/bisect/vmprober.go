@@ -80,8 +80,12 @@ func (p *VMProber) Probe(ctx context.Context, c Candidate, attempt int, runDir s
 		return Outcome{}, fmt.Errorf("VMProber has no predicate: %w", ErrAbort)
 	}
 	start := time.Now()
+	evidence := ""
 	defer func() {
 		if err == nil {
+			if evidence != "" {
+				out.RunDir = evidence
+			}
 			out.Duration = time.Since(start)
 			if werr := WriteOutcome(runDir, c, attempt, out); werr != nil {
 				err = werr
@@ -89,7 +93,14 @@ func (p *VMProber) Probe(ctx context.Context, c Candidate, attempt int, runDir s
 		}
 	}()
 	vm, err := p.Boot.Boot(ctx, c, runDir)
+	if ev, ok := vm.(Evidence); ok && err == nil {
+		evidence = ev.EvidenceDir()
+	}
 	if err != nil {
+		var ev Evidence
+		if errors.As(err, &ev) {
+			evidence = ev.EvidenceDir()
+		}
 		if ctx.Err() != nil || errors.Is(err, ErrAbort) {
 			return Outcome{}, fmt.Errorf("booting %s: %w", c.Name, err)
 		}
@@ -147,6 +158,24 @@ func WriteOutcome(runDir string, c Candidate, attempt int, out Outcome) error {
 	}
 	return nil
 }
+
+// Evidence is implemented by a booted VM, or a boot error, that knows the harness's own
+// run directory for the probe (report.html, serial.log, diagnostics): VMProber reports
+// it as the Outcome's RunDir, so the bisect report links the evidence a person opens
+// first, without the booter keeping a side table keyed by probe directory.
+type Evidence interface {
+	EvidenceDir() string
+}
+
+// BootError is a boot failure that still left evidence in Dir.
+type BootError struct {
+	Err error
+	Dir string
+}
+
+func (e *BootError) Error() string       { return e.Err.Error() }
+func (e *BootError) Unwrap() error       { return e.Err }
+func (e *BootError) EvidenceDir() string { return e.Dir }
 
 // BooterFunc adapts a function to Booter.
 type BooterFunc func(ctx context.Context, c Candidate, runDir string) (VM, error)

@@ -208,3 +208,40 @@ func TestProbeTimeoutIsASkip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 100*time.Millisecond, loaded.ProbeTimeout, "a resume keeps the timeout")
 }
+
+// evidenceVM is a booted VM that names the harness's own run directory.
+type evidenceVM struct {
+	*fakeVM
+	dir string
+}
+
+func (v evidenceVM) EvidenceDir() string { return v.dir }
+
+// The harness's run directory comes back through Evidence, from a booted VM and from
+// a boot failure alike, and outcome.json is still written in the probe directory.
+func TestVMProberReportsEvidenceDir(t *testing.T) {
+	booter := &fakeBooter{firstBad: 5}
+	vp := &VMProber{}
+	require.NoError(t, vp.UsePredicate(&Predicate{Kind: PredicateScript, ScriptText: "expect login:"}))
+	vp.Boot = BooterFunc(func(ctx context.Context, c Candidate, runDir string) (VM, error) {
+		if c.Name == "broken" {
+			return nil, &BootError{Err: errors.New("no login prompt"), Dir: "probes/x/lab-run"}
+		}
+		vm, err := booter.Boot(ctx, c, runDir)
+		if err != nil {
+			return nil, err
+		}
+		return evidenceVM{vm.(*fakeVM), "probes/x/lab-ok"}, nil
+	})
+	dir := t.TempDir()
+	out, err := vp.Probe(context.Background(), Candidate{Name: "c00", ISO: "x"}, 0, dir)
+	require.NoError(t, err)
+	require.Equal(t, Good, out.Verdict)
+	require.Equal(t, "probes/x/lab-ok", out.RunDir)
+	require.FileExists(t, filepath.Join(dir, "outcome.json"))
+	out, err = vp.Probe(context.Background(), Candidate{Name: "broken", ISO: "x"}, 0, t.TempDir())
+	require.NoError(t, err)
+	require.Equal(t, Skip, out.Verdict)
+	require.Contains(t, out.Reason, "no login prompt")
+	require.Equal(t, "probes/x/lab-run", out.RunDir)
+}

@@ -53,8 +53,8 @@ import (
 type Prober struct {
 	// Profile is how the candidate's console logs in; the zero value means shell.Mini.
 	Profile shell.Profile
-	// Poweroff is typed as root to stop the guest; empty means "poweroff" for the mini
-	// profile and "systemctl poweroff" for any other.
+	// Poweroff is typed as root to stop the guest; empty means the profile's
+	// (shell.Profile owns poweroff and ACPI behaviour).
 	Poweroff string
 	// MemoryMB of each guest; 0 means 512.
 	MemoryMB int
@@ -83,9 +83,8 @@ type Prober struct {
 	inner bisect.VMProber
 	pred  *bisect.Predicate
 
-	mu      sync.Mutex
-	labDirs map[string]string // probe directory -> the lab run directory inside it
-	accel   string            // the accelerator the first boot settled on
+	mu    sync.Mutex
+	accel string // the accelerator the first boot settled on
 }
 
 var (
@@ -130,13 +129,9 @@ func (p *Prober) Probe(ctx context.Context, c bisect.Candidate, attempt int, run
 	if p.pred.Kind == bisect.PredicateScenario {
 		return p.probeScenario(ctx, c, attempt, runDir)
 	}
-	out, err := p.inner.Probe(ctx, c, attempt, runDir)
-	// The lab's own run directory (report.html, serial.log, diagnostics) is the
-	// evidence a person opens first, so the bisect report links it directly.
-	if d := p.takeLabDir(runDir); d != "" && err == nil {
-		out.RunDir = reportPath(runDir, d)
-	}
-	return out, err
+	// The lab's own run directory comes back through bisect.Evidence (guest and
+	// bisect.BootError carry it).
+	return p.inner.Probe(ctx, c, attempt, runDir)
 }
 
 // reportPath names the lab directory relative to the bisect directory when runDir has
@@ -159,23 +154,6 @@ func reportPath(runDir, labDir string) string {
 		return labDir
 	}
 	return rel
-}
-
-func (p *Prober) setLabDir(runDir, labDir string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.labDirs == nil {
-		p.labDirs = map[string]string{}
-	}
-	p.labDirs[runDir] = labDir
-}
-
-func (p *Prober) takeLabDir(runDir string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	d := p.labDirs[runDir]
-	delete(p.labDirs, runDir)
-	return d
 }
 
 func (p *Prober) timeoutScale() float64 {
@@ -222,20 +200,13 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		}
 	}
 	prof := p.profile()
-	poweroff := p.Poweroff
-	if poweroff == "" {
-		poweroff = "systemctl poweroff"
-		if prof.Name == shell.Mini.Name {
-			poweroff = "poweroff"
-		}
-	}
 	mem := p.MemoryMB
 	if mem == 0 {
 		mem = 512
 	}
 	spec := vm.Spec{
 		Image: vm.Image{Name: c.Name, ISO: c.ISO, Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
-			Profile: prof, Poweroff: poweroff},
+			Profile: prof, Poweroff: p.Poweroff},
 		MemoryMB:   mem,
 		SSH:        p.SSH || p.pred.Kind == bisect.PredicateCommand,
 		Accel:      p.accelerator(),
@@ -256,29 +227,22 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 	if p.LoginTimeout > 0 {
 		spec.Timeouts.Login = p.LoginTimeout
 	}
-	if prof.Name == shell.Mini.Name {
-		// busybox init ignores the ACPI power button: without a root shell go
-		// straight to QMP quit instead of waiting out a powerdown that cannot work.
-		spec.Timeouts.Stop.Powerdown = 0
-	}
 	l, err := lab.Start(ctx, lab.Config{Slug: "bisect-" + c.Name, Notes: runDir, VM: spec, Progress: p.Progress})
-	if l != nil {
-		p.setLabDir(runDir, l.Dir())
-		if l.VM != nil && err == nil {
-			p.settleAccel(l.VM.Accel.Accel)
-		}
-	}
 	if err != nil {
-		if l != nil {
-			closeLab(ctx, l, err)
+		if l == nil {
+			return nil, brief(fmt.Errorf("starting %s: %w", c.Name, err))
 		}
-		return nil, brief(fmt.Errorf("starting %s: %w", c.Name, err))
+		closeLab(ctx, l, err)
+		return nil, &bisect.BootError{Err: brief(fmt.Errorf("starting %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
+	}
+	if l.VM != nil {
+		p.settleAccel(l.VM.Accel.Accel)
 	}
 	if _, err := l.Login(ctx); err != nil {
 		closeLab(ctx, l, err)
-		return nil, brief(fmt.Errorf("logging in to %s: %w", c.Name, err))
+		return nil, &bisect.BootError{Err: brief(fmt.Errorf("logging in to %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
-	g := &guest{l: l, pos: l.VM.Console.Pos()}
+	g := &guest{l: l, pos: l.VM.Console.Pos(), dir: reportPath(runDir, l.Dir())}
 	if p.pred.Kind == bisect.PredicateCommand {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		sock, err := l.ServeConsole(sctx)
@@ -292,6 +256,9 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 	return g, nil
 }
 
+// EvidenceDir implements bisect.Evidence.
+func (g *guest) EvidenceDir() string { return g.dir }
+
 // closeLab stops a lab that failed before the predicate ran, even when ctx is done:
 // leaving QEMU behind is worse than a slower Ctrl-C.
 func closeLab(ctx context.Context, l *lab.Lab, cause error) {
@@ -303,7 +270,8 @@ func closeLab(ctx context.Context, l *lab.Lab, cause error) {
 // guest is a logged-in lab as bisect.VM.
 type guest struct {
 	l         *lab.Lab
-	pos       int64 // where the next expect starts looking
+	dir       string // the lab's run directory, as the bisect report links it
+	pos       int64  // where the next expect starts looking
 	sock      string
 	stopServe context.CancelFunc
 }
