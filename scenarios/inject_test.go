@@ -162,8 +162,10 @@ func installerShellWithDisks(ctx context.Context, t *testing.T, scaled func(time
 	require.NoError(t, err, "a verified root shell from the installer's shell")
 	t.Logf("installer shell after %s, transport %s (%s)", time.Since(start).Round(time.Second), sh.Transport(), sh.ChannelStatus())
 
-	_, err = sh.Upload(ctx, modData, "/tmp/virtio_blk.ko")
-	require.NoError(t, err, "uploading virtio_blk")
+	// The module is typed on the console whatever the channel, so one boot moves bytes
+	// both ways: this on the console protocol, pre-nixos over the frame channel.
+	_, err = sh.UploadOnConsole(ctx, modData, "/tmp/virtio_blk.ko")
+	require.NoError(t, err, "uploading virtio_blk on the console")
 	want := len(sizesMB)
 	r, err := sh.Run(ctx, `insmod /tmp/virtio_blk.ko && for i in $(seq 100); do [ $(ls -d /sys/block/vd* 2>/dev/null | wc -l) -ge `+
 		string(rune('0'+want))+` ] && break; sleep 0.1; done; ls /sys/block`, shell.Timeout(scaled(time.Minute)))
