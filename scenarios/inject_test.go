@@ -50,10 +50,11 @@ func TestInjectPreNixosIntoInstaller(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"vda", "vdb"}, disks, "both disks planned")
 
-	// The installer has no findmnt: pre-nixos names it, and the fact it would have found
-	// (a mounted boot medium to keep out of the plan) is absent here, since the installer
-	// runs from its initramfs, so the plan above stands on complete facts.
+	// The installer has no findmnt: it is named, and pre-nixos looked for a mounted boot
+	// medium in the kernel's mount table instead, where there is none (the installer runs
+	// from its initramfs), so the plan above stands on complete facts.
 	require.Contains(t, res.Missing, "findmnt", "the installer's missing tool is named")
+	require.Contains(t, string(res.Log), `"event":"pre_nixos.storage.boot_medium_from_mountinfo"`)
 	mounts, err := sh.Run(ctx, "cat /proc/mounts")
 	require.NoError(t, err)
 	require.NotRegexp(t, ` (iso9660|squashfs) `, string(mounts.Output), "a boot medium pre-nixos could not look for")
