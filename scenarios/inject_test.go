@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -96,7 +97,7 @@ func installerShellWithDisks(ctx context.Context, t *testing.T, scaled func(time
 		Timeouts:   vm.DefaultTimeouts(),
 	}
 	for i, mb := range sizesMB {
-		spec.Disks = append(spec.Disks, vm.DiskSpec{Name: "disk" + string(rune('0'+i)) + ".img", SizeMB: mb})
+		spec.Disks = append(spec.Disks, vm.DiskSpec{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
 	}
 	spec.Timeouts.Stop.Powerdown = 0
 	notes := lab.NotesRootForTests()
@@ -168,8 +169,8 @@ func installerShellWithDisks(ctx context.Context, t *testing.T, scaled func(time
 	_, err = sh.UploadOnConsole(ctx, modData, "/tmp/virtio_blk.ko")
 	require.NoError(t, err, "uploading virtio_blk on the console")
 	want := len(sizesMB)
-	r, err := sh.Run(ctx, `insmod /tmp/virtio_blk.ko && for i in $(seq 100); do [ $(ls -d /sys/block/vd* 2>/dev/null | wc -l) -ge `+
-		string(rune('0'+want))+` ] && break; sleep 0.1; done; ls /sys/block`, shell.Timeout(scaled(time.Minute)))
+	r, err := sh.Run(ctx, fmt.Sprintf(`insmod /tmp/virtio_blk.ko && for i in $(seq 100); do [ $(ls -d /sys/block/vd* 2>/dev/null | wc -l) -ge %d ] && break; sleep 0.1; done; ls /sys/block`, want),
+		shell.Timeout(scaled(time.Minute)))
 	require.NoError(t, err, "loading virtio_blk")
 	t.Logf("/sys/block: %s", r.Output)
 	return l, sh
