@@ -271,3 +271,14 @@ func TestUnescapeMount(t *testing.T) {
 	require.Equal(t, "/run/my medium", unescapeMount(`/run/my\040medium`))
 	require.Equal(t, `a\b`, unescapeMount(`a\134b`))
 }
+
+// Detection for an apply has no fallback: without lsblk it fails naming the command,
+// never reporting "no existing storage" from facts it could not gather.
+func TestScanWithoutLsblkNamesIt(t *testing.T) {
+	d, _ := deps(t, "", nil, nil, notInstalled("lsblk", "lsblk -dnpo NAME,TYPE,RM")...)
+	devs, cands, err := Scan(context.Background(), d)
+	require.ErrorIs(t, err, ErrDetection)
+	require.ErrorContains(t, err, "lsblk: executable not found")
+	require.Empty(t, devs)
+	require.Empty(t, cands)
+}
