@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // kernelPkgRE matches real Debian kernel image packages for the generic amd64 flavour:
@@ -100,6 +101,10 @@ func extractMembers(ctx context.Context, deb string, want map[string]string) err
 	cmd := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", deb)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	// dpkg-deb forks its decompressor, which outlives a killed dpkg-deb, blocks writing
+	// into the pipe nobody reads any more and keeps stderr open: without a bound, Wait
+	// waits for that stderr forever (seen with virtio_blk.ko from a 70 MB kernel deb).
+	cmd.WaitDelay = 2 * time.Second
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		return fmt.Errorf("running dpkg-deb: %w", err)

@@ -27,6 +27,9 @@ type Deps struct {
 	// Cmdline returns the kernel command line.
 	Cmdline func() (string, error)
 	Log     *slog.Logger
+	// Mountinfo returns /proc/self/mountinfo: where the boot medium is looked for
+	// when findmnt is not installed (nil: not looked for then).
+	Mountinfo func() ([]byte, error)
 	// Stack traces the boot medium through dm, md, partitions and loop
 	// backing files to physical disks; the zero value only uses lsblk.
 	Stack Stack
@@ -44,6 +47,9 @@ func OSDeps(r execpolicy.Runner, procRoot string, log *slog.Logger) Deps {
 		Cmdline: func() (string, error) {
 			b, err := os.ReadFile(filepath.Join(procRoot, "cmdline"))
 			return string(b), err
+		},
+		Mountinfo: func() ([]byte, error) {
+			return os.ReadFile(filepath.Join(procRoot, "self", "mountinfo"))
 		},
 		Log:   log,
 		Stack: OSStack("/sys", procRoot),
@@ -122,17 +128,26 @@ func ResolveBootDisks(ctx context.Context, d Deps) ([]string, []Probe) {
 		}
 	}
 	var sources []string
+	noFindmnt := false
 	for _, target := range MountTargets {
 		res, err := d.Runner.Run(ctx, execpolicy.P("findmnt", "-n", "-o", "SOURCE", target))
+		noFindmnt = noFindmnt || errors.Is(err, execpolicy.ErrNotFound)
 		if err == nil && res.ExitCode == 0 {
 			sources = append(sources, lines(res.Stdout)...)
 		}
 	}
 	for _, fstype := range []string{"squashfs", "iso9660"} {
 		res, err := d.Runner.Run(ctx, execpolicy.P("findmnt", "-nr", "-t", fstype, "-o", "SOURCE"))
+		noFindmnt = noFindmnt || errors.Is(err, execpolicy.ErrNotFound)
 		if err == nil && res.ExitCode == 0 {
 			sources = append(sources, lines(res.Stdout)...)
 		}
+	}
+	if noFindmnt {
+		// A baseline without util-linux (busybox: the Debian installer, rescue
+		// images) still has the kernel's mount table: the same questions are
+		// answered from it, so a missing findmnt never reads as "no boot medium".
+		sources = d.mountinfoSources()
 	}
 	for _, src := range sources {
 		pr := Probe{Argument: src, Candidates: candidates(src)}
@@ -149,6 +164,54 @@ func ResolveBootDisks(ctx context.Context, d Deps) ([]string, []Probe) {
 	}
 	d.logBoot(nil, probes)
 	return nil, probes
+}
+
+// mountinfoSources answers the findmnt questions above from mountinfo: the
+// sources mounted on MountTargets, then those of squashfs and iso9660 mounts.
+func (d Deps) mountinfoSources() []string {
+	if d.Mountinfo == nil {
+		return nil
+	}
+	data, err := d.Mountinfo()
+	if err != nil {
+		d.log().Warn("pre_nixos.storage.mountinfo_unreadable", "error", err.Error())
+		return nil
+	}
+	type mount struct{ target, fstype, source string }
+	var mounts []mount
+	for _, line := range strings.Split(string(data), "\n") {
+		// ID PARENT MAJ:MIN ROOT TARGET OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 2 {
+			continue
+		}
+		mounts = append(mounts, mount{target: unescapeMount(f[4]), fstype: g[0], source: unescapeMount(g[1])})
+	}
+	var out []string
+	for _, target := range MountTargets {
+		for _, m := range mounts {
+			if m.target == target {
+				out = append(out, m.source)
+			}
+		}
+	}
+	for _, fstype := range []string{"squashfs", "iso9660"} {
+		for _, m := range mounts {
+			if m.fstype == fstype {
+				out = append(out, m.source)
+			}
+		}
+	}
+	d.log().Info("pre_nixos.storage.boot_medium_from_mountinfo", "reason", "findmnt not installed", "sources", out)
+	return out
+}
+
+// unescapeMount undoes mountinfo's octal escapes of space, tab, newline and
+// backslash.
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
 }
 
 func (d Deps) logBoot(disks []string, probes []Probe) {

@@ -3,12 +3,14 @@ package detect
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bootlab/bootlab/provisioner/execpolicy"
 	fr "github.com/bootlab/bootlab/provisioner/execpolicy/fakerunner"
 	"github.com/bootlab/bootlab/provisioner/logging"
 )
@@ -216,4 +218,67 @@ func TestCandidatesAndReasons(t *testing.T) {
 	assert.Equal(t, []string{"/dev/disk/by-partuuid/x"}, candidates("PARTUUID=x"))
 	assert.Equal(t, "partitions, signatures", FormatReasons([]string{"partitions", "signatures"}))
 	assert.Equal(t, "unknown", FormatReasons(nil))
+}
+
+// notInstalled is findmnt's probe sequence in a baseline without util-linux.
+func notInstalled(name string, cmds ...string) []fr.Call {
+	var out []fr.Call
+	for _, c := range cmds {
+		out = append(out, fr.Call{Cmd: c, Exit: 127, Err: fmt.Errorf("%s: %w", name, execpolicy.ErrNotFound)})
+	}
+	return out
+}
+
+func noFindmnt() []fr.Call {
+	var cmds []string
+	for _, c := range noBoot() {
+		cmds = append(cmds, c.Cmd)
+	}
+	return notInstalled("findmnt", cmds...)
+}
+
+// Without findmnt (busybox baselines such as the Debian installer) the boot medium is
+// still looked for, in the kernel's mount table: a missing tool must not read as "no
+// boot medium", or a plan could include the disk the machine booted from.
+func TestBootMediumFromMountinfoWithoutFindmnt(t *testing.T) {
+	ctx := context.Background()
+	calls := seq(noFindmnt(), notInstalled("lsblk", "lsblk -npo PKNAME /dev/vdc"))
+	d, logs := deps(t, "", []string{"/dev/vdc"}, nil, calls...)
+	d.Mountinfo = func() ([]byte, error) {
+		return []byte("22 1 0:21 / /proc rw,nosuid - proc proc rw\n" +
+			"31 22 254:32 / /run/live/medium ro,relatime shared:9 - iso9660 /dev/vdc ro\n"), nil
+	}
+	disks, _ := ResolveBootDisks(ctx, d)
+	require.Equal(t, []string{"/dev/vdc"}, disks)
+	require.Contains(t, logs.String(), "pre_nixos.storage.boot_medium_from_mountinfo")
+
+	// The installer: its root is the initramfs, no medium is mounted, and mountinfo
+	// says so.
+	d, logs = deps(t, "", nil, nil, noFindmnt()...)
+	d.Mountinfo = func() ([]byte, error) { return []byte("20 1 0:2 / / rw - rootfs rootfs rw\n"), nil }
+	disks, _ = ResolveBootDisks(ctx, d)
+	require.Empty(t, disks)
+	require.Contains(t, logs.String(), `"sources":null`)
+
+	// With findmnt installed, mountinfo is not read.
+	d, _ = deps(t, "", nil, nil, noBoot()...)
+	d.Mountinfo = func() ([]byte, error) { t.Fatal("mountinfo read although findmnt answered"); return nil, nil }
+	disks, _ = ResolveBootDisks(ctx, d)
+	require.Empty(t, disks)
+}
+
+func TestUnescapeMount(t *testing.T) {
+	require.Equal(t, "/run/my medium", unescapeMount(`/run/my\040medium`))
+	require.Equal(t, `a\b`, unescapeMount(`a\134b`))
+}
+
+// Detection for an apply has no fallback: without lsblk it fails naming the command,
+// never reporting "no existing storage" from facts it could not gather.
+func TestScanWithoutLsblkNamesIt(t *testing.T) {
+	d, _ := deps(t, "", nil, nil, notInstalled("lsblk", "lsblk -dnpo NAME,TYPE,RM")...)
+	devs, cands, err := Scan(context.Background(), d)
+	require.ErrorIs(t, err, ErrDetection)
+	require.ErrorContains(t, err, "lsblk: executable not found")
+	require.Empty(t, devs)
+	require.Empty(t, cands)
 }

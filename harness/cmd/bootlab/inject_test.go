@@ -9,20 +9,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-)
 
-// The log lines are pre-nixos's own, from an injection into the mini image (busybox,
-// no util-linux).
-func TestMissingToolsFromPreNixosLog(t *testing.T) {
-	log := []byte(`{"timestamp":"2026-12-02T05:44:36.517796348Z","level":"WARN","event":"pre_nixos.command.failed","command":"findmnt -n -o SOURCE /iso","returncode":127,"duration_ms":5,"error":"findmnt: executable not found"}
-{"timestamp":"2026-12-02T05:44:36.771997187Z","level":"WARN","event":"pre_nixos.command.failed","command":"findmnt -n -o SOURCE /run/archiso/bootmnt","returncode":127,"duration_ms":0,"error":"findmnt: executable not found"}
-{"level":"WARN","event":"pre_nixos.command.failed","command":"lsblk -dnpo NAME,TYPE,RM","returncode":127,"error":"lsblk: executable not found"}
-{"level":"WARN","event":"pre_nixos.command.failed","command":"mdadm --examine /dev/vda","returncode":1,"error":"exit status 1"}
-pre-nixos: leaving out vda: too small (64 MiB, need at least 2.0 GiB)
-`)
-	require.Equal(t, []string{"findmnt", "lsblk"}, missingTools(log))
-	require.Empty(t, missingTools([]byte("pre-nixos: planned\n")))
-}
+	"github.com/bootlab/bootlab/harness/inject"
+)
 
 func TestInjectOnlyPreNixos(t *testing.T) {
 	notes := t.TempDir()
@@ -47,21 +36,22 @@ func TestRunInjectPreNixosOnMini(t *testing.T) {
 	require.Equal(t, exitPass, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	dir := onlyRun(t, notes)
 	inj := filepath.Join(dir, injectDir)
-	sum, err := os.ReadFile(filepath.Join(inj, injectSHA256))
+	sum, err := os.ReadFile(filepath.Join(inj, inject.SHA256File))
 	require.NoError(t, err)
 	require.Regexp(t, regexp.MustCompile(`^[0-9a-f]{64}  pre-nixos\n$`), string(sum))
-	require.Contains(t, stdout.String(), "sha256 "+string(sum[:64])+") is "+injectedBinary)
-	plan, err := os.ReadFile(filepath.Join(inj, injectPlan))
+	require.Contains(t, stdout.String(), "sha256 "+string(sum[:64])+") is "+inject.DefaultPath+" in the guest (over virtio-serial)")
+	plan, err := os.ReadFile(filepath.Join(inj, inject.PlanFile))
 	require.NoError(t, err)
 	var p map[string]any
-	require.NoError(t, json.Unmarshal(plan, &p), "the plan is JSON (logs went to %s):\n%s", injectLog, plan)
+	require.NoError(t, json.Unmarshal(plan, &p), "the plan is JSON (logs went to %s):\n%s", inject.LogFile, plan)
 	require.Contains(t, string(plan), "vda")
 	require.Contains(t, string(plan), "vdb")
-	logs, err := os.ReadFile(filepath.Join(inj, injectLog))
+	logs, err := os.ReadFile(filepath.Join(inj, inject.LogFile))
 	require.NoError(t, err)
 	require.Contains(t, string(logs), "pre_nixos.inventory.scanned")
-	missing, err := os.ReadFile(filepath.Join(inj, injectMissing))
+	missing, err := os.ReadFile(filepath.Join(inj, inject.MissingFile))
 	require.NoError(t, err, "busybox lacks some of pre-nixos's tools")
 	require.Contains(t, string(missing), "findmnt")
 	require.Contains(t, stdout.String(), "does not have: ")
+	require.Contains(t, stdout.String(), "the plan matches the guest's /sys/block (2 candidate disks)")
 }
