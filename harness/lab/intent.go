@@ -1,0 +1,278 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/sshc"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// What a scenario means, said once. The contract of every method here: it works on the
+// VM this lab started, it is bounded by ctx (and by the VM's own command timeout for
+// framed commands), it needs the verified root shell Login made unless it says
+// otherwise, and a failure comes back as an error naming what was being done, with a
+// diagnostic left in the run directory where one explains more than the error. The
+// model is the NixOS test driver's Machine (succeed, fail, wait_for_unit, ...); nothing
+// outside this package reaches into the VM underneath.
+
+var errNoVM = errors.New("the VM never started")
+
+func (l *Lab) shellOrErr() (*shell.Shell, error) {
+	if l.VM == nil {
+		return nil, errNoVM
+	}
+	if l.VM.Shell == nil {
+		return nil, errors.New("no root shell: Login first")
+	}
+	return l.VM.Shell, nil
+}
+
+// Succeed runs cmd, which must exit 0, and returns its output.
+func (l *Lab) Succeed(ctx context.Context, cmd string, opts ...shell.RunOption) (string, error) {
+	r, err := l.Run(ctx, cmd, opts...)
+	return string(r.Output), err
+}
+
+// Fail runs cmd, which must exit non-zero, and returns its output.
+func (l *Lab) Fail(ctx context.Context, cmd string, opts ...shell.RunOption) (string, error) {
+	r, err := l.Run(ctx, cmd, append(opts, shell.AllowFail())...)
+	if err != nil {
+		return string(r.Output), err
+	}
+	if r.ExitStatus == 0 {
+		return string(r.Output), fmt.Errorf("%q exited 0, a failure was expected", cmd)
+	}
+	return string(r.Output), nil
+}
+
+// Status runs cmd and returns its output and exit status, whatever the status is; the
+// error is only for a command that could not be run.
+func (l *Lab) Status(ctx context.Context, cmd string) (string, int, error) {
+	r, err := l.Run(ctx, cmd, shell.AllowFail())
+	return string(r.Output), r.ExitStatus, err
+}
+
+// waited leaves a diagnostic for a wait that failed and passes its error on.
+func (l *Lab) waited(what string, err error) error {
+	if err != nil {
+		l.diagnose("wait", what, err, "")
+	}
+	return err
+}
+
+// WaitUnit waits until systemd reports unit in one of want (default "active").
+func (l *Lab) WaitUnit(ctx context.Context, unit string, want ...string) (string, error) {
+	sh, err := l.shellOrErr()
+	if err != nil {
+		return "", err
+	}
+	st, err := sh.WaitUnit(ctx, unit, want...)
+	return st, l.waited("waiting for unit "+unit, err)
+}
+
+// WaitFile waits until path exists in the guest.
+func (l *Lab) WaitFile(ctx context.Context, path string) error {
+	sh, err := l.shellOrErr()
+	if err != nil {
+		return err
+	}
+	return l.waited("waiting for "+path, sh.WaitFile(ctx, path))
+}
+
+// WaitUntil waits until the guest command check exits 0; what names it in errors.
+func (l *Lab) WaitUntil(ctx context.Context, what, check string) (string, error) {
+	sh, err := l.shellOrErr()
+	if err != nil {
+		return "", err
+	}
+	out, err := sh.WaitUntil(ctx, what, check)
+	return out, l.waited("waiting until "+what, err)
+}
+
+// WaitIPv4 waits for an IPv4 address on iface and returns it.
+func (l *Lab) WaitIPv4(ctx context.Context, iface string) (string, error) {
+	sh, err := l.shellOrErr()
+	if err != nil {
+		return "", err
+	}
+	return sh.WaitIPv4(ctx, iface)
+}
+
+// WaitConsole waits until the guest's own console output (never the harness's
+// keystrokes or command output) matches re, and returns the match. It needs no shell
+// when the VM has none: the serial stream is read from its start.
+func (l *Lab) WaitConsole(ctx context.Context, re *regexp.Regexp) (string, error) {
+	if l.VM == nil {
+		return "", errNoVM
+	}
+	if l.VM.Shell != nil {
+		return l.VM.Shell.WaitConsole(ctx, 0, re)
+	}
+	m, err := l.VM.Console.Expect(ctx, 0, console.Pattern{Name: re.String(), Re: re})
+	return m.Text, err
+}
+
+// SerialLog is everything the guest printed on its serial console so far.
+func (l *Lab) SerialLog() ([]byte, error) { return os.ReadFile(l.Rec.Path(vm.SerialLog)) }
+
+// SSHAddr is the host side of the VM's SSH port forward ("" without one).
+func (l *Lab) SSHAddr() string {
+	if l.VM == nil || l.VM.SSHPort() == 0 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.VM.SSHPort()))
+}
+
+// SSH dials the VM's forwarded SSH port as user with key, the server pinned to hostKey.
+func (l *Lab) SSH(ctx context.Context, user string, key ssh.Signer, hostKey ssh.PublicKey) (*sshc.Client, error) {
+	addr := l.SSHAddr()
+	if addr == "" {
+		return nil, errors.New("the VM has no SSH port forward")
+	}
+	return sshc.Dial(ctx, addr, user, key, hostKey)
+}
+
+// PowerOff stops the guest the way its image profile says (the poweroff command as
+// root, the ACPI button unless the image ignores it, then QMP quit) and reaps QEMU. The
+// run stays open: Close still records it.
+func (l *Lab) PowerOff(ctx context.Context) error {
+	if l.VM == nil {
+		return errNoVM
+	}
+	stage, err := l.VM.Stop(ctx)
+	if err != nil {
+		return fmt.Errorf("powering the VM off (reached stage %s): %w", stage, err)
+	}
+	return nil
+}
+
+// KeepForDebug keeps the VM up for a person (DebugPause): captures, the console served
+// for `bootlab attach`, `bootlab capture --running`, until Enter or the wait ends.
+func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) { l.DebugPause(ctx, o) }
+
+// Running reports whether QEMU is still up.
+func (l *Lab) Running() bool { return l.VM != nil && l.VM.Running() }
+
+// Exited is closed when QEMU exits (never, for a VM that did not start).
+func (l *Lab) Exited() <-chan struct{} {
+	if l.VM == nil || l.VM.Machine == nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return l.VM.Machine.Exited()
+}
+
+// Pid is QEMU's process id (0 without one).
+func (l *Lab) Pid() int {
+	if l.VM == nil || l.VM.Machine == nil {
+		return 0
+	}
+	return l.VM.Machine.Pid()
+}
+
+// Profile is the image profile the VM was started with: unit names, key paths, login,
+// poweroff and ACPI behaviour.
+func (l *Lab) Profile() shell.Profile { return l.cfg.VM.Image.Profile }
+
+// Accel is the accelerator the VM runs under (kvm or tcg).
+func (l *Lab) Accel() string {
+	if l.VM == nil {
+		return ""
+	}
+	return l.VM.Accel.Accel
+}
+
+// LoginTimeout is the VM's bound for reaching a root shell.
+func (l *Lab) LoginTimeout() time.Duration {
+	if l.VM == nil {
+		return l.cfg.VM.Timeouts.Login
+	}
+	return l.VM.Spec.Timeouts.Login
+}
+
+// Shell is the verified root shell Login made (nil before), for the few callers that
+// drive the shell itself (uploads, the console protocol's own tests).
+func (l *Lab) Shell() *shell.Shell {
+	if l.VM == nil {
+		return nil
+	}
+	return l.VM.Shell
+}
+
+// Console is the serial console, for callers that drive a screen rather than a shell
+// (an installer's dialogs, a console-level probe).
+func (l *Lab) Console() *console.Console {
+	if l.VM == nil {
+		return nil
+	}
+	return l.VM.Console
+}
+
+// Channel is the virtio-serial frame channel (nil without one).
+func (l *Lab) Channel() *console.Console {
+	if l.VM == nil {
+		return nil
+	}
+	return l.VM.Channel()
+}
+
+// Milestones are the boot milestones so far, relative to QEMU's spawn.
+func (l *Lab) Milestones() []vm.Milestone {
+	if l.VM == nil {
+		return nil
+	}
+	return l.VM.Milestones()
+}
+
+// GuardSilence bounds a wait on a firmware-booted ISO that says nothing on the serial
+// console (vm.VM.GuardSilence).
+func (l *Lab) GuardSilence(ctx context.Context) (context.Context, func(error) error, context.CancelFunc) {
+	if l.VM == nil {
+		ctx, cancel := context.WithCancel(ctx)
+		return ctx, func(err error) error { return err }, cancel
+	}
+	return l.VM.GuardSilence(ctx)
+}
+
+// Metadata is the run's metadata.json as recorded so far.
+func (l *Lab) Metadata() runrec.Metadata { return l.Rec.Metadata() }
+
+// Path is a file's path in the run directory.
+func (l *Lab) Path(name string) string { return l.Rec.Path(name) }
+
+// SaveRecord writes metadata.json as it is now (a run in progress can be copied).
+func (l *Lab) SaveRecord() error { return l.Rec.Save() }
+
+// AdoptShell takes over a root shell that is already open on the console (an
+// installer's "Execute a shell", reached by driving its screens): typed text from
+// console position from on is the shell's, it is verified as root like any login
+// (prof says its prompt and that there is nothing to log in to), and from then on it is
+// the lab's shell, so Run, Succeed, captures and the debug pause all use it.
+func (l *Lab) AdoptShell(ctx context.Context, prof shell.Profile, from int64, step time.Duration) (*shell.Shell, error) {
+	if l.VM == nil {
+		return nil, errNoVM
+	}
+	sh, err := shell.Login(ctx, l.VM.Console, prof, shell.Options{
+		Logger: l.VM.Log, From: from, LoginTimeout: step, StepTimeout: step,
+		Milestone: func(name string, _ time.Time) { l.VM.Mark(name) },
+	})
+	if err != nil {
+		l.diagnose("login", "taking over the shell on the console", err, escalationContext(sh, l.VM))
+		return nil, err
+	}
+	l.VM.Shell = sh
+	return sh, nil
+}
