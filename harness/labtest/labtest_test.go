@@ -41,7 +41,9 @@ func (f *fakeT) Errorf(format string, args ...any) {
 	f.TB.Logf("fake test %s: "+format, append([]any{f.name}, args...)...)
 	f.Fail()
 }
-func (f *fakeT) FailNow() { f.TB.Fatalf("fake test %s: FailNow (a StartT that should have worked failed)", f.name) }
+func (f *fakeT) FailNow() {
+	f.TB.Fatalf("fake test %s: FailNow (a StartT that should have worked failed)", f.name)
+}
 func (f *fakeT) Cleanup(fn func()) {
 	f.mu.Lock()
 	f.cleanups = append(f.cleanups, fn)
