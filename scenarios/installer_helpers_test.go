@@ -36,7 +36,7 @@ type installerUI struct {
 }
 
 func newInstallerUI(l *lab.Lab, step time.Duration) *installerUI {
-	con := l.VM.Console
+	con := l.Console()
 	u := &installerUI{lab: l, con: con, step: step, dir: filepath.Join(l.Dir(), "screens")}
 	u.scr = screen.New(80, 24, screen.WithReplies(con.Replier()))
 	con.AddTee(u.scr)

@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -14,8 +13,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
-	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -47,8 +45,6 @@ const handOffLine = "kill -STOP $(pidof screen) && exec </dev/ttyS0 >/dev/ttyS0 
 // what is on the screen, navigated with keys, and a root shell that was never logged in
 // to.
 func TestUpstreamInstallerShell(t *testing.T) {
-	scale := vm.ScaleFromEnv()
-	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) * scale) }
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
 
@@ -59,57 +55,24 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	require.NotEmpty(t, strings.Fields(kver), "installer kernel header has an empty version")
 	release := strings.Fields(kver)[0]
 
-	spec := vm.Spec{
-		Image: vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
-			Append: installerAppend, Profile: installerProfile},
+	l := labtest.StartT(t,
+		labtest.Image(vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
+			Append: installerAppend, Profile: installerProfile}),
 		// A NIC so that `ip -o link` has more than loopback to show; the installer loads
 		// its driver from the initrd during hardware detection, before the first dialog.
-		Net: true,
+		labtest.NIC(),
 		// Below 737 MiB of MemTotal (about -m 780) the installer enters low-memory mode
 		// (S15lowmem), which warns first and changes the dialogs that follow.
-		MemoryMB:    1024,
-		Accel:       *flagAccel,
-		ProbeKernel: nb.Kernel,
+		labtest.Memory(1024),
+		labtest.Accel(*flagAccel),
 		// Its own probe cache: the cache holds one verdict keyed by the probe kernel, and
 		// sharing it with the fixture's kernel would make both re-probe every time.
-		ProbeCache: filepath.Join(images.CacheDir(), "accel-probe-installer.json"),
-		Timeouts:   vm.DefaultTimeouts(),
-	}
-	// The installer has no ACPI power button handler worth waiting for.
-	spec.Timeouts.Stop.Powerdown = 0
-	notes := lab.NotesRootForTests()
-	if *flagNotes != "" {
-		notes = *flagNotes
-	}
-	l, err := lab.Start(ctx, lab.Config{Slug: "upstream-installer", Notes: notes, VM: spec})
-	if l != nil {
-		t.Logf("run directory: %s", l.Dir())
-	}
-	require.NoError(t, err, "starting the installer VM")
+		labtest.Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")),
+		labtest.Slug("upstream-installer"), labtest.Notes(notesRoot()))
 	start := time.Now()
-	var verdict error
-	t.Cleanup(func() {
-		if t.Failed() && verdict == nil {
-			verdict = errors.New("test failed")
-		}
-		outcome := runrec.Pass
-		if verdict != nil {
-			outcome = runrec.Fail
-		}
-		l.Scenario("upstream-installer-shell", outcome, verdict, time.Since(start))
-		keepIfFailed(t, l)
-		cctx, ccancel := context.WithTimeout(context.Background(), scaled(2*time.Minute))
-		defer ccancel()
-		if err := l.Close(cctx, verdict); err != nil {
-			t.Errorf("closing the lab: %v", err)
-		}
-	})
 	check := func(err error) {
 		t.Helper()
-		if err != nil {
-			verdict = err
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 	}
 
 	ui := newInstallerUI(l, scaled(30*time.Second))
@@ -168,15 +131,11 @@ func TestUpstreamInstallerShell(t *testing.T) {
 
 	// 5. Hand the shell to the shell package: out from under GNU screen (see handOffLine),
 	// then a login that finds an open shell and proves root with a framed `id -u`.
-	from := l.VM.Console.Pos()
-	if err := l.VM.Console.Send(ctx, handOffLine); err != nil {
+	from := l.Console().Pos()
+	if err := l.Console().Send(ctx, handOffLine); err != nil {
 		check(ui.failure("typing the hand-off line", err))
 	}
-	sh, err := shell.Login(ctx, l.VM.Console, installerProfile, shell.Options{
-		Logger: l.VM.Log, From: from,
-		LoginTimeout: scaled(30 * time.Second), StepTimeout: scaled(30 * time.Second),
-		Milestone: func(name string, at time.Time) { l.VM.Mark(name) },
-	})
+	sh, err := l.AdoptShell(ctx, installerProfile, from, scaled(30*time.Second))
 	if err != nil {
 		check(ui.failure("getting a verified root shell from the installer's shell", err))
 	}
@@ -184,12 +143,12 @@ func TestUpstreamInstallerShell(t *testing.T) {
 
 	run := func(cmd string) string {
 		t.Helper()
-		r, err := sh.Run(ctx, cmd, shell.Timeout(scaled(30*time.Second)))
+		out, err := l.Succeed(ctx, cmd, shell.Timeout(scaled(30*time.Second)))
 		if err != nil {
 			check(ui.failure(fmt.Sprintf("running %q in the installer's shell", cmd), err))
 		}
-		t.Logf("%s (%s):\n%s", cmd, r.Duration.Round(time.Millisecond), r.Output)
-		return string(r.Output)
+		t.Logf("%s:\n%s", cmd, out)
+		return out
 	}
 
 	// 6. The commands, and what they must show.

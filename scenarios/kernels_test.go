@@ -10,6 +10,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -55,19 +56,15 @@ func TestUpstreamKernelSeries(t *testing.T) {
 
 func bootKernel(t *testing.T, slug string, img vm.Image, wantRelease string) {
 	t.Helper()
-	spec := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel}
-	l := startLab(t, slug, spec, "")
-	l.VM.Spec.Timeouts.Stop.Powerdown = 0 // busybox init ignores the ACPI button
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
-	defer cancel()
-	sh, err := l.Login(ctx)
-	require.NoError(t, err, "root shell on %s", slug)
-	require.Equal(t, 0, sh.UID())
+	l := labtest.StartT(t, labtest.Image(img), labtest.Memory(256), labtest.Slug(slug), labtest.Accel(*flagAccel),
+		labtest.Notes(notesRoot()), labtest.Login())
 	rel := strings.TrimSpace(run(t, l, "uname -r"))
 	t.Logf("%s: uname -r = %s", slug, rel)
 	if wantRelease != "" {
 		require.Equal(t, wantRelease, rel)
 	}
-	_, err = l.VM.Stop(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
+	defer cancel()
+	_, err := l.PowerOff(ctx)
 	require.NoError(t, err)
 }

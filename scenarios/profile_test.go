@@ -35,4 +35,4 @@ func checkProfileFlag() error {
 
 // prof is the image profile of the VM a lab runs: every unit name, key path and
 // expected state a scenario asserts comes from it, so one suite serves every image.
-func prof(l *lab.Lab) shell.Profile { return l.VM.Spec.Image.Profile }
+func prof(l *lab.Lab) shell.Profile { return l.Profile() }

@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,8 +16,8 @@ import (
 	"github.com/bootlab/bootlab/artifacts/rundiff"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // sabotage breaks two units at runtime the way real regressions do: pre-nixos exits
@@ -41,12 +40,12 @@ func snapshotRun(t *testing.T, l *lab.Lab, name string) string {
 	dst := filepath.Join(filepath.Dir(l.Dir()), filepath.Base(l.Dir())+"-"+name)
 	ev := filepath.FromSlash(rundiff.EvidenceDir)
 	require.NoError(t, os.MkdirAll(filepath.Join(dst, ev), 0o755))
-	require.NoError(t, l.Rec.Save())
-	copyFile(t, l.Rec.Path(runrec.MetadataFile), filepath.Join(dst, runrec.MetadataFile))
-	ents, err := os.ReadDir(l.Rec.Path(rundiff.EvidenceDir))
+	require.NoError(t, l.SaveRecord())
+	copyFile(t, l.Path(runrec.MetadataFile), filepath.Join(dst, runrec.MetadataFile))
+	ents, err := os.ReadDir(l.Path(rundiff.EvidenceDir))
 	require.NoError(t, err)
 	for _, e := range ents {
-		copyFile(t, filepath.Join(l.Rec.Path(rundiff.EvidenceDir), e.Name()), filepath.Join(dst, ev, e.Name()))
+		copyFile(t, filepath.Join(l.Path(rundiff.EvidenceDir), e.Name()), filepath.Join(dst, ev, e.Name()))
 	}
 	return dst
 }
@@ -75,32 +74,28 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	// Both runs share a slug; a notes root of their own keeps other scenarios' runs of
 	// the same image out of --against-last-pass.
 	notes := filepath.Join(notesRoot(), "rundiff")
-	spec := vm.Spec{Image: img, Disks: []vm.DiskSpec{disk("disk0.img", 4096)}, Net: true, SSH: true, MemoryMB: 1024,
-		Accel: *flagAccel, ProbeCache: lab.ProbeCache(), ProbeKernel: probeKernel(t), Timeouts: vm.DefaultTimeouts()}
+	opts := append(suite(t), labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("rundiff"),
+		labtest.Notes(notes), labtest.Disks(disk("disk0.img", 4096)), labtest.Network(), labtest.Captures(lab.CapturesAlways))
 	boot := func(broken bool) (clean, final string) {
 		ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
 		defer cancel()
-		l, err := lab.Start(ctx, lab.Config{Slug: "rundiff", Notes: notes, VM: spec, RootKeyFingerprint: key.Fingerprint, Captures: lab.CapturesAlways})
-		if l != nil {
-			t.Logf("run directory: %s", l.Dir())
-		}
-		require.NoError(t, err, "starting the fixture")
+		l := labtest.StartT(t, opts...)
+		// Each run closes here, not when the test ends: the diff compares finished
+		// runs, and run B's --against-last-pass must find run A in the ledger.
 		var verdict error
 		defer func() {
 			if verdict == nil && t.Failed() {
-				verdict = errors.New(t.Name() + " failed")
+				verdict = labtest.ErrFailed
 			}
 			cctx, ccancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
 			defer ccancel()
 			require.NoError(t, l.Close(cctx, verdict))
 		}()
-		_, err = l.Login(ctx)
-		require.NoError(t, err, "logging in (run directory %s)", l.Dir())
 		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
 		c := checks(l, key, t)
 		require.NoError(t, c.CheckStorage(ctx), "storage (run directory %s)", l.Dir())
 		require.NoError(t, c.CheckNetwork(ctx), "network (run directory %s)", l.Dir())
-		_, err = l.Run(ctx, "timeout 120 systemctl is-system-running --wait", shell.AllowFail())
+		_, _, err := l.Status(ctx, "timeout 120 systemctl is-system-running --wait")
 		require.NoError(t, err)
 		idx, err := l.Evidence(ctx)
 		require.NoError(t, err, "evidence right after login")

@@ -18,6 +18,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/vm"
 	"github.com/bootlab/bootlab/provisioner/status"
 )
@@ -61,7 +62,7 @@ func TestEmbeddedKey(t *testing.T) {
 	require.NotNil(t, key, "bootlab inspect finds an embedded root key on %s", s.iso.Path)
 	require.Equal(t, s.key.Fingerprint, key.Fingerprint, "the ISO carries the generated key")
 	require.Equal(t, s.key.AuthorizedKey, strings.Join(strings.Fields(key.Line)[:2], " "))
-	m := s.l.Rec.Metadata()
+	m := s.l.Metadata()
 	require.Equal(t, s.key.Fingerprint, m.Image.RootKeyFingerprint, "metadata.json records the same fingerprint")
 	// The private half never reaches a run directory or a log.
 	require.NoError(t, filepath.Walk(s.l.Dir(), func(path string, info os.FileInfo, err error) error {
@@ -116,7 +117,7 @@ func TestExistingStorage(t *testing.T) {
 	hostTool(t, "mkfs.ext4", "e2fsprogs")
 	hostTool(t, "debugfs", "e2fsprogs")
 	marker := "bootlab marker " + time.Now().Format(time.RFC3339Nano)
-	l, key := boot(t, bootOpts{slug: "existing-storage", disks: []vm.DiskSpec{{Name: "disk0.img", SizeMB: 4096, Seed: seedExt4(marker)}}})
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("existing-storage"), labtest.Disks(vm.DiskSpec{Name: "disk0.img", SizeMB: 4096, Seed: seedExt4(marker)}), labtest.Network())
 	c := checks(l, key, t)
 	c.WantState, c.WantDetail = status.StatePlanOnly, status.DetailExistingStorage
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(12*time.Minute))
@@ -126,7 +127,7 @@ func TestExistingStorage(t *testing.T) {
 	_, st := runStatus(t, l, "vgs main")
 	require.NotEqual(t, 0, st, "no VG was created")
 	// Power off, then read the marker on the host from the disk image itself.
-	_, err := l.VM.Stop(ctx)
+	_, err := l.PowerOff(ctx)
 	require.NoError(t, err)
 	require.Equal(t, marker, readMarker(t, filepath.Join(l.Dir(), "disk0.img")), "the marker survived the boot")
 }
@@ -137,7 +138,7 @@ func TestExistingStorage(t *testing.T) {
 func TestRAIDLVMResidueForce(t *testing.T) {
 	slot(t)
 	disks := []vm.DiskSpec{disk("disk0.img", 4096), disk("disk1.img", 1536), disk("disk2.img", 1536)}
-	seeder, _ := boot(t, bootOpts{slug: "residue-seed", fixture: images.FixtureSpec{BreakUnit: "/bin/true"}, disks: disks})
+	seeder, _ := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/true"}, labtest.Slug("residue-seed"), labtest.Disks(disks...), labtest.Network())
 	for _, cmd := range []string{
 		"mdadm --create /dev/md127 --run --metadata=1.2 --level=1 --raid-devices=2 /dev/vdb /dev/vdc",
 		"pvcreate -ff -y /dev/md127", "vgcreate vg_residue /dev/md127",
@@ -149,14 +150,14 @@ func TestRAIDLVMResidueForce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(20*time.Minute))
 	defer cancel()
-	_, err := seeder.VM.Stop(ctx)
+	_, err := seeder.PowerOff(ctx)
 	require.NoError(t, err)
 
 	// Second boot on the same disk files: plan only, nothing destroyed.
 	for i := range disks {
 		disks[i].Path = filepath.Join(seeder.Dir(), disks[i].Name)
 	}
-	l, key := boot(t, bootOpts{slug: "residue-force", disks: disks})
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("residue-force"), labtest.Disks(disks...), labtest.Network())
 	c := checks(l, key, t)
 	c.WantState, c.WantDetail = status.StatePlanOnly, status.DetailExistingStorage
 	require.NoError(t, c.CheckStorage(ctx))
@@ -186,7 +187,7 @@ func TestMixedDisks(t *testing.T) {
 		{Name: "hdd1.img", SizeMB: 3072, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd1"},
 		{Name: "hdd2.img", SizeMB: 3072, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd2"},
 	}
-	l, key := boot(t, bootOpts{slug: "mixed-disks", disks: disks})
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("mixed-disks"), labtest.Disks(disks...), labtest.Network())
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(12*time.Minute))
 	defer cancel()
 	require.NoError(t, checks(l, key, t).CheckStorage(ctx))
@@ -227,7 +228,7 @@ func TestMixedDisks(t *testing.T) {
 // the plan, captured. pre-nixos itself is held back so the disk stays blank.
 func TestStorageDetectionProbe(t *testing.T) {
 	slot(t)
-	l, _ := boot(t, bootOpts{slug: "detect-probe", fixture: images.FixtureSpec{BreakUnit: "/bin/true"}, disks: []vm.DiskSpec{disk("disk0.img", 4096)}})
+	l, _ := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/true"}, labtest.Slug("detect-probe"), labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 	_, blank := runStatus(t, l, "pre-nixos-detect-storage")
 	require.Equal(t, 1, blank, "exit 1: no existing storage on a blank disk")
 	plan := run(t, l, "pre-nixos --plan-only --output plan 2>/dev/null")
@@ -236,7 +237,7 @@ func TestStorageDetectionProbe(t *testing.T) {
 	run(t, l, "mkfs.ext4 -q -F /dev/vda")
 	_, seeded := runStatus(t, l, "pre-nixos-detect-storage")
 	require.Equal(t, 0, seeded, "exit 0: existing storage after mkfs")
-	m := l.Rec.Metadata()
+	m := l.Metadata()
 	require.Equal(t, runrec.Running, m.Outcome)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/sshc"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -145,17 +146,17 @@ func (l *Lab) SSH(ctx context.Context, user string, key ssh.Signer, hostKey ssh.
 }
 
 // PowerOff stops the guest the way its image profile says (the poweroff command as
-// root, the ACPI button unless the image ignores it, then QMP quit) and reaps QEMU. The
-// run stays open: Close still records it.
-func (l *Lab) PowerOff(ctx context.Context) error {
+// root, the ACPI button unless the image ignores it, then QMP quit), reaps QEMU and says
+// which stage stopped it. The run stays open: Close still records it.
+func (l *Lab) PowerOff(ctx context.Context) (qemu.StopStage, error) {
 	if l.VM == nil {
-		return errNoVM
+		return "", errNoVM
 	}
 	stage, err := l.VM.Stop(ctx)
 	if err != nil {
-		return fmt.Errorf("powering the VM off (reached stage %s): %w", stage, err)
+		return stage, fmt.Errorf("powering the VM off (reached stage %s): %w", stage, err)
 	}
-	return nil
+	return stage, nil
 }
 
 // KeepForDebug keeps the VM up for a person (DebugPause): captures, the console served

@@ -216,8 +216,15 @@ func (l *Lab) Diagnostics() []string {
 	return append([]string(nil), l.diags...)
 }
 
-// Scenario records a scenario's outcome in metadata.json.
+// Scenario records a scenario's outcome in metadata.json. A closed run's record is
+// final: a verdict that comes after Close is not written.
 func (l *Lab) Scenario(name string, outcome runrec.Outcome, err error, d time.Duration) {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return
+	}
 	s := runrec.Scenario{Name: name, Outcome: outcome, Duration: runrec.Seconds(d)}
 	if err != nil {
 		s.Error = err.Error()
