@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/capture"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
@@ -31,13 +32,13 @@ import (
 var errNoVM = errors.New("the VM never started")
 
 func (l *Lab) shellOrErr() (*shell.Shell, error) {
-	if l.VM == nil {
+	if l.vm == nil {
 		return nil, errNoVM
 	}
-	if l.VM.Shell == nil {
+	if l.vm.Shell == nil {
 		return nil, errors.New("no root shell: Login first")
 	}
-	return l.VM.Shell, nil
+	return l.vm.Shell, nil
 }
 
 // Succeed runs cmd, which must exit 0, and returns its output.
@@ -65,75 +66,81 @@ func (l *Lab) Status(ctx context.Context, cmd string) (string, int, error) {
 	return string(r.Output), r.ExitStatus, err
 }
 
-// waited leaves a diagnostic for a wait that failed and passes its error on.
-func (l *Lab) waited(what string, err error) error {
+// explained records a wait that failed with the captures that explain its kind
+// (WaitFailed), taken at once while the guest is in the state that failed.
+func (l *Lab) explained(ctx context.Context, w capture.Wait, what string, err error) error {
 	if err != nil {
-		l.diagnose("wait", what, err, "")
+		l.WaitFailed(ctx, w, what, err)
 	}
 	return err
 }
 
-// WaitUnit waits until systemd reports unit in one of want (default "active").
+// WaitUnit waits until systemd reports unit in one of want (default "active"); a
+// failure leaves the unit's captures.
 func (l *Lab) WaitUnit(ctx context.Context, unit string, want ...string) (string, error) {
 	sh, err := l.shellOrErr()
 	if err != nil {
 		return "", err
 	}
 	st, err := sh.WaitUnit(ctx, unit, want...)
-	return st, l.waited("waiting for unit "+unit, err)
+	return st, l.explained(ctx, capture.Wait{Kind: capture.WaitUnit, Unit: unit}, "waiting for unit "+unit, err)
 }
 
-// WaitFile waits until path exists in the guest.
+// WaitFile waits until path exists in the guest; a failure leaves the captures.
 func (l *Lab) WaitFile(ctx context.Context, path string) error {
 	sh, err := l.shellOrErr()
 	if err != nil {
 		return err
 	}
-	return l.waited("waiting for "+path, sh.WaitFile(ctx, path))
+	return l.explained(ctx, capture.Wait{Kind: capture.WaitFile, Path: path}, "waiting for "+path, sh.WaitFile(ctx, path))
 }
 
-// WaitUntil waits until the guest command check exits 0; what names it in errors.
-func (l *Lab) WaitUntil(ctx context.Context, what, check string) (string, error) {
-	sh, err := l.shellOrErr()
-	if err != nil {
-		return "", err
-	}
-	out, err := sh.WaitUntil(ctx, what, check)
-	return out, l.waited("waiting until "+what, err)
-}
-
-// WaitIPv4 waits for an IPv4 address on iface and returns it.
+// WaitIPv4 waits for an IPv4 address on iface and returns it; a failure leaves the
+// network captures.
 func (l *Lab) WaitIPv4(ctx context.Context, iface string) (string, error) {
 	sh, err := l.shellOrErr()
 	if err != nil {
 		return "", err
 	}
-	return sh.WaitIPv4(ctx, iface)
+	ip, err := sh.WaitIPv4(ctx, iface)
+	return ip, l.explained(ctx, capture.Wait{Kind: capture.WaitIPv4, Iface: iface}, "waiting for an IPv4 address on "+iface, err)
+}
+
+// WaitUntil waits until the guest command check exits 0 (3 is a terminal failure) and
+// returns its output; what names it in errors. Only the caller knows what the check
+// means, so a failure is recorded by the caller (WaitFailed with the right kind).
+func (l *Lab) WaitUntil(ctx context.Context, what, check string) (string, error) {
+	sh, err := l.shellOrErr()
+	if err != nil {
+		return "", err
+	}
+	return sh.WaitUntil(ctx, what, check)
 }
 
 // WaitConsole waits until the guest's own console output (never the harness's
-// keystrokes or command output) matches re, and returns the match. It needs no shell
-// when the VM has none: the serial stream is read from its start.
+// keystrokes or command output) matches re, and returns the match; like WaitUntil, the
+// caller records a failure. It needs no shell when the VM has none: the serial stream
+// is read from its start.
 func (l *Lab) WaitConsole(ctx context.Context, re *regexp.Regexp) (string, error) {
-	if l.VM == nil {
+	if l.vm == nil {
 		return "", errNoVM
 	}
-	if l.VM.Shell != nil {
-		return l.VM.Shell.WaitConsole(ctx, 0, re)
+	if l.vm.Shell != nil {
+		return l.vm.Shell.WaitConsole(ctx, 0, re)
 	}
-	m, err := l.VM.Console.Expect(ctx, 0, console.Pattern{Name: re.String(), Re: re})
+	m, err := l.vm.Console.Expect(ctx, 0, console.Pattern{Name: re.String(), Re: re})
 	return m.Text, err
 }
 
 // SerialLog is everything the guest printed on its serial console so far.
-func (l *Lab) SerialLog() ([]byte, error) { return os.ReadFile(l.Rec.Path(vm.SerialLog)) }
+func (l *Lab) SerialLog() ([]byte, error) { return os.ReadFile(l.rec.Path(vm.SerialLog)) }
 
 // SSHAddr is the host side of the VM's SSH port forward ("" without one).
 func (l *Lab) SSHAddr() string {
-	if l.VM == nil || l.VM.SSHPort() == 0 {
+	if l.SSHPort() == 0 {
 		return ""
 	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.VM.SSHPort()))
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.SSHPort()))
 }
 
 // SSH dials the VM's forwarded SSH port as user with key, the server pinned to hostKey.
@@ -149,10 +156,10 @@ func (l *Lab) SSH(ctx context.Context, user string, key ssh.Signer, hostKey ssh.
 // root, the ACPI button unless the image ignores it, then QMP quit), reaps QEMU and says
 // which stage stopped it. The run stays open: Close still records it.
 func (l *Lab) PowerOff(ctx context.Context) (qemu.StopStage, error) {
-	if l.VM == nil {
+	if l.vm == nil {
 		return "", errNoVM
 	}
-	stage, err := l.VM.Stop(ctx)
+	stage, err := l.vm.Stop(ctx)
 	if err != nil {
 		return stage, fmt.Errorf("powering the VM off (reached stage %s): %w", stage, err)
 	}
@@ -164,24 +171,24 @@ func (l *Lab) PowerOff(ctx context.Context) (qemu.StopStage, error) {
 func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) { l.DebugPause(ctx, o) }
 
 // Running reports whether QEMU is still up.
-func (l *Lab) Running() bool { return l.VM != nil && l.VM.Running() }
+func (l *Lab) Running() bool { return l.vm != nil && l.vm.Running() }
 
 // Exited is closed when QEMU exits (never, for a VM that did not start).
 func (l *Lab) Exited() <-chan struct{} {
-	if l.VM == nil || l.VM.Machine == nil {
+	if l.vm == nil || l.vm.Machine == nil {
 		done := make(chan struct{})
 		close(done)
 		return done
 	}
-	return l.VM.Machine.Exited()
+	return l.vm.Machine.Exited()
 }
 
 // Pid is QEMU's process id (0 without one).
 func (l *Lab) Pid() int {
-	if l.VM == nil || l.VM.Machine == nil {
+	if l.vm == nil || l.vm.Machine == nil {
 		return 0
 	}
-	return l.VM.Machine.Pid()
+	return l.vm.Machine.Pid()
 }
 
 // Profile is the image profile the VM was started with: unit names, key paths, login,
@@ -190,72 +197,72 @@ func (l *Lab) Profile() shell.Profile { return l.cfg.VM.Image.Profile }
 
 // Accel is the accelerator the VM runs under (kvm or tcg).
 func (l *Lab) Accel() string {
-	if l.VM == nil {
+	if l.vm == nil {
 		return ""
 	}
-	return l.VM.Accel.Accel
+	return l.vm.Accel.Accel
 }
 
 // LoginTimeout is the VM's bound for reaching a root shell.
 func (l *Lab) LoginTimeout() time.Duration {
-	if l.VM == nil {
+	if l.vm == nil {
 		return l.cfg.VM.Timeouts.Login
 	}
-	return l.VM.Spec.Timeouts.Login
+	return l.vm.Spec.Timeouts.Login
 }
 
 // Shell is the verified root shell Login made (nil before), for the few callers that
 // drive the shell itself (uploads, the console protocol's own tests).
 func (l *Lab) Shell() *shell.Shell {
-	if l.VM == nil {
+	if l.vm == nil {
 		return nil
 	}
-	return l.VM.Shell
+	return l.vm.Shell
 }
 
 // Console is the serial console, for callers that drive a screen rather than a shell
 // (an installer's dialogs, a console-level probe).
 func (l *Lab) Console() *console.Console {
-	if l.VM == nil {
+	if l.vm == nil {
 		return nil
 	}
-	return l.VM.Console
+	return l.vm.Console
 }
 
 // Channel is the virtio-serial frame channel (nil without one).
 func (l *Lab) Channel() *console.Console {
-	if l.VM == nil {
+	if l.vm == nil {
 		return nil
 	}
-	return l.VM.Channel()
+	return l.vm.Channel()
 }
 
 // Milestones are the boot milestones so far, relative to QEMU's spawn.
 func (l *Lab) Milestones() []vm.Milestone {
-	if l.VM == nil {
+	if l.vm == nil {
 		return nil
 	}
-	return l.VM.Milestones()
+	return l.vm.Milestones()
 }
 
 // GuardSilence bounds a wait on a firmware-booted ISO that says nothing on the serial
 // console (vm.VM.GuardSilence).
 func (l *Lab) GuardSilence(ctx context.Context) (context.Context, func(error) error, context.CancelFunc) {
-	if l.VM == nil {
+	if l.vm == nil {
 		ctx, cancel := context.WithCancel(ctx)
 		return ctx, func(err error) error { return err }, cancel
 	}
-	return l.VM.GuardSilence(ctx)
+	return l.vm.GuardSilence(ctx)
 }
 
 // Metadata is the run's metadata.json as recorded so far.
-func (l *Lab) Metadata() runrec.Metadata { return l.Rec.Metadata() }
+func (l *Lab) Metadata() runrec.Metadata { return l.rec.Metadata() }
 
 // Path is a file's path in the run directory.
-func (l *Lab) Path(name string) string { return l.Rec.Path(name) }
+func (l *Lab) Path(name string) string { return l.rec.Path(name) }
 
 // SaveRecord writes metadata.json as it is now (a run in progress can be copied).
-func (l *Lab) SaveRecord() error { return l.Rec.Save() }
+func (l *Lab) SaveRecord() error { return l.rec.Save() }
 
 // AdoptShell takes over a root shell that is already open on the console (an
 // installer's "Execute a shell", reached by driving its screens): typed text from
@@ -263,17 +270,43 @@ func (l *Lab) SaveRecord() error { return l.Rec.Save() }
 // (prof says its prompt and that there is nothing to log in to), and from then on it is
 // the lab's shell, so Run, Succeed, captures and the debug pause all use it.
 func (l *Lab) AdoptShell(ctx context.Context, prof shell.Profile, from int64, step time.Duration) (*shell.Shell, error) {
-	if l.VM == nil {
+	if l.vm == nil {
 		return nil, errNoVM
 	}
-	sh, err := shell.Login(ctx, l.VM.Console, prof, shell.Options{
-		Logger: l.VM.Log, From: from, LoginTimeout: step, StepTimeout: step,
-		Milestone: func(name string, _ time.Time) { l.VM.Mark(name) },
+	sh, err := shell.Login(ctx, l.vm.Console, prof, shell.Options{
+		Logger: l.vm.Log, From: from, LoginTimeout: step, StepTimeout: step,
+		Milestone: func(name string, _ time.Time) { l.vm.Mark(name) },
 	})
 	if err != nil {
-		l.diagnose("login", "taking over the shell on the console", err, escalationContext(sh, l.VM))
+		l.diagnose("login", "taking over the shell on the console", err, escalationContext(sh, l.vm))
 		return nil, err
 	}
-	l.VM.Shell = sh
+	l.vm.Shell = sh
 	return sh, nil
+}
+
+// SSHPort is the host port forwarded to the guest's port 22 (0 without one).
+func (l *Lab) SSHPort() int {
+	if l.vm == nil {
+		return 0
+	}
+	return l.vm.SSHPort()
+}
+
+// QMPSocket is the path of QEMU's QMP socket ("" without a QEMU).
+func (l *Lab) QMPSocket() string {
+	if l.vm == nil || l.vm.Machine == nil {
+		return ""
+	}
+	return l.vm.Machine.Files.QMP
+}
+
+// Upload writes data to path in the guest through the root shell (checked there by
+// sha256, which it returns).
+func (l *Lab) Upload(ctx context.Context, data []byte, path string) (string, error) {
+	sh, err := l.shellOrErr()
+	if err != nil {
+		return "", err
+	}
+	return sh.Upload(ctx, data, path)
 }

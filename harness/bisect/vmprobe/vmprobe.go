@@ -243,16 +243,11 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 	if p.LoginTimeout > 0 {
 		spec.Timeouts.Login = p.LoginTimeout
 	}
-	if prof.Name == shell.Mini.Name {
-		// busybox init ignores the ACPI power button: without a root shell go
-		// straight to QMP quit instead of waiting out a powerdown that cannot work.
-		spec.Timeouts.Stop.Powerdown = 0
-	}
 	l, err := lab.Start(ctx, lab.Config{Slug: "bisect-" + c.Name, Notes: runDir, VM: spec, Progress: p.Progress})
 	if l != nil {
 		p.setLabDir(runDir, l.Dir())
-		if l.VM != nil && err == nil {
-			p.settleAccel(l.VM.Accel.Accel)
+		if err == nil {
+			p.settleAccel(l.Accel())
 		}
 	}
 	if err != nil {
@@ -265,7 +260,7 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		closeLab(ctx, l, err)
 		return nil, brief(fmt.Errorf("logging in to %s: %w", c.Name, err))
 	}
-	g := &guest{l: l, pos: l.VM.Console.Pos()}
+	g := &guest{l: l, pos: l.Console().Pos()}
 	if p.pred.Kind == bisect.PredicateCommand {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		sock, err := l.ServeConsole(sctx)
@@ -329,7 +324,7 @@ func (g *guest) infra(err error) error {
 		return nil
 	}
 	var ce *console.ClosedError
-	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.VM.Console.Err() != nil || !g.l.VM.Running() {
+	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.Console().Err() != nil || !g.l.Running() {
 		return brief(fmt.Errorf("%w: %w", bisect.ErrInfra, err))
 	}
 	return brief(err)
@@ -338,12 +333,12 @@ func (g *guest) infra(err error) error {
 func (g *guest) Send(ctx context.Context, text string) error {
 	// Output caused by what is sent comes after this point; older text must not
 	// satisfy the next expect.
-	g.pos = g.l.VM.Console.Pos()
-	return g.infra(g.l.VM.Console.Send(ctx, text))
+	g.pos = g.l.Console().Pos()
+	return g.infra(g.l.Console().Send(ctx, text))
 }
 
 func (g *guest) Expect(ctx context.Context, re *regexp.Regexp) error {
-	m, err := g.l.VM.Console.Expect(ctx, g.pos, console.Pattern{Name: re.String(), Re: re})
+	m, err := g.l.Console().Expect(ctx, g.pos, console.Pattern{Name: re.String(), Re: re})
 	if err != nil {
 		return g.infra(err)
 	}
@@ -353,7 +348,7 @@ func (g *guest) Expect(ctx context.Context, re *regexp.Regexp) error {
 
 func (g *guest) Run(ctx context.Context, cmd string) ([]byte, int, error) {
 	r, err := g.l.Run(ctx, cmd, shell.AllowFail())
-	g.pos = g.l.VM.Console.Pos()
+	g.pos = g.l.Console().Pos()
 	if err != nil {
 		return nil, 0, g.infra(err)
 	}
@@ -361,7 +356,7 @@ func (g *guest) Run(ctx context.Context, cmd string) ([]byte, int, error) {
 }
 
 func (g *guest) Env() bisect.VMEnv {
-	env := bisect.VMEnv{SSHPort: g.l.VM.SSHPort(), ConsoleSocket: g.sock}
+	env := bisect.VMEnv{SSHPort: g.l.SSHPort(), ConsoleSocket: g.sock}
 	if env.SSHPort != 0 {
 		env.SSHUser = "root"
 		// bootlab-built images (the fixture ISO) trust this key; other images
@@ -370,9 +365,7 @@ func (g *guest) Env() bisect.VMEnv {
 			env.SSHKey = k.PrivatePath
 		}
 	}
-	if m := g.l.VM.Machine; m != nil {
-		env.QMPSocket = m.Files.QMP
-	}
+	env.QMPSocket = g.l.QMPSocket()
 	return env
 }
 

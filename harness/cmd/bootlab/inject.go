@@ -38,11 +38,11 @@ func injectPreNixos(ctx context.Context, l *lab.Lab, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading the built pre-nixos: %w", err)
 	}
-	out := l.Rec.Path(injectDir)
+	out := l.Path(injectDir)
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", out, err)
 	}
-	sum, err := l.VM.Shell.Upload(ctx, data, injectedBinary)
+	sum, err := l.Upload(ctx, data, injectedBinary)
 	if err != nil {
 		return fmt.Errorf("injecting pre-nixos: %w", err)
 	}
