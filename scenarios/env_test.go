@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -20,13 +19,9 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-// The scaffolding every scenario shares: the fixture image, the suite's StartT options,
-// the shared VM, and two one-line command helpers. Everything about a VM's life (its
+// The scaffolding every scenario shares: the fixture VM, the shared VM, and two
+// one-line command helpers. Everything about a VM's life (its
 // records, its verdict, the debug keep) is labtest's.
-
-// flagCaptures is bootlab run's --captures for the suite: when each run takes the boot
-// evidence (journal, units, network, disks) before its VM stops.
-var flagCaptures = flag.String("captures", "always", "take boot evidence always, on failure, or none")
 
 // scaled is the one timeout scale (labtest.Scaled), under a short name.
 var scaled = labtest.Scaled
@@ -43,67 +38,13 @@ func slot(t *testing.T) {
 	t.Cleanup(func() { <-vmSlots })
 }
 
-type builtFixture struct {
-	img vm.Image
-	iso *images.ISO
-	key *keys.Pair
-	err error
-}
-
-var (
-	fixtureMu    sync.Mutex
-	fixtureCache = map[string]*builtFixture{}
-)
-
-// fixture builds (once per process and variant) the fixture ISO with bootlab's root key.
-// With -iso the given ISO is used for the standard variant instead, with -profile's
-// image profile.
-func fixture(t *testing.T, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair) {
-	t.Helper()
-	id := fmt.Sprintf("%+v", spec)
-	fixtureMu.Lock()
-	defer fixtureMu.Unlock()
-	b, ok := fixtureCache[id]
-	if !ok {
-		b = &builtFixture{}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-		defer cancel()
-		if *flagISO != "" && spec.BreakUnit == "" && spec.RootKey == "" {
-			b.key, b.err = lab.RootKey()
-			b.img = vm.Image{Name: "iso", ISO: *flagISO, Profile: suiteProfile()}
-			b.iso = &images.ISO{Path: *flagISO}
-		} else {
-			b.img, b.iso, b.key, b.err = lab.FixtureImage(ctx, spec)
-		}
-		if b.err == nil {
-			// -boot/-entry (default auto): the fixture's default entry has a serial
-			// console, so it boots through the firmware unless told otherwise.
-			_, b.err = lab.ResolveISOBoot(ctx, &b.img, *flagBoot, *flagEntry)
-		}
-		fixtureCache[id] = b
-	}
-	require.NoError(t, b.err, "building the fixture ISO (needs mmdebstrap, squashfs-tools, xorriso, isolinux: make deps)")
-	return b.img, b.iso, b.key
-}
-
-// suite is the StartT options every scenario VM takes from the suite's flags; the probe
-// kernel is the mini image's (built in seconds), since an ISO has none to hand.
-func suite(t *testing.T) []labtest.Option {
-	mode, err := lab.ParseCaptureMode(*flagCaptures)
-	require.NoError(t, err, "-captures")
-	m, err := images.BuildMini(context.Background(), images.MiniSpec{})
-	require.NoError(t, err, "building the mini image for the accelerator probe")
-	return []labtest.Option{labtest.Accel(*flagAccel), labtest.Notes(notesRoot()), labtest.KeepDisks(*flagKeep),
-		labtest.Captures(mode), labtest.Probe(m.Kernel, "")}
-}
-
 // bootFixture starts a fixture VM (fs says which variant) for t, logged in as root, and
 // returns it with the key embedded in its image. Further options add disks, the
 // network, a slug.
 func bootFixture(t *testing.T, fs images.FixtureSpec, opts ...labtest.Option) (*lab.Lab, *keys.Pair) {
 	t.Helper()
-	img, _, key := fixture(t, fs)
-	base := append(suite(t), labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login())
+	img, _, key := labtest.Fixture(t, fs)
+	base := []labtest.Option{labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login()}
 	return labtest.StartT(t, append(base, opts...)...), key
 }
 
@@ -191,9 +132,9 @@ type sharedVM struct {
 func standard(t *testing.T) *sharedVM {
 	t.Helper()
 	standardOnce.Do(func() {
-		img, iso, key := fixture(t, images.FixtureSpec{})
+		img, iso, key := labtest.Fixture(t, images.FixtureSpec{})
 		std = sharedStandard{key: key, iso: iso}
-		opts := append(suite(t), labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("standard"),
+		opts := append([]labtest.Option{}, labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("standard"),
 			labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 		standardVM = labtest.NewShared("standard", func(ctx context.Context, l *lab.Lab) error {
 			std.checks = checks(l, key, t)

@@ -64,11 +64,10 @@ func TestUpstreamInstallerShell(t *testing.T) {
 		// Below 737 MiB of MemTotal (about -m 780) the installer enters low-memory mode
 		// (S15lowmem), which warns first and changes the dialogs that follow.
 		labtest.Memory(1024),
-		labtest.Accel(*flagAccel),
 		// Its own probe cache: the cache holds one verdict keyed by the probe kernel, and
 		// sharing it with the fixture's kernel would make both re-probe every time.
 		labtest.Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")),
-		labtest.Slug("upstream-installer"), labtest.Notes(notesRoot()))
+		labtest.Slug("upstream-installer"))
 	start := time.Now()
 	check := func(err error) {
 		t.Helper()

@@ -56,8 +56,8 @@ func TestUpstreamKernelSeries(t *testing.T) {
 
 func bootKernel(t *testing.T, slug string, img vm.Image, wantRelease string) {
 	t.Helper()
-	l := labtest.StartT(t, labtest.Image(img), labtest.Memory(256), labtest.Slug(slug), labtest.Accel(*flagAccel),
-		labtest.Notes(notesRoot()), labtest.Login())
+	l := labtest.StartT(t, labtest.Image(img), labtest.Memory(256), labtest.Slug(slug),
+		labtest.Login())
 	rel := strings.TrimSpace(run(t, l, "uname -r"))
 	t.Logf("%s: uname -r = %s", slug, rel)
 	if wantRelease != "" {

@@ -37,28 +37,18 @@ import (
 )
 
 var (
-	flagISO     = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
-	flagProfile = flag.String("profile", "fixture", "image profile of the -iso image: fixture or nixos (unit names, key paths, login, poweroff)")
-	flagEntry   = flag.String("entry", "", "boot this entry of the ISO's boot menu (label, title or regexp; default: the menu's default)")
-	flagBoot    = flag.String("boot", lab.BootAuto, "how the ISO boots: direct, firmware or auto")
-	flagKernel  = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
-	flagInitrd  = flag.String("initrd", "", "with -kernel: its initrd")
-	flagAppend  = flag.String("append", "", "with -kernel: its command line")
-	flagAccel   = flag.String("accel", "", "kvm or tcg (default: probe)")
-	flagKeep    = flag.Bool("keep", false, "keep the disk images the runs create (deleted when each run closes otherwise)")
-	flagNotes   = flag.String("notes", "", "run directories go here (default $BOOTLAB_NOTES or a temp dir)")
-	flagScale   = flag.Float64("timeout-scale", 0, "multiply every timeout")
-	flagShard   = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
+	flagKernel = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
+	flagInitrd = flag.String("initrd", "", "with -kernel: its initrd")
+	flagAppend = flag.String("append", "", "with -kernel: its command line")
+	flagScale  = flag.Float64("timeout-scale", 0, "multiply every timeout")
+	flagShard  = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
 )
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if err := checkProfileFlag(); err != nil {
-		fmt.Fprintln(os.Stderr, "scenarios:", err)
-		os.Exit(2)
-	}
-	// -boot-image-debug, -pause-after and -debug-wait are labtest's: every package that
-	// boots through labtest.StartT keeps a failed VM the same way.
+	// -boot-image-debug, -pause-after, -debug-wait, -accel, -keep, -notes, -captures,
+	// -iso, -profile, -entry and -boot are labtest's: every package that boots through
+	// labtest.StartT takes them the same way.
 	if err := labtest.CheckFlags(); err != nil {
 		fmt.Fprintln(os.Stderr, "scenarios:", err)
 		os.Exit(2)
@@ -85,18 +75,9 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 	}
+	labtest.NotesDefault(filepath.Join(os.TempDir(), "bootlab-scenarios"))
 	lab.HandleSignals()
 	code := m.Run()
 	closeShared()
 	os.Exit(code)
-}
-
-func notesRoot() string {
-	if *flagNotes != "" {
-		return *flagNotes
-	}
-	if n := os.Getenv("BOOTLAB_NOTES"); n != "" {
-		return n
-	}
-	return filepath.Join(os.TempDir(), "bootlab-scenarios")
 }

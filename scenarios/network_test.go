@@ -90,7 +90,7 @@ func TestSSHPinningAndNoPasswords(t *testing.T) {
 func TestSSHDIndependence(t *testing.T) {
 	s := standard(t)
 	require.NoError(t, s.err)
-	p := prof(s.l)
+	p := s.l.Profile()
 	show := run(t, s.l, "systemctl show -p WantedBy,After "+p.SSHUnit)
 	require.Contains(t, show, p.PreNixosUnit, "%s is ordered after %s", p.SSHUnit, p.PreNixosUnit)
 	for _, line := range strings.Split(show, "\n") {

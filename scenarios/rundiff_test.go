@@ -70,11 +70,11 @@ func copyFile(t *testing.T, src, dst string) {
 // nothing else.
 func TestRunDiffNamesWhatBroke(t *testing.T) {
 	slot(t)
-	img, _, key := fixture(t, images.FixtureSpec{})
+	img, _, key := labtest.Fixture(t, images.FixtureSpec{})
 	// Both runs share a slug; a notes root of their own keeps other scenarios' runs of
 	// the same image out of --against-last-pass.
-	notes := filepath.Join(notesRoot(), "rundiff")
-	opts := append(suite(t), labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("rundiff"),
+	notes := filepath.Join(labtest.NotesRoot(), "rundiff")
+	opts := append([]labtest.Option{}, labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("rundiff"),
 		labtest.Notes(notes), labtest.Disks(disk("disk0.img", 4096)), labtest.Network(), labtest.Captures(lab.CapturesAlways))
 	boot := func(broken bool) (clean, final string) {
 		ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
@@ -102,7 +102,7 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 		require.Empty(t, idx.Stopped)
 		clean = snapshotRun(t, l, "clean")
 		if broken {
-			r, err := l.Run(ctx, sabotage(prof(l)), shell.AllowFail())
+			r, err := l.Run(ctx, sabotage(l.Profile()), shell.AllowFail())
 			require.NoError(t, err)
 			require.NotZero(t, r.ExitStatus, "restarting pre-nixos with ExecStart=/bin/false fails: %s", r.Output)
 		}
@@ -126,7 +126,7 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	d, err = rundiff.CompareDirs(runA, runB, rundiff.Options{})
 	require.NoError(t, err)
 	t.Logf("clean vs broken:\n%s", d.Text())
-	pre := suiteProfile().PreNixosUnit
+	pre := labtest.FixtureProfile().PreNixosUnit
 	require.Equal(t, []string{pre}, d.Units.Failed)
 	require.Empty(t, d.Units.Appeared, "no unit appears")
 	require.Empty(t, d.Units.Vanished, "no unit vanishes")

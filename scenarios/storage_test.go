@@ -30,7 +30,7 @@ func TestCleanDisk(t *testing.T) {
 	st := s.checks.Storage
 	require.Equal(t, status.StateApplied, st["STATE"])
 	require.Equal(t, "auto-applied", st["DETAIL"])
-	p := prof(s.l)
+	p := s.l.Profile()
 	require.Equal(t, p.PreNixosDone, strings.TrimSpace(statusOut(t, s, "systemctl is-active "+p.PreNixosUnit)),
 		"the provisioner's oneshot ends %s after success (RemainAfterExit, docs/decisions.md)", p.PreNixosDone)
 	require.Contains(t, run(t, s.l, "vgs --noheadings -o vg_name"), "main")
@@ -79,7 +79,7 @@ func TestEmbeddedKey(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the generated private key is 0600")
 	// Where the key sits on the ISO is the image's own layout (the profile says).
-	p := prof(s.l)
+	p := s.l.Profile()
 	require.Regexp(t, p.ISOKey, key.Layer+":"+key.Path, "the %s profile's place for the key on the ISO", p.Name)
 	// And the guest has that key where the image keeps it, and for root, 0600.
 	require.Contains(t, run(t, s.l, "cat "+p.GuestKey), strings.Fields(s.key.AuthorizedKey)[1])
@@ -164,7 +164,7 @@ func TestRAIDLVMResidueForce(t *testing.T) {
 	require.Contains(t, run(t, l, "mdadm --examine /dev/vdb"), "Raid Level", "the residue is untouched without force")
 
 	// With force: the residue goes and the disks are provisioned in the same run.
-	run(t, l, "systemctl set-environment PRE_NIXOS_FORCE_CLEANUP=1 && rm -f /run/pre-nixos/storage-status && systemctl restart "+prof(l).PreNixosUnit)
+	run(t, l, "systemctl set-environment PRE_NIXOS_FORCE_CLEANUP=1 && rm -f /run/pre-nixos/storage-status && systemctl restart "+l.Profile().PreNixosUnit)
 	c.WantState, c.WantDetail = status.StateApplied, status.DetailForceCleanup
 	require.NoError(t, c.CheckStorage(ctx))
 	out, _ := runStatus(t, l, "cat /proc/mdstat")

@@ -65,6 +65,9 @@ func FlagDebug() Debug {
 // CheckFlags rejects debug flags that cannot work; TestMain calls it after flag.Parse
 // and exits 2 on an error, before any VM boots.
 func CheckFlags() error {
+	if err := checkFixtureFlags(); err != nil {
+		return err
+	}
 	if *flagPauseAfter != "" && !validStage(*flagPauseAfter) {
 		return fmt.Errorf("-pause-after must be one of %s, not %q", strings.Join(Stages, ", "), *flagPauseAfter)
 	}
@@ -125,7 +128,7 @@ func NIC() Option { return func(c *config) { c.lab.VM.Net = true } }
 // Memory sets the guest's memory in MiB (default 1024).
 func Memory(mb int) Option { return func(c *config) { c.lab.VM.MemoryMB = mb } }
 
-// Accel skips the KVM probe ("kvm" or "tcg"; "" probes).
+// Accel skips the KVM probe ("kvm" or "tcg"; "" probes; default -accel).
 func Accel(a string) Option { return func(c *config) { c.lab.VM.Accel = a } }
 
 // Probe sets the kernel and verdict cache of the KVM probe (default: the image's own
@@ -150,7 +153,8 @@ func Spec(f func(*vm.Spec)) Option { return func(c *config) { f(&c.lab.VM) } }
 // Slug names the run directory (default: the test's name).
 func Slug(s string) Option { return func(c *config) { c.lab.Slug = s } }
 
-// Notes is where run directories go (default lab.NotesRootForTests).
+// Notes is where run directories go (default NotesRoot: -notes, $BOOTLAB_NOTES or
+// lab.NotesRootForTests).
 func Notes(dir string) Option { return func(c *config) { c.lab.Notes = dir } }
 
 // RootKey records the fingerprint of the key embedded in the image.
@@ -158,10 +162,10 @@ func RootKey(fingerprint string) Option {
 	return func(c *config) { c.lab.RootKeyFingerprint = fingerprint }
 }
 
-// Captures says when the boot evidence is taken (default always).
+// Captures says when the boot evidence is taken (default -captures, always).
 func Captures(m lab.CaptureMode) Option { return func(c *config) { c.lab.Captures = m } }
 
-// KeepDisks keeps the disk images the run creates.
+// KeepDisks keeps the disk images the run creates (default -keep).
 func KeepDisks(keep bool) Option { return func(c *config) { c.lab.KeepDisks = keep } }
 
 // Login logs in as root after the start (and pauses there with -pause-after login).
@@ -177,14 +181,15 @@ func newConfig(name string, opts []Option) config {
 	c := config{name: name, startTimeout: Scaled(5 * time.Minute)}
 	c.lab.VM.MemoryMB = 1024
 	c.lab.VM.Timeouts = vm.DefaultTimeouts()
+	c.lab.VM.Accel = *flagAccel
+	c.lab.KeepDisks = *flagKeep
+	c.lab.Captures, _ = lab.ParseCaptureMode(*flagCaptures) // CheckFlags rejects a bad one
+	c.lab.Notes = NotesRoot()
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.lab.Slug == "" {
 		c.lab.Slug = slugOf(name)
-	}
-	if c.lab.Notes == "" {
-		c.lab.Notes = lab.NotesRootForTests()
 	}
 	if c.lab.VM.ProbeKernel == "" {
 		c.lab.VM.ProbeKernel = c.lab.VM.Image.Kernel
@@ -215,6 +220,11 @@ func slugOf(name string) string {
 func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	t.Helper()
 	c := newConfig(t.Name(), opts)
+	if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
+		k, err := probeKernel()
+		require.NoError(t, err)
+		c.lab.VM.ProbeKernel = k
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
 	defer cancel()
 	began := time.Now()

@@ -45,6 +45,11 @@ func (s *Shared) Use(t testing.TB) (*lab.Lab, error) {
 	s.once.Do(func() {
 		c := newConfig(s.name, s.opts)
 		s.debug = *c.debug
+		if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
+			if c.lab.VM.ProbeKernel, s.err = probeKernel(); s.err != nil {
+				return
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout+Scaled(15*time.Minute))
 		defer cancel()
 		s.l, s.err = lab.Start(ctx, c.lab)
