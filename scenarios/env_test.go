@@ -2,8 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -84,21 +82,6 @@ func runStatus(t *testing.T, l *lab.Lab, cmd string) (string, int) {
 	out, st, err := l.Status(ctx, cmd)
 	require.NoError(t, err, "running %q (run directory %s)", cmd, l.Dir())
 	return out, st
-}
-
-// hostTool fails the test, saying what to install, when a host command is missing.
-func hostTool(t *testing.T, name, pkg string) {
-	t.Helper()
-	require.NoError(t, vm.HostTool(name, pkg))
-}
-
-// hostRun runs a host command that must succeed.
-func hostRun(ctx context.Context, name string, args ...string) error {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, out)
-	}
-	return nil
 }
 
 // --- the shared standard VM: scenarios 1-4 share one boot ---------------------------

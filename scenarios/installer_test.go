@@ -13,6 +13,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
+	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -74,23 +75,23 @@ func TestUpstreamInstallerShell(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	ui := newInstallerUI(l, scaled(30*time.Second))
+	ui := dialog.New(l, scaled(30*time.Second))
 	// Runs before the lab closes (cleanups are last in, first out): any failure, an
 	// assertion on command output included, shows and keeps the screen it happened on.
 	t.Cleanup(func() {
 		if t.Failed() {
-			ui.save("at-failure")
-			t.Logf("screen at failure (highlighted %q):\n%s", ui.scr.Highlighted(), ui.scr.Text())
+			ui.Save("at-failure")
+			t.Logf("screen at failure (highlighted %q):\n%s", ui.Highlighted(), ui.Text())
 		}
 	})
 
 	// 1. The first dialog: the language question, English preselected, and a way back
 	// to the main menu. About a minute under TCG, most of it the kernel and udev.
-	text, err := ui.waitFor(ctx, scaled(150*time.Second), `the first installer dialog, "Select a language"`, func(text string, hl []string) bool {
-		return onScreen(text, "Select a language", "Language:", "English", "<Go Back>") && slices.Contains(hl, "English")
+	text, err := ui.WaitFor(ctx, scaled(150*time.Second), `the first installer dialog, "Select a language"`, func(text string, hl []string) bool {
+		return dialog.OnScreen(text, "Select a language", "Language:", "English", "<Go Back>") && slices.Contains(hl, "English")
 	})
 	check(err)
-	ui.save("select-a-language")
+	ui.Save("select-a-language")
 	l.Mark("installer_first_dialog")
 	t.Logf("first dialog after %s", time.Since(start).Round(time.Second))
 	// GNU screen's status line names the installer window: the UI really is the one
@@ -99,32 +100,32 @@ func TestUpstreamInstallerShell(t *testing.T) {
 
 	// 2. Tab moves the focus from the list to <Go Back>; Enter takes it, which on the
 	// first question leads to the main menu.
-	_, err = ui.press(ctx, keyTab, "focus on <Go Back>", func(_ string, hl []string) bool {
+	_, err = ui.Press(ctx, dialog.KeyTab, "focus on <Go Back>", func(_ string, hl []string) bool {
 		return slices.Contains(hl, "<Go Back>")
 	})
 	check(err)
-	_, err = ui.press(ctx, keyEnter, "the installer main menu", func(text string, hl []string) bool {
-		return onScreen(text, "Debian installer main menu", "Execute a shell") && len(hl) == 1
+	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer main menu", func(text string, hl []string) bool {
+		return dialog.OnScreen(text, "Debian installer main menu", "Execute a shell") && len(hl) == 1
 	})
 	check(err)
-	ui.save("main-menu")
+	ui.Save("main-menu")
 	l.Mark("installer_main_menu")
 
 	// 3. Down-arrow to "Execute a shell" (nine items below "Choose language" in this
 	// release; walked by highlight, not counted), Enter, and the confirmation dialog.
-	check(ui.selectItem(ctx, "Execute a shell", 20))
-	_, err = ui.press(ctx, keyEnter, `the "Execute a shell" confirmation`, func(text string, hl []string) bool {
-		return onScreen(text, "Interactive shell", "<Continue>") && slices.Contains(hl, "<Continue>")
+	check(ui.SelectItem(ctx, "Execute a shell", 20))
+	_, err = ui.Press(ctx, dialog.KeyEnter, `the "Execute a shell" confirmation`, func(text string, hl []string) bool {
+		return dialog.OnScreen(text, "Interactive shell", "<Continue>") && slices.Contains(hl, "<Continue>")
 	})
 	check(err)
-	ui.save("execute-a-shell")
+	ui.Save("execute-a-shell")
 
 	// 4. <Continue> has the focus: Enter starts busybox ash in the installer window.
-	_, err = ui.press(ctx, keyEnter, "the installer's busybox shell", func(text string, _ []string) bool {
-		return strings.Contains(text, "BusyBox") && installerProfile.ShellPrompt.MatchString(lastRow(text)+" ")
+	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer's busybox shell", func(text string, _ []string) bool {
+		return strings.Contains(text, "BusyBox") && installerProfile.ShellPrompt.MatchString(dialog.LastRow(text)+" ")
 	})
 	check(err)
-	ui.save("shell")
+	ui.Save("shell")
 	l.Mark("installer_shell")
 	t.Logf("installer shell after %s", time.Since(start).Round(time.Second))
 
@@ -132,11 +133,11 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	// then a login that finds an open shell and proves root with a framed `id -u`.
 	from := l.Console().Pos()
 	if err := l.Console().Send(ctx, handOffLine); err != nil {
-		check(ui.failure("typing the hand-off line", err))
+		check(ui.Failure("typing the hand-off line", err))
 	}
 	sh, err := l.AdoptShell(ctx, installerProfile, from, scaled(30*time.Second))
 	if err != nil {
-		check(ui.failure("getting a verified root shell from the installer's shell", err))
+		check(ui.Failure("getting a verified root shell from the installer's shell", err))
 	}
 	require.Equal(t, 0, sh.UID(), "uid of the installer's shell")
 
@@ -144,7 +145,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 		t.Helper()
 		out, err := l.Succeed(ctx, cmd, shell.Timeout(scaled(30*time.Second)))
 		if err != nil {
-			check(ui.failure(fmt.Sprintf("running %q in the installer's shell", cmd), err))
+			check(ui.Failure(fmt.Sprintf("running %q in the installer's shell", cmd), err))
 		}
 		t.Logf("%s:\n%s", cmd, out)
 		return out

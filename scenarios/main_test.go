@@ -25,14 +25,10 @@ package scenarios
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
-	"github.com/bootlab/bootlab/harness/ci"
-	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
 )
 
@@ -40,44 +36,14 @@ var (
 	flagKernel = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
 	flagInitrd = flag.String("initrd", "", "with -kernel: its initrd")
 	flagAppend = flag.String("append", "", "with -kernel: its command line")
-	flagScale  = flag.Float64("timeout-scale", 0, "multiply every timeout")
 	flagShard  = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
 )
 
+// TestMain: every flag but the four above is labtest's (-boot-image-debug,
+// -pause-after, -debug-wait, -accel, -keep, -notes, -captures, -iso, -profile, -entry,
+// -boot, -timeout-scale), so every package that boots through labtest.StartT
+// takes them the same way. The shared VM closes after the last scenario.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	// -boot-image-debug, -pause-after, -debug-wait, -accel, -keep, -notes, -captures,
-	// -iso, -profile, -entry and -boot are labtest's: every package that boots through
-	// labtest.StartT takes them the same way.
-	if err := labtest.CheckFlags(); err != nil {
-		fmt.Fprintln(os.Stderr, "scenarios:", err)
-		os.Exit(2)
-	}
-	if w := labtest.TimeoutWarning(); w != "" {
-		fmt.Fprintln(os.Stderr, "scenarios:", w)
-	}
-	if *flagScale > 0 {
-		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(*flagScale, 'f', -1, 64))
-	}
-	if *flagShard != "" {
-		i, n, err := ci.ParseShard(*flagShard)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scenarios: -shard:", err)
-			os.Exit(2)
-		}
-		tests, err := ci.ScenarioTests(".")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scenarios: listing scenarios:", err)
-			os.Exit(2)
-		}
-		if err := flag.Set("test.run", ci.RunPattern(ci.Shard(tests, i, n))); err != nil {
-			fmt.Fprintln(os.Stderr, "scenarios:", err)
-			os.Exit(2)
-		}
-	}
 	labtest.NotesDefault(filepath.Join(os.TempDir(), "bootlab-scenarios"))
-	lab.HandleSignals()
-	code := m.Run()
-	closeShared()
-	os.Exit(code)
+	labtest.Main(m, labtest.MainOptions{Name: "scenarios", Shard: flagShard, After: closeShared})
 }

@@ -3,7 +3,6 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,36 +29,6 @@ func sabotage(p shell.Profile) string {
 		`printf '[Service]\nExecStart=\nExecStart=/bin/false\n' > /run/systemd/system/%[1]s.d/zz-bootlab-break.conf && `+
 		`printf '[Service]\nExecStartPre=/bin/sleep 45\n' > /run/systemd/system/%[2]s.d/zz-bootlab-slow.conf && `+
 		`systemctl daemon-reload && ( systemctl restart %[1]s; rc=$?; systemctl restart --no-block %[2]s; exit $rc )`, pre, ssh)
-}
-
-// snapshotRun copies a run's metadata and boot evidence as they are now into a new run
-// directory next to it, so the state right after login can be compared while the run
-// goes on.
-func snapshotRun(t *testing.T, l *lab.Lab, name string) string {
-	t.Helper()
-	dst := filepath.Join(filepath.Dir(l.Dir()), filepath.Base(l.Dir())+"-"+name)
-	ev := filepath.FromSlash(rundiff.EvidenceDir)
-	require.NoError(t, os.MkdirAll(filepath.Join(dst, ev), 0o755))
-	require.NoError(t, l.SaveRecord())
-	copyFile(t, l.Path(runrec.MetadataFile), filepath.Join(dst, runrec.MetadataFile))
-	ents, err := os.ReadDir(l.Path(rundiff.EvidenceDir))
-	require.NoError(t, err)
-	for _, e := range ents {
-		copyFile(t, filepath.Join(l.Path(rundiff.EvidenceDir), e.Name()), filepath.Join(dst, ev, e.Name()))
-	}
-	return dst
-}
-
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	require.NoError(t, err)
-	defer in.Close()
-	out, err := os.Create(dst)
-	require.NoError(t, err)
-	_, err = io.Copy(out, in)
-	require.NoError(t, err)
-	require.NoError(t, out.Close())
 }
 
 // TestRunDiffNamesWhatBroke boots the fixture twice. Right after login both boots are
@@ -100,7 +69,8 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 		idx, err := l.Evidence(ctx)
 		require.NoError(t, err, "evidence right after login")
 		require.Empty(t, idx.Stopped)
-		clean = snapshotRun(t, l, "clean")
+		clean, err = l.Snapshot("clean")
+		require.NoError(t, err)
 		if broken {
 			r, err := l.Run(ctx, sabotage(l.Profile()), shell.AllowFail())
 			require.NoError(t, err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -87,37 +86,13 @@ func TestEmbeddedKey(t *testing.T) {
 	require.Contains(t, run(t, s.l, "cat "+p.AuthorizedKeys), strings.Fields(s.key.AuthorizedKey)[1])
 }
 
-// seedExt4 puts an ext4 file system holding a marker file on a whole disk image, from
-// the host: no loop device or root needed (mke2fs on a file, debugfs to write).
-func seedExt4(marker string) func(ctx context.Context, path string) error {
-	return func(ctx context.Context, path string) error {
-		if err := hostRun(ctx, "mkfs.ext4", "-q", "-F", "-L", "precious", path); err != nil {
-			return err
-		}
-		src := filepath.Join(filepath.Dir(path), "marker.src")
-		if err := os.WriteFile(src, []byte(marker), 0o644); err != nil {
-			return err
-		}
-		defer os.Remove(src)
-		return hostRun(ctx, "debugfs", "-w", "-R", "write "+src+" marker.txt", path)
-	}
-}
-
-func readMarker(t *testing.T, path string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := execOut(ctx, "debugfs", "-R", "cat marker.txt", path)
-	require.NoError(t, err)
-	return out
-}
-
 // Scenario 5: a disk that already holds data is never touched without force.
 func TestExistingStorage(t *testing.T) {
 	slot(t)
-	hostTool(t, "mkfs.ext4", "e2fsprogs")
-	hostTool(t, "debugfs", "e2fsprogs")
+	labtest.HostTool(t, "mkfs.ext4", "e2fsprogs")
+	labtest.HostTool(t, "debugfs", "e2fsprogs")
 	marker := "bootlab marker " + time.Now().Format(time.RFC3339Nano)
-	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("existing-storage"), labtest.Disks(vm.DiskSpec{Name: "disk0.img", SizeMB: 4096, Seed: seedExt4(marker)}), labtest.Network())
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("existing-storage"), labtest.Disks(vm.DiskSpec{Name: "disk0.img", SizeMB: 4096, Seed: labtest.SeedExt4("precious", "marker.txt", marker)}), labtest.Network())
 	c := checks(l, key, t)
 	c.WantState, c.WantDetail = status.StatePlanOnly, status.DetailExistingStorage
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(12*time.Minute))
@@ -129,7 +104,7 @@ func TestExistingStorage(t *testing.T) {
 	// Power off, then read the marker on the host from the disk image itself.
 	_, err := l.PowerOff(ctx)
 	require.NoError(t, err)
-	require.Equal(t, marker, readMarker(t, filepath.Join(l.Dir(), "disk0.img")), "the marker survived the boot")
+	require.Equal(t, marker, labtest.ReadExt4File(t, filepath.Join(l.Dir(), "disk0.img"), "marker.txt"), "the marker survived the boot")
 }
 
 // Scenario 6: RAID and LVM residue is torn down only with force, then the blank disks
@@ -239,10 +214,4 @@ func TestStorageDetectionProbe(t *testing.T) {
 	require.Equal(t, 0, seeded, "exit 0: existing storage after mkfs")
 	m := l.Metadata()
 	require.Equal(t, runrec.Running, m.Outcome)
-}
-
-// execOut returns a host command's stdout (debugfs prints its banner on stderr).
-func execOut(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, name, args...).Output()
-	return string(out), err
 }

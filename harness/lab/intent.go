@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bootlab/bootlab/artifacts/rundiff"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/capture"
 	"github.com/bootlab/bootlab/harness/console"
@@ -309,4 +311,36 @@ func (l *Lab) Upload(ctx context.Context, data []byte, path string) (string, err
 		return "", err
 	}
 	return sh.Upload(ctx, data, path)
+}
+
+// Snapshot copies the run's metadata and boot evidence as they are now into a new run
+// directory next to it (<dir>-name), so a state in the middle of the run can be
+// compared (bootlab diff) while the run goes on; it returns that directory.
+func (l *Lab) Snapshot(name string) (string, error) {
+	dst := l.rec.Dir + "-" + name
+	ev := filepath.FromSlash(rundiff.EvidenceDir)
+	if err := os.MkdirAll(filepath.Join(dst, ev), 0o755); err != nil {
+		return "", fmt.Errorf("creating the snapshot %s: %w", dst, err)
+	}
+	if err := l.rec.Save(); err != nil {
+		return "", fmt.Errorf("saving metadata for the snapshot: %w", err)
+	}
+	files := [][2]string{{l.rec.Path(runrec.MetadataFile), filepath.Join(dst, runrec.MetadataFile)}}
+	ents, err := os.ReadDir(l.rec.Path(rundiff.EvidenceDir))
+	if err != nil {
+		return "", fmt.Errorf("reading the evidence to snapshot (take it first: Evidence): %w", err)
+	}
+	for _, e := range ents {
+		files = append(files, [2]string{filepath.Join(l.rec.Path(rundiff.EvidenceDir), e.Name()), filepath.Join(dst, ev, e.Name())})
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f[0])
+		if err == nil {
+			err = os.WriteFile(f[1], b, 0o644)
+		}
+		if err != nil {
+			return "", fmt.Errorf("snapshotting %s: %w", f[0], err)
+		}
+	}
+	return dst, nil
 }

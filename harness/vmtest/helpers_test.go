@@ -5,8 +5,6 @@ package vmtest
 import (
 	"context"
 	"encoding/json"
-	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,15 +20,7 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if err := labtest.CheckFlags(); err != nil {
-		fmt.Fprintln(os.Stderr, "vmtest:", err)
-		os.Exit(2)
-	}
-	lab.HandleSignals()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { labtest.Main(m, labtest.MainOptions{Name: "vmtest"}) }
 
 // mini builds (or reuses) a mini image; a build failure says what is missing.
 func mini(t *testing.T, spec images.MiniSpec) *images.Mini {
