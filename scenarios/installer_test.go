@@ -14,6 +14,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/harness/dialog"
+	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -135,7 +136,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	if err := l.Console().Send(ctx, handOffLine); err != nil {
 		check(ui.Failure("typing the hand-off line", err))
 	}
-	sh, err := l.AdoptShell(ctx, installerProfile, from, scaled(30*time.Second))
+	sh, err := l.AdoptShell(ctx, installerProfile, lab.AdoptOptions{From: from, Step: scaled(30 * time.Second)})
 	if err != nil {
 		check(ui.Failure("getting a verified root shell from the installer's shell", err))
 	}

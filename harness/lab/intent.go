@@ -266,19 +266,36 @@ func (l *Lab) Path(name string) string { return l.rec.Path(name) }
 // SaveRecord writes metadata.json as it is now (a run in progress can be copied).
 func (l *Lab) SaveRecord() error { return l.rec.Save() }
 
+// AdoptOptions describe a shell AdoptShell takes over.
+type AdoptOptions struct {
+	// From is the console position from which output is the shell's (taken before
+	// the line that started or freed it was typed).
+	From int64
+	// Step bounds each step of the dialogue (the prompt, the framed probes).
+	Step time.Duration
+	// Channel lets the shell move framed commands to the virtio-serial channel when
+	// the guest has its port (virtio_console loaded); without it, or without the port,
+	// commands go over the console protocol.
+	Channel bool
+}
+
 // AdoptShell takes over a root shell that is already open on the console (an
-// installer's "Execute a shell", reached by driving its screens): typed text from
-// console position from on is the shell's, it is verified as root like any login
-// (prof says its prompt and that there is nothing to log in to), and from then on it is
-// the lab's shell, so Run, Succeed, captures and the debug pause all use it.
-func (l *Lab) AdoptShell(ctx context.Context, prof shell.Profile, from int64, step time.Duration) (*shell.Shell, error) {
+// installer's "Execute a shell", reached by driving its screens): it is verified as
+// root like any login (prof says its prompt and that there is nothing to log in to),
+// and from then on it is the lab's shell, so Run, Succeed, captures and the debug pause
+// all use it.
+func (l *Lab) AdoptShell(ctx context.Context, prof shell.Profile, o AdoptOptions) (*shell.Shell, error) {
 	if l.vm == nil {
 		return nil, errNoVM
 	}
-	sh, err := shell.Login(ctx, l.vm.Console, prof, shell.Options{
-		Logger: l.vm.Log, From: from, LoginTimeout: step, StepTimeout: step,
+	opts := shell.Options{
+		Logger: l.vm.Log, From: o.From, LoginTimeout: o.Step, StepTimeout: o.Step,
 		Milestone: func(name string, _ time.Time) { l.vm.Mark(name) },
-	})
+	}
+	if o.Channel {
+		opts.Channel = l.vm.Channel
+	}
+	sh, err := shell.Login(ctx, l.vm.Console, prof, opts)
 	if err != nil {
 		l.diagnose("login", "taking over the shell on the console", err, escalationContext(sh, l.vm))
 		return nil, err
