@@ -361,3 +361,11 @@ func (l *Lab) Snapshot(name string) (string, error) {
 	}
 	return dst, nil
 }
+
+// CommandTimeout is the VM's default bound for one framed command.
+func (l *Lab) CommandTimeout() time.Duration {
+	if l.vm == nil {
+		return l.cfg.VM.Timeouts.Command
+	}
+	return l.vm.Spec.Timeouts.Command
+}
