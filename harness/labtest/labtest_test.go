@@ -1,6 +1,7 @@
 package labtest
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -112,6 +113,16 @@ func requireKept(t *testing.T, l *lab.Lab, out *lockedBuf, why string, enter io.
 	c, err := net.Dial("unix", sock)
 	require.NoError(t, err, "the console is served for bootlab attach")
 	c.Close()
+	// bootlab capture --running: one connection, one reply line.
+	csock, err := os.Readlink(l.Path(lab.CaptureSocket))
+	require.NoError(t, err, "the capture socket is linked into the run directory")
+	cc, err := net.Dial("unix", csock)
+	require.NoError(t, err, "capture --running is served")
+	_ = cc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	reply, err := bufio.NewReader(cc).ReadString('\n')
+	cc.Close()
+	require.NoError(t, err, "capture --running answers")
+	require.Regexp(t, `^(ok|error) `, reply)
 	require.True(t, l.Running(), "the VM is still up while kept")
 	select {
 	case <-done:
