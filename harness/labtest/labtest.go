@@ -231,9 +231,11 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	l, err := lab.Start(ctx, c.lab)
 	if l != nil {
 		t.Logf("run directory: %s", l.Dir())
-		t.Cleanup(func() { finish(t, l, *c.debug, began) })
 	}
+	// A start that failed has already recorded its outcome (an environment error when
+	// QEMU never ran a guest) and left no QEMU: nothing to keep, stop or re-record.
 	require.NoError(t, err, "starting the VM")
+	t.Cleanup(func() { finish(t, l, *c.debug, began) })
 	if c.login {
 		_, err := l.Login(ctx)
 		require.NoError(t, err, "logging in as root (run directory %s)", l.Dir())
