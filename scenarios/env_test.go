@@ -18,8 +18,8 @@ import (
 )
 
 // The scaffolding every scenario shares: the fixture VM, the shared VM, and two
-// one-line command helpers. Everything about a VM's life (its
-// records, its verdict, the debug keep) is labtest's.
+// one-line command helpers. Everything about a VM's life (its records, its verdict,
+// the debug keep) is labtest's.
 
 // scaled is the one timeout scale (labtest.Scaled), under a short name.
 var scaled = labtest.Scaled
@@ -124,6 +124,7 @@ func standard(t *testing.T) *sharedVM {
 			return std.checks.Run(ctx)
 		}, opts...)
 	})
+	require.NotNil(t, standardVM, "the standard VM could not be set up (the first scenario that asked for it says why)")
 	l, err := standardVM.Use(t)
 	return &sharedVM{l: l, key: std.key, iso: std.iso, checks: std.checks, err: err}
 }
