@@ -93,14 +93,8 @@ func runStatus(t *testing.T, l *lab.Lab, cmd string) (string, int) {
 var (
 	standardOnce sync.Once
 	standardVM   *labtest.Shared
-	std          sharedStandard
+	std          sharedVM // what the setup found: key, ISO, checks
 )
-
-type sharedStandard struct {
-	key    *keys.Pair
-	iso    *images.ISO
-	checks *verify.PreNixos
-}
 
 // sharedVM is what a scenario on the standard VM sees.
 type sharedVM struct {
@@ -116,7 +110,7 @@ func standard(t *testing.T) *sharedVM {
 	t.Helper()
 	standardOnce.Do(func() {
 		img, iso, key := labtest.Fixture(t, images.FixtureSpec{})
-		std = sharedStandard{key: key, iso: iso}
+		std = sharedVM{key: key, iso: iso}
 		opts := append([]labtest.Option{}, labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("standard"),
 			labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 		standardVM = labtest.NewShared("standard", func(ctx context.Context, l *lab.Lab) error {
