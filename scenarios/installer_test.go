@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -14,31 +13,21 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
-	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-// installerAppend is the whole kernel command line: the installer's own defaults
-// (priority high, language asked first), with only the console moved to the serial line.
-const installerAppend = "console=ttyS0,115200n8"
+// The installer's command line, shell profile and hand-off line (harness/dialog says why
+// each is what it is).
+const (
+	installerAppend = dialog.DebianInstallerAppend
+	handOffLine     = dialog.DebianInstallerHandOff
+)
 
-// installerProfile is the installer's shell (a built-in profile: already root, busybox
-// ash's `~ # ` prompt, nothing to log in to, no way to escalate).
 var installerProfile = shell.DebianInstaller
-
-// handOffLine is typed into the installer's shell, which runs inside the GNU screen
-// session d-i starts on a serial console (S70menu). GNU screen re-renders its window
-// rather than passing bytes through: a line longer than 80 columns is cut into rows, a
-// bare LF (the shell package turns onlcr off) moves down without a carriage return so
-// consecutive lines run together in the byte stream, and the clock in its status line
-// is redrawn every minute into whatever is being printed. Framed output cannot survive
-// that. So the same shell process stops GNU screen (client and server, so nobody else
-// reads the serial line) and moves its own stdin/stdout/stderr onto ttyS0, which GNU
-// screen left in raw mode. Everything after this line runs in the installer's shell,
-// talking to the serial line directly.
-const handOffLine = "kill -STOP $(pidof screen) && exec </dev/ttyS0 >/dev/ttyS0 2>&1 && stty sane\r"
 
 // TestUpstreamInstallerShell is scenario 9, "Upstream baseline A": Debian's own
 // installer (netboot kernel and initrd, nothing built here), driven in screen mode from
@@ -47,8 +36,6 @@ const handOffLine = "kill -STOP $(pidof screen) && exec </dev/ttyS0 >/dev/ttyS0 
 // what is on the screen, navigated with keys, and a root shell that was never logged in
 // to.
 func TestUpstreamInstallerShell(t *testing.T) {
-	scale := vm.ScaleFromEnv()
-	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) * scale) }
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
 
@@ -59,76 +46,42 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	require.NotEmpty(t, strings.Fields(kver), "installer kernel header has an empty version")
 	release := strings.Fields(kver)[0]
 
-	spec := vm.Spec{
-		Image: vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
-			Append: installerAppend, Profile: installerProfile},
+	l := labtest.StartT(t,
+		labtest.Image(vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
+			Append: installerAppend, Profile: installerProfile}),
 		// A NIC so that `ip -o link` has more than loopback to show; the installer loads
 		// its driver from the initrd during hardware detection, before the first dialog.
-		Net: true,
+		labtest.NIC(),
 		// Below 737 MiB of MemTotal (about -m 780) the installer enters low-memory mode
 		// (S15lowmem), which warns first and changes the dialogs that follow.
-		MemoryMB:    1024,
-		Accel:       *flagAccel,
-		ProbeKernel: nb.Kernel,
+		labtest.Memory(1024),
 		// Its own probe cache: the cache holds one verdict keyed by the probe kernel, and
 		// sharing it with the fixture's kernel would make both re-probe every time.
-		ProbeCache: filepath.Join(images.CacheDir(), "accel-probe-installer.json"),
-		Timeouts:   vm.DefaultTimeouts(),
-	}
-	// The installer has no ACPI power button handler worth waiting for.
-	spec.Timeouts.Stop.Powerdown = 0
-	notes := lab.NotesRootForTests()
-	if *flagNotes != "" {
-		notes = *flagNotes
-	}
-	l, err := lab.Start(ctx, lab.Config{Slug: "upstream-installer", Notes: notes, VM: spec})
-	if l != nil {
-		t.Logf("run directory: %s", l.Dir())
-	}
-	require.NoError(t, err, "starting the installer VM")
+		labtest.Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")),
+		labtest.Slug("upstream-installer"))
 	start := time.Now()
-	var verdict error
-	t.Cleanup(func() {
-		if t.Failed() && verdict == nil {
-			verdict = errors.New("test failed")
-		}
-		outcome := runrec.Pass
-		if verdict != nil {
-			outcome = runrec.Fail
-		}
-		l.Scenario("upstream-installer-shell", outcome, verdict, time.Since(start))
-		keepIfFailed(t, l)
-		cctx, ccancel := context.WithTimeout(context.Background(), scaled(2*time.Minute))
-		defer ccancel()
-		if err := l.Close(cctx, verdict); err != nil {
-			t.Errorf("closing the lab: %v", err)
-		}
-	})
 	check := func(err error) {
 		t.Helper()
-		if err != nil {
-			verdict = err
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 	}
 
-	ui := newInstallerUI(l, scaled(30*time.Second))
+	ui := dialog.New(l, scaled(30*time.Second))
 	// Runs before the lab closes (cleanups are last in, first out): any failure, an
 	// assertion on command output included, shows and keeps the screen it happened on.
 	t.Cleanup(func() {
 		if t.Failed() {
-			ui.save("at-failure")
-			t.Logf("screen at failure (highlighted %q):\n%s", ui.scr.Highlighted(), ui.scr.Text())
+			ui.Save("at-failure")
+			t.Logf("screen at failure (highlighted %q):\n%s", ui.Highlighted(), ui.Text())
 		}
 	})
 
 	// 1. The first dialog: the language question, English preselected, and a way back
 	// to the main menu. About a minute under TCG, most of it the kernel and udev.
-	text, err := ui.waitFor(ctx, scaled(150*time.Second), `the first installer dialog, "Select a language"`, func(text string, hl []string) bool {
-		return onScreen(text, "Select a language", "Language:", "English", "<Go Back>") && slices.Contains(hl, "English")
+	text, err := ui.WaitFor(ctx, scaled(150*time.Second), `the first installer dialog, "Select a language"`, func(text string, hl []string) bool {
+		return dialog.OnScreen(text, "Select a language", "Language:", "English", "<Go Back>") && slices.Contains(hl, "English")
 	})
 	check(err)
-	ui.save("select-a-language")
+	ui.Save("select-a-language")
 	l.Mark("installer_first_dialog")
 	t.Logf("first dialog after %s", time.Since(start).Round(time.Second))
 	// GNU screen's status line names the installer window: the UI really is the one
@@ -137,59 +90,55 @@ func TestUpstreamInstallerShell(t *testing.T) {
 
 	// 2. Tab moves the focus from the list to <Go Back>; Enter takes it, which on the
 	// first question leads to the main menu.
-	_, err = ui.press(ctx, keyTab, "focus on <Go Back>", func(_ string, hl []string) bool {
+	_, err = ui.Press(ctx, dialog.KeyTab, "focus on <Go Back>", func(_ string, hl []string) bool {
 		return slices.Contains(hl, "<Go Back>")
 	})
 	check(err)
-	_, err = ui.press(ctx, keyEnter, "the installer main menu", func(text string, hl []string) bool {
-		return onScreen(text, "Debian installer main menu", "Execute a shell") && len(hl) == 1
+	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer main menu", func(text string, hl []string) bool {
+		return dialog.OnScreen(text, "Debian installer main menu", "Execute a shell") && len(hl) == 1
 	})
 	check(err)
-	ui.save("main-menu")
+	ui.Save("main-menu")
 	l.Mark("installer_main_menu")
 
 	// 3. Down-arrow to "Execute a shell" (nine items below "Choose language" in this
 	// release; walked by highlight, not counted), Enter, and the confirmation dialog.
-	check(ui.selectItem(ctx, "Execute a shell", 20))
-	_, err = ui.press(ctx, keyEnter, `the "Execute a shell" confirmation`, func(text string, hl []string) bool {
-		return onScreen(text, "Interactive shell", "<Continue>") && slices.Contains(hl, "<Continue>")
+	check(ui.SelectItem(ctx, "Execute a shell", 20))
+	_, err = ui.Press(ctx, dialog.KeyEnter, `the "Execute a shell" confirmation`, func(text string, hl []string) bool {
+		return dialog.OnScreen(text, "Interactive shell", "<Continue>") && slices.Contains(hl, "<Continue>")
 	})
 	check(err)
-	ui.save("execute-a-shell")
+	ui.Save("execute-a-shell")
 
 	// 4. <Continue> has the focus: Enter starts busybox ash in the installer window.
-	_, err = ui.press(ctx, keyEnter, "the installer's busybox shell", func(text string, _ []string) bool {
-		return strings.Contains(text, "BusyBox") && installerProfile.ShellPrompt.MatchString(lastRow(text)+" ")
+	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer's busybox shell", func(text string, _ []string) bool {
+		return strings.Contains(text, "BusyBox") && installerProfile.ShellPrompt.MatchString(dialog.LastRow(text)+" ")
 	})
 	check(err)
-	ui.save("shell")
+	ui.Save("shell")
 	l.Mark("installer_shell")
 	t.Logf("installer shell after %s", time.Since(start).Round(time.Second))
 
 	// 5. Hand the shell to the shell package: out from under GNU screen (see handOffLine),
 	// then a login that finds an open shell and proves root with a framed `id -u`.
-	from := l.VM.Console.Pos()
-	if err := l.VM.Console.Send(ctx, handOffLine); err != nil {
-		check(ui.failure("typing the hand-off line", err))
+	from := l.Console().Pos()
+	if err := l.Console().Send(ctx, handOffLine); err != nil {
+		check(ui.Failure("typing the hand-off line", err))
 	}
-	sh, err := shell.Login(ctx, l.VM.Console, installerProfile, shell.Options{
-		Logger: l.VM.Log, From: from,
-		LoginTimeout: scaled(30 * time.Second), StepTimeout: scaled(30 * time.Second),
-		Milestone: func(name string, at time.Time) { l.VM.Mark(name) },
-	})
+	sh, err := l.AdoptShell(ctx, installerProfile, lab.AdoptOptions{From: from, Step: scaled(30 * time.Second)})
 	if err != nil {
-		check(ui.failure("getting a verified root shell from the installer's shell", err))
+		check(ui.Failure("getting a verified root shell from the installer's shell", err))
 	}
 	require.Equal(t, 0, sh.UID(), "uid of the installer's shell")
 
 	run := func(cmd string) string {
 		t.Helper()
-		r, err := sh.Run(ctx, cmd, shell.Timeout(scaled(30*time.Second)))
+		out, err := l.Succeed(ctx, cmd, shell.Timeout(scaled(30*time.Second)))
 		if err != nil {
-			check(ui.failure(fmt.Sprintf("running %q in the installer's shell", cmd), err))
+			check(ui.Failure(fmt.Sprintf("running %q in the installer's shell", cmd), err))
 		}
-		t.Logf("%s (%s):\n%s", cmd, r.Duration.Round(time.Millisecond), r.Output)
-		return string(r.Output)
+		t.Logf("%s:\n%s", cmd, out)
+		return out
 	}
 
 	// 6. The commands, and what they must show.

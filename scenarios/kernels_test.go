@@ -10,30 +10,10 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
-
-// kernelSeries picks the kernels of scenario 10: the oldest and newest 6.1 builds and the
-// newest 6.12 build the archive serves (an ordered series, also bisect's demo).
-func kernelSeries(t *testing.T) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	all, err := images.KernelSeries(ctx)
-	require.NoError(t, err, "listing Debian kernel packages (apt-get update needed?)")
-	var v61, v612 []string
-	for _, p := range all {
-		switch {
-		case strings.HasPrefix(p, "linux-image-6.1.0-"):
-			v61 = append(v61, p)
-		case strings.HasPrefix(p, "linux-image-6.12."):
-			v612 = append(v612, p)
-		}
-	}
-	require.GreaterOrEqual(t, len(v61), 2, "the archive serves at least two 6.1 kernels: %v", all)
-	require.NotEmpty(t, v612, "the archive serves a 6.12 kernel: %v", all)
-	return []string{v61[0], v61[len(v61)-1], v612[len(v612)-1]}
-}
 
 // Scenario 10: the mini image booted with each Debian kernel build reaches a verified
 // root shell and reports its uname -r. With -kernel only that kernel is booted.
@@ -44,7 +24,11 @@ func TestUpstreamKernelSeries(t *testing.T) {
 		bootKernel(t, "kernel", img, "")
 		return
 	}
-	for _, pkg := range kernelSeries(t) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	series, err := lab.KernelSeries(ctx)
+	cancel()
+	require.NoError(t, err, "picking the kernel series")
+	for _, pkg := range series {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		img, m, err := lab.MiniImage(ctx, images.MiniSpec{KernelPackage: pkg})
 		cancel()
@@ -55,19 +39,15 @@ func TestUpstreamKernelSeries(t *testing.T) {
 
 func bootKernel(t *testing.T, slug string, img vm.Image, wantRelease string) {
 	t.Helper()
-	spec := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel}
-	l := startLab(t, slug, spec, "")
-	l.VM.Spec.Timeouts.Stop.Powerdown = 0 // busybox init ignores the ACPI button
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
-	defer cancel()
-	sh, err := l.Login(ctx)
-	require.NoError(t, err, "root shell on %s", slug)
-	require.Equal(t, 0, sh.UID())
+	l := labtest.StartT(t, labtest.Image(img), labtest.Memory(256), labtest.Slug(slug),
+		labtest.Login())
 	rel := strings.TrimSpace(run(t, l, "uname -r"))
 	t.Logf("%s: uname -r = %s", slug, rel)
 	if wantRelease != "" {
 		require.Equal(t, wantRelease, rel)
 	}
-	_, err = l.VM.Stop(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
+	defer cancel()
+	_, err := l.PowerOff(ctx)
 	require.NoError(t, err)
 }

@@ -7,6 +7,7 @@
 // Flags (after `go test ./scenarios`):
 //
 //	-boot-image-debug   on failure keep the VM up, serve its console for bootlab attach
+//	                    (a shared VM is kept once, after its last scenario; flags from labtest)
 //	-pause-after STAGE  pause each fixture VM after login, storage or network
 //	-debug-wait D       without a terminal, how long a kept VM waits (default 10m)
 //	-iso PATH           run the fixture scenarios against this ISO instead of building one
@@ -24,93 +25,25 @@ package scenarios
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
-	"time"
 
-	"github.com/bootlab/bootlab/harness/ci"
-	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 )
 
 var (
-	flagDebug      = flag.Bool("boot-image-debug", false, "on failure keep the VM running for bootlab attach (until Enter on the terminal; -debug-wait without one)")
-	flagPauseAfter = flag.String("pause-after", "", "pause each fixture VM after this stage (login, storage or network) for bootlab attach; implies -boot-image-debug")
-	flagISO        = flag.String("iso", "", "fixture scenarios boot this ISO instead of the one built from Debian packages")
-	flagProfile    = flag.String("profile", "fixture", "image profile of the -iso image: fixture or nixos (unit names, key paths, login, poweroff)")
-	flagEntry      = flag.String("entry", "", "boot this entry of the ISO's boot menu (label, title or regexp; default: the menu's default)")
-	flagBoot       = flag.String("boot", lab.BootAuto, "how the ISO boots: direct, firmware or auto")
-	flagKernel     = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
-	flagInitrd     = flag.String("initrd", "", "with -kernel: its initrd")
-	flagAppend     = flag.String("append", "", "with -kernel: its command line")
-	flagAccel      = flag.String("accel", "", "kvm or tcg (default: probe)")
-	flagKeep       = flag.Bool("keep", false, "keep the disk images the runs create (deleted when each run closes otherwise)")
-	flagNotes      = flag.String("notes", "", "run directories go here (default $BOOTLAB_NOTES or a temp dir)")
-	flagScale      = flag.Float64("timeout-scale", 0, "multiply every timeout")
-	flagShard      = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
-	flagDebugWait  = flag.Duration("debug-wait", 10*time.Minute, "with -boot-image-debug or -pause-after and no terminal: how long to keep the VM")
+	flagKernel = flag.String("kernel", "", "kernel-series scenario: boot only this kernel")
+	flagInitrd = flag.String("initrd", "", "with -kernel: its initrd")
+	flagAppend = flag.String("append", "", "with -kernel: its command line")
+	flagShard  = flag.String("shard", "", "run shard i/n of the scenarios (nightly matrix)")
 )
 
+// TestMain: every flag but the four above is labtest's (-boot-image-debug,
+// -pause-after, -debug-wait, -accel, -keep, -notes, -captures, -iso, -profile, -entry,
+// -boot, -timeout-scale), so every package that boots through labtest.StartT
+// takes them the same way. The shared VM closes after the last scenario.
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if err := checkProfileFlag(); err != nil {
-		fmt.Fprintln(os.Stderr, "scenarios:", err)
-		os.Exit(2)
-	}
-	switch *flagPauseAfter {
-	case "", "login", "storage", "network":
-	default:
-		fmt.Fprintf(os.Stderr, "scenarios: -pause-after must be login, storage or network, not %q\n", *flagPauseAfter)
-		os.Exit(2)
-	}
-	if *flagPauseAfter != "" {
-		*flagDebug = true // as bootlab run --pause-after implies --debug
-	}
-	if *flagDebugWait <= 0 {
-		fmt.Fprintf(os.Stderr, "scenarios: -debug-wait must be positive, not %s\n", *flagDebugWait)
-		os.Exit(2)
-	}
-	if *flagDebug || *flagPauseAfter != "" {
-		// go test's own -timeout (10m by default) panics a test that is paused longer.
-		if tf := flag.Lookup("test.timeout"); tf != nil {
-			if d, err := time.ParseDuration(tf.Value.String()); err == nil && d != 0 && d <= *flagDebugWait {
-				fmt.Fprintf(os.Stderr, "scenarios: -timeout %s is not above -debug-wait %s: a paused VM would be killed by the test timeout; use -timeout 0\n", d, *flagDebugWait)
-			}
-		}
-	}
-	if *flagScale > 0 {
-		os.Setenv("BOOTLAB_TIMEOUT_SCALE", strconv.FormatFloat(*flagScale, 'f', -1, 64))
-	}
-	if *flagShard != "" {
-		i, n, err := ci.ParseShard(*flagShard)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scenarios: -shard:", err)
-			os.Exit(2)
-		}
-		tests, err := ci.ScenarioTests(".")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scenarios: listing scenarios:", err)
-			os.Exit(2)
-		}
-		if err := flag.Set("test.run", ci.RunPattern(ci.Shard(tests, i, n))); err != nil {
-			fmt.Fprintln(os.Stderr, "scenarios:", err)
-			os.Exit(2)
-		}
-	}
-	lab.HandleSignals()
-	code := m.Run()
-	closeShared()
-	os.Exit(code)
-}
-
-func notesRoot() string {
-	if *flagNotes != "" {
-		return *flagNotes
-	}
-	if n := os.Getenv("BOOTLAB_NOTES"); n != "" {
-		return n
-	}
-	return filepath.Join(os.TempDir(), "bootlab-scenarios")
+	labtest.NotesDefault(filepath.Join(os.TempDir(), "bootlab-scenarios"))
+	labtest.Main(m, labtest.MainOptions{Name: "scenarios", Shard: flagShard, After: closeShared})
 }

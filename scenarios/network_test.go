@@ -15,6 +15,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/keys"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/sshc"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -40,7 +41,7 @@ func TestNetwork(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(serial), "LAN IPv4 address: 10.0.2.15")
 	require.Equal(t, "root", s.checks.SSHUser)
-	ms := s.l.Rec.Metadata()
+	ms := s.l.Metadata()
 	_, ok := ms.Milestone("ssh")
 	require.True(t, ok, "the ssh milestone is recorded")
 }
@@ -50,7 +51,8 @@ func TestNetwork(t *testing.T) {
 func TestSSHPinningAndNoPasswords(t *testing.T) {
 	s := standard(t)
 	require.NoError(t, s.err)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.l.VM.SSHPort()))
+	addr := s.l.SSHAddr()
+	require.NotEmpty(t, addr, "the VM forwards SSH")
 	other, err := keys.LoadOrCreate(t.TempDir())
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(2*time.Minute))
@@ -71,7 +73,11 @@ func TestSSHPinningAndNoPasswords(t *testing.T) {
 	// The forwarded port listens on loopback only.
 	tcp, err := os.ReadFile("/proc/net/tcp")
 	require.NoError(t, err)
-	hexPort := strings.ToUpper(strconv.FormatInt(int64(s.l.VM.SSHPort()), 16))
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	hexPort := strings.ToUpper(strconv.FormatInt(int64(n), 16))
 	for len(hexPort) < 4 {
 		hexPort = "0" + hexPort
 	}
@@ -84,7 +90,7 @@ func TestSSHPinningAndNoPasswords(t *testing.T) {
 func TestSSHDIndependence(t *testing.T) {
 	s := standard(t)
 	require.NoError(t, s.err)
-	p := prof(s.l)
+	p := s.l.Profile()
 	show := run(t, s.l, "systemctl show -p WantedBy,After "+p.SSHUnit)
 	require.Contains(t, show, p.PreNixosUnit, "%s is ordered after %s", p.SSHUnit, p.PreNixosUnit)
 	for _, line := range strings.Split(show, "\n") {
@@ -96,8 +102,7 @@ func TestSSHDIndependence(t *testing.T) {
 	require.NotContains(t, deps, "multi-user.target")
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
 	defer cancel()
-	// Settled: poll in the guest until the job queue is empty.
-	_, err := s.l.VM.Shell.Run(ctx, `n=0; while [ -n "$(systemctl list-jobs --no-legend)" ]; do n=$((n+1)); [ $n -gt 600 ] && { systemctl list-jobs; exit 1; }; sleep 0.2; done`)
+	_, err := s.l.WaitUntil(ctx, "systemctl's job queue to empty", `test -z "$(systemctl list-jobs --no-legend)" || { systemctl list-jobs; false; }`)
 	require.NoError(t, err, "systemctl list-jobs is empty once settled")
 	require.Equal(t, "active\n", run(t, s.l, "systemctl is-active "+p.SSHUnit), "pre-nixos started sshd itself")
 }
@@ -108,7 +113,7 @@ func TestSSHDIndependence(t *testing.T) {
 // and the run directory holds the diagnostics and the storage/systemd captures.
 func TestNegativeStorageUnitFails(t *testing.T) {
 	slot(t)
-	l, key := boot(t, bootOpts{slug: "negative-storage", fixture: images.FixtureSpec{BreakUnit: "/bin/false"}, disks: []vm.DiskSpec{disk("disk0.img", 4096)}})
+	l, key := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/false"}, labtest.Slug("negative-storage"), labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 	c := checks(l, key, t)
 	c.StorageTimeout = scaled(90 * time.Second)
 	err := c.CheckStorage(context.Background())
@@ -120,7 +125,7 @@ func TestNegativeStorageUnitFails(t *testing.T) {
 // Network: no NIC at all; the IPv4 wait fails and the network captures explain why.
 func TestNegativeNetworkNoNIC(t *testing.T) {
 	slot(t)
-	l, key := boot(t, bootOpts{slug: "negative-network", noNet: true, disks: []vm.DiskSpec{disk("disk0.img", 4096)}})
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("negative-network"), labtest.Disks(disk("disk0.img", 4096)))
 	c := checks(l, key, t)
 	c.NetworkTimeout = scaled(60 * time.Second)
 	err := c.CheckNetwork(context.Background())
@@ -135,7 +140,7 @@ func TestNegativeSSHWrongKey(t *testing.T) {
 	wrong, err := keys.LoadOrCreate(t.TempDir())
 	require.NoError(t, err)
 	// The image carries a key that is not bootlab's; bootlab offers its own.
-	l, key := boot(t, bootOpts{slug: "negative-ssh", fixture: images.FixtureSpec{RootKey: wrong.AuthorizedKey}, disks: []vm.DiskSpec{disk("disk0.img", 4096)}})
+	l, key := bootFixture(t, images.FixtureSpec{RootKey: wrong.AuthorizedKey}, labtest.Slug("negative-ssh"), labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 	c := checks(l, key, t)
 	c.SSHTimeout = scaled(3 * time.Minute)
 	ctx := context.Background()

@@ -2,9 +2,7 @@ package scenarios
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +15,8 @@ import (
 	"github.com/bootlab/bootlab/artifacts/rundiff"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // sabotage breaks two units at runtime the way real regressions do: pre-nixos exits
@@ -33,36 +31,6 @@ func sabotage(p shell.Profile) string {
 		`systemctl daemon-reload && ( systemctl restart %[1]s; rc=$?; systemctl restart --no-block %[2]s; exit $rc )`, pre, ssh)
 }
 
-// snapshotRun copies a run's metadata and boot evidence as they are now into a new run
-// directory next to it, so the state right after login can be compared while the run
-// goes on.
-func snapshotRun(t *testing.T, l *lab.Lab, name string) string {
-	t.Helper()
-	dst := filepath.Join(filepath.Dir(l.Dir()), filepath.Base(l.Dir())+"-"+name)
-	ev := filepath.FromSlash(rundiff.EvidenceDir)
-	require.NoError(t, os.MkdirAll(filepath.Join(dst, ev), 0o755))
-	require.NoError(t, l.Rec.Save())
-	copyFile(t, l.Rec.Path(runrec.MetadataFile), filepath.Join(dst, runrec.MetadataFile))
-	ents, err := os.ReadDir(l.Rec.Path(rundiff.EvidenceDir))
-	require.NoError(t, err)
-	for _, e := range ents {
-		copyFile(t, filepath.Join(l.Rec.Path(rundiff.EvidenceDir), e.Name()), filepath.Join(dst, ev, e.Name()))
-	}
-	return dst
-}
-
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	require.NoError(t, err)
-	defer in.Close()
-	out, err := os.Create(dst)
-	require.NoError(t, err)
-	_, err = io.Copy(out, in)
-	require.NoError(t, err)
-	require.NoError(t, out.Close())
-}
-
 // TestRunDiffNamesWhatBroke boots the fixture twice. Right after login both boots are
 // clean, and their evidence diffs as "no differences": what differs on every boot
 // (timestamps, PIDs, addresses, UUIDs, unit timings) is normalised away. Then the
@@ -71,43 +39,40 @@ func copyFile(t *testing.T, src, dst string) {
 // nothing else.
 func TestRunDiffNamesWhatBroke(t *testing.T) {
 	slot(t)
-	img, _, key := fixture(t, images.FixtureSpec{})
+	img, _, key := labtest.Fixture(t, images.FixtureSpec{})
 	// Both runs share a slug; a notes root of their own keeps other scenarios' runs of
 	// the same image out of --against-last-pass.
-	notes := filepath.Join(notesRoot(), "rundiff")
-	spec := vm.Spec{Image: img, Disks: []vm.DiskSpec{disk("disk0.img", 4096)}, Net: true, SSH: true, MemoryMB: 1024,
-		Accel: *flagAccel, ProbeCache: lab.ProbeCache(), ProbeKernel: probeKernel(t), Timeouts: vm.DefaultTimeouts()}
+	notes := filepath.Join(labtest.NotesRoot(), "rundiff")
+	opts := append([]labtest.Option{}, labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("rundiff"),
+		labtest.Notes(notes), labtest.Disks(disk("disk0.img", 4096)), labtest.Network(), labtest.Captures(lab.CapturesAlways))
 	boot := func(broken bool) (clean, final string) {
 		ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
 		defer cancel()
-		l, err := lab.Start(ctx, lab.Config{Slug: "rundiff", Notes: notes, VM: spec, RootKeyFingerprint: key.Fingerprint, Captures: lab.CapturesAlways})
-		if l != nil {
-			t.Logf("run directory: %s", l.Dir())
-		}
-		require.NoError(t, err, "starting the fixture")
+		l := labtest.StartT(t, opts...)
+		// Each run closes here, not when the test ends: the diff compares finished
+		// runs, and run B's --against-last-pass must find run A in the ledger.
 		var verdict error
 		defer func() {
 			if verdict == nil && t.Failed() {
-				verdict = errors.New(t.Name() + " failed")
+				verdict = labtest.ErrFailed
 			}
 			cctx, ccancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
 			defer ccancel()
 			require.NoError(t, l.Close(cctx, verdict))
 		}()
-		_, err = l.Login(ctx)
-		require.NoError(t, err, "logging in (run directory %s)", l.Dir())
 		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
 		c := checks(l, key, t)
 		require.NoError(t, c.CheckStorage(ctx), "storage (run directory %s)", l.Dir())
 		require.NoError(t, c.CheckNetwork(ctx), "network (run directory %s)", l.Dir())
-		_, err = l.Run(ctx, "timeout 120 systemctl is-system-running --wait", shell.AllowFail())
+		_, _, err := l.Status(ctx, "timeout 120 systemctl is-system-running --wait")
 		require.NoError(t, err)
 		idx, err := l.Evidence(ctx)
 		require.NoError(t, err, "evidence right after login")
 		require.Empty(t, idx.Stopped)
-		clean = snapshotRun(t, l, "clean")
+		clean, err = l.Snapshot("clean")
+		require.NoError(t, err)
 		if broken {
-			r, err := l.Run(ctx, sabotage(prof(l)), shell.AllowFail())
+			r, err := l.Run(ctx, sabotage(l.Profile()), shell.AllowFail())
 			require.NoError(t, err)
 			require.NotZero(t, r.ExitStatus, "restarting pre-nixos with ExecStart=/bin/false fails: %s", r.Output)
 		}
@@ -131,7 +96,7 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	d, err = rundiff.CompareDirs(runA, runB, rundiff.Options{})
 	require.NoError(t, err)
 	t.Logf("clean vs broken:\n%s", d.Text())
-	pre := suiteProfile().PreNixosUnit
+	pre := labtest.FixtureProfile().PreNixosUnit
 	require.Equal(t, []string{pre}, d.Units.Failed)
 	require.Empty(t, d.Units.Appeared, "no unit appears")
 	require.Empty(t, d.Units.Vanished, "no unit vanishes")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -18,6 +17,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/vm"
 	"github.com/bootlab/bootlab/provisioner/status"
 )
@@ -29,7 +29,7 @@ func TestCleanDisk(t *testing.T) {
 	st := s.checks.Storage
 	require.Equal(t, status.StateApplied, st["STATE"])
 	require.Equal(t, "auto-applied", st["DETAIL"])
-	p := prof(s.l)
+	p := s.l.Profile()
 	require.Equal(t, p.PreNixosDone, strings.TrimSpace(statusOut(t, s, "systemctl is-active "+p.PreNixosUnit)),
 		"the provisioner's oneshot ends %s after success (RemainAfterExit, docs/decisions.md)", p.PreNixosDone)
 	require.Contains(t, run(t, s.l, "vgs --noheadings -o vg_name"), "main")
@@ -61,7 +61,7 @@ func TestEmbeddedKey(t *testing.T) {
 	require.NotNil(t, key, "bootlab inspect finds an embedded root key on %s", s.iso.Path)
 	require.Equal(t, s.key.Fingerprint, key.Fingerprint, "the ISO carries the generated key")
 	require.Equal(t, s.key.AuthorizedKey, strings.Join(strings.Fields(key.Line)[:2], " "))
-	m := s.l.Rec.Metadata()
+	m := s.l.Metadata()
 	require.Equal(t, s.key.Fingerprint, m.Image.RootKeyFingerprint, "metadata.json records the same fingerprint")
 	// The private half never reaches a run directory or a log.
 	require.NoError(t, filepath.Walk(s.l.Dir(), func(path string, info os.FileInfo, err error) error {
@@ -78,7 +78,7 @@ func TestEmbeddedKey(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "the generated private key is 0600")
 	// Where the key sits on the ISO is the image's own layout (the profile says).
-	p := prof(s.l)
+	p := s.l.Profile()
 	require.Regexp(t, p.ISOKey, key.Layer+":"+key.Path, "the %s profile's place for the key on the ISO", p.Name)
 	// And the guest has that key where the image keeps it, and for root, 0600.
 	require.Contains(t, run(t, s.l, "cat "+p.GuestKey), strings.Fields(s.key.AuthorizedKey)[1])
@@ -86,37 +86,13 @@ func TestEmbeddedKey(t *testing.T) {
 	require.Contains(t, run(t, s.l, "cat "+p.AuthorizedKeys), strings.Fields(s.key.AuthorizedKey)[1])
 }
 
-// seedExt4 puts an ext4 file system holding a marker file on a whole disk image, from
-// the host: no loop device or root needed (mke2fs on a file, debugfs to write).
-func seedExt4(marker string) func(ctx context.Context, path string) error {
-	return func(ctx context.Context, path string) error {
-		if err := hostRun(ctx, "mkfs.ext4", "-q", "-F", "-L", "precious", path); err != nil {
-			return err
-		}
-		src := filepath.Join(filepath.Dir(path), "marker.src")
-		if err := os.WriteFile(src, []byte(marker), 0o644); err != nil {
-			return err
-		}
-		defer os.Remove(src)
-		return hostRun(ctx, "debugfs", "-w", "-R", "write "+src+" marker.txt", path)
-	}
-}
-
-func readMarker(t *testing.T, path string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := execOut(ctx, "debugfs", "-R", "cat marker.txt", path)
-	require.NoError(t, err)
-	return out
-}
-
 // Scenario 5: a disk that already holds data is never touched without force.
 func TestExistingStorage(t *testing.T) {
 	slot(t)
-	hostTool(t, "mkfs.ext4", "e2fsprogs")
-	hostTool(t, "debugfs", "e2fsprogs")
+	labtest.HostTool(t, "mkfs.ext4", "e2fsprogs")
+	labtest.HostTool(t, "debugfs", "e2fsprogs")
 	marker := "bootlab marker " + time.Now().Format(time.RFC3339Nano)
-	l, key := boot(t, bootOpts{slug: "existing-storage", disks: []vm.DiskSpec{{Name: "disk0.img", SizeMB: 4096, Seed: seedExt4(marker)}}})
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("existing-storage"), labtest.Disks(vm.DiskSpec{Name: "disk0.img", SizeMB: 4096, Seed: labtest.SeedExt4("precious", "marker.txt", marker)}), labtest.Network())
 	c := checks(l, key, t)
 	c.WantState, c.WantDetail = status.StatePlanOnly, status.DetailExistingStorage
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(12*time.Minute))
@@ -126,9 +102,9 @@ func TestExistingStorage(t *testing.T) {
 	_, st := runStatus(t, l, "vgs main")
 	require.NotEqual(t, 0, st, "no VG was created")
 	// Power off, then read the marker on the host from the disk image itself.
-	_, err := l.VM.Stop(ctx)
+	_, err := l.PowerOff(ctx)
 	require.NoError(t, err)
-	require.Equal(t, marker, readMarker(t, filepath.Join(l.Dir(), "disk0.img")), "the marker survived the boot")
+	require.Equal(t, marker, labtest.ReadExt4File(t, filepath.Join(l.Dir(), "disk0.img"), "marker.txt"), "the marker survived the boot")
 }
 
 // Scenario 6: RAID and LVM residue is torn down only with force, then the blank disks
@@ -137,7 +113,7 @@ func TestExistingStorage(t *testing.T) {
 func TestRAIDLVMResidueForce(t *testing.T) {
 	slot(t)
 	disks := []vm.DiskSpec{disk("disk0.img", 4096), disk("disk1.img", 1536), disk("disk2.img", 1536)}
-	seeder, _ := boot(t, bootOpts{slug: "residue-seed", fixture: images.FixtureSpec{BreakUnit: "/bin/true"}, disks: disks})
+	seeder, _ := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/true"}, labtest.Slug("residue-seed"), labtest.Disks(disks...), labtest.Network())
 	for _, cmd := range []string{
 		"mdadm --create /dev/md127 --run --metadata=1.2 --level=1 --raid-devices=2 /dev/vdb /dev/vdc",
 		"pvcreate -ff -y /dev/md127", "vgcreate vg_residue /dev/md127",
@@ -149,21 +125,21 @@ func TestRAIDLVMResidueForce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(20*time.Minute))
 	defer cancel()
-	_, err := seeder.VM.Stop(ctx)
+	_, err := seeder.PowerOff(ctx)
 	require.NoError(t, err)
 
 	// Second boot on the same disk files: plan only, nothing destroyed.
 	for i := range disks {
 		disks[i].Path = filepath.Join(seeder.Dir(), disks[i].Name)
 	}
-	l, key := boot(t, bootOpts{slug: "residue-force", disks: disks})
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("residue-force"), labtest.Disks(disks...), labtest.Network())
 	c := checks(l, key, t)
 	c.WantState, c.WantDetail = status.StatePlanOnly, status.DetailExistingStorage
 	require.NoError(t, c.CheckStorage(ctx))
 	require.Contains(t, run(t, l, "mdadm --examine /dev/vdb"), "Raid Level", "the residue is untouched without force")
 
 	// With force: the residue goes and the disks are provisioned in the same run.
-	run(t, l, "systemctl set-environment PRE_NIXOS_FORCE_CLEANUP=1 && rm -f /run/pre-nixos/storage-status && systemctl restart "+prof(l).PreNixosUnit)
+	run(t, l, "systemctl set-environment PRE_NIXOS_FORCE_CLEANUP=1 && rm -f /run/pre-nixos/storage-status && systemctl restart "+l.Profile().PreNixosUnit)
 	c.WantState, c.WantDetail = status.StateApplied, status.DetailForceCleanup
 	require.NoError(t, c.CheckStorage(ctx))
 	out, _ := runStatus(t, l, "cat /proc/mdstat")
@@ -186,7 +162,7 @@ func TestMixedDisks(t *testing.T) {
 		{Name: "hdd1.img", SizeMB: 3072, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd1"},
 		{Name: "hdd2.img", SizeMB: 3072, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd2"},
 	}
-	l, key := boot(t, bootOpts{slug: "mixed-disks", disks: disks})
+	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("mixed-disks"), labtest.Disks(disks...), labtest.Network())
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(12*time.Minute))
 	defer cancel()
 	require.NoError(t, checks(l, key, t).CheckStorage(ctx))
@@ -227,7 +203,7 @@ func TestMixedDisks(t *testing.T) {
 // the plan, captured. pre-nixos itself is held back so the disk stays blank.
 func TestStorageDetectionProbe(t *testing.T) {
 	slot(t)
-	l, _ := boot(t, bootOpts{slug: "detect-probe", fixture: images.FixtureSpec{BreakUnit: "/bin/true"}, disks: []vm.DiskSpec{disk("disk0.img", 4096)}})
+	l, _ := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/true"}, labtest.Slug("detect-probe"), labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 	_, blank := runStatus(t, l, "pre-nixos-detect-storage")
 	require.Equal(t, 1, blank, "exit 1: no existing storage on a blank disk")
 	plan := run(t, l, "pre-nixos --plan-only --output plan 2>/dev/null")
@@ -236,12 +212,6 @@ func TestStorageDetectionProbe(t *testing.T) {
 	run(t, l, "mkfs.ext4 -q -F /dev/vda")
 	_, seeded := runStatus(t, l, "pre-nixos-detect-storage")
 	require.Equal(t, 0, seeded, "exit 0: existing storage after mkfs")
-	m := l.Rec.Metadata()
+	m := l.Metadata()
 	require.Equal(t, runrec.Running, m.Outcome)
-}
-
-// execOut returns a host command's stdout (debugfs prints its banner on stderr).
-func execOut(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, name, args...).Output()
-	return string(out), err
 }

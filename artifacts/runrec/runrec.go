@@ -6,7 +6,7 @@
 // concurrent runs never interleave.
 //
 // The notes root is a parameter (harness/config decides it from BOOTLAB_NOTES and
-// --notes); DefaultNotesRoot is a deprecated fallback.
+// --notes); Create refuses an empty one rather than guess.
 package runrec
 
 import (
@@ -53,18 +53,6 @@ const TimeLayout = "2006-01-02T15-04-05Z"
 // harness logs of a few MiB, and failing before boot beats a truncated log after it.
 var MinFreeBytes uint64 = 64 << 20
 
-// DefaultNotesRoot is $BOOTLAB_NOTES, or docs/work-notes where the user's project keeps
-// its work notes.
-//
-// Deprecated: the harness passes config.Config.Notes (harness/config holds the one notes
-// default); this stays only until harness/lab and scenarios pass it too.
-func DefaultNotesRoot() string {
-	if v := os.Getenv("BOOTLAB_NOTES"); v != "" {
-		return v
-	}
-	return filepath.Join("docs", "work-notes")
-}
-
 // DefaultLedger is the ledger next to the run directories.
 func DefaultLedger(notesRoot string) string { return filepath.Join(notesRoot, LedgerFile) }
 
@@ -85,7 +73,9 @@ type Run struct {
 // creates its subdirectories and writes the first metadata.json.
 func Create(notesRoot, slug string, now time.Time) (*Run, error) {
 	if notesRoot == "" {
-		notesRoot = DefaultNotesRoot()
+		// The one notes default lives in harness/config; a caller that gets here
+		// without one has lost its configuration, and guessing would scatter runs.
+		return nil, errors.New("creating a run directory: no notes directory given (--notes or BOOTLAB_NOTES)")
 	}
 	root, err := filepath.Abs(notesRoot)
 	if err != nil {

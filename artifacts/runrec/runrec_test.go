@@ -168,14 +168,10 @@ func TestCreateFullDiskIsClearError(t *testing.T) {
 	}
 }
 
-func TestDefaultNotesRoot(t *testing.T) {
-	t.Setenv("BOOTLAB_NOTES", "")
-	if got := DefaultNotesRoot(); got != filepath.Join("docs", "work-notes") {
-		t.Fatalf("default = %s", got)
-	}
-	t.Setenv("BOOTLAB_NOTES", "/tmp/elsewhere")
-	if got := DefaultNotesRoot(); got != "/tmp/elsewhere" {
-		t.Fatalf("env override ignored: %s", got)
+func TestCreateRefusesEmptyNotesRoot(t *testing.T) {
+	_, err := Create("", "x", time.Now())
+	if err == nil || !strings.Contains(err.Error(), "no notes directory") {
+		t.Fatalf("Create with no notes root: %v, want a refusal", err)
 	}
 }
 

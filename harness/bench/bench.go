@@ -44,12 +44,11 @@ func Run(ctx context.Context, notes string, rounds, bulkBytes int, progress io.W
 		return nil, err
 	}
 	spec := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
-	spec.Timeouts.Stop.Powerdown = 0
 	l, err := lab.Start(ctx, lab.Config{Slug: "bench", Notes: notes, VM: spec, Progress: progress})
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Rounds: rounds, BulkBytes: bulkBytes, RunDir: l.Dir(), Accel: l.VM.Accel.Accel}
+	res := &Result{Rounds: rounds, BulkBytes: bulkBytes, RunDir: l.Dir(), Accel: l.Accel()}
 	err = measure(ctx, l, res)
 	cerr := l.Close(context.WithoutCancel(ctx), err)
 	if err != nil {
@@ -63,7 +62,7 @@ func measure(ctx context.Context, l *lab.Lab, res *Result) error {
 	if err != nil {
 		return err
 	}
-	ms := l.VM.Milestones()
+	ms := l.Milestones()
 	var prompt, root time.Duration
 	for _, m := range ms {
 		switch m.Name {
@@ -75,7 +74,7 @@ func measure(ctx context.Context, l *lab.Lab, res *Result) error {
 	}
 	res.LoginToRoot = root - prompt
 	res.Transport = sh.Transport()
-	con := l.VM.Console
+	con := l.Console()
 
 	// Raw echo: a line typed to the configured shell (echo off) and its output seen.
 	raw := make([]time.Duration, 0, res.Rounds)

@@ -383,6 +383,15 @@ func (f *repoFacts) packageFlags(dir string) map[string]bool {
 		if err != nil {
 			continue
 		}
+		// A package that boots through labtest takes labtest's flags (-boot-image-debug,
+		// -shard, ...): they are registered by the import.
+		for _, imp := range af.Imports {
+			if lt := filepath.Join(f.root, "harness", "labtest"); imp.Path.Value == `"github.com/bootlab/bootlab/harness/labtest"` && dir != lt {
+				for k, v := range f.packageFlags(lt) {
+					fl[k] = v
+				}
+			}
+		}
 		ast.Inspect(af, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
 			if !ok {

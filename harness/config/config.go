@@ -1,9 +1,9 @@
 // Package config is bootlab's configuration in one place: one struct, built once from
 // the BOOTLAB_* environment and the command's flags (flags win), then passed down
 // explicitly. No other package of the harness reads BOOTLAB_*; artifacts cannot import
-// harness, so their functions take these values as parameters (images.CacheDir and
-// runrec.DefaultNotesRoot remain as the artifacts-level defaults that FromEnv itself
-// starts from, so a caller that passes nothing gets the same answer).
+// harness, so their functions take these values as parameters (images.CacheDir remains
+// the artifacts-level cache default that FromEnv itself starts from, so a caller that
+// passes nothing gets the same answer; runrec.Create refuses an empty notes root).
 //
 // Every variable, its flag and its default:
 //

@@ -31,6 +31,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -40,13 +41,17 @@ var soak = flag.Int("soak", 3, "boot -> root -> command -> shutdown cycles in Te
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if err := labtest.CheckFlags(); err != nil {
+		fmt.Fprintln(os.Stderr, "faults:", err)
+		os.Exit(2)
+	}
 	if os.Getenv(childEnv) != "" {
 		os.Exit(child())
 	}
 	os.Exit(m.Run())
 }
 
-func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * vm.ScaleFromEnv()) }
+var scaled = labtest.Scaled
 
 func miniSpec(t testing.TB, spec images.MiniSpec) vm.Spec {
 	t.Helper()
@@ -64,18 +69,22 @@ func buildMiniSpec(spec images.MiniSpec) (vm.Spec, error) {
 	}
 	s := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
 	s.Timeouts.Login = scaled(2 * time.Minute)
-	s.Timeouts.Stop.Powerdown = 0 // busybox init ignores the ACPI button
 	return s, nil
 }
 
+// startMini boots spec for the test through labtest.StartT (closed, recorded and kept
+// on failure with -boot-image-debug like every test VM); after the close, no QEMU of the
+// run may be left, by pid or by name in /proc.
 func startMini(t *testing.T, slug string, spec vm.Spec) *lab.Lab {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
-	defer cancel()
-	l, err := lab.Start(ctx, lab.Config{Slug: slug, Notes: lab.NotesRootForTests(), VM: spec})
-	require.NoError(t, err)
-	t.Logf("run directory: %s", l.Dir())
-	t.Cleanup(func() { _ = l.Close(context.Background(), errors.New("cleanup")); requireNoQEMU(t, l.Dir()) })
+	var dir string
+	t.Cleanup(func() { // registered first, so it runs after StartT's close
+		if dir != "" {
+			requireNoQEMU(t, dir)
+		}
+	})
+	l := labtest.StartT(t, labtest.Slug(slug), labtest.Spec(func(s *vm.Spec) { *s = spec }))
+	dir = l.Dir()
 	return l
 }
 
@@ -127,11 +136,11 @@ func TestQEMUKilledMidCommand(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { _, err := l.Run(ctx, "echo started-long-command; sleep 120"); errc <- err }()
 	// The command's first output on the frame channel: it is running in the guest.
-	require.NotNil(t, l.VM.Channel(), "the frame channel is connected")
-	_, err = l.VM.Channel().Expect(ctx, 0, console.Literal("begun", "started-long-command\n"))
+	require.NotNil(t, l.Channel(), "the frame channel is connected")
+	_, err = l.Channel().Expect(ctx, 0, console.Literal("begun", "started-long-command\n"))
 	require.NoError(t, err)
 	time.Sleep(500 * time.Millisecond)
-	require.NoError(t, syscall.Kill(l.VM.Machine.Pid(), syscall.SIGKILL))
+	require.NoError(t, syscall.Kill(l.Pid(), syscall.SIGKILL))
 	select {
 	case err = <-errc:
 	case <-time.After(30 * time.Second):
@@ -270,11 +279,11 @@ func TestDiskImageLocked(t *testing.T) {
 	require.NoError(t, os.Truncate(disk, 64<<20))
 	spec.Disks = []vm.DiskSpec{{Path: disk}}
 	first := startMini(t, "fault-lock-1", spec)
-	_, err := lab.Start(context.Background(), lab.Config{Slug: "fault-lock-2", Notes: lab.NotesRootForTests(), VM: spec})
+	_, err := lab.Start(context.Background(), lab.Config{Slug: "fault-lock-2", Notes: labtest.NotesRoot(), VM: spec})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "locked by another process")
 	require.Contains(t, err.Error(), disk)
-	require.True(t, first.VM.Running(), "the first VM is unaffected")
+	require.True(t, first.Running(), "the first VM is unaffected")
 }
 
 // 9. Notes directory unwritable or full: a clear error before boot, no QEMU started.
@@ -350,7 +359,7 @@ func TestSoak(t *testing.T) {
 		err := func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), scaled(4*time.Minute))
 			defer cancel()
-			l, err := lab.Start(ctx, lab.Config{Slug: fmt.Sprintf("soak-%03d", i), Notes: lab.NotesRootForTests(), VM: spec})
+			l, err := lab.Start(ctx, lab.Config{Slug: fmt.Sprintf("soak-%03d", i), Notes: labtest.NotesRoot(), VM: spec})
 			if err != nil {
 				return err
 			}

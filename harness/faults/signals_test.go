@@ -16,6 +16,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 )
 
 const childEnv = "BOOTLAB_FAULTS_CHILD"
@@ -30,7 +31,7 @@ func child() int {
 		return 3
 	}
 	ctx := context.Background()
-	l, err := lab.Start(ctx, lab.Config{Slug: "fault-signal-" + os.Getenv(childEnv), Notes: os.Getenv("BOOTLAB_NOTES"), VM: spec})
+	l, err := lab.Start(ctx, lab.Config{Slug: "fault-signal-" + os.Getenv(childEnv), Notes: labtest.NotesRoot(), VM: spec})
 	if err != nil {
 		fmt.Println("ERROR", err)
 		return 3

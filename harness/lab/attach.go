@@ -32,7 +32,7 @@ func (l *Lab) ServeConsole(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listening on the console socket: %w", err)
 	}
-	link := l.Rec.Path(ConsoleSocket)
+	link := l.rec.Path(ConsoleSocket)
 	_ = os.Remove(link)
 	if err := os.Symlink(sock, link); err != nil {
 		ln.Close()
@@ -46,7 +46,7 @@ func (l *Lab) ServeConsole(ctx context.Context) (string, error) {
 		os.Remove(link)
 		os.RemoveAll(dir)
 	}()
-	con := l.VM.Console
+	con := l.vm.Console
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -141,7 +141,7 @@ func (l *Lab) ServeCaptures(ctx context.Context, capture func(context.Context) e
 	if err != nil {
 		return "", fmt.Errorf("listening on the capture socket: %w", err)
 	}
-	link := l.Rec.Path(CaptureSocket)
+	link := l.rec.Path(CaptureSocket)
 	_ = os.Remove(link)
 	if err := os.Symlink(sock, link); err != nil {
 		ln.Close()
@@ -168,7 +168,7 @@ func (l *Lab) ServeCaptures(ctx context.Context, capture func(context.Context) e
 					fmt.Fprintf(c, "error %v\n", err)
 					return
 				}
-				fmt.Fprintf(c, "ok %s\n", l.Rec.Path("captures"))
+				fmt.Fprintf(c, "ok %s\n", l.rec.Path("captures"))
 			}()
 		}
 	}()

@@ -12,8 +12,8 @@ import (
 // Exec runs a command for captures: a non-zero status is data, not an error, and an
 // error after QEMU is gone says so (capture.ErrGone) so a capture set stops early.
 func (l *Lab) Exec(ctx context.Context, cmd string) ([]byte, int, error) {
-	r, err := l.VM.Run(ctx, cmd, shell.AllowFail())
-	if err != nil && !l.VM.Running() {
+	r, err := l.vm.Run(ctx, cmd, shell.AllowFail())
+	if err != nil && !l.vm.Running() {
 		return r.Output, -1, fmt.Errorf("%w: %w", capture.ErrGone, err)
 	}
 	return r.Output, r.ExitStatus, err
@@ -21,10 +21,10 @@ func (l *Lab) Exec(ctx context.Context, cmd string) ([]byte, int, error) {
 
 // Capture runs capture sets into the run directory's captures/.
 func (l *Lab) Capture(ctx context.Context, sets ...capture.Set) (capture.Index, error) {
-	if l.VM == nil || l.VM.Shell == nil {
+	if l.vm == nil || l.vm.Shell == nil {
 		return capture.Index{}, fmt.Errorf("no shell to capture with")
 	}
-	return capture.Capture(ctx, l, l.Rec.Path("captures"), sets...)
+	return capture.Capture(ctx, l, l.rec.Path("captures"), sets...)
 }
 
 // WaitFailed records a wait that did not succeed: a diagnostic naming the wait and the
@@ -32,7 +32,7 @@ func (l *Lab) Capture(ctx context.Context, sets ...capture.Set) (capture.Index, 
 // while the guest is in the state that failed.
 func (l *Lab) WaitFailed(ctx context.Context, w capture.Wait, what string, err error) string {
 	path := l.diagnose("wait", what, err, "")
-	if l.VM != nil && l.VM.Shell != nil && l.VM.Running() {
+	if l.vm != nil && l.vm.Shell != nil && l.vm.Running() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 		defer cancel()
 		if _, cerr := l.Capture(cctx, capture.WaitDiagnostics(w)...); cerr != nil {

@@ -32,7 +32,7 @@ type PauseOptions struct {
 // StandardCaptures takes the capture sets a person usually wants first: the pre-nixos
 // units (named by the image profile), the LAN, storage and the kernel log.
 func (l *Lab) StandardCaptures(ctx context.Context) error {
-	p := l.VM.Spec.Image.Profile
+	p := l.vm.Spec.Image.Profile
 	var units []string
 	for _, u := range []string{p.PreNixosUnit, p.SSHUnit, "systemd-networkd.service"} {
 		if u != "" {
@@ -60,17 +60,17 @@ func (l *Lab) DebugPause(ctx context.Context, o PauseOptions) {
 	if o.Captures == nil {
 		o.Captures = l.StandardCaptures
 	}
-	if l.VM == nil || !l.VM.Running() {
+	if l.vm == nil || !l.vm.Running() {
 		fmt.Fprintf(o.Out, "bootlab: %s: the VM is not running, nothing to keep (run directory %s)\n", o.Why, l.Dir())
 		return
 	}
-	hasShell := l.VM.Shell != nil
+	hasShell := l.vm.Shell != nil
 	// Captures first: they use the shell, which is then handed to the person.
 	if hasShell {
 		if err := o.Captures(ctx); err != nil {
 			fmt.Fprintf(o.Out, "bootlab: captures incomplete: %v\n", err)
 		}
-		_ = l.VM.Shell.HandOver(ctx)
+		_ = l.vm.Shell.HandOver(ctx)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -90,17 +90,17 @@ func (l *Lab) DebugPause(ctx context.Context, o PauseOptions) {
 		defer busy.Unlock()
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 		defer cancel()
-		if l.VM.Shell == nil {
+		if l.vm.Shell == nil {
 			return fmt.Errorf("this VM has no verified root shell to capture with")
 		}
-		if err := l.VM.Shell.TakeBack(ctx); err != nil {
+		if err := l.vm.Shell.TakeBack(ctx); err != nil {
 			return err
 		}
-		defer l.VM.Shell.HandOver(ctx)
+		defer l.vm.Shell.HandOver(ctx)
 		return o.Captures(ctx)
 	})
 	fmt.Fprintf(o.Out, "\nbootlab: %s: the VM is kept running.\n  attach:   bootlab attach %s   (Ctrl-] detaches)\n  console:  %s\n  captures: %s (fresh ones: bootlab capture --running %s)\n",
-		o.Why, l.Dir(), sock, l.Rec.Path("captures"), l.Dir())
+		o.Why, l.Dir(), sock, l.rec.Path("captures"), l.Dir())
 	var enter <-chan struct{}
 	var timeout <-chan time.Time
 	if o.Enter != nil {
@@ -118,15 +118,15 @@ func (l *Lab) DebugPause(ctx context.Context, o PauseOptions) {
 	case <-enter:
 	case <-timeout:
 	case <-ctx.Done():
-	case <-l.VM.Machine.Exited():
+	case <-l.vm.Machine.Exited():
 	}
 	// A capture request in flight finishes first; one that comes later finds its
 	// context ended (stop) and does nothing.
 	busy.Lock()
 	defer busy.Unlock()
 	stop() // no new attach or capture clients once the pause ends
-	if hasShell && l.VM.Running() && ctx.Err() == nil {
-		if err := l.VM.Shell.TakeBack(ctx); err != nil {
+	if hasShell && l.vm.Running() && ctx.Err() == nil {
+		if err := l.vm.Shell.TakeBack(ctx); err != nil {
 			fmt.Fprintf(o.Out, "bootlab: taking the shell back: %v\n", err)
 		}
 	}

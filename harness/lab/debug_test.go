@@ -86,7 +86,7 @@ func TestDebugPauseEnterAndCaptures(t *testing.T) {
 	waitFor(t, "the pause message", func() bool { return strings.Contains(out.String(), "press Enter here to continue") })
 	require.Contains(t, out.String(), "bootlab attach "+l.Dir())
 	require.Equal(t, int32(1), captures.Load(), "the captures are taken when the pause starts")
-	_, err = os.Readlink(l.Rec.Path(ConsoleSocket))
+	_, err = os.Readlink(l.rec.Path(ConsoleSocket))
 	require.NoError(t, err, "the console is served for bootlab attach")
 
 	reply := askCaptures(t, l.Dir())
@@ -106,7 +106,7 @@ func TestDebugPauseEnterAndCaptures(t *testing.T) {
 		t.Fatal("Enter did not end the pause")
 	}
 	waitFor(t, "the sockets to go", func() bool {
-		_, err := os.Lstat(l.Rec.Path(ConsoleSocket))
+		_, err := os.Lstat(l.rec.Path(ConsoleSocket))
 		return os.IsNotExist(err)
 	})
 	r, err := l.Run(context.Background(), "echo after-the-pause")

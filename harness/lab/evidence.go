@@ -43,12 +43,12 @@ const evidenceTimeout = 4 * time.Minute
 // and records its duration as the "captures" span. A test that changes the guest on
 // purpose calls it before the change is undone; Close calls it unless the mode says not.
 func (l *Lab) Evidence(ctx context.Context) (capture.Index, error) {
-	if l.VM == nil || l.VM.Shell == nil || !l.VM.Running() {
+	if l.vm == nil || l.vm.Shell == nil || !l.vm.Running() {
 		return capture.Index{}, errors.New("taking boot evidence: no running guest with a shell")
 	}
 	start := time.Now()
-	idx, err := capture.Evidence(ctx, l, l.Rec.Path(rundiff.EvidenceDir))
-	_ = l.Rec.Span("captures", start, time.Now())
+	idx, err := capture.Evidence(ctx, l, l.rec.Path(rundiff.EvidenceDir))
+	_ = l.rec.Span("captures", start, time.Now())
 	l.mu.Lock()
 	l.evidenceTaken = true
 	l.mu.Unlock()
@@ -71,7 +71,7 @@ func (l *Lab) closeEvidence(ctx context.Context, verdict error) {
 	switch {
 	case taken, mode == CapturesNone, mode == CapturesFailure && verdict == nil:
 		return
-	case ctx.Err() != nil, l.VM == nil, l.VM.Shell == nil, !l.VM.Running():
+	case ctx.Err() != nil, l.vm == nil, l.vm.Shell == nil, !l.vm.Running():
 		return
 	}
 	// Half of what is left at most: stopping the VM politely needs the rest.
@@ -93,20 +93,20 @@ func (l *Lab) writeDiff(ledger string) {
 	if ledger == "-" {
 		return
 	}
-	m := l.Rec.Metadata()
-	base, err := rundiff.LastPass(ledger, m.Slug, l.Rec.Dir)
+	m := l.rec.Metadata()
+	base, err := rundiff.LastPass(ledger, m.Slug, l.rec.Dir)
 	if err != nil || base == "" {
 		if err != nil {
 			l.log.Warn("lab.diff", "error", err.Error())
 		}
 		return
 	}
-	d, err := rundiff.CompareDirs(base, l.Rec.Dir, rundiff.Options{})
+	d, err := rundiff.CompareDirs(base, l.rec.Dir, rundiff.Options{})
 	if err != nil {
 		l.log.Warn("lab.diff", "error", err.Error())
 		return
 	}
-	if err := d.WriteJSONFile(filepath.Join(l.Rec.Dir, rundiff.DiffFile)); err != nil {
+	if err := d.WriteJSONFile(filepath.Join(l.rec.Dir, rundiff.DiffFile)); err != nil {
 		l.log.Warn("lab.diff", "error", err.Error())
 	}
 }

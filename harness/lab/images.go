@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/keys"
@@ -48,4 +49,27 @@ func FixtureImage(ctx context.Context, spec images.FixtureSpec) (vm.Image, *imag
 		return vm.Image{}, nil, nil, fmt.Errorf("building the fixture ISO: %w", err)
 	}
 	return vm.Image{Name: "fixture", ISO: iso.Path, Profile: shell.Fixture}, iso, key, nil
+}
+
+// KernelSeries picks the kernels of the kernel-series scenario: the oldest and newest
+// 6.1 builds and the newest 6.12 build the archive serves (an ordered series, also
+// bisect's demo).
+func KernelSeries(ctx context.Context) ([]string, error) {
+	all, err := images.KernelSeries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing Debian kernel packages (apt-get update needed?): %w", err)
+	}
+	var v61, v612 []string
+	for _, p := range all {
+		switch {
+		case strings.HasPrefix(p, "linux-image-6.1.0-"):
+			v61 = append(v61, p)
+		case strings.HasPrefix(p, "linux-image-6.12."):
+			v612 = append(v612, p)
+		}
+	}
+	if len(v61) < 2 || len(v612) == 0 {
+		return nil, fmt.Errorf("the archive serves %d 6.1 and %d 6.12 kernels, want at least two and one: %v", len(v61), len(v612), all)
+	}
+	return []string{v61[0], v61[len(v61)-1], v612[len(v612)-1]}, nil
 }

@@ -20,10 +20,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/ansi"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -32,7 +33,7 @@ import (
 // Config describes one run.
 type Config struct {
 	Slug  string
-	Notes string // run directories go here; default runrec.DefaultNotesRoot()
+	Notes string // run directories go here; default config.Env().Notes
 	// Ledger is the JSONL ledger; empty means <Notes>/ledger.jsonl, "-" none.
 	Ledger string
 	VM     vm.Spec
@@ -50,8 +51,10 @@ type Config struct {
 
 // Lab is a run in progress.
 type Lab struct {
-	Rec *runrec.Run
-	VM  *vm.VM
+	// rec and vm are the run record and the VM: unexported, so scenarios and commands
+	// say what they mean through the Lab's methods instead of reaching into either.
+	rec *runrec.Run
+	vm  *vm.VM
 	cfg Config
 	log *slog.Logger
 
@@ -67,7 +70,7 @@ type Lab struct {
 // records the image, and starts the VM.
 func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	if cfg.Notes == "" {
-		cfg.Notes = runrec.DefaultNotesRoot()
+		cfg.Notes = config.Env().Notes
 	}
 	if cfg.Slug == "" {
 		cfg.Slug = "run"
@@ -76,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the run directory under %s (before booting anything): %w", cfg.Notes, err)
 	}
-	l := &Lab{Rec: run, cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	l := &Lab{rec: run, cfg: cfg, log: slog.New(slog.DiscardHandler)}
 	if err := run.SetImage(imageRecord(ctx, cfg)); err != nil {
 		return nil, fmt.Errorf("recording the image: %w", err)
 	}
@@ -86,7 +89,7 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 	register(l)
 	v, err := vm.Start(ctx, run.Dir, spec)
 	if v != nil {
-		l.VM = v
+		l.vm = v
 		l.log = v.Log
 	}
 	if err != nil {
@@ -131,13 +134,13 @@ func imageRecord(ctx context.Context, cfg Config) runrec.Image {
 }
 
 // Dir is the run directory.
-func (l *Lab) Dir() string { return l.Rec.Dir }
+func (l *Lab) Dir() string { return l.rec.Dir }
 
 // Login gets a verified root shell; a failure leaves a diagnostic.
 func (l *Lab) Login(ctx context.Context) (*shell.Shell, error) {
-	sh, err := l.VM.Login(ctx)
+	sh, err := l.vm.Login(ctx)
 	if err != nil {
-		l.diagnose("login", "logging in and becoming root", err, escalationContext(sh, l.VM))
+		l.diagnose("login", "logging in and becoming root", err, escalationContext(sh, l.vm))
 		return nil, err
 	}
 	rec := runrec.Shell{UID: sh.UID(), Transport: sh.Transport(), ChannelStatus: sh.ChannelStatus()}
@@ -146,8 +149,8 @@ func (l *Lab) Login(ctx context.Context) (*shell.Shell, error) {
 			rec.Escalation = string(a.Method)
 		}
 	}
-	if err := l.Rec.SetShell(rec); err != nil {
-		l.VM.Log.Warn("lab.metadata", "error", err.Error())
+	if err := l.rec.SetShell(rec); err != nil {
+		l.vm.Log.Warn("lab.metadata", "error", err.Error())
 	}
 	return sh, nil
 }
@@ -164,11 +167,11 @@ func escalationContext(sh *shell.Shell, v *vm.VM) string {
 }
 
 // Mark records a milestone reached now (storage_status, ipv4, ssh, ...).
-func (l *Lab) Mark(name string) { l.VM.Mark(name) }
+func (l *Lab) Mark(name string) { l.vm.Mark(name) }
 
 // Run runs a framed command; a failure leaves a diagnostic naming the command.
 func (l *Lab) Run(ctx context.Context, cmd string, opts ...shell.RunOption) (shell.Result, error) {
-	r, err := l.VM.Run(ctx, cmd, opts...)
+	r, err := l.vm.Run(ctx, cmd, opts...)
 	if err != nil {
 		var ee *shell.ExitError
 		if !errors.As(err, &ee) {
@@ -189,16 +192,16 @@ func (l *Lab) diagnose(slug, summary string, err error, extra string) string {
 	if err != nil {
 		f.Summary = summary + ": " + err.Error()
 	}
-	f.SerialTail, _ = runrec.TailFile(l.Rec.Path(vm.SerialLog), 60, normalise)
-	f.Transcript, _ = runrec.TailFile(l.Rec.Path(vm.TranscriptLog), 40, nil)
-	if l.VM != nil && l.VM.Machine != nil {
-		st := l.VM.Machine.ExitStatus()
+	f.SerialTail, _ = runrec.TailFile(l.rec.Path(vm.SerialLog), 60, normalise)
+	f.Transcript, _ = runrec.TailFile(l.rec.Path(vm.TranscriptLog), 40, nil)
+	if l.vm != nil && l.vm.Machine != nil {
+		st := l.vm.Machine.ExitStatus()
 		if st == "running" {
-			st = fmt.Sprintf("running (pid %d)", l.VM.Machine.Pid())
+			st = fmt.Sprintf("running (pid %d)", l.vm.Machine.Pid())
 		}
-		f.QEMUExit = st + "\nQEMU stderr:\n" + strings.TrimSpace(l.VM.Machine.Stderr())
+		f.QEMUExit = st + "\nQEMU stderr:\n" + strings.TrimSpace(l.vm.Machine.Stderr())
 	}
-	path, werr := l.Rec.Diagnostic(slug, runrec.FailureBody(f))
+	path, werr := l.rec.Diagnostic(slug, runrec.FailureBody(f))
 	if werr != nil {
 		l.log.Error("lab.diagnostic_failed", "error", werr.Error())
 		return ""
@@ -216,13 +219,20 @@ func (l *Lab) Diagnostics() []string {
 	return append([]string(nil), l.diags...)
 }
 
-// Scenario records a scenario's outcome in metadata.json.
+// Scenario records a scenario's outcome in metadata.json. A closed run's record is
+// final: a verdict that comes after Close is not written.
 func (l *Lab) Scenario(name string, outcome runrec.Outcome, err error, d time.Duration) {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return
+	}
 	s := runrec.Scenario{Name: name, Outcome: outcome, Duration: runrec.Seconds(d)}
 	if err != nil {
 		s.Error = err.Error()
 	}
-	_ = l.Rec.Scenario(s)
+	_ = l.rec.Scenario(s)
 }
 
 // Close stops the VM (bounded, always reaped), records the outcome (err nil means
@@ -238,16 +248,16 @@ func (l *Lab) Close(ctx context.Context, err error) error {
 	defer unregister(l)
 	l.closeEvidence(ctx, err)
 	var stopErr error
-	if l.VM != nil {
+	if l.vm != nil {
 		stopStart := time.Now()
-		stage, serr := l.VM.Stop(ctx)
+		stage, serr := l.vm.Stop(ctx)
 		stopErr = serr
-		_ = l.Rec.Span("shutdown", stopStart, time.Now())
-		q := l.Rec.Metadata().QEMU
-		q.ExitStatus = l.VM.Machine.ExitStatus() + " (" + string(stage) + ")"
-		_ = l.Rec.SetQEMU(q)
+		_ = l.rec.Span("shutdown", stopStart, time.Now())
+		q := l.rec.Metadata().QEMU
+		q.ExitStatus = l.vm.Machine.ExitStatus() + " (" + string(stage) + ")"
+		_ = l.rec.SetQEMU(q)
 		if !l.cfg.KeepDisks {
-			for _, p := range createdDisks(l.VM.Dir, l.VM.Spec.Disks) {
+			for _, p := range createdDisks(l.vm.Dir, l.vm.Spec.Disks) {
 				if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 					l.log.Warn("lab.disk_not_removed", "path", p, "err", rerr)
 				}
@@ -294,18 +304,18 @@ func (l *Lab) finish(outcome runrec.Outcome, err error) error {
 	if err != nil {
 		text = err.Error()
 	}
-	ferr := l.Rec.Finish(outcome, text, time.Now())
+	ferr := l.rec.Finish(outcome, text, time.Now())
 	ledger := l.cfg.Ledger
 	if ledger == "" {
 		ledger = runrec.DefaultLedger(l.cfg.Notes)
 	}
 	l.writeDiff(ledger)
-	rerr := writeReport(l.Rec)
-	if _, cerr := l.Rec.Catalogue(); cerr != nil { // report.html joins the catalogue
+	rerr := writeReport(l.rec)
+	if _, cerr := l.rec.Catalogue(); cerr != nil { // report.html joins the catalogue
 		ferr = errors.Join(ferr, cerr)
 	}
 	if l.cfg.Ledger != "-" {
-		if lerr := runrec.AppendLedger(ledger, l.Rec.LedgerEntry()); lerr != nil {
+		if lerr := runrec.AppendLedger(ledger, l.rec.LedgerEntry()); lerr != nil {
 			ferr = errors.Join(ferr, lerr)
 		}
 	}
@@ -374,26 +384,14 @@ func InterruptAll(why string) {
 	wg.Wait()
 }
 
-// NotesRootForTests keeps test runs out of the source tree unless asked: a per-process
-// directory under the system temp dir, or $BOOTLAB_NOTES.
-func NotesRootForTests() string {
-	if n := os.Getenv("BOOTLAB_NOTES"); n != "" {
-		return n
-	}
-	return filepath.Join(os.TempDir(), "bootlab-test-notes")
-}
-
 // normalise makes serial bytes readable for reports with the harness's own normaliser.
-func normalise(b []byte) []byte {
-	var n ansi.Normalizer
-	return append(n.Write(b), n.Flush()...)
-}
+func normalise(b []byte) []byte { return ansi.Normalize(b) }
 
 // writeReport renders report.html; it has its own short deadline because it also runs
 // after an interruption, when the caller's context is already cancelled.
 func writeReport(run *runrec.Run) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := report.Render(ctx, run.Dir, report.Options{Normalise: normalise})
+	_, err := report.Render(ctx, run.Dir, report.Options{})
 	return err
 }

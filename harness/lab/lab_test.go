@@ -3,19 +3,14 @@ package lab
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/fakeguest"
@@ -24,56 +19,11 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-// fakeLauncher runs a simulated guest on the serial pty instead of QEMU, so the lab's
-// bookkeeping (run directory, metadata, diagnostics, stop, interruption) is tested in
-// milliseconds.
-type fakeLauncher struct{ b fakeguest.Behaviour }
-
-type fakeProc struct {
-	serial *os.File
-	guest  *fakeguest.Guest
-	once   sync.Once
-	done   chan struct{}
-	killed chan struct{}
-	signal syscall.Signal
-}
-
-func (p *fakeProc) Pid() int { return os.Getpid() }
-func (p *fakeProc) Wait() error {
-	// A signal "kills" the process at once, as for a real one, even if the simulated
-	// guest is still blocked reading its line.
-	select {
-	case <-p.done:
-	case <-p.killed:
-	}
-	if p.signal != 0 {
-		return errors.New("signal: " + p.signal.String())
-	}
-	return nil
-}
-func (p *fakeProc) Signal(sig syscall.Signal) error {
-	p.once.Do(func() { p.signal = sig; p.serial.Close(); close(p.killed) })
-	return nil
-}
-
-func (f fakeLauncher) Launch(ctx context.Context, binary string, args []string, serial *os.File, stderr io.Writer) (qemu.Process, error) {
-	// The VM closes its copy of the pty slave once QEMU "has" it: keep our own.
-	fd, err := unix.Dup(int(serial.Fd()))
-	if err != nil {
-		return nil, err
-	}
-	own := os.NewFile(uintptr(fd), "fake-serial")
-	p := &fakeProc{serial: own, done: make(chan struct{}), killed: make(chan struct{})}
-	p.guest = fakeguest.Start(own, f.b, nil)
-	go func() { <-p.guest.Done(); own.Close(); close(p.done) }()
-	return p, nil
-}
-
 func fakeSpec(t *testing.T, b fakeguest.Behaviour) Config {
 	kernel := filepath.Join(t.TempDir(), "vmlinuz")
 	require.NoError(t, os.WriteFile(kernel, []byte("not really a kernel"), 0o644))
 	spec := vm.Spec{Image: vm.Image{Name: "fake", Kernel: kernel, Profile: shell.Mini}, Accel: qemu.AccelTCG,
-		Launcher: fakeLauncher{b}, Binary: "fake-qemu", Timeouts: vm.DefaultTimeouts()}
+		Launcher: fakeguest.Launcher{Behaviour: b}, Binary: "fake-qemu", Timeouts: vm.DefaultTimeouts()}
 	spec.Timeouts.Login = 3 * time.Second
 	spec.Timeouts.Step = 2 * time.Second
 	spec.Timeouts.Stop = qemu.StopTimeouts{Guest: time.Second, Powerdown: 100 * time.Millisecond, Quit: 100 * time.Millisecond, Term: time.Second, Kill: time.Second}
@@ -145,7 +95,7 @@ func TestInterruptMarksRunsInterrupted(t *testing.T) {
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)
 	InterruptAll("SIGINT")
-	require.False(t, l.VM.Running(), "the guest process was stopped")
+	require.False(t, l.vm.Running(), "the guest process was stopped")
 	m := readMeta(t, l.Dir())
 	require.Equal(t, runrec.Interrupted, m.Outcome)
 	require.Contains(t, m.Error, "interrupted by SIGINT")
@@ -180,13 +130,13 @@ func TestConsoleSocketAttach(t *testing.T) {
 	c, err := dialUnix(target)
 	require.NoError(t, err)
 	defer c.Close()
-	pos := l.VM.Console.Pos()
+	pos := l.vm.Console.Pos()
 	_, err = c.Write([]byte("typed-through-the-socket\n"))
 	require.NoError(t, err)
 	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
 	defer wcancel()
 	// The fake guest answers an unknown command with "not found": typed input arrived.
-	_, err = l.VM.Shell.WaitConsole(wctx, pos, mustRe(`typed-through-the-socket: not found`))
+	_, err = l.vm.Shell.WaitConsole(wctx, pos, mustRe(`typed-through-the-socket: not found`))
 	require.NoError(t, err)
 	buf := make([]byte, 4096)
 	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))

@@ -214,8 +214,10 @@ var (
 	NixOSInstaller = NixOS
 	// DebianInstaller is the Debian installer's shell (netboot kernel and initrd):
 	// already root, nothing to log in to and no way to escalate (an empty list, not
-	// nil, which would mean the defaults), busybox ash's `~ # ` prompt, no systemd.
-	DebianInstaller = Profile{Name: "debian-installer", ShellPrompt: regexp.MustCompile(`~ # ?$`), Escalation: []Method{}, QuietKernel: true}
+	// nil, which would mean the defaults), busybox ash's `~ # ` prompt, no systemd and
+	// no ACPI power button handler worth waiting for.
+	DebianInstaller = Profile{Name: "debian-installer", ShellPrompt: regexp.MustCompile(`~ # ?$`), Escalation: []Method{}, QuietKernel: true,
+		IgnoresACPIPowerdown: true}
 )
 
 // Builtin lists the built-in profiles.

@@ -85,8 +85,7 @@ func scaledTimeout(d, def time.Duration) time.Duration {
 // after success.
 func (p *PreNixos) CheckStorage(ctx context.Context) error {
 	l := p.Lab
-	sh := l.VM.Shell
-	prof := l.VM.Spec.Image.Profile
+	prof := l.Profile()
 	unit := prof.PreNixosUnit
 	if unit == "" {
 		return fmt.Errorf("image profile %q names no pre-nixos unit: it does not run pre-nixos", prof.Name)
@@ -98,7 +97,7 @@ func (p *PreNixos) CheckStorage(ctx context.Context) error {
 	// file alone would miss a failed unit for the whole timeout; waiting for the unit
 	// alone would accept "inactive" before it even started.
 	check := fmt.Sprintf(`__u=$(systemctl is-active %s); case $__u in failed) echo failed; exit 3;; esac; test -e %s && [ "$__u" != activating ] && [ "$__u" != reloading ] && { echo $__u; exit 0; }; echo $__u; exit 1`, unit, StorageStatus)
-	state, err := sh.WaitUntil(wctx, "waiting for "+unit+" to write "+StorageStatus+" and finish", check)
+	state, err := l.WaitUntil(wctx, "waiting for "+unit+" to write "+StorageStatus+" and finish", check)
 	if err != nil {
 		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitFile, Path: StorageStatus}, "waiting for "+StorageStatus, err)
 		return fmt.Errorf("pre-nixos did not finish with %s written: %w", StorageStatus, err)
@@ -151,14 +150,13 @@ func (p *PreNixos) CheckNetwork(ctx context.Context) error {
 	l := p.Lab
 	wctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.NetworkTimeout, 5*time.Minute))
 	defer cancel()
-	ip, err := l.VM.Shell.WaitIPv4(wctx, "lan")
+	ip, err := l.WaitIPv4(wctx, "lan") // a failure leaves the network captures
 	if err != nil {
-		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitIPv4, Iface: "lan"}, "waiting for an IPv4 address on lan", err)
 		return fmt.Errorf("no IPv4 address on lan: %w", err)
 	}
 	l.Mark("ipv4")
 	p.IPv4 = ip
-	got, err := l.VM.Shell.WaitConsole(wctx, 0, lanAnnounce)
+	got, err := l.WaitConsole(wctx, lanAnnounce)
 	if err != nil {
 		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitIPv4, Iface: "lan"}, "waiting for the LAN IPv4 announcement on the console", err)
 		return fmt.Errorf("pre-nixos did not announce the LAN address on the console: %w", err)
@@ -173,7 +171,7 @@ func (p *PreNixos) CheckNetwork(ctx context.Context) error {
 // HostKey reads the guest's ed25519 host key over the console: it is what SSH is then
 // pinned to, so a different server on the forwarded port is refused.
 func (p *PreNixos) HostKey(ctx context.Context) (string, error) {
-	prof := p.Lab.VM.Spec.Image.Profile
+	prof := p.Lab.Profile()
 	if prof.HostKey == "" {
 		return "", fmt.Errorf("image profile %q names no SSH host key", prof.Name)
 	}
@@ -195,7 +193,7 @@ func (p *PreNixos) CheckSSH(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	port := l.VM.SSHPort()
+	port := l.SSHPort()
 	if port == 0 {
 		return fmt.Errorf("the VM has no SSH port forward")
 	}
@@ -204,7 +202,7 @@ func (p *PreNixos) CheckSSH(ctx context.Context) error {
 	defer cancel()
 	c, err := sshc.Dial(sctx, addr, "root", p.Key.Signer, hk)
 	if err != nil {
-		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitSSH, Unit: l.VM.Spec.Image.Profile.SSHUnit}, "logging in over SSH as root", err)
+		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitSSH, Unit: l.Profile().SSHUnit}, "logging in over SSH as root", err)
 		return fmt.Errorf("SSH as root to %s: %w", addr, err)
 	}
 	defer c.Close()

@@ -7,9 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,14 +15,12 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-func TestMain(m *testing.M) {
-	lab.HandleSignals()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { labtest.Main(m, labtest.MainOptions{Name: "vmtest"}) }
 
 // mini builds (or reuses) a mini image; a build failure says what is missing.
 func mini(t *testing.T, spec images.MiniSpec) *images.Mini {
@@ -46,64 +41,20 @@ func miniImage(img *images.Mini, prof shell.Profile) vm.Image {
 	}
 }
 
-// start boots a mini image in a lab tied to the test: the VM is stopped and the run
-// recorded when the test ends, with the test's verdict.
+// start boots a mini image for the test (labtest.StartT: stopped, recorded with the
+// test's verdict and checked reaped when it ends; kept with -boot-image-debug if it
+// failed). The login timeout is short: the mini image reaches its prompt in seconds.
 func start(t *testing.T, slug string, image vm.Image, tweak func(*vm.Spec)) *lab.Lab {
 	t.Helper()
-	spec := vm.Spec{Image: image, MemoryMB: 256, ProbeKernel: image.Kernel, ProbeCache: filepath.Join(images.CacheDir(), "accel-probe.json")}
-	spec.Timeouts = vm.DefaultTimeouts()
-	spec.Timeouts.Login = scaled(2 * time.Minute)
-	// busybox init ignores the ACPI power button: without a root shell, go straight to
-	// QMP quit instead of waiting out a powerdown that cannot work.
-	spec.Timeouts.Stop.Powerdown = 0
+	opts := []labtest.Option{labtest.Image(image), labtest.Memory(256), labtest.Slug(slug),
+		labtest.Timeouts(func(to *vm.Timeouts) { to.Login = scaled(2 * time.Minute) })}
 	if tweak != nil {
-		tweak(&spec)
+		opts = append(opts, labtest.Spec(tweak))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
-	defer cancel()
-	l, err := lab.Start(ctx, lab.Config{Slug: slug, Notes: lab.NotesRootForTests(), VM: spec})
-	if err != nil {
-		if l != nil {
-			t.Logf("run directory: %s", l.Dir())
-		}
-		require.NoError(t, err, "starting the VM")
-	}
-	t.Logf("run directory: %s", l.Dir())
-	t.Cleanup(func() {
-		var verdict error
-		if t.Failed() {
-			verdict = errFailed
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), scaled(2*time.Minute))
-		defer cancel()
-		if err := l.Close(ctx, verdict); err != nil {
-			t.Errorf("closing the lab: %v", err)
-		}
-		requireReaped(t, l)
-	})
-	return l
+	return labtest.StartT(t, opts...)
 }
 
-type failedErr struct{}
-
-func (failedErr) Error() string { return "test failed" }
-
-var errFailed = failedErr{}
-
-func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * vm.ScaleFromEnv()) }
-
-// requireReaped checks by pid (from the run directory's pidfile) that QEMU is gone.
-func requireReaped(t *testing.T, l *lab.Lab) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(l.Dir(), vm.PIDFile))
-	if err != nil {
-		return // QEMU never started
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	require.NoError(t, err)
-	err = syscall.Kill(pid, 0)
-	require.ErrorIs(t, err, syscall.ESRCH, "QEMU pid %d from %s is still running", pid, vm.PIDFile)
-}
+var scaled = labtest.Scaled
 
 // metadata reads and validates metadata.json.
 func metadata(t *testing.T, dir string) runrec.Metadata {

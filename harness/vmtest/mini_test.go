@@ -19,6 +19,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -108,12 +109,12 @@ func TestRunRecordsAndShutdown(t *testing.T) {
 	res, err := l.Run(ctx, "uname -r")
 	require.NoError(t, err)
 	require.Equal(t, img.KernelVersion+"\n", string(res.Output))
-	pid := l.VM.Machine.Pid()
-	stage, err := l.VM.Stop(ctx)
+	pid := l.Pid()
+	stage, err := l.PowerOff(ctx)
 	require.NoError(t, err)
 	require.Equal(t, qemu.StopGuest, stage, "the guest powered itself off")
 	require.NoError(t, l.Close(ctx, nil))
-	require.False(t, l.VM.Running(), "QEMU pid %d exited", pid)
+	require.False(t, l.Running(), "QEMU pid %d exited", pid)
 	require.NoFileExists(t, filepath.Join(l.Dir(), "scratch.img"), "closing the run deletes the disks it created")
 	require.FileExists(t, brought, "a disk given by Path is the caller's")
 
@@ -182,7 +183,7 @@ func TestQEMUExitsEarly(t *testing.T) {
 	img := vm.Image{Name: "bad", Kernel: bad, Profile: shell.Mini}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Config{Slug: "bad-kernel", Notes: lab.NotesRootForTests(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	l, err := lab.Start(ctx, lab.Config{Slug: "bad-kernel", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
 	require.Error(t, err)
 	var se *qemu.StartError
 	require.True(t, errors.As(err, &se), "got %v", err)
@@ -196,7 +197,7 @@ func TestQEMUExitsEarly(t *testing.T) {
 // TestMissingImage: a clear error before anything starts.
 func TestMissingImage(t *testing.T) {
 	img := vm.Image{Name: "missing", Kernel: "/nonexistent/vmlinuz", Profile: shell.Mini}
-	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: lab.NotesRootForTests(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
 	require.ErrorContains(t, err, "/nonexistent/vmlinuz: does not exist")
 }
 

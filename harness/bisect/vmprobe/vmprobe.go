@@ -235,14 +235,12 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		closeLab(ctx, l, err)
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("starting %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
-	if l.VM != nil {
-		p.settleAccel(l.VM.Accel.Accel)
-	}
+	p.settleAccel(l.Accel())
 	if _, err := l.Login(ctx); err != nil {
 		closeLab(ctx, l, err)
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("logging in to %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
-	g := &guest{l: l, pos: l.VM.Console.Pos(), dir: reportPath(runDir, l.Dir())}
+	g := &guest{l: l, pos: l.Console().Pos(), dir: reportPath(runDir, l.Dir())}
 	if p.pred.Kind == bisect.PredicateCommand {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		sock, err := l.ServeConsole(sctx)
@@ -310,7 +308,7 @@ func (g *guest) infra(err error) error {
 		return nil
 	}
 	var ce *console.ClosedError
-	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.VM.Console.Err() != nil || !g.l.VM.Running() {
+	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.Console().Err() != nil || !g.l.Running() {
 		return brief(fmt.Errorf("%w: %w", bisect.ErrInfra, err))
 	}
 	return brief(err)
@@ -319,12 +317,12 @@ func (g *guest) infra(err error) error {
 func (g *guest) Send(ctx context.Context, text string) error {
 	// Output caused by what is sent comes after this point; older text must not
 	// satisfy the next expect.
-	g.pos = g.l.VM.Console.Pos()
-	return g.infra(g.l.VM.Console.Send(ctx, text))
+	g.pos = g.l.Console().Pos()
+	return g.infra(g.l.Console().Send(ctx, text))
 }
 
 func (g *guest) Expect(ctx context.Context, re *regexp.Regexp) error {
-	m, err := g.l.VM.Console.Expect(ctx, g.pos, console.Pattern{Name: re.String(), Re: re})
+	m, err := g.l.Console().Expect(ctx, g.pos, console.Pattern{Name: re.String(), Re: re})
 	if err != nil {
 		return g.infra(err)
 	}
@@ -334,7 +332,7 @@ func (g *guest) Expect(ctx context.Context, re *regexp.Regexp) error {
 
 func (g *guest) Run(ctx context.Context, cmd string) ([]byte, int, error) {
 	r, err := g.l.Run(ctx, cmd, shell.AllowFail())
-	g.pos = g.l.VM.Console.Pos()
+	g.pos = g.l.Console().Pos()
 	if err != nil {
 		return nil, 0, g.infra(err)
 	}
@@ -342,7 +340,7 @@ func (g *guest) Run(ctx context.Context, cmd string) ([]byte, int, error) {
 }
 
 func (g *guest) Env() bisect.VMEnv {
-	env := bisect.VMEnv{SSHPort: g.l.VM.SSHPort(), ConsoleSocket: g.sock}
+	env := bisect.VMEnv{SSHPort: g.l.SSHPort(), ConsoleSocket: g.sock}
 	if env.SSHPort != 0 {
 		env.SSHUser = "root"
 		// bootlab-built images (the fixture ISO) trust this key; other images
@@ -351,9 +349,7 @@ func (g *guest) Env() bisect.VMEnv {
 			env.SSHKey = k.PrivatePath
 		}
 	}
-	if m := g.l.VM.Machine; m != nil {
-		env.QMPSocket = m.Files.QMP
-	}
+	env.QMPSocket = g.l.QMPSocket()
 	return env
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -136,7 +137,7 @@ func TestBisectSyntheticMiniSeries(t *testing.T) {
 	require.NoError(t, p.UsePredicate(pred))
 	require.Len(t, script.Steps, 4)
 
-	dir := filepath.Join(lab.NotesRootForTests(), fmt.Sprintf("bisect-synthetic-%d", seed))
+	dir := filepath.Join(config.Env().Notes, fmt.Sprintf("bisect-synthetic-%d", seed))
 	t.Logf("bisect directory: %s", dir)
 	start := time.Now()
 	res, err := bisect.Run(ctx, bisect.Config{Candidates: cands, Dir: dir, Predicate: pred, ProbeTimeout: scaled(5 * time.Minute)}, p)

@@ -32,10 +32,10 @@ func injectPreNixos(ctx context.Context, l *lab.Lab, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading the built pre-nixos: %w", err)
 	}
-	out := l.Rec.Path(injectDir)
-	res, err := inject.Inject(ctx, l.VM.Shell, inject.Options{Binary: data, Dir: out, Timeout: l.VM.Spec.Timeouts.Command})
+	out := l.Path(injectDir)
+	res, err := inject.Inject(ctx, l.Shell(), inject.Options{Binary: data, Dir: out, Timeout: l.CommandTimeout()})
 	if res != nil && res.SHA256 != "" {
-		fmt.Fprintf(stdout, "inject: pre-nixos (%d bytes, sha256 %s) is %s in the guest (over %s)\n", len(data), res.SHA256, inject.DefaultPath, l.VM.Shell.Transport())
+		fmt.Fprintf(stdout, "inject: pre-nixos (%d bytes, sha256 %s) is %s in the guest (over %s)\n", len(data), res.SHA256, inject.DefaultPath, l.Shell().Transport())
 	}
 	if res != nil && len(res.Missing) > 0 {
 		fmt.Fprintf(stdout, "inject: commands pre-nixos called that the guest does not have: %s\n", strings.Join(res.Missing, ", "))
@@ -48,7 +48,7 @@ func injectPreNixos(ctx context.Context, l *lab.Lab, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "inject: pre-nixos --plan-only planned; plan: %s\n", filepath.Join(out, inject.PlanFile))
-	facts, err := inject.ReadSysBlock(ctx, l.VM.Shell)
+	facts, err := inject.ReadSysBlock(ctx, l.Shell())
 	if err != nil {
 		return err
 	}

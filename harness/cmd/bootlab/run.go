@@ -228,7 +228,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		return err
 	}
 	verdict := drive(ctx, l, f, r, stdout, stderr)
-	if verdict != nil && f.debug && ctx.Err() == nil && l.VM.Running() {
+	if verdict != nil && f.debug && ctx.Err() == nil && l.Running() {
 		fmt.Fprintf(stderr, "bootlab: FAILED: %v\n", verdict)
 		debugPause(ctx, l, f, stderr, "failure")
 	}
@@ -239,8 +239,8 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		cancel() // interrupted: skip the polite shutdown stages
 	}
 	cerr := l.Close(cctx, verdict)
-	m := l.Rec.Metadata()
-	fmt.Fprintf(stdout, "\nverdict: %s\nrun directory: %s\nreport: %s\n", m.Outcome, l.Dir(), l.Rec.Path(runrec.ReportFile))
+	m := l.Metadata()
+	fmt.Fprintf(stdout, "\nverdict: %s\nrun directory: %s\nreport: %s\n", m.Outcome, l.Dir(), l.Path(runrec.ReportFile))
 	for _, ms := range m.Milestones {
 		fmt.Fprintf(stdout, "  %-16s %7.1fs\n", ms.Name, ms.At.D().Seconds())
 	}
@@ -316,16 +316,16 @@ func wait(stderr io.Writer, what string) (stop func()) {
 func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer) error {
 	// The screen model answers the terminal queries a full-screen program sends (GNU
 	// screen in the Debian installer waits for them), as a real terminal would.
-	scr := screen.New(80, 24, screen.WithReplies(l.VM.Console.Replier()))
-	remove := l.VM.Console.AddTee(scr)
+	scr := screen.New(80, 24, screen.WithReplies(l.Console().Replier()))
+	remove := l.Console().AddTee(scr)
 	defer remove()
-	gctx, silent, stop := l.VM.GuardSilence(ctx)
+	gctx, silent, stop := l.GuardSilence(ctx)
 	defer stop()
-	wctx, cancel := context.WithTimeout(gctx, l.VM.Spec.Timeouts.Login)
+	wctx, cancel := context.WithTimeout(gctx, l.LoginTimeout())
 	defer cancel()
 	go func() {
 		select {
-		case <-l.VM.Machine.Exited():
+		case <-l.Exited():
 			cancel()
 		case <-wctx.Done():
 		}

@@ -1,0 +1,87 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/artifacts/rundiff"
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/shell"
+)
+
+// TestIntentMethods: the façade's command and state methods on a simulated guest.
+func TestIntentMethods(t *testing.T) {
+	ctx := context.Background()
+	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	require.NoError(t, err)
+	defer l.Close(ctx, nil)
+
+	_, err = l.Succeed(ctx, "echo early")
+	require.ErrorContains(t, err, "Login first", "commands need the verified root shell")
+	_, err = l.Login(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, l.Shell())
+
+	out, err := l.Succeed(ctx, "echo hello")
+	require.NoError(t, err)
+	require.Equal(t, "hello\n", out)
+	_, err = l.Succeed(ctx, "false")
+	var ee *shell.ExitError
+	require.ErrorAs(t, err, &ee, "Succeed on a non-zero status")
+
+	_, err = l.Fail(ctx, "false")
+	require.NoError(t, err, "Fail on a non-zero status")
+	_, err = l.Fail(ctx, "true")
+	require.ErrorContains(t, err, "exited 0, a failure was expected")
+
+	_, st, err := l.Status(ctx, "false")
+	require.NoError(t, err)
+	require.Equal(t, 1, st)
+
+	serial, err := l.SerialLog()
+	require.NoError(t, err)
+	require.NotEmpty(t, serial, "serial.log holds what the guest printed")
+	require.Equal(t, shell.Mini.Name, l.Profile().Name)
+	require.Empty(t, l.SSHAddr(), "no SSH forward was asked for")
+	_, err = l.SSH(ctx, "root", nil, nil)
+	require.ErrorContains(t, err, "no SSH port forward")
+	require.NotZero(t, l.Pid())
+
+	// A snapshot copies metadata and evidence as they are now.
+	ev := l.Path(rundiff.EvidenceDir)
+	require.NoError(t, os.MkdirAll(ev, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(ev, "units.txt"), []byte("a\n"), 0o644))
+	snap, err := l.Snapshot("clean")
+	require.NoError(t, err)
+	require.Equal(t, l.Dir()+"-clean", snap)
+	require.FileExists(t, filepath.Join(snap, runrec.MetadataFile))
+	require.FileExists(t, filepath.Join(snap, filepath.FromSlash(rundiff.EvidenceDir), "units.txt"))
+
+	require.True(t, l.Running())
+	_, err = l.PowerOff(ctx)
+	require.NoError(t, err)
+	require.False(t, l.Running())
+	select {
+	case <-l.Exited():
+	default:
+		t.Fatal("Exited is not closed after PowerOff")
+	}
+}
+
+// TestScenarioAfterCloseIsNotRecorded: a closed run's record is final.
+func TestScenarioAfterCloseIsNotRecorded(t *testing.T) {
+	ctx := context.Background()
+	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	require.NoError(t, err)
+	l.Scenario("TestBefore", runrec.Pass, nil, 0)
+	require.NoError(t, l.Close(ctx, nil))
+	l.Scenario("TestAfter", runrec.Fail, nil, 0)
+	m := readMeta(t, l.Dir())
+	require.Len(t, m.Scenarios, 1)
+	require.Equal(t, "TestBefore", m.Scenarios[0].Name)
+}

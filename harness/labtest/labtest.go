@@ -1,0 +1,343 @@
+// Package labtest binds a lab (one booted VM and its run directory) to a Go test, the
+// way hugelgupf/vmtest's StartT does: StartT boots it, t.Cleanup stops it and records
+// the test's verdict, and with -boot-image-debug a failed test's VM is kept for a person
+// first (-pause-after pauses at a stage whatever the verdict). Scenarios, the harness's
+// VM tests and the fault tests all start their VMs here, so every one of them gets the
+// same records and the same debug keep.
+package labtest
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// Scaled multiplies d by the timeout scale (-timeout-scale, $BOOTLAB_TIMEOUT_SCALE).
+func Scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * Config().TimeoutScale)
+}
+
+// The debug flags, for every test package that boots through here.
+var (
+	flagDebug      = flag.Bool("boot-image-debug", false, "on failure keep the VM running for bootlab attach (until Enter on the terminal; -debug-wait without one)")
+	flagPauseAfter = flag.String("pause-after", "", "pause each VM after this stage (login, storage or network) for bootlab attach; implies -boot-image-debug")
+	flagDebugWait  = flag.Duration("debug-wait", 10*time.Minute, "with -boot-image-debug or -pause-after and no terminal: how long to keep the VM")
+)
+
+// Stages -pause-after accepts.
+var Stages = []string{"login", "storage", "network"}
+
+// Debug says when a test's VM is kept for a person and how the pause talks to them.
+type Debug struct {
+	// OnFailure keeps a failed test's VM (-boot-image-debug).
+	OnFailure bool
+	// PauseAfter pauses at this stage whatever the verdict (-pause-after).
+	PauseAfter string
+	// Wait bounds a pause without a terminal (-debug-wait).
+	Wait time.Duration
+	// Out and Enter override where the pause prints and what ends it (default: stderr
+	// and the controlling terminal, if the test binary has one).
+	Out   io.Writer
+	Enter io.Reader
+}
+
+// FlagDebug is the debug configuration the command line asked for.
+func FlagDebug() Debug {
+	return Debug{OnFailure: *flagDebug || *flagPauseAfter != "", PauseAfter: *flagPauseAfter, Wait: *flagDebugWait}
+}
+
+// CheckFlags rejects debug flags that cannot work; TestMain calls it after flag.Parse
+// and exits 2 on an error, before any VM boots.
+func CheckFlags() error {
+	if err := checkFixtureFlags(); err != nil {
+		return err
+	}
+	if *flagPauseAfter != "" && !validStage(*flagPauseAfter) {
+		return fmt.Errorf("-pause-after must be one of %s, not %q", strings.Join(Stages, ", "), *flagPauseAfter)
+	}
+	if *flagDebugWait <= 0 {
+		return fmt.Errorf("-debug-wait must be positive, not %s", *flagDebugWait)
+	}
+	return nil
+}
+
+// TimeoutWarning says when go test's own -timeout would kill a paused VM ("" if not).
+func TimeoutWarning() string {
+	d := FlagDebug()
+	if !d.OnFailure {
+		return ""
+	}
+	if tf := flag.Lookup("test.timeout"); tf != nil {
+		if t, err := time.ParseDuration(tf.Value.String()); err == nil && t != 0 && t <= d.Wait {
+			return fmt.Sprintf("-timeout %s is not above -debug-wait %s: a paused VM would be killed by the test timeout; use -timeout 0", t, d.Wait)
+		}
+	}
+	return ""
+}
+
+func validStage(s string) bool {
+	for _, st := range Stages {
+		if s == st {
+			return true
+		}
+	}
+	return false
+}
+
+// Option sets up the VM StartT boots.
+type Option func(*config)
+
+type config struct {
+	lab          lab.Config
+	login        bool
+	debug        *Debug
+	startTimeout time.Duration
+	name         string
+}
+
+// Image is what to boot; its profile says how to log in and power off.
+func Image(img vm.Image) Option { return func(c *config) { c.lab.VM.Image = img } }
+
+// Disks attaches disks (created in the run directory unless they have a Path).
+func Disks(d ...vm.DiskSpec) Option {
+	return func(c *config) { c.lab.VM.Disks = append([]vm.DiskSpec(nil), d...) }
+}
+
+// Network gives the VM a NIC and forwards SSH to a loopback port.
+func Network() Option { return func(c *config) { c.lab.VM.Net, c.lab.VM.SSH = true, true } }
+
+// NIC gives the VM a NIC without an SSH forward.
+func NIC() Option { return func(c *config) { c.lab.VM.Net = true } }
+
+// Memory sets the guest's memory in MiB (default 1024).
+func Memory(mb int) Option { return func(c *config) { c.lab.VM.MemoryMB = mb } }
+
+// Accel skips the KVM probe ("kvm" or "tcg"; "" probes; default -accel).
+func Accel(a string) Option { return func(c *config) { c.lab.VM.Accel = a } }
+
+// Probe sets the kernel and verdict cache of the KVM probe (default: the image's own
+// kernel and the shared cache).
+func Probe(kernel, cache string) Option {
+	return func(c *config) {
+		if kernel != "" {
+			c.lab.VM.ProbeKernel = kernel
+		}
+		if cache != "" {
+			c.lab.VM.ProbeCache = cache
+		}
+	}
+}
+
+// Timeouts adjusts the VM's timeouts (they start as vm.DefaultTimeouts).
+func Timeouts(f func(*vm.Timeouts)) Option { return func(c *config) { f(&c.lab.VM.Timeouts) } }
+
+// Spec adjusts anything else of the VM (a transport switched off, a fake launcher).
+func Spec(f func(*vm.Spec)) Option { return func(c *config) { f(&c.lab.VM) } }
+
+// Slug names the run directory (default: the test's name).
+func Slug(s string) Option { return func(c *config) { c.lab.Slug = s } }
+
+// Notes is where run directories go (default NotesRoot: -notes, $BOOTLAB_NOTES or
+// lab.NotesRootForTests).
+func Notes(dir string) Option { return func(c *config) { c.lab.Notes = dir } }
+
+// RootKey records the fingerprint of the key embedded in the image.
+func RootKey(fingerprint string) Option {
+	return func(c *config) { c.lab.RootKeyFingerprint = fingerprint }
+}
+
+// Captures says when the boot evidence is taken (default -captures, always).
+func Captures(m lab.CaptureMode) Option { return func(c *config) { c.lab.Captures = m } }
+
+// KeepDisks keeps the disk images the run creates (default -keep).
+func KeepDisks(keep bool) Option { return func(c *config) { c.lab.KeepDisks = keep } }
+
+// Login logs in as root after the start (and pauses there with -pause-after login).
+func Login() Option { return func(c *config) { c.login = true } }
+
+// WithDebug replaces the debug flags' configuration (tests of the keep itself).
+func WithDebug(d Debug) Option { return func(c *config) { c.debug = &d } }
+
+// StartTimeout bounds the start and the login (default 5 minutes, scaled).
+func StartTimeout(d time.Duration) Option { return func(c *config) { c.startTimeout = d } }
+
+func newConfig(name string, opts []Option) config {
+	c := config{name: name, startTimeout: Scaled(5 * time.Minute)}
+	c.lab.VM.MemoryMB = 1024
+	cfg := Config()
+	c.lab.VM.Timeouts = vm.BaseTimeouts().Scaled(cfg.TimeoutScale)
+	c.lab.VM.Accel = cfg.Accel
+	c.lab.KeepDisks = *flagKeep
+	c.lab.Captures, _ = lab.ParseCaptureMode(*flagCaptures) // CheckFlags rejects a bad one
+	c.lab.Notes = NotesRoot()
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.lab.Slug == "" {
+		c.lab.Slug = slugOf(name)
+	}
+	if c.lab.VM.ProbeKernel == "" {
+		c.lab.VM.ProbeKernel = c.lab.VM.Image.Kernel
+	}
+	if c.lab.VM.ProbeCache == "" {
+		c.lab.VM.ProbeCache = lab.ProbeCache()
+	}
+	if c.debug == nil {
+		d := FlagDebug()
+		c.debug = &d
+	}
+	return c
+}
+
+var unsafeSlug = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func slugOf(name string) string {
+	s := strings.Trim(unsafeSlug.ReplaceAllString(name, "-"), "-")
+	if s == "" {
+		return "run"
+	}
+	return strings.ToLower(s)
+}
+
+// StartT boots a VM in its own run directory for the test t: when t ends, the VM is
+// kept for a person if t failed and debugging was asked for, then stopped, the verdict
+// recorded, QEMU checked gone. A VM that cannot start fails t, naming the run directory.
+func StartT(t testing.TB, opts ...Option) *lab.Lab {
+	t.Helper()
+	c := newConfig(t.Name(), opts)
+	if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
+		k, err := probeKernel()
+		require.NoError(t, err)
+		c.lab.VM.ProbeKernel = k
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
+	defer cancel()
+	began := time.Now()
+	l, err := lab.Start(ctx, c.lab)
+	if l != nil {
+		t.Logf("run directory: %s", l.Dir())
+	}
+	// A start that failed has already recorded its outcome (an environment error when
+	// QEMU never ran a guest) and left no QEMU: nothing to keep, stop or re-record.
+	require.NoError(t, err, "starting the VM")
+	t.Cleanup(func() { finish(t, l, *c.debug, began) })
+	if c.login {
+		_, err := l.Login(ctx)
+		require.NoError(t, err, "logging in as root (run directory %s)", l.Dir())
+		PauseAt(t, l, "login", *c.debug)
+	}
+	return l
+}
+
+// ErrFailed is the verdict recorded for a test that failed.
+var ErrFailed = errors.New("test failed")
+
+// finish is StartT's cleanup: keep if failed, record, stop, check QEMU is gone.
+func finish(t testing.TB, l *lab.Lab, d Debug, began time.Time) {
+	var verdict error
+	outcome := runrec.Pass
+	if t.Failed() {
+		verdict = fmt.Errorf("%s: %w", t.Name(), ErrFailed)
+		outcome = runrec.Fail
+	}
+	KeepIfFailed(t, l, d)
+	l.Scenario(t.Name(), outcome, verdict, time.Since(began))
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(3*time.Minute))
+	defer cancel()
+	if err := l.Close(ctx, verdict); err != nil {
+		t.Errorf("closing the run %s: %v", l.Dir(), err)
+	}
+	if l.Running() {
+		t.Errorf("QEMU still running after Close (run directory %s)", l.Dir())
+	}
+	if err := Reaped(l.Dir()); err != nil {
+		t.Errorf("%v", err)
+	}
+}
+
+// Reaped checks by the pid in the run directory's pidfile that QEMU is gone (nil when it
+// never wrote one).
+func Reaped(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, vm.PIDFile))
+	if err != nil {
+		return nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", vm.PIDFile, err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("QEMU pid %d from %s/%s is still running", pid, dir, vm.PIDFile)
+	}
+	return nil
+}
+
+// KeepIfFailed keeps a failed test's VM for a person when d asks for it.
+func KeepIfFailed(t testing.TB, l *lab.Lab, d Debug) {
+	if t.Failed() && d.OnFailure && l.Running() {
+		Pause(l, t.Name()+" failed", d)
+	}
+}
+
+// PauseAt pauses the VM at stage when -pause-after names it, whatever the verdict.
+func PauseAt(t testing.TB, l *lab.Lab, stage string, d Debug) {
+	if d.PauseAfter == stage {
+		Pause(l, t.Name()+": pause after "+stage, d)
+	}
+}
+
+// pauseMu lets one VM at a time wait for a person: parallel tests that fail together
+// queue up, each with its own message, instead of racing for the Enter key.
+var pauseMu sync.Mutex
+
+// Pause keeps the VM for a person exactly as `bootlab run --debug` does
+// (lab.KeepForDebug: captures, console socket, capture --running). The message and the
+// Enter key use the controlling terminal, since go test gives the test binary no stdin
+// and, without -v, shows its output only at the end; without a terminal the VM waits
+// d.Wait.
+func Pause(l *lab.Lab, why string, d Debug) {
+	pauseMu.Lock()
+	defer pauseMu.Unlock()
+	if d.Wait <= 0 {
+		d.Wait = 10 * time.Minute
+	}
+	o := lab.PauseOptions{Why: why, Out: d.Out, Enter: d.Enter, Wait: d.Wait}
+	if o.Out == nil {
+		o.Out = os.Stderr
+		if o.Enter == nil {
+			if tty := lab.ControllingTerminal(); tty != nil {
+				defer tty.Close()
+				o.Enter = tty
+				if !isTerminal(os.Stderr) {
+					o.Out = io.MultiWriter(os.Stderr, tty)
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.Wait+Scaled(10*time.Minute))
+	defer cancel()
+	l.KeepForDebug(ctx, o)
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

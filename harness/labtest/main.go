@@ -1,0 +1,69 @@
+package labtest
+
+import (
+	"flag"
+	"fmt"
+	bootcfg "github.com/bootlab/bootlab/harness/config"
+	"os"
+	"testing"
+
+	"github.com/bootlab/bootlab/harness/ci"
+	"github.com/bootlab/bootlab/harness/lab"
+)
+
+var flagScale = flag.Float64("timeout-scale", 0, "multiply every timeout")
+
+// MainOptions are what differs between the packages whose TestMain is Main.
+type MainOptions struct {
+	// Name prefixes messages ("scenarios: -shard: ...").
+	Name string
+	// Shard, when set, is the package's own -shard flag (i/n: the nightly matrix runs
+	// the i-th share of the package's tests).
+	Shard *string
+	// After runs once the tests are done (a shared VM's Close).
+	After func()
+}
+
+// Main is TestMain for a package whose tests boot through labtest: the flags are parsed
+// and checked (a bad one exits 2 before any VM boots), -timeout-scale applies to every
+// timeout, o.Shard selects the package's share of its tests, SIGINT/SIGTERM close every
+// open run, and o.After runs once the tests are done.
+func Main(m *testing.M, o MainOptions) {
+	name := o.Name
+	flag.Parse()
+	fail := func(err error) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	if err := CheckFlags(); err != nil {
+		fail(err)
+	}
+	if w := TimeoutWarning(); w != "" {
+		fmt.Fprintf(os.Stderr, "%s: %s\n", name, w)
+	}
+	if _, err := bootcfg.FromEnv(); err != nil { // a malformed BOOTLAB_* is a usage error
+		fail(err)
+	}
+	if *flagScale < 0 {
+		fail(fmt.Errorf("-timeout-scale must be positive, not %v", *flagScale))
+	}
+	if o.Shard != nil && *o.Shard != "" {
+		i, n, err := ci.ParseShard(*o.Shard)
+		if err != nil {
+			fail(fmt.Errorf("-shard: %w", err))
+		}
+		tests, err := ci.ScenarioTests(".")
+		if err != nil {
+			fail(fmt.Errorf("listing the tests to shard: %w", err))
+		}
+		if err := flag.Set("test.run", ci.RunPattern(ci.Shard(tests, i, n))); err != nil {
+			fail(err)
+		}
+	}
+	lab.HandleSignals()
+	code := m.Run()
+	if o.After != nil {
+		o.After()
+	}
+	os.Exit(code)
+}
