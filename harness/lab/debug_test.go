@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,23 +14,6 @@ import (
 
 	"github.com/bootlab/bootlab/harness/fakeguest"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // askCaptures is what `bootlab capture --running` does: one connection, one reply line.
 func askCaptures(t *testing.T, dir string) string {
@@ -70,7 +52,7 @@ func TestDebugPauseEnterAndCaptures(t *testing.T) {
 
 	var captures atomic.Int32
 	enterR, enterW := io.Pipe()
-	var out lockedBuf
+	var out fakeguest.Buffer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -122,7 +104,7 @@ func TestDebugPauseWithoutTerminalOrShell(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close(context.Background(), nil)
 
-	var out lockedBuf
+	var out fakeguest.Buffer
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -58,23 +58,6 @@ func (f *fakeT) finish() {
 	}
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // fakeVM boots a simulated guest (fakeguest on the serial pty) instead of QEMU.
 func fakeVM(t *testing.T) []Option {
 	kernel := filepath.Join(t.TempDir(), "vmlinuz")
@@ -99,7 +82,7 @@ func debugOn(out io.Writer, enter io.Reader) Option {
 
 // requireKept: the cleanup (done) waits in the debug pause with the console served for
 // bootlab attach, until Enter.
-func requireKept(t *testing.T, l *lab.Lab, out *lockedBuf, why string, enter io.Writer, done <-chan struct{}) {
+func requireKept(t *testing.T, l *lab.Lab, out *fakeguest.Buffer, why string, enter io.Writer, done <-chan struct{}) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), "press Enter here to continue") {
@@ -148,7 +131,7 @@ func outcome(t *testing.T, l *lab.Lab) runrec.Outcome {
 // TestStartTKeepsFailedVM: with -boot-image-debug, a test that failed keeps its VM for
 // a person before StartT's cleanup stops it, and the run records the failure.
 func TestStartTKeepsFailedVM(t *testing.T) {
-	var out lockedBuf
+	var out fakeguest.Buffer
 	enterR, enterW := io.Pipe()
 	ft := newFakeT(t, "TestBroken")
 	l := StartT(ft, append(fakeVM(t), debugOn(&out, enterR))...)
@@ -162,7 +145,7 @@ func TestStartTKeepsFailedVM(t *testing.T) {
 // TestStartTPassedVMNotKept: the same test passing is not kept: the cleanup stops the
 // VM at once (the pause would wait an hour for an Enter nobody types).
 func TestStartTPassedVMNotKept(t *testing.T) {
-	var out lockedBuf
+	var out fakeguest.Buffer
 	enterR, _ := io.Pipe()
 	ft := newFakeT(t, "TestFine")
 	l := StartT(ft, append(fakeVM(t), debugOn(&out, enterR))...)
@@ -191,7 +174,7 @@ func TestStartTFailedWithoutDebugNotKept(t *testing.T) {
 // TestSharedVMKeptOnceWhenATestFailed: on a shared VM the keep happens once, at Close,
 // naming the tests that failed on it; each test's verdict is in the run record.
 func TestSharedVMKeptOnceWhenATestFailed(t *testing.T) {
-	var out lockedBuf
+	var out fakeguest.Buffer
 	enterR, enterW := io.Pipe()
 	s := NewShared("standard", func(ctx context.Context, l *lab.Lab) error {
 		_, err := l.Succeed(ctx, "echo set-up")
@@ -224,7 +207,7 @@ func TestSharedVMKeptOnceWhenATestFailed(t *testing.T) {
 
 // TestSharedVMPassedNotKept: a shared VM all of whose tests passed closes at once.
 func TestSharedVMPassedNotKept(t *testing.T) {
-	var out lockedBuf
+	var out fakeguest.Buffer
 	enterR, _ := io.Pipe()
 	s := NewShared("standard", nil, append(fakeVM(t), debugOn(&out, enterR))...)
 	a := newFakeT(t, "TestA")
@@ -246,7 +229,7 @@ func TestSharedVMPassedNotKept(t *testing.T) {
 // TestPauseAfterLoginPausesPassingTest: -pause-after login pauses after the login
 // whatever the verdict, and Enter goes on with the test.
 func TestPauseAfterLoginPausesPassingTest(t *testing.T) {
-	var out lockedBuf
+	var out fakeguest.Buffer
 	enterR, enterW := io.Pipe()
 	ft := newFakeT(t, "TestPaused")
 	started := make(chan *lab.Lab, 1)

@@ -28,11 +28,11 @@ func (readOnly) Write(p []byte) (int, error) {
 
 // channelRig is a fake guest whose VM has a frame port: a pipe from the guest to a
 // raw (un-normalised) console, as vm wires the virtio-serial socket.
-func channelRig(t *testing.T, b fakeguest.Behaviour) (*rig, *console.Console, *os.File, *lockedBuf) {
+func channelRig(t *testing.T, b fakeguest.Behaviour) (*rig, *console.Console, *os.File, *fakeguest.Buffer) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
-	chlog := &lockedBuf{}
+	chlog := &fakeguest.Buffer{}
 	ch := console.New(readOnly{r}, console.Options{SerialLog: chlog})
 	t.Cleanup(func() { w.Close(); r.Close(); <-ch.Done() })
 	b.Channel = w

@@ -19,7 +19,7 @@ func TestPasswordsStayOutOfTheTranscript(t *testing.T) {
 	const loginPW, sudoPW = "login-pw-7f3a", "sudo-pw-91c2"
 	master, slave, err := console.OpenPTY()
 	require.NoError(t, err)
-	transcript := &lockedBuf{}
+	transcript := &fakeguest.Buffer{}
 	con := console.New(master, console.Options{Normalizer: &ansi.Normalizer{}, AnswerDSR: true, Transcript: transcript})
 	g := fakeguest.Start(slave, fakeguest.Behaviour{Login: "getty", Users: map[string]string{"user": loginPW}, SudoPassword: sudoPW}, func() { slave.Close() })
 	t.Cleanup(func() {

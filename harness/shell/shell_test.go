@@ -9,7 +9,6 @@ import (
 	"math/rand"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,14 +23,14 @@ import (
 type rig struct {
 	con    *console.Console
 	guest  *fakeguest.Guest
-	serial *lockedBuf
+	serial *fakeguest.Buffer
 }
 
 func start(t *testing.T, b fakeguest.Behaviour) *rig {
 	t.Helper()
 	master, slave, err := console.OpenPTY()
 	require.NoError(t, err)
-	serial := &lockedBuf{}
+	serial := &fakeguest.Buffer{}
 	con := console.New(master, console.Options{Normalizer: &ansi.Normalizer{}, AnswerDSR: true, SerialLog: serial})
 	g := fakeguest.Start(slave, b, func() { slave.Close() })
 	t.Cleanup(func() {
@@ -41,23 +40,6 @@ func start(t *testing.T, b fakeguest.Behaviour) *rig {
 		<-g.Done()
 	})
 	return &rig{con: con, guest: g, serial: serial}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func fast() shell.Options {
@@ -292,7 +274,7 @@ func TestSerialLogHoldsOnlyGuestBytes(t *testing.T) {
 // on the upstream installer: one wasted 5 s per login).
 func TestPromptAfterFrameWithNarrowProfilePrompt(t *testing.T) {
 	r := start(t, fakeguest.Behaviour{Login: "root-shell"})
-	var logs lockedBuf
+	var logs fakeguest.Buffer
 	opts := fast()
 	opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	p := shell.Profile{Name: "narrow", ShellPrompt: regexp.MustCompile(`root@fake:~# ?$`)}

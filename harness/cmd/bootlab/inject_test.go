@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,7 +32,7 @@ func TestInjectOnlyPreNixos(t *testing.T) {
 // lacks named.
 func TestRunInjectPreNixosOnMini(t *testing.T) {
 	notes := t.TempDir()
-	var stdout, stderr syncBuf
+	var stdout, stderr fakeguest.Buffer
 	code := Main([]string{"run", "--image", "mini", "--inject", "pre-nixos", "--disk", "2100", "--disk", "2300", "--notes", notes}, &stdout, &stderr)
 	require.Equal(t, exitPass, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	dir := onlyRun(t, notes)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,13 +72,13 @@ func TestRunUpstreamMiniISO(t *testing.T) {
 	defer cancel()
 	iso := buildDebianMiniISO(t, ctx)
 
-	var out, errb syncBuf
+	var out, errb fakeguest.Buffer
 	require.Equal(t, exitPass, Main([]string{"inspect", "--menu", iso}, &out, &errb), errb.String())
 	require.Contains(t, out.String(), `* "install" ("Install")`, "the default entry is marked")
 	require.Contains(t, out.String(), "cmdline: vga=788 --- quiet\n    serial console: no")
 
 	notes := t.TempDir()
-	out, errb = syncBuf{}, syncBuf{}
+	out, errb = fakeguest.Buffer{}, fakeguest.Buffer{}
 	code := Main([]string{"run", "--iso", iso, "--notes", notes, "--slug", "mini-direct", "--expect-screen", "Select a language"}, &out, &errb)
 	require.Equal(t, exitPass, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	require.Contains(t, errb.String(), `booting entry "install" directly (the entry has no serial console)`)
@@ -92,7 +93,7 @@ func TestRunUpstreamMiniISO(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(html), "vga=788 --- quiet console=ttyS0,115200n8", "the report shows the exact command line")
 
-	out, errb = syncBuf{}, syncBuf{}
+	out, errb = fakeguest.Buffer{}, fakeguest.Buffer{}
 	code = Main([]string{"run", "--iso", iso, "--notes", notes, "--slug", "mini-firmware", "--boot", "firmware", "--expect-screen", "Select a language"}, &out, &errb)
 	require.Equal(t, exitFail, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	require.Contains(t, errb.String(), "no output on the serial console")
@@ -159,7 +160,7 @@ submenu "Advanced" {
 	out, err := exec.CommandContext(ctx, "grub-mkrescue", "-o", iso, tree).CombinedOutput()
 	require.NoError(t, err, "grub-mkrescue: %s", out)
 
-	var stdout, stderr syncBuf
+	var stdout, stderr fakeguest.Buffer
 	require.Equal(t, exitPass, Main([]string{"inspect", "--menu", iso}, &stdout, &stderr), stderr.String())
 	text := stdout.String()
 	require.Contains(t, text, "boot menu (grub, /boot/grub/grub.cfg): 3 entries")
@@ -168,7 +169,7 @@ submenu "Advanced" {
 	require.Contains(t, text, "cmdline: boot=live console=tty0 console=ttyS0,115200n8\n    serial console: yes")
 	require.Contains(t, text, `"Live (debug)" in submenu "Advanced"`)
 
-	stdout = syncBuf{}
+	stdout = fakeguest.Buffer{}
 	require.Equal(t, exitPass, Main([]string{"inspect", "--menu", "--json", iso}, &stdout, &stderr), stderr.String())
 	var js struct {
 		Menus []struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,12 +27,12 @@ import (
 // ptyConsole is a go-expect console whose whole output is also kept for messages.
 type ptyConsole struct {
 	*expect.Console
-	seen *syncBuf
+	seen *fakeguest.Buffer
 }
 
 func newPTYConsole(t *testing.T) *ptyConsole {
 	t.Helper()
-	seen := &syncBuf{}
+	seen := &fakeguest.Buffer{}
 	c, err := expect.NewConsole(expect.WithStdout(seen), expect.WithDefaultTimeout(vmScaled(5*time.Minute)))
 	require.NoError(t, err, "opening a pty for go-expect")
 	t.Cleanup(func() { c.Close() })

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +43,7 @@ func onlyRun(t *testing.T, notes string) string {
 func TestRunOnRecordedNixOSConsole(t *testing.T) {
 	iso := withReplay(t, "nixos-25.05-autoinstall-full-boot.serial.log")
 	notes := t.TempDir()
-	var stdout, stderr syncBuf // bootlab writes progress from several goroutines
+	var stdout, stderr fakeguest.Buffer // bootlab writes progress from several goroutines
 	code := Main([]string{
 		"run", "--iso", iso, "--profile", "nixos", "--accel", "tcg", "--verify=false", "--notes", notes, "--cmd", "id -un",
 		"--disk", "16", // small: the run's artefact catalogue hashes the disk image
@@ -79,7 +80,7 @@ func TestRunOnRecordedNixOSConsole(t *testing.T) {
 func TestRunQEMUDiskLockIsEnvironmentError(t *testing.T) {
 	iso := withReplay(t, "qemu-disk-lock-failure.serial.log")
 	notes := t.TempDir()
-	var stdout, stderr syncBuf // bootlab writes progress from several goroutines
+	var stdout, stderr fakeguest.Buffer // bootlab writes progress from several goroutines
 	code := Main([]string{"run", "--iso", iso, "--accel", "tcg", "--notes", notes, "--disk", "16"}, &stdout, &stderr)
 	require.Equal(t, exitUsage, code, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	require.Contains(t, stderr.String(), `Failed to get "write" lock`)

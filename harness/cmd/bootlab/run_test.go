@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,7 +25,7 @@ func TestRunBootFlagUsageErrors(t *testing.T) {
 		"an entry with no menu":  {"--iso", iso, "--entry", "install"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var out, errb syncBuf
+			var out, errb fakeguest.Buffer
 			code := Main(append([]string{"run", "--notes", notes}, args...), &out, &errb)
 			require.Equal(t, exitUsage, code, "stderr: %s", errb.String())
 			entries, err := os.ReadDir(notes)

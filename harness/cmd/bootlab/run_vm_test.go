@@ -3,12 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,23 +20,6 @@ import (
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/vm"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRunPauseAttachReport is issue 4's end-to-end check of the command: `bootlab run`
 // on the mini image pauses after login, a client attaches through the console socket,
@@ -51,7 +34,7 @@ func TestRunPauseAttachReport(t *testing.T) {
 	notes, err := os.MkdirTemp("", "bl")
 	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(notes) })
-	var stdout, stderr syncBuf
+	var stdout, stderr fakeguest.Buffer
 	code := make(chan int, 1)
 	go func() {
 		code <- Main([]string{"run", "--image", "mini", "--notes", notes, "--pause-after", "login", "--debug-wait", "40s", "--cmd", "uname -r"}, &stdout, &stderr)
@@ -89,7 +72,7 @@ func TestRunPauseAttachReport(t *testing.T) {
 	conn.Close() // detach
 
 	// Another process asks the paused run for fresh captures.
-	var capOut, capErr syncBuf
+	var capOut, capErr fakeguest.Buffer
 	require.Equal(t, exitPass, Main([]string{"capture", "--running", filepath.Dir(link)}, &capOut, &capErr), capErr.String())
 	require.Contains(t, capOut.String(), "ip -o link", "the captures index lists the network set")
 	require.Contains(t, capOut.String(), "dmesg", "and the kernel set")
@@ -132,7 +115,7 @@ func TestInspectMiniAndISO(t *testing.T) {
 	defer cancel()
 	m, err := images.BuildMini(ctx, images.MiniSpec{})
 	require.NoError(t, err)
-	var out, errb syncBuf
+	var out, errb fakeguest.Buffer
 	require.Equal(t, exitPass, Main([]string{"inspect", "--kernel", m.Kernel, "--initrd", m.Initrd}, &out, &errb), errb.String())
 	require.Contains(t, out.String(), "bin/busybox")
 	require.Contains(t, out.String(), "etc/passwd")
@@ -158,7 +141,7 @@ func TestInspectMiniAndISO(t *testing.T) {
 	run("mksquashfs", tree, filepath.Join(isoDir, "filesystem.squashfs"), "-quiet", "-noappend")
 	iso := filepath.Join(root, "test.iso")
 	run("xorriso", "-as", "mkisofs", "-quiet", "-V", "BOOTLAB_TEST", "-o", iso, filepath.Join(root, "iso"))
-	out.b.Reset()
+	out.Reset()
 	require.Equal(t, exitPass, Main([]string{"inspect", iso}, &out, &errb), errb.String())
 	require.Contains(t, out.String(), key.Fingerprint)
 	require.Contains(t, out.String(), "pre-nixos.service")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -86,7 +87,7 @@ func TestUsageErrorsHaveNoSideEffects(t *testing.T) {
 			t.Setenv("BOOTLAB_CACHE", cache)
 			t.Setenv("BOOTLAB_QEMU", fakeQEMU)
 			t.Setenv("BOOTLAB_ACCEL", "")
-			var stdout, stderr syncBuf
+			var stdout, stderr fakeguest.Buffer
 			done := make(chan int, 1)
 			go func() { done <- Main(c.args, &stdout, &stderr) }()
 			var code int
