@@ -18,15 +18,14 @@
 //	-kernel/-initrd/-append  boot this kernel for the kernel-series scenario instead
 //	-accel kvm|tcg      skip the KVM probe
 //	-keep               keep the disk images (deleted when each run closes otherwise)
-//	-notes DIR          where run directories go (default $BOOTLAB_NOTES or a temp dir)
+//	-notes DIR          where run directories go (default $BOOTLAB_NOTES, else
+//	                    $TMPDIR/bootlab-notes: harness/config's one default)
 //	-timeout-scale F    multiply every timeout (slow machines)
 //	-shard i/n          run only the i-th of n shards (the nightly matrix)
 package scenarios
 
 import (
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/bootlab/bootlab/harness/labtest"
@@ -44,6 +43,5 @@ var (
 // -boot, -timeout-scale), so every package that boots through labtest.StartT
 // takes them the same way. The shared VM closes after the last scenario.
 func TestMain(m *testing.M) {
-	labtest.NotesDefault(filepath.Join(os.TempDir(), "bootlab-scenarios"))
 	labtest.Main(m, labtest.MainOptions{Name: "scenarios", Shard: flagShard, After: closeShared})
 }

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	bootcfg "github.com/bootlab/bootlab/harness/config"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -34,14 +33,6 @@ var (
 
 // FlagAccel is -accel ("" probes).
 func FlagAccel() string { return *flagAccel }
-
-// NotesDefault sets where run directories go when neither -notes nor $BOOTLAB_NOTES
-// says (TestMain, before any VM starts).
-func NotesDefault(dir string) {
-	if *flagNotes == "" && os.Getenv(bootcfg.EnvNotes) == "" {
-		*flagNotes = dir
-	}
-}
 
 // NotesRoot is where run directories go: -notes, else Config().Notes.
 func NotesRoot() string { return Config().Notes }
