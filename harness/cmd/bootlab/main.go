@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/bootlab/bootlab/harness/lab"
 )
 
 // Exit statuses.
@@ -45,6 +47,7 @@ var commands = map[string]command{
 }
 
 func main() {
+	pauseTerminal = lab.ControllingTerminal
 	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 }
 
