@@ -6,6 +6,7 @@ package progress
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -222,4 +223,42 @@ func splitCRLF(data []byte, atEOF bool) (int, []byte, error) {
 		return len(data), data, nil
 	}
 	return 0, nil, nil
+}
+
+// Wait shows a wait as it lasts, "what (12s)" every second (on a terminal; plain lines
+// repeat every Every), and ends it with a line that stays and says how long it took:
+// "what: done in 12s" or "what: failed after 12s". end is called once the wait is over,
+// with its error.
+func (l *Line) Wait(what string) (end func(err error)) {
+	if l == nil {
+		return func(error) {}
+	}
+	start := l.now()
+	stop := l.Ticker("wait "+what, func(e time.Duration) string { return fmt.Sprintf("%s (%s)", what, Elapsed(e)) })
+	var once sync.Once
+	return func(err error) {
+		once.Do(func() {
+			stop()
+			took := Elapsed(l.now().Sub(start))
+			if err != nil {
+				l.Done(fmt.Sprintf("%s: failed after %s", what, took))
+				return
+			}
+			l.Done(fmt.Sprintf("%s: done in %s", what, took))
+		})
+	}
+}
+
+type ctxKey struct{}
+
+// WithLine returns a context whose waits (shell waits in the guest, SSH logins) report
+// on l. Waits deep in the harness find it there, so no layer between has to pass it on.
+func WithLine(ctx context.Context, l *Line) context.Context {
+	return context.WithValue(ctx, ctxKey{}, l)
+}
+
+// FromContext is the line WithLine put in ctx, or nil (which discards).
+func FromContext(ctx context.Context) *Line {
+	l, _ := ctx.Value(ctxKey{}).(*Line)
+	return l
 }

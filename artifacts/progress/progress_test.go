@@ -2,6 +2,8 @@ package progress
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,9 +18,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-type fakeClock struct{ t time.Time }
+// fakeClock is safe to move while a ticker reads it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *fakeClock) now() time.Time { return c.t }
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
 
 type safeBuf struct {
 	mu sync.Mutex
@@ -177,4 +193,33 @@ func TestRealMksquashfsBar(t *testing.T) {
 	require.NoError(t, cmd.Run(), "%s", stderr.String())
 	require.NoError(t, w.Close())
 	require.Contains(t, b.String(), "\r\x1b[Kmksquashfs test: 100% (")
+}
+
+// TestWaitShowsElapsedAndEnds: a wait found in the context ticks its elapsed time on the
+// live line and ends with a line that stays; without a terminal the same waits are plain
+// lines (start, then the end with its time); no line in the context discards.
+func TestWaitShowsElapsedAndEnds(t *testing.T) {
+	l, b, c := newTest(true)
+	ctx := WithLine(context.Background(), l)
+	require.Same(t, l, FromContext(ctx))
+	end := FromContext(ctx).Wait("waiting for unit pre-nixos.service to be active")
+	require.Eventually(t, func() bool {
+		return strings.Contains(b.String(), "\r\x1b[Kwaiting for unit pre-nixos.service to be active (0s)")
+	}, 5*time.Second, 10*time.Millisecond)
+	c.add(3 * time.Second)
+	require.Eventually(t, func() bool {
+		return strings.Contains(b.String(), "\r\x1b[Kwaiting for unit pre-nixos.service to be active (3s)")
+	}, 5*time.Second, 10*time.Millisecond, "the live line ticks the elapsed time")
+	end(nil)
+	end(errors.New("ignored: a wait ends once"))
+	require.True(t, strings.HasSuffix(b.String(), "\r\x1b[Kwaiting for unit pre-nixos.service to be active: done in 3s\n"), "%q", b.String())
+
+	p, pb, pc := newTest(false)
+	end = p.Wait("waiting for an IPv4 address on lan")
+	pc.add(75 * time.Second)
+	end(errors.New("timed out"))
+	require.Equal(t, "waiting for an IPv4 address on lan (0s)\nwaiting for an IPv4 address on lan: failed after 1m15s\n", pb.String(),
+		"plain lines: no escape sequences, the end says how long")
+
+	FromContext(context.Background()).Wait("nothing to show")(nil) // no line: discarded
 }

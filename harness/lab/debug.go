@@ -88,6 +88,10 @@ func (l *Lab) DebugPause(ctx context.Context, o PauseOptions) {
 	_, _ = l.ServeCaptures(sctx, func(ctx context.Context) error {
 		busy.Lock()
 		defer busy.Unlock()
+		if ctx.Err() != nil {
+			// It waited for the pause to end: the shell belongs to the run again.
+			return fmt.Errorf("the pause ended before the capture request was served (the run has taken the shell back)")
+		}
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 		defer cancel()
 		if l.vm.Shell == nil {

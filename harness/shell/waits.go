@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/frame"
 )
@@ -37,7 +38,11 @@ const pollInterval = 0.2
 // returned), exits 3 (terminal failure), or the time left in ctx runs out. Looping in
 // the guest keeps one framed command in flight for the whole wait instead of one per
 // poll, and ends by itself, so the shell is never left running a stale loop.
-func (s *Shell) guestLoop(ctx context.Context, what, check string) (string, error) {
+func (s *Shell) guestLoop(ctx context.Context, what, check string) (last string, err error) {
+	// A person watching sees what is awaited and for how long (bootlab run puts its
+	// progress line in the context; without one nothing is shown).
+	end := progress.FromContext(ctx).Wait(what)
+	defer func() { end(err) }()
 	budget := 10 * time.Minute
 	if dl, ok := ctx.Deadline(); ok {
 		budget = time.Until(dl) - 2*time.Second // leave time for the END marker
@@ -48,7 +53,7 @@ func (s *Shell) guestLoop(ctx context.Context, what, check string) (string, erro
 	n := int(math.Ceil(budget.Seconds() / pollInterval))
 	script := fmt.Sprintf(`( __n=%d; while :; do __o=$( { %s ; } 2>&1 ); __r=$?; if [ $__r = 0 ] || [ $__r = 3 ]; then printf %%s "$__o"; exit $__r; fi; __n=$((__n-1)); if [ $__n -le 0 ]; then printf %%s "$__o"; exit 124; fi; sleep %g; done )`, n, check, pollInterval)
 	r, err := s.Run(ctx, script, AllowFail())
-	last := strings.TrimSpace(string(r.Output))
+	last = strings.TrimSpace(string(r.Output))
 	if err != nil {
 		return last, &WaitError{What: what, Last: last, Err: err}
 	}

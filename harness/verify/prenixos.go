@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/keys"
+	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/harness/capture"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/sshc"
@@ -156,7 +157,9 @@ func (p *PreNixos) CheckNetwork(ctx context.Context) error {
 	}
 	l.Mark("ipv4")
 	p.IPv4 = ip
+	end := progress.FromContext(ctx).Wait("waiting for pre-nixos to announce the LAN address on the console")
 	got, err := l.WaitConsole(wctx, lanAnnounce)
+	end(err)
 	if err != nil {
 		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitIPv4, Iface: "lan"}, "waiting for the LAN IPv4 announcement on the console", err)
 		return fmt.Errorf("pre-nixos did not announce the LAN address on the console: %w", err)
@@ -200,7 +203,9 @@ func (p *PreNixos) CheckSSH(ctx context.Context) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	sctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.SSHTimeout, 5*time.Minute))
 	defer cancel()
+	end := progress.FromContext(ctx).Wait("waiting for SSH as root on " + addr)
 	c, err := sshc.Dial(sctx, addr, "root", p.Key.Signer, hk)
+	end(err)
 	if err != nil {
 		l.WaitFailed(ctx, capture.Wait{Kind: capture.WaitSSH, Unit: l.Profile().SSHUnit}, "logging in over SSH as root", err)
 		return fmt.Errorf("SSH as root to %s: %w", addr, err)

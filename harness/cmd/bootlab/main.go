@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/bootlab/bootlab/harness/config"
+	"github.com/bootlab/bootlab/harness/lab"
 )
 
 // Exit statuses.
@@ -47,6 +48,7 @@ var commands = map[string]command{
 }
 
 func main() {
+	pauseTerminal = lab.ControllingTerminal
 	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
 }
 

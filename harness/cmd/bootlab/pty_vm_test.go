@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"github.com/bootlab/bootlab/harness/fakeguest"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +17,8 @@ import (
 	expect "github.com/Netflix/go-expect"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Tests that drive bootlab's own interactive terminals the way a person does: the
@@ -159,4 +165,76 @@ func TestTerminalsThroughPTY(t *testing.T) {
 	require.Equal(t, 0, waitExit(t, run, vmScaled(time.Minute), runTerm), "the run passes after the pause")
 	_, err = os.Stat(filepath.Join(dir, "captures", "index.md"))
 	require.NoError(t, err, "the pause took the standard captures")
+}
+
+// startOnControllingTerminal runs the bootlab binary with the pty only as its
+// controlling terminal: stdin is /dev/null and its output goes to out, as for a run whose
+// stdin and stdout are redirected (or the test binary go test starts).
+func (c *ptyConsole) startOnControllingTerminal(t *testing.T, out io.Writer, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	devnull, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	t.Cleanup(func() { devnull.Close() })
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, out, out
+	cmd.ExtraFiles = []*os.File{c.Tty()}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+// qemuGone says whether the QEMU a run directory names (qemu.pid) has exited.
+func qemuGone(t *testing.T, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, vm.PIDFile))
+	require.NoError(t, err, "the run records QEMU's pid")
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// TestPauseEnterOnControllingTerminal: the pause finds the person's terminal even when
+// stdin and stdout are not it (`bootlab run ... </dev/null >log`, or go test running the
+// scenarios with -boot-image-debug): the message appears on the controlling terminal,
+// Enter typed there ends the pause, the run goes on and the VM is closed. The second run
+// is the debug keep on failure: a command that ends the root shell (`exit 3`) is named at
+// once, the VM is kept, and Enter ends the run with its failing verdict.
+func TestPauseEnterOnControllingTerminal(t *testing.T) {
+	bin := buildBootlab(t)
+	notes := t.TempDir()
+
+	term := newPTYConsole(t)
+	var out fakeguest.Buffer
+	run := term.startOnControllingTerminal(t, &out, bin, "run", "--image", "mini", "--notes", notes, "--pause-after", "login", "--debug-wait", "10m", "--cmd", "echo after-the-pause-$((6*7))")
+	dir := term.expectWithin(t, vmScaled(5*time.Minute), `bootlab attach (\S+) `)[1]
+	term.expectWithin(t, vmScaled(30*time.Second), `press Enter here to continue`)
+	time.Sleep(2 * time.Second)
+	require.Nil(t, run.ProcessState, "the run waits for Enter, not for --debug-wait")
+	require.False(t, qemuGone(t, dir), "the VM is kept during the pause")
+	_, err := term.Send("\r") // the Enter key; the terminal's ICRNL makes it a line
+	require.NoError(t, err)
+	require.Equal(t, 0, waitExit(t, run, vmScaled(3*time.Minute), term), "the run passes after the pause:\n%s", out.String())
+	require.Contains(t, out.String(), "after-the-pause-42", "the run went on past the pause on the shell it took back")
+	require.Contains(t, out.String(), "verdict: pass")
+	require.True(t, qemuGone(t, dir), "the VM is closed after the run")
+
+	term = newPTYConsole(t)
+	out = fakeguest.Buffer{}
+	run = term.startOnControllingTerminal(t, &out, bin, "run", "--image", "mini", "--notes", notes, "--debug", "--debug-wait", "10m", "--cmd", "exit 3")
+	dir = term.expectWithin(t, vmScaled(5*time.Minute), `bootlab attach (\S+) `)[1]
+	term.expectWithin(t, vmScaled(30*time.Second), `press Enter here to continue`)
+	require.Contains(t, out.String(), "FAILED", "the failure is printed before the pause")
+	require.Contains(t, out.String(), "the root shell exited with status 3", "the failure names the shell's exit")
+	require.False(t, qemuGone(t, dir), "a failed run's VM is kept with --debug")
+	_, err = term.Send("\r")
+	require.NoError(t, err)
+	require.Equal(t, exitFail, waitExit(t, run, vmScaled(3*time.Minute), term), "the run fails after the pause:\n%s", out.String())
+	require.Contains(t, out.String(), "verdict: fail")
+	require.True(t, qemuGone(t, dir), "the VM is closed after the run")
 }

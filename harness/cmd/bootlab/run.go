@@ -201,6 +201,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	images.SetProgress(pl)
 	defer images.SetProgress(nil)
 	stderr = pl
+	ctx = progress.WithLine(ctx, pl) // each wait in the guest shows its elapsed time
 	captures, err := lab.ParseCaptureMode(f.captures)
 	if err != nil {
 		return usageError{err}
@@ -281,18 +282,16 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		if err != nil {
 			return err
 		}
-		const what = "verifying pre-nixos: storage, then network, then SSH"
-		stop := wait(stderr, what)
+		// Each wait (storage, unit, address, SSH) shows its own elapsed time on the
+		// progress line the context carries, and a line with its duration when it ends.
+		fmt.Fprintln(stderr, "bootlab: verifying pre-nixos: storage, then network, then SSH")
 		checks := verify.PreNixos{Lab: l, Key: key, Out: stdout,
 			Pause: func(stage string) {
 				if f.pauseAfter == stage {
-					stop() // no ticking line under the pause message
 					debugPause(ctx, l, f, stderr, "pause after "+stage)
-					stop = wait(stderr, what)
 				}
 			}}
 		err = checks.Run(ctx)
-		stop()
 		if err != nil {
 			return err
 		}
@@ -349,14 +348,27 @@ func ensureNL(b []byte) string {
 
 // debugPause keeps the VM up for a person (lab.DebugPause, shared with the scenarios):
 // captures, the console on a socket, fresh captures on request; it waits for Enter on
-// a terminal, or for --debug-wait without one (CI).
+// a terminal, or for --debug-wait without one (CI). With stdin redirected the terminal
+// is still found (/dev/tty, as the scenarios find it), and the message is printed there
+// too when stderr is not a terminal.
 func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, why string) {
 	o := lab.PauseOptions{Why: why, Out: stderr, Wait: f.debugWait}
 	if isTerminal(os.Stdin) {
 		o.Enter = os.Stdin
+	} else if tty := pauseTerminal(); tty != nil {
+		defer tty.Close()
+		o.Enter = tty
+		if !isTerminal(os.Stderr) {
+			o.Out = io.MultiWriter(stderr, tty)
+		}
 	}
 	l.DebugPause(ctx, o)
 }
+
+// pauseTerminal finds the controlling terminal for a pause. Only the bootlab command
+// looks (main sets it): tests that call Main in-process must not wait for an Enter from
+// whoever started go test.
+var pauseTerminal = func() *os.File { return nil }
 
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
