@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bootlab/bootlab/artifacts/progress"
 	"net"
 	"os"
 	"path/filepath"
@@ -80,6 +81,7 @@ func (l *Lab) explained(ctx context.Context, w capture.Wait, what string, err er
 // WaitUnit waits until systemd reports unit in one of want (default "active"); a
 // failure leaves the unit's captures.
 func (l *Lab) WaitUnit(ctx context.Context, unit string, want ...string) (string, error) {
+	ctx = l.WithProgress(ctx)
 	sh, err := l.shellOrErr()
 	if err != nil {
 		return "", err
@@ -90,6 +92,7 @@ func (l *Lab) WaitUnit(ctx context.Context, unit string, want ...string) (string
 
 // WaitFile waits until path exists in the guest; a failure leaves the captures.
 func (l *Lab) WaitFile(ctx context.Context, path string) error {
+	ctx = l.WithProgress(ctx)
 	sh, err := l.shellOrErr()
 	if err != nil {
 		return err
@@ -100,6 +103,7 @@ func (l *Lab) WaitFile(ctx context.Context, path string) error {
 // WaitIPv4 waits for an IPv4 address on iface and returns it; a failure leaves the
 // network captures.
 func (l *Lab) WaitIPv4(ctx context.Context, iface string) (string, error) {
+	ctx = l.WithProgress(ctx)
 	sh, err := l.shellOrErr()
 	if err != nil {
 		return "", err
@@ -112,6 +116,7 @@ func (l *Lab) WaitIPv4(ctx context.Context, iface string) (string, error) {
 // returns its output; what names it in errors. Only the caller knows what the check
 // means, so a failure is recorded by the caller (WaitFailed with the right kind).
 func (l *Lab) WaitUntil(ctx context.Context, what, check string) (string, error) {
+	ctx = l.WithProgress(ctx)
 	sh, err := l.shellOrErr()
 	if err != nil {
 		return "", err
@@ -368,4 +373,14 @@ func (l *Lab) CommandTimeout() time.Duration {
 		return l.cfg.VM.Timeouts.Command
 	}
 	return l.vm.Spec.Timeouts.Command
+}
+
+// WithProgress is ctx carrying the run's progress line (Config.Progress), unless it
+// carries one already: every wait below it then shows its elapsed time there, a live
+// line on a terminal and plain lines elsewhere (a scenario's test log).
+func (l *Lab) WithProgress(ctx context.Context) context.Context {
+	if l.line == nil || progress.FromContext(ctx) != nil {
+		return ctx
+	}
+	return progress.WithLine(ctx, l.line)
 }

@@ -85,3 +85,24 @@ func TestScenarioAfterCloseIsNotRecorded(t *testing.T) {
 	require.Len(t, m.Scenarios, 1)
 	require.Equal(t, "TestBefore", m.Scenarios[0].Name)
 }
+
+// TestWaitsReportOnTheRunsProgressLine: a wait through the façade shows its elapsed
+// time on Config.Progress (a scenario's test log, bootlab run's terminal) without the
+// caller putting a line in its context.
+func TestWaitsReportOnTheRunsProgressLine(t *testing.T) {
+	ctx := context.Background()
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
+	var out fakeguest.Buffer
+	cfg.Progress = &out
+	l, err := Start(ctx, cfg)
+	require.NoError(t, err)
+	defer l.Close(ctx, nil)
+	_, err = l.Login(ctx)
+	require.NoError(t, err)
+
+	// The simulated guest runs no shell loops, so the wait fails at once; what matters
+	// here is that its end reached the run's line.
+	require.Error(t, l.WaitFile(ctx, "/"))
+	t.Logf("progress:\n%s", out.String())
+	require.Regexp(t, `/.*: failed after \d`, out.String(), "the wait's end on the run's progress line")
+}

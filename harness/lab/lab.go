@@ -22,6 +22,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/ansi"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
+	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/config"
@@ -53,10 +54,11 @@ type Config struct {
 type Lab struct {
 	// rec and vm are the run record and the VM: unexported, so scenarios and commands
 	// say what they mean through the Lab's methods instead of reaching into either.
-	rec *runrec.Run
-	vm  *vm.VM
-	cfg Config
-	log *slog.Logger
+	rec  *runrec.Run
+	vm   *vm.VM
+	cfg  Config
+	log  *slog.Logger
+	line *progress.Line // Config.Progress as a line the waits report on; nil discards
 
 	mu     sync.Mutex
 	closed bool
@@ -80,6 +82,9 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("creating the run directory under %s (before booting anything): %w", cfg.Notes, err)
 	}
 	l := &Lab{rec: run, cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	if cfg.Progress != nil {
+		l.line = progress.For(cfg.Progress)
+	}
 	if err := run.SetImage(imageRecord(ctx, cfg)); err != nil {
 		return nil, fmt.Errorf("recording the image: %w", err)
 	}

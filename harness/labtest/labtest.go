@@ -228,6 +228,14 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 		require.NoError(t, err)
 		c.lab.VM.ProbeKernel = k
 	}
+	if c.lab.Progress == nil {
+		// Progress lines (boot steps, each wait's elapsed time) go to the test's log.
+		// Registered before the lab's cleanup, so it runs after it: nothing reaches t.Log
+		// once the test is over, which would panic.
+		tl := &testLog{t: t}
+		t.Cleanup(tl.close)
+		c.lab.Progress = tl
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
 	defer cancel()
 	began := time.Now()
@@ -340,4 +348,26 @@ func Pause(l *lab.Lab, why string, d Debug) {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// testLog forwards progress lines to t.Log until close.
+type testLog struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testLog) close() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }

@@ -59,6 +59,7 @@ func (p *PreNixos) say(format string, a ...any) {
 
 // Run performs every check.
 func (p *PreNixos) Run(ctx context.Context) error {
+	ctx = p.Lab.WithProgress(ctx)
 	if err := p.CheckStorage(ctx); err != nil {
 		return err
 	}
@@ -85,6 +86,7 @@ func scaledTimeout(d, def time.Duration) time.Duration {
 // compares STATE and DETAIL, and checks the unit ended in the state the profile expects
 // after success.
 func (p *PreNixos) CheckStorage(ctx context.Context) error {
+	ctx = p.Lab.WithProgress(ctx)
 	l := p.Lab
 	prof := l.Profile()
 	unit := prof.PreNixosUnit
@@ -148,6 +150,7 @@ var lanAnnounce = regexp.MustCompile(`LAN IPv4 address: ([0-9]+\.[0-9]+\.[0-9]+\
 // CheckNetwork waits for an IPv4 address on `lan` and for pre-nixos's announcement of it
 // on the console (read from the guest-only stream, never from command output).
 func (p *PreNixos) CheckNetwork(ctx context.Context) error {
+	ctx = p.Lab.WithProgress(ctx)
 	l := p.Lab
 	wctx, cancel := context.WithTimeout(ctx, scaledTimeout(p.NetworkTimeout, 5*time.Minute))
 	defer cancel()
@@ -187,6 +190,7 @@ func (p *PreNixos) HostKey(ctx context.Context) (string, error) {
 
 // CheckSSH logs in as root with the embedded key and runs `id -un`.
 func (p *PreNixos) CheckSSH(ctx context.Context) error {
+	ctx = p.Lab.WithProgress(ctx)
 	l := p.Lab
 	line, err := p.HostKey(ctx)
 	if err != nil {
