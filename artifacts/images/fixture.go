@@ -39,6 +39,13 @@ var fixturePackages = []string{
 	"dbus", "procps",
 }
 
+// fixtureMasked are units a provisioning boot never needs, masked in the small layer
+// (not the base: changing the list costs seconds, not a new Debian root). Each was
+// measured by `bootlab bench --boot` (docs/benchmarks.md has the numbers); what
+// pre-nixos and the harness use (udev, networkd, journald, lvm and mdadm tools, dbus,
+// getty, sshd) stays.
+var fixtureMasked = []string{}
+
 // fixtureTools are the host tools the fixture build runs, with their Debian packages.
 var fixtureTools = map[string]string{
 	"mmdebstrap": "mmdebstrap",
@@ -133,6 +140,7 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	h.add("break-unit", spec.BreakUnit)
 	h.add("files", string(filesJSON))
 	h.add("isolinux-cfg", isolinuxCfg)
+	h.add("masked", strings.Join(fixtureMasked, ","))
 	for _, f := range fixtureFiles {
 		s, err := fileSHA256(f)
 		if err != nil {
@@ -555,6 +563,17 @@ func buildLayer(ctx context.Context, out, key string, spec FixtureSpec, prov *pa
 		}
 		if err := os.Symlink("/etc/systemd/system/pre-nixos.service", link); err != nil {
 			return fmt.Errorf("enabling pre-nixos.service for %s: %w", target, err)
+		}
+	}
+	for _, u := range fixtureMasked {
+		// What `systemctl mask` makes; the base has no unit file of that name in
+		// /etc/systemd/system, so the layer adds it without shadowing anything.
+		link := filepath.Join(layer, "etc/systemd/system", u)
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink("/dev/null", link); err != nil {
+			return fmt.Errorf("masking %s: %w", u, err)
 		}
 	}
 	if spec.BreakUnit != "" {
