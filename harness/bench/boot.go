@@ -60,7 +60,7 @@ var BootVariants = []BootVariant{
 // for a system that lives minutes, LVM monitoring of mirrors and snapshots pre-nixos
 // does not make, availability and pstore units that matter at shutdown or on EFI only.
 var MaskCandidates = []string{
-	"getty@tty1.service", "lvm2-monitor.service", "blk-availability.service",
+	"getty@tty1.service", "lvm2-monitor.service",
 	"systemd-pstore.service", "modprobe@efi_pstore.service", "modprobe@drm.service",
 	"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
 	"e2scrub_reap.service", "fstrim.timer", "systemd-tmpfiles-clean.timer",
