@@ -39,25 +39,6 @@ var fixturePackages = []string{
 	"dbus", "procps",
 }
 
-// fixtureMasked are units a provisioning boot never needs, masked in the small layer
-// (not the base: changing the list costs seconds, not a new Debian root). Under TCG the
-// guest has one vCPU, so every unit that runs competes with the getty and pre-nixos:
-// `bootlab bench --boot` measured e2scrub_reap.service alone at 29 s of a 57 s
-// userspace (it scans LVM), lvm2-monitor and the modprobe units at ~2 s each
-// (docs/benchmarks.md). What pre-nixos and the harness use (udev, networkd, journald,
-// logind, dbus, the lvm and mdadm tools, the serial getty, sshd) stays, and so does
-// blk-availability.service, which deactivates LVM and RAID cleanly at shutdown for the
-// scenarios that boot a second time on the same disks.
-var fixtureMasked = []string{
-	"e2scrub_reap.service", "e2scrub_all.timer", // stale e2scrub snapshots: none on a live system
-	"lvm2-monitor.service", // dmeventd for mirrors and snapshots pre-nixos never makes
-	"getty@tty1.service",   // the VGA console nobody sees (-display none)
-	"systemd-pstore.service", "modprobe@efi_pstore.service", "modprobe@drm.service",
-	"mdmonitor.service", "mdmonitor-oneshot.timer", "mdcheck_start.timer", "mdcheck_continue.timer",
-	"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer",
-	"systemd-tmpfiles-clean.timer",
-}
-
 // fixtureTools are the host tools the fixture build runs, with their Debian packages.
 var fixtureTools = map[string]string{
 	"mmdebstrap": "mmdebstrap",
@@ -152,7 +133,6 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	h.add("break-unit", spec.BreakUnit)
 	h.add("files", string(filesJSON))
 	h.add("isolinux-cfg", isolinuxCfg)
-	h.add("masked", strings.Join(fixtureMasked, ","))
 	for _, f := range fixtureFiles {
 		s, err := fileSHA256(f)
 		if err != nil {
@@ -575,17 +555,6 @@ func buildLayer(ctx context.Context, out, key string, spec FixtureSpec, prov *pa
 		}
 		if err := os.Symlink("/etc/systemd/system/pre-nixos.service", link); err != nil {
 			return fmt.Errorf("enabling pre-nixos.service for %s: %w", target, err)
-		}
-	}
-	for _, u := range fixtureMasked {
-		// What `systemctl mask` makes; the base has no unit file of that name in
-		// /etc/systemd/system, so the layer adds it without shadowing anything.
-		link := filepath.Join(layer, "etc/systemd/system", u)
-		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-			return err
-		}
-		if err := os.Symlink("/dev/null", link); err != nil {
-			return fmt.Errorf("masking %s: %w", u, err)
 		}
 	}
 	if spec.BreakUnit != "" {
