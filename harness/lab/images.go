@@ -51,6 +51,6 @@ func FixtureImage(ctx context.Context, spec images.FixtureSpec) (vm.Image, *imag
 	// command line, the ISO attached as the CD-ROM live-boot mounts): measured 16 s
 	// (20%) faster to a root shell than SeaBIOS + ISOLINUX under TCG, same run
 	// (docs/benchmarks.md "Boot speed"). ResolveISOBoot's firmware path clears these
-	// for `--boot firmware`.
-	return vm.Image{Name: "fixture", ISO: iso.Path, Kernel: iso.Kernel, Initrd: iso.Initrd, Append: iso.Append, Profile: shell.Fixture}, iso, key, nil
+	// for `--boot firmware`. Entry is the label of its only ISOLINUX entry.
+	return vm.Image{Name: "fixture", ISO: iso.Path, Kernel: iso.Kernel, Initrd: iso.Initrd, Append: iso.Append, Entry: "live", Profile: shell.Fixture}, iso, key, nil
 }
