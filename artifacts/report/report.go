@@ -88,6 +88,8 @@ func Write(ctx context.Context, w io.Writer, dir string, opts Options) error {
 		d.Duration = fmtSec(meta.Ended.Sub(meta.Started))
 	}
 	d.Timeline = timeline(meta.Milestones)
+	d.Phases = phaseTable(meta.Milestones)
+	d.BootUnits = readBootUnits(dir)
 	d.CaptureIndex, d.Captures = readSection(dir, runrec.CapturesDir, "index.md", opts)
 	d.CaptureRows, d.CaptureTotal = captureTable(dir)
 	d.Diff = readDiff(dir)
@@ -112,6 +114,8 @@ type pageData struct {
 	Duration              string
 	Generated             string
 	Timeline              timelineData
+	Phases                []phaseRow
+	BootUnits             *bootUnits
 	CaptureIndex          string
 	Captures, Diagnostics []fileBlock
 	CaptureRows           []captureRow

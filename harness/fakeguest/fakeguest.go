@@ -69,6 +69,9 @@ type Behaviour struct {
 	// LoginAgain: when the login shell ends, the getty prints a login prompt again (as
 	// systemd respawns it) instead of the line closing.
 	LoginAgain bool
+	// AfterFirstPrompt is written right after the first shell prompt, on its line (a
+	// late kernel message such as busybox images print: `[ 5.1] tsc: Refined TSC`).
+	AfterFirstPrompt string
 }
 
 // Guest is a running simulation.
@@ -303,8 +306,13 @@ var (
 // shell runs one shell until it exits; it returns nil when the guest should keep
 // running the parent shell.
 func (g *Guest) shell(sh *Shell) error {
+	first := true
 	for {
 		g.prompt(sh)
+		if first && g.b.AfterFirstPrompt != "" {
+			g.write(g.b.AfterFirstPrompt)
+		}
+		first = false
 		line, err := g.readLine(sh.Echo)
 		if err != nil {
 			return err

@@ -53,6 +53,14 @@ func ResolveISOBoot(ctx context.Context, img *vm.Image, boot, entry string) (ISO
 	if boot == "" {
 		boot = BootAuto
 	}
+	if boot == BootFirmware {
+		// A kernel the image builder supplied would make QEMU boot it directly.
+		img.Kernel, img.Initrd, img.Append = "", "", ""
+	}
+	if boot == BootAuto && entry == "" && img.Kernel != "" {
+		// The image builder gave the ISO's own kernel (FixtureImage): boot it directly.
+		return ISOBoot{Path: BootDirect, Entry: bootmenu.Entry{Label: img.Entry}, Why: "the image builder supplied the ISO's kernel and initrd (faster than the firmware under TCG)"}, nil
+	}
 	if boot == BootFirmware && entry != "" {
 		return ISOBoot{}, fmt.Errorf("%w: --entry needs --boot direct or auto: through the firmware the bootloader boots its own default", ErrBootChoice)
 	}
@@ -90,6 +98,7 @@ func ResolveISOBoot(ctx context.Context, img *vm.Image, boot, entry string) (ISO
 		res.Path, res.Why = BootDirect, "the entry has no serial console"
 	}
 	if res.Path == BootFirmware {
+		img.Kernel, img.Initrd, img.Append = "", "", ""
 		img.Entry, img.EntryCmdline = e.Label, e.Cmdline
 		return res, nil
 	}

@@ -120,8 +120,9 @@ func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *key
 			b.img, b.iso, b.key, b.err = lab.FixtureImage(ctx, spec)
 		}
 		if b.err == nil {
-			// -boot/-entry (default auto): the fixture's default entry has a serial
-			// console, so it boots through the firmware unless told otherwise.
+			// -boot/-entry (default auto): FixtureImage supplies the ISO's own kernel,
+			// so the fixture boots directly (faster under TCG, docs/benchmarks.md);
+			// -boot firmware boots its CD through ISOLINUX.
 			_, b.err = lab.ResolveISOBoot(ctx, &b.img, *flagBoot, *flagEntry)
 		}
 		fixtureCache[id] = b

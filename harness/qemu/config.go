@@ -48,6 +48,11 @@ type Config struct {
 	Accel    string // kvm or tcg; the harness probes before choosing
 	MemoryMB int    // default 1024
 	CPUs     int    // default 1
+	// CPUModel is -cpu (e.g. max); empty leaves QEMU's default (qemu64 under TCG).
+	CPUModel string
+	// TBSizeMB is TCG's translation-block cache size (-accel tcg,tb-size=N); 0 keeps
+	// QEMU's default. Ignored under KVM, which translates nothing.
+	TBSizeMB int
 	ISO      string
 	Kernel   string
 	Initrd   string
@@ -150,9 +155,13 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 	if name == "" {
 		name = "bootlab"
 	}
+	accelOpt := accel
+	if accel == AccelTCG && c.TBSizeMB > 0 {
+		accelOpt += ",tb-size=" + strconv.Itoa(c.TBSizeMB)
+	}
 	a := []string{
 		"-name", name,
-		"-accel", accel,
+		"-accel", accelOpt,
 		"-m", strconv.Itoa(mem),
 		"-smp", strconv.Itoa(cpus),
 		"-display", "none",
@@ -165,6 +174,9 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 		"-serial", "chardev:ser0",
 		"-qmp", "unix:" + qmpSocket + ",server=on,wait=off",
 		"-pidfile", pidFile,
+	}
+	if c.CPUModel != "" {
+		a = append(a, "-cpu", c.CPUModel)
 	}
 	if c.ISO != "" {
 		a = append(a, "-drive", "file="+escapeOpt(c.ISO)+",media=cdrom,readonly=on,if=ide,index=2")

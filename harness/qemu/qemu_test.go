@@ -67,6 +67,22 @@ func TestArgsDirectBootKeepsTheISOAttached(t *testing.T) {
 	require.NotContains(t, a, "-boot order=d")
 }
 
+// The CPU knobs the boot benchmark measures: tb-size rides on TCG's -accel (it means
+// nothing to KVM), -cpu appears only when asked for.
+func TestArgsCPUModelAndTBSize(t *testing.T) {
+	k := file(t, "vmlinuz", "k")
+	c := Config{Accel: AccelTCG, Kernel: k, CPUs: 2, CPUModel: "max", TBSizeMB: 256}
+	a := strings.Join(c.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.Contains(t, a, "-accel tcg,tb-size=256 ")
+	require.Contains(t, a, "-smp 2 ")
+	require.Contains(t, a, "-cpu max")
+	kvm := Config{Accel: AccelKVM, Kernel: k, TBSizeMB: 256}
+	a = strings.Join(kvm.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.Contains(t, a, "-accel kvm ")
+	require.NotContains(t, a, "tb-size")
+	require.NotContains(t, a, "-cpu ")
+}
+
 func TestValidateRejectsBadInput(t *testing.T) {
 	empty := file(t, "empty.iso", "")
 	cases := map[string]Config{

@@ -424,7 +424,7 @@ func (s *Shell) waitPrompt(ctx context.Context, pos int64, what string, wake boo
 		if err != nil {
 			return console.Match{}, err
 		}
-		line := lastLine(string(text))
+		line, at := promptTail(string(text))
 		for i, p := range pats {
 			if loc := p.Re.FindStringIndex(line); loc != nil {
 				// Believe it only if nothing follows within the settle time.
@@ -432,7 +432,7 @@ func (s *Shell) waitPrompt(ctx context.Context, pos int64, what string, wake boo
 				werr := s.con.WaitBeyond(settle, end)
 				cancel()
 				if werr != nil && ctx.Err() == nil && !errors.Is(werr, console.ErrClosed) {
-					lineStart := int64(len(text) - len(line))
+					lineStart := int64(at)
 					return console.Match{Index: i, Name: p.Name, Start: pos + lineStart + int64(loc[0]), End: pos + lineStart + int64(loc[1]), Text: line[loc[0]:loc[1]], Before: string(text[:int(lineStart)+loc[0]])}, nil
 				}
 				break

@@ -69,6 +69,10 @@ type Spec struct {
 	SSH      bool // forward guest port 22 to a free 127.0.0.1 port
 	MemoryMB int
 	CPUs     int
+	// CPUModel and TBSizeMB tune the emulated CPU (qemu.Config); zero values keep
+	// QEMU's defaults. docs/benchmarks.md has what each costs or saves under TCG.
+	CPUModel string
+	TBSizeMB int
 	// Accel is kvm or tcg; empty means probe (ProbeKernel is booted under KVM once).
 	Accel       string
 	ProbeKernel string
@@ -227,7 +231,7 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	})
 	cfg := qemu.Config{
 		Name: "bootlab-" + filepath.Base(dir), Binary: binary, Accel: v.Accel.Accel,
-		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs,
+		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, CPUModel: spec.CPUModel, TBSizeMB: spec.TBSizeMB,
 		ISO: spec.Image.ISO, Kernel: spec.Image.Kernel, Initrd: spec.Image.Initrd, Append: spec.Image.Append,
 		Disks: disks, Net: spec.Net || spec.SSH, RNG: true,
 	}
