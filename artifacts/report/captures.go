@@ -27,15 +27,7 @@ type captureRow struct {
 // captureTable reads every captures/**/index.json, in directory order then capture
 // order, and totals the time and bytes.
 func captureTable(dir string) (rows []captureRow, total string) {
-	root := filepath.Join(dir, runrec.CapturesDir)
-	var dirs []string
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && d.Name() == rundiff.IndexFile {
-			dirs = append(dirs, filepath.Dir(p))
-		}
-		return nil
-	})
-	sort.Strings(dirs)
+	dirs := captureDirs(dir)
 	var sum time.Duration
 	var bytes int64
 	for _, d := range dirs {
@@ -90,4 +82,19 @@ func readDiff(dir string) *diffSection {
 		return nil
 	}
 	return &diffSection{Against: d.A.Dir, Empty: d.Empty(), Text: strings.TrimSpace(d.Text())}
+}
+
+// captureDirs are the capture sets of a run (directories under captures/ holding an
+// index), sorted so the sets read in the order they were taken.
+func captureDirs(dir string) []string {
+	root := filepath.Join(dir, runrec.CapturesDir)
+	var dirs []string
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && d.Name() == rundiff.IndexFile {
+			dirs = append(dirs, filepath.Dir(p))
+		}
+		return nil
+	})
+	sort.Strings(dirs)
+	return dirs
 }

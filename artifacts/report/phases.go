@@ -2,10 +2,8 @@ package report
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/bootlab/bootlab/artifacts/rundiff"
@@ -61,15 +59,7 @@ func phaseTable(ms []runrec.Milestone) []phaseRow {
 // readBootUnits finds the blame and critical-chain captures under captures/ and keeps
 // their first lines.
 func readBootUnits(dir string) *bootUnits {
-	root := filepath.Join(dir, runrec.CapturesDir)
-	var dirs []string
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && d.Name() == rundiff.IndexFile {
-			dirs = append(dirs, filepath.Dir(p))
-		}
-		return nil
-	})
-	sort.Strings(dirs)
+	dirs := captureDirs(dir)
 	var u bootUnits
 	for _, d := range dirs {
 		idx, err := rundiff.ReadCaptureIndex(d)

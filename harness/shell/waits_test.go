@@ -1,10 +1,8 @@
 package shell_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,23 +12,6 @@ import (
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/shell"
 )
-
-type progressBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (p *progressBuf) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.Write(b)
-}
-
-func (p *progressBuf) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.b.String()
-}
 
 // TestWaitsReportElapsedOnTheProgressLine: a wait in the guest shows on the progress line
 // the context carries (bootlab run's stderr) while it lasts, and ends with a line saying
@@ -48,7 +29,7 @@ func TestWaitsReportElapsedOnTheProgressLine(t *testing.T) {
 	}})
 	sh := login(t, r, shell.Profile{Name: "root"})
 
-	var live progressBuf
+	var live fakeguest.Buffer
 	ctx, cancel := context.WithTimeout(progress.WithLine(context.Background(), progress.New(&live, true)), time.Minute)
 	defer cancel()
 	state, err := sh.WaitUnit(ctx, "pre-nixos", "active")
@@ -57,7 +38,7 @@ func TestWaitsReportElapsedOnTheProgressLine(t *testing.T) {
 	require.Contains(t, live.String(), "\r\x1b[Kwaiting for unit pre-nixos to be active (1s)", "the live line ticks the wait's elapsed time")
 	require.Regexp(t, `\r\x1b\[Kwaiting for unit pre-nixos to be active: done in [12]s\n$`, live.String())
 
-	var plain progressBuf
+	var plain fakeguest.Buffer
 	ctx = progress.WithLine(ctx, progress.New(&plain, false))
 	_, err = sh.WaitUnit(ctx, "broken", "active")
 	require.Error(t, err)

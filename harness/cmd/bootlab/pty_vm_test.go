@@ -52,14 +52,7 @@ func (c *ptyConsole) start(t *testing.T, bin string, args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Tty(), c.Tty(), c.Tty()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	return cmd
+	return startReaped(t, cmd)
 }
 
 // expectWithin waits for re on the console for at most total, however chatty the
@@ -179,14 +172,7 @@ func (c *ptyConsole) startOnControllingTerminal(t *testing.T, out io.Writer, bin
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, out, out
 	cmd.ExtraFiles = []*os.File{c.Tty()}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	return cmd
+	return startReaped(t, cmd)
 }
 
 // qemuGone says whether the QEMU a run directory names (qemu.pid) has exited.
@@ -237,4 +223,18 @@ func TestPauseEnterOnControllingTerminal(t *testing.T) {
 	require.Equal(t, exitFail, waitExit(t, run, vmScaled(3*time.Minute), term), "the run fails after the pause:\n%s", out.String())
 	require.Contains(t, out.String(), "verdict: fail")
 	require.True(t, qemuGone(t, dir), "the VM is closed after the run")
+}
+
+// startReaped starts cmd and kills and reaps it when the test ends, if nothing waited
+// for it first.
+func startReaped(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd
 }
