@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -33,12 +32,12 @@ func TestEnterOnTheControllingTerminalEndsThePause(t *testing.T) {
 		pauseOnControllingTerminal(t)
 		return
 	}
-	var seen bytes.Buffer
+	var seen fakeguest.Buffer // written by go-expect and the child's output copier while the test reads
 	c, err := expect.NewConsole(expect.WithStdout(&seen), expect.WithDefaultTimeout(30*time.Second))
 	require.NoError(t, err, "opening a pty for go-expect")
 	defer c.Close()
 
-	var out bytes.Buffer
+	var out fakeguest.Buffer
 	cmd := exec.Command(os.Args[0], "-test.run=^TestEnterOnTheControllingTerminalEndsThePause$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), pauseChildEnv+"=1")
 	devnull, err := os.Open(os.DevNull)
