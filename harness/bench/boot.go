@@ -164,7 +164,7 @@ func bootOne(ctx context.Context, notes string, v BootVariant, blame int, progre
 		return res
 	}
 	spec := vm.Spec{Image: img, MemoryMB: v.MemoryMB, CPUs: v.CPUs, CPUModel: v.CPUModel, TBSizeMB: v.TBSizeMB,
-		ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts(), Binary: os.Getenv("BOOTLAB_QEMU")}
+		ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
 	if v.Image == "fixture" {
 		// As a scenario boots it: the LAN (networkd waits for it) and one blank disk
 		// for pre-nixos, which starts while the getty comes up.
@@ -174,7 +174,6 @@ func bootOne(ctx context.Context, notes string, v BootVariant, blame int, progre
 			spec.ProbeKernel = mini.Kernel
 		}
 	}
-	spec.Timeouts.Stop.Powerdown = 0
 	l, err := lab.Start(ctx, lab.Config{Slug: "bench-boot-" + v.Name, Notes: notes, VM: spec, Progress: progress, Captures: lab.CapturesNone})
 	if err != nil {
 		res.Err = err
