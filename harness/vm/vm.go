@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,11 @@ type Spec struct {
 	// QEMU's defaults. docs/benchmarks.md has what each costs or saves under TCG.
 	CPUModel string
 	TBSizeMB int
+	// RestoreFrom is a state file a VM with the same devices saved (lab.SaveState):
+	// QEMU starts with -incoming and the guest resumes where it was instead of booting.
+	// The disks must be the ones it was saved with. The boot-once-restore-many lever,
+	// measured by bootlab bench --restore (docs/benchmarks.md).
+	RestoreFrom string
 	// Accel is kvm or tcg; empty means probe (ProbeKernel is booted under KVM once).
 	Accel       string
 	ProbeKernel string
@@ -237,6 +243,12 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	}
 	if spec.SSH {
 		cfg.Forwards = []qemu.Forward{{Name: "ssh", GuestPort: 22}}
+	}
+	if spec.RestoreFrom != "" {
+		if !safeStatePath.MatchString(spec.RestoreFrom) {
+			return nil, fmt.Errorf("restore file %q: only letters, digits and / . _ - (QEMU runs it through a shell)", spec.RestoreFrom)
+		}
+		cfg.Extra = append(cfg.Extra, "-incoming", "exec:cat "+spec.RestoreFrom)
 	}
 	if !spec.NoChannel {
 		if cfg.Channel, err = v.listenChannel(files.Channel); err != nil {
@@ -638,3 +650,7 @@ func HostTool(name, pkg string) error {
 	}
 	return nil
 }
+
+// safeStatePath is what a state file's path may hold: QEMU's exec: migration runs it
+// through /bin/sh.
+var safeStatePath = regexp.MustCompile(`^[A-Za-z0-9/._-]+$`)

@@ -23,6 +23,7 @@ func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, st
 	notes := fs.String("notes", filepath.Join(os.TempDir(), "bootlab-bench"), "where the benchmark's run directory goes")
 	boot := fs.Bool("boot", false, "measure boots instead of the harness: each --variants boot, spawn -> verified root, side by side in one run")
 	variants := fs.String("variants", "mini,fixture-firmware,fixture-direct,fixture-direct-smp2", "with --boot: comma-separated boot variants, in order (bootlab bench --boot --variants list names them)")
+	restore := fs.Bool("restore", false, "measure boot once, restore many instead: a cold fixture boot to root, its state saved, a second QEMU restored from it to root")
 	blame := fs.Int("blame", 8, "with --boot: the slowest units (systemd-analyze blame) kept per fixture boot; 0 skips blame")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -38,6 +39,23 @@ func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, st
 	}
 	host, _ := os.Hostname()
 	header := fmt.Sprintf("Measured %s on %s (%d cores, %s/%s, %s)", time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if *restore && *boot {
+		return usagef("--restore and --boot are separate measurements; give one")
+	}
+	if *restore {
+		r := bench.RunRestore(ctx, *notes, stderr)
+		table := header + ", boot once, restore many (fixture, direct boot):\n\n" + bench.RestoreTable(r)
+		fmt.Fprint(stdout, table)
+		if *out != "" {
+			if err := os.WriteFile(*out, []byte(table), 0o644); err != nil {
+				return fmt.Errorf("writing %s: %w", *out, err)
+			}
+		}
+		if r.Err != nil {
+			return fmt.Errorf("restore benchmark: %w", r.Err)
+		}
+		return nil
+	}
 	if *boot {
 		return benchBoot(ctx, header, *variants, *blame, *notes, *out, stdout, stderr)
 	}

@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/vm"
+)
+
+// RestoreResult measures the boot-once-restore-many lever on the fixture: one cold
+// (direct) boot to a verified root shell, its state saved, then a second QEMU resuming
+// from that state to a verified root shell again.
+type RestoreResult struct {
+	Load string
+	// ColdRoot is the cold boot's spawn -> verified root shell.
+	ColdRoot time.Duration
+	// Save is how long saving the state took, StateBytes the state file's size.
+	Save       time.Duration
+	StateBytes int64
+	// Running is the restored QEMU's spawn -> guest running again (the state read);
+	// Root its spawn -> verified root shell (the shell re-verified with a framed id -u).
+	Running, Root time.Duration
+	ColdDir, RestoredDir string
+	Err                  error
+}
+
+// RunRestore boots the fixture once, saves its state at the root shell, and restores it
+// into a new QEMU on the same disk. The guest resumes with pre-nixos done (the state is
+// taken after login, not before pre-nixos starts, as the scenarios would need): what it
+// measures is the price of a restore against a cold boot, the lever's size.
+func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreResult {
+	res := RestoreResult{Load: loadAvg()}
+	say := func(f string, a ...any) {
+		if progress != nil {
+			fmt.Fprintf(progress, "bootlab bench: "+f+"\n", a...)
+		}
+	}
+	img, err := variantImage(ctx, BootVariant{Name: "fixture-direct", Image: "fixture", Boot: lab.BootDirect})
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	spec := vm.Spec{Image: img, Net: true, SSH: true, Disks: []vm.DiskSpec{{SizeMB: 4096}},
+		ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
+	if mini, _, err := lab.MiniImage(ctx, images.MiniSpec{}); err == nil {
+		spec.ProbeKernel = mini.Kernel
+	}
+
+	say("restore: cold boot of the fixture (direct)")
+	cold, err := lab.Start(ctx, lab.Config{Slug: "bench-restore-cold", Notes: notes, VM: spec, Progress: progress, Captures: lab.CapturesNone, KeepDisks: true})
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.ColdDir = cold.Dir()
+	if _, err := cold.Login(ctx); err != nil {
+		res.Err = errors.Join(err, cold.Close(context.WithoutCancel(ctx), err))
+		return res
+	}
+	for _, m := range cold.Milestones() {
+		if m.Name == "root_shell" {
+			res.ColdRoot = m.At
+		}
+	}
+	state := filepath.Join(cold.Dir(), "guest.state")
+	began := time.Now()
+	err = cold.SaveState(ctx, state)
+	res.Save = time.Since(began)
+	if fi, serr := os.Stat(state); serr == nil {
+		res.StateBytes = fi.Size()
+	}
+	// The saved guest is paused: no poweroff can reach it, so the stop goes straight to
+	// QEMU (the run records it as interrupted; it is a benchmark's donor, not a result).
+	stopped, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cancel()
+	_ = cold.Close(stopped, fmt.Errorf("state saved for the restore measurement: %w", context.Canceled))
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	say("restore: saved %d MiB of state in %s; restoring", res.StateBytes>>20, res.Save.Round(time.Millisecond))
+
+	rspec := spec
+	rspec.RestoreFrom = state
+	rspec.Disks = []vm.DiskSpec{{Path: filepath.Join(res.ColdDir, "disk0.img")}}
+	rspec.Accel = "tcg" // the donor's verdict; a second probe would boot another kernel first
+	spawn := time.Now() // lab.Start spawns QEMU at once (the ISO's provenance is cached)
+	warm, err := lab.Start(ctx, lab.Config{Slug: "bench-restore-warm", Notes: notes, VM: rspec, Progress: progress, Captures: lab.CapturesNone})
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.RestoredDir = warm.Dir()
+	err = waitRunning(ctx, warm)
+	res.Running = time.Since(spawn)
+	if err == nil {
+		from := warm.Console().Pos()
+		_ = warm.Console().Send(ctx, "\r")
+		_, err = warm.AdoptShell(ctx, img.Profile, lab.AdoptOptions{From: from, Step: 30 * time.Second, Channel: true})
+		res.Root = time.Since(spawn)
+	}
+	res.Err = errors.Join(err, warm.Close(context.WithoutCancel(ctx), err))
+	return res
+}
+
+func waitRunning(ctx context.Context, l *lab.Lab) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := l.RunState(ctx)
+		if err == nil && st == "running" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the restored guest is not running after 2m (state %q, %v)", st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// RestoreTable is the measurement as Markdown.
+func RestoreTable(r RestoreResult) string {
+	s := "| measure | time |\n|---|---|\n"
+	s += fmt.Sprintf("| cold boot: spawn -> verified root | %.1f s |\n", r.ColdRoot.Seconds())
+	s += fmt.Sprintf("| saving the state (%d MiB) | %.1f s |\n", r.StateBytes>>20, r.Save.Seconds())
+	s += fmt.Sprintf("| restore: spawn -> guest running | %.1f s |\n", r.Running.Seconds())
+	s += fmt.Sprintf("| restore: spawn -> verified root again | %.1f s |\n", r.Root.Seconds())
+	s += fmt.Sprintf("\nload when it started: %s; run directories %s, %s\n", r.Load, r.ColdDir, r.RestoredDir)
+	if r.Err != nil {
+		s += "\nerror: " + r.Err.Error() + "\n"
+	}
+	return s
+}
