@@ -103,6 +103,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./harness/console/ ./artifacts/ansi/ ./harness/frame/ ./harness/bisect/
 	$(GO) run ./harness/cmd/bootlab bench --out /tmp/bootlab-bench.md
 	$(GO) run ./harness/cmd/bootlab bench --boot --out /tmp/bootlab-bench-boot.md
+	$(GO) run ./harness/cmd/bootlab bench --restore --out /tmp/bootlab-bench-restore.md
 
 soak: deps
 	$(GO) test -count=1 -timeout 120m -run TestSoak -v ./harness/faults/ -soak 100

@@ -106,3 +106,15 @@ func TestWaitsReportOnTheRunsProgressLine(t *testing.T) {
 	t.Logf("progress:\n%s", out.String())
 	require.Regexp(t, `/.*: failed after \d`, out.String(), "the wait's end on the run's progress line")
 }
+
+// TestSaveStateRefusesAShellUnsafePath: QEMU runs the exec: migration through /bin/sh,
+// so a state path that a shell would split or expand is refused before QEMU sees it.
+func TestSaveStateRefusesAShellUnsafePath(t *testing.T) {
+	ctx := context.Background()
+	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	require.NoError(t, err)
+	defer l.Close(ctx, nil)
+	for _, p := range []string{"/tmp/a b", "/tmp/x;rm -rf /", "/tmp/$(id)"} {
+		require.ErrorContains(t, l.SaveState(ctx, p), "only letters, digits", p)
+	}
+}

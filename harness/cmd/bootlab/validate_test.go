@@ -51,6 +51,7 @@ func TestUsageErrorsHaveNoSideEffects(t *testing.T) {
 		{"bench boot unknown variant", []string{"bench", "--boot", "--variants", "mini,maxi"}, `unknown boot variant "maxi"`},
 		{"bench boot no variant", []string{"bench", "--boot", "--variants", " , "}, "--variants names no variant"},
 		{"bench boot negative blame", []string{"bench", "--boot", "--blame", "-1"}, "--blame must not be negative"},
+		{"bench restore and boot", []string{"bench", "--restore", "--boot"}, "--restore and --boot are separate measurements"},
 		{"demo missing iso", []string{"demo", "--iso", missing}, "--iso " + missing},
 		{"attach no dir", []string{"attach"}, "want the run directory"},
 		{"attach missing dir", []string{"attach", missing}, "run directory " + missing + ": no such file"},
