@@ -26,7 +26,7 @@ type RestoreResult struct {
 	StateBytes int64
 	// Running is the restored QEMU's spawn -> guest running again (the state read);
 	// Root its spawn -> verified root shell (the shell re-verified with a framed id -u).
-	Running, Root time.Duration
+	Running, Root        time.Duration
 	ColdDir, RestoredDir string
 	Err                  error
 }
