@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/bootlab/bootlab/artifacts/progress"
@@ -386,45 +385,14 @@ func (l *Lab) WithProgress(ctx context.Context) context.Context {
 	return progress.WithLine(ctx, l.line)
 }
 
-// SaveState streams the guest's whole state (memory and devices) to file through QEMU's
-// migration and leaves it paused; a VM started with vm.Spec.RestoreFrom=file on the
-// same disks resumes there. file's path may hold only letters, digits and / . _ -.
+// SaveState streams the guest's whole state to file and leaves it paused
+// (qemu.Machine.SaveState); a VM started with vm.Spec.RestoreFrom=file on the same disks
+// resumes there.
 func (l *Lab) SaveState(ctx context.Context, file string) error {
 	if l.vm == nil || l.vm.Machine == nil {
 		return errNoVM
 	}
-	if !statePath.MatchString(file) {
-		return fmt.Errorf("saving the guest state to %q: only letters, digits and / . _ - (QEMU runs it through a shell)", file)
-	}
-	if err := l.vm.Machine.QMP(ctx, "migrate", map[string]any{"uri": "exec:cat > " + file}); err != nil {
-		return fmt.Errorf("saving the guest state: %w", err)
-	}
-	for {
-		raw, err := l.vm.Machine.QMPRaw(ctx, "query-migrate", nil)
-		if err != nil {
-			return fmt.Errorf("saving the guest state: %w", err)
-		}
-		var r struct {
-			Return struct {
-				Status    string `json:"status"`
-				ErrorDesc string `json:"error-desc"`
-			} `json:"return"`
-		}
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return fmt.Errorf("saving the guest state: query-migrate said %s", raw)
-		}
-		switch r.Return.Status {
-		case "completed":
-			return nil
-		case "failed", "cancelled":
-			return fmt.Errorf("saving the guest state: migration %s: %s", r.Return.Status, r.Return.ErrorDesc)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("saving the guest state: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return l.vm.Machine.SaveState(ctx, file)
 }
 
 // RunState is QEMU's run state of the guest (query-status: running, paused, inmigrate,
@@ -435,5 +403,3 @@ func (l *Lab) RunState(ctx context.Context) (string, error) {
 	}
 	return l.vm.Machine.Status(ctx)
 }
-
-var statePath = regexp.MustCompile(`^[A-Za-z0-9/._-]+$`)

@@ -68,7 +68,10 @@ type Config struct {
 	// the unix socket Channel.Socket, where the harness listens (it must be listening
 	// before Start: QEMU connects while it starts and fails if nobody answers).
 	Channel *Channel
-	Extra   []string // appended verbatim, for what this type does not model
+	// RestoreFrom is a state file Machine.SaveState wrote from a VM with the same
+	// devices: QEMU starts with -incoming and resumes that guest instead of booting.
+	RestoreFrom string
+	Extra       []string // appended verbatim, for what this type does not model
 }
 
 // Channel is a virtio-serial port for structured guest-to-host data, apart from the
@@ -105,6 +108,13 @@ func (c *Config) Validate() error {
 		}
 		if d.Bus != "" && d.Bus != "virtio" && d.Bus != "scsi-hd" {
 			errs = append(errs, fmt.Errorf("disk %d %s: bus %q is not virtio or scsi-hd", i, d.Path, d.Bus))
+		}
+	}
+	if c.RestoreFrom != "" {
+		if err := CheckStatePath(c.RestoreFrom); err != nil {
+			errs = append(errs, err)
+		} else if err := regularFile(c.RestoreFrom); err != nil {
+			errs = append(errs, fmt.Errorf("restore file %s: %w", c.RestoreFrom, err))
 		}
 	}
 	if c.Accel != "" && c.Accel != AccelKVM && c.Accel != AccelTCG {
@@ -241,6 +251,9 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 			"-device", "virtio-serial-pci,id=blvser",
 			"-chardev", "socket,id=blchan,path="+escapeOpt(c.Channel.Socket),
 			"-device", "virtserialport,bus=blvser.0,chardev=blchan,name="+escapeOpt(c.Channel.Name))
+	}
+	if c.RestoreFrom != "" {
+		a = append(a, "-incoming", "exec:cat "+c.RestoreFrom)
 	}
 	return append(a, c.Extra...)
 }

@@ -208,3 +208,17 @@ func TestProbeCacheIsKeyedAndExpires(t *testing.T) {
 	_, ok = readProbeCache(path, "k1", time.Hour)
 	require.False(t, ok, "old verdicts expire")
 }
+
+// TestArgsRestoreFrom: a saved state is read back with -incoming; a path a shell would
+// split or expand, or a file that is not there, is refused before QEMU starts.
+func TestArgsRestoreFrom(t *testing.T) {
+	state := file(t, "guest.state", "s")
+	c := Config{Kernel: file(t, "vmlinuz", "k"), RestoreFrom: state}
+	require.NoError(t, c.Validate())
+	require.Contains(t, strings.Join(c.Args("/q", "/p"), " "), "-incoming exec:cat "+state)
+
+	c.RestoreFrom = "/tmp/a b"
+	require.ErrorContains(t, c.Validate(), "only letters, digits")
+	c.RestoreFrom = filepath.Join(t.TempDir(), "missing.state")
+	require.ErrorContains(t, c.Validate(), "restore file")
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
@@ -125,3 +126,52 @@ func connectQMP(ctx context.Context, socket string) (*qmpClient, error) {
 		return nil, fmt.Errorf("QMP handshake at %s: %w", socket, errors.Join(ctx.Err(), errors.New("QEMU did not greet")))
 	}
 }
+
+// SaveState streams the guest's whole state (memory and devices) to file through QEMU's
+// migration and waits until it is written; the guest is left paused (postmigrate). A VM
+// started with Config.RestoreFrom=file on the same disks resumes there.
+func (m *Machine) SaveState(ctx context.Context, file string) error {
+	if err := CheckStatePath(file); err != nil {
+		return err
+	}
+	if err := m.QMP(ctx, "migrate", map[string]any{"uri": "exec:cat > " + file}); err != nil {
+		return fmt.Errorf("saving the guest state: %w", err)
+	}
+	for {
+		raw, err := m.QMPRaw(ctx, "query-migrate", nil)
+		if err != nil {
+			return fmt.Errorf("saving the guest state: %w", err)
+		}
+		var r struct {
+			Return struct {
+				Status    string `json:"status"`
+				ErrorDesc string `json:"error-desc"`
+			} `json:"return"`
+		}
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return fmt.Errorf("saving the guest state: query-migrate said %s", raw)
+		}
+		switch r.Return.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("saving the guest state: migration %s: %s", r.Return.Status, r.Return.ErrorDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("saving the guest state: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// CheckStatePath refuses a state file path a shell would split or expand: QEMU runs
+// exec: migration, both ways, through /bin/sh.
+func CheckStatePath(file string) error {
+	if !statePath.MatchString(file) {
+		return fmt.Errorf("state file %q: only letters, digits and / . _ - (QEMU runs it through a shell)", file)
+	}
+	return nil
+}
+
+var statePath = regexp.MustCompile(`^[A-Za-z0-9/._-]+$`)
