@@ -163,17 +163,11 @@ func bootOne(ctx context.Context, notes string, v BootVariant, blame int, progre
 		res.Err = err
 		return res
 	}
-	spec := vm.Spec{Image: img, MemoryMB: v.MemoryMB, CPUs: v.CPUs, CPUModel: v.CPUModel, TBSizeMB: v.TBSizeMB,
-		ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
+	spec := vm.Spec{Image: img, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
 	if v.Image == "fixture" {
-		// As a scenario boots it: the LAN (networkd waits for it) and one blank disk
-		// for pre-nixos, which starts while the getty comes up.
-		spec.Net, spec.SSH = true, true
-		spec.Disks = []vm.DiskSpec{{SizeMB: 4096}}
-		if mini, _, err := lab.MiniImage(ctx, images.MiniSpec{}); err == nil {
-			spec.ProbeKernel = mini.Kernel
-		}
+		spec = fixtureSpec(ctx, img)
 	}
+	spec.MemoryMB, spec.CPUs, spec.CPUModel, spec.TBSizeMB = v.MemoryMB, v.CPUs, v.CPUModel, v.TBSizeMB
 	l, err := lab.Start(ctx, lab.Config{Slug: "bench-boot-" + v.Name, Notes: notes, VM: spec, Progress: progress, Captures: lab.CapturesNone})
 	if err != nil {
 		res.Err = err
@@ -340,4 +334,16 @@ func firstLine(s string) string {
 		s = s[:80] + "..."
 	}
 	return s
+}
+
+// fixtureSpec boots the fixture as a scenario does: the LAN (networkd waits for it) and
+// one blank 4 GiB disk for pre-nixos, which starts while the getty comes up. The KVM
+// probe boots the mini kernel, whose verdict is cached already.
+func fixtureSpec(ctx context.Context, img vm.Image) vm.Spec {
+	spec := vm.Spec{Image: img, Net: true, SSH: true, Disks: []vm.DiskSpec{{SizeMB: 4096}},
+		ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
+	if mini, _, err := lab.MiniImage(ctx, images.MiniSpec{}); err == nil {
+		spec.ProbeKernel = mini.Kernel
+	}
+	return spec
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -47,11 +46,7 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 		res.Err = err
 		return res
 	}
-	spec := vm.Spec{Image: img, Net: true, SSH: true, Disks: []vm.DiskSpec{{SizeMB: 4096}},
-		ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
-	if mini, _, err := lab.MiniImage(ctx, images.MiniSpec{}); err == nil {
-		spec.ProbeKernel = mini.Kernel
-	}
+	spec := fixtureSpec(ctx, img)
 
 	say("restore: cold boot of the fixture (direct)")
 	cold, err := lab.Start(ctx, lab.Config{Slug: "bench-restore-cold", Notes: notes, VM: spec, Progress: progress, Captures: lab.CapturesNone, KeepDisks: true})
