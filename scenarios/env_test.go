@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,16 +51,9 @@ func disk(name string, mb int) vm.DiskSpec { return vm.DiskSpec{Name: name, Size
 // checks returns the shared pre-nixos checks for a lab; -pause-after storage/network
 // pause where they pass.
 func checks(l *lab.Lab, key *keys.Pair, t *testing.T) *verify.PreNixos {
-	return &verify.PreNixos{Lab: l, Key: key, Out: testWriter{t},
+	return &verify.PreNixos{Lab: l, Key: key, Out: labtest.LogWriter(t),
 		Pause:          func(stage string) { labtest.PauseAt(t, l, stage, labtest.FlagDebug()) },
 		StorageTimeout: scaled(10 * time.Minute), NetworkTimeout: scaled(5 * time.Minute), SSHTimeout: scaled(5 * time.Minute)}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // run runs a framed command that must succeed and returns its output.

@@ -3,21 +3,17 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // The installer's command line, shell profile and hand-off line (harness/dialog says why
@@ -39,26 +35,11 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
 
-	nb, err := images.DebianInstallerNetboot(ctx)
-	require.NoError(t, err, "fetching the installer netboot kernel and initrd")
-	kver, err := isoinspect.KernelVersion(nb.Kernel)
+	l, kernel := labtest.StartInstaller(ctx, t, "upstream-installer")
+	kver, err := isoinspect.KernelVersion(kernel)
 	require.NoError(t, err, "reading the version from the installer kernel's header")
 	require.NotEmpty(t, strings.Fields(kver), "installer kernel header has an empty version")
 	release := strings.Fields(kver)[0]
-
-	l := labtest.StartT(t,
-		labtest.Image(vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
-			Append: installerAppend, Profile: installerProfile}),
-		// A NIC so that `ip -o link` has more than loopback to show; the installer loads
-		// its driver from the initrd during hardware detection, before the first dialog.
-		labtest.NIC(),
-		// Below 737 MiB of MemTotal (about -m 780) the installer enters low-memory mode
-		// (S15lowmem), which warns first and changes the dialogs that follow.
-		labtest.Memory(1024),
-		// Its own probe cache: the cache holds one verdict keyed by the probe kernel, and
-		// sharing it with the fixture's kernel would make both re-probe every time.
-		labtest.Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")),
-		labtest.Slug("upstream-installer"))
 	start := time.Now()
 	check := func(err error) {
 		t.Helper()
@@ -75,48 +56,14 @@ func TestUpstreamInstallerShell(t *testing.T) {
 		}
 	})
 
-	// 1. The first dialog: the language question, English preselected, and a way back
-	// to the main menu. About a minute under TCG, most of it the kernel and udev.
-	text, err := ui.WaitFor(ctx, scaled(150*time.Second), `the first installer dialog, "Select a language"`, func(text string, hl []string) bool {
-		return dialog.OnScreen(text, "Select a language", "Language:", "English", "<Go Back>") && slices.Contains(hl, "English")
-	})
+	// 1-4. From the first dialog (the language question, English preselected) back to
+	// the main menu, down to "Execute a shell", through its confirmation into busybox
+	// ash: each step recognised by what the screen shows, each screen saved.
+	first, err := ui.WalkDebianInstallerToShell(ctx, scaled(150*time.Second))
 	check(err)
-	ui.Save("select-a-language")
-	l.Mark("installer_first_dialog")
-	t.Logf("first dialog after %s", time.Since(start).Round(time.Second))
 	// GNU screen's status line names the installer window: the UI really is the one
 	// S70menu starts on a serial console, which is why the shell needs a hand-off below.
-	require.Contains(t, text, "(1*installer)", "GNU screen status line")
-
-	// 2. Tab moves the focus from the list to <Go Back>; Enter takes it, which on the
-	// first question leads to the main menu.
-	_, err = ui.Press(ctx, dialog.KeyTab, "focus on <Go Back>", func(_ string, hl []string) bool {
-		return slices.Contains(hl, "<Go Back>")
-	})
-	check(err)
-	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer main menu", func(text string, hl []string) bool {
-		return dialog.OnScreen(text, "Debian installer main menu", "Execute a shell") && len(hl) == 1
-	})
-	check(err)
-	ui.Save("main-menu")
-	l.Mark("installer_main_menu")
-
-	// 3. Down-arrow to "Execute a shell" (nine items below "Choose language" in this
-	// release; walked by highlight, not counted), Enter, and the confirmation dialog.
-	check(ui.SelectItem(ctx, "Execute a shell", 20))
-	_, err = ui.Press(ctx, dialog.KeyEnter, `the "Execute a shell" confirmation`, func(text string, hl []string) bool {
-		return dialog.OnScreen(text, "Interactive shell", "<Continue>") && slices.Contains(hl, "<Continue>")
-	})
-	check(err)
-	ui.Save("execute-a-shell")
-
-	// 4. <Continue> has the focus: Enter starts busybox ash in the installer window.
-	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer's busybox shell", func(text string, _ []string) bool {
-		return strings.Contains(text, "BusyBox") && installerProfile.ShellPrompt.MatchString(dialog.LastRow(text)+" ")
-	})
-	check(err)
-	ui.Save("shell")
-	l.Mark("installer_shell")
+	require.Contains(t, first, "(1*installer)", "GNU screen status line")
 	t.Logf("installer shell after %s", time.Since(start).Round(time.Second))
 
 	// 5. Hand the shell to the shell package: out from under GNU screen (see handOffLine),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,35 +19,43 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-// InstallerShell boots Debian's own installer (netboot kernel and initrd) with blank
-// virtio disks of the given sizes in MB, walks its dialogs to "Execute a shell" (the
-// walk scenario 9 proves step by step), takes that shell with the frame channel, and
-// loads virtio_blk so the disks appear as vd*: the netboot initrd has no block drivers
-// (disk-detect would download them, which an offline VM cannot). It is the baseline for
-// tests about what runs inside the installer, not about reaching it.
-func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...int) (*lab.Lab, *shell.Shell) {
+// StartInstaller boots Debian's own installer (netboot kernel and initrd, nothing built
+// here) for t with the given disks, on its serial console, and returns the lab and the
+// installer's kernel. A NIC so the installer has more than loopback; 1024 MB because
+// below ~737 MiB it enters low-memory mode and its dialogs change; its own accelerator
+// probe cache, because the cache holds one verdict per probe kernel.
+func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...vm.DiskSpec) (*lab.Lab, string) {
 	t.Helper()
 	nb, err := images.DebianInstallerNetboot(ctx)
 	require.NoError(t, err, "fetching the installer netboot kernel and initrd")
-	kver, err := isoinspect.KernelVersion(nb.Kernel)
+	l := StartT(t,
+		Image(vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
+			Append: dialog.DebianInstallerAppend, Profile: shell.DebianInstaller}),
+		NIC(), Memory(1024), Disks(disks...), Slug(slug),
+		Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")))
+	return l, nb.Kernel
+}
+
+// InstallerShell boots Debian's installer with blank virtio disks of the given sizes in
+// MB, walks its dialogs to "Execute a shell" (the walk scenario 9 is about), takes that
+// shell with the frame channel, and loads virtio_blk so the disks appear as vd*: the
+// netboot initrd has no block drivers (disk-detect would download them, which an offline
+// VM cannot). It is the baseline for tests about what runs inside the installer, not
+// about reaching it.
+func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...int) (*lab.Lab, *shell.Shell) {
+	t.Helper()
+	var disks []vm.DiskSpec
+	for i, mb := range sizesMB {
+		disks = append(disks, vm.DiskSpec{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
+	}
+	l, kernel := StartInstaller(ctx, t, slug, disks...)
+	kver, err := isoinspect.KernelVersion(kernel)
 	require.NoError(t, err, "reading the version from the installer kernel's header")
 	require.NotEmpty(t, strings.Fields(kver), "installer kernel header has an empty version")
 	mod, err := images.DebianInstallerModule(ctx, strings.Fields(kver)[0], "drivers/block/virtio_blk.ko")
 	require.NoError(t, err, "virtio_blk for the installer's kernel")
 	modData, err := os.ReadFile(mod)
 	require.NoError(t, err)
-
-	var disks []vm.DiskSpec
-	for i, mb := range sizesMB {
-		disks = append(disks, vm.DiskSpec{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
-	}
-	prof := shell.DebianInstaller
-	l := StartT(t,
-		Image(vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
-			Append: dialog.DebianInstallerAppend, Profile: prof}),
-		// 1024 MB: below ~737 MiB the installer enters low-memory mode and its dialogs change.
-		NIC(), Memory(1024), Disks(disks...), Slug(slug),
-		Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")))
 	start := time.Now()
 
 	ui := dialog.New(l, Scaled(30*time.Second))
@@ -57,32 +64,14 @@ func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...i
 			ui.Save("at-failure")
 		}
 	})
-	_, err = ui.WaitFor(ctx, Scaled(150*time.Second), `the first installer dialog`, func(text string, hl []string) bool {
-		return dialog.OnScreen(text, "Select a language", "<Go Back>") && slices.Contains(hl, "English")
-	})
+	_, err = ui.WalkDebianInstallerToShell(ctx, Scaled(150*time.Second))
 	require.NoError(t, err)
-	_, err = ui.Press(ctx, dialog.KeyTab, "focus on <Go Back>", func(_ string, hl []string) bool { return slices.Contains(hl, "<Go Back>") })
-	require.NoError(t, err)
-	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer main menu", func(text string, hl []string) bool {
-		return dialog.OnScreen(text, "Debian installer main menu", "Execute a shell") && len(hl) == 1
-	})
-	require.NoError(t, err)
-	require.NoError(t, ui.SelectItem(ctx, "Execute a shell", 20))
-	_, err = ui.Press(ctx, dialog.KeyEnter, `the "Execute a shell" confirmation`, func(text string, hl []string) bool {
-		return dialog.OnScreen(text, "Interactive shell", "<Continue>") && slices.Contains(hl, "<Continue>")
-	})
-	require.NoError(t, err)
-	_, err = ui.Press(ctx, dialog.KeyEnter, "the installer's busybox shell", func(text string, _ []string) bool {
-		return strings.Contains(text, "BusyBox") && prof.ShellPrompt.MatchString(dialog.LastRow(text)+" ")
-	})
-	require.NoError(t, err)
-	l.Mark("installer_shell")
 
 	// virtio_console is in the initrd but nothing may have loaded it yet; the frame
 	// channel needs its port. A missing module leaves the console transport.
 	from := l.Console().Pos()
 	require.NoError(t, l.Console().Send(ctx, "modprobe virtio_console 2>/dev/null; "+dialog.DebianInstallerHandOff))
-	sh, err := l.AdoptShell(ctx, prof, lab.AdoptOptions{From: from, Step: Scaled(30 * time.Second), Channel: true})
+	sh, err := l.AdoptShell(ctx, shell.DebianInstaller, lab.AdoptOptions{From: from, Step: Scaled(30 * time.Second), Channel: true})
 	require.NoError(t, err, "a verified root shell from the installer's shell")
 	t.Logf("installer shell after %s, transport %s (%s)", time.Since(start).Round(time.Second), sh.Transport(), sh.ChannelStatus())
 

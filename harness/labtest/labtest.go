@@ -230,11 +230,8 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	}
 	if c.lab.Progress == nil {
 		// Progress lines (boot steps, each wait's elapsed time) go to the test's log.
-		// Registered before the lab's cleanup, so it runs after it: nothing reaches t.Log
-		// once the test is over, which would panic.
-		tl := &testLog{t: t}
-		t.Cleanup(tl.close)
-		c.lab.Progress = tl
+		// Made before the lab's cleanup is registered, so it outlives the lab.
+		c.lab.Progress = LogWriter(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
 	defer cancel()
@@ -350,7 +347,16 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// testLog forwards progress lines to t.Log until close.
+// LogWriter is an io.Writer whose lines go to t.Log until t's cleanups run (writing to
+// t.Log after the test is over panics, and a shared VM's checks outlive the test that
+// started them).
+func LogWriter(t testing.TB) io.Writer {
+	w := &testLog{t: t}
+	t.Cleanup(w.close)
+	return w
+}
+
+// testLog forwards lines to t.Log until close.
 type testLog struct {
 	mu   sync.Mutex
 	t    testing.TB
