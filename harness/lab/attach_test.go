@@ -38,7 +38,7 @@ func TestPauseSocketsUnderALongRunDirectory(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.DebugPause(context.Background(), PauseOptions{Why: "pause after login", Out: &out, Enter: enterR, Wait: time.Hour,
+		l.KeepForDebug(context.Background(), PauseOptions{Why: "pause after login", Out: &out, Enter: enterR, Wait: time.Hour,
 			Captures: func(ctx context.Context) error { _, _, err := l.Exec(ctx, "echo captured"); return err }})
 	}()
 	waitFor(t, "the pause message", func() bool {

@@ -14,7 +14,7 @@ import (
 	"github.com/bootlab/bootlab/harness/capture"
 )
 
-// PauseOptions describe one debug pause (DebugPause).
+// PauseOptions describe one debug pause (KeepForDebug).
 type PauseOptions struct {
 	// Why names the pause in the message: "failure", "pause after login", ...
 	Why string
@@ -43,14 +43,14 @@ func (l *Lab) StandardCaptures(ctx context.Context) error {
 	return err
 }
 
-// DebugPause keeps the VM up for a person: the standard captures are taken, the shell is
+// KeepForDebug keeps the VM up for a person: the standard captures are taken, the shell is
 // handed over (echo on, a readable prompt), the console is served on a socket for
 // `bootlab attach`, and `bootlab capture --running` can ask for fresh captures. It
 // returns when a line arrives on o.Enter, after o.Wait without one, when ctx ends or
 // when QEMU exits; the shell is then taken back for the automation that follows.
 // Both `bootlab run --debug/--pause-after` and `go test ./scenarios -boot-image-debug`
 // pause through here, so they behave the same.
-func (l *Lab) DebugPause(ctx context.Context, o PauseOptions) {
+func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}

@@ -56,7 +56,7 @@ func TestDebugPauseEnterAndCaptures(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.DebugPause(context.Background(), PauseOptions{Why: "pause after login", Out: &out, Enter: enterR, Wait: time.Hour,
+		l.KeepForDebug(context.Background(), PauseOptions{Why: "pause after login", Out: &out, Enter: enterR, Wait: time.Hour,
 			Captures: func(ctx context.Context) error {
 				_, _, err := l.Exec(ctx, "echo captured")
 				if err == nil {
@@ -108,7 +108,7 @@ func TestDebugPauseWithoutTerminalOrShell(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.DebugPause(context.Background(), PauseOptions{Why: "failure", Out: &out, Wait: 2 * time.Second})
+		l.KeepForDebug(context.Background(), PauseOptions{Why: "failure", Out: &out, Wait: 2 * time.Second})
 	}()
 	waitFor(t, "the pause message", func() bool { return strings.Contains(out.String(), "no terminal: waiting 2s") })
 	reply := askCaptures(t, l.Dir())

@@ -173,10 +173,6 @@ func (l *Lab) PowerOff(ctx context.Context) (qemu.StopStage, error) {
 	return stage, nil
 }
 
-// KeepForDebug keeps the VM up for a person (DebugPause): captures, the console served
-// for `bootlab attach`, `bootlab capture --running`, until Enter or the wait ends.
-func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) { l.DebugPause(ctx, o) }
-
 // Running reports whether QEMU is still up.
 func (l *Lab) Running() bool { return l.vm != nil && l.vm.Running() }
 
@@ -267,9 +263,6 @@ func (l *Lab) Metadata() runrec.Metadata { return l.rec.Metadata() }
 
 // Path is a file's path in the run directory.
 func (l *Lab) Path(name string) string { return l.rec.Path(name) }
-
-// SaveRecord writes metadata.json as it is now (a run in progress can be copied).
-func (l *Lab) SaveRecord() error { return l.rec.Save() }
 
 // AdoptOptions describe a shell AdoptShell takes over.
 type AdoptOptions struct {

@@ -107,7 +107,7 @@ func pauseOnControllingTerminal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	began := time.Now()
-	l.DebugPause(ctx, PauseOptions{Why: "pause after login", Out: tty, Enter: tty, Wait: time.Hour,
+	l.KeepForDebug(ctx, PauseOptions{Why: "pause after login", Out: tty, Enter: tty, Wait: time.Hour,
 		Captures: func(context.Context) error { return nil }})
 	require.Less(t, time.Since(began), 50*time.Second, "the pause ended on Enter, not on its context")
 	require.NoError(t, l.Close(context.Background(), nil))

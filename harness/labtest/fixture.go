@@ -31,9 +31,6 @@ var (
 	flagBoot     = flag.String("boot", lab.BootAuto, "how the ISO boots: direct, firmware or auto")
 )
 
-// FlagAccel is -accel ("" probes).
-func FlagAccel() string { return *flagAccel }
-
 // NotesRoot is where run directories go: -notes, else Config().Notes.
 func NotesRoot() string { return Config().Notes }
 

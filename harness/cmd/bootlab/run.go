@@ -346,7 +346,7 @@ func ensureNL(b []byte) string {
 	return s
 }
 
-// debugPause keeps the VM up for a person (lab.DebugPause, shared with the scenarios):
+// debugPause keeps the VM up for a person (lab.KeepForDebug, shared with the scenarios):
 // captures, the console on a socket, fresh captures on request; it waits for Enter on
 // a terminal, or for --debug-wait without one (CI). With stdin redirected the terminal
 // is still found (/dev/tty, as the scenarios find it), and the message is printed there
@@ -362,7 +362,7 @@ func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, 
 			o.Out = io.MultiWriter(stderr, tty)
 		}
 	}
-	l.DebugPause(ctx, o)
+	l.KeepForDebug(ctx, o)
 }
 
 // pauseTerminal finds the controlling terminal for a pause. Only the bootlab command
