@@ -106,16 +106,18 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 }
 
 func waitRunning(ctx context.Context, l *lab.Lab) error {
-	deadline := time.Now().Add(2 * time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	for {
 		st, err := l.RunState(ctx)
 		if err == nil && st == "running" {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the restored guest is not running after 2m (state %q, %v)", st, err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the restored guest is not running (state %q, %v): %w", st, err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
