@@ -197,7 +197,7 @@ func (l *Lab) diagnose(slug, summary string, err error, extra string) string {
 	if err != nil {
 		f.Summary = summary + ": " + err.Error()
 	}
-	f.SerialTail, _ = runrec.TailFile(l.rec.Path(vm.SerialLog), 60, normalise)
+	f.SerialTail, _ = runrec.TailFile(l.rec.Path(vm.SerialLog), 60, ansi.Normalize)
 	f.Transcript, _ = runrec.TailFile(l.rec.Path(vm.TranscriptLog), 40, nil)
 	if l.vm != nil && l.vm.Machine != nil {
 		st := l.vm.Machine.ExitStatus()
@@ -388,9 +388,6 @@ func InterruptAll(why string) {
 	}
 	wg.Wait()
 }
-
-// normalise makes serial bytes readable for reports with the harness's own normaliser.
-func normalise(b []byte) []byte { return ansi.Normalize(b) }
 
 // writeReport renders report.html; it has its own short deadline because it also runs
 // after an interruption, when the caller's context is already cancelled.
