@@ -115,13 +115,9 @@ func BaseTimeouts() Timeouts {
 // DefaultTimeouts are BaseTimeouts scaled by the environment's BOOTLAB_TIMEOUT_SCALE,
 // for callers without a config.Config (a Spec with no Timeouts).
 func DefaultTimeouts() Timeouts {
-	return BaseTimeouts().Scaled(ScaleFromEnv())
+	return BaseTimeouts().Scaled(config.Env().TimeoutScale)
 }
 
-// ScaleFromEnv is config.Env().TimeoutScale (default 1).
-func ScaleFromEnv() float64 {
-	return config.Env().TimeoutScale
-}
 
 // Scaled multiplies every timeout by f.
 func (t Timeouts) Scaled(f float64) Timeouts {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"math"
 	"math/rand"
 	"net"
@@ -83,7 +84,7 @@ func consoleHelper() int {
 	}
 }
 
-func scaled(d time.Duration) time.Duration { return time.Duration(float64(d) * vm.ScaleFromEnv()) }
+var scaled = labtest.Scaled
 
 // syntheticScript exercises every kind of step against the real console: a send whose
 // reply only the shell can compute (the typed text does not contain it), the image's

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"net"
 	"os"
 	"os/exec"
@@ -149,4 +150,4 @@ func TestInspectMiniAndISO(t *testing.T) {
 	require.Equal(t, exitUsage, Main([]string{"inspect", "/nonexistent.iso"}, &out, &errb), "a missing image is a usage error")
 }
 
-func vmScaled(d time.Duration) time.Duration { return time.Duration(float64(d) * vm.ScaleFromEnv()) }
+var vmScaled = labtest.Scaled
