@@ -22,7 +22,8 @@ func TestInjectPreNixosIntoInstaller(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(10*time.Minute))
 	defer cancel()
 
-	bin := labtest.PreNixosBinary(ctx, t)
+	bin, err := inject.PreNixos(ctx)
+	require.NoError(t, err)
 	l, sh := labtest.InstallerShell(ctx, t, "inject-installer", 2100, 2400)
 
 	res, err := inject.Inject(ctx, sh, inject.Options{Binary: bin, Dir: filepath.Join(l.Dir(), "inject"), Timeout: scaled(2 * time.Minute)})

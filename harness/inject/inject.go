@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bootlab/bootlab/artifacts/images"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -205,4 +206,19 @@ func truncate(b []byte, n int) string {
 		return string(b[:n]) + "..."
 	}
 	return string(b)
+}
+
+// PreNixos builds the checkout's static pre-nixos (images.PreNixosBinaries) and returns
+// the binary to inject; the build directory goes.
+func PreNixos(ctx context.Context) ([]byte, error) {
+	dir, err := images.PreNixosBinaries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("building pre-nixos to inject: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	data, err := os.ReadFile(filepath.Join(dir, "pre-nixos"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the built pre-nixos: %w", err)
+	}
+	return data, nil
 }

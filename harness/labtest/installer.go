@@ -85,14 +85,3 @@ func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...i
 	t.Logf("/sys/block: %s", r.Output)
 	return l, sh
 }
-
-// PreNixosBinary builds the checkout's static pre-nixos and returns its bytes.
-func PreNixosBinary(ctx context.Context, t *testing.T) []byte {
-	t.Helper()
-	dir, err := images.PreNixosBinaries(ctx)
-	require.NoError(t, err, "building pre-nixos")
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	bin, err := os.ReadFile(filepath.Join(dir, "pre-nixos"))
-	require.NoError(t, err)
-	return bin
-}

@@ -118,7 +118,6 @@ func DefaultTimeouts() Timeouts {
 	return BaseTimeouts().Scaled(config.Env().TimeoutScale)
 }
 
-
 // Scaled multiplies every timeout by f.
 func (t Timeouts) Scaled(f float64) Timeouts {
 	m := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/inject"
 	"github.com/bootlab/bootlab/harness/lab"
 )
@@ -23,14 +21,9 @@ const injectDir = "inject"
 // <run>/inject, with the guest's own /sys/block beside them and the plan checked
 // against it.
 func injectPreNixos(ctx context.Context, l *lab.Lab, stdout io.Writer) error {
-	dir, err := images.PreNixosBinaries(ctx)
+	data, err := inject.PreNixos(ctx)
 	if err != nil {
-		return fmt.Errorf("building pre-nixos to inject: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	data, err := os.ReadFile(filepath.Join(dir, "pre-nixos"))
-	if err != nil {
-		return fmt.Errorf("reading the built pre-nixos: %w", err)
+		return err
 	}
 	out := l.Path(injectDir)
 	res, err := inject.Inject(ctx, l.Shell(), inject.Options{Binary: data, Dir: out, Timeout: l.CommandTimeout()})
