@@ -72,14 +72,18 @@ nixcheck:
 	@bash .ci/vendor-hash.sh --check
 
 # Real VMs under TCG (or KVM when the probe says it works): harness integration tests
-# on the mini image, then the end-to-end scenarios on the fixture ISO.
+# on the mini image, then the end-to-end scenarios on the fixture ISO. The terminal shows
+# RUN/PASS/FAIL lines only; on a failure .ci/failed-tests.sh prints what each failing
+# test wrote (the whole log stays in $(LOGDIR)).
 vm:
 	@mkdir -p $(LOGDIR)
-	$(GO) test -count=1 -p 1 -timeout 50m -v $(VM_PKGS) 2>&1 | tee $(LOGDIR)/bootlab-vmtest.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -p 1 -timeout 50m -v $(VM_PKGS) 2>&1 | tee $(LOGDIR)/bootlab-vmtest.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
+	  rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || bash .ci/failed-tests.sh $(LOGDIR)/bootlab-vmtest.log; exit $$rc
 
 scenarios:
 	@mkdir -p $(LOGDIR)
-	$(GO) test -count=1 -timeout 70m -v ./scenarios/ $(SCENARIO_ARGS) 2>&1 | tee $(LOGDIR)/bootlab-scenarios.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+scenarios)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 70m -v ./scenarios/ $(SCENARIO_ARGS) 2>&1 | tee $(LOGDIR)/bootlab-scenarios.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+scenarios)' ; \
+	  rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || bash .ci/failed-tests.sh $(LOGDIR)/bootlab-scenarios.log; exit $$rc
 
 # The parts of `make test`, run in this order; the first failure stops the run. Each
 # part's wall time is printed at the end, failed or not.

@@ -126,6 +126,15 @@ func Elapsed(d time.Duration) string {
 	return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 }
 
+// clock is the line's time source; a nil line (which discards) still has one, so the
+// writers below can format elapsed times without each checking for nil.
+func (l *Line) clock() time.Time {
+	if l == nil {
+		return time.Now()
+	}
+	return l.now()
+}
+
 // Ticker calls Update(step, text(elapsed)) now and every second until the returned stop
 // is called: for waits whose only news is how long they have taken.
 func (l *Line) Ticker(step string, text func(elapsed time.Duration) string) (stop func()) {
@@ -162,7 +171,7 @@ func (l *Line) Mmdebstrap(start time.Time) io.WriteCloser {
 			if i := strings.Index(msg, " in shell: "); i >= 0 {
 				msg = msg[:i]
 			}
-			l.Update("mmdebstrap "+msg, fmt.Sprintf("mmdebstrap: %s (%s)", msg, Elapsed(l.now().Sub(start))))
+			l.Update("mmdebstrap "+msg, fmt.Sprintf("mmdebstrap: %s (%s)", msg, Elapsed(l.clock().Sub(start))))
 		}
 	})
 }
@@ -178,7 +187,7 @@ func (l *Line) Squashfs(what string, start time.Time) io.WriteCloser {
 			return
 		}
 		pct, _ := strconv.Atoi(m[3])
-		l.Update("squashfs "+what, fmt.Sprintf("mksquashfs %s: %d%% (%s of %s files and blocks, %s)", what, pct, m[1], m[2], Elapsed(l.now().Sub(start))))
+		l.Update("squashfs "+what, fmt.Sprintf("mksquashfs %s: %d%% (%s of %s files and blocks, %s)", what, pct, m[1], m[2], Elapsed(l.clock().Sub(start))))
 	})
 }
 
