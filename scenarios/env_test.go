@@ -23,18 +23,6 @@ import (
 // scaled is the one timeout scale (labtest.Scaled), under a short name.
 var scaled = labtest.Scaled
 
-// vmSlots lets two TCG guests run at once: each is single-threaded, the machine has two
-// cores, and the scenarios spend most of their time waiting on guests.
-var vmSlots = make(chan struct{}, 2)
-
-// slot runs the test in parallel with others but with at most two VMs up at a time.
-func slot(t *testing.T) {
-	t.Helper()
-	t.Parallel()
-	vmSlots <- struct{}{}
-	t.Cleanup(func() { <-vmSlots })
-}
-
 // bootFixture starts a fixture VM (fs says which variant) for t, logged in as root, and
 // returns it with the key embedded in its image. Further options add disks, the
 // network, a slug.
@@ -100,6 +88,9 @@ type sharedVM struct {
 // standard boots the shared VM once and runs the pre-nixos checks on it.
 func standard(t *testing.T) *sharedVM {
 	t.Helper()
+	// The tests on it only look, so they run beside the others; its boot and checks
+	// hold a VM slot (labtest.Slot), the idle guest afterwards does not.
+	t.Parallel()
 	standardOnce.Do(func() {
 		img, iso, key := labtest.Fixture(t, images.FixtureSpec{})
 		std = sharedVM{key: key, iso: iso}
@@ -108,7 +99,7 @@ func standard(t *testing.T) *sharedVM {
 		standardVM = labtest.NewShared("standard", func(ctx context.Context, l *lab.Lab) error {
 			std.checks = checks(l, key, t)
 			return std.checks.Run(ctx)
-		}, opts...)
+		}, opts...).InSlot(150 * time.Second)
 	})
 	require.NotNil(t, standardVM, "the standard VM could not be set up (the first scenario that asked for it says why)")
 	l, err := standardVM.Use(t)

@@ -24,6 +24,19 @@ type MainOptions struct {
 	After func()
 }
 
+// liftParallel raises go test's -parallel (default: the number of cores) unless it was
+// given: a test waiting in Slot for a VM counts as running, so with the default the
+// scheduler would only ever see as many tests as there are cores and could not start
+// the longest first. The VM slots are the limit that matters.
+func liftParallel() error {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if given {
+		return nil
+	}
+	return flag.Set("test.parallel", "64")
+}
+
 // Main is TestMain for a package whose tests boot through labtest: the flags are parsed
 // and checked (a bad one exits 2 before any VM boots), -timeout-scale applies to every
 // timeout, o.Shard selects the package's share of its tests, SIGINT/SIGTERM close every
@@ -59,6 +72,9 @@ func Main(m *testing.M, o MainOptions) {
 		if err := flag.Set("test.run", ci.RunPattern(ci.Shard(tests, i, n))); err != nil {
 			fail(err)
 		}
+	}
+	if err := liftParallel(); err != nil {
+		fail(err)
 	}
 	lab.HandleSignals()
 	code := m.Run()

@@ -23,6 +23,8 @@ type Shared struct {
 	opts  []Option
 	setup func(ctx context.Context, l *lab.Lab) error
 
+	slot time.Duration // > 0: the boot and setup hold a VM slot (InSlot)
+
 	once   sync.Once
 	l      *lab.Lab
 	err    error
@@ -37,12 +39,23 @@ func NewShared(name string, setup func(ctx context.Context, l *lab.Lab) error, o
 	return &Shared{name: name, opts: opts, setup: setup}
 }
 
+// InSlot makes the boot and the setup hold one of the binary's VM slots (Slot), expected
+// to take expect. Tests on a shared VM can then run in parallel with the others: the VM
+// counts against the limit while it boots and runs its setup, and not once it idles.
+func (s *Shared) InSlot(expect time.Duration) *Shared {
+	s.slot = expect
+	return s
+}
+
 // Use boots the shared VM if it is not up yet and ties t's verdict to it. It returns the
 // lab (nil when it could not start) and the start's or setup's error, which each test
 // asserts itself, so every test on a broken VM fails with the cause.
 func (s *Shared) Use(t testing.TB) (*lab.Lab, error) {
 	t.Helper()
 	s.once.Do(func() {
+		if s.slot > 0 {
+			defer vmSlots.Acquire(s.slot)()
+		}
 		c := newConfig(s.name, s.opts)
 		s.debug = *c.debug
 		if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
