@@ -10,7 +10,11 @@ export BOOTLAB_TIMEOUT_SCALE := $(TIMEOUT_SCALE)
 # Packages whose tests boot real VMs or build images; everything else is unit-level and
 # runs with the race detector. The two sets are disjoint, so `make test` runs no test twice.
 VM_DIRS = artifacts/images harness/vmtest harness/faults harness/bisect/vmprobe harness/cmd/bootlab
-VM_PKGS = ./artifacts/images/... ./harness/vmtest/ ./harness/faults/ ./harness/bisect/vmprobe/ ./harness/cmd/bootlab/
+# Longest first: `go test -p` starts the packages in this order.
+VM_PKGS = ./harness/faults/ ./harness/cmd/bootlab/ ./artifacts/images/... ./harness/vmtest/ ./harness/bisect/vmprobe/
+# Each VM package boots one guest at a time, and a TCG guest keeps one core busy: as
+# many packages at once as there are cores (at most 4) keeps every core emulating.
+VM_PARALLEL ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios $(foreach d,$(VM_DIRS),-e /$(d)))
 # What the Nix build sandbox can run (flake.nix checks.unit): the unit packages minus those
 # whose tests need what the sandbox lacks: git, actionlint and the network (harness/ci),
@@ -77,7 +81,7 @@ nixcheck:
 # test wrote (the whole log stays in $(LOGDIR)).
 vm:
 	@mkdir -p $(LOGDIR)
-	$(GO) test -count=1 -p 1 -timeout 50m -v $(VM_PKGS) 2>&1 | tee $(LOGDIR)/bootlab-vmtest.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
+	$(GO) test -count=1 -p $(VM_PARALLEL) -timeout 50m -v $(VM_PKGS) 2>&1 | tee $(LOGDIR)/bootlab-vmtest.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; \
 	  rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || bash .ci/failed-tests.sh $(LOGDIR)/bootlab-vmtest.log; exit $$rc
 
 scenarios:

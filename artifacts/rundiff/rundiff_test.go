@@ -79,6 +79,26 @@ func TestTwoCleanBootsDiffAsNoDifferences(t *testing.T) {
 	require.Contains(t, d.Text(), NoDifferences)
 }
 
+// Kernel lines that only say the host did not run the guest's CPU for a while come and
+// go with the host's load: a clean pair diffed in CI failed on "tsc: Unable to calibrate
+// against PIT" in one boot only. A soft lockup is still a finding.
+func TestHostStarvationIsNotADifference(t *testing.T) {
+	a := "[    1.0] fixture kernel: Linux version 6.1\n"
+	b := a + strings.Join([]string{
+		"[    2.4] fixture kernel: tsc: Unable to calibrate against PIT",
+		"[    2.5] fixture kernel: tsc: Fast TSC calibration failed",
+		"[   32.2] fixture kernel: clocksource: Long readout interval, skipping watchdog check: cs_nsec: 2750521670 wd_nsec: 2750502570",
+		"[   40.1] fixture kernel: clocksource: timekeeping watchdog on CPU0: Marking clocksource 'tsc' as unstable because the skew is too large:",
+		"[   40.2] fixture kernel: tsc: Marking TSC unstable due to clocksource watchdog",
+		"[   41.0] fixture kernel: hrtimer: interrupt took 14848184 ns",
+		"[   42.0] fixture kernel: hpet: Lost 3 RTC interrupts",
+		"[   60.0] fixture kernel: watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [kworker/0:1:42]",
+	}, "\n") + "\n"
+	got := journal(a, b)
+	require.Len(t, got, 1, "only the soft lockup: %+v", got)
+	require.Contains(t, got[0].Example, "soft lockup")
+}
+
 func TestBrokenUnitIsNamed(t *testing.T) {
 	root := t.TempDir()
 	a := fakeRun{slug: "fixture", outcome: runrec.Pass, milestones: cleanMilestones(70, 4), captures: evidence(t, "boot1", nil)}.write(t, root)
