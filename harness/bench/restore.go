@@ -93,7 +93,7 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 		return res
 	}
 	res.RestoredDir = warm.Dir()
-	err = waitRunning(ctx, warm)
+	err = warm.WaitRunning(ctx)
 	res.Running = time.Since(spawn)
 	if err == nil {
 		from := warm.Console().Pos()
@@ -103,22 +103,6 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 	}
 	res.Err = errors.Join(err, warm.Close(context.WithoutCancel(ctx), err))
 	return res
-}
-
-func waitRunning(ctx context.Context, l *lab.Lab) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
-		st, err := l.RunState(ctx)
-		if err == nil && st == "running" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the restored guest is not running (state %q, %v): %w", st, err, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // RestoreTable is the measurement as Markdown.

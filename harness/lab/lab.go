@@ -63,6 +63,9 @@ type Lab struct {
 	mu     sync.Mutex
 	closed bool
 	diags  []string
+	// adopted is set when the lab already holds a verified root shell it took over from
+	// a restored guest (StartWarm): Login returns that shell instead of logging in.
+	adopted bool
 	// evidenceTaken is set once Evidence ran, so Close does not replace evidence a test
 	// took at the moment that mattered.
 	evidenceTaken bool
@@ -143,6 +146,9 @@ func (l *Lab) Dir() string { return l.rec.Dir }
 
 // Login gets a verified root shell; a failure leaves a diagnostic.
 func (l *Lab) Login(ctx context.Context) (*shell.Shell, error) {
+	if l.adopted && l.vm.Shell != nil {
+		return l.vm.Shell, nil
+	}
 	sh, err := l.vm.Login(ctx)
 	if err != nil {
 		l.diagnose("login", "logging in and becoming root", err, escalationContext(sh, l.vm))

@@ -41,7 +41,7 @@ type runFlags struct {
 	captures                                        string
 	disks                                           listFlag
 	cmds                                            listFlag
-	ssh, debug, verifyPreNixos                      bool
+	ssh, debug, verifyPreNixos, warm                bool
 	debugWait                                       time.Duration
 	memory                                          int
 }
@@ -173,6 +173,10 @@ func parseRunFlags(name string, cfg *config.Config, args []string, stderr io.Wri
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	f := runFlags{cfg: cfg}
 	f.register(fs)
+	// The demo shows the end-to-end check, so it starts warm by default: the first demo
+	// boots once and saves the guest held before pre-nixos, every later one resumes
+	// there in seconds. bootlab run boots cold unless asked: its subject may be the boot.
+	fs.BoolVar(&f.warm, "warm", name == "bootlab demo", "resume the guest from a state saved before pre-nixos started (booted once, held at getty.target, and saved the first time; kept in the image cache), then start the default target: pre-nixos, the LAN and sshd run as in a boot; fixture and directly booted NixOS images only, others boot cold")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return nil, err
 	}
@@ -214,14 +218,19 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	notes := f.cfg.Notes
-	l, err := lab.Start(ctx, lab.Config{Slug: r.slug, Notes: notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr, Captures: captures})
+	lcfg := lab.Config{Slug: r.slug, Notes: f.cfg.Notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr, Captures: captures}
+	var l *lab.Lab
+	if f.warm && f.expectScreen == "" {
+		l, err = lab.StartWarm(ctx, lcfg, lab.WarmStateDir(f.cfg.Cache), func(s string) { fmt.Fprintln(stderr, "bootlab: "+s) })
+	} else {
+		l, err = lab.Start(ctx, lcfg)
+	}
 	if l != nil {
 		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
 	}
 	if err != nil {
 		var se *qemu.StartError
-		if l == nil || errors.As(err, &se) {
+		if errors.As(err, &se) || (l == nil && !f.warm) {
 			// QEMU could not run at all (a locked disk image, a taken port): the host's
 			// problem, reported in QEMU's own words, not a verdict on the image.
 			return usageError{err}

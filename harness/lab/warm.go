@@ -1,0 +1,306 @@
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bootlab/bootlab/harness/qemu"
+)
+
+// Boot once, restore many (issue 15): a warm start resumes a guest from a state saved
+// the first time, instead of booting it again. What makes the saved state reusable is
+// where it was taken: the guest booted to getty.target (HoldAppend), so it has a root
+// shell on the console but nothing multi-user.target pulls in has run (no pre-nixos,
+// no networkd, no sshd) and the blank disks were never written. A restored guest then
+// starts its default target: the rest of the boot, with pre-nixos, the LAN and sshd in
+// their usual order, happens in the run that reports on it. What a warm start does not
+// prove is the boot up to getty.target; scenarios whose subject is the boot itself
+// keep cold boots (docs/benchmarks.md).
+
+// HoldAppend is what a held boot adds to the kernel command line: systemd's initial
+// target is getty.target (basic system plus the console getty) instead of the default.
+const HoldAppend = "systemd.unit=getty.target"
+
+// ErrStateSaved ends the run that boots and saves a warm state (its guest is paused
+// for good): recorded as interrupted, not as a verdict on the image.
+var ErrStateSaved = fmt.Errorf("the guest was held at getty.target and saved as a warm state: %w", context.Canceled)
+
+// warmState is the sidecar of a saved state: what it was saved from, so a restore uses
+// the same accelerator and a person can tell states apart.
+type warmState struct {
+	Key     string    `json:"key"`
+	Inputs  []string  `json:"inputs"`
+	Accel   string    `json:"accel"`
+	Saved   time.Time `json:"saved"`
+	FromRun string    `json:"from_run"`
+	Bytes   int64     `json:"bytes"`
+}
+
+// WarmEligible says whether cfg's VM can start warm, or why not: the kernel is booted
+// directly (the hold goes on its command line), the image runs systemd with pre-nixos
+// (its profile names the unit), and every disk is a blank one the VM creates (a seeded or
+// existing disk holds data the saved guest may have read).
+func WarmEligible(cfg Config) error {
+	img := cfg.VM.Image
+	switch {
+	case img.Kernel == "":
+		return errors.New("the image is not booted directly (a warm state needs the hold on the kernel command line)")
+	case img.Profile.PreNixosUnit == "":
+		return fmt.Errorf("the %s profile has no systemd default target to release", img.Profile.Name)
+	case cfg.VM.RestoreFrom != "":
+		return errors.New("the VM already restores a state")
+	}
+	for _, d := range cfg.VM.Disks {
+		if d.Path != "" || d.Seed != nil {
+			return fmt.Errorf("disk %s is not blank (an existing or seeded disk)", d.Name)
+		}
+	}
+	return nil
+}
+
+// warmKey names a state by everything the guest's saved memory and devices depend on:
+// the image files (path, size, modification time: the image cache never rewrites one
+// in place), the command line, memory, CPUs, devices, the accelerator asked for, and
+// QEMU's binary and version (a state loads only into the QEMU that wrote it).
+func warmKey(ctx context.Context, cfg Config) (string, []string, error) {
+	s := cfg.VM
+	bin, err := qemu.FindBinary(s.Binary)
+	if err != nil {
+		return "", nil, err
+	}
+	ver, err := qemu.Version(ctx, bin)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading QEMU's version for the warm state's key: %w", err)
+	}
+	in := []string{"qemu " + bin + " " + ver}
+	for _, p := range []string{s.Image.Kernel, s.Image.Initrd, s.Image.ISO} {
+		if p == "" {
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", nil, fmt.Errorf("reading the image for the warm state's key: %w", err)
+		}
+		abs, _ := filepath.Abs(p)
+		in = append(in, fmt.Sprintf("file %s %d %d", abs, fi.Size(), fi.ModTime().UnixNano()))
+	}
+	in = append(in, "append "+s.Image.Append, "profile "+s.Image.Profile.Name,
+		fmt.Sprintf("machine mem=%d cpus=%d cpu=%q tb=%d net=%v ssh=%v nochannel=%v accel=%q",
+			s.MemoryMB, s.CPUs, s.CPUModel, s.TBSizeMB, s.Net, s.SSH, s.NoChannel, s.Accel))
+	for _, d := range s.Disks {
+		in = append(in, fmt.Sprintf("disk %s %d %s %d %s", d.Name, d.SizeMB, d.Bus, d.RotationRate, d.Serial))
+	}
+	h := sha256.Sum256([]byte(strings.Join(in, "\n")))
+	return hex.EncodeToString(h[:10]), in, nil
+}
+
+// StartWarm starts cfg's VM from the warm state in dir that matches it, saving one
+// first when there is none (one held boot, a few seconds of state written, then the
+// restore). The lab it returns has a verified root shell (Login returns it) and the
+// guest's default target starting. say receives a line about which way it went.
+// When cfg cannot start warm (WarmEligible), or a saved state does not load, it is an
+// ordinary Start: the caller logs in as always.
+func StartWarm(ctx context.Context, cfg Config, dir string, say func(string)) (*Lab, error) {
+	if say == nil {
+		say = func(string) {}
+	}
+	if err := WarmEligible(cfg); err != nil {
+		say("cold boot: " + err.Error())
+		return Start(ctx, cfg)
+	}
+	key, inputs, err := warmKey(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	state := filepath.Join(dir, key+".state")
+	side := state + ".json"
+	var ws warmState
+	b, rerr := os.ReadFile(side)
+	if rerr == nil && json.Unmarshal(b, &ws) == nil && fileExists(state) {
+		say(fmt.Sprintf("warm start: restoring the state saved %s (%s)", ws.Saved.Format(time.RFC3339), state))
+	} else {
+		say("warm start: no saved state for this image and machine yet; booting once, held at getty.target, to save one")
+		if ws, err = saveWarm(ctx, cfg, state, key, inputs); err != nil {
+			return nil, fmt.Errorf("saving the warm state: %w", err)
+		}
+		say(fmt.Sprintf("warm start: saved %d MiB of guest state; restoring it", ws.Bytes>>20))
+	}
+	l, err := restoreWarm(ctx, cfg, state, ws.Accel)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// QEMU would not load it (a state from another build of the same version, a
+		// truncated file) or the guest in it did not answer: drop it so the next run
+		// saves a fresh one, and boot cold (the failed restore keeps its run directory).
+		_ = os.Remove(state)
+		_ = os.Remove(side)
+		say("warm start: the saved state did not load (" + err.Error() + "); cold boot")
+		return Start(ctx, cfg)
+	}
+	return l, err
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
+}
+
+// held is cfg with the hold on the kernel command line.
+func held(cfg Config) Config {
+	cfg.VM.Image.Append = strings.TrimSpace(cfg.VM.Image.Append + " " + HoldAppend)
+	return cfg
+}
+
+// saveWarm boots cfg held at getty.target, logs in and saves the guest's state to
+// state (written under a temporary name, renamed when whole).
+func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []string) (warmState, error) {
+	ws := warmState{Key: key, Inputs: inputs}
+	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+		return ws, fmt.Errorf("creating the state directory: %w", err)
+	}
+	dcfg := held(cfg)
+	dcfg.Slug = cfg.Slug + "-warm-state"
+	dcfg.Captures = CapturesNone
+	d, err := Start(ctx, dcfg)
+	if err != nil {
+		if d != nil {
+			_ = d.Close(context.WithoutCancel(ctx), err)
+		}
+		return ws, err
+	}
+	ws.FromRun, ws.Accel = d.Dir(), d.Metadata().Accel.Name
+	tmp := state + ".tmp"
+	if _, err = d.Login(ctx); err == nil {
+		err = prewarm(ctx, d, cfg.VM.Image.Profile.PreNixosUnit)
+	}
+	if err == nil {
+		err = d.SaveState(ctx, tmp)
+	}
+	// The saved guest is paused for good: no poweroff can reach it, so the stop goes
+	// straight to QEMU.
+	stopped, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cancel()
+	verdict := ErrStateSaved
+	if err != nil {
+		verdict = err
+	}
+	_ = d.Close(stopped, verdict)
+	if err != nil {
+		_ = os.Remove(tmp)
+		return ws, err
+	}
+	fi, err := os.Stat(tmp)
+	if err != nil {
+		return ws, err
+	}
+	ws.Bytes, ws.Saved = fi.Size(), time.Now().UTC()
+	b, _ := json.MarshalIndent(ws, "", "  ")
+	if err := os.WriteFile(state+".json", append(b, '\n'), 0o644); err != nil {
+		return ws, fmt.Errorf("writing the state's sidecar: %w", err)
+	}
+	return ws, os.Rename(tmp, state)
+}
+
+// prewarm starts, in the held guest, what multi-user.target wants besides the
+// provisioner (logind, cron, e2scrub_reap, ...) and waits until systemd has no job left:
+// paid once in the saved guest instead of in every restored run, where those units
+// would compete with pre-nixos for the one vCPU (e2scrub_reap alone runs lvs for ~30 s
+// under TCG). Their order relative to pre-nixos is the image's own: the fixture's and
+// NixOS's pre-nixos units are ordered after them, not before. The provisioner must
+// still be inactive afterwards, or the state would be useless (and is not saved).
+func prewarm(ctx context.Context, d *Lab, unit string) error {
+	cmd := fmt.Sprintf(`u=$(systemctl show -p Wants --value multi-user.target | tr ' ' '\n' | grep -v -x -e '' -e %[1]s); `+
+		`[ -z "$u" ] || systemctl start --no-block $u; `+
+		`for i in $(seq 600); do [ -z "$(systemctl list-jobs --no-legend)" ] && break; sleep 0.5; done; `+
+		`systemctl list-jobs --no-legend; systemctl is-active %[1]s`, unit)
+	out, _, err := d.Status(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("starting the held guest's other units: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if st := lines[len(lines)-1]; st != "inactive" || len(lines) > 1 {
+		return fmt.Errorf("after starting multi-user.target's other units, %s is %q and jobs are left (%s): not a state to save", unit, st, strings.Join(lines[:len(lines)-1], "; "))
+	}
+	return nil
+}
+
+// restoreWarm starts cfg's VM from state, takes over the root shell the saved guest
+// had, and starts the guest's default target. On any failure the restored run is closed
+// with it and no lab is returned: the state is not to be trusted.
+func restoreWarm(ctx context.Context, cfg Config, state, accel string) (*Lab, error) {
+	rcfg := held(cfg)
+	rcfg.VM.RestoreFrom = state
+	if accel != "" {
+		rcfg.VM.Accel = accel // the saved guest's; a probe would boot another kernel first
+	}
+	l, err := Start(ctx, rcfg)
+	if err != nil {
+		if l != nil {
+			_ = l.Close(context.WithoutCancel(ctx), err)
+		}
+		return nil, err
+	}
+	fail := func(err error) (*Lab, error) {
+		_ = l.Close(context.WithoutCancel(ctx), err)
+		return nil, err
+	}
+	if err := l.WaitRunning(ctx); err != nil {
+		return fail(err)
+	}
+	// The saved shell sits at its prompt; a carriage return makes it print a fresh one
+	// for the takeover to find.
+	from := l.Console().Pos()
+	_ = l.Console().Send(ctx, "\r")
+	step := l.LoginTimeout()
+	if step > time.Minute {
+		step = time.Minute
+	}
+	if _, err := l.AdoptShell(ctx, cfg.VM.Image.Profile, AdoptOptions{From: from, Step: step, Channel: !cfg.VM.NoChannel}); err != nil {
+		return fail(fmt.Errorf("taking over the restored guest's root shell: %w", err))
+	}
+	// The point of the hold: the provisioner has not run in the saved guest, so what it
+	// does to the disks happens now, to this run's disks. A state taken later would
+	// carry another run's storage-status and LVM in its memory over blank disks.
+	unit := cfg.VM.Image.Profile.PreNixosUnit
+	if out, _, err := l.Status(ctx, "systemctl is-active "+unit); err != nil {
+		return fail(err)
+	} else if st := strings.TrimSpace(out); st != "inactive" {
+		return fail(fmt.Errorf("the saved guest was not held before %s (it is %q): the state is not reusable", unit, st))
+	}
+	if _, err := l.Run(ctx, "systemctl start --no-block default.target"); err != nil {
+		return fail(fmt.Errorf("releasing the held boot (systemctl start default.target): %w", err))
+	}
+	l.vm.Mark("released")
+	l.adopted = true
+	return l, nil
+}
+
+// WaitRunning waits until a VM started from a saved state has read it and the guest
+// runs again.
+func (l *Lab) WaitRunning(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		st, err := l.RunState(ctx)
+		if err == nil && st == "running" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the restored guest is not running (QEMU state %q, %v): %w", st, err, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// WarmStateDir is where warm states live under an image cache root.
+func WarmStateDir(cache string) string { return filepath.Join(cache, "warm-states") }
