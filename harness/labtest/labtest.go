@@ -111,6 +111,7 @@ type config struct {
 	debug        *Debug
 	startTimeout time.Duration
 	name         string
+	warm         string // why the test may start from a saved guest (Warm)
 }
 
 // Image is what to boot; its profile says how to log in and power off.
@@ -169,6 +170,15 @@ func Captures(m lab.CaptureMode) Option { return func(c *config) { c.lab.Capture
 
 // KeepDisks keeps the disk images the run creates (default -keep).
 func KeepDisks(keep bool) Option { return func(c *config) { c.lab.KeepDisks = keep } }
+
+// Warm starts the VM from a guest saved before pre-nixos ran (lab.StartWarm: booted
+// once held at getty.target, its other units started, saved in the image cache; the
+// restored guest then starts its default target, so pre-nixos, the LAN and sshd run in
+// this test's VM, on its own blank disks). why says why the test's meaning does not
+// depend on the boot itself: a test about boot ordering, the boot medium or anything
+// before getty.target must boot cold. Images that cannot start warm boot cold, saying
+// why in the test's log.
+func Warm(why string) Option { return func(c *config) { c.warm = why } }
 
 // Login logs in as root after the start (and pauses there with -pause-after login).
 func Login() Option { return func(c *config) { c.login = true } }
@@ -236,7 +246,19 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
 	defer cancel()
 	began := time.Now()
-	l, err := lab.Start(ctx, c.lab)
+	var (
+		l   *lab.Lab
+		err error
+	)
+	if c.warm != "" {
+		t.Logf("warm start (%s)", c.warm)
+		// The first warm start of an image and machine boots and saves the guest.
+		wctx, wcancel := context.WithTimeout(context.Background(), c.startTimeout+Scaled(10*time.Minute))
+		defer wcancel()
+		l, err = lab.StartWarm(wctx, c.lab, lab.WarmStateDir(Config().Cache), func(s string) { t.Log(s) })
+	} else {
+		l, err = lab.Start(ctx, c.lab)
+	}
 	if l != nil {
 		t.Logf("run directory: %s", l.Dir())
 	}
