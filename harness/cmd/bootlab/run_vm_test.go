@@ -34,6 +34,22 @@ import (
 // heavy load, see docs/faults.md.
 func TestRunPauseAttachReport(t *testing.T) {
 	notes := t.TempDir()
+	// The capture request has timed out in the channel reconnect a few times under heavy
+	// load (docs/faults.md) and the run directory went with t.TempDir: keep the logs'
+	// ends in the test output, where CI shows them (.ci/failed-tests.sh).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, f := range []string{vm.HarnessLog, vm.TranscriptLog, vm.SerialLog} {
+			paths, _ := filepath.Glob(filepath.Join(notes, "*", f))
+			for _, p := range paths {
+				b, _ := os.ReadFile(p)
+				lines := strings.Split(string(b), "\n")
+				t.Logf("last lines of %s:\n%s", p, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+	})
 	var stdout, stderr fakeguest.Buffer
 	code := make(chan int, 1)
 	go func() {

@@ -13,6 +13,7 @@ import (
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // TestDemoStartsWarm: the first `bootlab demo` on an image boots it once held at
@@ -56,6 +57,11 @@ func TestDemoStartsWarm(t *testing.T) {
 		require.NotEmpty(t, dir)
 		m, err := runrec.ReadMetadata(dir)
 		require.NoError(t, err)
+		// The restored run's console starts at the restore: pre-nixos's own lines on it
+		// prove the provisioner ran in this run, on this run's disk.
+		serial, err := os.ReadFile(filepath.Join(dir, vm.SerialLog))
+		require.NoError(t, err)
+		require.Contains(t, string(serial), "pre-nixos: storage applied", "pre-nixos ran after the restore")
 		return m, stderr.String()
 	}
 
