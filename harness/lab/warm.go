@@ -227,8 +227,12 @@ func prewarm(ctx context.Context, d *Lab, unit string) error {
 		return fmt.Errorf("starting the held guest's other units: %w", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if st := lines[len(lines)-1]; st != "inactive" || len(lines) > 1 {
-		return fmt.Errorf("after starting multi-user.target's other units, %s is %q and jobs are left (%s): not a state to save", unit, st, strings.Join(lines[:len(lines)-1], "; "))
+	st, jobs := lines[len(lines)-1], lines[:len(lines)-1]
+	switch {
+	case st != "inactive":
+		return fmt.Errorf("after starting multi-user.target's other units, %s is %q, not inactive: the boot was not held before it, not a state to save", unit, st)
+	case len(jobs) > 0:
+		return fmt.Errorf("systemd still has jobs after 5 minutes (%s): not a settled state to save", strings.Join(jobs, "; "))
 	}
 	return nil
 }
