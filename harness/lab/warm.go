@@ -178,7 +178,9 @@ func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []strin
 		return ws, err
 	}
 	ws.FromRun, ws.Accel = d.Dir(), d.Metadata().Accel.Name
-	tmp := state + ".tmp"
+	// Two runs of one image may save at the same time (two demos): each writes its own
+	// file and the last rename wins, both whole.
+	tmp := fmt.Sprintf("%s.tmp-%d-%d", state, os.Getpid(), time.Now().UnixNano())
 	if _, err = d.Login(ctx); err == nil {
 		err = prewarm(ctx, d, cfg.VM.Image.Profile.PreNixosUnit)
 	}
@@ -204,10 +206,14 @@ func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []strin
 	}
 	ws.Bytes, ws.Saved = fi.Size(), time.Now().UTC()
 	b, _ := json.MarshalIndent(ws, "", "  ")
-	if err := os.WriteFile(state+".json", append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(tmp+".json", append(b, '\n'), 0o644); err != nil {
+		_ = os.Remove(tmp)
 		return ws, fmt.Errorf("writing the state's sidecar: %w", err)
 	}
-	return ws, os.Rename(tmp, state)
+	if err := os.Rename(tmp, state); err != nil {
+		return ws, err
+	}
+	return ws, os.Rename(tmp+".json", state+".json")
 }
 
 // prewarm starts, in the held guest, what multi-user.target wants besides the
