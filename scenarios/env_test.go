@@ -99,7 +99,7 @@ func standard(t *testing.T) *sharedVM {
 		standardVM = labtest.NewShared("standard", func(ctx context.Context, l *lab.Lab) error {
 			std.checks = checks(l, key, t)
 			return std.checks.Run(ctx)
-		}, opts...).InSlot(150 * time.Second)
+		}, opts...).InSlot(90 * time.Second)
 	})
 	require.NotNil(t, standardVM, "the standard VM could not be set up (the first scenario that asked for it says why)")
 	l, err := standardVM.Use(t)

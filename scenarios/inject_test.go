@@ -19,7 +19,7 @@ import (
 // (names, sizes, rotational flags). The commands it called that the installer lacks are
 // named. (The user's step 5: install pre-nixos by hand into a baseline and plan there.)
 func TestInjectPreNixosIntoInstaller(t *testing.T) {
-	labtest.Slot(t, 55*time.Second)
+	labtest.Slot(t, 60*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(10*time.Minute))
 	defer cancel()
 

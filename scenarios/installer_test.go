@@ -32,7 +32,7 @@ var installerProfile = shell.DebianInstaller
 // what is on the screen, navigated with keys, and a root shell that was never logged in
 // to.
 func TestUpstreamInstallerShell(t *testing.T) {
-	labtest.Slot(t, 70*time.Second)
+	labtest.Slot(t, 65*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
 

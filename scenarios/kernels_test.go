@@ -18,7 +18,7 @@ import (
 // Scenario 10: the mini image booted with each Debian kernel build reaches a verified
 // root shell and reports its uname -r. With -kernel only that kernel is booted.
 func TestUpstreamKernelSeries(t *testing.T) {
-	labtest.Slot(t, 30*time.Second)
+	labtest.Slot(t, 170*time.Second)
 	if *flagKernel != "" {
 		img := vm.Image{Name: "kernel", Kernel: *flagKernel, Initrd: *flagInitrd, Append: *flagAppend, Profile: shell.Mini, Poweroff: "poweroff -f"}
 		bootKernel(t, "kernel", img, "")

@@ -112,7 +112,7 @@ func TestSSHDIndependence(t *testing.T) {
 // Storage: a pre-nixos that exits 1 never writes storage-status; the failure names it
 // and the run directory holds the diagnostics and the storage/systemd captures.
 func TestNegativeStorageUnitFails(t *testing.T) {
-	labtest.Slot(t, 95*time.Second)
+	labtest.Slot(t, 70*time.Second)
 	l, key := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/false"}, labtest.Slug("negative-storage"), labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 	c := checks(l, key, t)
 	c.StorageTimeout = scaled(90 * time.Second)
@@ -124,7 +124,7 @@ func TestNegativeStorageUnitFails(t *testing.T) {
 
 // Network: no NIC at all; the IPv4 wait fails and the network captures explain why.
 func TestNegativeNetworkNoNIC(t *testing.T) {
-	labtest.Slot(t, 170*time.Second)
+	labtest.Slot(t, 80*time.Second)
 	l, key := bootFixture(t, images.FixtureSpec{}, labtest.Slug("negative-network"), labtest.Disks(disk("disk0.img", 4096)),
 		labtest.Warm("a machine without a NIC fails the same after a restore: there is none to find"))
 	c := checks(l, key, t)
@@ -137,7 +137,7 @@ func TestNegativeNetworkNoNIC(t *testing.T) {
 
 // SSH: an image carrying a different root key; the login is refused and says so.
 func TestNegativeSSHWrongKey(t *testing.T) {
-	labtest.Slot(t, 125*time.Second)
+	labtest.Slot(t, 95*time.Second)
 	wrong, err := keys.LoadOrCreate(t.TempDir())
 	require.NoError(t, err)
 	// The image carries a key that is not bootlab's; bootlab offers its own.

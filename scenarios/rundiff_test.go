@@ -38,7 +38,7 @@ func sabotage(p shell.Profile) string {
 // names the failed unit, its new journal errors and the milestone that moved, and
 // nothing else.
 func TestRunDiffNamesWhatBroke(t *testing.T) {
-	labtest.Slot(t, 330*time.Second)
+	labtest.Slot(t, 240*time.Second)
 	img, _, key := labtest.Fixture(t, images.FixtureSpec{})
 	// Both runs share a slug; a notes root of their own keeps other scenarios' runs of
 	// the same image out of --against-last-pass.

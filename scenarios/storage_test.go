@@ -88,7 +88,7 @@ func TestEmbeddedKey(t *testing.T) {
 
 // Scenario 5: a disk that already holds data is never touched without force.
 func TestExistingStorage(t *testing.T) {
-	labtest.Slot(t, 90*time.Second)
+	labtest.Slot(t, 65*time.Second)
 	labtest.HostTool(t, "mkfs.ext4", "e2fsprogs")
 	labtest.HostTool(t, "debugfs", "e2fsprogs")
 	marker := "bootlab marker " + time.Now().Format(time.RFC3339Nano)
@@ -111,7 +111,7 @@ func TestExistingStorage(t *testing.T) {
 // are provisioned. The residue is seeded in a first boot of a fixture whose pre-nixos
 // does nothing (this host's kernel has neither md nor device-mapper).
 func TestRAIDLVMResidueForce(t *testing.T) {
-	labtest.Slot(t, 320*time.Second)
+	labtest.Slot(t, 280*time.Second)
 	disks := []vm.DiskSpec{disk("disk0.img", 4096), disk("disk1.img", 1536), disk("disk2.img", 1536)}
 	seeder, _ := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/true"}, labtest.Slug("residue-seed"), labtest.Disks(disks...), labtest.Network())
 	for _, cmd := range []string{
@@ -156,7 +156,7 @@ func TestRAIDLVMResidueForce(t *testing.T) {
 
 // Scenario 7: an SSD and two HDDs get the RAID1 array and VGs the planner promises.
 func TestMixedDisks(t *testing.T) {
-	labtest.Slot(t, 220*time.Second)
+	labtest.Slot(t, 75*time.Second)
 	disks := []vm.DiskSpec{
 		{Name: "ssd.img", SizeMB: 4096, Bus: "scsi-hd", RotationRate: 1, Serial: "ssd0"},
 		{Name: "hdd1.img", SizeMB: 3072, Bus: "scsi-hd", RotationRate: 7200, Serial: "hdd1"},
@@ -203,7 +203,7 @@ func TestMixedDisks(t *testing.T) {
 // Scenario 8: pre-nixos-detect-storage's exit codes on a blank and a seeded disk, and
 // the plan, captured. pre-nixos itself is held back so the disk stays blank.
 func TestStorageDetectionProbe(t *testing.T) {
-	labtest.Slot(t, 115*time.Second)
+	labtest.Slot(t, 75*time.Second)
 	l, _ := bootFixture(t, images.FixtureSpec{BreakUnit: "/bin/true"}, labtest.Slug("detect-probe"), labtest.Disks(disk("disk0.img", 4096)), labtest.Network())
 	_, blank := runStatus(t, l, "pre-nixos-detect-storage")
 	require.Equal(t, 1, blank, "exit 1: no existing storage on a blank disk")
