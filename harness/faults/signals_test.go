@@ -104,7 +104,11 @@ func TestSignalsMidBootAndMidCommand(t *testing.T) {
 				time.Sleep(time.Second) // the command is in flight
 			}
 			require.NoError(t, cmd.Process.Signal(tc.sig))
+			signalled := time.Now()
 			err = cmd.Wait()
+			// Mid-command the stop once waited for the command's own 5-minute timeout
+			// (the shell's lock; harness/shell TestStopQuestionsDoNotWaitForACommandInFlight).
+			require.Less(t, time.Since(signalled), scaled(time.Minute), "the process ends soon after the signal, not when the command would have timed out")
 			ee, ok := err.(*exec.ExitError)
 			require.True(t, ok, "the child exited with a status, got %v", err)
 			require.Equal(t, tc.code, ee.ExitCode())

@@ -52,8 +52,8 @@ func (s *Shell) Run(ctx context.Context, cmd string, opts ...RunOption) (Result,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dead != nil && !o.probe {
-		return Result{}, fmt.Errorf("not running %q: %w", cmd, s.dead)
+	if dead := s.Gone(); dead != nil && !o.probe {
+		return Result{}, fmt.Errorf("not running %q: %w", cmd, dead)
 	}
 	start := time.Now()
 	id := s.nextID()

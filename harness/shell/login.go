@@ -57,9 +57,15 @@ func (s *Shell) UID() int { return s.uid }
 // Gone returns the *ShellGoneError that ended the proved shell, or nil while it lives
 // (or after TakeBack proved a root shell again).
 func (s *Shell) Gone() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.deadMu.Lock()
+	defer s.deadMu.Unlock()
 	return s.dead
+}
+
+func (s *Shell) setDead(err error) {
+	s.deadMu.Lock()
+	s.dead = err
+	s.deadMu.Unlock()
 }
 
 // Console is the line the shell runs on.
@@ -363,8 +369,9 @@ func (s *Shell) configure(ctx context.Context, context_ string) error {
 		if err == nil {
 			s.uid = uid
 			s.mu.Lock()
-			s.ps1, s.dead = ps1, nil
+			s.ps1 = ps1
 			s.mu.Unlock()
+			s.setDead(nil)
 			s.log.Info("shell.configured", "context", context_, "uid", uid)
 			return nil
 		}

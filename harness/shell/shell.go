@@ -131,12 +131,16 @@ type Shell struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.Mutex
-	nonce    string
-	seq      int
-	uid      int
-	ps1      string           // this shell's prompt, unique per configured shell ("bootlab-2$ ")
-	shells   int              // shells configured so far, for the prompt tags
+	mu     sync.Mutex
+	nonce  string
+	seq    int
+	uid    int
+	ps1    string // this shell's prompt, unique per configured shell ("bootlab-2$ ")
+	shells int    // shells configured so far, for the prompt tags
+	// deadMu guards dead apart from mu, which a command holds for as long as it runs:
+	// a VM being stopped (a signal, a test's cleanup) asks Gone while a command may be
+	// in flight, and used to wait for that command's whole timeout (5 min for `sleep`).
+	deadMu   sync.Mutex
 	dead     error            // the *ShellGoneError that ended this shell, until TakeBack
 	ch       *console.Console // the open frame channel, nil while output uses the console
 	chWhy    string           // why the channel is not in use

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,4 +286,55 @@ func TestPromptAfterFrameWithNarrowProfilePrompt(t *testing.T) {
 	require.Equal(t, 0, sh.UID())
 	require.Contains(t, r.serial.String(), "bootlab-1$ ", "the fake prints the configured prompt")
 	require.NotContains(t, logs.String(), "shell.no_prompt_after_frame")
+}
+
+// A command holds the shell for as long as it runs; a VM being stopped meanwhile (a
+// signal, a test's cleanup) asks the shell whether it is gone and may try to type
+// poweroff. Neither may wait for the command: SIGINT to `bootlab run` in the middle of a
+// `sleep 600` used to take the command's whole 5-minute timeout to exit.
+func TestStopQuestionsDoNotWaitForACommandInFlight(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	r := start(t, fakeguest.Behaviour{Login: "root-shell", Commands: func(_ *fakeguest.Shell, cmd string) ([]byte, int) {
+		if cmd == "sleep 600" {
+			started <- struct{}{}
+			<-release
+			return nil, 0
+		}
+		return nil, -1
+	}})
+	// Registered after start's cleanup, so it runs first: the guest is never left
+	// blocked in the command when the test ends early.
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	sh := login(t, r, shell.Profile{Name: "root"})
+	done := make(chan error, 1)
+	go func() {
+		_, err := sh.Run(context.Background(), "sleep 600", shell.Timeout(time.Minute))
+		done <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command never started in the guest")
+	}
+	answered := make(chan error, 2)
+	go func() {
+		answered <- sh.Gone()
+		answered <- sh.Poweroff(context.Background(), "poweroff")
+	}()
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-answered:
+			if i == 0 {
+				require.NoError(t, err, "the shell is not gone")
+			} else {
+				require.ErrorContains(t, err, "a command is still running", "poweroff is not typed into the running command")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stop question waited for the command in flight")
+		}
+	}
+	free()
+	require.NoError(t, <-done)
 }

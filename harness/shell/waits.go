@@ -2,6 +2,7 @@ package shell
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -125,7 +126,11 @@ func (s *Shell) Poweroff(ctx context.Context, command string) error {
 	if command == "" {
 		command = "poweroff"
 	}
-	s.mu.Lock()
+	// A command still in flight holds the shell, and what is typed now would be its
+	// input: the stop goes on to QEMU's own stages instead of waiting for it.
+	if !s.mu.TryLock() {
+		return errors.New("a command is still running in the shell; not typing " + command)
+	}
 	defer s.mu.Unlock()
 	return s.con.Send(ctx, command+"\n")
 }

@@ -64,7 +64,7 @@ func (s *Shell) shellName() string {
 // gone records that the shell is gone and returns the error, with the console tail.
 func (s *Shell) gone(e *ShellGoneError) error {
 	e.Tail = s.con.Tail(20)
-	s.dead = e
+	s.setDead(e)
 	s.log.Warn("shell.gone", "cmd", e.Cmd, "what", e.What)
 	return e
 }
