@@ -71,11 +71,8 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 	if fi, serr := os.Stat(state); serr == nil {
 		res.StateBytes = fi.Size()
 	}
-	// The saved guest is paused: no poweroff can reach it, so the stop goes straight to
-	// QEMU (the run records it as interrupted; it is a benchmark's donor, not a result).
-	stopped, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	cancel()
-	_ = cold.Close(stopped, fmt.Errorf("state saved for the restore measurement: %w", context.Canceled))
+	accel := cold.Metadata().Accel.Name
+	_ = cold.CloseSaved(ctx, "state saved for the restore measurement")
 	if err != nil {
 		res.Err = err
 		return res
@@ -85,7 +82,7 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 	rspec := spec
 	rspec.RestoreFrom = state
 	rspec.Disks = []vm.DiskSpec{{Path: filepath.Join(res.ColdDir, "disk0.img")}}
-	rspec.Accel = "tcg" // the donor's verdict; a second probe would boot another kernel first
+	rspec.Accel = accel // the donor's verdict; a second probe would boot another kernel first
 	spawn := time.Now() // lab.Start spawns QEMU at once (the ISO's provenance is cached)
 	warm, err := lab.Start(ctx, lab.Config{Slug: "bench-restore-warm", Notes: notes, VM: rspec, Progress: progress, Captures: lab.CapturesNone})
 	if err != nil {
@@ -96,9 +93,7 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 	err = warm.WaitRunning(ctx)
 	res.Running = time.Since(spawn)
 	if err == nil {
-		from := warm.Console().Pos()
-		_ = warm.Console().Send(ctx, "\r")
-		_, err = warm.AdoptShell(ctx, img.Profile, lab.AdoptOptions{From: from, Step: 30 * time.Second, Channel: true})
+		_, err = warm.ResumeShell(ctx, 30*time.Second)
 		res.Root = time.Since(spawn)
 	}
 	res.Err = errors.Join(err, warm.Close(context.WithoutCancel(ctx), err))

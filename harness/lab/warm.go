@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/harness/qemu"
+	"github.com/bootlab/bootlab/harness/shell"
 )
 
 // Boot once, restore many (issue 15): a warm start resumes a guest from a state saved
@@ -28,10 +29,6 @@ import (
 // HoldAppend is what a held boot adds to the kernel command line: systemd's initial
 // target is getty.target (basic system plus the console getty) instead of the default.
 const HoldAppend = "systemd.unit=getty.target"
-
-// ErrStateSaved ends the run that boots and saves a warm state (its guest is paused
-// for good): recorded as interrupted, not as a verdict on the image.
-var ErrStateSaved = fmt.Errorf("the guest was held at getty.target and saved as a warm state: %w", context.Canceled)
 
 // warmState is the sidecar of a saved state: what it was saved from, so a restore uses
 // the same accelerator and a person can tell states apart.
@@ -187,15 +184,11 @@ func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []strin
 	if err == nil {
 		err = d.SaveState(ctx, tmp)
 	}
-	// The saved guest is paused for good: no poweroff can reach it, so the stop goes
-	// straight to QEMU.
-	stopped, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	cancel()
-	verdict := ErrStateSaved
 	if err != nil {
-		verdict = err
+		_ = d.Close(context.WithoutCancel(ctx), err)
+	} else {
+		_ = d.CloseSaved(ctx, "the guest was held at getty.target and saved as a warm state")
 	}
-	_ = d.Close(stopped, verdict)
 	if err != nil {
 		_ = os.Remove(tmp)
 		return ws, err
@@ -263,19 +256,12 @@ func restoreWarm(ctx context.Context, cfg Config, state, accel string) (*Lab, er
 		_ = l.Close(context.WithoutCancel(ctx), err)
 		return nil, err
 	}
-	if err := l.WaitRunning(ctx); err != nil {
-		return fail(err)
-	}
-	// The saved shell sits at its prompt; a carriage return makes it print a fresh one
-	// for the takeover to find.
-	from := l.Console().Pos()
-	_ = l.Console().Send(ctx, "\r")
 	step := l.LoginTimeout()
 	if step > time.Minute {
 		step = time.Minute
 	}
-	if _, err := l.AdoptShell(ctx, cfg.VM.Image.Profile, AdoptOptions{From: from, Step: step, Channel: !cfg.VM.NoChannel}); err != nil {
-		return fail(fmt.Errorf("taking over the restored guest's root shell: %w", err))
+	if _, err := l.ResumeShell(ctx, step); err != nil {
+		return fail(err)
 	}
 	// The point of the hold: the provisioner has not run in the saved guest, so what it
 	// does to the disks happens now, to this run's disks. A state taken later would
@@ -292,6 +278,34 @@ func restoreWarm(ctx context.Context, cfg Config, state, accel string) (*Lab, er
 	l.vm.Mark("released")
 	l.adopted = true
 	return l, nil
+}
+
+// CloseSaved closes a run whose guest SaveState has written: that guest is paused for
+// good and no poweroff can reach it, so the stop goes straight to QEMU, and the run is
+// recorded as interrupted (why says what the state was for), not as a verdict.
+func (l *Lab) CloseSaved(ctx context.Context, why string) error {
+	stopped, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cancel()
+	return l.Close(stopped, fmt.Errorf("%s: %w", why, context.Canceled))
+}
+
+// ResumeShell takes over the root shell a VM started from a saved state had: once QEMU
+// has read the state, a carriage return makes the shell print a fresh prompt, and the
+// shell is verified as root again with the image's profile (AdoptShell), the frame
+// channel reconnected unless the VM has none. step bounds each step of that dialogue.
+func (l *Lab) ResumeShell(ctx context.Context, step time.Duration) (*shell.Shell, error) {
+	if err := l.WaitRunning(ctx); err != nil {
+		return nil, err
+	}
+	from := l.Console().Pos()
+	if err := l.Console().Send(ctx, "\r"); err != nil {
+		return nil, fmt.Errorf("waking the restored guest's shell: %w", err)
+	}
+	sh, err := l.AdoptShell(ctx, l.vm.Spec.Image.Profile, AdoptOptions{From: from, Step: step, Channel: !l.vm.Spec.NoChannel})
+	if err != nil {
+		return nil, fmt.Errorf("taking over the restored guest's root shell: %w", err)
+	}
+	return sh, nil
 }
 
 // WaitRunning waits until a VM started from a saved state has read it and the guest

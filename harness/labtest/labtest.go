@@ -243,6 +243,10 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 		// Made before the lab's cleanup is registered, so it outlives the lab.
 		c.lab.Progress = LogWriter(t)
 	}
+	if c.warm != "" {
+		// The first warm start of an image and machine boots and saves the guest.
+		c.startTimeout += Scaled(10 * time.Minute)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout)
 	defer cancel()
 	began := time.Now()
@@ -252,10 +256,7 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	)
 	if c.warm != "" {
 		t.Logf("warm start (%s)", c.warm)
-		// The first warm start of an image and machine boots and saves the guest.
-		wctx, wcancel := context.WithTimeout(context.Background(), c.startTimeout+Scaled(10*time.Minute))
-		defer wcancel()
-		l, err = lab.StartWarm(wctx, c.lab, lab.WarmStateDir(Config().Cache), func(s string) { t.Log(s) })
+		l, err = lab.StartWarm(ctx, c.lab, lab.WarmStateDir(Config().Cache), func(s string) { t.Log(s) })
 	} else {
 		l, err = lab.Start(ctx, c.lab)
 	}

@@ -75,8 +75,8 @@ type Spec struct {
 	TBSizeMB int
 	// RestoreFrom is a state file a VM with the same devices saved (lab.SaveState):
 	// QEMU starts with -incoming and the guest resumes where it was instead of booting.
-	// The disks must be the ones it was saved with. The boot-once-restore-many lever,
-	// measured by bootlab bench --restore (docs/benchmarks.md).
+	// The disks must hold what they held when it was saved (the same files, or blank
+	// ones of the same sizes for a guest that never wrote them: lab.StartWarm).
 	RestoreFrom string
 	// Accel is kvm or tcg; empty means probe (ProbeKernel is booted under KVM once).
 	Accel       string

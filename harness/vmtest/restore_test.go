@@ -2,7 +2,6 @@ package vmtest
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/artifacts/images"
-	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -35,15 +34,13 @@ func TestSaveAndRestoreGuestState(t *testing.T) {
 	st, err := donor.RunState(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "postmigrate", st, "the donor is paused once its state is saved")
-	// A paused guest cannot power itself off: straight to QEMU.
-	stopped, stop := context.WithCancel(context.Background())
-	stop()
-	_ = donor.Close(stopped, fmt.Errorf("state saved: %w", context.Canceled))
+	require.NoError(t, donor.CloseSaved(ctx, "state saved"))
+	m, err := runrec.ReadMetadata(donor.Dir())
+	require.NoError(t, err)
+	require.Equal(t, runrec.Interrupted, m.Outcome, "a saved donor is not a verdict on the image")
 
 	warm := start(t, "state-restored", image, func(s *vm.Spec) { s.RestoreFrom = state })
-	from := warm.Console().Pos()
-	require.NoError(t, warm.Console().Send(ctx, "\r"))
-	_, err = warm.AdoptShell(ctx, shell.Mini, lab.AdoptOptions{From: from, Step: scaled(30 * time.Second), Channel: true})
+	_, err = warm.ResumeShell(ctx, scaled(30*time.Second))
 	require.NoError(t, err, "the restored shell is verified as root")
 	out, err := warm.Succeed(ctx, "cat /tmp/marker")
 	require.NoError(t, err)
