@@ -13,13 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/bootlab/bootlab/artifacts/images"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/provisioner/inventory"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/bootlab/bootlab/artifacts/progress"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/bootlab/bootlab/artifacts/progress"
 	"github.com/bootlab/bootlab/artifacts/rundiff"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/capture"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/keys"
+	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"

@@ -3,11 +3,11 @@ package labtest
 import (
 	"flag"
 	"fmt"
-	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"os"
 	"testing"
 
 	"github.com/bootlab/bootlab/harness/ci"
+	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/bootlab/bootlab/harness/labtest"
 	"math"
 	"math/rand"
 	"net"
@@ -23,6 +22,7 @@ import (
 	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 

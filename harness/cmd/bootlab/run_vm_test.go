@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/bootlab/bootlab/harness/fakeguest"
-	"github.com/bootlab/bootlab/harness/labtest"
 	"net"
 	"os"
 	"os/exec"
@@ -18,7 +16,9 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 

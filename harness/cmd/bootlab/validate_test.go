@@ -1,13 +1,14 @@
 package main
 
 import (
-	"github.com/bootlab/bootlab/harness/fakeguest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/bootlab/bootlab/harness/fakeguest"
 )
 
 // TestUsageErrorsHaveNoSideEffects: every usage mistake exits 2 with a message naming
