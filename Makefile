@@ -11,7 +11,7 @@ export BOOTLAB_TIMEOUT_SCALE := $(TIMEOUT_SCALE)
 # runs with the race detector. The two sets are disjoint, so `make test` runs no test twice.
 VM_DIRS = artifacts/images harness/vmtest harness/faults harness/bisect/vmprobe harness/cmd/bootlab
 # Longest first (package times in the 24m39s make test: bootlab 444 s, vmtest 247 s,
-# images 180 s, faults 156 s, vmprobe 91 s): `go test -p` starts them in this order.
+# images 180 s, faults 156 s, vmprobe 91 s): `go test -p` schedules them roughly in this order.
 VM_PKGS = ./harness/cmd/bootlab/ ./harness/vmtest/ ./artifacts/images/... ./harness/faults/ ./harness/bisect/vmprobe/
 # Each VM package boots one guest at a time, and a TCG guest keeps one core busy: as
 # many packages at once as there are cores (at most 4) keeps every core emulating.
