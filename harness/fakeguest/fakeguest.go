@@ -1,7 +1,7 @@
 // Package fakeguest simulates a guest's serial console for unit tests: a getty, a login,
 // shells with echo and coloured prompts, sudo and su, and the framing functions, plus
-// the misbehaviours that broke the reference harness (echoed markers, split escape
-// sequences, stale prompts, kernel lines inside output, CR CR LF endings, PS2 prompts,
+// the misbehaviours that broke the Python harness bootlab replaces (echoed markers,
+// split escape sequences, stale prompts, kernel lines inside output, CR CR LF endings, PS2 prompts,
 // cursor-position queries, password prompts, an early exit).
 //
 // It interprets only the lines the harness types, not a real shell language: enough to

@@ -1,6 +1,8 @@
-// Package boot is the flow pre-nixos.service runs at every boot (spec §7.2,
-// DESIGN.md §4): detect storage, provision blank disks automatically (plan
-// only when storage exists unless forced, or when detection failed), record
+// Package boot is the flow pre-nixos.service runs at every boot
+// (docs/provisioner.md, "pre-nixos boot"; docs/decisions.md says why blank
+// disks are provisioned without asking): detect storage, provision blank disks
+// automatically (plan only when storage exists unless forced, or when
+// detection failed), record
 // storage-status, bring up `lan` with DHCP and announce its address, then
 // harden and start sshd.
 package boot
@@ -81,7 +83,7 @@ type Outcome struct {
 
 // ExplicitTrue reports whether v is one of 1, true, yes, on (any case).
 // Force destroys data, so everything else (including typos such as "nope"
-// or "N", which the reference's "not false" rule treated as true) is false.
+// or "N", which the Python pre-nixos's "not false" rule treated as true) is false.
 func ExplicitTrue(v string) bool {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "1", "true", "yes", "on":

@@ -1,6 +1,6 @@
 // Package cleanup tears down and wipes existing storage stacks (mounts, swap,
 // LVM, md, device-mapper, loop) leaf to root, verifies nothing lingers and
-// zaps each whole disk (spec §5.6).
+// zaps each whole disk (docs/provisioner.md, "pre-nixos cleanup").
 package cleanup
 
 import (
@@ -40,7 +40,7 @@ var Options = []struct {
 }
 
 // ParseAction accepts an option key or an action name, case-insensitively.
-// Unknown values are an error, not a crash (reference bug §12.20).
+// Unknown values are an error, not a crash as in the Python pre-nixos.
 func ParseAction(s string) (Action, error) {
 	v := strings.ToLower(strings.TrimSpace(s))
 	if v == "" {
@@ -343,7 +343,8 @@ func (g graph) order(roots []string) []*node {
 	}
 	for _, r := range roots {
 		// Planned-but-absent devices (partitions not created yet, md names
-		// from the plan) have nothing to tear down (spec §12.19).
+		// from the plan) have nothing to tear down; the Python pre-nixos zapped
+		// them too and failed on the missing device.
 		if g[r] != nil {
 			visit(r)
 		}
@@ -504,7 +505,7 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 // checkSpan refuses when a device reached from the targets has a parent
 // that is not itself reached: an md array with a member on another disk, a
 // VG with a PV elsewhere. The teardown would stop, wipe and remove it on
-// the other disk too (the reference zeroed /dev/sdc1 and removed VG "data"
+// the other disk too (the Python pre-nixos zeroed /dev/sdc1 and removed VG "data"
 // while cleaning /dev/sdb).
 func (g graph) checkSpan(roots []string) error {
 	nodes := g.order(roots)

@@ -100,7 +100,8 @@ func TestMDStackGoldenSequence(t *testing.T) {
 	got, err := Run(context.Background(), cfg(r, WipeSignatures, true, "/dev/sda", "/dev/sdb"))
 	require.NoError(t, err)
 	assert.Equal(t, append(append(append([]string{}, mdGolden...), zap("/dev/sda")...), zap("/dev/sdb")...), got)
-	// The lsblk and lvs names of one LV are folded into one node (§12.21).
+	// The lsblk and lvs names of one LV (/dev/mapper/VG-LV, /dev/VG/LV) are
+	// folded into one node.
 	assert.NotContains(t, strings.Join(got, "\n"), "/dev/mapper/main-slash")
 }
 
@@ -187,7 +188,7 @@ func TestActionsAndMissingDevices(t *testing.T) {
 		_, err := Run(context.Background(), cfg(fr.New(t), Action("q"), true, "/dev/sda"))
 		assert.ErrorContains(t, err, `unknown cleanup action "q"`)
 	})
-	// Reference bug §12.19: planned-but-absent partitions and md names were
+	// Python pre-nixos bug: planned-but-absent partitions and md names were
 	// zapped with sgdisk and made the cleanup fail.
 	t.Run("absent planned devices only get a wipefs attempt", func(t *testing.T) {
 		calls := append(probes(cleanDisk, "", "", ""), fr.Ok("wipefs -a /dev/sda")...)
@@ -231,7 +232,7 @@ func TestParseAction(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got)
 	}
-	// Reference bug §12.20: "q" and unknown names crashed the CLI.
+	// Python pre-nixos bug: "q" and unknown names crashed the CLI.
 	for _, bad := range []string{"q", "nuke", "4"} {
 		_, err := ParseAction(bad)
 		assert.ErrorContains(t, err, "unknown cleanup action")

@@ -237,8 +237,9 @@ func TestDetectStorageExitCodes(t *testing.T) {
 	}
 }
 
-// One execution policy for every side effect (reference bug §12.31) and one
-// state-directory rule (§12.34): a dry-run boot under --root runs only
+// One execution policy for every side effect (the Python pre-nixos wrote
+// files whatever PRE_NIXOS_EXEC said) and one state-directory rule (it
+// honoured PRE_NIXOS_STATE_DIR for some files only): a dry-run boot under --root runs only
 // read-only probes and writes only below --root, in $PRE_NIXOS_STATE_DIR.
 func TestDryRunBootTouchesOnlyRoot(t *testing.T) {
 	root := t.TempDir()

@@ -20,7 +20,7 @@ const DefaultTimeout = 2 * time.Second
 
 // Targets returns the console device paths: the whitespace-separated names
 // in activePath (made absolute under /dev), then extras, then /dev/console,
-// without duplicates. The reference's shell helper read the single line as
+// without duplicates. The Python pre-nixos's shell helper read the single line as
 // one name; tokens are split here.
 func Targets(activePath string, extras ...string) []string {
 	var out []string
@@ -57,7 +57,7 @@ type Result struct {
 }
 
 // Broadcast writes message+"\r\n" to each target. Targets are opened
-// O_NONBLOCK|O_NOCTTY and never created (the reference could leave regular
+// O_NONBLOCK|O_NOCTTY and never created (the Python pre-nixos could leave regular
 // files in /dev); each write has a deadline, and a hung open or write is
 // abandoned after timeout so the caller always returns.
 func Broadcast(ctx context.Context, message string, targets []string, timeout time.Duration) []Result {

@@ -239,8 +239,8 @@ func (d Deps) bootDisks(ctx context.Context, dev string, pr *Probe) []string {
 }
 
 // parentDisk maps a partition to its whole disk. lsblk prints PKNAME as a
-// full path with -p; the reference prefixed /dev/ again and silently lost
-// the boot disk on real hardware (spec §12.23), so both forms are accepted.
+// full path with -p; the Python pre-nixos prefixed /dev/ again and silently
+// lost the boot disk on real hardware, so both forms are accepted.
 func (d Deps) parentDisk(ctx context.Context, dev string, pr *Probe) string {
 	res, err := d.Runner.Run(ctx, execpolicy.P("lsblk", "-npo", "PKNAME", dev))
 	parent := ""

@@ -96,8 +96,8 @@ func TestDetect(t *testing.T) {
 			want: []Device{{"/dev/vdc", []string{"partitions", "signatures"}}},
 		},
 		{
-			// Reference bug §12.23: lsblk -p prints PKNAME as /dev/sda and the
-			// reference looked up /dev//dev/sda, never excluding the boot disk.
+			// Python pre-nixos bug: lsblk -p prints PKNAME as /dev/sda and it
+			// looked up /dev//dev/sda, never excluding the boot disk.
 			name:     "boot disk via boot=LABEL= with full-path PKNAME",
 			cmdline:  "BOOT_IMAGE=/boot/vmlinuz boot=LABEL=NIXOS_ISO quiet",
 			exists:   []string{"/dev/disk/by-label/NIXOS_ISO"},

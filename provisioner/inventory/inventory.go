@@ -31,7 +31,7 @@ func (d Disk) NVMe() bool { return strings.HasPrefix(d.Name, "nvme") }
 
 // PartitionName is the kernel's name for partition n of disk: a "p" separates
 // the number when the disk name ends in a digit (nvme0n1p1, mmcblk0p1,
-// loop0p1, md126p1), fixing the reference which special-cased only nvme.
+// loop0p1, md126p1), fixing the Python pre-nixos which special-cased only nvme.
 func PartitionName(disk string, n int) string {
 	if disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9' {
 		return fmt.Sprintf("%sp%d", disk, n)
@@ -41,7 +41,7 @@ func PartitionName(disk string, n int) string {
 
 // IgnoredPrefixes are device name prefixes that are never install targets;
 // the same list is used by storage detection so inventory never offers a disk
-// the detector would not look at (the reference kept zram/nbd here).
+// the detector would not look at (the Python pre-nixos kept zram/nbd here).
 var IgnoredPrefixes = []string{"loop", "zram", "ram", "dm", "md", "fd", "sr", "nbd"}
 
 // Excluded records why a device was left out.
