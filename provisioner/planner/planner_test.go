@@ -112,7 +112,7 @@ func TestRAIDDecisions(t *testing.T) {
 
 // The Python pre-nixos's test_plan_storage, one case per test there, with
 // expectations changed only where we fix one of its bugs (docs/provisioner.md,
-// "Decisions where we differ from the Python pre-nixos").
+// "Decisions where we differ from the reference").
 func TestPlanStorage(t *testing.T) {
 	t.Run("basic SSD + 2 HDD", func(t *testing.T) {
 		p := plan(t, 16, ssd("sda", 500), hdd("sdb", 2000), hdd("sdc", 2000))
