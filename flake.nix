@@ -84,6 +84,7 @@
         '';
         meta = {
           description = "Minimal storage and network provisioner for NixOS boot images";
+          license = lib.licenses.mit;
           mainProgram = "pre-nixos";
           platforms = lib.platforms.linux;
         };
@@ -111,6 +112,7 @@
         '';
         meta = {
           description = "VM test harness for boot images (QEMU + serial console)";
+          license = lib.licenses.mit;
           mainProgram = "bootlab";
           platforms = lib.platforms.linux;
         };
