@@ -3,7 +3,9 @@ package ci
 import (
 	"bytes"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -60,7 +62,7 @@ func TestOutsideDocPatternMatchesCitations(t *testing.T) {
 	re := regexp.MustCompile(outsideDocPattern)
 	for _, cite := range []string{
 		"(DESIGN" + ".md section 7)",
-		"spec" + "/anchors.md section d",
+		"spec" + "/anchors" + ".md section d",
 		"(anchors" + ".md, section d)",
 		"reference" + "-provisioner.md §10.1",
 		"after reference" + "-harness.md Appendix B",
@@ -78,5 +80,43 @@ func TestOutsideDocPatternMatchesCitations(t *testing.T) {
 		if re.MatchString(ok) {
 			t.Errorf("pattern %q matches the ordinary text %q", outsideDocPattern, ok)
 		}
+	}
+}
+
+// TestLicenceAndSecurityPolicyFindable keeps what a stranger needs before using the
+// tools: a licence file, named in the README and in the meta of every package the flake
+// builds with buildGoModule, and a security policy the README and the provisioner's doc
+// link to.
+func TestLicenceAndSecurityPolicyFindable(t *testing.T) {
+	root := repoRoot(t)
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatalf("reading %s: %v", name, err)
+		}
+		return string(b)
+	}
+	if l := read("LICENSE"); !strings.HasPrefix(l, "MIT License\n") || !strings.Contains(l, "The bootlab authors") {
+		t.Errorf("LICENSE is not the MIT licence of The bootlab authors:\n%.200s", l)
+	}
+	readme := read("README.md")
+	for _, link := range []string{"(LICENSE)", "(SECURITY.md)"} {
+		if !strings.Contains(readme, link) {
+			t.Errorf("README.md does not link %s", link)
+		}
+	}
+	if !strings.Contains(read("docs/provisioner.md"), "(../SECURITY.md)") {
+		t.Errorf("docs/provisioner.md does not link ../SECURITY.md")
+	}
+	if s := read("SECURITY.md"); !strings.Contains(s, "Report a vulnerability") {
+		t.Errorf("SECURITY.md does not say how to report a problem privately")
+	}
+	// Each package the flake builds has one meta block; each must name the licence.
+	flake := read("flake.nix")
+	metas := strings.Count(flake, "meta = {")
+	licences := strings.Count(flake, "license = lib.licenses.mit;")
+	if metas < 2 || licences != metas {
+		t.Errorf("flake.nix: %d meta blocks, %d with license = lib.licenses.mit; every package (pre-nixos, bootlab) needs one", metas, licences)
 	}
 }
