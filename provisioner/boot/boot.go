@@ -262,7 +262,7 @@ func (c *Config) storage(ctx context.Context, st status.Status) (status.Status, 
 	if derr == nil {
 		var eligible []string
 		disks, excluded, eligible = Eligible(disks, excluded, det)
-		c.Gate.Allow(eligible)
+		Arm(c.Gate, c.SysfsRoot, disks, det, eligible)
 		c.Log.Info("pre_nixos.storage.eligible", "disks", eligible)
 	}
 	c.Log.Info("pre_nixos.inventory.scanned", "disks", disks, "excluded", excluded)
@@ -366,6 +366,21 @@ func Eligible(disks []inventory.Disk, excluded []inventory.Excluded, det detect.
 		eligible = append(eligible, "/dev/"+d.Name)
 	}
 	return keep, excluded, eligible
+}
+
+// Arm arms gate with the eligible disks and binds each to what this run's
+// data check saw on it (identity from sysfsRoot, data from detection), so
+// a cleanup refuses a disk that changed since it was examined.
+func Arm(gate *execpolicy.Gate, sysfsRoot string, disks []inventory.Disk, det detect.Result, eligible []string) {
+	gate.Allow(eligible)
+	hasData := map[string]bool{}
+	for _, d := range det.Devices {
+		hasData[d.Device] = true
+	}
+	identify := func(dev string) string { return inventory.Identity(sysfsRoot, dev) }
+	for _, dev := range eligible {
+		gate.Bind(dev, execpolicy.Examined{Identity: identify(dev), HasData: hasData[dev]}, identify)
+	}
 }
 
 // CleanupTargets are the detected disks with data plus the planned disks,

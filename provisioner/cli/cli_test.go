@@ -29,13 +29,22 @@ type result struct {
 
 func run(t *testing.T, r execpolicy.Runner, env map[string]string, args ...string) result {
 	t.Helper()
+	// This machine's own trees are empty unless a test says otherwise: no
+	// test reads the host's /sys or /proc.
+	return runOn(t, r, env, t.TempDir(), t.TempDir(), args...)
+}
+
+// runOn runs pre-nixos on a machine whose own sysfs and procfs are sys and
+// proc (what an executing run reads for its safety decisions).
+func runOn(t *testing.T, r execpolicy.Runner, env map[string]string, sys, proc string, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	if r == nil {
 		r = fr.New(t) // any command at all fails the test
 	}
 	code := PreNixos(context.Background(), args, Env{
 		Stdout: &out, Stderr: &errb, Runner: r, Sleep: func(time.Duration) {},
-		Getenv: func(k string) string { return env[k] },
+		Getenv: func(k string) string { return env[k] }, SysRoot: sys, ProcRoot: proc,
 	})
 	return result{code, out.String(), errb.String()}
 }
@@ -134,7 +143,7 @@ func TestBadInput(t *testing.T) {
 			fr.Call{Cmd: "lsblk -rno TYPE /dev/vda", Stdout: "disk\n"},
 			fr.Call{Cmd: "wipefs -n /dev/vda"},
 			fr.Call{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{`})...)
-		res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "cleanup", "--sysfs", machine("qemu-virtio"), "--root", t.TempDir(), "/dev/vda")
+		res := runOn(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, machine("qemu-virtio"), machine("qemu-virtio"), "cleanup", "--root", t.TempDir(), "/dev/vda")
 		assert.Equal(t, 1, res.code)
 		assert.Contains(t, res.stderr, "parsing output of lsblk --json --paths --output-all")
 	})
@@ -164,18 +173,13 @@ func TestRefusesExistingStorage(t *testing.T) {
 	proc := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(proc, "cmdline"), []byte("quiet"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(proc, "meminfo"), []byte("MemTotal: 2097152 kB\n"), 0o644))
-	r := fr.New(t,
-		fr.Call{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
-		fr.Call{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
-		fr.Call{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
-		fr.Call{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
-		fr.Call{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
-		fr.Call{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
+	// The boot medium is looked for twice: to plan, then to arm the gate.
+	r := fr.New(t, append(append(noBootCalls(), noBootCalls()...),
 		fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"},
 		fr.Call{Cmd: "lsblk -rno TYPE /dev/vda", Stdout: "disk\npart\n"},
 		fr.Call{Cmd: "wipefs -n /dev/vda", Stdout: "vda 0x200 gpt\n"},
-	)
-	res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "--sysfs", machine("qemu-virtio"), "--proc", proc, "--root", t.TempDir())
+	)...)
+	res := runOn(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, machine("qemu-virtio"), proc, "--root", t.TempDir())
 	assert.Equal(t, ExitRefusing, res.code)
 	assert.Contains(t, res.stderr, "/dev/vda (partitions, signatures)")
 	assert.Contains(t, res.stderr, "PRE_NIXOS_FORCE_CLEANUP=1")
