@@ -88,6 +88,9 @@ func detectBlank(rc int, stdout string) []fr.Call {
 		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
 		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
 		{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n/dev/vda disk 0\n", Exit: rc},
@@ -287,13 +290,13 @@ func TestVanishedDiskIsNeverApplied(t *testing.T) {
 	write(t, filepath.Join(m.sys, "block/vdb/size"), "268435456")
 	write(t, filepath.Join(m.sys, "block/vdb/queue/rotational"), "1")
 	det := detectBlank(0, "disk\n")
-	det[6].Stdout = "/dev/sr0 rom 1\n/dev/vda disk 0\n/dev/vdb disk 0\n"
+	det[9].Stdout = "/dev/sr0 rom 1\n/dev/vda disk 0\n/dev/vdb disk 0\n"
 	det = append(det, fr.Call{Cmd: "lsblk -rno TYPE /dev/vdb", Exit: 32})
 	r := fr.New(t, seq(det, cleanVDA(), fr.Ok(nativeVDA...), networkCalls())...)
 	_, err := Run(context.Background(), m.config(t, r, nil))
 	require.NoError(t, err)
 	assert.Equal(t, "applied", m.status(t, "storage-status").State())
-	assert.NotContains(t, strings.Join(r.Seen[10:], "\n"), "vdb", "nothing after detection names vdb")
+	assert.NotContains(t, strings.Join(r.Seen[13:], "\n"), "vdb", "nothing after detection names vdb")
 }
 
 // An unreadable inventory says so instead of DETAIL=auto-applied.
@@ -301,7 +304,7 @@ func TestUnreadableInventoryStatus(t *testing.T) {
 	m := newMachine(t, "", true)
 	require.NoError(t, os.RemoveAll(filepath.Join(m.sys, "block")))
 	c := m.config(t, nil, nil)
-	c.Detect.Runner = fr.New(t, seq(detectBlank(0, "disk\n")[:6], []fr.Call{{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n"}})...)
+	c.Detect.Runner = fr.New(t, seq(detectBlank(0, "disk\n")[:9], []fr.Call{{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n"}})...)
 	c.Runner = fr.New(t, networkCalls()...)
 	_, err := Run(context.Background(), c)
 	require.Error(t, err)
