@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/provisioner/apply"
+	"github.com/bootlab/bootlab/provisioner/console/consoletest"
 	"github.com/bootlab/bootlab/provisioner/detect"
 	"github.com/bootlab/bootlab/provisioner/execpolicy"
 	fr "github.com/bootlab/bootlab/provisioner/execpolicy/fakerunner"
@@ -23,7 +24,11 @@ import (
 
 type machine struct {
 	sys, proc, root, consoles string
-	stdout                    bytes.Buffer
+	// tty is the machine's console; img a regular file the active file
+	// also names (a console line must never land in it).
+	tty    *consoletest.TTY
+	img    string
+	stdout bytes.Buffer
 	logs                      bytes.Buffer
 }
 
@@ -49,8 +54,10 @@ func newMachine(t *testing.T, cmdline string, withNIC bool) *machine {
 	write(t, filepath.Join(m.proc, "meminfo"), "MemTotal: 4028880 kB\n")
 	write(t, filepath.Join(m.proc, "cmdline"), cmdline)
 	write(t, filepath.Join(m.root, "etc/pre-nixos/root_key.pub"), "ssh-ed25519 AAAA test\n")
-	write(t, filepath.Join(m.consoles, "ttyS0"), "")
-	write(t, filepath.Join(m.consoles, "active"), filepath.Join(m.consoles, "ttyS0")+"\n")
+	m.tty = consoletest.New(t)
+	m.img = filepath.Join(m.consoles, "disk.img")
+	write(t, m.img, "data")
+	write(t, filepath.Join(m.consoles, "active"), m.img+" "+m.tty.Path+"\n")
 	return m
 }
 
@@ -159,9 +166,14 @@ func TestBlankDiskIsProvisioned(t *testing.T) {
 	assert.Equal(t, status.Status{"STATE": "applied", "DETAIL": "auto-applied", "BACKEND": "native"}, st)
 	assert.Equal(t, "10.0.2.15", m.status(t, "network-status").LANIPv4())
 	assert.Equal(t, "10.0.2.15", out.IPv4)
-	tty, _ := os.ReadFile(filepath.Join(m.consoles, "ttyS0"))
-	assert.Contains(t, string(tty), "LAN IPv4 address: 10.0.2.15\r\n")
-	assert.Contains(t, string(tty), "pre-nixos boot image version 0.1.0\r\n")
+	tty := m.tty.WaitFor(t, "LAN IPv4 address: 10.0.2.15\r\n")
+	assert.Contains(t, tty, "LAN IPv4 address: 10.0.2.15\r\n")
+	assert.Contains(t, tty, "pre-nixos boot image version 0.1.0\r\n")
+	// Issue 24 item 8: the active file also names a regular file; the
+	// banner goes to character devices only.
+	img, err := os.ReadFile(m.img)
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(img), "the banner is never written to a file (or disk) named by the active file")
 	assert.Contains(t, m.stdout.String(), "LAN IPv4 address: 10.0.2.15\n")
 	assert.FileExists(t, filepath.Join(m.root, "var/log/pre-nixos/disko-config.nix"))
 	assert.FileExists(t, filepath.Join(m.root, "run/pre-nixos/storage-plan.json"))
@@ -226,20 +238,35 @@ func TestDryRun(t *testing.T) {
 	_, err := Run(context.Background(), c)
 	require.NoError(t, err)
 	assert.Equal(t, status.Status{"STATE": "plan-only", "DETAIL": "execution-disabled"}, m.status(t, "storage-status"))
-	tty, _ := os.ReadFile(filepath.Join(m.consoles, "ttyS0"))
-	assert.Empty(t, tty, "no console writes in a dry run")
+	time.Sleep(50 * time.Millisecond) // a write, had there been one, arrives by now
+	assert.Empty(t, m.tty.Output(), "no console writes in a dry run")
 	assert.True(t, strings.Contains(m.logs.String(), `"event":"pre_nixos.command.skip"`))
 }
 
+// Issue 24 item 7: the last kernel parameter counts, and an explicit "no"
+// in either source cancels the other's "yes".
 func TestForced(t *testing.T) {
 	proc := t.TempDir()
-	write(t, filepath.Join(proc, "cmdline"), "a pre-nixos-force-cleanup=10 b")
-	none := func(string) string { return "" }
-	assert.False(t, Forced(none, proc))
-	assert.True(t, Forced(func(string) string { return "yes" }, proc))
-	assert.False(t, Forced(func(string) string { return "0" }, proc))
-	write(t, filepath.Join(proc, "cmdline"), "a pre-nixos-force-cleanup=1\n")
-	assert.True(t, Forced(none, proc))
+	env := func(v string) func(string) string { return func(string) string { return v } }
+	for _, tc := range []struct {
+		cmdline, env string
+		want         bool
+	}{
+		{"a pre-nixos-force-cleanup=10 b", "", false},
+		{"a pre-nixos-force-cleanup=10 b", "yes", false},
+		{"quiet", "yes", true},
+		{"quiet", "0", false},
+		{"a pre-nixos-force-cleanup=1\n", "", true},
+		{"pre-nixos-force-cleanup=1 quiet pre-nixos-force-cleanup=0", "", false},
+		{"pre-nixos-force-cleanup=0 quiet pre-nixos-force-cleanup=1", "", true},
+		{"pre-nixos-force-cleanup=1", "0", false},
+		{"pre-nixos-force-cleanup=0", "1", false},
+		{"pre-nixos-force-cleanup=1", "1", true},
+		{"pre-nixos-force-cleanup=1 pre-nixos-force-cleanup", "", false},
+	} {
+		write(t, filepath.Join(proc, "cmdline"), tc.cmdline)
+		assert.Equal(t, tc.want, Forced(env(tc.env), proc), "cmdline %q env %q", tc.cmdline, tc.env)
+	}
 }
 
 // Issue 19 item 3: only explicit true values force; a typo never destroys data.

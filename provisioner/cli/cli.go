@@ -476,6 +476,11 @@ func (s *session) execPlan(ctx context.Context, p *planner.Plan) (code int, forc
 		if err := s.gate.CheckDisks("the plan", planDisks(p)); err != nil {
 			return failf("%v; nothing was run", err)
 		}
+		if s.opts.planFile != "" {
+			// A plan file names its disks: existing storage elsewhere is
+			// neither a reason to refuse nor, under force, a target.
+			det.Devices = onDisks(det.Devices, planDisks(p))
+		}
 		if len(det.Devices) > 0 {
 			var lines []string
 			for _, d := range det.Devices {
@@ -500,6 +505,21 @@ func (s *session) execPlan(ctx context.Context, p *planner.Plan) (code int, forc
 	}
 	code, msg = s.apply(ctx, p, true)
 	return code, forced, msg
+}
+
+// onDisks keeps the detected devices that are among disks.
+func onDisks(devs []detect.Device, disks []string) []detect.Device {
+	in := map[string]bool{}
+	for _, d := range disks {
+		in[d] = true
+	}
+	var out []detect.Device
+	for _, d := range devs {
+		if in[d.Device] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func planDisks(p *planner.Plan) []string {

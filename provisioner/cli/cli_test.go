@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bootlab/bootlab/provisioner/console/consoletest"
 	"github.com/bootlab/bootlab/provisioner/execpolicy"
 	fr "github.com/bootlab/bootlab/provisioner/execpolicy/fakerunner"
 	"github.com/bootlab/bootlab/provisioner/inventory"
@@ -199,52 +200,36 @@ func TestVersionAndHelp(t *testing.T) {
 
 func TestConsoleCommand(t *testing.T) {
 	dir := t.TempDir()
-	tty := filepath.Join(dir, "ttyS0")
-	require.NoError(t, os.WriteFile(tty, nil, 0o600))
+	tty := consoletest.New(t)
 	active := filepath.Join(dir, "active")
-	require.NoError(t, os.WriteFile(active, []byte(tty+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(active, []byte(tty.Path+"\n"), 0o644))
 	var stderr bytes.Buffer
 	code := Console(context.Background(), []string{"broadcast", "LAN", "IPv4", "address:", "10.0.2.15", "--active-path", active}, Env{Stderr: &stderr})
 	assert.Equal(t, 0, code, stderr.String())
-	got, _ := os.ReadFile(tty)
-	assert.Equal(t, "LAN IPv4 address: 10.0.2.15\r\n", string(got))
+	assert.Equal(t, "LAN IPv4 address: 10.0.2.15\r\n", tty.WaitFor(t, "\r\n"))
 
 	assert.Equal(t, 2, Console(context.Background(), nil, Env{Stderr: &stderr}))
 	assert.Equal(t, 2, Console(context.Background(), []string{"broadcast"}, Env{Stderr: &stderr}))
 	assert.Equal(t, 2, Console(context.Background(), []string{"broadcast", "x", "--timeout", "soon"}, Env{Stderr: &stderr}))
 }
 
-func TestDetectStorageExitCodes(t *testing.T) {
-	proc := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(proc, "cmdline"), []byte("quiet"), 0o644))
-	boot := []fr.Call{
-		{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
-		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
-		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
-	}
-	cases := map[string]struct {
-		calls []fr.Call
-		code  int
-	}{
-		"existing": {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"}, fr.Call{Cmd: "lsblk -rno TYPE /dev/vda"}, fr.Call{Cmd: "wipefs -n /dev/vda", Stdout: "vda 0x438 ext4\n"}), 0},
-		"none":     {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"}, fr.Call{Cmd: "lsblk -rno TYPE /dev/vda"}, fr.Call{Cmd: "wipefs -n /dev/vda"}), 1},
-		"error":    {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Exit: 1}), 2},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := DetectStorage(context.Background(), nil, Env{Stdout: &stdout, Stderr: &stderr, Runner: fr.New(t, tc.calls...), ProcRoot: proc,
-				Getenv: func(k string) string { return map[string]string{"PRE_NIXOS_LOG_EVENTS": "0"}[k] }})
-			assert.Equal(t, tc.code, code, stderr.String())
-			assert.Empty(t, stdout.String())
-		})
-	}
+// Issue 24 item 8: pre-nixos-console writes only to character devices; a
+// regular file (or a disk) named by the active file is left alone.
+func TestConsoleCommandWritesOnlyCharDevices(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	require.NoError(t, os.WriteFile(img, []byte("data"), 0o644))
+	tty := consoletest.New(t)
+	active := filepath.Join(dir, "active")
+	require.NoError(t, os.WriteFile(active, []byte(img+" "+tty.Path+"\n"), 0o644))
+	var stderr bytes.Buffer
+	code := Console(context.Background(), []string{"broadcast", "hello", "--active-path", active}, Env{Stderr: &stderr})
+	assert.Equal(t, 0, code, stderr.String())
+	assert.Equal(t, "hello\r\n", tty.WaitFor(t, "\r\n"))
+	got, err := os.ReadFile(img)
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(got))
+
 }
 
 // One execution policy for every side effect (reference bug §12.31) and one
