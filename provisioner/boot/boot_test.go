@@ -29,7 +29,7 @@ type machine struct {
 	tty    *consoletest.TTY
 	img    string
 	stdout bytes.Buffer
-	logs                      bytes.Buffer
+	logs   bytes.Buffer
 }
 
 func write(t *testing.T, p, s string) {
@@ -375,4 +375,23 @@ func TestStatusInProgressThenPanicRecovered(t *testing.T) {
 	assert.Equal(t, "auto-applied", st.Detail())
 	assert.Contains(t, st["ERROR"], "simulated crash in pvcreate")
 	assert.Equal(t, "10.0.2.15", m.status(t, "network-status").LANIPv4(), "network still configured")
+}
+
+// The run-time Gated wrapper of boot's defaults: with Exec, every command
+// the flow issues passes the gate, whoever issues it. Before the gate is
+// armed no storage command reaches the machine; afterwards only those on
+// eligible disks do.
+func TestBootRunnerIsGated(t *testing.T) {
+	m := newMachine(t, "", true)
+	r := fr.New(t, fr.Call{Cmd: "wipefs -a /dev/vda"})
+	c := m.config(t, r, nil)
+	c.defaults()
+	_, err := c.Runner.Run(context.Background(), execpolicy.C("wipefs", "-a", "/dev/vda"))
+	require.ErrorIs(t, err, execpolicy.ErrRefused, "an unarmed gate refuses every storage command")
+	c.Gate.Allow([]string{"/dev/vda"})
+	_, err = c.Runner.Run(context.Background(), execpolicy.C("wipefs", "-a", "/dev/sr0"))
+	require.ErrorIs(t, err, execpolicy.ErrRefused)
+	_, err = c.Runner.Run(context.Background(), execpolicy.C("wipefs", "-a", "/dev/vda"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"wipefs -a /dev/vda"}, r.Seen)
 }

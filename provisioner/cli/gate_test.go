@@ -145,7 +145,7 @@ func TestDescribedTreeNeverExecutes(t *testing.T) {
 		{"network", "--sysfs", dir},
 		{"cleanup", "--sysfs", dir, "/dev/vda"},
 	} {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
+		t.Run(strings.ReplaceAll(strings.Join(args, " "), dir, "DIR"), func(t *testing.T) {
 			res := runOn(t, fr.New(t), env, gateMachine(t), gateMachine(t), append(args, "--root", t.TempDir())...)
 			assert.Equal(t, ExitUsage, res.code, res.stderr)
 			assert.Contains(t, res.stderr, "describe a machine for planning only")
