@@ -471,8 +471,8 @@ func (s *session) execPlan(ctx context.Context, p *planner.Plan) (code int, forc
 		if err != nil {
 			return failf("%v; refusing to apply", err)
 		}
-		// Whatever the plan's source (computed, --plan FILE, --sysfs DIR),
-		// it may name only disks this run's data check examined.
+		// Whatever the plan's source (computed or --plan FILE), it may name
+		// only disks this run's data check examined.
 		if err := s.gate.CheckDisks("the plan", planDisks(p)); err != nil {
 			return failf("%v; nothing was run", err)
 		}

@@ -22,7 +22,8 @@ const MountRoot = "/mnt"
 // runs: the command may name only devices that lie on disks which passed
 // this run's data check (inventory ∩ storage detection, boot medium and
 // removable disks excluded). Whatever path a plan came from (the boot flow,
-// `plan --plan FILE`, `plan --sysfs DIR`), the commands meet the same gate.
+// `plan --plan FILE`, a manual cleanup), the commands meet the same gate; a
+// described machine (`--sysfs DIR`) is never executed at all.
 //
 // A device name is mapped back to physical disks by what the gate has
 // learned (the plan's partitions, arrays, VGs and LVs; the cleanup graph's
