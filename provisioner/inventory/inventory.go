@@ -94,9 +94,10 @@ func Scan(sysfsRoot string, bootDisks ...string) ([]Disk, []Excluded, error) {
 	}
 	var disks []Disk
 	var excluded []Excluded
-	// serialOf remembers the first disk with each serial: two nodes with one
-	// serial are usually two paths to one disk (multipath), and planning them
-	// as a RAID1 pair would mirror a disk onto itself.
+	// serialSeen (and wwnSeen) remember the first disk with each serial
+	// (WWN): two nodes with one serial are usually two paths to one disk
+	// (multipath), and planning them as a RAID1 pair would mirror a disk
+	// onto itself.
 	serialSeen := map[string]string{}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
