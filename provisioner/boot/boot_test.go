@@ -395,3 +395,24 @@ func TestBootRunnerIsGated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"wipefs -a /dev/vda"}, r.Seen)
 }
+
+// Issue 24 item 4 on the boot flow: vda was examined blank; by the
+// pre-apply cleanup it holds a mounted partition (hot plug, a slow
+// controller). Nothing is torn down and the status says why.
+func TestBootDiskWithDataSinceDetectionIsNotTornDown(t *testing.T) {
+	m := newMachine(t, "", true)
+	graph := []fr.Call{
+		{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{"name":"/dev/vda","type":"disk","pttype":"gpt","children":[{"name":"/dev/vda1","type":"part","pkname":"/dev/vda","fstype":"ext4","mountpoints":["/media/photos"]}]}]}`},
+		{Cmd: "vgs --reportformat json -o vg_name", Exit: 5},
+		{Cmd: "pvs --reportformat json -o pv_name,vg_name", Exit: 5},
+		{Cmd: "lvs --reportformat json -o lv_path,vg_name", Exit: 5},
+		{Cmd: "losetup --list --json"},
+	}
+	r := fr.New(t, seq(detectBlank(0, "disk\n"), graph, networkCalls())...)
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.Error(t, err)
+	st := m.status(t, "storage-status")
+	assert.Equal(t, "failed", st.State())
+	assert.Contains(t, st["ERROR"], "/dev/vda was examined blank and now holds a gpt partition table")
+	assert.NotContains(t, strings.Join(r.Seen, "\n"), "umount")
+}
