@@ -326,3 +326,24 @@ func TestGateRefusesPassBeforeFirstCommand(t *testing.T) {
 	assert.Contains(t, err.Error(), "/dev/sdb, which did not pass this run's data check")
 	assert.Empty(t, got)
 }
+
+// Issue 24 item 5: members of one multi-device filesystem linked by UUID.
+// Both members inside the targets (two disks, or two partitions of one)
+// are cleaned; a member outside refuses the cleanup before any command.
+func TestMultiDeviceFilesystemByUUID(t *testing.T) {
+	btrfs := func(part, disk string) string {
+		return `{"name":"` + part + `","type":"part","pkname":"` + disk + `","fstype":"btrfs","uuid":"u-1"}`
+	}
+	lsblk := `{"blockdevices":[{"name":"/dev/sda","type":"disk","children":[` + btrfs("/dev/sda1", "/dev/sda") + `,` + btrfs("/dev/sda2", "/dev/sda") +
+		`]},{"name":"/dev/sdb","type":"disk","children":[` + btrfs("/dev/sdb1", "/dev/sdb") + `]}]}`
+	r := fr.New(t, probes(lsblk, "", "", "")...)
+	got, err := Run(context.Background(), cfg(r, WipeSignatures, true, "/dev/sda"))
+	require.ErrorIs(t, err, ErrSpansNonTarget)
+	assert.Contains(t, err.Error(), "/dev/sda1, /dev/sda2 is a member of btrfs filesystem u-1, which also has /dev/sdb1 on /dev/sdb")
+	assert.Empty(t, got, "no command ran")
+
+	rec := &fr.Recorder{Replies: map[string]fr.Call{"lsblk --json --paths --output-all": {Stdout: lsblk}}}
+	got, err = Run(context.Background(), cfg(rec, WipeSignatures, false, "/dev/sda", "/dev/sdb"))
+	require.NoError(t, err)
+	assert.Contains(t, got, "wipefs -a /dev/sdb1", "all members are targets: the filesystem is cleaned")
+}

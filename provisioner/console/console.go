@@ -4,6 +4,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -97,14 +98,35 @@ func AnyOK(rs []Result) bool {
 	return false
 }
 
+// ErrNotConsole is returned for a target that is not a character device:
+// the active file (or a described tree's copy of it) can name a disk or a
+// regular file, and a banner written there would corrupt it.
+var ErrNotConsole = errors.New("not a character device; consoles only")
+
 func write(path, data string, timeout time.Duration) error {
+	// Checked before opening (an open of a block device is already a side
+	// effect) and again on the open file (the name could be swapped between).
+	if st, err := os.Stat(path); err != nil {
+		return err
+	} else if !isConsole(st) {
+		return fmt.Errorf("%s: %w (mode %s)", path, ErrNotConsole, st.Mode().Type())
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	// Regular files (tests) do not support deadlines; ttys do.
+	if st, err := f.Stat(); err != nil {
+		return err
+	} else if !isConsole(st) {
+		return fmt.Errorf("%s: %w (mode %s)", path, ErrNotConsole, st.Mode().Type())
+	}
 	_ = f.SetWriteDeadline(time.Now().Add(timeout))
 	_, err = f.WriteString(data)
 	return err
+}
+
+func isConsole(st os.FileInfo) bool {
+	m := st.Mode()
+	return m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0
 }
