@@ -20,14 +20,14 @@ import (
 // named. (The user's step 5: install pre-nixos by hand into a baseline and plan there.)
 func TestInjectPreNixosIntoInstaller(t *testing.T) {
 	labtest.Slot(t, 60*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(10*time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), labtest.Scaled(10*time.Minute))
 	defer cancel()
 
 	bin, err := inject.PreNixos(ctx)
 	require.NoError(t, err)
 	l, sh := labtest.InstallerShell(ctx, t, "inject-installer", 2100, 2400)
 
-	res, err := inject.Inject(ctx, sh, inject.Options{Binary: bin, Dir: filepath.Join(l.Dir(), "inject"), Timeout: scaled(2 * time.Minute)})
+	res, err := inject.Inject(ctx, sh, inject.Options{Binary: bin, Dir: filepath.Join(l.Dir(), "inject"), Timeout: labtest.Scaled(2 * time.Minute)})
 	require.NoError(t, err, "injecting pre-nixos into the installer")
 	t.Logf("pre-nixos %s over %s; missing in the installer: %v\nplan:\n%s", res.SHA256, sh.Transport(), res.Missing, res.Plan)
 

@@ -33,7 +33,7 @@ var installerProfile = shell.DebianInstaller
 // to.
 func TestUpstreamInstallerShell(t *testing.T) {
 	labtest.Slot(t, 65*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), labtest.Scaled(5*time.Minute))
 	defer cancel()
 
 	l, kernel := labtest.StartInstaller(ctx, t, "upstream-installer")
@@ -47,7 +47,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	ui := dialog.New(l, scaled(30*time.Second))
+	ui := dialog.New(l, labtest.Scaled(30*time.Second))
 	// Runs before the lab closes (cleanups are last in, first out): any failure, an
 	// assertion on command output included, shows and keeps the screen it happened on.
 	t.Cleanup(func() {
@@ -60,7 +60,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	// 1-4. From the first dialog (the language question, English preselected) back to
 	// the main menu, down to "Execute a shell", through its confirmation into busybox
 	// ash: each step recognised by what the screen shows, each screen saved.
-	first, err := ui.WalkDebianInstallerToShell(ctx, scaled(150*time.Second))
+	first, err := ui.WalkDebianInstallerToShell(ctx, labtest.Scaled(150*time.Second))
 	check(err)
 	// GNU screen's status line names the installer window: the UI really is the one
 	// S70menu starts on a serial console, which is why the shell needs a hand-off below.
@@ -73,7 +73,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 	if err := l.Console().Send(ctx, handOffLine); err != nil {
 		check(ui.Failure("typing the hand-off line", err))
 	}
-	sh, err := l.AdoptShell(ctx, installerProfile, lab.AdoptOptions{From: from, Step: scaled(30 * time.Second)})
+	sh, err := l.AdoptShell(ctx, installerProfile, lab.AdoptOptions{From: from, Step: labtest.Scaled(30 * time.Second)})
 	if err != nil {
 		check(ui.Failure("getting a verified root shell from the installer's shell", err))
 	}
@@ -81,7 +81,7 @@ func TestUpstreamInstallerShell(t *testing.T) {
 
 	run := func(cmd string) string {
 		t.Helper()
-		out, err := l.Succeed(ctx, cmd, shell.Timeout(scaled(30*time.Second)))
+		out, err := l.Succeed(ctx, cmd, shell.Timeout(labtest.Scaled(30*time.Second)))
 		if err != nil {
 			check(ui.Failure(fmt.Sprintf("running %q in the installer's shell", cmd), err))
 		}
