@@ -91,4 +91,3 @@ func ListeningAddrs(t testing.TB, addr string) []string {
 	require.NoError(t, sc.Err())
 	return out
 }
-
