@@ -161,7 +161,7 @@ func held(cfg Config) Config {
 // state (written under a temporary name, renamed when whole).
 func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []string) (warmState, error) {
 	ws := warmState{Key: key, Inputs: inputs}
-	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+	if err := privateDir(filepath.Dir(state)); err != nil {
 		return ws, fmt.Errorf("creating the state directory: %w", err)
 	}
 	dcfg := held(cfg)
@@ -324,6 +324,15 @@ func (l *Lab) WaitRunning(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// privateDir makes dir, and makes it 0700 if it exists already: a saved guest is its
+// memory (the root shell, whatever the image keeps in RAM), readable by nobody else.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // WarmStateDir is where warm states live under an image cache root.

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/keys"
 	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
@@ -140,4 +141,16 @@ func probeKernel() (string, error) {
 		miniKernel = m.Kernel
 	})
 	return miniKernel, miniErr
+}
+
+// EmbeddedKey is the root key bootlab inspect finds on the ISO at path (what the image
+// will let in), failing t when there is none.
+func EmbeddedKey(t testing.TB, path string) *isoinspect.Key {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key, err := isoinspect.RootKey(ctx, path)
+	require.NoError(t, err, "bootlab inspect's key lookup on %s", path)
+	require.NotNil(t, key, "bootlab inspect finds an embedded root key on %s", path)
+	return key
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -112,6 +113,9 @@ type config struct {
 	startTimeout time.Duration
 	name         string
 	warm         string // why the test may start from a saved guest (Warm)
+
+	fixture *images.FixtureSpec // Boot: the fixture variant to build and boot
+	shared  string              // Boot: the shared machine's name (SharedAs)
 }
 
 // Image is what to boot; its profile says how to log in and power off.

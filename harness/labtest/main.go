@@ -78,6 +78,7 @@ func Main(m *testing.M, o MainOptions) {
 	}
 	lab.HandleSignals()
 	code := m.Run()
+	closeSharedMachines()
 	if o.After != nil {
 		o.After()
 	}

@@ -24,6 +24,7 @@ type Shared struct {
 	setup func(ctx context.Context, l *lab.Lab) error
 
 	slot time.Duration // > 0: the boot and setup hold a VM slot (InSlot)
+	held time.Duration // how long they held it, once Use returned
 
 	once   sync.Once
 	l      *lab.Lab
@@ -56,6 +57,9 @@ func (s *Shared) Use(t testing.TB) (*lab.Lab, error) {
 		if s.slot > 0 {
 			defer vmSlots.Acquire(s.slot)()
 		}
+		// How long the start and setup held the slot (not the wait for it).
+		granted := time.Now()
+		defer func() { s.held = time.Since(granted) }()
 		c := newConfig(s.name, s.opts)
 		s.debug = *c.debug
 		if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
