@@ -55,7 +55,7 @@ func (ExecLauncher) Launch(ctx context.Context, binary string, args []string, se
 	cmd.Stdin = serial
 	cmd.Stdout = serial
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = groupAndDieWithParent()
 	// The parent-death signal fires when the creating *thread* exits; pinning the
 	// goroutine keeps the Go runtime from retiring that thread under us.
 	runtime.LockOSThread()

@@ -30,10 +30,10 @@ func New(tb testing.TB) *TTY {
 	if err != nil {
 		tb.Fatalf("consoletest: opening a pseudo-terminal: %v", err)
 	}
-	tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	tio, err := unix.IoctlGetTermios(int(slave.Fd()), ioctlGetTermios)
 	if err == nil {
 		tio.Oflag &^= unix.OPOST
-		err = unix.IoctlSetTermios(int(slave.Fd()), unix.TCSETS, tio)
+		err = unix.IoctlSetTermios(int(slave.Fd()), ioctlSetTermios, tio)
 	}
 	if err != nil {
 		tb.Fatalf("consoletest: setting raw output: %v", err)
