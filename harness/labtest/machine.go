@@ -499,9 +499,7 @@ func (m *Machine) StorageFails(within time.Duration) string {
 	m.t.Helper()
 	p := m.checks()
 	p.StorageTimeout = Scaled(within)
-	err := p.CheckStorage(context.Background())
-	require.Error(m.t, err, "pre-nixos's storage check must fail (run directory %s)", m.Dir())
-	return err.Error()
+	return m.mustFail(p.CheckStorage, "pre-nixos's storage check")
 }
 
 // LANFails waits up to within for the LAN, which must not come, and returns why.
@@ -509,9 +507,7 @@ func (m *Machine) LANFails(within time.Duration) string {
 	m.t.Helper()
 	p := m.checks()
 	p.NetworkTimeout = Scaled(within)
-	err := p.CheckNetwork(context.Background())
-	require.Error(m.t, err, "the LAN check must fail (run directory %s)", m.Dir())
-	return err.Error()
+	return m.mustFail(p.CheckNetwork, "the LAN check")
 }
 
 // SSHFails tries SSH as root for up to within, which must be refused, and returns why.
@@ -519,8 +515,14 @@ func (m *Machine) SSHFails(within time.Duration) string {
 	m.t.Helper()
 	p := m.checks()
 	p.SSHTimeout = Scaled(within)
-	err := p.CheckSSH(context.Background())
-	require.Error(m.t, err, "SSH as root must fail (run directory %s)", m.Dir())
+	return m.mustFail(p.CheckSSH, "SSH as root")
+}
+
+// mustFail runs a check (bounded by its own timeout) that must fail and returns why.
+func (m *Machine) mustFail(check func(context.Context) error, what string) string {
+	m.t.Helper()
+	err := check(context.Background())
+	require.Error(m.t, err, "%s must fail (run directory %s)", what, m.Dir())
 	return err.Error()
 }
 
