@@ -187,9 +187,13 @@ func (c *Console) ingest(p []byte) {
 		// command: `sh: 1R__bl: not found` (issue 26). Row 24 is a guess that no program
 		// here depends on; the column is what line editors use, and 1 keeps them from
 		// inserting padding. One answer per query, as a terminal gives.
+		// Bounded: this is the drain goroutine, and a guest that stops reading its
+		// line must not stall it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		for i := 0; i < queries; i++ {
-			_ = c.Send(context.Background(), CursorReport)
+			_ = c.Send(ctx, CursorReport)
 		}
+		cancel()
 	}
 
 	c.mu.Lock()
