@@ -215,5 +215,8 @@ func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, s
 // rejected logs and builds the error for a typed line the shell refused.
 func (s *Shell) rejected(cmd, words string) error {
 	s.log.Warn("shell.rejected", "cmd", cmd, "words", words)
+	// A long command is typed in pieces: an interrupt flushes the tty's pending input,
+	// so the rest of a command that lost a piece is not run half.
+	_ = s.con.Send(context.Background(), "\x03")
 	return &RejectedError{Cmd: cmd, Words: words, Tail: s.con.Tail(20)}
 }
