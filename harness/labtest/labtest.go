@@ -27,12 +27,23 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-// Scaled multiplies d by the timeout scale (-timeout-scale, $BOOTLAB_TIMEOUT_SCALE).
+// Scaled multiplies d by the timeout scale (-timeout-scale, $BOOTLAB_TIMEOUT_SCALE) and
+// by the load factor measured now (config.LoadFactor, the 1-minute load per core): a
+// limit on how long the machine takes to do something (boot, start QEMU, answer) must
+// stretch when other guests share its cores, or a healthy run fails at load 20.
 func Scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(ScaledQuiet(d)) * bootcfg.LoadFactor())
+}
+
+// ScaledQuiet multiplies d by the timeout scale only: for a wait that is itself what a
+// test is about (how long the harness waits for a guest that stays silent), which lasts
+// as long on a loaded machine as on an idle one.
+func ScaledQuiet(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * Config().TimeoutScale)
 }
 
