@@ -116,7 +116,8 @@ func bounded(t *testing.T, max uint64, fn func()) {
 }
 
 // Issue 19 item 7: a 3.75 GiB root_key.pub claimed in a tiny image took RootKey to
-// 13.4 GB of memory. Now the claim is refused before any buffer exists.
+// 13.4 GB of memory. Now the walk refuses a file that runs past the end of the image
+// before any buffer exists (issue 24: every file listed lies inside the image).
 func TestHostileISOHugeKeyClaim(t *testing.T) {
 	b := newISOBuilder("HOSTILE")
 	pn := b.alloc(1)
@@ -127,11 +128,24 @@ func TestHostileISOHugeKeyClaim(t *testing.T) {
 	var err error
 	bounded(t, 8<<20, func() { _, err = RootKey(context.Background(), iso) })
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "claims 4026531840 bytes, more than the 65536 a key file may have")
+	require.ErrorIs(t, err, ErrHostile)
+	assert.Contains(t, err.Error(), "/pre_nixos/root_key.pub: its 4026531840 bytes at byte 40960 run past the end of the 43008-byte image")
 }
 
-// A key under the cap whose extent runs past the end of the image is refused before
-// it is read (the size is checked against the real file, not the image's claims).
+// A key file inside the image but larger than any key is refused by its size before
+// it is read.
+func TestHostileISOKeyOverTheCap(t *testing.T) {
+	b := newISOBuilder("HOSTILE")
+	pn := b.alloc(1)
+	b.dir(pn, rootSector, b.file("ROOT_KEY.PUB;1", bytes.Repeat([]byte("x"), MaxKeyFile+1)))
+	b.dir(rootSector, rootSector, isoRecord([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
+	_, err := RootKey(context.Background(), b.write(t))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "claims 65537 bytes, more than the 65536 a key file may have")
+}
+
+// A key under the cap whose extent runs past the end of the image is refused by the
+// walk (the size is checked against the real file, not the image's claims).
 func TestHostileISOKeyPastTheEnd(t *testing.T) {
 	b := newISOBuilder("HOSTILE")
 	pn := b.alloc(1)
@@ -139,7 +153,7 @@ func TestHostileISOKeyPastTheEnd(t *testing.T) {
 	b.dir(rootSector, rootSector, isoRecord([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
 	_, err := RootKey(context.Background(), b.write(t))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "runs past the end of the")
+	assert.Contains(t, err.Error(), "its 1000 bytes at byte 10240000 run past the end of the 40960-byte image")
 }
 
 // Forty directories whose extents overlap (each starts one sector after the last and
@@ -246,16 +260,15 @@ func TestHostileISOContinuationLoop(t *testing.T) {
 	assert.Contains(t, err.Error(), "more than 16 Rock Ridge continuation areas")
 }
 
-// A squashfs layer whose extent runs past the end of the image is a problem of that
-// layer, found before the squashfs reader sees it.
+// A squashfs layer whose extent runs past the end of the image: the walk refuses it
+// before the squashfs reader sees it.
 func TestHostileISOLayerPastTheEnd(t *testing.T) {
 	b := newISOBuilder("HOSTILE")
 	data := b.alloc(1)
 	b.dir(rootSector, rootSector, isoRecord([]byte("ROOT.SQUASHFS;1"), data, 1<<30, false, nil))
-	rep, err := InspectISO(context.Background(), b.write(t))
-	require.NoError(t, err)
-	require.Len(t, rep.Problems, 1)
-	assert.Contains(t, rep.Problems[0], "run past the end of the")
+	_, err := InspectISO(context.Background(), b.write(t))
+	require.ErrorIs(t, err, ErrHostile)
+	assert.Contains(t, err.Error(), "/root.squashfs: its 1073741824 bytes at byte 38912 run past the end of the")
 }
 
 // Inspection has a deadline of its own (RootKey runs before every boot), and stops
@@ -298,7 +311,7 @@ func TestInspectionDeadlineCoversAStuckSquashfsReader(t *testing.T) {
 func TestSafelyTurnsAPanicIntoAnError(t *testing.T) {
 	err := safely(func() error { panic("index out of range") })
 	require.Error(t, err)
-	assert.True(t, errors.Is(err, errHostile))
+	assert.True(t, errors.Is(err, ErrHostile))
 	assert.Contains(t, err.Error(), "index out of range")
 }
 
