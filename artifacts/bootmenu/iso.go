@@ -13,38 +13,31 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
-
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 )
 
 // MaxBootFile bounds a kernel or initrd copied out of an ISO (real ones are tens of
 // MiB; NixOS's initrd is about 100).
 const MaxBootFile = 2 << 30
 
-// withISO opens isoPath read-only as an fs.FS for fn.
-func withISO(isoPath string, fn func(fs.FS) error) error {
-	b, err := file.OpenFromPath(isoPath, true)
+// withISO opens isoPath through isoinspect's bounded ISO9660 reader (the only one
+// bootlab has: an ISO is input we did not write, and these reads come before any
+// other) and hands it to fn as an fs.FS.
+func withISO(ctx context.Context, isoPath string, fn func(fs.FS) error) error {
+	iso, err := isoinspect.OpenISO(ctx, isoPath)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", isoPath, err)
+		return err
 	}
-	defer b.Close()
-	st, err := b.Stat()
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", isoPath, err)
-	}
-	iso, err := iso9660.Read(b, st.Size(), 0, 0)
-	if err != nil {
-		return fmt.Errorf("%s is not a readable ISO9660 image: %w", isoPath, err)
-	}
+	defer iso.Close()
 	return fn(iso)
 }
 
-// ReadISO reads every boot menu of the ISO at isoPath.
-func ReadISO(isoPath string) ([]*Menu, error) {
+// ReadISO reads every boot menu of the ISO at isoPath. An error wrapping
+// isoinspect.ErrHostile is an image no honest tool writes.
+func ReadISO(ctx context.Context, isoPath string) ([]*Menu, error) {
 	var menus []*Menu
-	err := withISO(isoPath, func(fsys fs.FS) error {
+	err := withISO(ctx, isoPath, func(fsys fs.FS) error {
 		var err error
 		menus, err = Find(fsys)
 		return err
@@ -101,7 +94,7 @@ func Extract(ctx context.Context, isoPath string, e Entry, cacheDir string) (*Ex
 		return nil, fmt.Errorf("creating a directory in %s: %w", cacheDir, err)
 	}
 	defer os.RemoveAll(tmp)
-	err = withISO(isoPath, func(fsys fs.FS) error {
+	err = withISO(ctx, isoPath, func(fsys fs.FS) error {
 		if err := copyOut(ctx, fsys, e.Kernel, filepath.Join(tmp, "kernel"), false); err != nil {
 			return err
 		}

@@ -38,18 +38,25 @@ func OpenISO(ctx context.Context, isoPath string) (*ISO, error) {
 	if err != nil {
 		f.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("reading %s: %w", isoPath, err)
+			return nil, printableError{fmt.Errorf("reading %s: %w", isoPath, err)}
 		}
-		return nil, fmt.Errorf("%s is not a readable ISO9660 image: %w", isoPath, err)
+		return nil, printableError{fmt.Errorf("%s is not a readable ISO9660 image: %w", isoPath, err)}
 	}
 	return &ISO{img: img, f: f}, nil
 }
+
+// printableError shows an error through Printable: its message names entries of the
+// image, whose names are whoever built it chose, and goes to a terminal.
+type printableError struct{ err error }
+
+func (e printableError) Error() string { return Printable(e.err.Error()) }
+func (e printableError) Unwrap() error { return e.err }
 
 // NewISO reads an ISO of size bytes from r, as OpenISO does.
 func NewISO(ctx context.Context, r io.ReaderAt, size int64) (*ISO, error) {
 	img, err := readISO(ctx, r, size)
 	if err != nil {
-		return nil, err
+		return nil, printableError{err}
 	}
 	return &ISO{img: img}, nil
 }

@@ -163,6 +163,9 @@ func Execute(ctx context.Context, f Flags, cands []string, prober Prober, stdout
 		default:
 			cands, cerr = CandidatesFromArgs(fs.Args())
 		}
+		if cerr == nil {
+			cerr = CheckISOs(ctx, cands)
+		}
 		if cerr != nil {
 			fmt.Fprintf(stderr, "bootlab bisect: %v\n", cerr)
 			return ExitUsage
