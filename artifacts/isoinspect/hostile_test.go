@@ -6,98 +6,20 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/isoinspect/isotest"
 	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// isoBuilder writes ISO9660 images byte by byte, so a test can say things no honest
-// mastering tool would: sizes larger than the image, directories that point back at
-// their ancestors, names with escape sequences.
-type isoBuilder struct{ img []byte }
-
+// Hostile images are written byte by byte with isotest; the root is at sector 18.
 const rootSector = 18
-
-func newISOBuilder(label string) *isoBuilder {
-	b := &isoBuilder{img: make([]byte, (rootSector+1)*isoSector)}
-	pvd := b.img[16*isoSector:]
-	pvd[0], pvd[6] = 1, 1
-	copy(pvd[1:], "CD001")
-	copy(pvd[40:72], bytes.Repeat([]byte(" "), 32))
-	copy(pvd[40:], label)
-	binary.LittleEndian.PutUint16(pvd[128:], isoSector)
-	binary.BigEndian.PutUint16(pvd[130:], isoSector)
-	term := b.img[17*isoSector:]
-	term[0], term[6] = 255, 1
-	copy(term[1:], "CD001")
-	return b
-}
-
-// alloc appends n zero sectors and returns the first.
-func (b *isoBuilder) alloc(n int) uint32 {
-	s := len(b.img) / isoSector
-	b.img = append(b.img, make([]byte, n*isoSector)...)
-	return uint32(s)
-}
-
-func isoRecord(name []byte, extent, size uint32, dir bool, su []byte) []byte {
-	l := 33 + len(name)
-	if len(name)%2 == 0 {
-		l++
-	}
-	l += len(su)
-	r := make([]byte, l)
-	r[0] = byte(l)
-	binary.LittleEndian.PutUint32(r[2:], extent)
-	binary.BigEndian.PutUint32(r[6:], extent)
-	binary.LittleEndian.PutUint32(r[10:], size)
-	binary.BigEndian.PutUint32(r[14:], size)
-	if dir {
-		r[25] = 2
-	}
-	r[28] = 1
-	r[32] = byte(len(name))
-	copy(r[33:], name)
-	copy(r[l-len(su):], su)
-	return r
-}
-
-// dir writes a directory of one sector at sector, with "." and "..".
-func (b *isoBuilder) dir(sector, parent uint32, recs ...[]byte) {
-	d := append(isoRecord([]byte{0}, sector, isoSector, true, nil), isoRecord([]byte{1}, parent, isoSector, true, nil)...)
-	for _, r := range recs {
-		d = append(d, r...)
-	}
-	if len(d) > isoSector {
-		panic("directory larger than a sector")
-	}
-	copy(b.img[int(sector)*isoSector:], d)
-	if sector == rootSector {
-		copy(b.img[16*isoSector+156:], isoRecord([]byte{0}, rootSector, isoSector, true, nil))
-	}
-}
-
-// file stores data in new sectors and returns its record.
-func (b *isoBuilder) file(name string, data []byte) []byte {
-	s := b.alloc((len(data) + isoSector - 1) / isoSector)
-	copy(b.img[int(s)*isoSector:], data)
-	return isoRecord([]byte(name), s, uint32(len(data)), false, nil)
-}
-
-func (b *isoBuilder) write(t *testing.T) string {
-	t.Helper()
-	binary.LittleEndian.PutUint32(b.img[16*isoSector+80:], uint32(len(b.img)/isoSector))
-	p := filepath.Join(t.TempDir(), "hostile.iso")
-	require.NoError(t, os.WriteFile(p, b.img, 0o644))
-	return p
-}
 
 // bounded runs fn and fails when it allocated more than max bytes in total (not just
 // at the end: TotalAlloc counts every allocation, so a huge buffer freed again still
@@ -119,12 +41,12 @@ func bounded(t *testing.T, max uint64, fn func()) {
 // 13.4 GB of memory. Now the walk refuses a file that runs past the end of the image
 // before any buffer exists (issue 24: every file listed lies inside the image).
 func TestHostileISOHugeKeyClaim(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	pn := b.alloc(1)
-	data := b.alloc(1)
-	b.dir(pn, rootSector, isoRecord([]byte("ROOT_KEY.PUB;1"), data, 0xF0000000, false, nil))
-	b.dir(rootSector, rootSector, isoRecord([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
-	iso := b.write(t)
+	b := isotest.New("HOSTILE")
+	pn := b.Alloc(1)
+	data := b.Alloc(1)
+	b.Dir(pn, rootSector, isotest.Record([]byte("ROOT_KEY.PUB;1"), data, 0xF0000000, false, nil))
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
+	iso := b.Write(t, "hostile.iso")
 	var err error
 	bounded(t, 8<<20, func() { _, err = RootKey(context.Background(), iso) })
 	require.Error(t, err)
@@ -135,11 +57,11 @@ func TestHostileISOHugeKeyClaim(t *testing.T) {
 // A key file inside the image but larger than any key is refused by its size before
 // it is read.
 func TestHostileISOKeyOverTheCap(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	pn := b.alloc(1)
-	b.dir(pn, rootSector, b.file("ROOT_KEY.PUB;1", bytes.Repeat([]byte("x"), MaxKeyFile+1)))
-	b.dir(rootSector, rootSector, isoRecord([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
-	_, err := RootKey(context.Background(), b.write(t))
+	b := isotest.New("HOSTILE")
+	pn := b.Alloc(1)
+	b.Dir(pn, rootSector, b.File("ROOT_KEY.PUB;1", bytes.Repeat([]byte("x"), MaxKeyFile+1)))
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
+	_, err := RootKey(context.Background(), b.Write(t, "hostile.iso"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "claims 65537 bytes, more than the 65536 a key file may have")
 }
@@ -147,11 +69,11 @@ func TestHostileISOKeyOverTheCap(t *testing.T) {
 // A key under the cap whose extent runs past the end of the image is refused by the
 // walk (the size is checked against the real file, not the image's claims).
 func TestHostileISOKeyPastTheEnd(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	pn := b.alloc(1)
-	b.dir(pn, rootSector, isoRecord([]byte("ROOT_KEY.PUB;1"), 5000, 1000, false, nil))
-	b.dir(rootSector, rootSector, isoRecord([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
-	_, err := RootKey(context.Background(), b.write(t))
+	b := isotest.New("HOSTILE")
+	pn := b.Alloc(1)
+	b.Dir(pn, rootSector, isotest.Record([]byte("ROOT_KEY.PUB;1"), 5000, 1000, false, nil))
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("PRE_NIXOS"), pn, isoSector, true, nil))
+	_, err := RootKey(context.Background(), b.Write(t, "hostile.iso"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "its 1000 bytes at byte 10240000 run past the end of the 40960-byte image")
 }
@@ -161,14 +83,14 @@ func TestHostileISOKeyPastTheEnd(t *testing.T) {
 // together they would read the same bytes again and again; what is read of an image
 // cannot add up to more than the image.
 func TestHostileISOOverlappingDirectories(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	d := b.alloc(60)
+	b := isotest.New("HOSTILE")
+	d := b.Alloc(60)
 	var recs [][]byte
 	for i := uint32(0); i < 40; i++ {
-		recs = append(recs, isoRecord([]byte{'A' + byte(i/26), 'A' + byte(i%26)}, d+i, 16*isoSector, true, nil))
+		recs = append(recs, isotest.Record([]byte{'A' + byte(i/26), 'A' + byte(i%26)}, d+i, 16*isoSector, true, nil))
 	}
-	b.dir(rootSector, rootSector, recs...)
-	iso := b.write(t)
+	b.Dir(rootSector, rootSector, recs...)
+	iso := b.Write(t, "hostile.iso")
 	var err error
 	bounded(t, 8<<20, func() { _, err = InspectISO(context.Background(), iso) })
 	require.Error(t, err)
@@ -178,10 +100,10 @@ func TestHostileISOOverlappingDirectories(t *testing.T) {
 // A directory of 32 MiB inside a 40 MiB image: within the image, but no real
 // directory is that large, and it would be read into memory whole.
 func TestHostileISOLargeDirectoryInsideTheImage(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	d := b.alloc(1)
-	b.dir(rootSector, rootSector, isoRecord([]byte("BIG"), d, 32<<20, true, nil))
-	iso := b.write(t)
+	b := isotest.New("HOSTILE")
+	d := b.Alloc(1)
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("BIG"), d, 32<<20, true, nil))
+	iso := b.Write(t, "hostile.iso")
 	require.NoError(t, os.Truncate(iso, 40<<20))
 	var err error
 	bounded(t, 8<<20, func() { _, err = InspectISO(context.Background(), iso) })
@@ -191,11 +113,11 @@ func TestHostileISOLargeDirectoryInsideTheImage(t *testing.T) {
 
 // A directory that points back at the root: each directory extent is read once.
 func TestHostileISODirectoryLoop(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	sub := b.alloc(1)
-	b.dir(sub, rootSector, isoRecord([]byte("BACK"), rootSector, isoSector, true, nil))
-	b.dir(rootSector, rootSector, isoRecord([]byte("SUB"), sub, isoSector, true, nil))
-	iso := b.write(t)
+	b := isotest.New("HOSTILE")
+	sub := b.Alloc(1)
+	b.Dir(sub, rootSector, isotest.Record([]byte("BACK"), rootSector, isoSector, true, nil))
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("SUB"), sub, isoSector, true, nil))
+	iso := b.Write(t, "hostile.iso")
 	var err error
 	bounded(t, 8<<20, func() { _, err = RootKey(context.Background(), iso) })
 	require.Error(t, err)
@@ -204,9 +126,9 @@ func TestHostileISODirectoryLoop(t *testing.T) {
 
 // A chain of distinct directories deeper than any image: ends at the depth cap.
 func TestHostileISODeepChain(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
+	b := isotest.New("HOSTILE")
 	const n = isoMaxDepth + 10
-	first := b.alloc(n)
+	first := b.Alloc(n)
 	for i := uint32(0); i < n; i++ {
 		parent := first + i - 1
 		if i == 0 {
@@ -214,12 +136,12 @@ func TestHostileISODeepChain(t *testing.T) {
 		}
 		var recs [][]byte
 		if i+1 < n {
-			recs = append(recs, isoRecord([]byte("D"), first+i+1, isoSector, true, nil))
+			recs = append(recs, isotest.Record([]byte("D"), first+i+1, isoSector, true, nil))
 		}
-		b.dir(first+i, parent, recs...)
+		b.Dir(first+i, parent, recs...)
 	}
-	b.dir(rootSector, rootSector, isoRecord([]byte("D"), first, isoSector, true, nil))
-	_, err := InspectISO(context.Background(), b.write(t))
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("D"), first, isoSector, true, nil))
+	_, err := InspectISO(context.Background(), b.Write(t, "hostile.iso"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "nested deeper than 64")
 }
@@ -227,35 +149,35 @@ func TestHostileISODeepChain(t *testing.T) {
 func TestHostileISOTooManyEntries(t *testing.T) {
 	defer func(n int) { isoMaxEntries = n }(isoMaxEntries)
 	isoMaxEntries = 10
-	b := newISOBuilder("HOSTILE")
+	b := isotest.New("HOSTILE")
 	var recs [][]byte
 	for i := 0; i < 20; i++ {
-		recs = append(recs, b.file(string(rune('A'+i))+";1", []byte("x")))
+		recs = append(recs, b.File(string(rune('A'+i))+";1", []byte("x")))
 	}
-	b.dir(rootSector, rootSector, recs...)
-	_, err := InspectISO(context.Background(), b.write(t))
+	b.Dir(rootSector, rootSector, recs...)
+	_, err := InspectISO(context.Background(), b.Write(t, "hostile.iso"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "more than 10 entries")
 }
 
 // A Rock Ridge continuation area that continues into itself.
 func TestHostileISOContinuationLoop(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	ce := b.alloc(1)
+	b := isotest.New("HOSTILE")
+	ce := b.Alloc(1)
 	ceEntry := make([]byte, 28)
 	copy(ceEntry, "CE")
 	ceEntry[2], ceEntry[3] = 28, 1
 	binary.LittleEndian.PutUint32(ceEntry[4:], ce)
 	binary.LittleEndian.PutUint32(ceEntry[12:], 0)
 	binary.LittleEndian.PutUint32(ceEntry[20:], 28)
-	copy(b.img[int(ce)*isoSector:], ceEntry)
+	copy(b.Img[int(ce)*isoSector:], ceEntry)
 	sp := []byte{'S', 'P', 7, 1, 0xBE, 0xEF, 0}
-	rootDot := isoRecord([]byte{0}, rootSector, isoSector, true, sp)
-	d := append(rootDot, isoRecord([]byte{1}, rootSector, isoSector, true, nil)...)
-	d = append(d, isoRecord([]byte("F;1"), ce, 1, false, ceEntry)...)
-	copy(b.img[rootSector*isoSector:], d)
-	copy(b.img[16*isoSector+156:], isoRecord([]byte{0}, rootSector, isoSector, true, nil))
-	_, err := InspectISO(context.Background(), b.write(t))
+	rootDot := isotest.Record([]byte{0}, rootSector, isoSector, true, sp)
+	d := append(rootDot, isotest.Record([]byte{1}, rootSector, isoSector, true, nil)...)
+	d = append(d, isotest.Record([]byte("F;1"), ce, 1, false, ceEntry)...)
+	copy(b.Img[rootSector*isoSector:], d)
+	copy(b.Img[16*isoSector+156:], isotest.Record([]byte{0}, rootSector, isoSector, true, nil))
+	_, err := InspectISO(context.Background(), b.Write(t, "hostile.iso"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "more than 16 Rock Ridge continuation areas")
 }
@@ -263,10 +185,10 @@ func TestHostileISOContinuationLoop(t *testing.T) {
 // A squashfs layer whose extent runs past the end of the image: the walk refuses it
 // before the squashfs reader sees it.
 func TestHostileISOLayerPastTheEnd(t *testing.T) {
-	b := newISOBuilder("HOSTILE")
-	data := b.alloc(1)
-	b.dir(rootSector, rootSector, isoRecord([]byte("ROOT.SQUASHFS;1"), data, 1<<30, false, nil))
-	_, err := InspectISO(context.Background(), b.write(t))
+	b := isotest.New("HOSTILE")
+	data := b.Alloc(1)
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("ROOT.SQUASHFS;1"), data, 1<<30, false, nil))
+	_, err := InspectISO(context.Background(), b.Write(t, "hostile.iso"))
 	require.ErrorIs(t, err, ErrHostile)
 	assert.Contains(t, err.Error(), "/root.squashfs: its 1073741824 bytes at byte 38912 run past the end of the")
 }
@@ -274,9 +196,9 @@ func TestHostileISOLayerPastTheEnd(t *testing.T) {
 // Inspection has a deadline of its own (RootKey runs before every boot), and stops
 // when its context ends.
 func TestInspectionDeadline(t *testing.T) {
-	b := newISOBuilder("SLOW")
-	b.dir(rootSector, rootSector, b.file("README;1", []byte("x")))
-	iso := b.write(t)
+	b := isotest.New("SLOW")
+	b.Dir(rootSector, rootSector, b.File("README;1", []byte("x")))
+	iso := b.Write(t, "hostile.iso")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := InspectISO(ctx, iso)
@@ -301,9 +223,9 @@ func TestInspectionDeadlineCoversAStuckSquashfsReader(t *testing.T) {
 	}
 	defer func(d time.Duration) { RootKeyTimeout = d }(RootKeyTimeout)
 	RootKeyTimeout = 200 * time.Millisecond
-	b := newISOBuilder("STUCK")
-	b.dir(rootSector, rootSector, b.file("ROOT.SQUASHFS;1", []byte("hsqs")))
-	_, err := RootKey(context.Background(), b.write(t))
+	b := isotest.New("STUCK")
+	b.Dir(rootSector, rootSector, b.File("ROOT.SQUASHFS;1", []byte("hsqs")))
+	_, err := RootKey(context.Background(), b.Write(t, "hostile.iso"))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "root.squashfs")
 }
@@ -319,13 +241,13 @@ func TestSafelyTurnsAPanicIntoAnError(t *testing.T) {
 // escape sequence could rewrite the fingerprint line on the terminal.
 func TestHostileNamesArePrintedEscaped(t *testing.T) {
 	key := newKey(t, "admin\x1b[1A\x1b[2Kroot key fingerprint: SHA256:forged")
-	b := newISOBuilder("EVIL\x1b]0;x\x07")
-	pn := b.alloc(1)
-	b.dir(pn, rootSector, b.file("ROOT_KEY.PUB;1", []byte(key+"\n")))
-	b.dir(rootSector, rootSector,
-		isoRecord([]byte("PRE_NIXOS"), pn, isoSector, true, nil),
-		b.file("\x1b[2J\x9b31m\\;1", []byte("x")))
-	rep, err := InspectISO(context.Background(), b.write(t))
+	b := isotest.New("EVIL\x1b]0;x\x07")
+	pn := b.Alloc(1)
+	b.Dir(pn, rootSector, b.File("ROOT_KEY.PUB;1", []byte(key+"\n")))
+	b.Dir(rootSector, rootSector,
+		isotest.Record([]byte("PRE_NIXOS"), pn, isoSector, true, nil),
+		b.File("\x1b[2J\x9b31m\\;1", []byte("x")))
+	rep, err := InspectISO(context.Background(), b.Write(t, "hostile.iso"))
 	require.NoError(t, err)
 	require.NotNil(t, rep.RootKey)
 	var out bytes.Buffer
@@ -348,14 +270,14 @@ func TestHostileNamesArePrintedEscaped(t *testing.T) {
 // image as input made the fuzzer spend its time minimising.
 func FuzzReadISO(f *testing.F) {
 	const chunk = 256
-	b := newISOBuilder("SEED")
-	pn := b.alloc(1)
-	b.dir(pn, rootSector, b.file("ROOT_KEY.PUB;1", []byte("ssh-ed25519 AAAA x\n")))
-	b.dir(rootSector, rootSector, isoRecord([]byte("PRE_NIXOS"), pn, isoSector, true, nil), b.file("A.SQUASHFS;1", []byte("hsqs")))
-	binary.LittleEndian.PutUint32(b.img[16*isoSector+80:], uint32(len(b.img)/isoSector))
+	b := isotest.New("SEED")
+	pn := b.Alloc(1)
+	b.Dir(pn, rootSector, b.File("ROOT_KEY.PUB;1", []byte("ssh-ed25519 AAAA x\n")))
+	b.Dir(rootSector, rootSector, isotest.Record([]byte("PRE_NIXOS"), pn, isoSector, true, nil), b.File("A.SQUASHFS;1", []byte("hsqs")))
+	img := b.Bytes()
 	var seed []byte
-	for s := 16 * isoSector; s < len(b.img); s += isoSector {
-		seed = append(seed, b.img[s:s+chunk]...)
+	for s := 16 * isoSector; s < len(img); s += isoSector {
+		seed = append(seed, img[s:s+chunk]...)
 	}
 	f.Add(seed)
 	f.Fuzz(func(t *testing.T, in []byte) {
