@@ -107,4 +107,3 @@ func FuzzReadISOMenus(f *testing.F) {
 		}
 	})
 }
-
