@@ -23,14 +23,17 @@ const MaxBootFile = 2 << 30
 
 // withISO opens isoPath through isoinspect's bounded ISO9660 reader (the only one
 // bootlab has: an ISO is input we did not write, and these reads come before any
-// other) and hands it to fn as an fs.FS.
+// other) and hands it to fn as an fs.FS. The reader's errors name the image already.
 func withISO(ctx context.Context, isoPath string, fn func(fs.FS) error) error {
 	iso, err := isoinspect.OpenISO(ctx, isoPath)
 	if err != nil {
 		return err
 	}
 	defer iso.Close()
-	return fn(iso)
+	if err := fn(iso); err != nil {
+		return fmt.Errorf("%s: %w", isoPath, err)
+	}
+	return nil
 }
 
 // ReadISO reads every boot menu of the ISO at isoPath. An error wrapping
@@ -43,7 +46,7 @@ func ReadISO(ctx context.Context, isoPath string) ([]*Menu, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading the boot menu of %s: %w", isoPath, err)
+		return nil, fmt.Errorf("reading the boot menu: %w", err)
 	}
 	return menus, nil
 }

@@ -253,8 +253,11 @@ func (img *isoImage) checkVD(what string, vd []byte) error {
 // for place and size.
 func (img *isoImage) checkPathTables(what string, vd []byte) error {
 	size := int64(binary.LittleEndian.Uint32(vd[132:]))
-	if size > isoMaxDir || size > img.size {
-		return fmt.Errorf("%w: %s claims a %d-byte path table, more than the %d any image needs", ErrHostile, what, size, min(int64(isoMaxDir), img.size))
+	if size > img.size {
+		return fmt.Errorf("%w: %s claims a %d-byte path table, more than the %d-byte image holds", ErrHostile, what, size, img.size)
+	}
+	if size > isoMaxDir {
+		return fmt.Errorf("%w: %s claims a %d-byte path table, more than the %d any image needs", ErrHostile, what, size, isoMaxDir)
 	}
 	locs := []struct {
 		name   string

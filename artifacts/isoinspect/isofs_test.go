@@ -52,7 +52,19 @@ func simple(label string) *isotest.Builder {
 func TestHostileISOPathTableClaim(t *testing.T) {
 	b := simple("HOSTILE")
 	binary.LittleEndian.PutUint32(b.VD(0)[132:], 0xF0000000)
-	hostile(t, b, "primary volume descriptor claims a 4026531840-byte path table")
+	hostile(t, b, "primary volume descriptor claims a 4026531840-byte path table, more than the 43008-byte image holds")
+
+	// Inside a 40 MiB image, but larger than any path table.
+	b = simple("HOSTILE")
+	binary.LittleEndian.PutUint32(b.VD(0)[80:], 40<<20/isoSector)
+	binary.LittleEndian.PutUint32(b.VD(0)[132:], 32<<20)
+	binary.LittleEndian.PutUint32(b.VD(0)[140:], b.Root)
+	p := b.Write(t, "big.iso")
+	require.NoError(t, os.Truncate(p, 40<<20))
+	var err error
+	bounded(t, 8<<20, func() { _, err = OpenISO(context.Background(), p) })
+	require.ErrorIs(t, err, ErrHostile)
+	assert.Contains(t, err.Error(), "claims a 33554432-byte path table, more than the 16777216 any image needs")
 }
 
 func TestHostileISOPathTablePastTheEnd(t *testing.T) {
