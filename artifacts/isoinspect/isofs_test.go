@@ -52,7 +52,7 @@ func simple(label string) *isotest.Builder {
 func TestHostileISOPathTableClaim(t *testing.T) {
 	b := simple("HOSTILE")
 	binary.LittleEndian.PutUint32(b.VD(0)[132:], 0xF0000000)
-	hostile(t, b, "primary volume descriptor claims a 4026531840-byte path table, more than the 43008-byte image holds")
+	hostile(t, b, "primary volume descriptor claims a 4026531840-byte path table, more than the 40960-byte image holds")
 
 	// Inside a 40 MiB image, but larger than any path table.
 	b = simple("HOSTILE")
