@@ -359,3 +359,14 @@ func TestISOFileReads(t *testing.T) {
 	_, err = iso.Open("data.bin/x")
 	assert.ErrorContains(t, err, "not a directory")
 }
+
+// An error names entries of the image, whose names whoever built it chose: it is
+// escaped for the terminal it is printed on.
+func TestHostileISOErrorsArePrintable(t *testing.T) {
+	b := isotest.New("HOSTILE")
+	b.Dir(b.Root, b.Root, b.File("\x1b[2J;1", []byte("a")), b.File("\x1b[2J;1", []byte("bb")))
+	_, err := openBuilt(t, b)
+	require.ErrorIs(t, err, ErrHostile)
+	assert.NotContains(t, err.Error(), "\x1b")
+	assert.Contains(t, err.Error(), `two entries named "\\x1b[2j" in /`)
+}

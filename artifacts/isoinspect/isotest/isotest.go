@@ -41,6 +41,11 @@ func NewWithVDs(label string, n int) *Builder {
 	copy(pvd[40:], label)
 	binary.LittleEndian.PutUint16(pvd[128:], Sector)
 	binary.BigEndian.PutUint16(pvd[130:], Sector)
+	// The four dates "not specified", as mastering tools write them (digits, not
+	// zero bytes: go-diskfs refused zero bytes before reading anything else).
+	for _, off := range []int{813, 830, 847, 864} {
+		copy(pvd[off:], "0000000000000000")
+	}
 	term := b.VD(n)
 	term[0], term[6] = 255, 1
 	copy(term[1:], "CD001")

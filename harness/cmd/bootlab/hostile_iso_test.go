@@ -92,11 +92,19 @@ func runLimited(t *testing.T, env []string, bin string, args ...string) (int, st
 // boots: every command ends before one could.
 func TestHostileISOsEndWithOneLine(t *testing.T) {
 	bin := buildBootlab(t)
+	if o := os.Getenv("OLD_BIN"); o != "" {
+		bin = o
+	}
 	root := t.TempDir()
 	notes, cache := filepath.Join(root, "notes"), filepath.Join(root, "cache")
 	require.NoError(t, os.MkdirAll(notes, 0o755))
 	require.NoError(t, os.MkdirAll(cache, 0o755))
-	env := []string{"BOOTLAB_NOTES=" + notes, "BOOTLAB_CACHE=" + cache}
+	// Nothing here may boot: a QEMU that only leaves a marker stands in for the real
+	// one, so a regression fails the test instead of booting a VM.
+	marker := filepath.Join(root, "qemu-was-started")
+	fakeQEMU := filepath.Join(root, "qemu")
+	require.NoError(t, os.WriteFile(fakeQEMU, []byte("#!/bin/sh\ntouch "+marker+"\nexit 1\n"), 0o755))
+	env := []string{"BOOTLAB_NOTES=" + notes, "BOOTLAB_CACHE=" + cache, "BOOTLAB_QEMU=" + fakeQEMU}
 
 	good := isotest.New("GOOD")
 	good.Dir(good.Root, good.Root, good.File("README.TXT;1", []byte("x")))
@@ -133,7 +141,25 @@ func TestHostileISOsEndWithOneLine(t *testing.T) {
 				assert.Empty(t, entries, "bootlab %v left a run directory", args)
 				assert.NoDirExists(t, bisectDir, "bootlab %v left a bisect directory", args)
 				assert.NoDirExists(t, filepath.Join(cache, "direct"), "bootlab %v extracted a kernel", args)
+				assert.NoFileExists(t, marker, "bootlab %v started QEMU", args)
 			}
 		})
+	}
+}
+
+// `bootlab inspect` exits 1 when its report lists a problem (here a root key that does
+// not parse), so a script can tell it from a clean report; the report is printed.
+func TestInspectExitsNonZeroOnAProblem(t *testing.T) {
+	b := isotest.New("PROBLEM")
+	sub := b.Alloc(1)
+	b.Dir(sub, b.Root, b.File("ROOT_KEY.PUB;1", []byte("not a key\n")))
+	b.Dir(b.Root, b.Root, isotest.Record([]byte("PRE_NIXOS"), sub, isotest.Sector, true, nil))
+	iso := b.Write(t, "problem.iso")
+	for _, args := range [][]string{{"inspect", iso}, {"inspect", "--json", iso}} {
+		var out, errb strings.Builder
+		code := Main(args, &out, &errb)
+		assert.Equal(t, exitFail, code, "bootlab %v; stderr: %s", args, errb.String())
+		assert.Contains(t, out.String(), "pre_nixos/root_key.pub", "the report is printed")
+		assert.Contains(t, errb.String(), "1 problem(s), the first: /pre_nixos/root_key.pub")
 	}
 }
