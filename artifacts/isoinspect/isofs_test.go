@@ -364,9 +364,9 @@ func TestISOFileReads(t *testing.T) {
 // escaped for the terminal it is printed on.
 func TestHostileISOErrorsArePrintable(t *testing.T) {
 	b := isotest.New("HOSTILE")
-	b.Dir(b.Root, b.Root, b.File("\x1b[2J;1", []byte("a")), b.File("\x1b[2J;1", []byte("bb")))
+	b.Dir(b.Root, b.Root, isotest.Record([]byte("\x1b[2J;1"), 19, 1<<30, false, nil))
 	_, err := openBuilt(t, b)
 	require.ErrorIs(t, err, ErrHostile)
 	assert.NotContains(t, err.Error(), "\x1b")
-	assert.Contains(t, err.Error(), `two entries named "\\x1b[2j" in /`)
+	assert.Contains(t, err.Error(), `/\x1b[2j: its 1073741824 bytes`)
 }
