@@ -370,3 +370,21 @@ func TestHostileISOErrorsArePrintable(t *testing.T) {
 	assert.NotContains(t, err.Error(), "\x1b")
 	assert.Contains(t, err.Error(), `/\x1b[2j: its 1073741824 bytes`)
 }
+
+// A real Joliet-only image (xorriso, Rock Ridge off): the long mixed-case names come
+// from the Joliet tree.
+func TestJolietNamesOnAnXorrisoImage(t *testing.T) {
+	need(t, "xorriso", "xorriso")
+	tmp := t.TempDir()
+	root := filepath.Join(tmp, "root")
+	writeTree(t, root, map[string]string{"Boot Dir/Long Mixed Name.cfg": "hi\n"})
+	iso := filepath.Join(tmp, "j.iso")
+	run(t, tmp, "xorriso", "-report_about", "WARNING", "-outdev", iso, "-rockridge", "off", "-joliet", "on", "-volid", "JOL", "-map", root, "/")
+	img, err := OpenISO(context.Background(), iso)
+	require.NoError(t, err)
+	defer img.Close()
+	assert.Equal(t, "joliet", img.Names())
+	b, err := fs.ReadFile(img, "Boot Dir/Long Mixed Name.cfg")
+	require.NoError(t, err)
+	assert.Equal(t, "hi\n", string(b))
+}
