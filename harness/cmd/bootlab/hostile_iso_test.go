@@ -123,6 +123,7 @@ func TestHostileISOsEndWithOneLine(t *testing.T) {
 				{"inspect", "--menu", iso},
 				{"run", "--iso", iso},
 				{"run", "--iso", iso, "--boot", "direct"},
+				{"run", "--iso", iso, "--boot", "firmware"},
 				// The hostile candidate first: bisect reads every ISO candidate before
 				// its directory exists.
 				{"bisect", "-q", "--run", "true", "--dir", bisectDir, iso, "good iso=" + goodISO},
