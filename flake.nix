@@ -17,7 +17,7 @@
       # It changes whenever go.mod, go.sum or the set of imported external
       # packages changes; a stale value fails the goModules derivation with
       # "hash mismatch".
-      vendorHash = "sha256-ltD+rpP8bTpwY/IH09ZQ6OfXKhAvu6rlxvlRs1zXKsk=";
+      vendorHash = "sha256-6QFQ4dlPjpQ47VMZUqBViCkcljpozTqTZK9sgTmkNiQ=";
 
       # The Go version go.mod requires; buildGoModule runs with
       # GOTOOLCHAIN=local, so an older nixpkgs Go fails deep inside the build.

@@ -2,8 +2,9 @@ package bisect
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
-	"github.com/bootlab/bootlab/artifacts/debversion"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/bootlab/bootlab/artifacts/debversion"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 )
 
 // Candidate is one bootable image in the ordered list being bisected: either
@@ -340,3 +344,26 @@ func fileExists(p string) bool {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// CheckISOs reads every ISO candidate through the bounded ISO reader (isoinspect)
+// before anything is probed, so that a hostile image (sizes past its end, loops in
+// its descriptors, path table or directories) ends the bisection with one line before
+// its directory exists, instead of in a probe. A missing file is left to the probe
+// (its skip names it), and so is a file that is not ISO9660 at all, which the
+// firmware may still boot.
+func CheckISOs(ctx context.Context, cands []Candidate) error {
+	for _, c := range cands {
+		if c.ISO == "" || !fileExists(c.ISO) {
+			continue
+		}
+		iso, err := isoinspect.OpenISO(ctx, c.ISO)
+		if err != nil {
+			if errors.Is(err, isoinspect.ErrHostile) || ctx.Err() != nil {
+				return fmt.Errorf("candidate %s: %w", c.Name, err)
+			}
+			continue
+		}
+		iso.Close()
+	}
+	return nil
+}

@@ -142,6 +142,11 @@ func Execute(ctx context.Context, f Flags, cands []string, prober Prober, stdout
 		if code := usePredicate(prober, cfg.Predicate, stderr); code != 0 {
 			return code
 		}
+		// The images may have changed since the log was started.
+		if cerr := CheckISOs(ctx, cfg.Candidates); cerr != nil {
+			fmt.Fprintf(stderr, "bootlab bisect: %v\n", cerr)
+			return ExitUsage
+		}
 		res, err = Resume(ctx, *resume, prober, logger)
 	} else {
 		sources := 0
@@ -162,6 +167,9 @@ func Execute(ctx context.Context, f Flags, cands []string, prober Prober, stdout
 			cands, cerr = LoadCandidatesDir(*fromDir, *appendL)
 		default:
 			cands, cerr = CandidatesFromArgs(fs.Args())
+		}
+		if cerr == nil {
+			cerr = CheckISOs(ctx, cands)
 		}
 		if cerr != nil {
 			fmt.Fprintf(stderr, "bootlab bisect: %v\n", cerr)

@@ -185,4 +185,14 @@ submenu "Advanced" {
 	require.Equal(t, "grub", js.Menus[0].Loader)
 	require.True(t, js.Menus[0].Entries[1].Default)
 	require.True(t, strings.HasPrefix(js.Menus[0].Entries[0].Label, "Live"))
+
+	// The whole image through the bounded reader: grub-mkrescue's El Torito catalog
+	// and Rock Ridge names are read, and nothing is a problem (an EFI entry is there
+	// only where grub-efi is installed).
+	stdout, stderr = fakeguest.Buffer{}, fakeguest.Buffer{}
+	require.Equal(t, exitPass, Main([]string{"inspect", iso}, &stdout, &stderr), stderr.String())
+	text = stdout.String()
+	require.Contains(t, text, "names: rock ridge")
+	require.Regexp(t, `boot image: bios, no emulation, bootable, sector \d+ \(4 x 512 bytes\) /boot/grub/i386-pc/eltorito.img`, text)
+	require.NotContains(t, text, "problem:")
 }

@@ -249,7 +249,9 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 	if *kernel != "" {
 		rep, err = isoinspect.InspectKernel(ctx, *kernel, *initrd)
 	} else {
-		menus, merr := bootmenu.ReadISO(fs.Arg(0))
+		// The boot menu is read first, through the bounded ISO reader (isoinspect):
+		// a hostile image ends here with one line, before anything else reads it.
+		menus, merr := bootmenu.ReadISO(ctx, fs.Arg(0))
 		if merr != nil {
 			return merr
 		}
@@ -265,10 +267,13 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 			return err
 		}
 		if *asJSON {
-			return writeJSON(stdout, struct {
+			if err := writeJSON(stdout, struct {
 				*isoinspect.Report
 				Menus []*bootmenu.Menu `json:"boot_menus"`
-			}{rep, menus})
+			}{rep, menus}); err != nil {
+				return err
+			}
+			return inspectProblems(rep)
 		}
 		if err := bootmenu.WriteText(stdout, menus); err != nil {
 			return err
@@ -279,9 +284,23 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 		return err
 	}
 	if *asJSON {
-		return writeJSON(stdout, rep)
+		err = writeJSON(stdout, rep)
+	} else {
+		err = rep.WriteText(stdout, *files)
 	}
-	return rep.WriteText(stdout, *files)
+	if err != nil {
+		return err
+	}
+	return inspectProblems(rep)
+}
+
+// inspectProblems makes a report with problems (a layer that could not be read, a key
+// that does not parse) exit 1, so a script can tell it from a clean one.
+func inspectProblems(rep *isoinspect.Report) error {
+	if n := len(rep.Problems); n > 0 {
+		return fmt.Errorf("%s: %d problem(s), the first: %s", isoinspect.Printable(rep.Image), n, isoinspect.Printable(rep.Problems[0]))
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {
