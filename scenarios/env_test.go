@@ -12,6 +12,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/keys"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/verify"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -91,6 +92,7 @@ func standard(t *testing.T) *sharedVM {
 	// The tests on it only look, so they run beside the others; its boot and checks
 	// hold a VM slot (labtest.Slot), the idle guest afterwards does not.
 	t.Parallel()
+	vmgate.VM(t) // before the Once: a skip inside it would leave the shared VM unset
 	standardOnce.Do(func() {
 		img, iso, key := labtest.Fixture(t, images.FixtureSpec{})
 		std = sharedVM{key: key, iso: iso}

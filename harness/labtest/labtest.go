@@ -27,6 +27,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
@@ -232,6 +233,7 @@ func slugOf(name string) string {
 // recorded, QEMU checked gone. A VM that cannot start fails t, naming the run directory.
 func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	t.Helper()
+	vmgate.VM(t)
 	c := newConfig(t.Name(), opts)
 	if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
 		k, err := probeKernel()

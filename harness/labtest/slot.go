@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 // Scheduler hands VM slots to tests that run in parallel: at most n guests up at once,
@@ -92,6 +94,7 @@ var vmSlots = NewScheduler(min(runtime.NumCPU(), 8), 500*time.Millisecond)
 // a test that boots its own guests.
 func Slot(t *testing.T, expect time.Duration) {
 	t.Helper()
+	vmgate.VM(t)
 	t.Parallel()
 	t.Cleanup(vmSlots.Acquire(expect))
 }
