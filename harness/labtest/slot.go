@@ -86,7 +86,10 @@ func (s *Scheduler) dispatch() {
 
 // vmSlots is the scheduler of a test binary's guests: one per host core (at most 8, so
 // a big machine does not start more 1 GiB guests than it has memory for).
-var vmSlots = NewScheduler(min(runtime.NumCPU(), 8), 500*time.Millisecond)
+var vmSlots = NewScheduler(vmSlotCount, 500*time.Millisecond)
+
+// vmSlotCount is how many guests a test binary runs at once.
+var vmSlotCount = min(runtime.NumCPU(), 8)
 
 // Slot runs t in parallel with the other tests and waits for one of the binary's VM
 // slots, held until t ends; expect is how long t takes on the reference machine (two
