@@ -83,8 +83,8 @@ add_backports() {
   fi
   # The same mirror as the system's own Debian source (a derivative or a local mirror
   # keeps its own), else Debian's.
-  uri=$(sed -n 's/^URIs: *\([^ ]*\/debian\/*\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
-  [ -n "$uri" ] || uri=$(sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\/debian\/*\) bookworm .*/\2/p' /etc/apt/sources.list 2>/dev/null | head -n1)
+  uri=$(sed -n 's/^URIs: *\([^ ]*\/debian\/*\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)
+  [ -n "$uri" ] || uri=$(sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\/debian\/*\) bookworm .*/\2/p' /etc/apt/sources.list 2>/dev/null | head -n1 || true)
   [ -n "$uri" ] || uri=http://deb.debian.org/debian
   echo "deps: adding bookworm-backports ($uri) to apt's sources: $file"
   printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" |

@@ -17,6 +17,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
 )
 
 // MaxBootFile bounds a kernel or initrd copied out of an ISO (real ones are tens of
@@ -91,6 +92,7 @@ func Extract(ctx context.Context, isoPath string, e Entry, cacheDir string) (*Ex
 		out.Initrd = filepath.Join(dir, "initrd")
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		cacheprune.Touch(dir) // the recent-use mark bootlab cache prune keeps by
 		return out, nil
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
