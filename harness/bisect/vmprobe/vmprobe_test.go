@@ -200,6 +200,12 @@ func TestMissingImageIsSkipNotBad(t *testing.T) {
 	require.Contains(t, out.Reason, "image file missing")
 }
 
+func TestCandidateProfilesAreChecked(t *testing.T) {
+	p := &Prober{}
+	require.NoError(t, p.CheckCandidates([]bisect.Candidate{{Name: "a", ISO: "/a.iso", Profile: "nixos"}, {Name: "b", ISO: "/b.iso"}}))
+	require.ErrorContains(t, p.CheckCandidates([]bisect.Candidate{{Name: "a", ISO: "/a.iso", Profile: "nixus"}}), `candidate a: unknown image profile "nixus"`)
+}
+
 func TestScenarioPredicateChecksTheName(t *testing.T) {
 	p := &Prober{ScenarioPkg: "../../../scenarios"}
 	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScenario, Scenario: "TestCleanDisk"}))
@@ -248,6 +254,7 @@ func TestScenarioVerdicts(t *testing.T) {
 	vmgate.VM(t)
 	kern := bisect.Candidate{Name: "k", Kernel: "/k/vmlinuz", Initrd: "/k/initrd", Append: "console=ttyS0 x=1"}
 	iso := bisect.Candidate{Name: "i", ISO: "/i/a.iso"}
+	foreign := bisect.Candidate{Name: "n", ISO: "/i/nixos.iso", Profile: "nixos", Entry: "boot-serial", Boot: "direct"}
 	for _, tc := range []struct {
 		pkg, name string
 		cand      bisect.Candidate
@@ -256,6 +263,7 @@ func TestScenarioVerdicts(t *testing.T) {
 	}{
 		{"fakescenarios", "TestGood", kern, bisect.Good, "passed"},
 		{"fakescenarios", "TestGoodISO", iso, bisect.Good, "passed"},
+		{"fakescenarios", "TestForeignISO", foreign, bisect.Good, "passed"},
 		{"fakescenarios", "TestBad", kern, bisect.Bad, "behaviour under test is broken"},
 		{"fakescenarios", "TestNoBoot", kern, bisect.Skip, "never reached a root shell"},
 		{"brokenscenarios", "TestAnything", kern, bisect.Skip, "did not run"},
