@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -110,4 +112,29 @@ func TestFetchRefusesAWrongDigest(t *testing.T) {
 	require.Empty(t, left)
 	tmp, _ := filepath.Glob(filepath.Join(fetchDir, ".dl-*"))
 	require.Empty(t, tmp, "no partial download is left")
+}
+
+// The bisect workflow's list: .ci/fetch-isos.sh --lazy writes url= lines (nothing
+// downloaded) carrying --profile and --entry, and the list parses back to exactly that.
+func TestFetchISOsLazyListRoundTrips(t *testing.T) {
+	out := t.TempDir()
+	sum := digest("x")
+	entries := "https://example.org/a/nixos-25.11.iso#sha256=" + sum + " http://e.org/b.iso?x=1#sha256=" + strings.ToUpper(sum)
+	cmd := exec.Command("bash", "../../.ci/fetch-isos.sh", "--lazy", "--profile", "nixos", "--entry", `NixOS "serial" \x`, out, entries)
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", b)
+	require.Contains(t, string(b), "none downloaded")
+	isos, _ := filepath.Glob(filepath.Join(out, "*.iso"))
+	require.Empty(t, isos, "--lazy downloads nothing")
+	cs, err := LoadCandidates(filepath.Join(out, "candidates.txt"))
+	require.NoError(t, err)
+	require.Equal(t, []Candidate{
+		{Name: "01-nixos-25.11", URL: "https://example.org/a/nixos-25.11.iso", SHA256: sum, Profile: "nixos", Entry: `NixOS "serial" \x`},
+		{Name: "02-b", URL: "http://e.org/b.iso?x=1", SHA256: sum, Profile: "nixos", Entry: `NixOS "serial" \x`},
+	}, cs)
+
+	// bootlab downloads over http(s) only: anything else is a usage error up front.
+	cmd = exec.Command("bash", "../../.ci/fetch-isos.sh", "--lazy", t.TempDir(), "file:///x.iso#sha256="+sum)
+	b, _ = cmd.CombinedOutput()
+	require.Equal(t, 2, cmd.ProcessState.ExitCode(), "%s", b)
 }
