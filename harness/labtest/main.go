@@ -50,7 +50,7 @@ func packageTimeout() error {
 		return err
 	}
 	wall := e.Wall(runSelector(flagValue("test.run"), flagValue("test.skip")), vmSlotCount)
-	return checkTimeout(set, given, wall, Config().TimeoutScale)
+	return checkTimeout(set, given, wall, Config().TimeoutScale, testing.Short())
 }
 
 func flagValue(name string) string {

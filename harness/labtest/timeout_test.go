@@ -34,17 +34,19 @@ func TestTimeoutFlagAsTheBinarySeesIt(t *testing.T) {
 func TestCheckTimeoutRule(t *testing.T) {
 	long, short := 14*time.Minute, 3*time.Minute
 	// go test's default and more work than it allows: refused, naming the flag to add.
-	err := checkTimeout(true, goTestDefaultTimeout, long, 1)
+	err := checkTimeout(true, goTestDefaultTimeout, long, 1, false)
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "add -timeout 60m (or -timeout 0)")
 	// Work that fits the default runs under it.
-	require.NoError(t, checkTimeout(true, goTestDefaultTimeout, short, 1))
+	require.NoError(t, checkTimeout(true, goTestDefaultTimeout, short, 1, false))
 	// ... unless the machine is scaled slow enough not to fit.
-	require.Error(t, checkTimeout(true, goTestDefaultTimeout, short, 4))
+	require.Error(t, checkTimeout(true, goTestDefaultTimeout, short, 4, false))
 	// Any -timeout the user chose stands, and -timeout 0 arrives as none.
-	require.NoError(t, checkTimeout(true, 70*time.Minute, long, 1))
-	require.NoError(t, checkTimeout(true, time.Minute, long, 1))
-	require.NoError(t, checkTimeout(false, 0, long, 1))
+	require.NoError(t, checkTimeout(true, 70*time.Minute, long, 1, false))
+	require.NoError(t, checkTimeout(true, time.Minute, long, 1, false))
+	require.NoError(t, checkTimeout(false, 0, long, 1, false))
+	// Under -short every VM test skips: the default is enough.
+	require.NoError(t, checkTimeout(true, goTestDefaultTimeout, long, 1, true))
 }
 
 func TestBoundFromExpectedTimes(t *testing.T) {
@@ -100,6 +102,6 @@ func TestScenariosUnderTheDefaultTimeout(t *testing.T) {
 	require.GreaterOrEqual(t, len(e.PerTest), 10, "the scenarios' Slot times are read")
 	wall := e.Wall(runSelector("", ""), 2)
 	require.Greater(t, wall, goTestDefaultTimeout)
-	require.ErrorContains(t, checkTimeout(true, goTestDefaultTimeout, wall, 1), "add -timeout")
-	require.NoError(t, checkTimeout(true, goTestDefaultTimeout, e.Wall(runSelector("^TestUpstreamInstallerShell$", ""), 2), 1))
+	require.ErrorContains(t, checkTimeout(true, goTestDefaultTimeout, wall, 1, false), "add -timeout")
+	require.NoError(t, checkTimeout(true, goTestDefaultTimeout, e.Wall(runSelector("^TestUpstreamInstallerShell$", ""), 2), 1, false))
 }
