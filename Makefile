@@ -1,6 +1,11 @@
 # bootlab: `make demo` and `make test` are the two set-up commands (README.md).
 SHELL := /bin/bash
 GO ?= go
+# A go older than go.mod's `go` line fetches that toolchain itself through the module
+# proxy (make deps installs a go new enough to, docs/running.md); a go env file or
+# Debian's may say GOTOOLCHAIN=local, which would refuse instead. Set it to override.
+GOTOOLCHAIN ?= auto
+export GOTOOLCHAIN
 # Fuzz targets run for this long each in `make test`; longer runs: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
 # Scale every VM timeout (slow or loaded machines): make test TIMEOUT_SCALE=2
@@ -28,10 +33,13 @@ LOGDIR = $(or $(BOOTLAB_NOTES),/tmp)
 # `make deps DEPS=nix` installs only that group (.ci/deps.sh lists them); empty = all.
 DEPS ?=
 # `make scenarios SHARD=2/4` runs the second of four round-robin slices (the nightly
-# matrix); ISO=path boots that ISO instead of the fixture image.
+# matrix); ISO=path boots that ISO instead of the fixture image, PROFILE=nixos says how
+# to log in to it and what to check (docs/nixos.md), ENTRY=label picks its boot entry.
 SHARD ?=
 ISO ?=
-SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO))
+PROFILE ?=
+ENTRY ?=
+SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO)) $(if $(PROFILE),-profile $(PROFILE)) $(if $(ENTRY),-entry $(ENTRY))
 STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean

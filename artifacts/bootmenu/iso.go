@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 )
 
@@ -87,6 +88,7 @@ func Extract(ctx context.Context, isoPath string, e Entry, cacheDir string) (*Ex
 		out.Initrd = filepath.Join(dir, "initrd")
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		cacheprune.Touch(dir) // the recent-use mark bootlab cache prune keeps by
 		return out, nil
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 )
@@ -123,6 +124,7 @@ func StartWarm(ctx context.Context, cfg Config, dir string, say func(string)) (*
 	b, rerr := os.ReadFile(side)
 	if rerr == nil && json.Unmarshal(b, &ws) == nil && fileExists(state) {
 		say(fmt.Sprintf("warm start: restoring the state saved %s (%s)", ws.Saved.Format(time.RFC3339), state))
+		cacheprune.Touch(state) // the recent-use mark bootlab cache prune keeps by
 	} else {
 		say("warm start: no saved state for this image and machine yet; booting once, held at getty.target, to save one")
 		if ws, err = saveWarm(ctx, cfg, state, key, inputs); err != nil {

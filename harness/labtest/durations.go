@@ -77,3 +77,24 @@ func RecordDuration(name string, d time.Duration) {
 		_ = atomicfile.Write(path, append(b, '\n'), 0o644)
 	}
 }
+
+// measuredDurations is every measured duration ExpectedDuration would use, by name: the
+// committed ones with this machine's laid over them.
+func measuredDurations() map[string]time.Duration {
+	return durationsFrom(filepath.Join("testdata", "durations.json"), localDurationsFile())
+}
+
+// durationsFrom reads duration files, later ones winning.
+func durationsFrom(files ...string) map[string]time.Duration {
+	durMu.Lock()
+	defer durMu.Unlock()
+	out := map[string]time.Duration{}
+	for _, f := range files {
+		for name, s := range readDurations(f) {
+			if s > 0 {
+				out[name] = time.Duration(s * float64(time.Second))
+			}
+		}
+	}
+	return out
+}

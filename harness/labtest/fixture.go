@@ -15,6 +15,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/keys"
 	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -102,6 +103,7 @@ var (
 // standard variant, with -profile's image profile.
 func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair) {
 	t.Helper()
+	vmgate.VM(t)
 	id := fmt.Sprintf("%+v", spec)
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()

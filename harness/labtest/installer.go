@@ -16,6 +16,7 @@ import (
 	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/inject"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -27,6 +28,7 @@ import (
 // probe cache, because the cache holds one verdict per probe kernel.
 func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...vm.DiskSpec) (*lab.Lab, string) {
 	t.Helper()
+	vmgate.VM(t)
 	nb, err := images.DebianInstallerNetboot(ctx)
 	require.NoError(t, err, "fetching the installer netboot kernel and initrd")
 	l := StartT(t,

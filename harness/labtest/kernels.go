@@ -9,6 +9,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -25,6 +26,7 @@ type Kernel struct {
 // 6.12 the archive serves).
 func KernelSeries(t testing.TB) []Kernel {
 	t.Helper()
+	vmgate.VM(t) // it downloads and builds before any boot
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	series, err := lab.KernelSeries(ctx)
 	cancel()

@@ -29,6 +29,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
@@ -248,6 +249,10 @@ func slugOf(name string) string {
 func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	t.Helper()
 	c := newConfig(t.Name(), opts)
+	if c.lab.VM.Launcher == nil {
+		// A real QEMU guest (a fake launcher is a unit test of this package's own).
+		vmgate.VM(t)
+	}
 	if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
 		k, err := probeKernel()
 		require.NoError(t, err)

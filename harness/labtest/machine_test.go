@@ -45,3 +45,25 @@ func TestExpectedDurationPrefersThisMachinesMeasurement(t *testing.T) {
 	RecordDuration("TestY", 3*time.Second)
 	require.Equal(t, 41*time.Second, ExpectedDuration("TestX"), "recording one test keeps the others")
 }
+
+// The timeout rule counts tests that have no Slot constant by their measured durations;
+// a parent measured through its subtests counts once, through them.
+func TestExpectedAddsMeasuredDurations(t *testing.T) {
+	e := Expected{PerTest: map[string]time.Duration{"TestSlotted": time.Minute}}
+	e.AddMeasured(map[string]time.Duration{
+		"TestBooted":          4 * time.Minute,
+		"TestSeries":          3 * time.Minute,
+		"TestSeries/kernel-a": time.Minute,
+		"TestSeries/kernel-b": time.Minute,
+		"standard":            90 * time.Second,
+	})
+	require.NotContains(t, e.PerTest, "TestSeries", "measured through its subtests")
+	require.Equal(t, 4*time.Minute, e.PerTest["TestBooted"])
+	require.Equal(t, []time.Duration{90 * time.Second}, e.Shared)
+	all := func(string) bool { return true }
+	// 1+4+1+1 minutes of tests and 1.5 of the shared machine on two slots.
+	require.Equal(t, 4*time.Minute+15*time.Second, e.Wall(all, 2))
+	onlySeries := func(name string) bool { return name == "TestSeries" }
+	// Two 1-minute subtests and the 1.5-minute shared machine on two slots.
+	require.Equal(t, 105*time.Second, e.Wall(onlySeries, 2), "the subtests of a selected parent, and the shared machine")
+}

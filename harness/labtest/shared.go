@@ -12,6 +12,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 // Shared is one VM several tests observe without changing it (one boot proves them
@@ -53,6 +54,7 @@ func (s *Shared) InSlot(expect time.Duration) *Shared {
 // asserts itself, so every test on a broken VM fails with the cause.
 func (s *Shared) Use(t testing.TB) (*lab.Lab, error) {
 	t.Helper()
+	vmgate.VM(t)
 	s.once.Do(func() {
 		if s.slot > 0 {
 			defer vmSlots.Acquire(s.slot)()

@@ -20,6 +20,7 @@ import (
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -203,6 +204,7 @@ func TestLoginPromptNeverComes(t *testing.T) {
 // TestQEMUExitsEarly: a kernel file QEMU cannot load; the error has its status and words,
 // and the run is recorded as an environment error (QEMU never ran a guest), not a fail.
 func TestQEMUExitsEarly(t *testing.T) {
+	vmgate.VM(t)
 	bad := filepath.Join(t.TempDir(), "not-a-kernel")
 	require.NoError(t, os.WriteFile(bad, bytes.Repeat([]byte("junk"), 1000), 0o644))
 	img := vm.Image{Name: "bad", Kernel: bad, Profile: shell.Mini}
@@ -221,6 +223,7 @@ func TestQEMUExitsEarly(t *testing.T) {
 
 // TestMissingImage: a clear error before anything starts.
 func TestMissingImage(t *testing.T) {
+	vmgate.VM(t)
 	img := vm.Image{Name: "missing", Kernel: "/nonexistent/vmlinuz", Profile: shell.Mini}
 	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
 	require.ErrorContains(t, err, "/nonexistent/vmlinuz: does not exist")

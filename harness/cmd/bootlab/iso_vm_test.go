@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,7 @@ func buildDebianMiniISO(t *testing.T, ctx context.Context) string {
 // first dialog over serial; `--boot firmware` on the same ISO fails within a minute,
 // saying the console stayed silent and what to try.
 func TestRunUpstreamMiniISO(t *testing.T) {
+	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), vmScaled(10*time.Minute))
 	defer cancel()
 	iso := buildDebianMiniISO(t, ctx)
@@ -130,6 +132,7 @@ func onlyRunMetadata(t *testing.T, notes, slug string) runrec.Metadata {
 // TestInspectGRUBISO: the entries of an ISO made by grub-mkrescue from a hand-written
 // grub.cfg are listed, with the default, the initrds and which has a serial console.
 func TestInspectGRUBISO(t *testing.T) {
+	vmgate.VM(t)
 	needTools(t, "grub-common grub-pc-bin xorriso mtools", "grub-mkrescue", "xorriso")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
