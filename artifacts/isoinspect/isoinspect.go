@@ -208,7 +208,11 @@ func safely(fn func() error) (err error) {
 func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *isoImage, e isoEntry, keysOnly bool, toplevel string) error {
 	// A file on an ISO is one contiguous extent, so the squashfs can be read in place,
 	// without copying hundreds of MiB to a temporary file. readISO checked that the
-	// extent lies inside the image.
+	// extent lies inside the image. The superblock and table indexes are checked
+	// first: go-diskfs allocates what they claim (see checkSquashfs).
+	if err := checkSquashfs(io.NewSectionReader(b, e.Offset, e.Size), e.Size); err != nil {
+		return err
+	}
 	sq, err := readSquashfs(b, e.Size, e.Offset, 0)
 	if err != nil {
 		return fmt.Errorf("reading squashfs: %w", err)
