@@ -94,7 +94,7 @@ func checkSquashfs(r io.ReaderAt, size int64) error {
 	if sb.compression < 1 || sb.compression > 6 {
 		return sqHostile("superblock: compressor %d is none squashfs knows", sb.compression)
 	}
-	if sb.bytesUsed < sqSuperblockSize || sb.bytesUsed > uint64(size) {
+	if sb.bytesUsed > uint64(size) {
 		return sqHostile("superblock: bytes_used %d, but the layer on the ISO has %d bytes", sb.bytesUsed, size)
 	}
 	if sb.inodes == 0 || sb.inodes > sqMaxInodes {
@@ -209,9 +209,6 @@ func checkSqXattrs(r io.ReaderAt, sb sqSuperblock, next uint64) (uint64, error) 
 	if ids == 0 {
 		// go-diskfs reads nothing more; the kernel would refuse it, and so do we.
 		return 0, sqHostile("xattr table: 0 ids in a table that is present")
-	}
-	if ids > sb.inodes {
-		return 0, sqHostile("xattr table: %d ids, more than the %d inodes that could use them", ids, sb.inodes)
 	}
 	first, err := checkSqIndexBefore(r, "xattr id", sb.directoryTable, sb.xattrTable+16, uint64(ids)*16, next, sb.xattrTable)
 	if err != nil {
