@@ -210,11 +210,20 @@ func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *iso
 	// without copying hundreds of MiB to a temporary file. readISO checked that the
 	// extent lies inside the image. The superblock and table indexes are checked
 	// first: go-diskfs allocates what they claim (see checkSquashfs).
-	if err := checkSquashfs(io.NewSectionReader(b, e.Offset, e.Size), e.Size); err != nil {
+	sect := io.NewSectionReader(b, e.Offset, e.Size)
+	if err := checkSquashfs(sect, e.Size); err != nil {
 		return err
 	}
-	sq, err := readSquashfs(b, e.Size, e.Offset, 0)
+	head := make([]byte, sqSuperblockSize)
+	if _, err := sect.ReadAt(head, 0); err != nil {
+		return fmt.Errorf("reading squashfs: %w", err)
+	}
+	bounded := newSqBoundedStorage(b, e.Offset, e.Size, parseSqSuperblock(head))
+	sq, err := readSquashfs(bounded, e.Size, e.Offset, 0)
 	if err != nil {
+		if berr := bounded.err(); berr != nil {
+			return berr
+		}
 		return fmt.Errorf("reading squashfs: %w", err)
 	}
 	layer := e.Path
@@ -226,6 +235,9 @@ func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *iso
 	} else {
 		files, err := walk(ctx, sq, layer)
 		if err != nil {
+			if berr := bounded.err(); berr != nil {
+				return berr
+			}
 			return err
 		}
 		rep.Files = append(rep.Files, files...)
