@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +34,10 @@ func makeSquashfs(t *testing.T, comp string) []byte {
 	require.NoError(t, os.WriteFile(filepath.Join(src, "etc", "big"), bytes.Repeat([]byte("0123456789abcdef"), 20000), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(src, SquashfsKeyPath), []byte("ssh-ed25519 AAAA x\n"), 0o644))
 	require.NoError(t, os.Symlink("pre-nixos", filepath.Join(src, "etc", "link")))
+	// Extended attributes (a live root's binaries carry capabilities), so the xattr
+	// table is there too: two distinct sets.
+	require.NoError(t, syscall.Setxattr(filepath.Join(src, "etc", "f01"), "user.bootlab", []byte("one"), 0))
+	require.NoError(t, syscall.Setxattr(filepath.Join(src, "etc", "big"), "user.bootlab", []byte("two"), 0))
 	out := filepath.Join(dir, "fs.squashfs")
 	run(t, dir, "mksquashfs", src, out, "-noappend", "-comp", comp, "-b", "4096", "-quiet", "-no-progress")
 	b, err := os.ReadFile(out)
@@ -49,6 +54,7 @@ func TestSquashfsRealImagesPass(t *testing.T) {
 			sb := parseSqSuperblock(img)
 			require.NotZero(t, sb.fragments, "the image has fragments, so the fragment check ran")
 			require.NotEqual(t, sqInvalid, sb.exportTable, "the image is exportable, so the export check ran")
+			require.NotEqual(t, sqInvalid, sb.xattrTable, "the image has xattrs, so the xattr check ran")
 			// The layer may be longer than bytes_used (the ISO pads it to a sector).
 			padded := append(append([]byte(nil), img...), make([]byte, 4096)...)
 			require.NoError(t, checkSquashfs(bytes.NewReader(padded), int64(len(padded))))
@@ -123,6 +129,22 @@ var hostileSquashfs = []struct {
 		at := binary.LittleEndian.Uint64(b[48:])
 		put64(56, at-16)(b)
 		copy(b[at-16:at], make([]byte, 16))
+	}},
+	{"xattr ids past the index cap", "xattr id table: 68719476720 bytes of entries", func(b []byte) {
+		at := binary.LittleEndian.Uint64(b[56:])
+		binary.LittleEndian.PutUint32(b[at+8:], ^uint32(0))
+	}},
+	{"xattr key/value blocks after the id blocks", "xattr table: key/value blocks at", func(b []byte) {
+		at := binary.LittleEndian.Uint64(b[56:])
+		copy(b[at:at+8], b[at+16:at+24])
+	}},
+	{"xattr key/value blocks in the superblock", "xattr table: key/value blocks at 0,", func(b []byte) {
+		at := binary.LittleEndian.Uint64(b[56:])
+		binary.LittleEndian.PutUint64(b[at:], 0)
+	}},
+	{"xattr id block pointing back", "xattr id table: index entry 0 points at 96", func(b []byte) {
+		at := binary.LittleEndian.Uint64(b[56:])
+		binary.LittleEndian.PutUint64(b[at+16:], 96)
 	}},
 	{"directory table after the fragment blocks", "fragment table: index entry 0 points at", func(b []byte) {
 		put64(72, binary.LittleEndian.Uint64(b[80:])-1)(b)
