@@ -2,12 +2,15 @@ package isoinspect
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,18 +135,30 @@ var hostileSquashfs = []struct {
 	}},
 	{"xattr ids past the index cap", "xattr id table: 68719476720 bytes of entries", func(b []byte) {
 		at := binary.LittleEndian.Uint64(b[56:])
+		if at == sqInvalid || at+24 > uint64(len(b)) { // a seed without xattrs
+			return
+		}
 		binary.LittleEndian.PutUint32(b[at+8:], ^uint32(0))
 	}},
 	{"xattr key/value blocks after the id blocks", "xattr table: key/value blocks at", func(b []byte) {
 		at := binary.LittleEndian.Uint64(b[56:])
+		if at == sqInvalid || at+24 > uint64(len(b)) { // a seed without xattrs
+			return
+		}
 		copy(b[at:at+8], b[at+16:at+24])
 	}},
 	{"xattr key/value blocks in the superblock", "xattr table: key/value blocks at 0,", func(b []byte) {
 		at := binary.LittleEndian.Uint64(b[56:])
+		if at == sqInvalid || at+24 > uint64(len(b)) { // a seed without xattrs
+			return
+		}
 		binary.LittleEndian.PutUint64(b[at:], 0)
 	}},
 	{"xattr id block pointing back", "xattr id table: index entry 0 points at 96", func(b []byte) {
 		at := binary.LittleEndian.Uint64(b[56:])
+		if at == sqInvalid || at+24 > uint64(len(b)) { // a seed without xattrs
+			return
+		}
 		binary.LittleEndian.PutUint64(b[at+16:], 96)
 	}},
 	{"directory table after the fragment blocks", "fragment table: index entry 0 points at", func(b []byte) {
@@ -212,8 +227,30 @@ func FuzzSquashfsSuperblock(f *testing.F) {
 		if sb.bytesUsed > uint64(len(img)) || sb.fragments > sqMaxFragments || sb.inodes > sqMaxInodes {
 			t.Fatalf("accepted %+v for %d bytes", sb, len(img))
 		}
+		// What is accepted, go-diskfs reads through the bounded storage as
+		// inspectLayer has it (a panic is recovered there too), within a bound.
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_ = safely(func() error {
+			sq, err := squashfs.Read(newSqBoundedStorage(file.New(memFile{bytes.NewReader(img)}, true), 0, int64(len(img)), sb), int64(len(img)), 0, 0)
+			if err != nil {
+				return err
+			}
+			_, err = walk(context.Background(), sq, "")
+			return err
+		})
+		runtime.ReadMemStats(&after)
+		if a := after.TotalAlloc - before.TotalAlloc; a > 256<<20 {
+			t.Fatalf("reading an accepted %d-byte image allocated %d MiB", len(img), a>>20)
+		}
 	})
 }
+
+// memFile is an in-memory fs.File with ReadAt, for go-diskfs's file backend.
+type memFile struct{ *bytes.Reader }
+
+func (memFile) Stat() (fs.FileInfo, error) { return nil, errors.New("no stat") }
+func (memFile) Close() error               { return nil }
 
 func execOutput(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
