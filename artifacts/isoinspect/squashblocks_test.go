@@ -3,6 +3,7 @@ package isoinspect
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"strings"
 	"testing"
 
@@ -41,4 +42,40 @@ func TestSquashfsDecompressionBomb(t *testing.T) {
 	assert.Contains(t, rep.Problems[0], "root.squashfs: malformed or hostile image: squashfs block of 8006 bytes at byte")
 	assert.Contains(t, rep.Problems[0], "decompresses to more than 131072 bytes")
 	assert.False(t, strings.Contains(rep.Problems[0], "\n"))
+}
+
+// ISO.OpenSquashfs, for callers that read one layer (the fixture's key check), has
+// the checks and the bound InspectISO has.
+func TestOpenSquashfs(t *testing.T) {
+	honest := makeSquashfs(t, "zstd")
+	hostile := append([]byte(nil), honest...)
+	put32(16, ^uint32(0))(hostile)
+	for _, c := range []struct {
+		name, want string
+		layer      []byte
+	}{
+		{"honest", "", honest},
+		{"fragment count", "squashfs superblock: fragment count 4294967295", hostile},
+		{"zstd bomb", "decompresses to more than 131072 bytes", isotest.BombSquashfs(t, 1)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := isotest.New("LAYER")
+			b.Dir(rootSector, rootSector, b.File("ROOT.SQUASHFS;1", c.layer))
+			iso, err := OpenISO(context.Background(), b.Write(t, "layer.iso"))
+			require.NoError(t, err)
+			defer iso.Close()
+			var sq fs.FS
+			bounded(t, 32<<20, func() { sq, err = iso.OpenSquashfs("root.squashfs") })
+			if c.want == "" {
+				require.NoError(t, err)
+				key, err := readSquashFile(sq, SquashfsKeyPath, MaxKeyFile)
+				require.NoError(t, err)
+				assert.Equal(t, "ssh-ed25519 AAAA x\n", string(key))
+				return
+			}
+			require.ErrorIs(t, err, ErrHostile)
+			assert.Contains(t, err.Error(), "opening squashfs root.squashfs: malformed or hostile image: ")
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
 }
