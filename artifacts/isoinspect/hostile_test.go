@@ -226,7 +226,8 @@ func TestInspectionDeadlineCoversAStuckSquashfsReader(t *testing.T) {
 	defer func(d time.Duration) { RootKeyTimeout = d }(RootKeyTimeout)
 	RootKeyTimeout = 200 * time.Millisecond
 	b := isotest.New("STUCK")
-	b.Dir(rootSector, rootSector, b.File("ROOT.SQUASHFS;1", []byte("hsqs")))
+	// A real squashfs, so the reader is reached past the superblock check.
+	b.Dir(rootSector, rootSector, b.File("ROOT.SQUASHFS;1", makeSquashfs(t, "gzip")))
 	_, err := RootKey(context.Background(), b.Write(t, "hostile.iso"))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "root.squashfs")

@@ -206,12 +206,9 @@ func safely(fn func() error) (err error) {
 }
 
 func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *isoImage, e isoEntry, keysOnly bool, toplevel string) error {
-	// A file on an ISO is one contiguous extent, so the squashfs can be read in place,
-	// without copying hundreds of MiB to a temporary file. readISO checked that the
-	// extent lies inside the image.
-	sq, err := readSquashfs(b, e.Size, e.Offset, 0)
+	sq, bounded, err := openSquashfs(b, e.Offset, e.Size)
 	if err != nil {
-		return fmt.Errorf("reading squashfs: %w", err)
+		return err
 	}
 	layer := e.Path
 	if keysOnly {
@@ -222,6 +219,9 @@ func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *iso
 	} else {
 		files, err := walk(ctx, sq, layer)
 		if err != nil {
+			if berr := bounded.err(); berr != nil {
+				return berr
+			}
 			return err
 		}
 		rep.Files = append(rep.Files, files...)
@@ -234,6 +234,53 @@ func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *iso
 	}
 	rep.nixStoreKeys(ctx, sq, layer, toplevel)
 	return nil
+}
+
+// openSquashfs reads the squashfs of size bytes at off in b: in place (a file on an
+// ISO is one contiguous extent, so hundreds of MiB are not copied to a temporary
+// file), after checkSquashfs, and through a sqBoundedStorage that later reads of the
+// returned filesystem go through too.
+func openSquashfs(b backend.Storage, off, size int64) (*squashfs.FileSystem, *sqBoundedStorage, error) {
+	sect := io.NewSectionReader(b, off, size)
+	if err := checkSquashfs(sect, size); err != nil {
+		return nil, nil, err
+	}
+	head := make([]byte, sqSuperblockSize)
+	if _, err := sect.ReadAt(head, 0); err != nil {
+		return nil, nil, fmt.Errorf("reading squashfs: %w", err)
+	}
+	bounded := newSqBoundedStorage(b, off, size, parseSqSuperblock(head))
+	sq, err := readSquashfs(bounded, size, off, 0)
+	if err != nil {
+		if berr := bounded.err(); berr != nil {
+			return nil, nil, berr
+		}
+		return nil, nil, fmt.Errorf("reading squashfs: %w", err)
+	}
+	return sq, bounded, nil
+}
+
+// OpenSquashfs opens the squashfs file name on the ISO as inspection does: its
+// superblock and tables checked and every block bounded (an error wrapping ErrHostile
+// otherwise), read in place. go-diskfs checks no context, so a caller with a deadline
+// runs it on a goroutine of its own, as InspectISO does.
+func (iso *ISO) OpenSquashfs(name string) (*squashfs.FileSystem, error) {
+	if iso.f == nil {
+		return nil, fmt.Errorf("opening squashfs %s: the ISO was not opened from a file", name)
+	}
+	off, size, err := iso.Extent(name)
+	if err != nil {
+		return nil, err
+	}
+	var sq *squashfs.FileSystem
+	err = safely(func() (err error) {
+		sq, _, err = openSquashfs(file.New(iso.f, true), off, size)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening squashfs %s: %w", Printable(name), err)
+	}
+	return sq, nil
 }
 
 // readSquashFile reads a regular file of at most max bytes from a squashfs: the

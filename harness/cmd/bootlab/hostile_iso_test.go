@@ -164,3 +164,59 @@ func TestInspectExitsNonZeroOnAProblem(t *testing.T) {
 		assert.Contains(t, errb.String(), "1 problem(s), the first: /pre_nixos/root_key.pub")
 	}
 }
+
+// Live ISOs whose root squashfs lies: one claims 2^32-1 fragments (go-diskfs would
+// allocate a 64 MiB index for it and read on), one's fragment table is two zstd blocks
+// of 8 KiB that say 250 MiB each (go-diskfs parsed each into 2.2 GB of records).
+// `bootlab inspect` refuses the layer before go-diskfs reads it, with one line and a
+// non-zero exit, in under 2 s under the address-space limit.
+func TestHostileSquashfsLayerEndsWithOneLine(t *testing.T) {
+	for _, tool := range []string{"mksquashfs", "xorriso"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found (make deps installs it)", tool)
+		}
+	}
+	bin := buildBootlab(t)
+	if o := os.Getenv("OLD_BIN"); o != "" {
+		bin = o
+	}
+	honest := func(t *testing.T) []byte {
+		src, sq := t.TempDir(), filepath.Join(t.TempDir(), "fs.squashfs")
+		require.NoError(t, os.WriteFile(filepath.Join(src, "motd"), []byte("hello\n"), 0o644))
+		out, err := exec.Command("mksquashfs", src, sq, "-noappend", "-quiet", "-no-progress").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		img, err := os.ReadFile(sq)
+		require.NoError(t, err)
+		return img
+	}
+	for _, c := range []struct {
+		name, want string
+		layer      func(t *testing.T) []byte
+	}{
+		{"fragment count", "squashfs superblock: fragment count 4294967295", func(t *testing.T) []byte {
+			img := honest(t)
+			binary.LittleEndian.PutUint32(img[16:], 0xFFFFFFFF)
+			return img
+		}},
+		{"zstd bombs", "decompresses to more than 131072 bytes", func(t *testing.T) []byte { return isotest.BombSquashfs(t, 2) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			isoDir := t.TempDir()
+			require.NoError(t, os.MkdirAll(filepath.Join(isoDir, "live"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(isoDir, "live", "filesystem.squashfs"), c.layer(t), 0o644))
+			iso := filepath.Join(t.TempDir(), "x.iso")
+			out, err := exec.Command("xorriso", "-as", "mkisofs", "-R", "-o", iso, isoDir).CombinedOutput()
+			require.NoError(t, err, "%s", out)
+
+			code, stdout, errs, took := runLimited(t, []string{"BOOTLAB_NOTES=" + t.TempDir()}, bin, "inspect", iso)
+			t.Logf("bootlab inspect: exit %d in %v: %s", code, took.Round(time.Millisecond), strings.TrimSpace(errs))
+			assert.NotEqual(t, 0, code, "stdout:\n%s", stdout)
+			line := strings.TrimRight(errs, "\n")
+			assert.NotContains(t, line, "\n", "more than one line")
+			assert.Contains(t, line, "live/filesystem.squashfs: malformed or hostile image: ")
+			assert.Contains(t, line, c.want)
+			assert.NotContains(t, errs, "out of memory")
+			assert.Less(t, took, 2*time.Second)
+		})
+	}
+}
