@@ -8,9 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/squashfs"
-
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 )
 
@@ -31,16 +28,12 @@ func ReadISORootKey(isoPath string) (string, error) {
 		return "", fmt.Errorf("inspecting ISO: %w", err)
 	}
 	defer iso.Close()
-	off, size, err := iso.Extent(strings.TrimPrefix(ISOLayerPath, "/"))
-	if err != nil {
+	if _, _, err := iso.Extent(strings.TrimPrefix(ISOLayerPath, "/")); err != nil {
 		return "", fmt.Errorf("%s has no %s (not a bootlab fixture ISO?): %w", filepath.Base(isoPath), ISOLayerPath, err)
 	}
-	b, err := file.OpenFromPath(isoPath, true)
-	if err != nil {
-		return "", fmt.Errorf("opening ISO %s: %w", isoPath, err)
-	}
-	defer b.Close()
-	sq, err := squashfs.Read(b, size, off, 0)
+	// The layer's superblock and tables are checked and its decompression bounded
+	// before go-diskfs reads it (isoinspect.OpenSquashfs), as for every squashfs read.
+	sq, err := iso.OpenSquashfs(strings.TrimPrefix(ISOLayerPath, "/"))
 	if err != nil {
 		return "", fmt.Errorf("reading the config layer of %s as squashfs: %w", filepath.Base(isoPath), err)
 	}
