@@ -34,7 +34,17 @@ ISO ?=
 SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO))
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean
+# The GitHub workflows run here as written (harness/ci's runner, docs/ci.md): container jobs
+# in a debian:12 container (podman), the rest on this machine. `make ci-local` runs every
+# job but three of the four nightly shards; `make ci-local JOB=ci/unit` one job
+# (JOB=nightly/scenarios:shard=2 one matrix entry; several: JOB="ci/unit ci/nix").
+# CI_LOCAL_FLAGS: e.g. -head (check out HEAD, not the working tree), -input NAME=VALUE.
+CI_LOCAL = $(GO) run ./harness/ci/cmd/cilocal
+JOB ?=
+CI_LOCAL_JOBS = ci/lint ci/unit ci/nix ci/integration nightly/scenarios:shard=1 nightly/report bisect/bisect fresh/fresh
+CI_LOCAL_FLAGS ?=
+
+.PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean ci ci-local
 
 all: build
 
@@ -90,9 +100,17 @@ scenarios:
 	$(GO) test -count=1 -timeout 70m -v ./scenarios/ $(SCENARIO_ARGS) 2>&1 | tee $(LOGDIR)/bootlab-scenarios.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+scenarios)' ; \
 	  rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || bash .ci/failed-tests.sh $(LOGDIR)/bootlab-scenarios.log; exit $$rc
 
+# make test's part for CI's checks: the ci workflow's lint, unit and nix jobs as written,
+# ci/unit in its debian:12 container (so make deps's packages are proven there too).
+ci:
+	$(CI_LOCAL) $(CI_LOCAL_FLAGS) -job ci/lint -job ci/unit -job ci/nix
+
+ci-local:
+	$(CI_LOCAL) $(CI_LOCAL_FLAGS) $(addprefix -job ,$(or $(JOB),$(CI_LOCAL_JOBS)))
+
 # The parts of `make test`, run in this order; the first failure stops the run. Each
 # part's wall time is printed at the end, failed or not.
-TEST_PARTS = deps vet unit fuzz vm scenarios
+TEST_PARTS = deps ci fuzz vm scenarios
 test:
 	@rc=0; table=""; total=0; \
 	for part in $(TEST_PARTS); do \

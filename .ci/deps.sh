@@ -14,8 +14,10 @@ declare -A groups=(
   [nix]="nix-bin"                                                 # nix-instantiate --parse, nix-hash for flake.nix
   [report]="chromium"                                             # rendering report.html in tests
   [lint]="shellcheck"                                             # actionlint checks the workflows' run: scripts with it
+  [cc]="gcc libc6-dev"                                            # go test -race (make unit) needs cgo, so a C compiler
+  [container]="podman runc mmdebstrap"                            # make test / make ci-local run the workflows' container jobs (.ci/container.sh)
 )
-order=(base vm images disks nix report lint)
+order=(base vm images disks nix report lint cc container)
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=("${order[@]}")

@@ -3,7 +3,7 @@ package ci
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
+
 	"fmt"
 	"io"
 	"io/fs"
@@ -314,4 +314,8 @@ func globMatchDirs(prefix, p string) bool {
 	return false
 }
 
-var errNoJobs = errors.New("no job matches")
+// Container is the image the job runs in, "" for a job on the runner itself.
+func (j Job) Container() string {
+	image, _ := containerOf(j.definition())
+	return image
+}

@@ -352,7 +352,7 @@ func (r *Runner) containerBase(jr *jobRun) ([]string, string) {
 		env = append(env, "SSL_CERT_FILE="+caPath, "CURL_CA_BUNDLE="+caPath, "GIT_SSL_CAINFO="+caPath)
 	}
 	env = append(env, goEgress()...)
-	env = append(env, "DEBIAN_FRONTEND=noninteractive")
+	env = append(env, "DEBIAN_FRONTEND=noninteractive", HereEnv+"=1")
 	return env, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 }
 
@@ -604,16 +604,16 @@ func thisMachineIs(image string) error {
 	return nil
 }
 
-// InContainer reports whether this process runs inside a container
-// (podman's /run/.containerenv, Docker's /.dockerenv).
-func InContainer() bool {
-	for _, f := range []string{"/run/.containerenv", "/.dockerenv"} {
-		if _, err := os.Stat(f); err == nil {
-			return true
-		}
-	}
-	return false
-}
+// HereEnv, set to 1, tells the runner that this machine is the fresh
+// container the container jobs ask for (the runner sets it in every
+// container it starts; the fresh workflow sets it in its job), so a runner
+// started inside one runs container jobs here rather than nest podman. It is
+// never guessed from /.dockerenv: a development machine may be a container
+// too, and installing a job's packages on it is not what was asked.
+const HereEnv = "BOOTLAB_CI_HERE"
+
+// Here reports whether HereEnv says this machine is the fresh container.
+func Here() bool { return os.Getenv(HereEnv) == "1" }
 
 // flockFile holds an exclusive flock on path until unlock is called.
 func flockFile(ctx context.Context, path string) (func(), error) {
@@ -668,25 +668,16 @@ func (r *Runner) snapshotFor(jr *jobRun, image, options string) (snapshot, error
 		return snapshot{}, err
 	}
 	s := snapshot{base: base}
-	last := lastInstallStep(jr.def)
-	if last < 0 {
+	if lastInstallStep(jr.def) < 0 {
 		return s, nil
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "base %s\noptions %s\n", r.Engine.imageID(base), options)
-	for _, st := range jr.def.Steps[:last+1] {
-		b, err := yaml.Marshal(st)
-		if err != nil {
-			return s, err
-		}
-		h.Write(b)
 	}
 	deps, err := r.repoFile(".ci/deps.sh")
 	if err != nil {
 		return s, fmt.Errorf("reading .ci/deps.sh for the snapshot key: %w", err)
 	}
-	h.Write(deps)
-	s.key = hex.EncodeToString(h.Sum(nil))[:16]
+	if s.key, err = snapshotKey(r.Engine.imageID(base), options, jr.def, deps); err != nil {
+		return s, err
+	}
 	s.image = "localhost/bootlab-ci-" + strings.ToLower(jr.job.slug()) + ":" + s.key
 	meta := filepath.Join(r.State, "snapshots", jr.job.slug()+"-"+s.key+".json")
 	if r.Engine.imageID(s.image) != "" {
@@ -695,6 +686,28 @@ func (r *Runner) snapshotFor(jr *jobRun, image, options string) (snapshot, error
 		}
 	}
 	return s, nil
+}
+
+// snapshotKey is what a job's snapshot is kept under: the base image's id,
+// the container options, every step up to the last install step (their
+// text, uses: and with: alike) and .ci/deps.sh. The steps after it do not
+// count: they run on every start.
+func snapshotKey(baseID, options string, j *job, deps []byte) (string, error) {
+	last := lastInstallStep(j)
+	if last < 0 {
+		return "", nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "base %s\noptions %s\n", baseID, options)
+	for _, st := range j.Steps[:last+1] {
+		b, err := yaml.Marshal(st)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	h.Write(deps)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 func (r *Runner) saveSnapshot(ctx context.Context, jr *jobRun, s snapshot) error {

@@ -201,6 +201,8 @@ func (c *exprCtx) eval(e string) (string, error) {
 		return "", fmt.Errorf("%s: no workflow_dispatch input %q", c.wf.file, key)
 	case "env":
 		return c.env[key], nil
+	case "steps":
+		return c.operand(e)
 	case "runner":
 		if v, ok := c.runner[key]; ok {
 			return v, nil
