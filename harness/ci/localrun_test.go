@@ -297,10 +297,10 @@ jobs:
     runs-on: ubuntu-latest
     container: debian:12
     steps:
-      - run: apt-get install -y ` + install + `
+      - run: apt-get install -y `+install+`
       - uses: actions/checkout@v4
       - run: make deps
-      - run: ` + later + `
+      - run: `+later+`
 `))
 		require.NoError(t, err)
 		return wf.Jobs["j"]
