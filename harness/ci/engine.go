@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"strings"
 	"time"
-
-	"mvdan.cc/sh/v3/shell"
 )
 
 // Engine runs container jobs with podman. Its configuration comes from
@@ -100,10 +98,11 @@ type container struct {
 // GitHub's runner does (a long sleep; each step is an exec).
 func (e *Engine) start(ctx context.Context, name, image, options string, mounts []string, workdir string) (*container, error) {
 	_, _ = e.podman(context.Background(), "rm", "-f", "-t", "0", name) // a leftover of a killed run
-	opts, err := shell.Fields(options, nil)
-	if err != nil {
-		return nil, fmt.Errorf("container options %q: %w", options, err)
+	// Options are plain flags (--privileged); quoting would need a shell parser.
+	if strings.ContainsAny(options, `"'\$`) {
+		return nil, fmt.Errorf("container options %q: the runner takes plain flags only", options)
 	}
+	opts := strings.Fields(options)
 	args := []string{"run", "-d", "--name", name, "--workdir", workdir}
 	for _, m := range mounts {
 		args = append(args, "-v", m)
