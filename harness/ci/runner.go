@@ -91,11 +91,11 @@ type jobRun struct {
 
 // Run runs one job and reports how it ended. Jobs run in the order given;
 // a job whose needs failed is skipped unless its if: says always().
-func (r *Runner) Run(ctx context.Context, j Job) Result {
+func (r *Runner) Run(ctx context.Context, j Job) (res Result) {
 	if r.failed == nil {
 		r.failed = map[string]bool{}
 	}
-	res := Result{Job: j}
+	res = Result{Job: j}
 	began := time.Now()
 	def := j.definition()
 	defer func() {
