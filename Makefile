@@ -80,8 +80,8 @@ fuzz:
 	  done; \
 	done
 
-# Every .nix file parses and flake.nix's vendorHash is current (CI's nix job). `make test`
-# does not list it: harness/ci's tests run both scripts inside `make unit`.
+# Every .nix file parses and flake.nix's vendorHash is current (CI's nix job, which
+# make test runs in its `ci` part).
 nixcheck:
 	@bash .ci/nix-parse-check.sh
 	@bash .ci/vendor-hash.sh --check

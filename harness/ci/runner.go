@@ -83,7 +83,6 @@ type jobRun struct {
 	basePath string
 	sh       stepShell
 	inCtr    bool // steps run in a container (mount paths equal host paths)
-	out      io.Writer
 	// recorded while the install steps run, for a snapshot to replay
 	installEnv   map[string]string
 	installPaths []string
