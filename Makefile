@@ -38,10 +38,13 @@ STATICCHECK_VERSION ?= v0.8.2
 # in a debian:12 container (podman), the rest on this machine. `make ci-local` runs every
 # job but three of the four nightly shards; `make ci-local JOB=ci/unit` one job
 # (JOB=nightly/scenarios:shard=2 one matrix entry; several: JOB="ci/unit ci/nix").
+# bisect/bisect needs candidates: BISECT_ISOS='file:///path/a.iso#sha256=HEX ...' (files
+# under ~/.cache/bootlab-ci/inputs are seen by the container at the same path).
 # CI_LOCAL_FLAGS: e.g. -head (check out HEAD, not the working tree), -input NAME=VALUE.
 CI_LOCAL = $(GO) run ./harness/ci/cmd/cilocal
 JOB ?=
-CI_LOCAL_JOBS = ci/lint ci/unit ci/nix ci/integration nightly/scenarios:shard=1 nightly/report bisect/bisect fresh/fresh
+BISECT_ISOS ?=
+CI_LOCAL_JOBS = ci/lint ci/unit ci/nix ci/integration nightly/scenarios:shard=1 nightly/report fresh/fresh $(if $(BISECT_ISOS),bisect/bisect)
 CI_LOCAL_FLAGS ?=
 
 .PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean ci ci-local
@@ -106,7 +109,8 @@ ci:
 	$(CI_LOCAL) $(CI_LOCAL_FLAGS) -job ci/lint -job ci/unit -job ci/nix
 
 ci-local:
-	$(CI_LOCAL) $(CI_LOCAL_FLAGS) $(addprefix -job ,$(or $(JOB),$(CI_LOCAL_JOBS)))
+	@[ -n "$(JOB)$(BISECT_ISOS)" ] || echo "ci-local: bisect/bisect is not run: it needs BISECT_ISOS (candidate ISOs)"
+	$(CI_LOCAL) $(CI_LOCAL_FLAGS) $(if $(BISECT_ISOS),-input 'isos=$(BISECT_ISOS)') $(addprefix -job ,$(or $(JOB),$(CI_LOCAL_JOBS)))
 
 # The parts of `make test`, run in this order; the first failure stops the run. Each
 # part's wall time is printed at the end, failed or not.

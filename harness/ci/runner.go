@@ -360,13 +360,14 @@ func (r *Runner) containerBase(jr *jobRun) ([]string, string) {
 // workspace, RUNNER_TEMP, the cache and artefact stores, the Go caches and
 // the setup-go toolchain, the CA bundle, and apt's proxy settings.
 func (r *Runner) mounts(jr *jobRun) ([]string, error) {
-	for _, d := range []string{r.cacheStore(), r.Artifacts, r.goCache("mod"), r.goCache("build")} {
+	for _, d := range []string{r.cacheStore(), r.Artifacts, r.goCache("mod"), r.goCache("build"), r.InputFiles()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
 	m := []string{jr.ws + ":" + jr.ws, jr.temp + ":" + jr.temp, r.cacheStore() + ":" + r.cacheStore(),
-		r.Artifacts + ":" + r.Artifacts, r.goCache("mod") + ":" + r.goCache("mod"), r.goCache("build") + ":" + r.goCache("build")}
+		r.Artifacts + ":" + r.Artifacts, r.goCache("mod") + ":" + r.goCache("mod"), r.goCache("build") + ":" + r.goCache("build"),
+		r.InputFiles() + ":" + r.InputFiles() + ":ro"}
 	if _, err := os.Stat(hostCA); err == nil {
 		m = append(m, hostCA+":"+caPath+":ro")
 	}
@@ -391,6 +392,10 @@ func (r *Runner) mounts(jr *jobRun) ([]string, error) {
 var aptProxyRE = regexp.MustCompile(`(?i)Acquire::[a-z]+::Proxy`)
 
 func (r *Runner) cacheStore() string { return filepath.Join(r.State, "cache") }
+
+// InputFiles is where files a job's inputs name go (file:// URLs of
+// candidate ISOs for bisect): container jobs see it at the same path.
+func (r *Runner) InputFiles() string { return filepath.Join(r.State, "inputs") }
 
 // goCache is the persistent Go module (mod) or build (build) cache of the
 // container jobs: setup-go's cache: true, kept between runs.
