@@ -9,7 +9,7 @@ set -euo pipefail
 declare -A groups=(
   [base]="ca-certificates git curl openssh-client"                 # clones, downloads, ssh-keygen in tests
   [vm]="qemu-system-x86 qemu-utils"                               # the VMs
-  [images]="busybox-static cpio mmdebstrap squashfs-tools xorriso isolinux syslinux-common grub-pc-bin grub-common mtools"  # mini image, fixture ISO, GRUB ISOs (grub-mkrescue, boot-menu tests)
+  [images]="busybox-static cpio mmdebstrap squashfs-tools xorriso isolinux syslinux-common grub-pc-bin grub-common mtools zstd"  # mini image, fixture ISO, GRUB ISOs (grub-mkrescue, boot-menu tests), zstd initrds (isoinspect tests)
   [disks]="e2fsprogs gdisk dosfstools"                            # seeding disks with data from the host
   [nix]="nix-bin"                                                 # nix-instantiate --parse, nix-hash for flake.nix
   [report]="chromium"                                             # rendering report.html in tests
