@@ -152,15 +152,6 @@ func (r *Runner) run(ctx context.Context, j Job) (string, error) {
 	jr.ec.matrix, jr.ec.jobTotal, jr.ec.inputs, jr.ec.hashRoot = j.Matrix, j.Total, r.Inputs, jr.ws
 	jr.ec.github["job"] = j.ID
 
-	if r.VMLock != "" && jobBootsVMs(def) {
-		fmt.Fprintf(r.Out, "== %s: waiting for the VM lock %s (the job boots VMs)\n", j.Name(), r.VMLock)
-		unlock, err := flockFile(ctx, r.VMLock)
-		if err != nil {
-			return "", err
-		}
-		defer unlock()
-	}
-
 	image, options := containerOf(def)
 	var where string
 	skipInstall := false
@@ -226,6 +217,7 @@ func (r *Runner) run(ctx context.Context, j Job) (string, error) {
 	}
 
 	lastInstall := lastInstallStep(def)
+	var unlock func()
 	var errs []error
 	failed := false
 	for i, s := range def.Steps {
@@ -241,6 +233,15 @@ func (r *Runner) run(ctx context.Context, j Job) (string, error) {
 		if skipInstall && i <= lastInstall && isInstallStep(s) {
 			fmt.Fprintf(r.Out, "-- %s: done in the snapshot %s\n", label, snap.image)
 			continue
+		}
+		if r.VMLock != "" && vmRE.MatchString(s.Run) && unlock == nil {
+			// From the first step that boots VMs to the end of the job: installs and
+			// builds before it do not keep other VM work waiting.
+			fmt.Fprintf(r.Out, "-- %s: waiting for the VM lock %s (the step boots VMs)\n", label, r.VMLock)
+			if unlock, err = flockFile(ctx, r.VMLock); err != nil {
+				return where, err
+			}
+			defer unlock()
 		}
 		fmt.Fprintf(r.Out, "-- %s\n", label)
 		began := time.Now()
@@ -569,17 +570,9 @@ func lastInstallStep(j *job) int {
 	return last
 }
 
-// vmRE finds a job that boots VMs or builds images: it runs holding the VM lock.
+// vmRE finds a step that boots VMs or builds images: the job holds the VM
+// lock from there to its end.
 var vmRE = regexp.MustCompile(`\bmake +(vm|scenarios|demo|bench|soak|bisect-demo|test)\b|bootlab +(bisect|run|demo|bench)\b`)
-
-func jobBootsVMs(j *job) bool {
-	for _, s := range j.Steps {
-		if vmRE.MatchString(s.Run) {
-			return true
-		}
-	}
-	return false
-}
 
 func containerOf(j *job) (image, options string) {
 	switch c := j.Container.(type) {
