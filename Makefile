@@ -19,8 +19,8 @@ VM_PARALLEL ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; 
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios $(foreach d,$(VM_DIRS),-e /$(d)))
 # What the Nix build sandbox can run (flake.nix checks.unit): the unit packages minus those
 # whose tests need what the sandbox lacks: git, actionlint and the network (harness/ci),
-# chromium (artifacts/report).
-SANDBOX_PKGS = $(filter-out %/harness/ci %/artifacts/report,$(UNIT_PKGS))
+# chromium (artifacts/report), a go build of its own (harness/ci/cmd/cilocal).
+SANDBOX_PKGS = $(filter-out %/harness/ci %/harness/ci/cmd/cilocal %/artifacts/report,$(UNIT_PKGS))
 
 # Run directories of `make vm` and `make scenarios` go to $BOOTLAB_NOTES when set (every CI
 # job sets it, and uploads that directory); the go test output is kept there too.
