@@ -612,27 +612,27 @@ const HereEnv = "BOOTLAB_CI_HERE"
 // Here reports whether HereEnv says this machine is the fresh container.
 func Here() bool { return os.Getenv(HereEnv) == "1" }
 
-// flockFile holds an exclusive flock on path until unlock is called.
+// flockFile holds an exclusive flock on path until unlock is called. It
+// waits in the kernel's queue like flock(1) does (a polling LOCK_NB would
+// lose every hand-over to the blocked waiters).
 func flockFile(ctx context.Context, path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("opening the lock %s: %w", path, err)
 	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
+	got := make(chan error, 1)
+	go func() { got <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	select {
+	case err := <-got:
+		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for the lock %s: %w", path, ctx.Err())
-		case <-time.After(2 * time.Second):
-		}
+		return func() { f.Close() }, nil
+	case <-ctx.Done():
+		// The waiter cannot be cancelled: release the lock as soon as it is granted.
+		go func() { <-got; f.Close() }()
+		return nil, fmt.Errorf("waiting for the lock %s: %w", path, ctx.Err())
 	}
 }
 
