@@ -317,3 +317,37 @@ jobs:
 	require.NotEqual(t, k, key(parse("git make", "make unit"), "deps v2"), "a changed .ci/deps.sh kept the key")
 	require.Equal(t, 2, lastInstallStep(parse("git", "make unit")))
 }
+
+// TestVMLockWaitsAndGivesUp: the VM lock is granted when its holder lets go,
+// and a job that stops waiting gets an error instead of the lock.
+func TestVMLockWaitsAndGivesUp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vm.lock")
+	unlock, err := flockFile(context.Background(), path)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = flockFile(ctx, path)
+	require.ErrorContains(t, err, "waiting for the lock")
+
+	got := make(chan error, 1)
+	go func() {
+		u, err := flockFile(context.Background(), path)
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("granted while held: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	unlock()
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not granted after the holder let go")
+	}
+}
