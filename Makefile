@@ -1,6 +1,11 @@
 # bootlab: `make demo` and `make test` are the two set-up commands (README.md).
 SHELL := /bin/bash
 GO ?= go
+# A go older than go.mod's `go` line fetches that toolchain itself through the module
+# proxy (make deps installs a go new enough to, docs/running.md); a go env file or
+# Debian's may say GOTOOLCHAIN=local, which would refuse instead. Set it to override.
+GOTOOLCHAIN ?= auto
+export GOTOOLCHAIN
 # Fuzz targets run for this long each in `make test`; longer runs: make fuzz FUZZTIME=10m
 FUZZTIME ?= 10s
 # Scale every VM timeout (slow or loaded machines): make test TIMEOUT_SCALE=2
@@ -28,10 +33,13 @@ LOGDIR = $(or $(BOOTLAB_NOTES),/tmp)
 # `make deps DEPS=nix` installs only that group (.ci/deps.sh lists them); empty = all.
 DEPS ?=
 # `make scenarios SHARD=2/4` runs the second of four round-robin slices (the nightly
-# matrix); ISO=path boots that ISO instead of the fixture image.
+# matrix); ISO=path boots that ISO instead of the fixture image, PROFILE=nixos says how
+# to log in to it and what to check (docs/nixos.md), ENTRY=label picks its boot entry.
 SHARD ?=
 ISO ?=
-SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO))
+PROFILE ?=
+ENTRY ?=
+SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO)) $(if $(PROFILE),-profile $(PROFILE)) $(if $(ENTRY),-entry $(ENTRY))
 STATICCHECK_VERSION ?= v0.8.2
 
 # The GitHub workflows run here as written (harness/ci's runner, docs/ci.md): container jobs
@@ -61,6 +69,8 @@ build:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	@# The harness runs VMs on Linux only, but its packages build elsewhere (documentation, imports).
+	GOOS=darwin $(GO) build ./...
 
 # vet plus staticcheck (pinned; `go run pkg@version` leaves go.mod alone). CI's lint job.
 lint: vet
@@ -73,15 +83,13 @@ unit:
 sandbox-unit:
 	$(GO) test -count=1 $(SANDBOX_PKGS)
 
-# Every fuzz target in the tree, each for FUZZTIME. -run '^$$': their seed corpora ran
-# in `make unit` (or `make vm`) already.
+# Every fuzz target in the tree, each for FUZZTIME (.ci/fuzz.sh). -run '^$$': their seed
+# corpora ran in `make unit` (or `make vm`) already. Inside `make test` a package whose
+# sources did not change since its last green fuzz run on this machine is not fuzzed
+# again (FUZZ_CHANGED_ONLY=1); `make fuzz` runs every target.
+FUZZ_CHANGED_ONLY ?= 0
 fuzz:
-	@set -e; $(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do \
-	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
-	    echo "fuzz: $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -vet=off -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/bootlab-fuzz.log 2>&1 || { cat /tmp/bootlab-fuzz.log; exit 1; }; \
-	  done; \
-	done
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_CHANGED_ONLY=$(FUZZ_CHANGED_ONLY) bash .ci/fuzz.sh
 
 # Every .nix file parses and flake.nix's vendorHash is current (CI's nix job, which
 # make test runs in its `ci` part).
@@ -119,7 +127,7 @@ test:
 	@rc=0; table=""; total=0; \
 	for part in $(TEST_PARTS); do \
 	  t0=$$(date +%s); \
-	  $(MAKE) --no-print-directory $$part; rc=$$?; \
+	  $(MAKE) --no-print-directory $$part FUZZ_CHANGED_ONLY=1; rc=$$?; \
 	  d=$$(( $$(date +%s) - t0 )); total=$$(( total + d )); \
 	  table="$$table$$(printf '  %-10s %3dm%02ds  %s' $$part $$((d/60)) $$((d%60)) $$([ $$rc -eq 0 ] && echo ok || echo FAILED))\n"; \
 	  [ $$rc -eq 0 ] || break; \

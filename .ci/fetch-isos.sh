@@ -3,7 +3,12 @@
 # sha256 given with it, then writes a bootlab candidate list (docs/bisect.md,
 # "List file") naming them in the order given.
 #
-#   .ci/fetch-isos.sh OUT_DIR 'URL#sha256=HEX [URL#sha256=HEX ...]'
+#   .ci/fetch-isos.sh [--lazy] [--profile NAME] [--entry LABEL] OUT_DIR 'URL#sha256=HEX [URL#sha256=HEX ...]'
+#
+# --lazy downloads nothing: each line is `NN-<name> url=URL sha256=HEX`, and bootlab
+# bisect downloads (and verifies) each ISO only when it probes it, into its image
+# cache. --profile and --entry are added to every line (profile=, entry=): how the
+# ISOs log in (nixos, fixture, mini) and which boot menu entry boots.
 #
 # Entries are separated by whitespace; the fragment carries the digest, since
 # a URL fetched here never needs a fragment of its own. Each ISO lands in
@@ -13,12 +18,41 @@
 # file, so nothing unverified is ever booted. Usage errors exit 2.
 set -euo pipefail
 
+usage() {
+  echo "usage: $0 [--lazy] [--profile NAME] [--entry LABEL] OUT_DIR 'URL#sha256=HEX [URL#sha256=HEX ...]'" >&2
+  exit 2
+}
+lazy=0 profile="" entry=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --lazy) lazy=1; shift ;;
+    --profile) [ $# -ge 2 ] || usage; profile=$2; shift 2 ;;
+    --entry) [ $# -ge 2 ] || usage; entry=$2; shift 2 ;;
+    --) shift; break ;;
+    -*) usage ;;
+    *) break ;;
+  esac
+done
 if [ $# -ne 2 ] || [ -z "${2//[[:space:]]/}" ]; then
-  echo "usage: $0 OUT_DIR 'URL#sha256=HEX [URL#sha256=HEX ...]'" >&2
+  usage
+fi
+if [ -n "$profile" ] && ! [[ $profile =~ ^[a-z0-9][a-z0-9-]*$ ]]; then
+  echo "fetch-isos: --profile '$profile' is not a profile name" >&2
   exit 2
 fi
 out=$1
 read -r -a entries <<<"$2"
+
+# quote VALUE as a list-file value: a Go string in double quotes.
+quote() {
+  local v=${1//\\/\\\\}
+  v=${v//\"/\\\"}
+  printf '"%s"' "$v"
+}
+# extras: the profile= and entry= fields every line carries.
+extras=""
+[ -n "$profile" ] && extras+=" profile=$profile"
+[ -n "$entry" ] && extras+=" entry=$(quote "$entry")"
 
 # Check every entry before downloading anything.
 for e in "${entries[@]}"; do
@@ -34,6 +68,22 @@ mkdir -p "$out"
 list="$out/candidates.txt"
 : >"$list"
 n=0
+if [ "$lazy" = 1 ]; then
+  for e in "${entries[@]}"; do
+    url=${e%%#*}
+    sum=${e#*#sha256=}
+    if ! [[ $url =~ ^https?:// ]]; then
+      rm -f "$list"
+      echo "fetch-isos: --lazy needs http(s) URLs (bootlab downloads them): '$url'" >&2
+      exit 2
+    fi
+    n=$((n + 1))
+    base=$(basename "${url%%\?*}")
+    printf '%02d-%s url=%s sha256=%s%s\n' "$n" "${base%.iso}" "$url" "${sum,,}" "$extras" >>"$list"
+  done
+  echo "fetch-isos: $n ISO(s) listed, none downloaded (bootlab bisect downloads each when it probes it); list: $list"
+  exit 0
+fi
 for e in "${entries[@]}"; do
   url=${e%%#*}
   sum=${e#*#sha256=}
@@ -53,6 +103,6 @@ for e in "${entries[@]}"; do
     echo "fetch-isos: $url has sha256 $got, the dispatch said $sum; refusing to boot it" >&2
     exit 1
   fi
-  printf '%s iso=%s\n' "$name" "$(cd "$out" && pwd)/$name.iso" >>"$list"
+  printf '%s iso=%s%s\n' "$name" "$(cd "$out" && pwd)/$name.iso" "$extras" >>"$list"
 done
 echo "fetch-isos: $n ISO(s) verified; list: $list"

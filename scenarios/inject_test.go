@@ -1,10 +1,7 @@
 package scenarios
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,20 +16,10 @@ import (
 // (names, sizes, rotational flags). The commands it called that the installer lacks are
 // named. (The user's step 5: install pre-nixos by hand into a baseline and plan there.)
 func TestInjectPreNixosIntoInstaller(t *testing.T) {
-	labtest.Slot(t, 60*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(10*time.Minute))
-	defer cancel()
+	m := labtest.BootInstallerShell(t, "inject-installer", 2100, 2400)
+	res := m.InjectPreNixos()
 
-	bin, err := inject.PreNixos(ctx)
-	require.NoError(t, err)
-	l, sh := labtest.InstallerShell(ctx, t, "inject-installer", 2100, 2400)
-
-	res, err := inject.Inject(ctx, sh, inject.Options{Binary: bin, Dir: filepath.Join(l.Dir(), "inject"), Timeout: scaled(2 * time.Minute)})
-	require.NoError(t, err, "injecting pre-nixos into the installer")
-	t.Logf("pre-nixos %s over %s; missing in the installer: %v\nplan:\n%s", res.SHA256, sh.Transport(), res.Missing, res.Plan)
-
-	facts, err := inject.ReadSysBlock(ctx, sh)
-	require.NoError(t, err)
+	facts := m.SysBlock()
 	cands := inject.Candidates(facts)
 	require.Len(t, cands, 2, "two virtio disks in the installer's /sys/block: %+v", facts)
 	require.NotEqual(t, cands[0].Sectors, cands[1].Sectors, "disks of different sizes")
@@ -46,8 +33,6 @@ func TestInjectPreNixosIntoInstaller(t *testing.T) {
 	// from its initramfs), so the plan above stands on complete facts.
 	require.Contains(t, res.Missing, "findmnt", "the installer's missing tool is named")
 	require.Contains(t, string(res.Log), `"event":"pre_nixos.storage.boot_medium_from_mountinfo"`)
-	mounts, err := sh.Run(ctx, "cat /proc/mounts")
-	require.NoError(t, err)
-	require.NotRegexp(t, ` (iso9660|squashfs) `, string(mounts.Output), "a boot medium pre-nixos could not look for")
-	l.Mark("inject_checked")
+	require.NotRegexp(t, ` (iso9660|squashfs) `, m.Succeed("cat /proc/mounts"), "a boot medium pre-nixos could not look for")
+	m.Mark("inject_checked")
 }

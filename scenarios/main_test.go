@@ -41,7 +41,7 @@ var (
 // TestMain: every flag but the four above is labtest's (-boot-image-debug,
 // -pause-after, -debug-wait, -accel, -keep, -notes, -captures, -iso, -profile, -entry,
 // -boot, -timeout-scale), so every package that boots through labtest.StartT
-// takes them the same way. The shared VM closes after the last scenario.
+// takes them the same way. Shared machines close after the last scenario (labtest.Main).
 func TestMain(m *testing.M) {
-	labtest.Main(m, labtest.MainOptions{Name: "scenarios", Shard: flagShard, After: closeShared})
+	labtest.Main(m, labtest.MainOptions{Name: "scenarios", Shard: flagShard})
 }

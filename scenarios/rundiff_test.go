@@ -1,30 +1,23 @@
 package scenarios
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bootlab/bootlab/artifacts/images"
-	"github.com/bootlab/bootlab/artifacts/rundiff"
-	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
-	"github.com/bootlab/bootlab/harness/shell"
 )
 
 // sabotage breaks two units at runtime the way real regressions do: pre-nixos exits
 // non-zero (a failed unit, "Failed to start" in the journal) and sshd takes 45 s to
 // come back (the ssh milestone moves, blame says ssh.service got slower). Runtime
 // drop-ins under /run vanish with the VM; the image is untouched.
-func sabotage(p shell.Profile) string {
-	pre, ssh := p.PreNixosUnit, p.SSHUnit
+func sabotage(pre, ssh string) string {
 	return fmt.Sprintf(`mkdir -p /run/systemd/system/%[1]s.d /run/systemd/system/%[2]s.d && `+
 		`printf '[Service]\nExecStart=\nExecStart=/bin/false\n' > /run/systemd/system/%[1]s.d/zz-bootlab-break.conf && `+
 		`printf '[Service]\nExecStartPre=/bin/sleep 45\n' > /run/systemd/system/%[2]s.d/zz-bootlab-slow.conf && `+
@@ -38,63 +31,40 @@ func sabotage(p shell.Profile) string {
 // names the failed unit, its new journal errors and the milestone that moved, and
 // nothing else.
 func TestRunDiffNamesWhatBroke(t *testing.T) {
-	labtest.Slot(t, 240*time.Second)
-	img, _, key := labtest.Fixture(t, images.FixtureSpec{})
 	// Both runs share a slug; a notes root of their own keeps other scenarios' runs of
 	// the same image out of --against-last-pass.
 	notes := filepath.Join(labtest.NotesRoot(), "rundiff")
-	opts := append([]labtest.Option{}, labtest.Image(img), labtest.RootKey(key.Fingerprint), labtest.Login(), labtest.Slug("rundiff"),
-		labtest.Notes(notes), labtest.Disks(disk("disk0.img", 4096)), labtest.Network(), labtest.Captures(lab.CapturesAlways))
 	boot := func(broken bool) (clean, final string) {
-		ctx, cancel := context.WithTimeout(context.Background(), scaled(15*time.Minute))
-		defer cancel()
-		l := labtest.StartT(t, opts...)
+		m := labtest.Boot(t, labtest.Standard(), labtest.Slug("rundiff"), labtest.Notes(notes),
+			labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Network(), labtest.Captures("always"))
+		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
+		m.WaitForStorage(labtest.Provisioned)
+		m.WaitForLAN()
+		m.Execute("timeout 120 systemctl is-system-running --wait")
+		require.Empty(t, m.Evidence().Stopped, "evidence right after login")
+		clean = m.Snapshot("clean")
+		var verdict error
+		if broken {
+			p := m.Profile()
+			require.NotZero(t, m.Sabotage(sabotage(p.PreNixosUnit, p.SSHUnit)), "restarting pre-nixos with ExecStart=/bin/false fails")
+			// The verdict a failing scenario would give; the diff is about the evidence.
+			verdict = errors.New("broken on purpose")
+		}
+		m.WaitForSSH()
+		m.Evidence()
 		// Each run closes here, not when the test ends: the diff compares finished
 		// runs, and run B's --against-last-pass must find run A in the ledger.
-		var verdict error
-		defer func() {
-			if verdict == nil && t.Failed() {
-				verdict = labtest.ErrFailed
-			}
-			cctx, ccancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
-			defer ccancel()
-			require.NoError(t, l.Close(cctx, verdict))
-		}()
-		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
-		c := checks(l, key, t)
-		require.NoError(t, c.CheckStorage(ctx), "storage (run directory %s)", l.Dir())
-		require.NoError(t, c.CheckNetwork(ctx), "network (run directory %s)", l.Dir())
-		_, _, err := l.Status(ctx, "timeout 120 systemctl is-system-running --wait")
-		require.NoError(t, err)
-		idx, err := l.Evidence(ctx)
-		require.NoError(t, err, "evidence right after login")
-		require.Empty(t, idx.Stopped)
-		clean, err = l.Snapshot("clean")
-		require.NoError(t, err)
-		if broken {
-			r, err := l.Run(ctx, sabotage(l.Profile()), shell.AllowFail())
-			require.NoError(t, err)
-			require.NotZero(t, r.ExitStatus, "restarting pre-nixos with ExecStart=/bin/false fails: %s", r.Output)
-		}
-		require.NoError(t, c.CheckSSH(ctx), "SSH (run directory %s)", l.Dir())
-		_, err = l.Evidence(ctx)
-		require.NoError(t, err, "evidence at the end")
-		if broken {
-			// The verdict a failing scenario would give; the diff is about the evidence.
-			verdict = os.ErrInvalid
-		}
-		return clean, l.Dir()
+		m.Close(verdict)
+		return clean, m.Dir()
 	}
 	cleanA, runA := boot(false)
 	cleanB, runB := boot(true)
 
-	d, err := rundiff.CompareDirs(cleanA, cleanB, rundiff.Options{})
-	require.NoError(t, err)
+	d := labtest.Diff(t, cleanA, cleanB)
 	t.Logf("clean vs clean:\n%s", d.Text())
 	require.True(t, d.Empty(), "two clean boots must diff as no differences:\n%s", d.Text())
 
-	d, err = rundiff.CompareDirs(runA, runB, rundiff.Options{})
-	require.NoError(t, err)
+	d = labtest.Diff(t, runA, runB)
 	t.Logf("clean vs broken:\n%s", d.Text())
 	pre := labtest.FixtureProfile().PreNixosUnit
 	require.Equal(t, []string{pre}, d.Units.Failed)
@@ -119,10 +89,8 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	}
 
 	// The same through the command line, and --against-last-pass finds run A.
-	last, err := rundiff.LastPass(filepath.Join(notes, runrec.LedgerFile), "rundiff", runB)
-	require.NoError(t, err)
-	require.Equal(t, runA, last, "run A is the last pass before run B")
-	html, err := os.ReadFile(filepath.Join(runB, runrec.ReportFile))
+	require.Equal(t, runA, labtest.LastPass(t, notes, "rundiff", runB), "run A is the last pass before run B")
+	html, err := os.ReadFile(filepath.Join(runB, "report.html"))
 	require.NoError(t, err)
 	require.Contains(t, string(html), "Compared with the last pass")
 	require.Contains(t, string(html), pre)

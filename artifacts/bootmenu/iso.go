@@ -13,44 +13,41 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
-
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 )
 
 // MaxBootFile bounds a kernel or initrd copied out of an ISO (real ones are tens of
 // MiB; NixOS's initrd is about 100).
 const MaxBootFile = 2 << 30
 
-// withISO opens isoPath read-only as an fs.FS for fn.
-func withISO(isoPath string, fn func(fs.FS) error) error {
-	b, err := file.OpenFromPath(isoPath, true)
+// withISO opens isoPath through isoinspect's bounded ISO9660 reader (the only one
+// bootlab has: an ISO is input we did not write, and these reads come before any
+// other) and hands it to fn as an fs.FS. The reader's errors name the image already.
+func withISO(ctx context.Context, isoPath string, fn func(fs.FS) error) error {
+	iso, err := isoinspect.OpenISO(ctx, isoPath)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", isoPath, err)
+		return err
 	}
-	defer b.Close()
-	st, err := b.Stat()
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", isoPath, err)
+	defer iso.Close()
+	if err := fn(iso); err != nil {
+		return fmt.Errorf("%s: %w", isoPath, err)
 	}
-	iso, err := iso9660.Read(b, st.Size(), 0, 0)
-	if err != nil {
-		return fmt.Errorf("%s is not a readable ISO9660 image: %w", isoPath, err)
-	}
-	return fn(iso)
+	return nil
 }
 
-// ReadISO reads every boot menu of the ISO at isoPath.
-func ReadISO(isoPath string) ([]*Menu, error) {
+// ReadISO reads every boot menu of the ISO at isoPath. An error wrapping
+// isoinspect.ErrHostile is an image no honest tool writes.
+func ReadISO(ctx context.Context, isoPath string) ([]*Menu, error) {
 	var menus []*Menu
-	err := withISO(isoPath, func(fsys fs.FS) error {
+	err := withISO(ctx, isoPath, func(fsys fs.FS) error {
 		var err error
 		menus, err = Find(fsys)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading the boot menu of %s: %w", isoPath, err)
+		return nil, fmt.Errorf("reading the boot menu: %w", err)
 	}
 	return menus, nil
 }
@@ -91,6 +88,7 @@ func Extract(ctx context.Context, isoPath string, e Entry, cacheDir string) (*Ex
 		out.Initrd = filepath.Join(dir, "initrd")
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		cacheprune.Touch(dir) // the recent-use mark bootlab cache prune keeps by
 		return out, nil
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
@@ -101,7 +99,7 @@ func Extract(ctx context.Context, isoPath string, e Entry, cacheDir string) (*Ex
 		return nil, fmt.Errorf("creating a directory in %s: %w", cacheDir, err)
 	}
 	defer os.RemoveAll(tmp)
-	err = withISO(isoPath, func(fsys fs.FS) error {
+	err = withISO(ctx, isoPath, func(fsys fs.FS) error {
 		if err := copyOut(ctx, fsys, e.Kernel, filepath.Join(tmp, "kernel"), false); err != nil {
 			return err
 		}

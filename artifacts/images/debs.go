@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
 	"github.com/bootlab/bootlab/artifacts/progress"
 )
 
@@ -162,6 +163,7 @@ func fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
 	dir := filepath.Join(CacheDir(), "debs")
 	path := filepath.Join(dir, filepath.Base(d.Filename))
 	if _, err := os.Stat(path); err == nil {
+		cacheprune.Touch(path) // the recent-use mark bootlab cache prune keeps by
 		return path, d, nil
 	}
 	if err := needTools("apt-get"); err != nil {

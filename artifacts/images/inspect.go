@@ -1,6 +1,7 @@
 package images
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -8,8 +9,9 @@ import (
 	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
+
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 )
 
 // ISOLayerPath and ISORootKeyPath say where the fixture ISO keeps root's key: in the
@@ -21,28 +23,24 @@ const (
 
 // ReadISORootKey reads the embedded root public key out of a fixture ISO the way the
 // guest sees it (ISO9660 -> squashfs layer -> file), without mounting anything, so an
-// inspection proves what a booted machine would trust.
+// inspection proves what a booted machine would trust. The ISO is read through the
+// bounded reader every ISO read goes through (isoinspect), and the layer in place.
 func ReadISORootKey(isoPath string) (string, error) {
-	layer, err := readISOFile(isoPath, ISOLayerPath)
+	iso, err := isoinspect.OpenISO(context.Background(), isoPath)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("inspecting ISO: %w", err)
 	}
-	tmp, err := os.CreateTemp("", "bootlab-layer-*.squashfs")
+	defer iso.Close()
+	off, size, err := iso.Extent(strings.TrimPrefix(ISOLayerPath, "/"))
 	if err != nil {
-		return "", fmt.Errorf("staging the config layer: %w", err)
+		return "", fmt.Errorf("%s has no %s (not a bootlab fixture ISO?): %w", filepath.Base(isoPath), ISOLayerPath, err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(layer); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("staging the config layer: %w", err)
-	}
-	tmp.Close()
-	b, err := file.OpenFromPath(tmp.Name(), true)
+	b, err := file.OpenFromPath(isoPath, true)
 	if err != nil {
-		return "", fmt.Errorf("opening the config layer: %w", err)
+		return "", fmt.Errorf("opening ISO %s: %w", isoPath, err)
 	}
 	defer b.Close()
-	sq, err := squashfs.Read(b, int64(len(layer)), 0, 0)
+	sq, err := squashfs.Read(b, size, off, 0)
 	if err != nil {
 		return "", fmt.Errorf("reading the config layer of %s as squashfs: %w", filepath.Base(isoPath), err)
 	}
@@ -51,34 +49,12 @@ func ReadISORootKey(isoPath string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s has no %s in %s: %w", filepath.Base(isoPath), ISORootKeyPath, ISOLayerPath, err)
 	}
-	key, err := io.ReadAll(f)
+	key, err := io.ReadAll(io.LimitReader(f, isoinspect.MaxKeyFile+1))
 	if err != nil {
 		return "", fmt.Errorf("reading %s from the config layer: %w", ISORootKeyPath, err)
 	}
+	if len(key) > isoinspect.MaxKeyFile {
+		return "", fmt.Errorf("%s in the config layer of %s is larger than %d bytes", ISORootKeyPath, filepath.Base(isoPath), isoinspect.MaxKeyFile)
+	}
 	return strings.TrimSpace(string(key)), nil
-}
-
-func readISOFile(isoPath, name string) ([]byte, error) {
-	st, err := os.Stat(isoPath)
-	if err != nil {
-		return nil, fmt.Errorf("inspecting ISO: %w", err)
-	}
-	b, err := file.OpenFromPath(isoPath, true)
-	if err != nil {
-		return nil, fmt.Errorf("opening ISO %s: %w", isoPath, err)
-	}
-	defer b.Close()
-	fs, err := iso9660.Read(b, st.Size(), 0, 2048)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s as ISO9660: %w", isoPath, err)
-	}
-	f, err := fs.OpenFile(name, os.O_RDONLY)
-	if err != nil {
-		return nil, fmt.Errorf("%s has no %s (not a bootlab fixture ISO?): %w", filepath.Base(isoPath), name, err)
-	}
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s from %s: %w", name, filepath.Base(isoPath), err)
-	}
-	return data, nil
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
 )
 
 // virtioModules are loaded into the mini image so tests can attach virtio disks, NICs
@@ -75,6 +77,7 @@ func FetchKernel(ctx context.Context, pkg string) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("preparing kernel %s: %w", pkg, err)
 	}
+	cacheprune.Touch(dir) // the recent-use mark bootlab cache prune keeps by
 	rel, err := os.ReadFile(filepath.Join(dir, "release"))
 	if err != nil {
 		return nil, fmt.Errorf("reading kernel release: %w", err)

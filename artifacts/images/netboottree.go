@@ -11,6 +11,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
 )
 
 // netbootTextPrefix is the text-frontend netboot tree inside the package: what a TFTP
@@ -38,6 +40,7 @@ func DebianInstallerNetbootTree(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("preparing the Debian installer netboot tree: %w", err)
 	}
+	cacheprune.Touch(dir) // the recent-use mark bootlab cache prune keeps by
 	return dir, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 // testVM is a deliberately simple serial driver (pipes on stdio, substring waits) so this
@@ -27,6 +29,7 @@ type testVM struct {
 
 func needQEMU(t *testing.T) {
 	t.Helper()
+	vmgate.VM(t)
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatal("qemu-system-x86_64 not found: apt-get install qemu-system-x86")
 	}
@@ -137,6 +140,8 @@ func tail(s string, n int) string {
 }
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
+	// Every caller builds an image or fetches Debian packages: a VM test.
+	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -57,6 +56,11 @@ type Report struct {
 	Image string `json:"image"`
 	Kind  string `json:"kind"` // iso | kernel
 	Label string `json:"label,omitempty"`
+	// Names says which names an ISO's tree carries: "rock ridge", "joliet" or
+	// "iso9660".
+	Names string `json:"names,omitempty"`
+	// Boot is an ISO's El Torito boot catalog: what BIOS and EFI firmware load.
+	Boot []BootImage `json:"boot_images,omitempty"`
 	// Layers are the squashfs files found, in the order live-boot stacks them.
 	Layers []string `json:"layers,omitempty"`
 	Files  []File   `json:"files"`
@@ -118,23 +122,13 @@ func RootKey(ctx context.Context, isoPath string) (*Key, error) {
 }
 
 func inspectISO(ctx context.Context, isoPath string, keysOnly bool) (*Report, error) {
-	f, err := os.Open(isoPath)
+	opened, err := OpenISO(ctx, isoPath)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", isoPath, err)
+		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", isoPath, err)
-	}
-	iso, err := readISO(ctx, f, st.Size())
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("inspecting %s: %w", isoPath, err)
-		}
-		return nil, fmt.Errorf("%s is not a readable ISO9660 image: %w", isoPath, err)
-	}
-	rep := &Report{Image: isoPath, Kind: "iso", Label: strings.TrimSpace(iso.Label)}
+	defer opened.Close()
+	f, iso := opened.f, opened.img
+	rep := &Report{Image: isoPath, Kind: "iso", Label: opened.Label(), Names: iso.Names, Boot: iso.Boot}
 	var isoFiles []File
 	for _, e := range iso.Entries {
 		fl := File{Path: e.Path, Size: e.Size, Mode: e.Mode, Link: e.Link}
@@ -205,7 +199,7 @@ var readSquashfs = squashfs.Read
 func safely(fn func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: the squashfs reader failed: %v", errHostile, r)
+			err = fmt.Errorf("%w: the squashfs reader failed: %v", ErrHostile, r)
 		}
 	}()
 	return fn()
@@ -215,9 +209,6 @@ func (rep *Report) inspectLayer(ctx context.Context, b backend.Storage, iso *iso
 	// A file on an ISO is one contiguous extent, so the squashfs can be read in place,
 	// without copying hundreds of MiB to a temporary file. readISO checked that the
 	// extent lies inside the image.
-	if e.Offset > iso.size || e.Size > iso.size-e.Offset {
-		return fmt.Errorf("%w: its %d bytes at offset %d run past the end of the %d-byte image", errHostile, e.Size, e.Offset, iso.size)
-	}
 	sq, err := readSquashfs(b, e.Size, e.Offset, 0)
 	if err != nil {
 		return fmt.Errorf("reading squashfs: %w", err)

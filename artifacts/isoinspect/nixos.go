@@ -148,7 +148,7 @@ func resolveStorePath(sq *squashfs.FileSystem, p string) (string, error) {
 		}
 		hops++
 		if hops > maxLinkHops {
-			return "", fmt.Errorf("%w: more than %d symlinks resolving %s", errHostile, maxLinkHops, p)
+			return "", fmt.Errorf("%w: more than %d symlinks resolving %s", ErrHostile, maxLinkHops, p)
 		}
 		t, _ := st.Sys().(*squashfs.StatT)
 		if t == nil || t.LinkTarget == "" {

@@ -57,6 +57,20 @@ func (rep *Report) WriteText(w io.Writer, files bool) error {
 			fmt.Fprintf(bw, "label: %s\n", Printable(rep.Label))
 		}
 	}
+	if rep.Names != "" {
+		fmt.Fprintf(bw, "names: %s\n", rep.Names)
+	}
+	for _, b := range rep.Boot {
+		boot := "not bootable"
+		if b.Bootable {
+			boot = "bootable"
+		}
+		file := ""
+		if b.File != "" {
+			file = " " + where("", b.File)
+		}
+		fmt.Fprintf(bw, "boot image: %s, %s, %s, sector %d (%d x 512 bytes)%s\n", b.Platform, b.Media, boot, b.Sector, b.Sectors, file)
+	}
 	for i, l := range rep.Layers {
 		fmt.Fprintf(bw, "layer %d: %s\n", i+1, Printable(l))
 	}

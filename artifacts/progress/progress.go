@@ -44,7 +44,7 @@ func For(w io.Writer) *Line {
 	f, ok := w.(*os.File)
 	live := false
 	if ok {
-		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 		live = err == nil
 	}
 	return New(w, live)

@@ -211,3 +211,17 @@ func TestPromote(t *testing.T) {
 		require.Contains(t, string(md), want)
 	}
 }
+
+// Two clean boots of one image (a rundiff scenario in make test) differed only in who
+// configured the SLAAC address: the kernel (no flags) or networkd ("noprefixroute").
+// Which agent won the race is not a change; a static address's flag still is.
+func TestSLAACAgentIsNotADifference(t *testing.T) {
+	kernel := `[{"ifname":"lan","addr_info":[{"family":"inet6","local":"fec0::5054:ff:fe12:3456","prefixlen":64,"scope":"site","dynamic":true,"mngtmpaddr":true,"valid_life_time":86374,"preferred_life_time":14374}]}]`
+	networkd := `[{"ifname":"lan","addr_info":[{"family":"inet6","local":"fec0::5054:ff:fe12:3456","prefixlen":64,"scope":"site","dynamic":true,"mngtmpaddr":true,"noprefixroute":true,"valid_life_time":86378,"preferred_life_time":14378}]}]`
+	require.True(t, sameLines(kernel, networkd), "the same SLAAC address from the kernel or from networkd")
+	static := `[{"ifname":"lan","addr_info":[{"family":"inet6","local":"fd00::1","prefixlen":64,"scope":"global","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]`
+	staticNoRoute := `[{"ifname":"lan","addr_info":[{"family":"inet6","local":"fd00::1","prefixlen":64,"scope":"global","noprefixroute":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]`
+	require.False(t, sameLines(static, staticNoRoute), "a configured address's noprefixroute is a change")
+	lost := strings.Replace(networkd, `"dynamic":true,`, ``, 1)
+	require.False(t, sameLines(kernel, lost), "an address that stopped being dynamic is a change")
+}

@@ -25,7 +25,8 @@ const (
 	Interrupted Outcome = "interrupted"
 )
 
-// Standard milestone names (DESIGN.md section 6). Others may be recorded freely.
+// Standard milestone names, in the order a boot reaches them (docs/run-records.md lists
+// them under metadata.json). Others may be recorded freely.
 const (
 	MilestoneSpawn         = "spawn"
 	MilestoneFirstOutput   = "first_output"
@@ -131,8 +132,8 @@ type Milestone struct {
 	Duration Seconds `json:"duration"`
 }
 
-// Scenario is one scenario's outcome, attributed to this run's VM only (the reference
-// blamed a healthy VM for a failure in an unrelated later test).
+// Scenario is one scenario's outcome, attributed to this run's VM only (the Python
+// harness bootlab replaces blamed a healthy VM for a failure in an unrelated later test).
 type Scenario struct {
 	Name     string  `json:"name"`
 	Outcome  Outcome `json:"outcome"`

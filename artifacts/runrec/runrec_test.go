@@ -97,7 +97,7 @@ func TestSanitizeSlug(t *testing.T) {
 }
 
 // Parallel tests start runs in the same second; each must get its own directory (the
-// reference's one-second names collided).
+// Python harness's one-second names collided).
 func TestCreateUniqueUnderConcurrency(t *testing.T) {
 	root := t.TempDir()
 	const n = 24

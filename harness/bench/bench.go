@@ -1,4 +1,4 @@
-// Package bench measures the harness against its speed targets (DESIGN.md section 7) on
+// Package bench measures the harness against its speed targets (docs/benchmarks.md) on
 // one booted mini VM, side by side in one run, so the ratios compare like with like:
 // framed command round trip vs a raw echo, login prompt to verified root shell, and
 // framed bulk transfer vs raw serial throughput.

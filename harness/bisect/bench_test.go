@@ -8,7 +8,7 @@ import (
 
 // BenchmarkSearch bisects every first-bad position of an N-list with k
 // workers (in memory, a fake prober) and reports the boots and rounds a
-// user would wait for, next to the DESIGN.md budget:
+// user would wait for, next to the budget docs/bisect.md promises:
 // probes/op and rounds/op are means over positions, max-* the worst case,
 // budget-rounds is ceil(log_(k+1) N)+2.
 func BenchmarkSearch(b *testing.B) {

@@ -2,15 +2,20 @@ package bisect
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
-	"github.com/bootlab/bootlab/artifacts/debversion"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/bootlab/bootlab/artifacts/debversion"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 )
 
 // Candidate is one bootable image in the ordered list being bisected: either
@@ -26,20 +31,43 @@ type Candidate struct {
 	// (direct, firmware or auto), as `bootlab run --entry/--boot` do.
 	Entry string `json:"entry,omitempty"`
 	Boot  string `json:"boot,omitempty"`
+	// Profile names the image profile the candidate is booted and judged with
+	// (mini, fixture, nixos: how it logs in, what the scenarios check), for a
+	// list whose images are not all of the prober's default kind.
+	Profile string `json:"profile,omitempty"`
+	// URL and SHA256: an ISO downloaded only when it is first probed (Fetch),
+	// into the download cache by its digest, and verified before it boots.
+	URL    string `json:"url,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
 }
+
+var (
+	sha256Hex   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	profileName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+)
 
 func (c Candidate) validate() error {
 	if c.Name == "" {
 		return fmt.Errorf("candidate without a name")
 	}
 	switch {
+	case c.URL != "" && (c.ISO != "" || c.Kernel != "" || c.Initrd != ""):
+		return fmt.Errorf("candidate %q: url= names an ISO to download; it excludes iso=, kernel= and initrd=", c.Name)
+	case c.URL != "" && !sha256Hex.MatchString(c.SHA256):
+		return fmt.Errorf("candidate %q: url= needs sha256=<64 hex digits>, the digest the download must have", c.Name)
+	case c.URL == "" && c.SHA256 != "":
+		return fmt.Errorf("candidate %q: sha256= only applies to url= candidates", c.Name)
+	case c.URL != "" && !strings.HasPrefix(c.URL, "https://") && !strings.HasPrefix(c.URL, "http://"):
+		return fmt.Errorf("candidate %q: url=%s: want an http(s) URL", c.Name, c.URL)
+	case c.Profile != "" && !profileName.MatchString(c.Profile):
+		return fmt.Errorf("candidate %q: profile=%q is not a profile name", c.Name, c.Profile)
 	case c.ISO != "" && (c.Kernel != "" || c.Initrd != ""):
 		return fmt.Errorf("candidate %q: iso= and kernel=/initrd= are exclusive", c.Name)
-	case c.ISO == "" && c.Kernel == "":
-		return fmt.Errorf("candidate %q: needs iso= or kernel=", c.Name)
-	case c.ISO != "" && c.Append != "":
+	case c.ISO == "" && c.Kernel == "" && c.URL == "":
+		return fmt.Errorf("candidate %q: needs iso=, url= or kernel=", c.Name)
+	case (c.ISO != "" || c.URL != "") && c.Append != "":
 		return fmt.Errorf("candidate %q: append= only applies to kernel= candidates (an ISO boots its own command line)", c.Name)
-	case c.ISO == "" && (c.Entry != "" || c.Boot != ""):
+	case c.ISO == "" && c.URL == "" && (c.Entry != "" || c.Boot != ""):
 		return fmt.Errorf("candidate %q: entry= and boot= only apply to iso= candidates", c.Name)
 	}
 	switch c.Boot {
@@ -53,8 +81,9 @@ func (c Candidate) validate() error {
 // ParseCandidates reads the list-file format documented in docs/bisect.md:
 //
 //	# comment
-//	name iso=PATH [entry=LABEL] [boot=direct|firmware|auto]
-//	name kernel=PATH initrd=PATH append="console=ttyS0 quiet"
+//	name iso=PATH [entry=LABEL] [boot=direct|firmware|auto] [profile=NAME]
+//	name url=URL sha256=HEX [entry=LABEL] [boot=MODE] [profile=NAME]
+//	name kernel=PATH initrd=PATH append="console=ttyS0 quiet" [profile=NAME]
 //
 // Values may be double-quoted Go strings. Relative paths are resolved against
 // baseDir so a list file can sit next to its images.
@@ -162,8 +191,14 @@ func parseCandidateLine(line, baseDir string) (Candidate, error) {
 			c.Entry = v
 		case "boot":
 			c.Boot = v
+		case "profile":
+			c.Profile = v
+		case "url":
+			c.URL = v
+		case "sha256":
+			c.SHA256 = strings.ToLower(v)
 		default:
-			return Candidate{}, fmt.Errorf("candidate %q: unknown key %q (want iso, entry, boot, kernel, initrd, append)", c.Name, k)
+			return Candidate{}, fmt.Errorf("candidate %q: unknown key %q (want iso, url, sha256, entry, boot, profile, kernel, initrd, append)", c.Name, k)
 		}
 	}
 	if err := c.validate(); err != nil {
@@ -340,3 +375,26 @@ func fileExists(p string) bool {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// CheckISOs reads every ISO candidate through the bounded ISO reader (isoinspect)
+// before anything is probed, so that a hostile image (sizes past its end, loops in
+// its descriptors, path table or directories) ends the bisection with one line before
+// its directory exists, instead of in a probe. A missing file is left to the probe
+// (its skip names it), and so is a file that is not ISO9660 at all, which the
+// firmware may still boot.
+func CheckISOs(ctx context.Context, cands []Candidate) error {
+	for _, c := range cands {
+		if c.ISO == "" || !fileExists(c.ISO) {
+			continue
+		}
+		iso, err := isoinspect.OpenISO(ctx, c.ISO)
+		if err != nil {
+			if errors.Is(err, isoinspect.ErrHostile) || ctx.Err() != nil {
+				return fmt.Errorf("candidate %s: %w", c.Name, err)
+			}
+			continue
+		}
+		iso.Close()
+	}
+	return nil
+}

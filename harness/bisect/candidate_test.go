@@ -23,6 +23,8 @@ good-6.1   kernel=k/vmlinuz-6.1 initrd=k/initrd-6.1 append="console=ttyS0,115200
 nixos-24.05 iso=/images/nixos-24.05.iso
 nixos-serial iso=/images/nixos-24.05.iso entry="boot-serial" boot=firmware
 mini iso=mini.iso entry=^install$
+nixos-25.11 url=https://example.org/nixos-25.11.iso sha256=0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF profile=nixos entry=boot-serial
+k2 kernel=k/vmlinuz-2 profile=mini
 `
 	cs, err := ParseCandidates(strings.NewReader(in), "/base")
 	require.NoError(t, err)
@@ -31,13 +33,21 @@ mini iso=mini.iso entry=^install$
 		{Name: "nixos-24.05", ISO: "/images/nixos-24.05.iso"},
 		{Name: "nixos-serial", ISO: "/images/nixos-24.05.iso", Entry: "boot-serial", Boot: "firmware"},
 		{Name: "mini", ISO: "/base/mini.iso", Entry: "^install$"},
+		{Name: "nixos-25.11", URL: "https://example.org/nixos-25.11.iso", SHA256: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Profile: "nixos", Entry: "boot-serial"},
+		{Name: "k2", Kernel: "/base/k/vmlinuz-2", Profile: "mini"},
 	}, cs)
 
 	bad := map[string]string{
-		"a iso=x\na iso=y":            `candidate "a" already defined on line 1`,
-		"a":                           "want `name iso=PATH [entry=LABEL]",
-		"a iso=x kernel=y":            "exclusive",
-		"a initrd=x":                  "needs iso= or kernel=",
+		"a iso=x\na iso=y":                `candidate "a" already defined on line 1`,
+		"a":                               "want `name iso=PATH [entry=LABEL]",
+		"a iso=x kernel=y":                "exclusive",
+		"a initrd=x":                      "needs iso=, url= or kernel=",
+		"a url=https://x/a.iso":           "url= needs sha256=<64 hex digits>",
+		"a url=https://x/a.iso sha256=12": "url= needs sha256=<64 hex digits>",
+		"a url=https://x/a.iso sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef iso=y": "excludes iso=",
+		"a url=ftp://x/a.iso sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef":         "want an http(s) URL",
+		"a iso=x sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef":                     "sha256= only applies to url=",
+		"a iso=x profile=Nix\\OS":     "is not a profile name",
 		"a iso=x append=quiet":        "append= only applies to kernel=",
 		"a kernel=x colour=red":       `unknown key "colour"`,
 		`a kernel=x append="unclosed`: "unterminated quote",

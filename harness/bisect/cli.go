@@ -142,6 +142,11 @@ func Execute(ctx context.Context, f Flags, cands []string, prober Prober, stdout
 		if code := usePredicate(prober, cfg.Predicate, stderr); code != 0 {
 			return code
 		}
+		// The images may have changed since the log was started.
+		if cerr := CheckISOs(ctx, cfg.Candidates); cerr != nil {
+			fmt.Fprintf(stderr, "bootlab bisect: %v\n", cerr)
+			return ExitUsage
+		}
 		res, err = Resume(ctx, *resume, prober, logger)
 	} else {
 		sources := 0
@@ -163,6 +168,9 @@ func Execute(ctx context.Context, f Flags, cands []string, prober Prober, stdout
 		default:
 			cands, cerr = CandidatesFromArgs(fs.Args())
 		}
+		if cerr == nil {
+			cerr = CheckISOs(ctx, cands)
+		}
 		if cerr != nil {
 			fmt.Fprintf(stderr, "bootlab bisect: %v\n", cerr)
 			return ExitUsage
@@ -173,6 +181,11 @@ func Execute(ctx context.Context, f Flags, cands []string, prober Prober, stdout
 		}
 		if code := usePredicate(prober, pred, stderr); code != 0 {
 			return code
+		}
+		if cc, ok := prober.(CandidateChecker); ok {
+			if err := cc.CheckCandidates(cands); err != nil {
+				return usageErr("%v", err)
+			}
 		}
 		if *dir == "" {
 			*dir = "bisect-" + time.Now().UTC().Format("2006-01-02T15-04-05Z")
@@ -212,6 +225,12 @@ type candidateArgs []string
 
 func (c candidateArgs) Args() []string { return c }
 func (c candidateArgs) NArg() int      { return len(c) }
+
+// CandidateChecker is a Prober that can reject a candidate list before any probe (an
+// unknown profile= name): a usage error, exit 2.
+type CandidateChecker interface {
+	CheckCandidates([]Candidate) error
+}
 
 func usePredicate(prober Prober, pred *Predicate, stderr io.Writer) int {
 	pu, ok := prober.(PredicateUser)

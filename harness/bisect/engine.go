@@ -142,6 +142,9 @@ type Config struct {
 	// is the regression itself belongs in the predicate (expect timeouts,
 	// boot milestones), which judges it bad.
 	ProbeTimeout time.Duration
+	// FetchDir is where url= candidates are downloaded when first probed
+	// (Fetch); empty is DefaultFetchDir, the image cache's isos/.
+	FetchDir string
 	// Predicate is recorded in the log so a resume judges the same way.
 	Predicate *Predicate
 	Logger    *slog.Logger
@@ -739,7 +742,16 @@ func (e *engine) attempt(ctx context.Context, p Prober, round, idx, attempt int)
 		pctx, cancel = context.WithTimeout(ctx, e.cfg.ProbeTimeout)
 	}
 	pctx = context.WithValue(pctx, probeInfoKey{}, ProbeInfo{Index: idx, Round: round, Attempt: attempt})
-	out, err := p.Probe(pctx, c, attempt, runDir)
+	// A url= candidate is downloaded now, when it is first probed, not before the
+	// bisection: a search that settles in a few probes fetches only those ISOs.
+	fetched, err := Fetch(pctx, c, e.cfg.FetchDir)
+	var out Outcome
+	if err == nil {
+		if fetched.ISO != c.ISO {
+			e.logger.Info("downloaded", "candidate", c.Name, "url", c.URL, "iso", fetched.ISO)
+		}
+		out, err = p.Probe(pctx, fetched, attempt, runDir)
+	}
 	timedOut := pctx.Err() != nil
 	cancel()
 	elapsed := e.now().Sub(start)

@@ -64,8 +64,9 @@ func Network(ifaces ...string) Set {
 }
 
 // Storage is the storage set: block devices with filesystems, what pre-nixos wrote under
-// /run/pre-nixos and /var/log/pre-nixos (and /tmp/pre-nixos*.log, where the reference kept
-// its logs), the plan it would apply now, and whether storage detection succeeds.
+// /run/pre-nixos and /var/log/pre-nixos (and /tmp/pre-nixos*.log, where the Python
+// pre-nixos kept its logs), the plan it would apply now, and whether storage detection
+// succeeds.
 func Storage() Set {
 	return Set{Name: "storage", Items: []Item{
 		{Name: "storage-lsblk", Label: "lsblk -f", Cmd: "lsblk -f"},
@@ -79,7 +80,7 @@ func Storage() Set {
 	}}
 }
 
-// Kernel is the kernel log, which every timeout in the reference captured.
+// Kernel is the kernel log, which the Python harness captured on every timeout.
 func Kernel() Set {
 	return Set{Name: "kernel", Items: []Item{
 		{Name: "kernel-dmesg", Label: "dmesg", Cmd: "dmesg | tail -n 1000", Timeout: 30 * time.Second},
@@ -115,9 +116,10 @@ type Wait struct {
 // ProvisioningUnit is the unit that drives storage and network set-up in the image.
 const ProvisioningUnit = "pre-nixos"
 
-// WaitDiagnostics says which sets to capture when a wait times out, following what the
-// reference collected for each (reference-harness.md, Appendix B) plus what it lacked
-// (dependencies, the plan, detection's exit code):
+// WaitDiagnostics says which sets to capture when a wait times out: what the Python
+// harness bootlab replaces collected on each kind of timeout (status, journal, job queue,
+// failed units, dmesg; networkctl and ip for IPv4; lsblk and storage-status for
+// storage) plus what it lacked (dependencies, the plan, detection's exit code):
 //
 //   - unit: that unit's status, journal and dependencies, the job queue, failed units,
 //     and the kernel log;

@@ -112,8 +112,8 @@ func TestArchitectureDocMatchesImports(t *testing.T) {
 	}
 }
 
-// TestArchitectureLayers checks the arrows DESIGN.md fixes: scenarios -> harness ->
-// artifacts, never back; the provisioner imports none of them. From outside, only the
+// TestArchitectureLayers checks the arrows docs/architecture.md fixes: scenarios ->
+// harness -> artifacts, never back; the provisioner imports none of them. From outside, only the
 // provisioner's pure data packages may be imported (sharedProvisioner): the status-file
 // parser for the checks, and the inventory and planner harness/inject needs to recompute
 // the plan an injected pre-nixos should have made. They import only each other, so the

@@ -168,6 +168,8 @@ func expensive(c command) string {
 		return "go test runs test suites"
 	case a[0] == "apt-get" || a[0] == "sudo" || a[0] == "apt":
 		return a[0] + " changes the host's packages"
+	case a[0] == "nix":
+		return "nix flake commands need nixpkgs and a Nix with flakes: GitHub only (docs/nix.md)"
 	}
 	if sub, _, ok := bootlabArgs(a); ok && sub != "report" && sub != "log" {
 		return "bootlab " + sub + " boots VMs"

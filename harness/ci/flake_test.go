@@ -11,7 +11,7 @@ import (
 
 // The flake cannot be evaluated without nixpkgs, so these checks read its
 // normalised parse tree: they pin what a user's `nix build` depends on and
-// what the harness's `bootlab run --flake .#bootImage` expects.
+// what the nightly's `nix build .#bootImage` and the scenarios on its ISO expect.
 func TestFlakeShape(t *testing.T) {
 	root := repoRoot(t)
 	src := nixParse(t, filepath.Join(root, "flake.nix"))

@@ -105,7 +105,7 @@ func TestModuleServiceRunsBootFlowWithTools(t *testing.T) {
 	if got := strList(t, at(t, svc, "wantedBy"), "wantedBy"); !slices.Contains(got, "multi-user.target") {
 		t.Errorf("pre-nixos wantedBy = %v, want multi-user.target (it must run at every boot)", got)
 	}
-	// The reference had no network ordering on purpose: pre-nixos brings the
+	// The Python pre-nixos's unit had no network ordering on purpose: pre-nixos brings the
 	// LAN up itself, and waiting for network-online hangs NIC-less machines.
 	if m := svc.(map[string]any); m["after"] != nil || m["wants"] != nil {
 		for _, k := range []string{"after", "wants"} {

@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -33,8 +34,41 @@ func TestScenarioScaffoldingAtMostAFifth(t *testing.T) {
 	}
 }
 
+// plumbing is a scenario line about mechanics rather than intent: contexts and their
+// cancels, error values, deferred calls, t.Helper. labtest.Machine's methods fail the
+// test themselves, so a scenario needs none of them.
+var plumbing = regexp.MustCompile(`\bctx\b|\bcancel\b|\bcontext\.|\berr\b|\bdefer\b|t\.Helper\(\)`)
+
+// TestEveryScenarioFileIsFourFifthsIntent: in each file with a scenario, at least 80% of
+// the code lines (not blank, comments or imports) are intent: inside a scenario's body
+// and not plumbing. docs/architecture.md has the counts.
+func TestEveryScenarioFileIsFourFifthsIntent(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repoRoot(t), "scenarios", "*_test.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenario files: %v", err)
+	}
+	for _, f := range files {
+		body, scaffolding, plumb := scenarioLinesPlumbing(t, f)
+		if body == 0 {
+			continue // no scenario in it (TestMain, shared helpers)
+		}
+		total := body + scaffolding
+		intent := float64(body-plumb) / float64(total)
+		t.Logf("%s: %d code lines, %d in scenario bodies of which %d plumbing: %.0f%% intent", filepath.Base(f), total, body, plumb, 100*intent)
+		if intent < 0.8 {
+			t.Errorf("%s is %.0f%% intent (%d of %d lines), below 80%%: move the mechanics into harness/labtest (labtest.Machine)", filepath.Base(f), 100*intent, body-plumb, total)
+		}
+	}
+}
+
 // scenarioLines counts a file's code lines inside Test function bodies and outside.
 func scenarioLines(t *testing.T, path string) (body, scaffolding int) {
+	body, scaffolding, _ = scenarioLinesPlumbing(t, path)
+	return body, scaffolding
+}
+
+// scenarioLinesPlumbing is scenarioLines and, of the body lines, how many are plumbing.
+func scenarioLinesPlumbing(t *testing.T, path string) (body, scaffolding, plumb int) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -72,9 +106,12 @@ func scenarioLines(t *testing.T, path string) (body, scaffolding int) {
 		}
 		if inTest[n] {
 			body++
+			if plumbing.MatchString(line) {
+				plumb++
+			}
 		} else {
 			scaffolding++
 		}
 	}
-	return body, scaffolding
+	return body, scaffolding, plumb
 }

@@ -83,6 +83,12 @@ type Console struct {
 	dsr     []byte // carry for a DSR query split across reads
 	tees    []*tee
 	done    chan struct{}
+
+	// Cursor-position bookkeeping for Settle: queries the guest sent (ESC [ 6 n) and
+	// reports sent to it (ESC [ r ; c R, by the console itself or anyone else), and when
+	// the harness last wrote to the line.
+	queries, reports int64
+	lastIn           time.Time
 }
 
 const rawKeep = 256 << 10
@@ -166,7 +172,29 @@ func (c *Console) ingest(p []byte) {
 	if c.opts.Normalizer != nil {
 		norm = c.opts.Normalizer.Write(p)
 	}
-	wantDSR := c.opts.AnswerDSR && c.scanDSR(p)
+	queries := c.scanDSR(p)
+	if queries > 0 {
+		c.mu.Lock()
+		c.queries += int64(queries)
+		c.mu.Unlock()
+	}
+	if c.opts.AnswerDSR {
+		// Answered before the text is published: a waiter that sees the prompt this
+		// chunk carries types only after the answer, so the answer reaches the guest
+		// first. Sent the other way round, it arrived behind the harness's line, after
+		// the line editor that asked had already handed the line over (and `stty -echo`
+		// had put the tty in cooked mode), and became the first bytes of the next
+		// command: `sh: 1R__bl: not found` (issue 26). Row 24 is a guess that no program
+		// here depends on; the column is what line editors use, and 1 keeps them from
+		// inserting padding. One answer per query, as a terminal gives.
+		// Bounded: this is the drain goroutine, and a guest that stops reading its
+		// line must not stall it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for i := 0; i < queries; i++ {
+			_ = c.Send(ctx, CursorReport)
+		}
+		cancel()
+	}
 
 	c.mu.Lock()
 	if c.total == 0 {
@@ -191,18 +219,17 @@ func (c *Console) ingest(p []byte) {
 	for _, t := range tees {
 		_, _ = t.w.Write(p)
 	}
-	if wantDSR {
-		// Row 24 is a guess that no program here depends on; the column is what line
-		// editors use, and 1 keeps them from inserting padding.
-		_ = c.Send(context.Background(), "\x1b[24;1R")
-	}
 }
 
-// scanDSR reports whether p, joined to the tail of the previous read, holds ESC [ 6 n.
-func (c *Console) scanDSR(p []byte) bool {
+// CursorReport is the console's answer to a cursor-position query (AnswerDSR).
+const CursorReport = "\x1b[24;1R"
+
+// scanDSR counts the ESC [ 6 n queries in p joined to the tail of the previous read
+// (the carry is shorter than a query, so none is counted twice).
+func (c *Console) scanDSR(p []byte) int {
 	const q = "\x1b[6n"
 	joined := append(c.dsr, p...)
-	found := bytes.Contains(joined, []byte(q))
+	found := bytes.Count(joined, []byte(q))
 	keep := len(q) - 1
 	if len(joined) < keep {
 		keep = len(joined)
@@ -252,6 +279,12 @@ func (c *Console) send(ctx context.Context, s, shown string) error {
 		return err
 	}
 	c.transcribe(c.opts.Now(), '>', []byte(shown))
+	n := int64(len(cursorReports.FindAllStringIndex(s, -1)))
+	c.mu.Lock()
+	// A surplus report (a second answerer) answers no later query.
+	c.reports = min(c.reports+n, c.queries)
+	c.lastIn = time.Now()
+	c.mu.Unlock()
 	errc := make(chan error, 1)
 	go func() {
 		c.wmu.Lock()
@@ -517,4 +550,49 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// cursorReports finds cursor-position reports in what is sent to the guest.
+var cursorReports = regexp.MustCompile(`\x1b\[[0-9]+;[0-9]+R`)
+
+// Settle waits until the line is quiet and empty before the harness types into a shell
+// that a person or a line editor may have left mid-dialogue: every cursor-position query
+// the guest sent has had its report sent, and no byte has crossed the line in either
+// direction for quiet. A report that arrives after the harness's line is typed becomes
+// the start of the next command once the shell reads in cooked mode again (issue 26).
+// It returns ctx's error, with what is still outstanding, if the line does not settle.
+func (c *Console) Settle(ctx context.Context, quiet time.Duration) error {
+	for {
+		c.mu.Lock()
+		pending := c.queries - c.reports
+		last := c.last
+		if c.lastIn.After(last) {
+			last = c.lastIn
+		}
+		closed := c.closed
+		ch := c.changed
+		c.mu.Unlock()
+		if closed != nil {
+			return closed
+		}
+		wait := quiet - time.Since(last)
+		if pending <= 0 && wait <= 0 {
+			return nil
+		}
+		if wait <= 0 || wait > quiet {
+			wait = quiet
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if pending > 0 {
+				return fmt.Errorf("the line did not settle: %d cursor-position queries unanswered: %w", pending, ctx.Err())
+			}
+			return fmt.Errorf("the line did not settle: the guest kept printing: %w", ctx.Err())
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }

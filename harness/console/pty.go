@@ -44,7 +44,7 @@ func OpenPTY() (master, slave *os.File, err error) {
 // MakeRaw applies cfmakeraw(3) to a terminal.
 func MakeRaw(f *os.File) error {
 	fd := int(f.Fd())
-	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 	if err != nil {
 		return fmt.Errorf("reading terminal attributes of %s: %w", f.Name(), err)
 	}
@@ -55,7 +55,7 @@ func MakeRaw(f *os.File) error {
 	t.Cflag |= unix.CS8
 	t.Cc[unix.VMIN] = 1
 	t.Cc[unix.VTIME] = 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+	if err := unix.IoctlSetTermios(fd, ioctlSetTermios, t); err != nil {
 		return fmt.Errorf("making %s raw: %w", f.Name(), err)
 	}
 	return nil

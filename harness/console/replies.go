@@ -30,3 +30,16 @@ func (w replier) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// StripCursorReports removes complete cursor-position reports from what a client
+// (bootlab attach's terminal) types. The console answers every ESC [ 6 n itself
+// (AnswerDSR); a real terminal attached to the socket answers too, and that second,
+// later answer reaches the shell as typed input: once the harness has taken the shell
+// back into cooked mode, it becomes the first bytes of the next framed command (issue
+// 26). A report split across two reads is passed on (terminals write it at once).
+func StripCursorReports(p []byte) []byte {
+	if !cursorReports.Match(p) {
+		return p
+	}
+	return cursorReports.ReplaceAll(p, nil)
+}

@@ -1,7 +1,7 @@
 // Package fakeguest simulates a guest's serial console for unit tests: a getty, a login,
 // shells with echo and coloured prompts, sudo and su, and the framing functions, plus
-// the misbehaviours that broke the reference harness (echoed markers, split escape
-// sequences, stale prompts, kernel lines inside output, CR CR LF endings, PS2 prompts,
+// the misbehaviours that broke the Python harness bootlab replaces (echoed markers,
+// split escape sequences, stale prompts, kernel lines inside output, CR CR LF endings, PS2 prompts,
 // cursor-position queries, password prompts, an early exit).
 //
 // It interprets only the lines the harness types, not a real shell language: enough to
@@ -37,15 +37,20 @@ type Behaviour struct {
 	SudoPassword string
 	NoSudo       bool // sudo: command not found
 	// Console quirks.
-	ColourPrompt bool   // SGR colours and an OSC title around the prompt
-	CRCRLF       bool   // end lines with \r\r\n
-	SplitEscape  bool   // write ESC[?2004l in two writes around each prompt
-	AskDSR       bool   // send ESC[6n before the first prompt and wait for a reply
-	EchoAlways   bool   // keep echoing even after stty -echo (echoes the awaited markers)
-	StalePrompt  bool   // print an extra prompt after each command
-	KernelNoise  bool   // write a kernel line in the middle of each framed output
-	Broadcast    string // written in the middle of the first framed output (corrupts it once)
-	PS2          bool   // print "> " continuation prompts for multi-line input
+	ColourPrompt bool // SGR colours and an OSC title around the prompt
+	CRCRLF       bool // end lines with \r\r\n
+	SplitEscape  bool // write ESC[?2004l in two writes around each prompt
+	AskDSR       bool // send ESC[6n before the first prompt and wait for a reply
+	// LineEdit plays busybox ash's line editor: while echo is on it prints the prompt,
+	// then asks where the cursor is (ESC[6n) and swallows the report as it reads the
+	// line; with echo off (`stty -echo`) ash reads in cooked mode, where a report is
+	// ordinary input that ends up in the command line (`sh: 1R__bl: not found`).
+	LineEdit    bool
+	EchoAlways  bool   // keep echoing even after stty -echo (echoes the awaited markers)
+	StalePrompt bool   // print an extra prompt after each command
+	KernelNoise bool   // write a kernel line in the middle of each framed output
+	Broadcast   string // written in the middle of the first framed output (corrupts it once)
+	PS2         bool   // print "> " continuation prompts for multi-line input
 	// Commands answers framed commands; the default understands id -u, echo, true,
 	// false and "(exit N)"; "exit N", "exec true", "kill -9 $$" and "reboot -f" end the
 	// shell (see Guest.ends).
@@ -166,7 +171,7 @@ func (g *Guest) readLine(echo bool) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if c == 0x1b {
+		if c == 0x1b && (!g.b.LineEdit || echo) {
 			// A terminal reply such as a cursor position report: swallow it whole.
 			if g.readEscape() {
 				continue
@@ -291,6 +296,10 @@ func (g *Guest) prompt(sh *Shell) {
 		g.write("04h" + p)
 		return
 	}
+	if g.b.LineEdit && sh.Echo {
+		// busybox: parse_and_put_prompt, then ask_terminal.
+		p += "\x1b[6n"
+	}
 	g.write("\x1b[?2004h" + p)
 }
 
@@ -357,6 +366,13 @@ func (g *Guest) execLine(sh *Shell, line string) (exit bool, err error) {
 		}
 		if strings.Contains(line, "__bl(){") {
 			sh.Functions = true
+		}
+		return false, nil
+	case strings.HasPrefix(line, "stty echo"):
+		// The harness hands the shell to a person (shell.HandOver).
+		sh.Echo = true
+		if m := ps1Re.FindStringSubmatch(line); m != nil {
+			sh.PS1 = m[1]
 		}
 		return false, nil
 	case strings.HasPrefix(line, "__blc(){"):

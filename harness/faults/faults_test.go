@@ -32,6 +32,7 @@ import (
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -55,6 +56,7 @@ var scaled = labtest.Scaled
 
 func miniSpec(t testing.TB, spec images.MiniSpec) vm.Spec {
 	t.Helper()
+	vmgate.VM(t)
 	s, err := buildMiniSpec(spec)
 	require.NoError(t, err)
 	return s

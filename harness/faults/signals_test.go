@@ -17,6 +17,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 const childEnv = "BOOTLAB_FAULTS_CHILD"
@@ -56,6 +57,7 @@ func child() int {
 // interrupted. Broken on purpose by not calling lab.HandleSignals in the child: the
 // process then dies with QEMU (parent-death signal) but metadata still says running.
 func TestSignalsMidBootAndMidCommand(t *testing.T) {
+	vmgate.VM(t)
 	for _, tc := range []struct {
 		role string
 		sig  syscall.Signal

@@ -9,14 +9,14 @@ import (
 )
 
 // The channel protocol runs commands typed on the serial console but carries their
-// output on a virtio-serial port that nothing else writes to (DESIGN.md section 9 and
-// spec/anchors.md: "prefer a virtio-serial port once the OS is up; keep ttyS0 for
-// observation"). The port has no line discipline, no kernel printk, no getty and no
-// prompt on it, so the bytes between the markers are exactly what the command wrote and
-// no encoding or checksum is needed. That is what makes a framed command as cheap as a
-// raw echo: the guest function uses only shell builtins, so a builtin command costs no
-// fork at all, where the console protocol pays two fork+execs (base64, md5sum), each
-// ~5-13 ms under TCG.
+// output on a virtio-serial port that nothing else writes to, once the guest's OS is up;
+// ttyS0 stays for typing and for watching the boot (docs/decisions.md, "Framed output
+// travels on a virtio-serial channel once root"). The port has no line discipline, no
+// kernel printk, no getty and no prompt on it, so the bytes between the markers are
+// exactly what the command wrote and no encoding or checksum is needed. That is what
+// makes a framed command as cheap as a raw echo: the guest function uses only shell
+// builtins, so a builtin command costs no fork at all, where the console protocol pays
+// two fork+execs (base64, md5sum), each ~5-13 ms under TCG.
 //
 // Each command ends with one marker, ASCII RS "E" <id> ":" <status> US, written after
 // its output; there is no BEGIN marker, because every write to the port costs a

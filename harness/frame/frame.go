@@ -11,7 +11,7 @@
 //
 // Markers are printed from two printf arguments ('@@BL' and "B:<id>@@") so the literal
 // searched for never appears in the typed command line: an echoed command can never
-// satisfy a wait (the reference harness's worst failure).
+// satisfy a wait (the worst failure of the Python harness bootlab replaces).
 package frame
 
 import (

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/bootlab/bootlab/harness/console"
 )
 
 // ConsoleSocket is the name, in the run directory, of the link to the console socket.
@@ -64,8 +66,10 @@ func (l *Lab) ServeConsole(ctx context.Context) (string, error) {
 				buf := make([]byte, 4096)
 				for {
 					n, err := c.Read(buf)
-					if n > 0 {
-						if serr := con.Send(ctx, string(buf[:n])); serr != nil {
+					// The console answers the guest's cursor queries itself: a terminal's
+					// own answer would be a second one, typed into the shell.
+					if in := console.StripCursorReports(buf[:n]); len(in) > 0 {
+						if serr := con.Send(ctx, string(in)); serr != nil {
 							return
 						}
 					}

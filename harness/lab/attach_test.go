@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // sunPathMax is the size of sockaddr_un.sun_path on Linux, terminating NUL included.
@@ -75,4 +76,52 @@ func TestPauseSocketsUnderALongRunDirectory(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Enter did not end the pause")
 	}
+}
+
+// TestAttachedTerminalsReportsAreDropped: the console answers the guest's cursor
+// queries itself, so the report an attached terminal sends is not passed on (it would be
+// a second answer, typed into the shell, issue 26); everything else the person types is.
+func TestAttachedTerminalsReportsAreDropped(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell", LineEdit: true})
+	l, err := Start(context.Background(), cfg)
+	require.NoError(t, err)
+	defer l.Close(context.Background(), nil)
+	_, err = l.Login(context.Background())
+	require.NoError(t, err)
+	enterR, enterW := io.Pipe()
+	var out fakeguest.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.KeepForDebug(context.Background(), PauseOptions{Why: "pause", Out: &out, Enter: enterR, Wait: time.Hour,
+			Captures: func(context.Context) error { return nil }})
+	}()
+	waitFor(t, "the pause message", func() bool { return strings.Contains(out.String(), "press Enter") })
+	target, err := os.Readlink(l.rec.Path(ConsoleSocket))
+	require.NoError(t, err)
+	c, err := dialUnix(target)
+	require.NoError(t, err)
+	_, err = c.Write([]byte("\x1b[24;80Rtyped-by-a-person\n"))
+	require.NoError(t, err)
+	var seen strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(seen.String(), "typed-by-a-person: not found") {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := c.Read(buf)
+		require.NoError(t, err, "so far %q", seen.String())
+		seen.Write(buf[:n])
+	}
+	c.Close()
+	_, err = enterW.Write([]byte("\n"))
+	require.NoError(t, err)
+	<-done
+	res, status, err := l.Exec(context.Background(), "echo taken back")
+	require.NoError(t, err)
+	require.Equal(t, 0, status)
+	require.Equal(t, "taken back\n", string(res))
+	transcript, err := os.ReadFile(l.rec.Path(vm.TranscriptLog))
+	require.NoError(t, err)
+	require.Contains(t, string(transcript), "typed-by-a-person")
+	require.NotContains(t, string(transcript), `[24;80R`, "the terminal's report never reached the guest")
+	require.Contains(t, string(transcript), `[24;1R`, "the console's own answers did")
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/bootmenu"
 	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
@@ -64,9 +65,11 @@ func ResolveISOBoot(ctx context.Context, img *vm.Image, boot, entry string) (ISO
 	if boot == BootFirmware && entry != "" {
 		return ISOBoot{}, fmt.Errorf("%w: --entry needs --boot direct or auto: through the firmware the bootloader boots its own default", ErrBootChoice)
 	}
-	menus, err := bootmenu.ReadISO(img.ISO)
+	menus, err := bootmenu.ReadISO(ctx, img.ISO)
 	if err != nil {
-		if boot == BootAuto && entry == "" {
+		// A hostile image (sizes past its end, loops) is refused here, before any run
+		// directory: the firmware would boot what the reader would not read.
+		if boot == BootAuto && entry == "" && !errors.Is(err, isoinspect.ErrHostile) && ctx.Err() == nil {
 			return ISOBoot{Path: BootFirmware, Why: fmt.Sprintf("the boot menu could not be read (%v)", err)}, nil
 		}
 		return ISOBoot{}, err

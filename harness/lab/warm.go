@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 )
@@ -123,6 +124,7 @@ func StartWarm(ctx context.Context, cfg Config, dir string, say func(string)) (*
 	b, rerr := os.ReadFile(side)
 	if rerr == nil && json.Unmarshal(b, &ws) == nil && fileExists(state) {
 		say(fmt.Sprintf("warm start: restoring the state saved %s (%s)", ws.Saved.Format(time.RFC3339), state))
+		cacheprune.Touch(state) // the recent-use mark bootlab cache prune keeps by
 	} else {
 		say("warm start: no saved state for this image and machine yet; booting once, held at getty.target, to save one")
 		if ws, err = saveWarm(ctx, cfg, state, key, inputs); err != nil {
@@ -161,7 +163,7 @@ func held(cfg Config) Config {
 // state (written under a temporary name, renamed when whole).
 func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []string) (warmState, error) {
 	ws := warmState{Key: key, Inputs: inputs}
-	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+	if err := privateDir(filepath.Dir(state)); err != nil {
 		return ws, fmt.Errorf("creating the state directory: %w", err)
 	}
 	dcfg := held(cfg)
@@ -324,6 +326,15 @@ func (l *Lab) WaitRunning(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// privateDir makes dir, and makes it 0700 if it exists already: a saved guest is its
+// memory (the root shell, whatever the image keeps in RAM), readable by nobody else.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // WarmStateDir is where warm states live under an image cache root.

@@ -87,3 +87,12 @@ func TestWarmKeyFollowsWhatTheStateDependsOn(t *testing.T) {
 		require.NotEqual(t, k0, k, name)
 	}
 }
+
+func TestWarmStateDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "warm-states")
+	require.NoError(t, os.MkdirAll(dir, 0o755)) // as an older bootlab left it
+	require.NoError(t, privateDir(dir))
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "saved guest memory is readable by its owner only")
+}

@@ -11,9 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/artifacts/keys"
 	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -101,6 +103,7 @@ var (
 // standard variant, with -profile's image profile.
 func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair) {
 	t.Helper()
+	vmgate.VM(t)
 	id := fmt.Sprintf("%+v", spec)
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
@@ -140,4 +143,16 @@ func probeKernel() (string, error) {
 		miniKernel = m.Kernel
 	})
 	return miniKernel, miniErr
+}
+
+// EmbeddedKey is the root key bootlab inspect finds on the ISO at path (what the image
+// will let in), failing t when there is none.
+func EmbeddedKey(t testing.TB, path string) *isoinspect.Key {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key, err := isoinspect.RootKey(ctx, path)
+	require.NoError(t, err, "bootlab inspect's key lookup on %s", path)
+	require.NotNil(t, key, "bootlab inspect finds an embedded root key on %s", path)
+	return key
 }

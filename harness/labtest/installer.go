@@ -14,7 +14,9 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/harness/dialog"
+	"github.com/bootlab/bootlab/harness/inject"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -26,6 +28,7 @@ import (
 // probe cache, because the cache holds one verdict per probe kernel.
 func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...vm.DiskSpec) (*lab.Lab, string) {
 	t.Helper()
+	vmgate.VM(t)
 	nb, err := images.DebianInstallerNetboot(ctx)
 	require.NoError(t, err, "fetching the installer netboot kernel and initrd")
 	l := StartT(t,
@@ -84,4 +87,111 @@ func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...i
 	require.NoError(t, err, "loading virtio_blk")
 	t.Logf("/sys/block: %s", r.Output)
 	return l, sh
+}
+
+// Installer is Debian's installer booted as a Machine: its dialogs are driven in screen
+// mode (UI) until "Execute a shell", and then the Machine's commands run in that shell.
+type Installer struct {
+	*Machine
+	// UI is the installer's full-screen dialogs, recognised by what the screen shows.
+	UI *dialog.UI
+	// Release is the installer kernel's release, read from the kernel image's header.
+	Release string
+
+	sh *shell.Shell // the installer's shell, once taken
+}
+
+// BootInstaller boots Debian's installer (StartInstaller) for t, holding a VM slot. On
+// a failure the screen it happened on is saved in the run and shown in the test's log.
+func BootInstaller(t *testing.T, slug string, disks ...DiskSpec) *Installer {
+	t.Helper()
+	holdSlot(t)
+	ctx, cancel := deadline(5 * time.Minute)
+	defer cancel()
+	l, kernel := StartInstaller(ctx, t, slug, disks...)
+	kver, err := isoinspect.KernelVersion(kernel)
+	require.NoError(t, err, "reading the version from the installer kernel's header")
+	require.NotEmpty(t, strings.Fields(kver), "installer kernel header has an empty version")
+	in := &Installer{Machine: &Machine{t: t, lab: l, pre: &preState{}}, UI: dialog.New(l, Scaled(30*time.Second)), Release: strings.Fields(kver)[0]}
+	// Runs before the lab closes (cleanups are last in, first out): any failure, an
+	// assertion on command output included, shows and keeps the screen it happened on.
+	t.Cleanup(func() {
+		if t.Failed() {
+			in.UI.Save("at-failure")
+			t.Logf("screen at failure (highlighted %q):\n%s", in.UI.Highlighted(), in.UI.Text())
+		}
+	})
+	return in
+}
+
+// WalkToShell walks the installer from its first dialog (the language question) back to
+// the main menu, down to "Execute a shell" and through its confirmation, each step
+// recognised by what the screen shows and saved; it returns the first screen.
+func (in *Installer) WalkToShell() string {
+	in.t.Helper()
+	ctx, cancel := deadline(5 * time.Minute)
+	defer cancel()
+	first, err := in.UI.WalkDebianInstallerToShell(ctx, Scaled(150*time.Second))
+	require.NoError(in.t, err, "walking the installer to its shell")
+	return first
+}
+
+// TakeShell hands the installer's shell to bootlab: out from under GNU screen
+// (dialog.DebianInstallerHandOff says why), then a login that finds an open shell and
+// proves root with a framed `id -u`. It returns the shell's uid.
+func (in *Installer) TakeShell() int {
+	in.t.Helper()
+	ctx, cancel := deadline(2 * time.Minute)
+	defer cancel()
+	l := in.lab
+	from := l.Console().Pos()
+	if err := l.Console().Send(ctx, dialog.DebianInstallerHandOff); err != nil {
+		require.NoError(in.t, in.UI.Failure("typing the hand-off line", err))
+	}
+	sh, err := l.AdoptShell(ctx, shell.DebianInstaller, lab.AdoptOptions{From: from, Step: Scaled(30 * time.Second)})
+	if err != nil {
+		require.NoError(in.t, in.UI.Failure("getting a verified root shell from the installer's shell", err))
+	}
+	return sh.UID()
+}
+
+// InstallerCmdline is the command line the installer boots with (dialog says why).
+const InstallerCmdline = dialog.DebianInstallerAppend
+
+// BootInstallerShell boots Debian's installer with blank virtio disks of the given
+// sizes in MiB and returns it at its shell with the disks visible (InstallerShell: the
+// baseline for tests about what runs inside the installer, not about reaching it).
+func BootInstallerShell(t *testing.T, slug string, sizesMB ...int) *Installer {
+	t.Helper()
+	holdSlot(t)
+	ctx, cancel := deadline(10 * time.Minute)
+	defer cancel()
+	l, sh := InstallerShell(ctx, t, slug, sizesMB...)
+	return &Installer{Machine: &Machine{t: t, lab: l, pre: &preState{}}, sh: sh}
+}
+
+// InjectPreNixos builds pre-nixos, uploads it into the installer's shell, checks its
+// sha256 there and runs its plan (inject.Inject); the result is kept under inject/ in
+// the run directory.
+func (in *Installer) InjectPreNixos() *inject.Result {
+	in.t.Helper()
+	require.NotNil(in.t, in.sh, "the installer's shell was not taken (BootInstallerShell)")
+	ctx, cancel := deadline(10 * time.Minute)
+	defer cancel()
+	bin, err := inject.PreNixos(ctx)
+	require.NoError(in.t, err, "building pre-nixos to inject")
+	res, err := inject.Inject(ctx, in.sh, inject.Options{Binary: bin, Dir: filepath.Join(in.Dir(), "inject"), Timeout: Scaled(2 * time.Minute)})
+	require.NoError(in.t, err, "injecting pre-nixos into the installer")
+	in.t.Logf("pre-nixos %s over %s; missing in the installer: %v\nplan:\n%s", res.SHA256, in.sh.Transport(), res.Missing, res.Plan)
+	return res
+}
+
+// SysBlock is what the guest's own /sys/block says of its disks.
+func (in *Installer) SysBlock() []inject.SysDisk {
+	in.t.Helper()
+	ctx, cancel := deadline(commandDeadline)
+	defer cancel()
+	facts, err := inject.ReadSysBlock(ctx, in.sh)
+	require.NoError(in.t, err, "reading /sys/block in the guest")
+	return facts
 }

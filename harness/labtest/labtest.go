@@ -25,13 +25,26 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-// Scaled multiplies d by the timeout scale (-timeout-scale, $BOOTLAB_TIMEOUT_SCALE).
+// Scaled multiplies d by the timeout scale (-timeout-scale, $BOOTLAB_TIMEOUT_SCALE) and
+// by the load factor measured now (config.LoadFactor, the 1-minute load per core): a
+// limit on how long the machine takes to do something (boot, start QEMU, answer) must
+// stretch when other guests share its cores, or a healthy run fails at load 20.
 func Scaled(d time.Duration) time.Duration {
+	return time.Duration(float64(ScaledQuiet(d)) * bootcfg.LoadFactor())
+}
+
+// ScaledQuiet multiplies d by the timeout scale only: for a wait that is itself what a
+// test is about (how long the harness waits for a guest that stays silent), which lasts
+// as long on a loaded machine as on an idle one.
+func ScaledQuiet(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * Config().TimeoutScale)
 }
 
@@ -112,6 +125,9 @@ type config struct {
 	startTimeout time.Duration
 	name         string
 	warm         string // why the test may start from a saved guest (Warm)
+
+	fixture *images.FixtureSpec // Boot: the fixture variant to build and boot
+	shared  string              // Boot: the shared machine's name (SharedAs)
 }
 
 // Image is what to boot; its profile says how to log in and power off.
@@ -233,6 +249,10 @@ func slugOf(name string) string {
 func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	t.Helper()
 	c := newConfig(t.Name(), opts)
+	if c.lab.VM.Launcher == nil {
+		// A real QEMU guest (a fake launcher is a unit test of this package's own).
+		vmgate.VM(t)
+	}
 	if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
 		k, err := probeKernel()
 		require.NoError(t, err)
@@ -366,7 +386,7 @@ func Pause(l *lab.Lab, why string, d Debug) {
 }
 
 func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 	return err == nil
 }
 

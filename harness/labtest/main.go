@@ -37,9 +37,36 @@ func liftParallel() error {
 	return flag.Set("test.parallel", "64")
 }
 
+// packageTimeout applies checkTimeout to the tests this run selects (-run, -skip, -shard)
+// with the package's expected times (ReadExpected on its own directory: go test runs the
+// binary there).
+func packageTimeout() error {
+	set, given := timeoutFlag(flag.CommandLine)
+	if !set || given != goTestDefaultTimeout || flagValue("test.list") != "" {
+		return nil
+	}
+	e, err := ReadExpected(".")
+	if err != nil {
+		return err
+	}
+	// Tests that boot through labtest.Boot have no Slot constant: what they took when
+	// last measured (here, or in the committed testdata/durations.json) stands for it.
+	e.AddMeasured(measuredDurations())
+	wall := e.Wall(runSelector(flagValue("test.run"), flagValue("test.skip")), vmSlotCount)
+	return checkTimeout(set, given, wall, Config().TimeoutScale, testing.Short())
+}
+
+func flagValue(name string) string {
+	if f := flag.Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
+}
+
 // Main is TestMain for a package whose tests boot through labtest: the flags are parsed
 // and checked (a bad one exits 2 before any VM boots), -timeout-scale applies to every
-// timeout, o.Shard selects the package's share of its tests, SIGINT/SIGTERM close every
+// timeout, go test's default -timeout is checked against the selected tests' expected
+// times (checkTimeout), o.Shard selects the package's share of its tests, SIGINT/SIGTERM close every
 // open run, and o.After runs once the tests are done.
 func Main(m *testing.M, o MainOptions) {
 	name := o.Name
@@ -73,11 +100,15 @@ func Main(m *testing.M, o MainOptions) {
 			fail(err)
 		}
 	}
+	if err := packageTimeout(); err != nil {
+		fail(err)
+	}
 	if err := liftParallel(); err != nil {
 		fail(err)
 	}
 	lab.HandleSignals()
 	code := m.Run()
+	closeSharedMachines()
 	if o.After != nil {
 		o.After()
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 // Shared is one VM several tests observe without changing it (one boot proves them
@@ -24,6 +25,7 @@ type Shared struct {
 	setup func(ctx context.Context, l *lab.Lab) error
 
 	slot time.Duration // > 0: the boot and setup hold a VM slot (InSlot)
+	held time.Duration // how long they held it, once Use returned
 
 	once   sync.Once
 	l      *lab.Lab
@@ -52,10 +54,14 @@ func (s *Shared) InSlot(expect time.Duration) *Shared {
 // asserts itself, so every test on a broken VM fails with the cause.
 func (s *Shared) Use(t testing.TB) (*lab.Lab, error) {
 	t.Helper()
+	vmgate.VM(t)
 	s.once.Do(func() {
 		if s.slot > 0 {
 			defer vmSlots.Acquire(s.slot)()
 		}
+		// How long the start and setup held the slot (not the wait for it).
+		granted := time.Now()
+		defer func() { s.held = time.Since(granted) }()
 		c := newConfig(s.name, s.opts)
 		s.debug = *c.debug
 		if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {

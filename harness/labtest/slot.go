@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 // Scheduler hands VM slots to tests that run in parallel: at most n guests up at once,
@@ -84,7 +86,10 @@ func (s *Scheduler) dispatch() {
 
 // vmSlots is the scheduler of a test binary's guests: one per host core (at most 8, so
 // a big machine does not start more 1 GiB guests than it has memory for).
-var vmSlots = NewScheduler(min(runtime.NumCPU(), 8), 500*time.Millisecond)
+var vmSlots = NewScheduler(vmSlotCount, 500*time.Millisecond)
+
+// vmSlotCount is how many guests a test binary runs at once.
+var vmSlotCount = min(runtime.NumCPU(), 8)
 
 // Slot runs t in parallel with the other tests and waits for one of the binary's VM
 // slots, held until t ends; expect is how long t takes on the reference machine (two
@@ -92,6 +97,7 @@ var vmSlots = NewScheduler(min(runtime.NumCPU(), 8), 500*time.Millisecond)
 // a test that boots its own guests.
 func Slot(t *testing.T, expect time.Duration) {
 	t.Helper()
+	vmgate.VM(t)
 	t.Parallel()
 	t.Cleanup(vmSlots.Acquire(expect))
 }

@@ -92,15 +92,7 @@ func ProbeAccel(ctx context.Context, o ProbeOptions) AccelChoice {
 func probeKey(ctx context.Context, o ProbeOptions) string {
 	h := sha256.New()
 	v, _ := Version(ctx, o.Binary)
-	var uts syscall.Utsname
-	_ = syscall.Uname(&uts)
-	rel := make([]byte, 0, len(uts.Release))
-	for _, b := range uts.Release {
-		if b == 0 {
-			break
-		}
-		rel = append(rel, byte(b))
-	}
+	rel := kernelRelease()
 	st, _ := os.Stat(o.Kernel)
 	var size int64
 	if st != nil {
@@ -163,7 +155,7 @@ func probeKVM(ctx context.Context, o ProbeOptions) AccelChoice {
 	cmd := exec.CommandContext(ctx, bin, "-accel", "kvm", "-m", "256", "-display", "none", "-no-reboot",
 		"-monitor", "none", "-nic", "none", "-serial", "stdio", "-kernel", o.Kernel,
 		"-append", "console=ttyS0 panic=-1 loglevel=4")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = groupAndDieWithParent()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout = &out

@@ -179,7 +179,7 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 		"-no-reboot",
 		"-monitor", "none",
 		// signal=off: a 0x03 typed to the guest interrupts a guest command instead of
-		// killing QEMU (DESIGN.md section 9).
+		// killing QEMU (docs/decisions.md, "The serial line is QEMU's stdio").
 		"-chardev", "stdio,id=ser0,signal=off",
 		"-serial", "chardev:ser0",
 		"-qmp", "unix:" + qmpSocket + ",server=on,wait=off",

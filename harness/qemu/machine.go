@@ -55,7 +55,7 @@ func (ExecLauncher) Launch(ctx context.Context, binary string, args []string, se
 	cmd.Stdin = serial
 	cmd.Stdout = serial
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = groupAndDieWithParent()
 	// The parent-death signal fires when the creating *thread* exits; pinning the
 	// goroutine keeps the Go runtime from retiring that thread under us.
 	runtime.LockOSThread()
@@ -130,6 +130,13 @@ type StartOptions struct {
 	PortAttempts int
 }
 
+// earlyExitWindow is StartOptions.EarlyExitWindow's default on an idle machine, before
+// the timeout scale and the load factor.
+const earlyExitWindow = 500 * time.Millisecond
+
+// loadFactor measures the machine's load (a variable for tests).
+var loadFactor = config.LoadFactor
+
 // StartError is QEMU failing to start or dying at once; it carries QEMU's own words.
 type StartError struct {
 	Reason     string
@@ -160,7 +167,10 @@ func Start(ctx context.Context, cfg Config, opts StartOptions) (*Machine, error)
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.EarlyExitWindow <= 0 {
-		opts.EarlyExitWindow = 500 * time.Millisecond
+		// QEMU refuses a bad kernel or a taken port within a few hundred milliseconds on
+		// an idle machine, and ten times later on two cores at load 20: a fixed window let
+		// a QEMU that died just after it pass for started (issue 26).
+		opts.EarlyExitWindow = time.Duration(float64(earlyExitWindow) * config.Env().TimeoutScale * loadFactor())
 	}
 	if opts.PortAttempts <= 0 {
 		opts.PortAttempts = 5

@@ -222,3 +222,20 @@ func TestArgsRestoreFrom(t *testing.T) {
 	c.RestoreFrom = filepath.Join(t.TempDir(), "missing.state")
 	require.ErrorContains(t, c.Validate(), "restore file")
 }
+
+// TestEarlyExitWindowFollowsLoad: on a loaded machine QEMU takes longer to refuse a bad
+// kernel; its death 0.8 s after launch is still a StartError when the load factor is 4
+// (the idle window is 500 ms), not a machine that seems to run.
+func TestEarlyExitWindowFollowsLoad(t *testing.T) {
+	old := loadFactor
+	loadFactor = func() float64 { return 4 }
+	defer func() { loadFactor = old }()
+	bin := fakeQEMU(t, `sleep 0.8; echo "qemu-system-x86_64: Error loading uncompressed kernel without PVH ELF Note" >&2; exit 1`)
+	m, err := Start(context.Background(), Config{Binary: bin, Kernel: file(t, "k", "k")}, StartOptions{Files: runFiles(t)})
+	if m != nil {
+		m.Kill()
+	}
+	var se *StartError
+	require.True(t, errors.As(err, &se), "got %v", err)
+	require.Contains(t, se.Stderr, "Error loading uncompressed kernel")
+}

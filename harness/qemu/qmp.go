@@ -11,9 +11,10 @@ import (
 	"github.com/digitalocean/go-qemu/qmp"
 )
 
-// qmpClient wraps go-qemu's socket monitor with the deadlines it lacks (anchors.md,
-// section d): Connect and Run can block forever on a wedged QEMU, so each runs in a
-// goroutine that the caller abandons when its context ends. An abandoned call is
+// qmpClient wraps go-qemu's socket monitor with the deadlines it lacks
+// (docs/decisions.md, "QMP: go-qemu behind deadlines"): Connect and Run can block
+// forever on a wedged QEMU, so each runs in a goroutine that the caller abandons when
+// its context ends. An abandoned call is
 // unblocked for good when QEMU exits and its socket closes, which Stop guarantees.
 // After a timeout the client is marked broken and never reused, because go-qemu matches
 // replies by order and a late reply would be handed to the next command.

@@ -153,7 +153,7 @@ func (p *process) run(rec Recording, delay time.Duration, bash string) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.line, p.line, p.line
 	// Its own session with the serial line as controlling terminal, as a getty's
 	// login shell has: job control works and a hangup reaches the whole session.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sessionLeader()
 	p.mu.Lock()
 	select {
 	case <-p.stop:
@@ -263,7 +263,7 @@ func fileExists(p string) bool {
 // `stty -echo -onlcr` then works on it as on a guest's ttyS0.
 func setSane(f *os.File) error {
 	fd := int(f.Fd())
-	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 	if err != nil {
 		return fmt.Errorf("replay: reading the serial line's settings: %w", err)
 	}
@@ -274,7 +274,7 @@ func setSane(f *os.File) error {
 	t.Cflag |= unix.CS8 | unix.CREAD
 	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
 	t.Cc[unix.VINTR], t.Cc[unix.VEOF], t.Cc[unix.VERASE] = 3, 4, 0x7f
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, t); err != nil {
+	if err := unix.IoctlSetTermios(fd, ioctlSetTermios, t); err != nil {
 		return fmt.Errorf("replay: setting the serial line's settings: %w", err)
 	}
 	// The recording asks for the cursor position (ESC[6n) and the harness answers, as it
@@ -282,7 +282,7 @@ func setSane(f *os.File) error {
 	// flushes pending input before the login too; without this, bash would read the
 	// answers as a typed line.
 	time.Sleep(100 * time.Millisecond)
-	if err := unix.IoctlSetInt(fd, unix.TCFLSH, unix.TCIFLUSH); err != nil {
+	if err := flushInput(fd); err != nil {
 		return fmt.Errorf("replay: flushing the serial line's input: %w", err)
 	}
 	return nil

@@ -112,6 +112,8 @@ func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, 
 		}
 	}
 	p := frame.NewChannelParser(id)
+	var rej rejection
+	cpos := s.con.Pos()
 	for {
 		data, end, err := s.ch.Read(pos)
 		if err != nil {
@@ -120,6 +122,16 @@ func (s *Shell) runChannel(ctx context.Context, cmd, id string, lines []string, 
 		pos = end
 		if p.Feed(data) {
 			break
+		}
+		if p.Received() == 0 {
+			// The invocation is typed on the console: the shell's refusal shows there.
+			text, cend, err := s.con.Read(cpos)
+			if err == nil {
+				cpos = cend
+				if words := rej.feed(text); words != "" {
+					return Result{}, s.rejected(cmd, words)
+				}
+			}
 		}
 		if st, ok := p.Exited(); ok {
 			return Result{}, s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the %s exited with status %d", s.shellName(), st), Status: st})
@@ -159,13 +171,22 @@ func (s *Shell) nextID() string {
 
 func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, start time.Time, w *watch) ([]byte, int, error) {
 	p := frame.NewParser(id)
+	var rej rejection
 	for {
 		data, end, err := s.con.Read(pos)
 		if err != nil {
 			return nil, 0, fmt.Errorf("reading output of %q: %w", cmd, err)
 		}
 		pos = end
-		if p.Feed(data) {
+		done := p.Feed(data)
+		if !done && !p.Started() {
+			// Before the BEGIN marker only the shell itself prints: a diagnostic there
+			// is about the typed line, and no marker will ever come.
+			if words := rej.feed(data); words != "" {
+				return nil, 0, s.rejected(cmd, words)
+			}
+		}
+		if done {
 			for _, n := range p.Noise() {
 				s.log.Info("shell.console_noise", "cmd", cmd, "line", n)
 			}
@@ -189,4 +210,13 @@ func (s *Shell) collect(ctx context.Context, id string, pos int64, cmd string, s
 			return nil, 0, fmt.Errorf("waiting for the end of command %q: %w", cmd, err)
 		}
 	}
+}
+
+// rejected logs and builds the error for a typed line the shell refused.
+func (s *Shell) rejected(cmd, words string) error {
+	s.log.Warn("shell.rejected", "cmd", cmd, "words", words)
+	// A long command is typed in pieces: an interrupt flushes the tty's pending input,
+	// so the rest of a command that lost a piece is not run half.
+	_ = s.con.Send(context.Background(), "\x03")
+	return &RejectedError{Cmd: cmd, Words: words, Tail: s.con.Tail(20)}
 }

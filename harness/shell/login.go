@@ -487,9 +487,26 @@ func (s *Shell) HandOver(ctx context.Context) error {
 	return s.con.Send(ctx, "stty echo onlcr 2>/dev/null; PS1='[bootlab debug] \\u@\\h:\\w\\$ '\n")
 }
 
+// takeBackQuiet is how long the line must be silent, with every cursor query answered,
+// before TakeBack types; takeBackSettleMax bounds that wait.
+const (
+	takeBackQuiet     = 300 * time.Millisecond
+	takeBackSettleMax = 10 * time.Second
+)
+
 // TakeBack restores the automation settings after a person used the shell and proves it
 // is still root (they may have exited a shell or changed user).
 func (s *Shell) TakeBack(ctx context.Context) error {
+	// The person's shell has echo on, so busybox's line editor asks where the cursor is
+	// after each prompt. Typing before that query's report has gone out puts the report
+	// behind the setup line, where `stty -echo` turns it into typed input of the next
+	// command. Let the line settle first; if it will not (a command still printing),
+	// go on: a line the shell rejects is reported at once in its own words.
+	sctx, cancel := context.WithTimeout(ctx, takeBackSettleMax)
+	if err := s.con.Settle(sctx, takeBackQuiet); err != nil && ctx.Err() == nil {
+		s.log.Warn("shell.takeback_unsettled", "error", err.Error())
+	}
+	cancel()
 	if err := s.configure(ctx, "shell after a debug session"); err != nil {
 		return err
 	}

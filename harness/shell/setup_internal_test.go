@@ -27,9 +27,9 @@ func TestForeignPromptIgnoresTheTailOfItsOwn(t *testing.T) {
 	p := Fixture.withDefaults()
 	own := promptFor(2)
 	for _, line := range []string{own, "ootlab-2$ ", "$ ", own + own, "ootlab-2$ " + own} {
-		require.Empty(t, foreignPrompt(line, own, p), "line %q", line)
+		require.Empty(t, foreignPrompt(line, true, own, p), "line %q", line)
 	}
-	require.Contains(t, foreignPrompt(promptFor(1), own, p), "shell it was started from")
-	require.Contains(t, foreignPrompt("fixture login: ", own, p), "login prompt")
-	require.Contains(t, foreignPrompt("root@fixture:~# ", own, p), "not the harness's")
+	require.Contains(t, foreignPrompt(promptFor(1), false, own, p), "shell it was started from")
+	require.Contains(t, foreignPrompt("fixture login: ", true, own, p), "login prompt")
+	require.Contains(t, foreignPrompt("root@fixture:~# ", true, own, p), "not the harness's")
 }

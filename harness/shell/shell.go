@@ -146,3 +146,19 @@ type Shell struct {
 	chWhy    string           // why the channel is not in use
 	Attempts []Attempt
 }
+
+// RejectedError is a framed command whose typed line the shell refused before running
+// it: the framing function was not found (`sh: 1R__bl: not found`: bytes that reached
+// the shell before the line, such as a late cursor-position report, were glued to its
+// front) or the line did not parse. Nothing will ever print the command's BEGIN marker,
+// so it is reported as soon as the shell says so, in the shell's own words, instead of
+// at the command's timeout.
+type RejectedError struct {
+	Cmd   string
+	Words string // the shell's diagnostic line(s)
+	Tail  string
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("the shell rejected the line that runs %q: %s; last console output:\n%s", e.Cmd, e.Words, indentBlock(e.Tail))
+}

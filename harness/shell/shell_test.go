@@ -143,7 +143,7 @@ func TestEveryEscalationFailsListsAttempts(t *testing.T) {
 }
 
 func TestHostileConsole(t *testing.T) {
-	// Everything that desynchronised the reference at once: coloured prompts that set
+	// Everything that desynchronised the Python harness at once: coloured prompts that set
 	// the title, bracketed paste toggles split across writes, a cursor position query,
 	// \r\r\n endings, echo that repeats the typed markers, a stale prompt after every
 	// command and kernel lines inside every output.

@@ -21,11 +21,14 @@ import (
 //
 //   - the exit trap's marker (frame.ExitTrap), with the shell's status: at once;
 //   - a reboot or power-off banner from the kernel or the firmware: at once;
-//   - a prompt that is not this shell's own: the shell it was started from (each
-//     configured shell has its own prompt, see promptFor), a login prompt (a getty
-//     after the login shell ended) or an image's unconfigured prompt (a respawned
-//     shell), once the console has been quiet for promptQuiet, as a prompt is the last
-//     thing a program prints before it waits;
+//   - a prompt that proves another program now reads the console, once the console
+//     has been quiet for promptQuiet (a prompt is the last thing a program prints
+//     before it waits): the prompt of another configured shell (each has its own,
+//     bootlab-<n>$, see promptFor: the shell it was started from), a getty's login
+//     prompt on a line of its own, or a whole line that is a known prompt of some user
+//     (`[nixos@nixos:~]$`, `user@mini:~$`, `/ # `: a respawned shell). A prompt-shaped
+//     tail of a line whose start the watch did not see is no evidence: it was once the
+//     tail of the shell's own late prompt (`ootlab-2$ `), and a healthy `mount` failed;
 //   - QEMU exiting closes the console, which the wait loops already report.
 //
 // In the console protocol the command's output travels base64-encoded, and on the
@@ -46,6 +49,7 @@ type watch struct {
 	s       *Shell
 	pos     int64
 	line    []byte // the console's last, unfinished line so far
+	whole   bool   // line starts after a newline the watch saw, not mid-line
 	prompts bool
 }
 
@@ -88,41 +92,71 @@ func (w *watch) check(cmd string) error {
 		}
 		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
 			buf = buf[i+1:]
+			w.whole = true
 		}
 		if len(buf) > 512 {
 			buf = buf[len(buf)-512:]
+			w.whole = false
 		}
 		w.line = append([]byte(nil), buf...)
 	}
 	if !w.prompts || len(w.line) == 0 || time.Since(w.s.con.LastOutput()) < promptQuiet {
 		return nil
 	}
-	if what := foreignPrompt(string(w.line), w.s.ps1, w.s.prof); what != "" {
+	if what := foreignPrompt(string(w.line), w.whole, w.s.ps1, w.s.prof); what != "" {
 		return w.s.gone(&ShellGoneError{Cmd: cmd, What: fmt.Sprintf("the %s is gone (exited, exec'd or killed): %s", w.s.shellName(), what), Status: -1})
 	}
 	return nil
 }
 
-// foreignPrompt says which kind of prompt other than this shell's own (ps1) ends the
-// console's last line, or "" when it is none or this shell's. The watch starts at the
-// console position of the command, which can fall inside a late copy of the shell's own
-// prompt: a line that is only the tail of ps1 ("ootlab-2$ ") is this shell's too
-// (seen on the fixture under load, where it failed a healthy command).
-func foreignPrompt(line, ps1 string, prof Profile) string {
+// foreignPrompt says what proves, in the console's last line, that a program other than
+// this shell (own prompt ps1) now waits for input, or "" when nothing does. whole says
+// whether the line's start was seen. Only evidence counts:
+//
+//   - the complete prompt of another configured shell, bootlab-<n>$ with another n,
+//     wherever it is on the line (the parent's prompt follows the dead shell's own on
+//     the same line when nothing was printed in between);
+//   - a getty's login prompt (`<host> login: `, `login: `) as a whole line;
+//   - a whole line that is a known prompt of some user (knownPrompt) and the profile's.
+//
+// The watch starts at the console position of the command, which can fall inside a
+// late copy of the shell's own prompt: a line that is only the tail of ps1 ("ootlab-2$
+// ") is this shell's, and so is the prompt HandOver gave it for a person.
+func foreignPrompt(line string, whole bool, ps1 string, prof Profile) string {
 	own := strings.TrimRight(ps1, " ")
 	trimmed := strings.TrimRight(line, " ")
-	switch {
-	case own != "" && (strings.HasSuffix(trimmed, own) || strings.HasSuffix(own, trimmed)):
+	if trimmed == "" || own != "" && (strings.HasSuffix(trimmed, own) || strings.HasSuffix(own, trimmed)) {
 		return "" // a late prompt of this very shell
-	case prof.LoginPrompt.MatchString(line):
+	}
+	if m := configuredPromptNumber.FindStringSubmatch(line); m != nil && "bootlab-"+m[1]+"$" != own {
+		return fmt.Sprintf("the prompt of the shell it was started from came back (%q)", m[0])
+	}
+	if !whole || strings.Contains(line, debugPromptTag) {
+		return ""
+	}
+	switch {
+	case gettyLogin.MatchString(line) && prof.LoginPrompt.MatchString(line):
 		return fmt.Sprintf("the console shows a login prompt (%q)", line)
-	case configuredPrompt.MatchString(line):
-		return fmt.Sprintf("the prompt of the shell it was started from came back (%q)", line)
-	case prof.ShellPrompt.MatchString(line):
+	case knownPrompt.MatchString(line) && prof.ShellPrompt.MatchString(line):
 		return fmt.Sprintf("a shell prompt that is not the harness's came up (%q)", line)
 	}
 	return ""
 }
+
+var (
+	// configuredPromptNumber finds a whole configured prompt (promptFor) ending a line.
+	configuredPromptNumber = regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])bootlab-([0-9]+)\$ ?$`)
+	// gettyLogin is a getty's prompt alone on its line: agetty and busybox getty print
+	// `<hostname> login: `, login(1) `login: `.
+	gettyLogin = regexp.MustCompile(`^(?:[A-Za-z0-9][A-Za-z0-9.-]* )?login: ?$`)
+	// knownPrompt is the shape of the prompts images give their users: NixOS's
+	// `[nixos@nixos:~]$` and `[root@nixos:~]#`, Debian's and the mini image's
+	// `user@mini:~$`, busybox's `/ # ` and `~ # `, and bash's default `bash-5.2#`.
+	knownPrompt = regexp.MustCompile(`^(?:\[[^\]\s@]+@[^\]\s]+\]|[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+(?::\S*)?|[~/]\S*|(?:ba|da|z)?sh-[0-9.]+) ?[$#] ?$`)
+)
+
+// debugPromptTag starts the prompt HandOver sets for a person.
+const debugPromptTag = "[bootlab debug]"
 
 // waitTick waits until c has bytes beyond pos, ctx ends (its error is returned), or
 // watchEvery passes (nil: the caller looks again).

@@ -16,6 +16,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -25,6 +26,7 @@ func TestMain(m *testing.M) { labtest.Main(m, labtest.MainOptions{Name: "vmtest"
 // mini builds (or reuses) a mini image; a build failure says what is missing.
 func mini(t *testing.T, spec images.MiniSpec) *images.Mini {
 	t.Helper()
+	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	img, err := images.BuildMini(ctx, spec)

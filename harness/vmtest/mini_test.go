@@ -20,6 +20,7 @@ import (
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -151,11 +152,17 @@ func TestRunRecordsAndShutdown(t *testing.T) {
 // TestSilentGuestTimesOutWithSerialTail: a guest that boots and then prints nothing.
 func TestSilentGuestTimesOutWithSerialTail(t *testing.T) {
 	img := mini(t, images.MiniSpec{Version: "silent", Init: "#!/bin/sh\n. /etc/rc.mini\necho 'bootlab: going quiet now'\nexec sleep 100000\n"})
-	l := start(t, "silent", miniImage(img, shell.Mini), func(s *vm.Spec) { s.Timeouts.Login = scaled(20 * time.Second) })
+	l := start(t, "silent", miniImage(img, shell.Mini), func(s *vm.Spec) { s.Timeouts.Login = quietLogin })
+	// The login's deadline starts when Login is called. Called at spawn, the boot ate
+	// into the silence it is meant to time out on, and at load 20 on two cores the boot
+	// alone took longer: the error came before the guest's last words.
+	lastWords(t, l, "going quiet now")
+	began := time.Now()
 	_, err := l.Login(context.Background())
 	var te *console.TimeoutError
 	require.True(t, errors.As(err, &te), "got %v", err)
 	require.Contains(t, err.Error(), "going quiet now", "the error carries the serial tail")
+	require.GreaterOrEqual(t, time.Since(began), quietLogin, "the whole silence is waited out")
 	require.NotEmpty(t, l.Diagnostics(), "a diagnostic was written")
 	body, rerr := os.ReadFile(l.Diagnostics()[0])
 	require.NoError(t, rerr)
@@ -163,25 +170,45 @@ func TestSilentGuestTimesOutWithSerialTail(t *testing.T) {
 	require.Contains(t, string(body), "running (pid")
 }
 
+// quietLogin is the login timeout of the tests whose guest never offers a login: the
+// silence waited for does not stretch with the machine's load (ScaledQuiet), what
+// bounds the machine's own work does (scaled).
+var quietLogin = labtest.ScaledQuiet(20 * time.Second)
+
+// lastWords waits, for as long as a boot may take on this machine, until the console
+// shows text: the guest is up and from then on says nothing that counts.
+func lastWords(t *testing.T, l *lab.Lab, text string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
+	defer cancel()
+	_, err := l.Console().Expect(ctx, 0, console.Literal(text, text))
+	require.NoError(t, err, "the guest booted to its last words")
+}
+
 // TestLoginPromptNeverComes: garbage with escape sequences in a loop, never `login:`.
 func TestLoginPromptNeverComes(t *testing.T) {
 	img := mini(t, images.MiniSpec{Version: "garbage", Init: "#!/bin/sh\n. /etc/rc.mini\nwhile :; do printf '\\033[31mgarbage\\033[0m \\033]0;title\\007 no prompt here\\r\\n'; sleep 0.1; done\n"})
-	l := start(t, "garbage", miniImage(img, shell.Mini), func(s *vm.Spec) { s.Timeouts.Login = scaled(20 * time.Second) })
-	began := time.Now()
+	l := start(t, "garbage", miniImage(img, shell.Mini), func(s *vm.Spec) { s.Timeouts.Login = quietLogin })
+	lastWords(t, l, "no prompt here")
 	_, err := l.Login(context.Background())
 	var te *console.TimeoutError
 	require.True(t, errors.As(err, &te), "got %v", err)
 	require.Contains(t, err.Error(), "garbage  no prompt here", "escape sequences are gone from the tail")
-	require.Less(t, time.Since(began), scaled(20*time.Second)+30*time.Second, "a chatty console does not extend the deadline")
+	// The wait's own clock, not the test's: the diagnostics written after it take as
+	// long as the machine's load makes them. The wait loop looks at its deadline at
+	// least once a second.
+	require.Greater(t, te.After, quietLogin-time.Second, "the deadline is the login timeout")
+	require.Less(t, te.After, quietLogin+scaled(2*time.Second), "a chatty console does not extend the deadline")
 }
 
 // TestQEMUExitsEarly: a kernel file QEMU cannot load; the error has its status and words,
 // and the run is recorded as an environment error (QEMU never ran a guest), not a fail.
 func TestQEMUExitsEarly(t *testing.T) {
+	vmgate.VM(t)
 	bad := filepath.Join(t.TempDir(), "not-a-kernel")
 	require.NoError(t, os.WriteFile(bad, bytes.Repeat([]byte("junk"), 1000), 0o644))
 	img := vm.Image{Name: "bad", Kernel: bad, Profile: shell.Mini}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), scaled(time.Minute))
 	defer cancel()
 	l, err := lab.Start(ctx, lab.Config{Slug: "bad-kernel", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
 	require.Error(t, err)
@@ -196,6 +223,7 @@ func TestQEMUExitsEarly(t *testing.T) {
 
 // TestMissingImage: a clear error before anything starts.
 func TestMissingImage(t *testing.T) {
+	vmgate.VM(t)
 	img := vm.Image{Name: "missing", Kernel: "/nonexistent/vmlinuz", Profile: shell.Mini}
 	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
 	require.ErrorContains(t, err, "/nonexistent/vmlinuz: does not exist")

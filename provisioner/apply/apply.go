@@ -237,6 +237,11 @@ func Apply(ctx context.Context, env Env, p *planner.Plan, backend string) (Resul
 		if err := clean(); err != nil {
 			return res, fmt.Errorf("cleaning disks before apply: %w", err)
 		}
+		// From here on data on these disks is this run's own (a retry
+		// after a failed disko cleans a half-applied layout).
+		if env.Gate != nil {
+			env.Gate.MarkWritten(roots...)
+		}
 	} else {
 		log.Info("pre_nixos.apply.cleanup_skipped", "reason", "execution disabled", "planned_root_devices", roots)
 	}

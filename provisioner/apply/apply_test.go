@@ -270,7 +270,7 @@ func TestChoose(t *testing.T) {
 	assert.ErrorContains(t, err, "unknown apply backend")
 }
 
-// Reference pitfall §12.16: a missing disko was a silent skip followed by a
+// In the Python pre-nixos a missing disko was a silent skip followed by a
 // failing chmod. Asking for disko without it is now a clear error.
 func TestExplicitDiskoMissing(t *testing.T) {
 	e, _ := env(t, nil, true, false)

@@ -1,6 +1,8 @@
-// Package boot is the flow pre-nixos.service runs at every boot (spec §7.2,
-// DESIGN.md §4): detect storage, provision blank disks automatically (plan
-// only when storage exists unless forced, or when detection failed), record
+// Package boot is the flow pre-nixos.service runs at every boot
+// (docs/provisioner.md, "pre-nixos boot"; docs/decisions.md says why blank
+// disks are provisioned without asking): detect storage, provision blank disks
+// automatically (plan only when storage exists unless forced, or when
+// detection failed), record
 // storage-status, bring up `lan` with DHCP and announce its address, then
 // harden and start sshd.
 package boot
@@ -81,7 +83,7 @@ type Outcome struct {
 
 // ExplicitTrue reports whether v is one of 1, true, yes, on (any case).
 // Force destroys data, so everything else (including typos such as "nope"
-// or "N", which the reference's "not false" rule treated as true) is false.
+// or "N", which the Python pre-nixos's "not false" rule treated as true) is false.
 func ExplicitTrue(v string) bool {
 	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "1", "true", "yes", "on":
@@ -90,39 +92,47 @@ func ExplicitTrue(v string) bool {
 	return false
 }
 
-// Forced reports whether existing storage may be destroyed: only an
-// explicit true PRE_NIXOS_FORCE_CLEANUP or pre-nixos-force-cleanup= kernel
-// argument forces. A value that is set but not explicitly true is logged
-// as not forcing, so an operator sees why nothing was erased.
+// Forced reports whether existing storage may be destroyed. Two sources
+// can say so: PRE_NIXOS_FORCE_CLEANUP and the kernel argument
+// pre-nixos-force-cleanup= (of which the last one on the command line
+// counts, as the kernel does for its own parameters). Force needs at least
+// one of them set, and every one that is set must be explicitly true (1,
+// true, yes, on): an explicit "no" (0, false, or any other value) in either
+// cancels the other's "yes". Erasing data is never decided by the source
+// that happens to be read first.
 func Forced(getenv func(string) string, procRoot string) bool {
 	return ForcedLog(getenv, procRoot, nil)
 }
 
-// ForcedLog is Forced with a logger for the "set but not true" case.
+// ForcedLog is Forced with a logger for the values that do not force.
 func ForcedLog(getenv func(string) string, procRoot string, log *slog.Logger) bool {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if v := getenv("PRE_NIXOS_FORCE_CLEANUP"); ExplicitTrue(v) {
-		return true
-	} else if strings.TrimSpace(v) != "" {
-		log.Warn("pre_nixos.boot.force_not_set", "source", "PRE_NIXOS_FORCE_CLEANUP", "value", v, "reason", "not one of 1, true, yes, on: not forcing")
+	type source struct{ name, value string }
+	var set []source
+	if v := getenv("PRE_NIXOS_FORCE_CLEANUP"); strings.TrimSpace(v) != "" {
+		set = append(set, source{"PRE_NIXOS_FORCE_CLEANUP", v})
 	}
-	b, err := os.ReadFile(filepath.Join(procRoot, "cmdline"))
-	if err != nil {
-		return false
-	}
-	for _, w := range strings.Fields(string(b)) {
-		k, v, ok := strings.Cut(w, "=")
-		if !ok || k != forceCleanupKey {
-			continue
+	if b, err := os.ReadFile(filepath.Join(procRoot, "cmdline")); err == nil {
+		last, found := "", false
+		for _, w := range strings.Fields(string(b)) {
+			if k, v, _ := strings.Cut(w, "="); k == forceCleanupKey {
+				last, found = v, true
+			}
 		}
-		if ExplicitTrue(v) {
-			return true
+		if found {
+			set = append(set, source{"kernel command line (last " + forceCleanupKey + "=)", last})
 		}
-		log.Warn("pre_nixos.boot.force_not_set", "source", "kernel command line", "value", v, "reason", "not one of 1, true, yes, on: not forcing")
 	}
-	return false
+	forced := len(set) > 0
+	for _, s := range set {
+		if !ExplicitTrue(s.value) {
+			forced = false
+			log.Warn("pre_nixos.boot.force_not_set", "source", s.name, "value", s.value, "reason", "not one of 1, true, yes, on: not forcing, whatever the other source says")
+		}
+	}
+	return forced
 }
 
 func (c *Config) defaults() {
@@ -262,7 +272,7 @@ func (c *Config) storage(ctx context.Context, st status.Status) (status.Status, 
 	if derr == nil {
 		var eligible []string
 		disks, excluded, eligible = Eligible(disks, excluded, det)
-		c.Gate.Allow(eligible)
+		Arm(c.Gate, c.SysfsRoot, disks, det, eligible)
 		c.Log.Info("pre_nixos.storage.eligible", "disks", eligible)
 	}
 	c.Log.Info("pre_nixos.inventory.scanned", "disks", disks, "excluded", excluded)
@@ -366,6 +376,21 @@ func Eligible(disks []inventory.Disk, excluded []inventory.Excluded, det detect.
 		eligible = append(eligible, "/dev/"+d.Name)
 	}
 	return keep, excluded, eligible
+}
+
+// Arm arms gate with the eligible disks and binds each to what this run's
+// data check saw on it (identity from sysfsRoot, data from detection), so
+// a cleanup refuses a disk that changed since it was examined.
+func Arm(gate *execpolicy.Gate, sysfsRoot string, disks []inventory.Disk, det detect.Result, eligible []string) {
+	gate.Allow(eligible)
+	hasData := map[string]bool{}
+	for _, d := range det.Devices {
+		hasData[d.Device] = true
+	}
+	identify := func(dev string) string { return inventory.Identity(sysfsRoot, dev) }
+	for _, dev := range eligible {
+		gate.Bind(dev, execpolicy.Examined{Identity: identify(dev), HasData: hasData[dev]}, identify)
+	}
 }
 
 // CleanupTargets are the detected disks with data plus the planned disks,

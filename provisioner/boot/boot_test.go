@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/provisioner/apply"
+	"github.com/bootlab/bootlab/provisioner/console/consoletest"
 	"github.com/bootlab/bootlab/provisioner/detect"
 	"github.com/bootlab/bootlab/provisioner/execpolicy"
 	fr "github.com/bootlab/bootlab/provisioner/execpolicy/fakerunner"
@@ -23,8 +24,12 @@ import (
 
 type machine struct {
 	sys, proc, root, consoles string
-	stdout                    bytes.Buffer
-	logs                      bytes.Buffer
+	// tty is the machine's console; img a regular file the active file
+	// also names (a console line must never land in it).
+	tty    *consoletest.TTY
+	img    string
+	stdout bytes.Buffer
+	logs   bytes.Buffer
 }
 
 func write(t *testing.T, p, s string) {
@@ -49,8 +54,10 @@ func newMachine(t *testing.T, cmdline string, withNIC bool) *machine {
 	write(t, filepath.Join(m.proc, "meminfo"), "MemTotal: 4028880 kB\n")
 	write(t, filepath.Join(m.proc, "cmdline"), cmdline)
 	write(t, filepath.Join(m.root, "etc/pre-nixos/root_key.pub"), "ssh-ed25519 AAAA test\n")
-	write(t, filepath.Join(m.consoles, "ttyS0"), "")
-	write(t, filepath.Join(m.consoles, "active"), filepath.Join(m.consoles, "ttyS0")+"\n")
+	m.tty = consoletest.New(t)
+	m.img = filepath.Join(m.consoles, "disk.img")
+	write(t, m.img, "data")
+	write(t, filepath.Join(m.consoles, "active"), m.img+" "+m.tty.Path+"\n")
 	return m
 }
 
@@ -88,6 +95,9 @@ func detectBlank(rc int, stdout string) []fr.Call {
 		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
 		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
 		{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n/dev/vda disk 0\n", Exit: rc},
@@ -156,9 +166,14 @@ func TestBlankDiskIsProvisioned(t *testing.T) {
 	assert.Equal(t, status.Status{"STATE": "applied", "DETAIL": "auto-applied", "BACKEND": "native"}, st)
 	assert.Equal(t, "10.0.2.15", m.status(t, "network-status").LANIPv4())
 	assert.Equal(t, "10.0.2.15", out.IPv4)
-	tty, _ := os.ReadFile(filepath.Join(m.consoles, "ttyS0"))
-	assert.Contains(t, string(tty), "LAN IPv4 address: 10.0.2.15\r\n")
-	assert.Contains(t, string(tty), "pre-nixos boot image version 0.1.0\r\n")
+	tty := m.tty.WaitFor(t, "LAN IPv4 address: 10.0.2.15\r\n")
+	assert.Contains(t, tty, "LAN IPv4 address: 10.0.2.15\r\n")
+	assert.Contains(t, tty, "pre-nixos boot image version 0.1.0\r\n")
+	// Issue 24 item 8: the active file also names a regular file; the
+	// banner goes to character devices only.
+	img, err := os.ReadFile(m.img)
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(img), "the banner is never written to a file (or disk) named by the active file")
 	assert.Contains(t, m.stdout.String(), "LAN IPv4 address: 10.0.2.15\n")
 	assert.FileExists(t, filepath.Join(m.root, "var/log/pre-nixos/disko-config.nix"))
 	assert.FileExists(t, filepath.Join(m.root, "run/pre-nixos/storage-plan.json"))
@@ -223,20 +238,35 @@ func TestDryRun(t *testing.T) {
 	_, err := Run(context.Background(), c)
 	require.NoError(t, err)
 	assert.Equal(t, status.Status{"STATE": "plan-only", "DETAIL": "execution-disabled"}, m.status(t, "storage-status"))
-	tty, _ := os.ReadFile(filepath.Join(m.consoles, "ttyS0"))
-	assert.Empty(t, tty, "no console writes in a dry run")
+	time.Sleep(50 * time.Millisecond) // a write, had there been one, arrives by now
+	assert.Empty(t, m.tty.Output(), "no console writes in a dry run")
 	assert.True(t, strings.Contains(m.logs.String(), `"event":"pre_nixos.command.skip"`))
 }
 
+// Issue 24 item 7: the last kernel parameter counts, and an explicit "no"
+// in either source cancels the other's "yes".
 func TestForced(t *testing.T) {
 	proc := t.TempDir()
-	write(t, filepath.Join(proc, "cmdline"), "a pre-nixos-force-cleanup=10 b")
-	none := func(string) string { return "" }
-	assert.False(t, Forced(none, proc))
-	assert.True(t, Forced(func(string) string { return "yes" }, proc))
-	assert.False(t, Forced(func(string) string { return "0" }, proc))
-	write(t, filepath.Join(proc, "cmdline"), "a pre-nixos-force-cleanup=1\n")
-	assert.True(t, Forced(none, proc))
+	env := func(v string) func(string) string { return func(string) string { return v } }
+	for _, tc := range []struct {
+		cmdline, env string
+		want         bool
+	}{
+		{"a pre-nixos-force-cleanup=10 b", "", false},
+		{"a pre-nixos-force-cleanup=10 b", "yes", false},
+		{"quiet", "yes", true},
+		{"quiet", "0", false},
+		{"a pre-nixos-force-cleanup=1\n", "", true},
+		{"pre-nixos-force-cleanup=1 quiet pre-nixos-force-cleanup=0", "", false},
+		{"pre-nixos-force-cleanup=0 quiet pre-nixos-force-cleanup=1", "", true},
+		{"pre-nixos-force-cleanup=1", "0", false},
+		{"pre-nixos-force-cleanup=0", "1", false},
+		{"pre-nixos-force-cleanup=1", "1", true},
+		{"pre-nixos-force-cleanup=1 pre-nixos-force-cleanup", "", false},
+	} {
+		write(t, filepath.Join(proc, "cmdline"), tc.cmdline)
+		assert.Equal(t, tc.want, Forced(env(tc.env), proc), "cmdline %q env %q", tc.cmdline, tc.env)
+	}
 }
 
 // Issue 19 item 3: only explicit true values force; a typo never destroys data.
@@ -287,13 +317,13 @@ func TestVanishedDiskIsNeverApplied(t *testing.T) {
 	write(t, filepath.Join(m.sys, "block/vdb/size"), "268435456")
 	write(t, filepath.Join(m.sys, "block/vdb/queue/rotational"), "1")
 	det := detectBlank(0, "disk\n")
-	det[6].Stdout = "/dev/sr0 rom 1\n/dev/vda disk 0\n/dev/vdb disk 0\n"
+	det[9].Stdout = "/dev/sr0 rom 1\n/dev/vda disk 0\n/dev/vdb disk 0\n"
 	det = append(det, fr.Call{Cmd: "lsblk -rno TYPE /dev/vdb", Exit: 32})
 	r := fr.New(t, seq(det, cleanVDA(), fr.Ok(nativeVDA...), networkCalls())...)
 	_, err := Run(context.Background(), m.config(t, r, nil))
 	require.NoError(t, err)
 	assert.Equal(t, "applied", m.status(t, "storage-status").State())
-	assert.NotContains(t, strings.Join(r.Seen[10:], "\n"), "vdb", "nothing after detection names vdb")
+	assert.NotContains(t, strings.Join(r.Seen[13:], "\n"), "vdb", "nothing after detection names vdb")
 }
 
 // An unreadable inventory says so instead of DETAIL=auto-applied.
@@ -301,7 +331,7 @@ func TestUnreadableInventoryStatus(t *testing.T) {
 	m := newMachine(t, "", true)
 	require.NoError(t, os.RemoveAll(filepath.Join(m.sys, "block")))
 	c := m.config(t, nil, nil)
-	c.Detect.Runner = fr.New(t, seq(detectBlank(0, "disk\n")[:6], []fr.Call{{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n"}})...)
+	c.Detect.Runner = fr.New(t, seq(detectBlank(0, "disk\n")[:9], []fr.Call{{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sr0 rom 1\n"}})...)
 	c.Runner = fr.New(t, networkCalls()...)
 	_, err := Run(context.Background(), c)
 	require.Error(t, err)
@@ -345,4 +375,44 @@ func TestStatusInProgressThenPanicRecovered(t *testing.T) {
 	assert.Equal(t, "auto-applied", st.Detail())
 	assert.Contains(t, st["ERROR"], "simulated crash in pvcreate")
 	assert.Equal(t, "10.0.2.15", m.status(t, "network-status").LANIPv4(), "network still configured")
+}
+
+// The run-time Gated wrapper of boot's defaults: with Exec, every command
+// the flow issues passes the gate, whoever issues it. Before the gate is
+// armed no storage command reaches the machine; afterwards only those on
+// eligible disks do.
+func TestBootRunnerIsGated(t *testing.T) {
+	m := newMachine(t, "", true)
+	r := fr.New(t, fr.Call{Cmd: "wipefs -a /dev/vda"})
+	c := m.config(t, r, nil)
+	c.defaults()
+	_, err := c.Runner.Run(context.Background(), execpolicy.C("wipefs", "-a", "/dev/vda"))
+	require.ErrorIs(t, err, execpolicy.ErrRefused, "an unarmed gate refuses every storage command")
+	c.Gate.Allow([]string{"/dev/vda"})
+	_, err = c.Runner.Run(context.Background(), execpolicy.C("wipefs", "-a", "/dev/sr0"))
+	require.ErrorIs(t, err, execpolicy.ErrRefused)
+	_, err = c.Runner.Run(context.Background(), execpolicy.C("wipefs", "-a", "/dev/vda"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"wipefs -a /dev/vda"}, r.Seen)
+}
+
+// Issue 24 item 4 on the boot flow: vda was examined blank; by the
+// pre-apply cleanup it holds a mounted partition (hot plug, a slow
+// controller). Nothing is torn down and the status says why.
+func TestBootDiskWithDataSinceDetectionIsNotTornDown(t *testing.T) {
+	m := newMachine(t, "", true)
+	graph := []fr.Call{
+		{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{"name":"/dev/vda","type":"disk","pttype":"gpt","children":[{"name":"/dev/vda1","type":"part","pkname":"/dev/vda","fstype":"ext4","mountpoints":["/media/photos"]}]}]}`},
+		{Cmd: "vgs --reportformat json -o vg_name", Exit: 5},
+		{Cmd: "pvs --reportformat json -o pv_name,vg_name", Exit: 5},
+		{Cmd: "lvs --reportformat json -o lv_path,vg_name", Exit: 5},
+		{Cmd: "losetup --list --json"},
+	}
+	r := fr.New(t, seq(detectBlank(0, "disk\n"), graph, networkCalls())...)
+	_, err := Run(context.Background(), m.config(t, r, nil))
+	require.Error(t, err)
+	st := m.status(t, "storage-status")
+	assert.Equal(t, "failed", st.State())
+	assert.Contains(t, st["ERROR"], "/dev/vda was examined blank and now holds a gpt partition table")
+	assert.NotContains(t, strings.Join(r.Seen, "\n"), "umount")
 }

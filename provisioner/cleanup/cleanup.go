@@ -1,6 +1,6 @@
 // Package cleanup tears down and wipes existing storage stacks (mounts, swap,
 // LVM, md, device-mapper, loop) leaf to root, verifies nothing lingers and
-// zaps each whole disk (spec §5.6).
+// zaps each whole disk (docs/provisioner.md, "pre-nixos cleanup").
 package cleanup
 
 import (
@@ -40,7 +40,7 @@ var Options = []struct {
 }
 
 // ParseAction accepts an option key or an action name, case-insensitively.
-// Unknown values are an error, not a crash (reference bug §12.20).
+// Unknown values are an error, not a crash as in the Python pre-nixos.
 func ParseAction(s string) (Action, error) {
 	v := strings.ToLower(strings.TrimSpace(s))
 	if v == "" {
@@ -82,6 +82,8 @@ type node struct {
 	name        string
 	typ         string
 	fstype      string
+	uuid        string
+	pttype      string
 	mountpoints []string
 	parents     map[string]bool
 	children    map[string]bool
@@ -119,6 +121,8 @@ type lsblkDev struct {
 	Name        string     `json:"name"`
 	Type        string     `json:"type"`
 	FSType      *string    `json:"fstype"`
+	UUID        *string    `json:"uuid"`
+	PTType      *string    `json:"pttype"`
 	Mountpoint  *string    `json:"mountpoint"`
 	Mountpoints []*string  `json:"mountpoints"`
 	PKName      *string    `json:"pkname"`
@@ -180,6 +184,12 @@ func buildGraph(ctx context.Context, r execpolicy.Runner) (graph, error) {
 		}
 		if n.fstype == "" {
 			n.fstype = str(d.FSType)
+		}
+		if n.uuid == "" {
+			n.uuid = str(d.UUID)
+		}
+		if n.pttype == "" {
+			n.pttype = str(d.PTType)
 		}
 		mps := []string{str(d.Mountpoint)}
 		for _, m := range d.Mountpoints {
@@ -343,7 +353,8 @@ func (g graph) order(roots []string) []*node {
 	}
 	for _, r := range roots {
 		// Planned-but-absent devices (partitions not created yet, md names
-		// from the plan) have nothing to tear down (spec §12.19).
+		// from the plan) have nothing to tear down; the Python pre-nixos zapped
+		// them too and failed on the missing device.
 		if g[r] != nil {
 			visit(r)
 		}
@@ -436,6 +447,10 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 		if err != nil {
 			return r.commands, fmt.Errorf("cleanup: %w", err)
 		}
+		if err := r.checkExamined(g); err != nil {
+			r.log.Error("pre_nixos.cleanup.refused", "error", err.Error(), "devices", cfg.Devices)
+			return r.commands, fmt.Errorf("cleanup: %w", err)
+		}
 		if err := g.checkSpan(cfg.Devices); err != nil {
 			r.log.Error("pre_nixos.cleanup.refused", "error", err.Error(), "devices", cfg.Devices)
 			return r.commands, fmt.Errorf("cleanup: %w", err)
@@ -504,7 +519,7 @@ func Run(ctx context.Context, cfg Config) ([]string, error) {
 // checkSpan refuses when a device reached from the targets has a parent
 // that is not itself reached: an md array with a member on another disk, a
 // VG with a PV elsewhere. The teardown would stop, wipe and remove it on
-// the other disk too (the reference zeroed /dev/sdc1 and removed VG "data"
+// the other disk too (the Python pre-nixos zeroed /dev/sdc1 and removed VG "data"
 // while cleaning /dev/sdb).
 func (g graph) checkSpan(roots []string) error {
 	nodes := g.order(roots)
@@ -532,8 +547,111 @@ func (g graph) checkSpan(roots []string) error {
 			msgs = append(msgs, fmt.Sprintf("%s also uses %s (on %s)", display(n.name), display(p), strings.Join(outside, ", ")))
 		}
 	}
+	msgs = append(msgs, g.checkUUIDSpan(reached)...)
 	if len(msgs) > 0 {
 		return fmt.Errorf("%w (targets %s): %s; nothing was run", ErrSpansNonTarget, strings.Join(roots, " "), strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// multiDevice are the filesystem types whose members share one UUID
+// (the filesystem's, pool's or array's) across devices: btrfs raid, ZFS
+// pools, bcachefs and md members. lsblk does not link them when the
+// filesystem spans disks without a device on top (btrfs, ZFS) or the
+// array is not assembled, so they are linked here by (type, UUID).
+var multiDevice = map[string]string{
+	"btrfs": "btrfs filesystem", "zfs_member": "ZFS pool", "bcachefs": "bcachefs filesystem",
+	"linux_raid_member": "md array",
+}
+
+// checkUUIDSpan refuses when a member of a multi-device filesystem is
+// reached from the targets and another member is not: wiping one member
+// breaks the filesystem or pool on the other disk.
+func (g graph) checkUUIDSpan(reached map[string]bool) []string {
+	type key struct{ fstype, uuid string }
+	members := map[key][]string{}
+	for name, n := range g {
+		if _, ok := multiDevice[n.fstype]; ok && n.uuid != "" {
+			k := key{n.fstype, n.uuid}
+			members[k] = append(members[k], name)
+		}
+	}
+	var msgs []string
+	for k, ms := range members {
+		sort.Strings(ms)
+		var in, out []string
+		for _, m := range ms {
+			if reached[m] {
+				in = append(in, m)
+				continue
+			}
+			for _, d := range g.disksUnder(m) {
+				if !reached[d] && strings.HasPrefix(d, "/dev/") {
+					out = append(out, m+" on "+d)
+				}
+			}
+		}
+		if len(in) > 0 && len(out) > 0 {
+			msgs = append(msgs, fmt.Sprintf("%s is a member of %s %s, which also has %s", strings.Join(in, ", "), multiDevice[k.fstype], k.uuid, strings.Join(out, ", ")))
+		}
+	}
+	sort.Strings(msgs)
+	return msgs
+}
+
+// ErrChanged is wrapped when a target disk is no longer what this run's
+// data check examined.
+var ErrChanged = errors.New("disk changed since storage detection examined it")
+
+// checkExamined refuses a target disk that differs from what the data
+// check saw: another disk under the name (serial, WWN or size), or data on
+// a disk examined blank. Only an executing cleanup with a gate checks.
+func (r *run) checkExamined(g graph) error {
+	gate := r.cfg.Gate
+	if gate == nil || !r.cfg.Execute {
+		return nil
+	}
+	var msgs []string
+	for _, dev := range r.cfg.Devices {
+		e, ok := gate.ExaminedAs(dev)
+		if !ok {
+			continue
+		}
+		if now, ok := gate.Identify(dev); ok && now != e.Identity {
+			msgs = append(msgs, fmt.Sprintf("%s was examined as %s and now reads %s", dev, e.Identity, now))
+			continue
+		}
+		n := g[dev]
+		if e.HasData || n == nil {
+			continue
+		}
+		var found []string
+		if n.pttype != "" {
+			found = append(found, "a "+n.pttype+" partition table")
+		}
+		if n.fstype != "" {
+			found = append(found, "a "+n.fstype+" signature")
+		}
+		for _, c := range sortedKeys(n.children) {
+			found = append(found, c)
+		}
+		for _, m := range n.mountpoints {
+			found = append(found, "mounted at "+m)
+		}
+		for _, nd := range g.order([]string{dev}) {
+			if nd.name == dev {
+				continue
+			}
+			for _, m := range nd.mountpoints {
+				found = append(found, nd.name+" mounted at "+m)
+			}
+		}
+		if len(found) > 0 {
+			msgs = append(msgs, fmt.Sprintf("%s was examined blank and now holds %s", dev, strings.Join(found, ", ")))
+		}
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("%w: %s; nothing was run", ErrChanged, strings.Join(msgs, "; "))
 	}
 	return nil
 }

@@ -100,7 +100,8 @@ func TestMDStackGoldenSequence(t *testing.T) {
 	got, err := Run(context.Background(), cfg(r, WipeSignatures, true, "/dev/sda", "/dev/sdb"))
 	require.NoError(t, err)
 	assert.Equal(t, append(append(append([]string{}, mdGolden...), zap("/dev/sda")...), zap("/dev/sdb")...), got)
-	// The lsblk and lvs names of one LV are folded into one node (§12.21).
+	// The lsblk and lvs names of one LV (/dev/mapper/VG-LV, /dev/VG/LV) are
+	// folded into one node.
 	assert.NotContains(t, strings.Join(got, "\n"), "/dev/mapper/main-slash")
 }
 
@@ -187,7 +188,7 @@ func TestActionsAndMissingDevices(t *testing.T) {
 		_, err := Run(context.Background(), cfg(fr.New(t), Action("q"), true, "/dev/sda"))
 		assert.ErrorContains(t, err, `unknown cleanup action "q"`)
 	})
-	// Reference bug §12.19: planned-but-absent partitions and md names were
+	// Python pre-nixos bug: planned-but-absent partitions and md names were
 	// zapped with sgdisk and made the cleanup fail.
 	t.Run("absent planned devices only get a wipefs attempt", func(t *testing.T) {
 		calls := append(probes(cleanDisk, "", "", ""), fr.Ok("wipefs -a /dev/sda")...)
@@ -231,7 +232,7 @@ func TestParseAction(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got)
 	}
-	// Reference bug §12.20: "q" and unknown names crashed the CLI.
+	// Python pre-nixos bug: "q" and unknown names crashed the CLI.
 	for _, bad := range []string{"q", "nuke", "4"} {
 		_, err := ParseAction(bad)
 		assert.ErrorContains(t, err, "unknown cleanup action")
@@ -324,4 +325,25 @@ func TestGateRefusesPassBeforeFirstCommand(t *testing.T) {
 	require.ErrorIs(t, err, execpolicy.ErrRefused)
 	assert.Contains(t, err.Error(), "/dev/sdb, which did not pass this run's data check")
 	assert.Empty(t, got)
+}
+
+// Issue 24 item 5: members of one multi-device filesystem linked by UUID.
+// Both members inside the targets (two disks, or two partitions of one)
+// are cleaned; a member outside refuses the cleanup before any command.
+func TestMultiDeviceFilesystemByUUID(t *testing.T) {
+	btrfs := func(part, disk string) string {
+		return `{"name":"` + part + `","type":"part","pkname":"` + disk + `","fstype":"btrfs","uuid":"u-1"}`
+	}
+	lsblk := `{"blockdevices":[{"name":"/dev/sda","type":"disk","children":[` + btrfs("/dev/sda1", "/dev/sda") + `,` + btrfs("/dev/sda2", "/dev/sda") +
+		`]},{"name":"/dev/sdb","type":"disk","children":[` + btrfs("/dev/sdb1", "/dev/sdb") + `]}]}`
+	r := fr.New(t, probes(lsblk, "", "", "")...)
+	got, err := Run(context.Background(), cfg(r, WipeSignatures, true, "/dev/sda"))
+	require.ErrorIs(t, err, ErrSpansNonTarget)
+	assert.Contains(t, err.Error(), "/dev/sda1, /dev/sda2 is a member of btrfs filesystem u-1, which also has /dev/sdb1 on /dev/sdb")
+	assert.Empty(t, got, "no command ran")
+
+	rec := &fr.Recorder{Replies: map[string]fr.Call{"lsblk --json --paths --output-all": {Stdout: lsblk}}}
+	got, err = Run(context.Background(), cfg(rec, WipeSignatures, false, "/dev/sda", "/dev/sdb"))
+	require.NoError(t, err)
+	assert.Contains(t, got, "wipefs -a /dev/sdb1", "all members are targets: the filesystem is cleaned")
 }

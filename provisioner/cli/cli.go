@@ -47,8 +47,11 @@ type Env struct {
 	Runner execpolicy.Runner
 	// Sleep is used between retries; nil means time.Sleep.
 	Sleep func(time.Duration)
-	// ProcRoot is where pre-nixos-detect-storage reads cmdline (default /proc).
-	ProcRoot string
+	// SysRoot and ProcRoot are this machine's own sysfs and procfs (default
+	// /sys and /proc; tests point them at fake trees). Every safety decision
+	// of an executing run (the boot medium, force, the disk gate's view)
+	// reads them, never a described tree given with --sysfs/--proc.
+	SysRoot, ProcRoot string
 	// Exists and Realpath replace the /dev lookups of storage detection
 	// (tests); nil means this machine.
 	Exists   func(string) bool
@@ -70,6 +73,9 @@ func (e *Env) defaults() {
 	}
 	if e.Sleep == nil {
 		e.Sleep = time.Sleep
+	}
+	if e.SysRoot == "" {
+		e.SysRoot = "/sys"
 	}
 	if e.ProcRoot == "" {
 		e.ProcRoot = "/proc"
@@ -95,8 +101,8 @@ func newFlags(name string, env Env, o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	fs.StringVar(&o.root, "root", "/", "directory every file write (and the root key, sshd_config, logs) is resolved under")
-	fs.StringVar(&o.sysfs, "sysfs", "/sys", "sysfs root: block/ for disks, class/net/ for NICs; a described machine directory")
-	fs.StringVar(&o.proc, "proc", "/proc", "procfs root holding meminfo and cmdline (defaults to --sysfs when only --sysfs is given)")
+	fs.StringVar(&o.sysfs, "sysfs", env.SysRoot, "a described machine's sysfs (block/ for disks, class/net/ for NICs), for planning only: a run that would execute refuses it")
+	fs.StringVar(&o.proc, "proc", env.ProcRoot, "a described machine's procfs (meminfo, cmdline; defaults to --sysfs when only --sysfs is given), for planning only")
 	fs.StringVar(&o.stateDir, "state-dir", status.Dir(env.Getenv), "state directory for storage-status, network-status, storage-plan.json ($PRE_NIXOS_STATE_DIR)")
 	fs.StringVar(&o.logFile, "log-file", envOr(env.Getenv, "PRE_NIXOS_LOG_FILE", logging.DefaultFile), "structured log file, under --root ($PRE_NIXOS_LOG_FILE)")
 	fs.StringVar(&o.backend, "apply-backend", envOr(env.Getenv, "PRE_NIXOS_APPLY_BACKEND", apply.Auto), "auto (disko when on PATH, else native), disko or native")
@@ -134,6 +140,10 @@ func (o *options) finish(fs *flag.FlagSet) error {
 	return nil
 }
 
+// described reports whether a described machine (--sysfs or --proc) was
+// given: such a run plans, it never executes.
+func (o *options) described() bool { return o.sysfsSet || o.procSet }
+
 type session struct {
 	env    Env
 	opts   options
@@ -153,7 +163,9 @@ func open(env Env, o options) *session {
 	} else {
 		s.log, s.closer = logging.Discard(), io.NopCloser(nil)
 	}
-	s.gate = execpolicy.NewGate(detect.OSStack(o.sysfs, o.proc).Disks)
+	// The gate traces devices through this machine's own sysfs, whatever
+	// tree the plan was computed from.
+	s.gate = execpolicy.NewGate(detect.OSStack(env.SysRoot, env.ProcRoot).Disks)
 	// The gate sits inside the policy: a dry run skips commands before they
 	// reach it, an executing run cannot bypass it.
 	s.runner = execpolicy.Policy{Exec: s.exec, Inner: execpolicy.Gated{Gate: s.gate, Inner: env.Runner, Log: s.log}, Log: s.log}
@@ -229,6 +241,13 @@ func PreNixos(ctx context.Context, args []string, env Env) int {
 	}
 	if err := o.finish(fs); err != nil {
 		fmt.Fprintf(env.Stderr, "pre-nixos: %v\n", err)
+		return ExitUsage
+	}
+	if o.described() && execpolicy.ExecEnabled(env.Getenv) && !o.planOnly && cmd != "notice" {
+		// A described tree is somebody's description of a machine, not this
+		// one: it must never decide what this machine's disks may lose (its
+		// cmdline could force, its block/ could hide the boot medium).
+		fmt.Fprintf(env.Stderr, "pre-nixos %s: --sysfs/--proc describe a machine for planning only, and PRE_NIXOS_EXEC=1 would execute; add --plan-only (or unset PRE_NIXOS_EXEC) to plan it, or apply a saved plan on this machine with --plan FILE\n", cmd)
 		return ExitUsage
 	}
 	if cmd != "cleanup" && fs.NArg() > 0 {
@@ -320,19 +339,21 @@ func (s *session) armGate(ctx context.Context) (detect.Result, error) {
 	if err != nil {
 		return det, err
 	}
-	disks, excluded, err := inventory.Scan(s.opts.sysfs, det.BootDisks...)
+	disks, excluded, err := inventory.Scan(s.env.SysRoot, det.BootDisks...)
 	if err != nil {
 		return det, err
 	}
 	_, excluded, eligible := boot.Eligible(disks, excluded, det)
-	s.gate.Allow(eligible)
+	boot.Arm(s.gate, s.env.SysRoot, disks, det, eligible)
 	s.log.Info("pre_nixos.storage.eligible", "disks", eligible, "excluded", excluded)
 	return det, nil
 }
 
 func (s *session) detectDeps() detect.Deps {
-	d := detect.OSDeps(s.runner, s.opts.proc, s.log)
-	d.Stack = detect.OSStack(s.opts.sysfs, s.opts.proc)
+	// The boot medium is looked for on this machine: its cmdline, mount
+	// table and sysfs, never a described tree's.
+	d := detect.OSDeps(s.runner, s.env.ProcRoot, s.log)
+	d.Stack = detect.OSStack(s.env.SysRoot, s.env.ProcRoot)
 	if s.env.Exists != nil {
 		d.Exists = s.env.Exists
 	}
@@ -358,7 +379,7 @@ func (s *session) plan(ctx context.Context) int {
 	} else {
 		var bootDisks []string
 		// A described machine (--sysfs) has no boot medium to look for.
-		if !s.opts.sysfsSet {
+		if !s.opts.described() {
 			bootDisks, _ = detect.ResolveBootDisks(ctx, s.detectDeps())
 		}
 		disks, excluded, err := inventory.Scan(s.opts.sysfs, bootDisks...)
@@ -450,17 +471,22 @@ func (s *session) execPlan(ctx context.Context, p *planner.Plan) (code int, forc
 		if err != nil {
 			return failf("%v; refusing to apply", err)
 		}
-		// Whatever the plan's source (computed, --plan FILE, --sysfs DIR),
-		// it may name only disks this run's data check examined.
+		// Whatever the plan's source (computed or --plan FILE), it may name
+		// only disks this run's data check examined.
 		if err := s.gate.CheckDisks("the plan", planDisks(p)); err != nil {
 			return failf("%v; nothing was run", err)
+		}
+		if s.opts.planFile != "" {
+			// A plan file names its disks: existing storage elsewhere is
+			// neither a reason to refuse nor, under force, a target.
+			det.Devices = onDisks(det.Devices, planDisks(p))
 		}
 		if len(det.Devices) > 0 {
 			var lines []string
 			for _, d := range det.Devices {
 				lines = append(lines, fmt.Sprintf("  - %s (%s)", d.Device, detect.FormatReasons(d.Reasons)))
 			}
-			if !boot.ForcedLog(s.env.Getenv, s.opts.proc, s.log) {
+			if !boot.ForcedLog(s.env.Getenv, s.env.ProcRoot, s.log) {
 				fmt.Fprintf(s.env.Stderr, "pre-nixos: existing storage detected:\n%s\nrefusing to apply; set PRE_NIXOS_FORCE_CLEANUP=1 (and optionally PRE_NIXOS_FORCE_CLEANUP_ACTION) to erase it\n", strings.Join(lines, "\n"))
 				return ExitRefusing, false, ""
 			}
@@ -479,6 +505,21 @@ func (s *session) execPlan(ctx context.Context, p *planner.Plan) (code int, forc
 	}
 	code, msg = s.apply(ctx, p, true)
 	return code, forced, msg
+}
+
+// onDisks keeps the detected devices that are among disks.
+func onDisks(devs []detect.Device, disks []string) []detect.Device {
+	in := map[string]bool{}
+	for _, d := range disks {
+		in[d] = true
+	}
+	var out []detect.Device
+	for _, d := range devs {
+		if in[d.Device] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func planDisks(p *planner.Plan) []string {

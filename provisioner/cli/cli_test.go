@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/bootlab/bootlab/provisioner/console/consoletest"
 	"github.com/bootlab/bootlab/provisioner/execpolicy"
 	fr "github.com/bootlab/bootlab/provisioner/execpolicy/fakerunner"
 	"github.com/bootlab/bootlab/provisioner/inventory"
@@ -29,13 +30,22 @@ type result struct {
 
 func run(t *testing.T, r execpolicy.Runner, env map[string]string, args ...string) result {
 	t.Helper()
+	// This machine's own trees are empty unless a test says otherwise: no
+	// test reads the host's /sys or /proc.
+	return runOn(t, r, env, t.TempDir(), t.TempDir(), args...)
+}
+
+// runOn runs pre-nixos on a machine whose own sysfs and procfs are sys and
+// proc (what an executing run reads for its safety decisions).
+func runOn(t *testing.T, r execpolicy.Runner, env map[string]string, sys, proc string, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	if r == nil {
 		r = fr.New(t) // any command at all fails the test
 	}
 	code := PreNixos(context.Background(), args, Env{
 		Stdout: &out, Stderr: &errb, Runner: r, Sleep: func(time.Duration) {},
-		Getenv: func(k string) string { return env[k] },
+		Getenv: func(k string) string { return env[k] }, SysRoot: sys, ProcRoot: proc,
 	})
 	return result{code, out.String(), errb.String()}
 }
@@ -46,6 +56,9 @@ func noBootCalls() []fr.Call {
 		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
 		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
 	}
@@ -134,7 +147,7 @@ func TestBadInput(t *testing.T) {
 			fr.Call{Cmd: "lsblk -rno TYPE /dev/vda", Stdout: "disk\n"},
 			fr.Call{Cmd: "wipefs -n /dev/vda"},
 			fr.Call{Cmd: "lsblk --json --paths --output-all", Stdout: `{"blockdevices":[{`})...)
-		res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "cleanup", "--sysfs", machine("qemu-virtio"), "--root", t.TempDir(), "/dev/vda")
+		res := runOn(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, machine("qemu-virtio"), machine("qemu-virtio"), "cleanup", "--root", t.TempDir(), "/dev/vda")
 		assert.Equal(t, 1, res.code)
 		assert.Contains(t, res.stderr, "parsing output of lsblk --json --paths --output-all")
 	})
@@ -164,18 +177,13 @@ func TestRefusesExistingStorage(t *testing.T) {
 	proc := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(proc, "cmdline"), []byte("quiet"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(proc, "meminfo"), []byte("MemTotal: 2097152 kB\n"), 0o644))
-	r := fr.New(t,
-		fr.Call{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
-		fr.Call{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
-		fr.Call{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
-		fr.Call{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
-		fr.Call{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
-		fr.Call{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
+	// The boot medium is looked for twice: to plan, then to arm the gate.
+	r := fr.New(t, append(append(noBootCalls(), noBootCalls()...),
 		fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"},
 		fr.Call{Cmd: "lsblk -rno TYPE /dev/vda", Stdout: "disk\npart\n"},
 		fr.Call{Cmd: "wipefs -n /dev/vda", Stdout: "vda 0x200 gpt\n"},
-	)
-	res := run(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "--sysfs", machine("qemu-virtio"), "--proc", proc, "--root", t.TempDir())
+	)...)
+	res := runOn(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, machine("qemu-virtio"), proc, "--root", t.TempDir())
 	assert.Equal(t, ExitRefusing, res.code)
 	assert.Contains(t, res.stderr, "/dev/vda (partitions, signatures)")
 	assert.Contains(t, res.stderr, "PRE_NIXOS_FORCE_CLEANUP=1")
@@ -192,53 +200,41 @@ func TestVersionAndHelp(t *testing.T) {
 
 func TestConsoleCommand(t *testing.T) {
 	dir := t.TempDir()
-	tty := filepath.Join(dir, "ttyS0")
-	require.NoError(t, os.WriteFile(tty, nil, 0o600))
+	tty := consoletest.New(t)
 	active := filepath.Join(dir, "active")
-	require.NoError(t, os.WriteFile(active, []byte(tty+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(active, []byte(tty.Path+"\n"), 0o644))
 	var stderr bytes.Buffer
 	code := Console(context.Background(), []string{"broadcast", "LAN", "IPv4", "address:", "10.0.2.15", "--active-path", active}, Env{Stderr: &stderr})
 	assert.Equal(t, 0, code, stderr.String())
-	got, _ := os.ReadFile(tty)
-	assert.Equal(t, "LAN IPv4 address: 10.0.2.15\r\n", string(got))
+	assert.Equal(t, "LAN IPv4 address: 10.0.2.15\r\n", tty.WaitFor(t, "\r\n"))
 
 	assert.Equal(t, 2, Console(context.Background(), nil, Env{Stderr: &stderr}))
 	assert.Equal(t, 2, Console(context.Background(), []string{"broadcast"}, Env{Stderr: &stderr}))
 	assert.Equal(t, 2, Console(context.Background(), []string{"broadcast", "x", "--timeout", "soon"}, Env{Stderr: &stderr}))
 }
 
-func TestDetectStorageExitCodes(t *testing.T) {
-	proc := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(proc, "cmdline"), []byte("quiet"), 0o644))
-	boot := []fr.Call{
-		{Cmd: "findmnt -n -o SOURCE /iso", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
-		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
-		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
-		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
-	}
-	cases := map[string]struct {
-		calls []fr.Call
-		code  int
-	}{
-		"existing": {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"}, fr.Call{Cmd: "lsblk -rno TYPE /dev/vda"}, fr.Call{Cmd: "wipefs -n /dev/vda", Stdout: "vda 0x438 ext4\n"}), 0},
-		"none":     {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"}, fr.Call{Cmd: "lsblk -rno TYPE /dev/vda"}, fr.Call{Cmd: "wipefs -n /dev/vda"}), 1},
-		"error":    {append(append([]fr.Call{}, boot...), fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Exit: 1}), 2},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := DetectStorage(context.Background(), nil, Env{Stdout: &stdout, Stderr: &stderr, Runner: fr.New(t, tc.calls...), ProcRoot: proc,
-				Getenv: func(k string) string { return map[string]string{"PRE_NIXOS_LOG_EVENTS": "0"}[k] }})
-			assert.Equal(t, tc.code, code, stderr.String())
-			assert.Empty(t, stdout.String())
-		})
-	}
+// Issue 24 item 8: pre-nixos-console writes only to character devices; a
+// regular file (or a disk) named by the active file is left alone.
+func TestConsoleCommandWritesOnlyCharDevices(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	require.NoError(t, os.WriteFile(img, []byte("data"), 0o644))
+	tty := consoletest.New(t)
+	active := filepath.Join(dir, "active")
+	require.NoError(t, os.WriteFile(active, []byte(img+" "+tty.Path+"\n"), 0o644))
+	var stderr bytes.Buffer
+	code := Console(context.Background(), []string{"broadcast", "hello", "--active-path", active}, Env{Stderr: &stderr})
+	assert.Equal(t, 0, code, stderr.String())
+	assert.Equal(t, "hello\r\n", tty.WaitFor(t, "\r\n"))
+	got, err := os.ReadFile(img)
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(got))
+
 }
 
-// One execution policy for every side effect (reference bug §12.31) and one
-// state-directory rule (§12.34): a dry-run boot under --root runs only
+// One execution policy for every side effect (the Python pre-nixos wrote
+// files whatever PRE_NIXOS_EXEC said) and one state-directory rule (it
+// honoured PRE_NIXOS_STATE_DIR for some files only): a dry-run boot under --root runs only
 // read-only probes and writes only below --root, in $PRE_NIXOS_STATE_DIR.
 func TestDryRunBootTouchesOnlyRoot(t *testing.T) {
 	root := t.TempDir()
@@ -252,6 +248,9 @@ func TestDryRunBootTouchesOnlyRoot(t *testing.T) {
 		fr.Call{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 		fr.Call{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 		fr.Call{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+		fr.Call{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 		fr.Call{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
 		fr.Call{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
 		fr.Call{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vda disk 0\n"},

@@ -47,6 +47,9 @@ func gateDetect() []fr.Call {
 		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
 		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
 		{Cmd: "lsblk -npo PKNAME /dev/sda1", Stdout: "/dev/sda\n"},
@@ -56,7 +59,9 @@ func gateDetect() []fr.Call {
 	}
 }
 
-func runGate(t *testing.T, r execpolicy.Runner, env map[string]string, args ...string) result {
+// runGate runs pre-nixos on the machine whose own sysfs and procfs are
+// the tree sys (gateMachine puts cmdline and meminfo there too).
+func runGate(t *testing.T, r execpolicy.Runner, env map[string]string, sys string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := PreNixos(context.Background(), args, Env{
@@ -64,6 +69,7 @@ func runGate(t *testing.T, r execpolicy.Runner, env map[string]string, args ...s
 		Getenv:   func(k string) string { return env[k] },
 		Exists:   func(p string) bool { return p == "/dev/sda1" },
 		Realpath: func(p string) (string, error) { return p, nil },
+		SysRoot:  sys, ProcRoot: sys,
 	})
 	return result{code, out.String(), errb.String()}
 }
@@ -87,8 +93,8 @@ func TestPlanFileNamingIneligibleDiskIsRefused(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "plan.json")
 			put(t, f, planFor(disk))
 			r := fr.New(t, gateDetect()...) // any further command fails the test
-			res := runGate(t, r, map[string]string{"PRE_NIXOS_EXEC": "1", "PRE_NIXOS_FORCE_CLEANUP": "1"},
-				"--plan", f, "--sysfs", sys, "--root", root, "--apply-backend", "native")
+			res := runGate(t, r, map[string]string{"PRE_NIXOS_EXEC": "1", "PRE_NIXOS_FORCE_CLEANUP": "1"}, sys,
+				"--plan", f, "--root", root, "--apply-backend", "native")
 			assert.Equal(t, ExitFailure, res.code, res.stderr)
 			assert.Contains(t, res.stderr, "/dev/"+disk+", which did not pass this run's data check")
 			assert.Contains(t, res.stderr, "eligible: /dev/sdb")
@@ -99,14 +105,56 @@ func TestPlanFileNamingIneligibleDiskIsRefused(t *testing.T) {
 	}
 }
 
-// `plan --sysfs DIR` plans sda too (a described machine has no boot medium),
-// but the machine's own detection found sda to be the boot medium.
+// A plan computed for a described machine (`--plan-only --sysfs DIR`, which
+// has no boot medium, so it plans sda too) and then applied here with
+// `--plan FILE` is refused: this machine's detection finds sda to be the
+// boot medium. This machine's own tree does not describe sda1, so the
+// refusal comes from detection (findmnt /iso, lsblk PKNAME), not from the
+// tree's partition layout.
 func TestPlanSysfsNamingBootDiskIsRefused(t *testing.T) {
+	described := gateMachine(t)
+	planned := run(t, nil, nil, "--plan-only", "--sysfs", described, "--root", t.TempDir())
+	require.Equal(t, ExitOK, planned.code, planned.stderr)
+	require.Contains(t, planned.stdout, `"sda"`, "a described machine has no boot medium: sda is planned")
+	f := filepath.Join(t.TempDir(), "plan.json")
+	put(t, f, planned.stdout)
+
 	sys, root := gateMachine(t), t.TempDir()
+	require.NoError(t, os.RemoveAll(filepath.Join(sys, "block/sda/sda1")))
 	r := fr.New(t, gateDetect()...)
-	res := runGate(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "--sysfs", sys, "--root", root, "--apply-backend", "native")
+	res := runGate(t, r, map[string]string{"PRE_NIXOS_EXEC": "1", "PRE_NIXOS_FORCE_CLEANUP": "1"}, sys, "--plan", f, "--root", root, "--apply-backend", "native")
 	assert.Equal(t, ExitFailure, res.code, res.stderr)
 	assert.Contains(t, res.stderr, "/dev/sda, which did not pass this run's data check")
+}
+
+// Issue 24 item 1: a described tree never executes. Its cmdline forces and
+// its block/ does not describe the boot medium; with PRE_NIXOS_EXEC=1 every
+// executing command refuses it before running anything (before the fix a
+// forced plan wiped the boot medium: umount /run/findiso, wipefs -a
+// /dev/vda1, sgdisk --zap-all /dev/vda). Planning it still works.
+func TestDescribedTreeNeverExecutes(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(dir, os.DirFS(machine("qemu-virtio"))))
+	put(t, filepath.Join(dir, "cmdline"), "quiet pre-nixos-force-cleanup=1\n")
+	env := map[string]string{"PRE_NIXOS_EXEC": "1"}
+	for _, args := range [][]string{
+		{"--sysfs", dir},
+		{"plan", "--sysfs", dir, "--apply-backend", "native"},
+		{"--proc", dir},
+		{"boot", "--sysfs", dir},
+		{"network", "--sysfs", dir},
+		{"cleanup", "--sysfs", dir, "/dev/vda"},
+	} {
+		t.Run(strings.ReplaceAll(strings.Join(args, " "), dir, "DIR"), func(t *testing.T) {
+			res := runOn(t, fr.New(t), env, gateMachine(t), gateMachine(t), append(args, "--root", t.TempDir())...)
+			assert.Equal(t, ExitUsage, res.code, res.stderr)
+			assert.Contains(t, res.stderr, "describe a machine for planning only")
+			assert.Empty(t, res.stdout)
+		})
+	}
+	res := runOn(t, fr.New(t), env, gateMachine(t), gateMachine(t), "--plan-only", "--sysfs", dir, "--root", t.TempDir())
+	assert.Equal(t, ExitOK, res.code, res.stderr)
+	assert.Contains(t, res.stdout, `"vda"`)
 }
 
 // `pre-nixos cleanup` with PRE_NIXOS_EXEC=1 meets the same gate.
@@ -118,7 +166,7 @@ func TestManualCleanupOfBootDiskIsRefused(t *testing.T) {
 		fr.Call{Cmd: "pvs --reportformat json -o pv_name,vg_name", Exit: 5},
 		fr.Call{Cmd: "lvs --reportformat json -o lv_path,vg_name", Exit: 5},
 		fr.Call{Cmd: "losetup --list --json"})...)
-	res := runGate(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, "cleanup", "--sysfs", sys, "--root", t.TempDir(), "/dev/sda")
+	res := runGate(t, r, map[string]string{"PRE_NIXOS_EXEC": "1"}, sys, "cleanup", "--root", t.TempDir(), "/dev/sda")
 	assert.Equal(t, ExitFailure, res.code, res.stderr)
 	assert.Contains(t, res.stderr, "refused by the disk gate")
 	assert.NotContains(t, strings.Join(r.Seen, "\n"), "umount")
@@ -144,6 +192,9 @@ func TestManualApplyRewritesStatus(t *testing.T) {
 		"findmnt -n -o SOURCE /run/archiso/bootmnt": {Exit: 1},
 		"findmnt -n -o SOURCE /nix/.ro-store":       {Exit: 1},
 		"findmnt -n -o SOURCE /run/live/medium":     {Exit: 1},
+		"findmnt -n -o SOURCE /findiso":             {Exit: 1},
+		"findmnt -n -o SOURCE /run/findiso":         {Exit: 1},
+		"findmnt -n -o SOURCE /run/live/findiso":    {Exit: 1},
 		"findmnt -nr -t squashfs -o SOURCE":         {Exit: 1},
 		"findmnt -nr -t iso9660 -o SOURCE":          {Exit: 1},
 		"lsblk -dnpo NAME,TYPE,RM":                  {Stdout: "/dev/sr0 rom 1\n/dev/vda disk 0\n"},
@@ -151,8 +202,8 @@ func TestManualApplyRewritesStatus(t *testing.T) {
 		"lsblk --json --paths --output-all":         {Stdout: `{"blockdevices":[{"name":"/dev/vda","type":"disk"}]}`},
 	}}
 	var out, errb bytes.Buffer
-	code := PreNixos(context.Background(), []string{"--sysfs", machine("qemu-virtio"), "--root", root, "--apply-backend", "native"}, Env{
-		Stdout: &out, Stderr: &errb, Runner: r, Sleep: func(time.Duration) {},
+	code := PreNixos(context.Background(), []string{"--root", root, "--apply-backend", "native"}, Env{
+		Stdout: &out, Stderr: &errb, Runner: r, Sleep: func(time.Duration) {}, SysRoot: machine("qemu-virtio"), ProcRoot: machine("qemu-virtio"),
 		Getenv: func(k string) string { return map[string]string{"PRE_NIXOS_EXEC": "1"}[k] },
 		Exists: func(string) bool { return true }, Realpath: func(p string) (string, error) { return p, nil },
 	})

@@ -4,6 +4,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ const DefaultTimeout = 2 * time.Second
 
 // Targets returns the console device paths: the whitespace-separated names
 // in activePath (made absolute under /dev), then extras, then /dev/console,
-// without duplicates. The reference's shell helper read the single line as
+// without duplicates. The Python pre-nixos's shell helper read the single line as
 // one name; tokens are split here.
 func Targets(activePath string, extras ...string) []string {
 	var out []string
@@ -57,7 +58,7 @@ type Result struct {
 }
 
 // Broadcast writes message+"\r\n" to each target. Targets are opened
-// O_NONBLOCK|O_NOCTTY and never created (the reference could leave regular
+// O_NONBLOCK|O_NOCTTY and never created (the Python pre-nixos could leave regular
 // files in /dev); each write has a deadline, and a hung open or write is
 // abandoned after timeout so the caller always returns.
 func Broadcast(ctx context.Context, message string, targets []string, timeout time.Duration) []Result {
@@ -97,14 +98,35 @@ func AnyOK(rs []Result) bool {
 	return false
 }
 
+// ErrNotConsole is returned for a target that is not a character device:
+// the active file (or a described tree's copy of it) can name a disk or a
+// regular file, and a banner written there would corrupt it.
+var ErrNotConsole = errors.New("not a character device; consoles only")
+
 func write(path, data string, timeout time.Duration) error {
+	// Checked before opening (an open of a block device is already a side
+	// effect) and again on the open file (the name could be swapped between).
+	if st, err := os.Stat(path); err != nil {
+		return err
+	} else if !isConsole(st) {
+		return fmt.Errorf("%s: %w (mode %s)", path, ErrNotConsole, st.Mode().Type())
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	// Regular files (tests) do not support deadlines; ttys do.
+	if st, err := f.Stat(); err != nil {
+		return err
+	} else if !isConsole(st) {
+		return fmt.Errorf("%s: %w (mode %s)", path, ErrNotConsole, st.Mode().Type())
+	}
 	_ = f.SetWriteDeadline(time.Now().Add(timeout))
 	_, err = f.WriteString(data)
 	return err
+}
+
+func isConsole(st os.FileInfo) bool {
+	m := st.Mode()
+	return m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0
 }

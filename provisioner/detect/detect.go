@@ -86,9 +86,11 @@ type Probe struct {
 	Disks []string `json:"disks,omitempty"`
 }
 
-// MountTargets are checked, in order, for the filesystem the image booted
-// from. /run/live/medium is Debian live-boot's mount of the boot medium.
-var MountTargets = []string{"/iso", "/run/archiso/bootmnt", "/nix/.ro-store", "/run/live/medium"}
+// MountTargets are all checked for the filesystem the image booted from.
+// /run/live/medium is Debian live-boot's mount of the boot medium;
+// /findiso, /run/findiso and /run/live/findiso hold the disk an ISO file
+// was loop-mounted from (findiso=).
+var MountTargets = []string{"/iso", "/run/archiso/bootmnt", "/nix/.ro-store", "/run/live/medium", "/findiso", "/run/findiso", "/run/live/findiso"}
 
 // ResolveBootDisk returns the (first) whole disk the system booted from, or "".
 func ResolveBootDisk(ctx context.Context, d Deps) (string, []Probe) {
@@ -100,9 +102,32 @@ func ResolveBootDisk(ctx context.Context, d Deps) (string, []Probe) {
 }
 
 // ResolveBootDisks returns every physical disk under the medium the system
-// booted from (none when it cannot be found).
+// booted from (none when it cannot be found). Every source is asked and the
+// answers are united: the kernel command line (boot=LABEL=/UUID=, which can
+// name an old copy of the image on another disk), what is mounted on the
+// live mountpoints (MountTargets), squashfs and iso9660 mounts (loop devices
+// traced to their backing files), each resolved through its dm/md stack.
+// Stopping at the first answer left the disk actually mounted at /iso
+// eligible.
 func ResolveBootDisks(ctx context.Context, d Deps) ([]string, []Probe) {
 	var probes []Probe
+	set := map[string]bool{}
+	var disks []string
+	resolve := func(pr Probe) {
+		for _, c := range pr.Candidates {
+			if d.Exists(c) {
+				pr.Exists = true
+				for _, disk := range d.bootDisks(ctx, d.realpath(c), &pr) {
+					if disk != "" && !set[disk] {
+						set[disk] = true
+						disks = append(disks, disk)
+					}
+				}
+				break
+			}
+		}
+		probes = append(probes, pr)
+	}
 	if d.Cmdline != nil {
 		if line, err := d.Cmdline(); err == nil {
 			for _, tok := range strings.Fields(line) {
@@ -115,15 +140,7 @@ func ResolveBootDisks(ctx context.Context, d Deps) ([]string, []Probe) {
 				default:
 					continue
 				}
-				pr := Probe{Argument: tok, Candidates: []string{path}}
-				if d.Exists(path) {
-					pr.Exists = true
-					disks := d.bootDisks(ctx, d.realpath(path), &pr)
-					probes = append(probes, pr)
-					d.logBoot(disks, probes)
-					return disks, probes
-				}
-				probes = append(probes, pr)
+				resolve(Probe{Argument: tok, Candidates: []string{path}})
 			}
 		}
 	}
@@ -147,23 +164,18 @@ func ResolveBootDisks(ctx context.Context, d Deps) ([]string, []Probe) {
 		// A baseline without util-linux (busybox: the Debian installer, rescue
 		// images) still has the kernel's mount table: the same questions are
 		// answered from it, so a missing findmnt never reads as "no boot medium".
-		sources = d.mountinfoSources()
+		sources = append(sources, d.mountinfoSources()...)
 	}
+	seen := map[string]bool{}
 	for _, src := range sources {
-		pr := Probe{Argument: src, Candidates: candidates(src)}
-		for _, c := range pr.Candidates {
-			if d.Exists(c) {
-				pr.Exists = true
-				disks := d.bootDisks(ctx, d.realpath(c), &pr)
-				probes = append(probes, pr)
-				d.logBoot(disks, probes)
-				return disks, probes
-			}
+		if seen[src] {
+			continue
 		}
-		probes = append(probes, pr)
+		seen[src] = true
+		resolve(Probe{Argument: src, Candidates: candidates(src)})
 	}
-	d.logBoot(nil, probes)
-	return nil, probes
+	d.logBoot(disks, probes)
+	return disks, probes
 }
 
 // mountinfoSources answers the findmnt questions above from mountinfo: the
@@ -239,8 +251,8 @@ func (d Deps) bootDisks(ctx context.Context, dev string, pr *Probe) []string {
 }
 
 // parentDisk maps a partition to its whole disk. lsblk prints PKNAME as a
-// full path with -p; the reference prefixed /dev/ again and silently lost
-// the boot disk on real hardware (spec §12.23), so both forms are accepted.
+// full path with -p; the Python pre-nixos prefixed /dev/ again and silently
+// lost the boot disk on real hardware, so both forms are accepted.
 func (d Deps) parentDisk(ctx context.Context, dev string, pr *Probe) string {
 	res, err := d.Runner.Run(ctx, execpolicy.P("lsblk", "-npo", "PKNAME", dev))
 	parent := ""

@@ -22,6 +22,9 @@ func noBoot() []fr.Call {
 		{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 		{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+		{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 		{Cmd: "findmnt -nr -t squashfs -o SOURCE", Exit: 1},
 		{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
 	}
@@ -96,17 +99,16 @@ func TestDetect(t *testing.T) {
 			want: []Device{{"/dev/vdc", []string{"partitions", "signatures"}}},
 		},
 		{
-			// Reference bug §12.23: lsblk -p prints PKNAME as /dev/sda and the
-			// reference looked up /dev//dev/sda, never excluding the boot disk.
+			// Python pre-nixos bug: lsblk -p prints PKNAME as /dev/sda and it
+			// looked up /dev//dev/sda, never excluding the boot disk.
 			name:     "boot disk via boot=LABEL= with full-path PKNAME",
 			cmdline:  "BOOT_IMAGE=/boot/vmlinuz boot=LABEL=NIXOS_ISO quiet",
 			exists:   []string{"/dev/disk/by-label/NIXOS_ISO"},
 			links:    map[string]string{"/dev/disk/by-label/NIXOS_ISO": "/dev/sda1"},
 			wantBoot: "/dev/sda",
-			calls: []fr.Call{
-				{Cmd: "lsblk -npo PKNAME /dev/sda1", Stdout: "/dev/sda\n"},
+			calls: seq([]fr.Call{{Cmd: "lsblk -npo PKNAME /dev/sda1", Stdout: "/dev/sda\n"}}, noBoot(), []fr.Call{
 				{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/sda disk 0\n"},
-			},
+			}),
 		},
 		{
 			name:     "boot disk via boot=UUID= with bare PKNAME",
@@ -114,11 +116,10 @@ func TestDetect(t *testing.T) {
 			exists:   []string{"/dev/disk/by-uuid/1234-ABCD"},
 			links:    map[string]string{"/dev/disk/by-uuid/1234-ABCD": "/dev/vdb2"},
 			wantBoot: "/dev/vdb",
-			calls: []fr.Call{
-				{Cmd: "lsblk -npo PKNAME /dev/vdb2", Stdout: "vdb\n"},
+			calls: seq([]fr.Call{{Cmd: "lsblk -npo PKNAME /dev/vdb2", Stdout: "vdb\n"}}, noBoot(), []fr.Call{
 				{Cmd: "lsblk -dnpo NAME,TYPE,RM", Stdout: "/dev/vdb disk 0\n/dev/vda disk 0\n"},
 				{Cmd: "lsblk -rno TYPE /dev/vda"}, {Cmd: "wipefs -n /dev/vda"},
-			},
+			}),
 		},
 		{
 			name:     "ISO label with escaped space resolves to whole disk",
@@ -130,6 +131,9 @@ func TestDetect(t *testing.T) {
 				{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 				{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 				{Cmd: "findmnt -n -o SOURCE /run/live/medium", Exit: 1},
+				{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+				{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+				{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 				{Cmd: "findmnt -nr -t squashfs -o SOURCE", Stdout: "/dev/loop0\n"},
 				{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Exit: 1},
 				{Cmd: "lsblk -npo PKNAME /dev/sdc1", Stdout: "/dev/sdc\n"},
@@ -145,6 +149,9 @@ func TestDetect(t *testing.T) {
 				{Cmd: "findmnt -n -o SOURCE /run/archiso/bootmnt", Exit: 1},
 				{Cmd: "findmnt -n -o SOURCE /nix/.ro-store", Exit: 1},
 				{Cmd: "findmnt -n -o SOURCE /run/live/medium", Stdout: "/dev/sr0\n"},
+				{Cmd: "findmnt -n -o SOURCE /findiso", Exit: 1},
+				{Cmd: "findmnt -n -o SOURCE /run/findiso", Exit: 1},
+				{Cmd: "findmnt -n -o SOURCE /run/live/findiso", Exit: 1},
 				{Cmd: "findmnt -nr -t squashfs -o SOURCE", Stdout: "/dev/loop0\n"},
 				{Cmd: "findmnt -nr -t iso9660 -o SOURCE", Stdout: "/dev/sr0\n"},
 				{Cmd: "lsblk -npo PKNAME /dev/sr0", Stdout: "\n"},

@@ -1,5 +1,6 @@
 // Package disko translates a plan into disko's `disko.devices` and renders
-// the disko-config.nix text (spec §3.9-3.10), byte-stable for golden tests.
+// the disko-config.nix text (docs/provisioner.md, "Backends"), byte-stable for
+// golden tests.
 package disko
 
 import (
@@ -55,8 +56,8 @@ func Devices(p *planner.Plan, perms bool) (obj, error) {
 	for _, a := range p.Arrays {
 		mdadm[a.Name] = obj{"type": "mdadm", "level": planner.Levels[a.Level], "content": obj{"type": "lvm_pv", "vg": vgOf[a.Name]}}
 	}
-	// Every VG is declared, even without LVs: the reference omitted them
-	// while their PVs still named them (spec §12.8).
+	// Every VG is declared, even without LVs: the Python pre-nixos omitted
+	// them while their PVs still named them.
 	vgs := obj{}
 	for _, vg := range p.VGs {
 		vgs[vg.Name] = obj{"type": "lvm_vg", "lvs": obj{}}
@@ -105,7 +106,7 @@ func escapeNixIndented(s string) string {
 
 // SortedJSON encodes v with sorted keys, indent 2, no HTML escaping and every
 // non-ASCII rune as \uXXXX, matching Python's json.dumps(indent=2,
-// sort_keys=True) so golden files stay byte-identical to the reference.
+// sort_keys=True) so golden files stay byte-identical to the Python pre-nixos.
 func SortedJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

@@ -32,7 +32,9 @@ func mustPlan(t *testing.T, ram int, disks ...inventory.Disk) *planner.Plan {
 	return p
 }
 
-// The worked examples of spec §3.11, as golden plan JSON and disko text.
+// Worked examples, machines that cover the planner's rules (single SSD, NVMe plus an HDD
+// pair, SSD buckets, RAID6, two HDD buckets, HDDs only), as golden plan JSON
+// and disko text.
 func TestGoldenWorkedExamples(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -72,7 +74,7 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 // extract returns the JSON between the first "”\n" and the last "\n  ”",
-// the way the reference's tests locate it.
+// the way the Python pre-nixos's tests locate it.
 func extract(t *testing.T, nix []byte) map[string]any {
 	t.Helper()
 	s := string(nix)
@@ -117,8 +119,8 @@ func TestRenderShape(t *testing.T) {
 	assert.Equal(t, map[string]any{"type": "swap", "extraArgs": []any{"--label", "swap"}}, dig(v, "lvm_vg", "main", "lvs", "swap", "content"))
 }
 
-// Spec §11 disko emission: HDD pair as swap VG, md without devices, plan
-// keeps permissions that the rendered file drops.
+// Ported from the Python pre-nixos's disko tests: HDD pair as swap VG, md
+// without devices, plan keeps permissions that the rendered file drops.
 func TestDevicesHDDPairAndPermissions(t *testing.T) {
 	p := mustPlan(t, 4, ssd("sda", 500), hdd("sdb", 1000), hdd("sdc", 1000))
 	devs, err := Devices(p, true)
@@ -147,7 +149,7 @@ func TestSecondaryESPUnmounted(t *testing.T) {
 	assert.Equal(t, float64(0), dig(v, "mdadm", "md0", "level"))
 }
 
-// Reference bug §12.8: VGs without LVs were not declared.
+// Python pre-nixos bug: VGs without LVs were not declared.
 func TestFixedBugEmptyVGsDeclared(t *testing.T) {
 	p := mustPlan(t, 4, ssd("sda", 1000), ssd("sdb", 1000), ssd("sdc", 500))
 	v := extract(t, must(Render(p)))
@@ -183,7 +185,7 @@ func must(b []byte, err error) []byte {
 	return b
 }
 
-// Reference bug §12.12: an edited plan applied its stale `disko` key. The
+// Python pre-nixos bug: an edited plan applied its stale `disko` key. The
 // layout is now always derived from the plan's lists, and a loaded `disko`
 // key is ignored.
 func TestFixedBugEditedPlanRendersEdits(t *testing.T) {

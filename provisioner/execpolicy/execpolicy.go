@@ -25,7 +25,7 @@ import (
 const ExecEnv = "PRE_NIXOS_EXEC"
 
 // ExecEnabled reports whether getenv says commands may run; only the exact
-// value "1" counts, as in the reference, so a typo never destroys disks.
+// value "1" counts, as in the Python pre-nixos, so a typo never destroys disks.
 func ExecEnabled(getenv func(string) string) bool { return getenv(ExecEnv) == "1" }
 
 // Cmd is one external command.

@@ -22,7 +22,8 @@ const MountRoot = "/mnt"
 // runs: the command may name only devices that lie on disks which passed
 // this run's data check (inventory ∩ storage detection, boot medium and
 // removable disks excluded). Whatever path a plan came from (the boot flow,
-// `plan --plan FILE`, `plan --sysfs DIR`), the commands meet the same gate.
+// `plan --plan FILE`, a manual cleanup), the commands meet the same gate; a
+// described machine (`--sysfs DIR`) is never executed at all.
 //
 // A device name is mapped back to physical disks by what the gate has
 // learned (the plan's partitions, arrays, VGs and LVs; the cleanup graph's
@@ -33,6 +34,11 @@ type Gate struct {
 	armed   bool
 	allowed map[string]bool
 	owners  map[string]map[string]bool
+	// examined binds each eligible disk to what the data check saw on it,
+	// so a cleanup can refuse a disk that changed since (hot swap, data
+	// written meanwhile).
+	examined map[string]Examined
+	identify func(disk string) string
 	// Resolve maps an existing device path to the whole disks under it;
 	// ok is false when it knows nothing about the path.
 	Resolve func(dev string) (disks []string, ok bool)
@@ -40,7 +46,60 @@ type Gate struct {
 
 // NewGate returns a gate that refuses every storage command until Allow.
 func NewGate(resolve func(string) ([]string, bool)) *Gate {
-	return &Gate{allowed: map[string]bool{}, owners: map[string]map[string]bool{}, Resolve: resolve}
+	return &Gate{allowed: map[string]bool{}, owners: map[string]map[string]bool{}, examined: map[string]Examined{}, Resolve: resolve}
+}
+
+// Examined is what this run's data check saw on an eligible disk.
+type Examined struct {
+	// Identity is the disk's serial, WWN and size as sysfs reported them.
+	Identity string
+	// HasData is true when partitions or signatures were found (or this
+	// run has written the disk since).
+	HasData bool
+}
+
+// Bind records what the data check saw on disk; identify re-reads a
+// disk's identity the same way (nil: identity is not re-checked).
+func (g *Gate) Bind(disk string, e Examined, identify func(string) string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.examined[disk] = e
+	if identify != nil {
+		g.identify = identify
+	}
+}
+
+// ExaminedAs returns what the data check saw on disk.
+func (g *Gate) ExaminedAs(disk string) (Examined, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok := g.examined[disk]
+	return e, ok
+}
+
+// Identify re-reads disk's identity now; ok is false when no identity
+// source was bound.
+func (g *Gate) Identify(disk string) (string, bool) {
+	g.mu.Lock()
+	f := g.identify
+	g.mu.Unlock()
+	if f == nil {
+		return "", false
+	}
+	return f(disk), true
+}
+
+// MarkWritten records that this run has written disks (an apply started
+// on them), so data found there later is this run's own.
+func (g *Gate) MarkWritten(disks ...string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, d := range disks {
+		if e, ok := g.examined[d]; ok {
+			e.HasData = true
+			g.examined[d] = e
+		}
+	}
 }
 
 // Allow arms the gate with the disks (paths like /dev/sdb) that passed this
@@ -50,6 +109,7 @@ func (g *Gate) Allow(disks []string) {
 	defer g.mu.Unlock()
 	g.armed = true
 	g.allowed = map[string]bool{}
+	g.examined = map[string]Examined{}
 	for _, d := range disks {
 		g.allowed[d] = true
 	}

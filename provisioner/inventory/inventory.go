@@ -24,6 +24,32 @@ type Disk struct {
 	Rotational bool   `json:"rotational"`
 	Model      string `json:"model,omitempty"`
 	Serial     string `json:"serial,omitempty"`
+	WWN        string `json:"wwn,omitempty"`
+}
+
+// serialOf reads a disk's serial: device/serial (SCSI, SATA, NVMe) or
+// serial (virtio).
+func serialOf(dir string) string {
+	if s := read(dir, "device/serial"); s != "" {
+		return s
+	}
+	return read(dir, "serial")
+}
+
+// wwnOf reads a disk's world-wide name: wwid (NVMe) or device/wwid (SCSI).
+func wwnOf(dir string) string {
+	if s := read(dir, "wwid"); s != "" {
+		return s
+	}
+	return read(dir, "device/wwid")
+}
+
+// Identity is what tells one disk from another under the same name:
+// serial, WWN and size, as sysfs reports them now. A hot-swapped disk, or
+// another disk behind a reused name, reads differently.
+func Identity(sysfsRoot, name string) string {
+	dir := filepath.Join(sysfsRoot, "block", strings.TrimPrefix(name, "/dev/"))
+	return fmt.Sprintf("serial=%q wwn=%q size=%s", serialOf(dir), wwnOf(dir), read(dir, "size"))
 }
 
 // NVMe reports whether the disk is an NVMe namespace.
@@ -31,7 +57,7 @@ func (d Disk) NVMe() bool { return strings.HasPrefix(d.Name, "nvme") }
 
 // PartitionName is the kernel's name for partition n of disk: a "p" separates
 // the number when the disk name ends in a digit (nvme0n1p1, mmcblk0p1,
-// loop0p1, md126p1), fixing the reference which special-cased only nvme.
+// loop0p1, md126p1), fixing the Python pre-nixos which special-cased only nvme.
 func PartitionName(disk string, n int) string {
 	if disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9' {
 		return fmt.Sprintf("%sp%d", disk, n)
@@ -41,7 +67,7 @@ func PartitionName(disk string, n int) string {
 
 // IgnoredPrefixes are device name prefixes that are never install targets;
 // the same list is used by storage detection so inventory never offers a disk
-// the detector would not look at (the reference kept zram/nbd here).
+// the detector would not look at (the Python pre-nixos kept zram/nbd here).
 var IgnoredPrefixes = []string{"loop", "zram", "ram", "dm", "md", "fd", "sr", "nbd"}
 
 // Excluded records why a device was left out.
@@ -68,15 +94,32 @@ func Scan(sysfsRoot string, bootDisks ...string) ([]Disk, []Excluded, error) {
 	}
 	var disks []Disk
 	var excluded []Excluded
-	// serialOf remembers the first disk with each serial: two nodes with one
-	// serial are usually two paths to one disk (multipath), and planning them
-	// as a RAID1 pair would mirror a disk onto itself.
-	serialOf := map[string]string{}
+	// serialSeen (and wwnSeen) remember the first disk with each serial
+	// (WWN): two nodes with one serial are usually two paths to one disk
+	// (multipath), and planning them as a RAID1 pair would mirror a disk
+	// onto itself.
+	serialSeen := map[string]string{}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
 	sort.Strings(names)
+	// The boot disk's serial and WWN are recorded before it is excluded:
+	// another node with either is a second path to the boot medium
+	// (multipath, a second controller) and must never be eligible.
+	bootSerial, bootWWN := map[string]string{}, map[string]string{}
+	for _, name := range names {
+		if boot[name] {
+			dir := filepath.Join(blockDir, name)
+			if s := serialOf(dir); s != "" {
+				bootSerial[s] = name
+			}
+			if w := wwnOf(dir); w != "" {
+				bootWWN[w] = name
+			}
+		}
+	}
+	wwnSeen := map[string]string{}
 	for _, name := range names {
 		if reason := ignoredReason(name); reason != "" {
 			excluded = append(excluded, Excluded{name, reason})
@@ -97,13 +140,28 @@ func Scan(sysfsRoot string, bootDisks ...string) ([]Disk, []Excluded, error) {
 			excluded = append(excluded, Excluded{name, "read_only"})
 			continue
 		}
-		serial := read(dir, "device/serial")
+		serial, wwn := serialOf(dir), wwnOf(dir)
+		if b, ok := bootSerial[serial]; ok && serial != "" {
+			excluded = append(excluded, Excluded{name, fmt.Sprintf("boot_disk_path: same serial %q as the boot disk %s (a second path to the boot medium)", serial, b)})
+			continue
+		}
+		if b, ok := bootWWN[wwn]; ok && wwn != "" {
+			excluded = append(excluded, Excluded{name, fmt.Sprintf("boot_disk_path: same WWN %q as the boot disk %s (a second path to the boot medium)", wwn, b)})
+			continue
+		}
 		if serial != "" {
-			if first, dup := serialOf[serial]; dup {
+			if first, dup := serialSeen[serial]; dup {
 				excluded = append(excluded, Excluded{name, fmt.Sprintf("duplicate_serial: same serial %q as %s (multipath?)", serial, first)})
 				continue
 			}
-			serialOf[serial] = name
+			serialSeen[serial] = name
+		}
+		if wwn != "" {
+			if first, dup := wwnSeen[wwn]; dup {
+				excluded = append(excluded, Excluded{name, fmt.Sprintf("duplicate_serial: same WWN %q as %s (multipath?)", wwn, first)})
+				continue
+			}
+			wwnSeen[wwn] = name
 		}
 		sectors, err := strconv.ParseInt(read(dir, "size"), 10, 64)
 		if err != nil || sectors < 0 || sectors > math.MaxInt64/512 {
@@ -115,6 +173,7 @@ func Scan(sysfsRoot string, bootDisks ...string) ([]Disk, []Excluded, error) {
 			Rotational: read(dir, "queue/rotational") == "1",
 			Model:      read(dir, "device/model"),
 			Serial:     serial,
+			WWN:        wwn,
 		})
 	}
 	return disks, excluded, nil

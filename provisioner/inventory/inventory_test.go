@@ -107,3 +107,32 @@ func TestScanSeveralBootDisks(t *testing.T) {
 	require.Len(t, disks, 1)
 	assert.Equal(t, "sdb", disks[0].Name)
 }
+
+// Issue 24 item 2: a disk sharing the boot disk's serial or WWN is a second
+// path to the boot medium, whatever the name order; WWNs dedupe like
+// serials; a virtio serial (block/NAME/serial) counts.
+func TestScanSecondPathToBootDisk(t *testing.T) {
+	root := t.TempDir()
+	writeDisk(t, root, "sdz", map[string]string{"size": "100", "device/serial": "BOOT"}) // the boot disk, named last
+	writeDisk(t, root, "sda", map[string]string{"size": "100", "device/serial": "BOOT"})
+	writeDisk(t, root, "nvme0n1", map[string]string{"size": "100", "wwid": "eui.1"})
+	writeDisk(t, root, "sdb", map[string]string{"size": "100", "device/wwid": "eui.1"})
+	writeDisk(t, root, "sdy", map[string]string{"size": "100", "device/wwid": "naa.2"})
+	writeDisk(t, root, "vda", map[string]string{"size": "100", "serial": "V1"})
+	writeDisk(t, root, "vdb", map[string]string{"size": "100", "serial": "V1"})
+	disks, excluded, err := Scan(root, "/dev/sdz", "/dev/sdy")
+	require.NoError(t, err)
+	var names []string
+	for _, d := range disks {
+		names = append(names, d.Name)
+	}
+	assert.Equal(t, []string{"nvme0n1", "vda"}, names)
+	reasons := map[string]string{}
+	for _, e := range excluded {
+		reasons[e.Name] = e.Reason
+	}
+	assert.Contains(t, reasons["sda"], `boot_disk_path: same serial "BOOT" as the boot disk sdz`)
+	assert.Contains(t, reasons["sdb"], `duplicate_serial: same WWN "eui.1" as nvme0n1`)
+	assert.Contains(t, reasons["vdb"], `duplicate_serial: same serial "V1" as vda`)
+	assert.Equal(t, `serial="BOOT" wwn="" size=100`, Identity(root, "/dev/sda"))
+}

@@ -17,7 +17,7 @@ import (
 const DefaultFile = "/var/log/pre-nixos/actions.log"
 
 // Enabled reports whether PRE_NIXOS_LOG_EVENTS allows logging. Unlike the
-// reference, logs are on unless explicitly turned off, so a boot image always
+// Python pre-nixos, logs are on unless explicitly turned off, so a boot image always
 // leaves evidence behind.
 func Enabled(getenv func(string) string) bool {
 	switch strings.ToLower(strings.TrimSpace(getenv("PRE_NIXOS_LOG_EVENTS"))) {
@@ -28,7 +28,7 @@ func Enabled(getenv func(string) string) bool {
 }
 
 // New returns a JSON logger writing to w. The message key becomes "event" and
-// the time key "timestamp" (UTC) so lines read like the reference's records.
+// the time key "timestamp" (UTC) so lines read like the Python pre-nixos's records.
 func New(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
 		Level: level,

@@ -1,6 +1,6 @@
 // Package network finds the cabled NIC, renames it `lan` with a systemd
 // .link file, enables DHCP on it through systemd-networkd and waits for an
-// IPv4 address (spec §6).
+// IPv4 address (docs/provisioner.md, "pre-nixos boot", step 4).
 package network
 
 import (
@@ -242,7 +242,8 @@ func Configure(ctx context.Context, c Config) (Result, error) {
 		return execpolicy.Check(res, err, cmd, allowed...)
 	}
 	// An interface already called lan is not bounced: that would drop the
-	// connection of anyone logged in over SSH (spec §12.30).
+	// connection of anyone logged in over SSH, as every rerun of the Python
+	// pre-nixos did.
 	if iface != LANName {
 		for _, cmd := range []execpolicy.Cmd{
 			execpolicy.C("ip", "link", "set", iface, "down"),

@@ -1,5 +1,6 @@
-# NixOS module for the pre-nixos boot image (reference-provisioner.md §10.1,
-# with the Go service flow of §7.2 folded into `pre-nixos boot`).
+# NixOS module for the pre-nixos boot image: the options and units of the
+# Python pre-nixos's module, with its bash service script replaced by
+# `pre-nixos boot` (docs/nix.md says what it sets up and why).
 #
 # The invariants the harness relies on are asserted by harness/ci/module_test.go;
 # change them there too, deliberately.
@@ -23,7 +24,7 @@ let
     PRE_NIXOS_ROOT_KEY_FILE = rootKeyPath;
     PRE_NIXOS_NIXPKGS = "${pkgs.path}";
     PRE_NIXOS_VERSION = cfg.package.version or "unknown";
-    # Structured logs are on by default (DESIGN.md §4); stated here so a
+    # Structured logs are on by default (docs/decisions.md); stated here so a
     # reader of the unit sees where actions.log comes from.
     PRE_NIXOS_LOG_EVENTS = "1";
   } // lib.optionalAttrs (cfg.autoInstall != "") {
@@ -50,7 +51,7 @@ let
     config.nix.package
   ];
 
-  # Login notice of reference §7.3: the status files speak for themselves so
+  # Login notice from the status files: they speak for themselves so
   # a person at the console knows what happened without reading the journal.
   loginNotice = ''
     if [ -n "''${PRE_NIXOS_VERSION:-}" ]; then
@@ -131,7 +132,7 @@ in
       default = "";
       description = ''
         Build-time value exported as PRE_NIXOS_AUTO_INSTALL when non-empty.
-        Auto-install is out of scope for now (DESIGN.md §4); kept so images
+        Auto-install is out of scope for now (docs/decisions.md); kept so images
         built with a value keep saying so on /etc/issue.
       '';
     };

@@ -58,7 +58,8 @@ type DiskPartitions struct {
 // PartitionMap marshals as a JSON object keyed by disk, in slice order.
 type PartitionMap []DiskPartitions
 
-// Plan is the storage plan (spec §3.8).
+// Plan is the storage plan. Its JSON form is what `--output plan` prints,
+// `--plan FILE` loads and storage-plan.json records (docs/provisioner.md).
 type Plan struct {
 	Arrays     []Array      `json:"arrays"`
 	VGs        []VG         `json:"vgs"`
@@ -67,7 +68,7 @@ type Plan struct {
 	// Disko holds the rendered devices when a plan is recorded after apply;
 	// planning never fills it, and loading ignores it because the layout is
 	// always derived from the fields above (an edited plan can never apply a
-	// stale layout, unlike the reference).
+	// stale layout, unlike the Python pre-nixos).
 	Disko             any      `json:"disko,omitempty"`
 	PostApplyCommands []string `json:"post_apply_commands,omitempty"`
 }
@@ -140,8 +141,9 @@ func marshalNoEscape(v any) ([]byte, error) {
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
 }
 
-// JSON renders the plan as printed by `--output plan`: indent 2, field order
-// of spec §3.8, no HTML escaping, trailing newline.
+// JSON renders the plan as printed by `--output plan`: indent 2, keys in field
+// order (arrays, vgs, lvs, partitions, then disko and post_apply_commands when
+// set, as the Python pre-nixos printed them), no HTML escaping, trailing newline.
 func (p *Plan) JSON() ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

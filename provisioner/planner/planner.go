@@ -1,6 +1,7 @@
-// Package planner computes the deterministic RAID/LVM storage plan of spec
-// §3 from a disk inventory, with the reference's bugs fixed: every machine
-// with a usable disk gets a `main` VG holding `slash` and an ESP.
+// Package planner computes the deterministic RAID/LVM storage plan from a disk
+// inventory with the layout rules of the Python pre-nixos it replaces, and its
+// bugs fixed (docs/provisioner.md lists them): every machine with a usable
+// disk gets a `main` VG holding `slash` and an ESP.
 package planner
 
 import (
@@ -141,8 +142,8 @@ func Compute(disks []inventory.Disk, opts Options) (*Plan, []Excluded, error) {
 		if len(ssdB) == 0 {
 			mainIdx = chooseMainHDD(hddB)
 		}
-		// The main bucket never competes for swap: the reference let it win
-		// both roles and then had no `main` VG at all (spec §12.4).
+		// The main bucket never competes for swap: the Python pre-nixos let it
+		// win both roles and then had no `main` VG at all.
 		swapIdx := -1
 		for i, b := range hddB {
 			if i == mainIdx {
@@ -413,7 +414,7 @@ func minSize(ds []inventory.Disk) int64 {
 // mdOverhead is the space an md member loses to metadata: mdadm's 1.2
 // superblock data offset reserves about 1/1024 of the device for reshape
 // headroom (4 MiB to 128 MiB), plus superblock, bitmap and chunk rounding.
-// The reference ignored it, so a RAID-backed VG filled to the last extents
+// The Python pre-nixos ignored it, so a RAID-backed VG filled to the last extents
 // made lvcreate fail on real disks.
 func mdOverhead(size int64) int64 {
 	h := 128 * MiB

@@ -79,7 +79,7 @@ func levels(p *Plan) []string {
 	return out
 }
 
-// Spec §11 test_planner T1-T6: RAID level decisions.
+// The Python pre-nixos's test_planner cases T1-T6: RAID level decisions.
 func TestRAIDDecisions(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -110,8 +110,9 @@ func TestRAIDDecisions(t *testing.T) {
 	}
 }
 
-// Spec §11 test_plan_storage, one case per reference test, with expectations
-// changed only where DESIGN.md §4 fixes a reference bug.
+// The Python pre-nixos's test_plan_storage, one case per test there, with
+// expectations changed only where we fix one of its bugs (docs/provisioner.md,
+// "Decisions where we differ from the reference").
 func TestPlanStorage(t *testing.T) {
 	t.Run("basic SSD + 2 HDD", func(t *testing.T) {
 		p := plan(t, 16, ssd("sda", 500), hdd("sdb", 2000), hdd("sdc", 2000))
@@ -138,7 +139,7 @@ func TestPlanStorage(t *testing.T) {
 		p := plan(t, 2, ssd("sda", 4))
 		assert.Equal(t, []LV{{"slash", "main", "3064M"}, {"swap", "main", "4M"}}, p.LVs)
 	})
-	// Not in the reference: md's data offset (4 MiB for 7 GiB members, up to
+	// Not in the Python pre-nixos: md's data offset (4 MiB for 7 GiB members, up to
 	// 128 MiB) is kept free so lvcreate cannot run out of extents.
 	t.Run("RAID capacity leaves room for md metadata", func(t *testing.T) {
 		p := plan(t, 1, hdd("vda", 8), hdd("vdb", 8), hdd("vdc", 8))
@@ -168,7 +169,7 @@ func TestPlanStorage(t *testing.T) {
 		for _, d := range []string{"sda", "sdb", "sdc"} {
 			assert.Equal(t, []string{"efi", "linux-raid"}, partTypes(p, d))
 		}
-		assert.NotContains(t, lvOn(p), "swap", "reference behaviour kept: no swap VG candidate")
+		assert.NotContains(t, lvOn(p), "swap", "Python pre-nixos behaviour kept: no swap VG candidate")
 	})
 	t.Run("2 HDDs only", func(t *testing.T) {
 		p := plan(t, 4, hdd("sda", 1000), hdd("sdb", 1000))
@@ -277,8 +278,8 @@ func TestPlanStorage(t *testing.T) {
 	})
 }
 
-// Reference bug §12.4: HDD-only machines with several buckets had no `main`
-// VG (the reference's test_multiple_hdd_buckets_named_separately asserted VGs
+// Python pre-nixos bug: HDD-only machines with several buckets had no `main`
+// VG (its test_multiple_hdd_buckets_named_separately asserted VGs
 // {swap, large} only). Fixed: the main bucket is chosen first and never also
 // becomes swap.
 func TestFixedBugHDDOnlyBucketsGetMain(t *testing.T) {
@@ -302,7 +303,7 @@ func TestFixedBugHDDOnlyBucketsGetMain(t *testing.T) {
 	assert.Equal(t, map[string]string{"slash": "main", "home": "main", "swap": "large", "data": "large"}, lvOn(p))
 }
 
-// Reference bug §12.9: only nvme got the "p" partition separator.
+// Python pre-nixos bug: only nvme got the "p" partition separator.
 func TestFixedBugPartitionNaming(t *testing.T) {
 	p := plan(t, 4, ssd("mmcblk0", 64))
 	assert.Equal(t, []VG{{"main", []string{"mmcblk0p2"}}}, p.VGs)

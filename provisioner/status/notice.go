@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Notice is the login message of spec §7.3 for the given status files
+// Notice is the login message (`pre-nixos notice`) for the given status files
 // (either may be nil): what happened to storage and the LAN address.
 func Notice(storage, network Status, version string) string {
 	var b strings.Builder

@@ -19,7 +19,7 @@ const (
 	NetworkFile = "network-status"
 	// DefaultDir is used when PRE_NIXOS_STATE_DIR is unset or empty.
 	DefaultDir = "/run/pre-nixos"
-	// DirEnv names the state directory everywhere (one rule, unlike the reference).
+	// DirEnv names the state directory everywhere (one rule, unlike the Python pre-nixos).
 	DirEnv = "PRE_NIXOS_STATE_DIR"
 )
 

@@ -180,6 +180,20 @@ func (p *Prober) settleAccel(a string) {
 	}
 }
 
+// CheckCandidates implements bisect.CandidateChecker: every profile= names a known
+// image profile, so a typo is a usage error before the first boot.
+func (p *Prober) CheckCandidates(cs []bisect.Candidate) error {
+	for _, c := range cs {
+		if c.Profile == "" {
+			continue
+		}
+		if _, err := shell.ByName(c.Profile); err != nil {
+			return fmt.Errorf("candidate %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
 func (p *Prober) profile() shell.Profile {
 	if p.Profile.Name == "" {
 		return shell.Mini
@@ -200,6 +214,14 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		}
 	}
 	prof := p.profile()
+	if c.Profile != "" {
+		// The candidate's own profile (profile= in the list): a foreign ISO in a
+		// list of another kind logs in and powers off its own way.
+		var err error
+		if prof, err = shell.ByName(c.Profile); err != nil {
+			return nil, fmt.Errorf("candidate %s: %w: %w", c.Name, err, bisect.ErrAbort)
+		}
+	}
 	mem := p.MemoryMB
 	if mem == 0 {
 		mem = 512
@@ -402,6 +424,9 @@ func (p *Prober) probeScenario(ctx context.Context, c bisect.Candidate, attempt 
 	args := []string{"test", "-json", "-count=1", "-timeout=60m", "-run", "^" + name + "$", p.scenarioPkg(), "-args", "-notes", runDir}
 	if c.ISO != "" {
 		args = append(args, "-iso", c.ISO)
+		if c.Profile != "" {
+			args = append(args, "-profile", c.Profile)
+		}
 		if c.Entry != "" {
 			args = append(args, "-entry", c.Entry)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
@@ -101,6 +102,7 @@ run grep -qx ok /etc/bootlab-feature
 // bisect.Run with the VM prober and an expect script finds that version within
 // ceil(log2 8)+2 probes, every probe leaving a lab run directory.
 func TestBisectSyntheticMiniSeries(t *testing.T) {
+	vmgate.VM(t)
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("BOOTLAB_BISECT_SEED"); s != "" {
 		_, err := fmt.Sscan(s, &seed)
@@ -188,6 +190,7 @@ func TestBisectSyntheticMiniSeries(t *testing.T) {
 // TestMissingImageIsSkipNotBad checks the infrastructure rule without a boot: a
 // candidate whose kernel file is gone is skipped, with a lab-independent reason.
 func TestMissingImageIsSkipNotBad(t *testing.T) {
+	vmgate.VM(t)
 	p := &Prober{}
 	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateCommand, Command: "true"}))
 	runDir := t.TempDir()
@@ -195,6 +198,12 @@ func TestMissingImageIsSkipNotBad(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, bisect.Skip, out.Verdict)
 	require.Contains(t, out.Reason, "image file missing")
+}
+
+func TestCandidateProfilesAreChecked(t *testing.T) {
+	p := &Prober{}
+	require.NoError(t, p.CheckCandidates([]bisect.Candidate{{Name: "a", ISO: "/a.iso", Profile: "nixos"}, {Name: "b", ISO: "/b.iso"}}))
+	require.ErrorContains(t, p.CheckCandidates([]bisect.Candidate{{Name: "a", ISO: "/a.iso", Profile: "nixus"}}), `candidate a: unknown image profile "nixus"`)
 }
 
 func TestScenarioPredicateChecksTheName(t *testing.T) {
@@ -242,8 +251,10 @@ func TestReportPathIsRelativeToTheBisectDir(t *testing.T) {
 // pass is good, failure is bad, a failure whose VM never got a root shell and a
 // package that does not build are skips.
 func TestScenarioVerdicts(t *testing.T) {
+	vmgate.VM(t)
 	kern := bisect.Candidate{Name: "k", Kernel: "/k/vmlinuz", Initrd: "/k/initrd", Append: "console=ttyS0 x=1"}
 	iso := bisect.Candidate{Name: "i", ISO: "/i/a.iso"}
+	foreign := bisect.Candidate{Name: "n", ISO: "/i/nixos.iso", Profile: "nixos", Entry: "boot-serial", Boot: "direct"}
 	for _, tc := range []struct {
 		pkg, name string
 		cand      bisect.Candidate
@@ -252,6 +263,7 @@ func TestScenarioVerdicts(t *testing.T) {
 	}{
 		{"fakescenarios", "TestGood", kern, bisect.Good, "passed"},
 		{"fakescenarios", "TestGoodISO", iso, bisect.Good, "passed"},
+		{"fakescenarios", "TestForeignISO", foreign, bisect.Good, "passed"},
 		{"fakescenarios", "TestBad", kern, bisect.Bad, "behaviour under test is broken"},
 		{"fakescenarios", "TestNoBoot", kern, bisect.Skip, "never reached a root shell"},
 		{"brokenscenarios", "TestAnything", kern, bisect.Skip, "did not run"},
@@ -276,6 +288,7 @@ func TestScenarioVerdicts(t *testing.T) {
 // TestHostCommandPredicate boots a good and a bad mini image and judges them with a
 // host command that talks to the guest through BOOTLAB_CONSOLE_SOCKET.
 func TestHostCommandPredicate(t *testing.T) {
+	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
 	self, err := os.Executable()
@@ -309,6 +322,7 @@ func TestHostCommandPredicate(t *testing.T) {
 // TestNoLoginIsSkip boots an image that never offers a login prompt: the probe must say
 // skip (the image could not be tested), close the lab and leave the login diagnostic.
 func TestNoLoginIsSkip(t *testing.T) {
+	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
 	img, m, err := lab.MiniImage(ctx, images.MiniSpec{Version: "no-getty",

@@ -31,6 +31,9 @@ func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, st
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %s", joinArgs(fs.Args()))
 	}
+	if err := needs(fs, map[string]string{"variants": "boot", "blame": "boot"}); err != nil {
+		return err
+	}
 	if err := mustPositive("--rounds", *rounds); err != nil {
 		return err
 	}

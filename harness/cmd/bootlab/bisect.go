@@ -41,8 +41,9 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		loginTO = fs.Duration("login-timeout", 0, "bound on boot + login (default: the harness's)")
 		ssh     = fs.Bool("ssh", false, "forward guest port 22 for script predicates too (command predicates always get it)")
 	)
-	fs.Usage = func() { fmt.Fprint(stderr, bisect.Usage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), bisect.Usage); fs.PrintDefaults() }
+	if err := parseAll(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
 		}

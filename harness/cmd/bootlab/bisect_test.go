@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/harness/bisect"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 // TestBisectUsageAndSkips drives `bootlab bisect` without booting: the one FlagSet
@@ -17,6 +18,7 @@ import (
 // whose images are all missing ends with the endpoints unverifiable (every probe a
 // skip), not with a regression.
 func TestBisectUsageAndSkips(t *testing.T) {
+	vmgate.VM(t)
 	run := func(args ...string) (int, string, string) {
 		var out, errb strings.Builder
 		code := Main(append([]string{"bisect"}, args...), &out, &errb)

@@ -20,19 +20,12 @@ func init() {
 }
 
 // parseInterspersed parses flags that may come after the positional arguments
-// (`bootlab diff A B --json`), which the flag package alone stops at.
+// (`bootlab diff A B --json`) and returns the positional ones (parseFlags).
 func parseInterspersed(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(fs, args, stderr); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return nil, err
 	}
+	return fs.Args(), nil
 }
 
 // runDirArg checks that dir is a run directory before anything is read or written.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,6 +32,7 @@ func TestInjectOnlyPreNixos(t *testing.T) {
 // plan (both disks) and log are kept in the run directory, with the tools the baseline
 // lacks named.
 func TestRunInjectPreNixosOnMini(t *testing.T) {
+	vmgate.VM(t)
 	notes := t.TempDir()
 	var stdout, stderr fakeguest.Buffer
 	code := Main([]string{"run", "--image", "mini", "--inject", "pre-nixos", "--disk", "2100", "--disk", "2300", "--notes", notes}, &stdout, &stderr)

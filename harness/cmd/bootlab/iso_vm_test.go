@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,7 @@ func buildDebianMiniISO(t *testing.T, ctx context.Context) string {
 // first dialog over serial; `--boot firmware` on the same ISO fails within a minute,
 // saying the console stayed silent and what to try.
 func TestRunUpstreamMiniISO(t *testing.T) {
+	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), vmScaled(10*time.Minute))
 	defer cancel()
 	iso := buildDebianMiniISO(t, ctx)
@@ -130,6 +132,7 @@ func onlyRunMetadata(t *testing.T, notes, slug string) runrec.Metadata {
 // TestInspectGRUBISO: the entries of an ISO made by grub-mkrescue from a hand-written
 // grub.cfg are listed, with the default, the initrds and which has a serial console.
 func TestInspectGRUBISO(t *testing.T) {
+	vmgate.VM(t)
 	needTools(t, "grub-common grub-pc-bin xorriso mtools", "grub-mkrescue", "xorriso")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -185,4 +188,14 @@ submenu "Advanced" {
 	require.Equal(t, "grub", js.Menus[0].Loader)
 	require.True(t, js.Menus[0].Entries[1].Default)
 	require.True(t, strings.HasPrefix(js.Menus[0].Entries[0].Label, "Live"))
+
+	// The whole image through the bounded reader: grub-mkrescue's El Torito catalog
+	// and Rock Ridge names are read, and nothing is a problem (an EFI entry is there
+	// only where grub-efi is installed).
+	stdout, stderr = fakeguest.Buffer{}, fakeguest.Buffer{}
+	require.Equal(t, exitPass, Main([]string{"inspect", iso}, &stdout, &stderr), stderr.String())
+	text = stdout.String()
+	require.Contains(t, text, "names: rock ridge")
+	require.Regexp(t, `boot image: bios, no emulation, bootable, sector \d+ \(4 x 512 bytes\) /boot/grub/i386-pc/eltorito.img`, text)
+	require.NotContains(t, text, "problem:")
 }

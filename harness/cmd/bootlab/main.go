@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -54,11 +55,29 @@ func main() {
 
 // Main runs one subcommand and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	helpOut = stdout
+	switch {
+	case len(args) == 0:
+		// Misuse: the usage on stderr, so a pipe does not take it for output.
 		printUsage(stderr)
-		if len(args) == 0 {
+		return exitUsage
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "-help":
+		printUsage(stdout)
+		return exitPass
+	case args[0] == "help":
+		// `bootlab help CMD` is `bootlab CMD --help`.
+		if len(args) == 1 {
+			printUsage(stdout)
+			return exitPass
+		}
+		if _, ok := commands[args[1]]; !ok {
+			fmt.Fprintf(stderr, "bootlab help: unknown command %q\n", args[1])
+			printUsage(stderr)
 			return exitUsage
 		}
+		args = []string{args[1], "--help"}
+	case args[0] == "version" || args[0] == "--version":
+		printVersion(stdout)
 		return exitPass
 	}
 	c, ok := commands[args[0]]
@@ -98,8 +117,43 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 var errHelp = errors.New("help requested")
 
+// printVersion says which bootlab this is: the module version and, for a build from a
+// checkout, the VCS revision and whether the tree was modified.
+func printVersion(w io.Writer) {
+	version, rev, dirty, at := "(devel)", "", false, ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			case "vcs.time":
+				at = s.Value
+			}
+		}
+		fmt.Fprintf(w, "bootlab %s", version)
+		if rev != "" {
+			fmt.Fprintf(w, " (revision %s", rev)
+			if dirty {
+				fmt.Fprint(w, ", modified")
+			}
+			if at != "" {
+				fmt.Fprintf(w, ", %s", at)
+			}
+			fmt.Fprint(w, ")")
+		}
+		fmt.Fprintf(w, " %s\n", bi.GoVersion)
+		return
+	}
+	fmt.Fprintf(w, "bootlab %s\n", version)
+}
+
 func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: bootlab COMMAND [flags]   (bootlab COMMAND --help for its flags)")
+	fmt.Fprintln(w, "usage: bootlab COMMAND [flags] [args]   (flags may follow args; bootlab help COMMAND for its flags)")
 	fmt.Fprintln(w, "\ncommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
@@ -109,6 +163,8 @@ func printUsage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
+	fmt.Fprintf(w, "  %-8s %s\n", "help", "this text, or a command's flags (help COMMAND)")
+	fmt.Fprintf(w, "  %-8s %s\n", "version", "bootlab's version and the revision it was built from")
 	fmt.Fprintln(w, "\nexit status: 0 pass, 1 verdict failed, 2 usage or environment error")
 	fmt.Fprintln(w, "environment: BOOTLAB_NOTES (run directories), BOOTLAB_CACHE (images), BOOTLAB_ACCEL (kvm|tcg),")
 	fmt.Fprintln(w, "             BOOTLAB_TIMEOUT_SCALE (multiply every timeout), BOOTLAB_QEMU (QEMU binary);")

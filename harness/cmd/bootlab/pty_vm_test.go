@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"io"
 	"os"
 	"os/exec"
@@ -116,6 +117,7 @@ func buildBootlab(t *testing.T) string {
 // guest's shell, Ctrl-] detaches and the terminal's settings are exactly as before; Enter
 // in the run's terminal lets the run continue on the shell it takes back, to a pass.
 func TestTerminalsThroughPTY(t *testing.T) {
+	vmgate.VM(t)
 	bin := buildBootlab(t)
 	notes := t.TempDir()
 
@@ -192,6 +194,7 @@ func qemuGone(t *testing.T, dir string) bool {
 // is the debug keep on failure: a command that ends the root shell (`exit 3`) is named at
 // once, the VM is kept, and Enter ends the run with its failing verdict.
 func TestPauseEnterOnControllingTerminal(t *testing.T) {
+	vmgate.VM(t)
 	bin := buildBootlab(t)
 	notes := t.TempDir()
 

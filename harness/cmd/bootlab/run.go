@@ -67,7 +67,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
-	fs.StringVar(&f.captures, "captures", "always", "take the boot evidence (journal, units, network, disks) always, on failure, or none")
+	fs.StringVar(&f.captures, "captures", "always", "when to take the boot evidence (journal, units, network, disks): always, failure (only when the run fails) or none")
 }
 
 // launcher starts QEMU (nil: the real one); tests substitute a replay guest
@@ -380,7 +380,7 @@ func debugPause(ctx context.Context, l *lab.Lab, f *runFlags, stderr io.Writer, 
 var pauseTerminal = func() *os.File { return nil }
 
 func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 	return err == nil
 }
 

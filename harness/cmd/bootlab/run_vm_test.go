@@ -19,6 +19,7 @@ import (
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
@@ -33,6 +34,7 @@ import (
 // the test passes under the deep path (59 s, 2026-12-02 10:50); those failures came under
 // heavy load, see docs/faults.md.
 func TestRunPauseAttachReport(t *testing.T) {
+	vmgate.VM(t)
 	notes := t.TempDir()
 	// The capture request has timed out in the channel reconnect a few times under heavy
 	// load (docs/faults.md) and the run directory went with t.TempDir: keep the logs'
@@ -127,6 +129,7 @@ func TestRunPauseAttachReport(t *testing.T) {
 
 // TestInspectMiniAndISO: `bootlab inspect` prints the files and the key that were put in.
 func TestInspectMiniAndISO(t *testing.T) {
+	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	m, err := images.BuildMini(ctx, images.MiniSpec{})

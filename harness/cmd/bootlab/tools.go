@@ -27,15 +27,81 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
+// parseFlags parses a subcommand's arguments: flags may come before or after the
+// positional arguments (`inspect X.iso --json`), and `--` ends the flags. Asked for with
+// -h/--help, the usage goes to helpOut (stdout) and the command ends with exit 0; a
+// mistake prints the error and the usage on stderr (exit 2).
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseAll(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelp
 		}
 		return usageError{err}
 	}
 	return nil
+}
+
+// needs refuses a flag given without the flag it only works with (req maps a flag's
+// name to the one it needs): silently ignoring it would run something else than asked
+// (`bench --variants` without `--boot` measured the harness, not the boots).
+func needs(fs *flag.FlagSet, req map[string]string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	names := make([]string, 0, len(req))
+	for n := range req {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if set[n] && !set[req[n]] {
+			return usagef("--%s only works with --%s", n, req[n])
+		}
+	}
+	return nil
+}
+
+// helpOut is where asked-for help goes (Main sets it to stdout).
+var helpOut io.Writer = os.Stdout
+
+// parseAll is fs.Parse that also takes flags after positional arguments. On
+// -h/--help it prints fs's usage to helpOut and returns flag.ErrHelp.
+func parseAll(fs *flag.FlagSet, args []string) error {
+	var rest []string // after a "--": positional whatever they look like
+	for i, a := range args {
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			args = args[:i]
+			break
+		}
+	}
+	// Parse quietly first: flag prints the usage on every error, but asked-for help
+	// belongs on stdout and a mistake on stderr.
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			fs.SetOutput(out)
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(helpOut)
+				fs.Usage()
+				fs.SetOutput(out)
+				return err
+			}
+			fs.Usage() // Main then prints the error itself
+			return err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	fs.SetOutput(out)
+	// Leave every positional argument in fs.Args().
+	return fs.Parse(append([]string{"--"}, append(pos, rest...)...))
 }
 
 // cmdAttach connects the terminal to a run's console socket. Ctrl-] detaches; the VM and
@@ -63,10 +129,10 @@ func cmdAttach(ctx context.Context, cfg *config.Config, args []string, stdout, s
 	defer conn.Close()
 	if isTerminal(os.Stdin) {
 		fd := int(os.Stdin.Fd())
-		old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err == nil {
 			if err := console.MakeRaw(os.Stdin); err == nil {
-				defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
+				defer unix.IoctlSetTermios(fd, ioctlSetTermios, old)
 			}
 		}
 	}
@@ -183,7 +249,9 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 	if *kernel != "" {
 		rep, err = isoinspect.InspectKernel(ctx, *kernel, *initrd)
 	} else {
-		menus, merr := bootmenu.ReadISO(fs.Arg(0))
+		// The boot menu is read first, through the bounded ISO reader (isoinspect):
+		// a hostile image ends here with one line, before anything else reads it.
+		menus, merr := bootmenu.ReadISO(ctx, fs.Arg(0))
 		if merr != nil {
 			return merr
 		}
@@ -199,10 +267,13 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 			return err
 		}
 		if *asJSON {
-			return writeJSON(stdout, struct {
+			if err := writeJSON(stdout, struct {
 				*isoinspect.Report
 				Menus []*bootmenu.Menu `json:"boot_menus"`
-			}{rep, menus})
+			}{rep, menus}); err != nil {
+				return err
+			}
+			return inspectProblems(rep)
 		}
 		if err := bootmenu.WriteText(stdout, menus); err != nil {
 			return err
@@ -213,9 +284,23 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 		return err
 	}
 	if *asJSON {
-		return writeJSON(stdout, rep)
+		err = writeJSON(stdout, rep)
+	} else {
+		err = rep.WriteText(stdout, *files)
 	}
-	return rep.WriteText(stdout, *files)
+	if err != nil {
+		return err
+	}
+	return inspectProblems(rep)
+}
+
+// inspectProblems makes a report with problems (a layer that could not be read, a key
+// that does not parse) exit 1, so a script can tell it from a clean one.
+func inspectProblems(rep *isoinspect.Report) error {
+	if n := len(rep.Problems); n > 0 {
+		return fmt.Errorf("%s: %d problem(s), the first: %s", isoinspect.Printable(rep.Image), n, isoinspect.Printable(rep.Problems[0]))
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
@@ -23,6 +24,7 @@ import (
 // the restore: the restore refuses a saved guest whose pre-nixos had already run.
 // --memory 1088 gives the test a state of its own in the cache.
 func TestDemoStartsWarm(t *testing.T) {
+	vmgate.VM(t)
 	states := lab.WarmStateDir(config.Env().Cache)
 	removeStates := func() {
 		sides, _ := filepath.Glob(filepath.Join(states, "*.state.json"))

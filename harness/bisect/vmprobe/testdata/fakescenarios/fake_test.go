@@ -15,6 +15,9 @@ var (
 	initrd  = flag.String("initrd", "", "")
 	appendL = flag.String("append", "", "")
 	iso     = flag.String("iso", "", "")
+	profile = flag.String("profile", "", "")
+	entry   = flag.String("entry", "", "")
+	boot    = flag.String("boot", "", "")
 )
 
 func TestMain(m *testing.M) {
@@ -51,6 +54,14 @@ func TestGood(t *testing.T) {
 func TestGoodISO(t *testing.T) {
 	if *iso != "/i/a.iso" || *kernel != "" {
 		t.Fatalf("wrong candidate flags: iso=%q kernel=%q", *iso, *kernel)
+	}
+	run(t, true)
+}
+
+// TestForeignISO: a candidate's profile=, entry= and boot= reach the scenario.
+func TestForeignISO(t *testing.T) {
+	if *iso != "/i/nixos.iso" || *profile != "nixos" || *entry != "boot-serial" || *boot != "direct" {
+		t.Fatalf("wrong candidate flags: iso=%q profile=%q entry=%q boot=%q", *iso, *profile, *entry, *boot)
 	}
 	run(t, true)
 }
