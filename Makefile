@@ -24,8 +24,8 @@ VM_PARALLEL ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; 
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /scenarios $(foreach d,$(VM_DIRS),-e /$(d)))
 # What the Nix build sandbox can run (flake.nix checks.unit): the unit packages minus those
 # whose tests need what the sandbox lacks: git, actionlint and the network (harness/ci),
-# chromium (artifacts/report).
-SANDBOX_PKGS = $(filter-out %/harness/ci %/artifacts/report,$(UNIT_PKGS))
+# chromium (artifacts/report), a go build of its own (harness/ci/cmd/cilocal).
+SANDBOX_PKGS = $(filter-out %/harness/ci %/harness/ci/cmd/cilocal %/artifacts/report,$(UNIT_PKGS))
 
 # Run directories of `make vm` and `make scenarios` go to $BOOTLAB_NOTES when set (every CI
 # job sets it, and uploads that directory); the go test output is kept there too.
@@ -42,7 +42,20 @@ ENTRY ?=
 SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO)) $(if $(PROFILE),-profile $(PROFILE)) $(if $(ENTRY),-entry $(ENTRY))
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean
+# The GitHub workflows run here as written (harness/ci's runner, docs/ci.md): container jobs
+# in a debian:12 container (podman), the rest on this machine. `make ci-local` runs every
+# job but three of the four nightly shards; `make ci-local JOB=ci/unit` one job
+# (JOB=nightly/scenarios:shard=2 one matrix entry; several: JOB="ci/unit ci/nix").
+# bisect/bisect needs candidates: BISECT_ISOS='file:///path/a.iso#sha256=HEX ...' (files
+# under ~/.cache/bootlab-ci/inputs are seen by the container at the same path).
+# CI_LOCAL_FLAGS: e.g. -head (check out HEAD, not the working tree), -input NAME=VALUE.
+CI_LOCAL = $(GO) run ./harness/ci/cmd/cilocal
+JOB ?=
+BISECT_ISOS ?=
+CI_LOCAL_JOBS = ci/lint ci/unit ci/nix ci/integration nightly/scenarios:shard=1 nightly/report fresh/fresh $(if $(BISECT_ISOS),bisect/bisect)
+CI_LOCAL_FLAGS ?=
+
+.PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean ci ci-local
 
 all: build
 
@@ -78,8 +91,8 @@ FUZZ_CHANGED_ONLY ?= 0
 fuzz:
 	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_CHANGED_ONLY=$(FUZZ_CHANGED_ONLY) bash .ci/fuzz.sh
 
-# Every .nix file parses and flake.nix's vendorHash is current (CI's nix job). `make test`
-# does not list it: harness/ci's tests run both scripts inside `make unit`.
+# Every .nix file parses and flake.nix's vendorHash is current (CI's nix job, which
+# make test runs in its `ci` part).
 nixcheck:
 	@bash .ci/nix-parse-check.sh
 	@bash .ci/vendor-hash.sh --check
@@ -98,9 +111,18 @@ scenarios:
 	$(GO) test -count=1 -timeout 70m -v ./scenarios/ $(SCENARIO_ARGS) 2>&1 | tee $(LOGDIR)/bootlab-scenarios.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+scenarios)' ; \
 	  rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || bash .ci/failed-tests.sh $(LOGDIR)/bootlab-scenarios.log; exit $$rc
 
+# make test's part for CI's checks: the ci workflow's lint, unit and nix jobs as written,
+# ci/unit in its debian:12 container (so make deps's packages are proven there too).
+ci:
+	$(CI_LOCAL) $(CI_LOCAL_FLAGS) -job ci/lint -job ci/unit -job ci/nix
+
+ci-local:
+	@[ -n "$(JOB)$(BISECT_ISOS)" ] || echo "ci-local: bisect/bisect is not run: it needs BISECT_ISOS (candidate ISOs)"
+	$(CI_LOCAL) $(CI_LOCAL_FLAGS) $(if $(BISECT_ISOS),-input 'isos=$(BISECT_ISOS)') $(addprefix -job ,$(or $(JOB),$(CI_LOCAL_JOBS)))
+
 # The parts of `make test`, run in this order; the first failure stops the run. Each
 # part's wall time is printed at the end, failed or not.
-TEST_PARTS = deps vet unit fuzz vm scenarios
+TEST_PARTS = deps ci fuzz vm scenarios
 test:
 	@rc=0; table=""; total=0; \
 	for part in $(TEST_PARTS); do \

@@ -9,14 +9,16 @@ set -euo pipefail
 declare -A groups=(
   [base]="ca-certificates git curl openssh-client"                 # clones, downloads, ssh-keygen in tests
   [vm]="qemu-system-x86 qemu-utils"                               # the VMs
-  [images]="busybox-static cpio mmdebstrap squashfs-tools xorriso isolinux syslinux-common grub-pc-bin grub-common mtools"  # mini image, fixture ISO, GRUB ISOs (grub-mkrescue, boot-menu tests)
+  [images]="busybox-static cpio mmdebstrap squashfs-tools xorriso isolinux syslinux-common grub-pc-bin grub-common mtools zstd"  # mini image, fixture ISO, GRUB ISOs (grub-mkrescue, boot-menu tests), zstd initrds (isoinspect tests)
   [disks]="e2fsprogs gdisk dosfstools"                            # seeding disks with data from the host
   [nix]="nix-bin"                                                 # nix-instantiate --parse, nix-hash for flake.nix
   [report]="chromium"                                             # rendering report.html in tests
   [lint]="shellcheck"                                             # actionlint checks the workflows' run: scripts with it
+  [cc]="gcc libc6-dev"                                            # go test -race (make unit) needs cgo, so a C compiler
+  [container]="podman runc mmdebstrap"                            # make test / make ci-local run the workflows' container jobs (.ci/container.sh)
   [go]=""                                                         # Go itself: install_go below (not one package list)
 )
-order=(go base vm images disks nix report lint)
+order=(go base vm images disks nix report lint cc container)
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=("${order[@]}")

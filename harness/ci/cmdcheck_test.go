@@ -473,18 +473,6 @@ func (f *repoFacts) checkJob(ctx context.Context, wf *workflow, name string, run
 	return errs
 }
 
-// maps returns a copy of a with b laid over it.
-func maps(a, b map[string]string) map[string]string {
-	out := make(map[string]string, len(a)+len(b))
-	for k, v := range a {
-		out[k] = v
-	}
-	for k, v := range b {
-		out[k] = v
-	}
-	return out
-}
-
 // jobCost returns why a job must not run in make test, "" when it may.
 func jobCost(wf *workflow, name string) string {
 	j := wf.Jobs[name]

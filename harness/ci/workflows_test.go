@@ -434,17 +434,6 @@ func checkJobRules(t *testing.T, wf *workflow, name string) {
 	}
 }
 
-func containerOf(j *job) (image, options string) {
-	switch c := j.Container.(type) {
-	case string:
-		return c, ""
-	case map[string]any:
-		image, _ = c["image"].(string)
-		options, _ = c["options"].(string)
-	}
-	return image, options
-}
-
 func TestUploadSetExcludesDiskImages(t *testing.T) {
 	notes := t.TempDir()
 	run := filepath.Join(notes, "2026-12-01T02-17-00Z-standard")
@@ -465,40 +454,48 @@ func TestUploadSetExcludesDiskImages(t *testing.T) {
 	require.Empty(t, none)
 }
 
-// TestWorkflowsRunHere is the workflow runner: the jobs that need no VM run
-// as written in a clean clone of HEAD, and the command lines of all jobs are
-// checked against the repository.
+// TestWorkflowsRunHere runs the workflow runner inside make unit: the jobs
+// that need no VM run on this machine as written in a clean clone of HEAD,
+// and the command lines of all jobs are checked against the repository.
 func TestWorkflowsRunHere(t *testing.T) {
 	ws, facts := cleanClone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	files, err := filepath.Glob(filepath.Join(ws, ".github", "workflows", "*.yml"))
+	wfs, err := LoadWorkflows(ws)
 	require.NoError(t, err)
+	jobs, err := ExpandJobs(wfs)
+	require.NoError(t, err)
+	// The nightly report merges what the shards uploaded: one synthetic shard.
+	artifacts := t.TempDir()
+	require.NoError(t, fakeShard(filepath.Join(artifacts, "work-notes-shard-1")))
+	var log bytes.Buffer
+	r := &Runner{Repo: ws, HeadOnly: true, State: filepath.Join(filepath.Dir(ws), "state"), Artifacts: artifacts, Out: &log}
 	ran := map[string]bool{}
-	for _, file := range files {
-		wf, err := readWorkflow(file)
-		require.NoError(t, err)
-		for _, name := range wf.jobNames() {
-			id := wf.file + "/" + name
-			for _, e := range facts.checkJob(ctx, wf, name, t.TempDir()) {
+	checked := map[string]bool{}
+	for _, j := range jobs {
+		id := j.wf.file + "/" + j.ID
+		if !checked[id] {
+			checked[id] = true
+			for _, e := range facts.checkJob(ctx, j.wf, j.ID, t.TempDir()) {
 				t.Error(e)
 			}
-			if why := jobCost(wf, name); why != "" {
-				t.Logf("%s: commands checked, not run: %s", id, why)
-				continue
-			}
-			ran[id] = true
-			t.Run(strings.TrimSuffix(wf.file, ".yml")+"-"+name, func(t *testing.T) {
-				began := time.Now()
-				if err := runJob(t, wf, name, ws); err != nil {
-					t.Fatal(err)
-				}
-				t.Logf("%s ran in %s", id, time.Since(began).Round(time.Millisecond))
-				status, err := exec.Command("git", "-C", ws, "status", "--porcelain", "--ignored").Output()
-				require.NoError(t, err)
-				require.Empty(t, string(status), "%s wrote into the checkout; run records belong under $BOOTLAB_NOTES", id)
-			})
 		}
+		if why := jobCost(j.wf, j.ID); why != "" {
+			t.Logf("%s: commands checked, not run here: %s", id, why)
+			continue
+		}
+		ran[id] = true
+		t.Run(j.Workflow()+"-"+j.ID, func(t *testing.T) {
+			log.Reset()
+			res := r.Run(ctx, j)
+			t.Logf("%s ran on %s in %s", j.Name(), res.Where, res.Took.Round(time.Millisecond))
+			require.NoError(t, res.Err, "the job's log:\n%s", tail(log.String(), 6000))
+			require.Empty(t, res.Skipped)
+			jobWS := filepath.Join(r.State, "work", j.slug(), repoName)
+			status, err := exec.Command("git", "-C", jobWS, "status", "--porcelain", "--ignored").Output()
+			require.NoError(t, err)
+			require.Empty(t, string(status), "%s wrote into the checkout; run records belong under $BOOTLAB_NOTES", id)
+		})
 	}
 	// The cheap jobs run; the VM jobs are checked only.
 	for _, id := range []string{"ci.yml/nix", "nightly.yml/report"} {
@@ -507,6 +504,13 @@ func TestWorkflowsRunHere(t *testing.T) {
 	for _, id := range []string{"ci.yml/integration", "ci.yml/unit", "nightly.yml/scenarios", "bisect.yml/bisect"} {
 		require.False(t, ran[id], "%s would boot VMs or repeat make test inside make test", id)
 	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
 }
 
 // TestWorkflowCheckCatchesBreakage breaks the real workflows the ways a

@@ -27,12 +27,13 @@ type workflow struct {
 }
 
 type job struct {
-	Needs     any               `yaml:"needs"`
-	If        string            `yaml:"if"`
-	RunsOn    any               `yaml:"runs-on"`
-	Container any               `yaml:"container"`
-	Env       map[string]string `yaml:"env"`
-	Strategy  struct {
+	Needs          any               `yaml:"needs"`
+	If             string            `yaml:"if"`
+	RunsOn         any               `yaml:"runs-on"`
+	Container      any               `yaml:"container"`
+	TimeoutMinutes int               `yaml:"timeout-minutes"`
+	Env            map[string]string `yaml:"env"`
+	Strategy       struct {
 		FailFast *bool          `yaml:"fail-fast"`
 		Matrix   map[string]any `yaml:"matrix"`
 	} `yaml:"strategy"`
@@ -40,15 +41,16 @@ type job struct {
 }
 
 type step struct {
-	ID    string            `yaml:"id"`
-	Name  string            `yaml:"name"`
-	If    string            `yaml:"if"`
-	Uses  string            `yaml:"uses"`
-	Run   string            `yaml:"run"`
-	Shell string            `yaml:"shell"`
-	Dir   string            `yaml:"working-directory"`
-	With  map[string]string `yaml:"with"`
-	Env   map[string]string `yaml:"env"`
+	ID             string            `yaml:"id,omitempty"`
+	Name           string            `yaml:"name,omitempty"`
+	If             string            `yaml:"if,omitempty"`
+	Uses           string            `yaml:"uses,omitempty"`
+	Run            string            `yaml:"run,omitempty"`
+	Shell          string            `yaml:"shell,omitempty"`
+	Dir            string            `yaml:"working-directory"`
+	TimeoutMinutes int               `yaml:"timeout-minutes,omitempty"`
+	With           map[string]string `yaml:"with,omitempty"`
+	Env            map[string]string `yaml:"env,omitempty"`
 }
 
 func (s step) label(i int) string {
@@ -119,6 +121,8 @@ type exprCtx struct {
 	steps    map[string]map[string]string
 	runner   map[string]string
 	github   map[string]string
+	inputs   map[string]string // dispatch inputs given to the runner; others take their defaults
+	hashRoot string            // set: hashFiles hashes the files under it; unset: a placeholder
 }
 
 func newExprCtx(wf *workflow, j *job, runnerTemp, workspace string) *exprCtx {
@@ -172,7 +176,10 @@ func (c *exprCtx) eval(e string) (string, error) {
 		return m[1], nil
 	}
 	if m := hashRE.FindStringSubmatch(e); m != nil {
-		return "hash-of-" + strconv.Itoa(len(m[1])), nil
+		if c.hashRoot == "" {
+			return "hash-of-" + strconv.Itoa(len(m[1])), nil
+		}
+		return hashFiles(c.hashRoot, m[1])
 	}
 	ns, key, _ := strings.Cut(e, ".")
 	switch ns {
@@ -185,12 +192,17 @@ func (c *exprCtx) eval(e string) (string, error) {
 			return strconv.Itoa(c.jobTotal), nil
 		}
 	case "inputs":
+		if v, ok := c.inputs[key]; ok {
+			return v, nil
+		}
 		if v, ok := c.wf.inputDefault(key); ok {
 			return v, nil
 		}
 		return "", fmt.Errorf("%s: no workflow_dispatch input %q", c.wf.file, key)
 	case "env":
 		return c.env[key], nil
+	case "steps":
+		return c.operand(e)
 	case "runner":
 		if v, ok := c.runner[key]; ok {
 			return v, nil
