@@ -166,7 +166,7 @@ func readISO(ctx context.Context, r io.ReaderAt, size int64) (*isoImage, error) 
 	}
 	if vds.bootCatalog != 0 {
 		if err := img.readBootCatalog(vds.bootCatalog); err != nil {
-			return nil, fmt.Errorf("El Torito boot catalog: %w", err)
+			return nil, fmt.Errorf("reading the El Torito boot catalog: %w", err)
 		}
 	}
 	img.lookup("") // builds the index now: an ISO may be read from several goroutines

@@ -146,10 +146,10 @@ func checkSquashfs(r io.ReaderAt, size int64) error {
 		if sb.fragments > sb.inodes || sb.fragments > sqMaxFragments {
 			return sqHostile("superblock: fragment count %d, more than its %d inodes or the cap of %d", sb.fragments, sb.inodes, sqMaxFragments)
 		}
-		if idx, err = checkSqIndex(r, "fragment", sb.directoryTable, sb.fragmentTable, uint64(sb.fragments)*16, next); err != nil {
+		// The fragment table is the last one checked: nothing comes after its index.
+		if _, err := checkSqIndex(r, "fragment", sb.directoryTable, sb.fragmentTable, uint64(sb.fragments)*16, next); err != nil {
 			return err
 		}
-		next = idx
 	}
 	return nil
 }

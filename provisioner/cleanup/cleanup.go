@@ -632,9 +632,7 @@ func (r *run) checkExamined(g graph) error {
 		if n.fstype != "" {
 			found = append(found, "a "+n.fstype+" signature")
 		}
-		for _, c := range sortedKeys(n.children) {
-			found = append(found, c)
-		}
+		found = append(found, sortedKeys(n.children)...)
 		for _, m := range n.mountpoints {
 			found = append(found, "mounted at "+m)
 		}
