@@ -350,13 +350,16 @@ type StopTimeouts struct {
 	Guest, Powerdown, Quit, Term, Kill time.Duration
 	// Sync bounds StopPlan.Sync (0: 5 s).
 	Sync time.Duration
+	// Grace is how long a StopPlan.Watch gives the guest to show shutdown progress
+	// after it printed its prompt again or refused (the watcher's own bound; 0: 2 s).
+	Grace time.Duration
 }
 
 // DefaultStopTimeouts are generous for TCG, where an ACPI powerdown takes seconds. They
 // are upper bounds: a stage whose guest shows it will not act (StopPlan.Watch) ends at
 // once.
 func DefaultStopTimeouts() StopTimeouts {
-	return StopTimeouts{Guest: 30 * time.Second, Powerdown: 20 * time.Second, Quit: 5 * time.Second, Term: 5 * time.Second, Kill: 10 * time.Second, Sync: 5 * time.Second}
+	return StopTimeouts{Guest: 30 * time.Second, Powerdown: 20 * time.Second, Quit: 5 * time.Second, Term: 5 * time.Second, Kill: 10 * time.Second, Sync: 5 * time.Second, Grace: 2 * time.Second}
 }
 
 // StopPlan is how Stop ends this guest: which stages run, and how it learns early that
