@@ -74,7 +74,18 @@ func (v *VM) stop(ctx context.Context, quick string) (qemu.StopStage, error) {
 	}
 	plan := v.stopPlan(ctx, quick)
 	v.Log.Info("vm.stop_plan", "quick", quick, "guest_skip", plan.GuestSkip, "powerdown_skip", plan.PowerdownSkip, "sync", plan.Sync != nil)
+	// Say what the stop waits for: a person watching a slow stop should not guess.
+	switch {
+	case quick != "":
+		v.progress("stopping: sync and quit (" + quick + ")")
+	case plan.Guest != nil:
+		v.progress("stopping: the guest's own poweroff (up to " + plan.Timeouts.Guest.String() + "; ends early if the guest refuses)")
+	default:
+		v.progress("stopping: " + plan.GuestSkip + ", so QEMU's stages")
+	}
+	began := time.Now()
 	rep, err := v.Machine.StopWith(ctx, plan)
+	v.progress("stopped by " + string(rep.Stage) + " in " + time.Since(began).Round(100*time.Millisecond).String())
 	v.mu.Lock()
 	v.stopStage, v.stopReport = rep.Stage, rep
 	// Kept here for Milestones(); run records get the shutdown as a span with its
