@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -85,7 +86,7 @@ func (v *VM) stop(ctx context.Context, quick string) (qemu.StopStage, error) {
 	}
 	began := time.Now()
 	rep, err := v.Machine.StopWith(ctx, plan)
-	v.progress("stopped by " + string(rep.Stage) + " in " + time.Since(began).Round(100*time.Millisecond).String())
+	v.progress(fmt.Sprintf("stopped by %s in %.2fs", rep.Stage, time.Since(began).Seconds()))
 	v.mu.Lock()
 	v.stopStage, v.stopReport = rep.Stage, rep
 	// Kept here for Milestones(); run records get the shutdown as a span with its
