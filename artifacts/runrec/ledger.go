@@ -50,6 +50,9 @@ func (r *Run) LedgerEntry() LedgerEntry {
 		e.Duration = Seconds(m.Ended.Sub(m.Started))
 	}
 	for _, ms := range m.Milestones {
+		if ms.Name != MilestoneShutdown && IsShutdown(ms.Name) {
+			continue // the stop's stages: in metadata.json and the report, not the trend
+		}
 		e.Milestones[ms.Name] = ms.At
 	}
 	for _, s := range m.Scenarios {

@@ -1,5 +1,7 @@
 package runrec
 
+import "strings"
+
 // Bad is the outcome of a run whose boot worked but whose predicate judged the image
 // bad (a bisect probe of a bad candidate): neither a pass nor a harness failure.
 const Bad Outcome = "bad"
@@ -55,4 +57,10 @@ func OutcomeWithVerdict(o Outcome, v *Verdict) Outcome {
 		return Error
 	}
 	return o
+}
+
+// IsShutdown reports whether a milestone is the shutdown or one of its stages
+// ("shutdown:qmp-quit"): the harness's own time, not the boot's.
+func IsShutdown(name string) bool {
+	return name == MilestoneShutdown || strings.HasPrefix(name, MilestoneShutdown+":")
 }
