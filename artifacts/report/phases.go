@@ -38,7 +38,7 @@ func phaseTable(ms []runrec.Milestone) []phaseRow {
 	// Shares are of the time until the last milestone before shutdown: what a boot took.
 	total := 0.0
 	for _, m := range ms {
-		if m.Name != runrec.MilestoneShutdown && m.At.D().Seconds() > total {
+		if !runrec.IsShutdown(m.Name) && m.At.D().Seconds() > total {
 			total = m.At.D().Seconds()
 		}
 	}
@@ -47,7 +47,7 @@ func phaseTable(ms []runrec.Milestone) []phaseRow {
 	for _, m := range ms {
 		took := m.Duration.D().Seconds()
 		r := phaseRow{Name: m.Name, From: prev, At: fmt.Sprintf("%.1f s", m.At.D().Seconds()), Took: fmt.Sprintf("%.1f s", took), Share: "-"}
-		if total > 0 && m.Name != runrec.MilestoneShutdown {
+		if total > 0 && !runrec.IsShutdown(m.Name) {
 			r.Share = fmt.Sprintf("%.0f%%", 100*took/total)
 		}
 		rows = append(rows, r)

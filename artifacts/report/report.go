@@ -141,6 +141,8 @@ func verdict(o runrec.Outcome) (string, string) {
 		return "PASS", "pass"
 	case runrec.Fail:
 		return "FAIL", "fail"
+	case runrec.Bad:
+		return "BAD (the predicate judged the image bad)", "fail"
 	case runrec.Error:
 		return "ERROR", "fail"
 	case runrec.Interrupted:
@@ -273,6 +275,8 @@ type timelineRow struct {
 	LabelX               float64
 	Label, Color         string
 	StartLabel, EndLabel string
+	// Note says why the phase ended (shutdown stages), listed under the chart.
+	Note string
 }
 
 type tick struct {
@@ -330,7 +334,7 @@ func timeline(ms []runrec.Milestone) timelineData {
 		td.Rows = append(td.Rows, timelineRow{
 			Name: m.Name, Y: y + 4, TextY: y + 18,
 			X: tlLeft + start*scale, W: w, LabelX: tlLeft + start*scale + w + 6,
-			Label: fmt.Sprintf("%.1f s (+%.1f s)", end, end-start), Color: milestoneColor(m.Name),
+			Label: fmt.Sprintf("%.1f s (+%.1f s)", end, end-start), Color: milestoneColor(m.Name), Note: m.Note,
 		})
 	}
 	td.AxisY = tlTop + len(ms)*tlRowH + 4

@@ -125,6 +125,9 @@ func trendChart(in []runrec.LedgerEntry) trendData {
 		class := outcomeClass(e.Outcome)
 		d.Markers = append(d.Markers, trendMarker{X: x(i), Class: class, Title: fmt.Sprintf("%s %s %s", e.Time.UTC().Format(time.RFC3339), e.Slug, e.Outcome)})
 		row := trendRow{When: e.Time.UTC().Format("2006-01-02 15:04:05"), Slug: e.Slug, Outcome: e.Outcome, Class: class}
+		if e.FailedStep != "" {
+			row.Outcome += runrec.Outcome(" (" + e.FailedStep + ")") // which step made it bad
+		}
 		for _, n := range d.Names {
 			if v, ok := e.Milestones[n]; ok {
 				row.Cells = append(row.Cells, fmt.Sprintf("%.1f", v.D().Seconds()))
@@ -230,7 +233,7 @@ func outcomeClass(o runrec.Outcome) string {
 	switch o {
 	case runrec.Pass:
 		return "pass"
-	case runrec.Fail, runrec.Error:
+	case runrec.Fail, runrec.Error, runrec.Bad:
 		return "fail"
 	}
 	return "none"

@@ -145,13 +145,100 @@ type Diff struct {
 	PreNixosPlan   []string `json:"pre_nixos_plan,omitempty"`
 	PreNixosStatus []string `json:"pre_nixos_status,omitempty"`
 	Captures       Captures `json:"captures"`
+	// Predicate is the judgement of two probe runs (bisect), step by step: what
+	// decided the bisection comes before the boot evidence.
+	Predicate *Predicate `json:"predicate,omitempty"`
 	// Notes say what could not be compared.
 	Notes []string `json:"notes,omitempty"`
 }
 
-// Empty reports whether nothing differs (notes do not count).
+// Predicate compares two runs' predicate verdicts (runrec.Verdict) step by step.
+type Predicate struct {
+	A *runrec.Verdict `json:"a,omitempty"`
+	B *runrec.Verdict `json:"b,omitempty"`
+	// Steps pairs the steps by position (the same predicate ran on both).
+	Steps []PredicateStep `json:"steps,omitempty"`
+}
+
+// PredicateStep is one step of the predicate in both runs; a nil side did not have it.
+type PredicateStep struct {
+	Step    string                `json:"step"`
+	A       *runrec.PredicateStep `json:"a,omitempty"`
+	B       *runrec.PredicateStep `json:"b,omitempty"`
+	Differs bool                  `json:"differs"`
+}
+
+// Differs reports whether the verdicts or any step's result or output differ.
+func (p *Predicate) Differs() bool {
+	if p == nil {
+		return false
+	}
+	if verdictOf(p.A) != verdictOf(p.B) {
+		return true
+	}
+	for _, s := range p.Steps {
+		if s.Differs {
+			return true
+		}
+	}
+	return false
+}
+
+func verdictOf(v *runrec.Verdict) string {
+	if v == nil {
+		return "(none)"
+	}
+	return v.Verdict
+}
+
+func comparePredicates(a, b *runrec.Verdict) *Predicate {
+	if a == nil && b == nil {
+		return nil
+	}
+	p := &Predicate{A: a, B: b}
+	var sa, sb []runrec.PredicateStep
+	if a != nil {
+		sa = a.Steps
+	}
+	if b != nil {
+		sb = b.Steps
+	}
+	for i := 0; i < len(sa) || i < len(sb); i++ {
+		var ps PredicateStep
+		if i < len(sa) {
+			ps.A = &sa[i]
+			ps.Step = sa[i].Step
+		}
+		if i < len(sb) {
+			ps.B = &sb[i]
+			if ps.Step == "" {
+				ps.Step = sb[i].Step
+			}
+		}
+		ps.Differs = ps.A == nil || ps.B == nil || ps.A.Result != ps.B.Result || ps.A.Output != ps.B.Output ||
+			exitOf(ps.A) != exitOf(ps.B) || ps.A.Step != ps.B.Step
+		p.Steps = append(p.Steps, ps)
+	}
+	return p
+}
+
+func exitOf(s *runrec.PredicateStep) int {
+	if s == nil || s.ExitStatus == nil {
+		return -1
+	}
+	return *s.ExitStatus
+}
+
+// Empty reports whether nothing differs (notes do not count): a predicate verdict that
+// differs is a difference even when the boots are alike.
 func (d *Diff) Empty() bool {
-	return d.Outcome == nil && len(d.Milestones) == 0 && d.Units.empty() && len(d.Journal) == 0 &&
+	return d.Outcome == nil && !d.Predicate.Differs() && d.bootEmpty()
+}
+
+// bootEmpty reports whether the boot evidence (milestones, units, journal, kernel,
+// captures) is the same in both runs.
+func (d *Diff) bootEmpty() bool {
+	return len(d.Milestones) == 0 && d.Units.empty() && len(d.Journal) == 0 &&
 		d.Kernel == nil && d.Cmdline == nil && len(d.PreNixosPlan) == 0 && len(d.PreNixosStatus) == 0 &&
 		len(d.Captures.Changed)+len(d.Captures.OnlyA)+len(d.Captures.OnlyB) == 0
 }
@@ -217,6 +304,7 @@ func Compare(a, b *Run, o Options) *Diff {
 	if a.Meta.Outcome != b.Meta.Outcome {
 		d.Outcome = &Change{A: string(a.Meta.Outcome), B: string(b.Meta.Outcome)}
 	}
+	d.Predicate = comparePredicates(a.Meta.Verdict, b.Meta.Verdict)
 	d.Milestones = milestones(a.Meta, b.Meta, o)
 	if !a.Info.Evidence || !b.Info.Evidence {
 		for _, r := range []*Run{a, b} {
@@ -252,8 +340,8 @@ func milestones(a, b runrec.Metadata, o Options) []MilestoneDelta {
 		}
 	}
 	for _, n := range names {
-		if noiseMilestones[n] {
-			continue
+		if noiseMilestones[n] || strings.HasPrefix(n, "shutdown:") {
+			continue // the shutdown's stages are the harness's stop plan, not the guest's boot
 		}
 		ma, okA := a.Milestone(n)
 		mb, okB := b.Milestone(n)

@@ -21,12 +21,21 @@ func (d *Diff) Text() string {
 	for _, n := range d.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
+	// The predicate decided a bisection: it comes first, step by step, even when it
+	// agrees, then the boot evidence.
+	d.Predicate.text(&b)
 	if d.Empty() {
 		b.WriteString(NoDifferences + "\n")
 		return b.String()
 	}
 	if d.Outcome != nil {
 		fmt.Fprintf(&b, "outcome: %s -> %s\n", d.Outcome.A, d.Outcome.B)
+	}
+	if d.Predicate != nil {
+		b.WriteString("boot evidence:\n")
+		if d.bootEmpty() {
+			b.WriteString("  the same in both runs\n")
+		}
 	}
 	if len(d.Milestones) > 0 {
 		b.WriteString("milestones:\n")
@@ -86,6 +95,61 @@ func (d *Diff) Text() string {
 	list("captures only in A", d.Captures.OnlyA)
 	list("captures only in B", d.Captures.OnlyB)
 	return b.String()
+}
+
+func (p *Predicate) text(b *strings.Builder) {
+	if p == nil {
+		return
+	}
+	what := ""
+	for _, v := range []*runrec.Verdict{p.A, p.B} {
+		if v != nil && v.Predicate != "" {
+			what = " (" + v.Predicate + ")"
+			break
+		}
+	}
+	fmt.Fprintf(b, "predicate%s: A %s, B %s\n", what, verdictOf(p.A), verdictOf(p.B))
+	for _, side := range []struct {
+		name string
+		v    *runrec.Verdict
+	}{{"A", p.A}, {"B", p.B}} {
+		if side.v != nil && side.v.Reason != "" {
+			fmt.Fprintf(b, "  %s: %s\n", side.name, side.v.Reason)
+		}
+	}
+	for _, s := range p.Steps {
+		mark := "  "
+		if s.Differs {
+			mark = "! "
+		}
+		fmt.Fprintf(b, "%s%s\n", mark, s.Step)
+		fmt.Fprintf(b, "    A: %s\n", stepText(s.A))
+		fmt.Fprintf(b, "    B: %s\n", stepText(s.B))
+	}
+	if !p.Differs() {
+		b.WriteString("  (the same in both runs)\n")
+	}
+}
+
+func stepText(s *runrec.PredicateStep) string {
+	if s == nil {
+		return "(no such step)"
+	}
+	out := s.Result
+	if s.ExitStatus != nil {
+		out += fmt.Sprintf(", exit %d", *s.ExitStatus)
+	}
+	if s.Output != "" {
+		o := s.Output
+		if len(o) > 300 {
+			o = o[:300] + "..."
+		}
+		out += fmt.Sprintf(", output %q", o)
+	}
+	if s.Detail != "" {
+		out += ": " + s.Detail
+	}
+	return out
 }
 
 // WriteText prints Text to w.

@@ -33,6 +33,8 @@ type LedgerEntry struct {
 	// Milestones maps milestone name to its offset from the start.
 	Milestones map[string]Seconds `json:"milestones,omitempty"`
 	Scenarios  map[string]Outcome `json:"scenarios,omitempty"`
+	// FailedStep is the predicate step that made a probe bad (Metadata.Verdict).
+	FailedStep string `json:"failed_step,omitempty"`
 }
 
 // LedgerEntry summarises the run for the ledger.
@@ -48,10 +50,16 @@ func (r *Run) LedgerEntry() LedgerEntry {
 		e.Duration = Seconds(m.Ended.Sub(m.Started))
 	}
 	for _, ms := range m.Milestones {
+		if ms.Name != MilestoneShutdown && IsShutdown(ms.Name) {
+			continue // the stop's stages: in metadata.json and the report, not the trend
+		}
 		e.Milestones[ms.Name] = ms.At
 	}
 	for _, s := range m.Scenarios {
 		e.Scenarios[s.Name] = s.Outcome
+	}
+	if m.Verdict != nil {
+		e.FailedStep = m.Verdict.FailedStep
 	}
 	return e
 }

@@ -130,6 +130,9 @@ type Milestone struct {
 	// Duration is how long the phase ending at this milestone took: by default the
 	// time since the previous milestone, which is what the timeline bar shows.
 	Duration Seconds `json:"duration"`
+	// Note says why a phase ended where that is not obvious (a shutdown stage:
+	// "QEMU exited", "refused: the shell's prompt came back ...", "skipped: ...").
+	Note string `json:"note,omitempty"`
 }
 
 // Scenario is one scenario's outcome, attributed to this run's VM only (the Python
@@ -176,7 +179,9 @@ type Metadata struct {
 	Milestones     []Milestone `json:"milestones"`
 	Scenarios      []Scenario  `json:"scenarios"`
 	Artefacts      []Artefact  `json:"artefacts"`
-	Host           Host        `json:"host"`
+	// Verdict is a predicate's judgement of the run (a bisect probe), if any.
+	Verdict *Verdict `json:"verdict,omitempty"`
+	Host    Host     `json:"host"`
 	// Owner is the process that created the run, so a later command can tell a run
 	// in progress from one whose process was killed (see Settle).
 	Owner *Owner `json:"owner,omitempty"`
@@ -207,6 +212,11 @@ func (m *Metadata) clone() Metadata {
 	if m.Shell != nil {
 		sh := *m.Shell
 		c.Shell = &sh
+	}
+	if m.Verdict != nil {
+		v := *m.Verdict
+		v.Steps = append([]PredicateStep(nil), m.Verdict.Steps...)
+		c.Verdict = &v
 	}
 	c.Milestones = append([]Milestone(nil), m.Milestones...)
 	c.Scenarios = append([]Scenario(nil), m.Scenarios...)

@@ -257,6 +257,14 @@ func (r *Run) Span(name string, start, end time.Time) error {
 	})
 }
 
+// SpanNote is Span with a note saying why the phase ended.
+func (r *Run) SpanNote(name string, start, end time.Time, note string) error {
+	return r.Update(func(m *Metadata) {
+		m.Milestones = append(m.Milestones, Milestone{Name: name, At: Seconds(end.Sub(m.Started)), Duration: Seconds(end.Sub(start)), Note: note})
+		sort.SliceStable(m.Milestones, func(i, j int) bool { return m.Milestones[i].At < m.Milestones[j].At })
+	})
+}
+
 // Scenario records (or replaces, by name) a scenario outcome.
 func (r *Run) Scenario(s Scenario) error {
 	return r.Update(func(m *Metadata) {

@@ -2,6 +2,7 @@ package bisect
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,4 +57,61 @@ func TestReportHasBoundaryDiff(t *testing.T) {
 	r.diffBoundary()
 	require.Nil(t, r.RunDiff.Diff)
 	require.Contains(t, r.RunDiff.Note, "not a run directory")
+}
+
+// recordingVM keeps a run record like the harness's labs: the predicate's verdict is
+// recorded into it before Close, which finishes it as a passing boot.
+type recordingVM struct {
+	*fakeVM
+	rec *runrec.Run
+}
+
+func (v recordingVM) EvidenceDir() string { return v.rec.Dir }
+func (v recordingVM) RecordVerdict(out Outcome, predicate string) error {
+	return v.rec.SetVerdict(runrec.Verdict{Verdict: string(out.Verdict), Reason: out.Reason, Predicate: predicate,
+		FailedStep: out.FailedStep, Steps: out.Steps})
+}
+func (v recordingVM) Close(ctx context.Context) error {
+	_ = v.fakeVM.Close(ctx)
+	return v.rec.Finish(runrec.OutcomeWithVerdict(runrec.Pass, v.rec.Metadata().Verdict), "", time.Now())
+}
+
+// TestReportNamesThePredicatesDifferingOutput: two boots alike, one printing another
+// kernel version. The bisection's report diffs the last good and first bad probes'
+// runs starting with the predicate: the step whose output differs, both outputs; the
+// first bad probe's run is bad, not pass; never "no differences".
+func TestReportNamesThePredicatesDifferingOutput(t *testing.T) {
+	dir := t.TempDir()
+	booter := &fakeBooter{firstBad: 3}
+	vp := &VMProber{Boot: BooterFunc(func(ctx context.Context, c Candidate, runDir string) (VM, error) {
+		vm, err := booter.Boot(ctx, c, runDir)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := runrec.Create(runDir, "bisect-"+c.Name, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return recordingVM{vm.(*fakeVM), rec}, nil
+	})}
+	script := "expect login:\nassert-output \"uname -r\" ^6\\.1\\.\n"
+	require.NoError(t, vp.UsePredicate(&Predicate{Kind: PredicateScript, ScriptPath: "check.script", ScriptText: script}))
+	res, err := Run(context.Background(), quickConfig(t, dir, 6, 1, 0), vp)
+	require.NoError(t, err)
+	require.Equal(t, 3, res.FirstBad)
+	require.NotNil(t, res.RunDiff)
+	require.NotNil(t, res.RunDiff.Diff, res.RunDiff.Note)
+	var txt bytes.Buffer
+	require.NoError(t, WriteTextReport(&txt, res))
+	out := txt.String()
+	require.NotContains(t, out, rundiff.NoDifferences)
+	require.Contains(t, out, "predicate (script check.script): A good, B bad")
+	require.Contains(t, out, "! check.script:2 assert-output uname -r ~ /^6\\.1\\./\n"+
+		"    A: pass, exit 0, output \"6.1.0-47-amd64\\n\"\n"+
+		"    B: fail, exit 0, output \"6.12.111+deb12-amd64\\n\": output does not match /^6\\.1\\./\n")
+	require.Contains(t, out, "outcome: pass -> bad")
+	md, err := runrec.ReadMetadata(res.RunDiff.Bad)
+	require.NoError(t, err)
+	require.Equal(t, runrec.Bad, md.Outcome)
+	require.Equal(t, "check.script:2 assert-output", md.Verdict.FailedStep)
 }

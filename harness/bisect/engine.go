@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
+	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
 // Verdict is what one probe says about one candidate.
@@ -49,6 +50,11 @@ type Outcome struct {
 	RunDir string
 	// Duration, if zero, is the wall time the engine measured around Probe.
 	Duration time.Duration
+	// Steps are the predicate's steps as they ran (script predicates), and
+	// FailedStep the one that decided a bad or skip verdict; the probe's run
+	// record keeps them (VerdictRecorder).
+	Steps      []runrec.PredicateStep
+	FailedStep string
 }
 
 // ErrAbort, wrapped in a Prober's error, stops the whole bisection (for

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/runrec"
 )
 
 // PredicateKind names how a booted candidate is judged.
@@ -38,6 +40,19 @@ type Predicate struct {
 	ScriptPath string        `json:"script_path,omitempty"`
 	ScriptText string        `json:"script_text,omitempty"`
 	Command    string        `json:"command,omitempty"`
+}
+
+// describe names the predicate for run records ("script check.script").
+func (p *Predicate) describe() string {
+	switch p.Kind {
+	case PredicateScript:
+		return "script " + p.ScriptPath
+	case PredicateCommand:
+		return "command " + p.Command
+	case PredicateScenario:
+		return "scenario " + p.Scenario
+	}
+	return string(p.Kind)
 }
 
 // Script parses the stored script text.
@@ -245,9 +260,20 @@ var ErrInfra = errors.New("test infrastructure failure")
 
 // RunScript executes s and judges the candidate: every step passing is
 // Good, a failing step is Bad with the step named in Reason, an ErrInfra
-// failure is Skip. An error is returned only when ctx itself ends.
+// failure is Skip. An error is returned only when ctx itself ends. The
+// Outcome's Steps say how each step went (output included), for the probe's
+// run record and the diff of two probes.
 func RunScript(ctx context.Context, s *Script, r ScriptRunner) (Outcome, error) {
-	for _, st := range s.Steps {
+	steps := make([]runrec.PredicateStep, len(s.Steps))
+	for i, st := range s.Steps {
+		steps[i] = runrec.PredicateStep{Step: stepName(s.Name, st), Result: StepNotRun}
+	}
+	end := func(i int, o Outcome, result, detail string) (Outcome, error) {
+		steps[i].Result, steps[i].Detail = result, detail
+		o.Steps, o.FailedStep = steps, fmt.Sprintf("%s:%d %s", s.Name, s.Steps[i].Line, s.Steps[i].Op)
+		return o, nil
+	}
+	for i, st := range s.Steps {
 		where := fmt.Sprintf("%s:%d %s", s.Name, st.Line, st.Op)
 		var err error
 		switch st.Op {
@@ -260,17 +286,23 @@ func RunScript(ctx context.Context, s *Script, r ScriptRunner) (Outcome, error) 
 			err = r.Expect(sctx, st.Regexp)
 			cancel()
 			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return Outcome{Verdict: Bad, Reason: fmt.Sprintf("%s: /%s/ not seen within %s", where, st.Regexp, st.Timeout)}, nil
+				detail := fmt.Sprintf("/%s/ not seen within %s", st.Regexp, st.Timeout)
+				return end(i, Outcome{Verdict: Bad, Reason: where + ": " + detail}, StepFail, detail)
 			}
 		case OpRun, OpAssertOutput:
 			var out []byte
 			var status int
 			out, status, err = r.Run(ctx, st.Text)
+			if err == nil {
+				steps[i].ExitStatus, steps[i].Output = &status, capOutput(out)
+			}
 			if err == nil && status != 0 {
-				return Outcome{Verdict: Bad, Reason: fmt.Sprintf("%s: %q exited %d: %s", where, st.Text, status, excerpt(out))}, nil
+				detail := fmt.Sprintf("exited %d", status)
+				return end(i, Outcome{Verdict: Bad, Reason: fmt.Sprintf("%s: %q exited %d: %s", where, st.Text, status, excerpt(out))}, StepFail, detail)
 			}
 			if err == nil && st.Op == OpAssertOutput && !st.Regexp.Match(out) {
-				return Outcome{Verdict: Bad, Reason: fmt.Sprintf("%s: output of %q does not match /%s/: %s", where, st.Text, st.Regexp, excerpt(out))}, nil
+				detail := fmt.Sprintf("output does not match /%s/", st.Regexp)
+				return end(i, Outcome{Verdict: Bad, Reason: fmt.Sprintf("%s: output of %q does not match /%s/: %s", where, st.Text, st.Regexp, excerpt(out))}, StepFail, detail)
 			}
 		}
 		if err != nil {
@@ -278,12 +310,46 @@ func RunScript(ctx context.Context, s *Script, r ScriptRunner) (Outcome, error) 
 				return Outcome{}, fmt.Errorf("%s: %w", where, ctx.Err())
 			}
 			if errors.Is(err, ErrInfra) {
-				return Outcome{Verdict: Skip, Reason: fmt.Sprintf("%s: %v", where, err)}, nil
+				return end(i, Outcome{Verdict: Skip, Reason: fmt.Sprintf("%s: %v", where, err)}, StepError, err.Error())
 			}
-			return Outcome{Verdict: Bad, Reason: fmt.Sprintf("%s: %v", where, err)}, nil
+			return end(i, Outcome{Verdict: Bad, Reason: fmt.Sprintf("%s: %v", where, err)}, StepFail, err.Error())
 		}
+		steps[i].Result = StepPass
 	}
-	return Outcome{Verdict: Good, Reason: fmt.Sprintf("all %d steps of %s passed", len(s.Steps), s.Name)}, nil
+	return Outcome{Verdict: Good, Reason: fmt.Sprintf("all %d steps of %s passed", len(s.Steps), s.Name), Steps: steps}, nil
+}
+
+// Results of a predicate step (runrec.PredicateStep.Result).
+const (
+	StepPass   = "pass"
+	StepFail   = "fail"
+	StepError  = "error"
+	StepNotRun = "not-run"
+)
+
+// stepName is a step as the run record and the diff name it: where it is and what it
+// does ("check.script:3 assert-output cat /etc/release").
+func stepName(script string, st Step) string {
+	arg := st.Text
+	switch st.Op {
+	case OpExpect:
+		arg = "/" + st.Regexp.String() + "/"
+	case OpSend, OpSendRaw:
+		arg = strconv.Quote(st.Text)
+	case OpAssertOutput:
+		arg = st.Text + " ~ /" + st.Regexp.String() + "/"
+	}
+	return fmt.Sprintf("%s:%d %s %s", script, st.Line, st.Op, arg)
+}
+
+// capOutput keeps a step's output for the run record: enough to compare two probes,
+// not a log (the console's is in serial.log).
+func capOutput(b []byte) string {
+	const max = 4096
+	if len(b) > max {
+		return string(b[:max]) + "\n... (" + strconv.Itoa(len(b)-max) + " more bytes)"
+	}
+	return string(b)
 }
 
 func excerpt(b []byte) string {

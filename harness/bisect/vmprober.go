@@ -115,6 +115,13 @@ func (p *VMProber) Probe(ctx context.Context, c Candidate, attempt int, runDir s
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), to)
 		defer cancel()
+		if vr, ok := vm.(VerdictRecorder); ok && err == nil && out.Verdict.valid() {
+			// Before Close: the run record says what the predicate said, and a
+			// guest whose verdict is in need not be waited for.
+			if rerr := vr.RecordVerdict(out, p.pred.describe()); rerr != nil {
+				out.Reason += fmt.Sprintf(" (recording the verdict: %v)", rerr)
+			}
+		}
 		if cerr := vm.Close(sctx); cerr != nil && err == nil && out.Verdict == Good {
 			// The predicate passed but the guest did not shut down
 			// cleanly; keep the verdict, say so.
@@ -157,6 +164,14 @@ func WriteOutcome(runDir string, c Candidate, attempt int, out Outcome) error {
 		return fmt.Errorf("writing outcome of %s: %w", c.Name, err)
 	}
 	return nil
+}
+
+// VerdictRecorder is implemented by a booted VM that keeps a run record: VMProber
+// hands it the predicate's outcome (steps included) before Close, so the probe's run
+// is recorded as what the predicate judged (a bad candidate's run is bad, not pass)
+// and the stop need not wait for a guest whose verdict is already in.
+type VerdictRecorder interface {
+	RecordVerdict(out Outcome, predicate string) error
 }
 
 // Evidence is implemented by a booted VM, or a boot error, that knows the harness's own

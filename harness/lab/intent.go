@@ -160,13 +160,18 @@ func (l *Lab) SSH(ctx context.Context, user string, key ssh.Signer, hostKey ssh.
 }
 
 // PowerOff stops the guest the way its image profile says (the poweroff command as
-// root, the ACPI button unless the image ignores it, then QMP quit), reaps QEMU and says
-// which stage stopped it. The run stays open: Close still records it.
+// root, the ACPI button unless nothing on the guest handles it, then QMP quit), reaps
+// QEMU and says which stage stopped it; it is never the quick sync and quit that Close
+// uses when nothing is kept. The run stays open: Close still records it.
 func (l *Lab) PowerOff(ctx context.Context) (qemu.StopStage, error) {
 	if l.vm == nil {
 		return "", errNoVM
 	}
-	stage, err := l.vm.Stop(ctx)
+	// The caller asked for the guest's own shutdown (it is under test, or what the
+	// guest wrote must survive): never the quick sync and quit.
+	start := time.Now()
+	stage, err := l.vm.StopClean(ctx)
+	l.recordStop(start)
 	if err != nil {
 		return stage, fmt.Errorf("powering the VM off (reached stage %s): %w", stage, err)
 	}

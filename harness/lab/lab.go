@@ -69,6 +69,9 @@ type Lab struct {
 	// evidenceTaken is set once Evidence ran, so Close does not replace evidence a test
 	// took at the moment that mattered.
 	evidenceTaken bool
+	// stopRecorded is set once the stop's stages are in the run record (PowerOff,
+	// then Close, stop once).
+	stopRecorded bool
 }
 
 // Start creates the run directory (failing before any boot when it cannot be written),
@@ -92,6 +95,9 @@ func Start(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("recording the image: %w", err)
 	}
 	spec := cfg.VM
+	if spec.QuickStop == "" {
+		spec.QuickStop = quickStopReason(cfg)
+	}
 	spec.Progress = cfg.Progress
 	spec.OnMilestone = func(name string, at time.Time) { _ = run.Milestone(name, at) }
 	register(l)
@@ -263,7 +269,7 @@ func (l *Lab) Close(ctx context.Context, err error) error {
 		stopStart := time.Now()
 		stage, serr := l.vm.Stop(ctx)
 		stopErr = serr
-		_ = l.rec.Span("shutdown", stopStart, time.Now())
+		l.recordStop(stopStart)
 		q := l.rec.Metadata().QEMU
 		q.ExitStatus = l.vm.Machine.ExitStatus() + " (" + string(stage) + ")"
 		_ = l.rec.SetQEMU(q)
@@ -279,7 +285,15 @@ func (l *Lab) Close(ctx context.Context, err error) error {
 	if err != nil {
 		outcome = outcomeOf(ctx, err)
 	}
-	return errors.Join(stopErr, l.finish(outcome, err))
+	verdictErr := err
+	if v := l.rec.Metadata().Verdict; err == nil && v != nil {
+		// A boot that passed and a predicate that judged the image bad is a bad run,
+		// not a pass: the ledger and trend must say so, with the step.
+		if outcome = runrec.OutcomeWithVerdict(outcome, v); outcome != runrec.Pass {
+			verdictErr = fmt.Errorf("predicate verdict %s: %s", v.Verdict, v.Reason)
+		}
+	}
+	return errors.Join(stopErr, l.finish(outcome, verdictErr))
 }
 
 // createdDisks are the disk images vm.VM made in dir for disks (the ones without a

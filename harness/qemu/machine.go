@@ -343,11 +343,13 @@ func exitStatus(err error) string {
 // StopStage names how far a shutdown had to go.
 type StopStage string
 
-// Shutdown stages, gentlest first.
+// Shutdown stages, gentlest first. StopSync is no way of stopping: it flushes the
+// guest's writes before a stop that goes straight to quit.
 const (
 	StopAlreadyExited StopStage = "already-exited"
 	StopGuest         StopStage = "guest-poweroff"
 	StopPowerdown     StopStage = "qmp-system_powerdown"
+	StopSync          StopStage = "guest-sync"
 	StopQuit          StopStage = "qmp-quit"
 	StopTerm          StopStage = "SIGTERM"
 	StopKill          StopStage = "SIGKILL"
@@ -356,54 +358,201 @@ const (
 // StopTimeouts bound each stage of Stop.
 type StopTimeouts struct {
 	Guest, Powerdown, Quit, Term, Kill time.Duration
+	// Sync bounds StopPlan.Sync (0: 5 s).
+	Sync time.Duration
+	// Grace is how long a StopPlan.Watch gives the guest to show shutdown progress
+	// after it printed its prompt again or refused (the watcher's own bound; 0: 2 s).
+	Grace time.Duration
 }
 
-// DefaultStopTimeouts are generous for TCG, where an ACPI powerdown takes seconds.
+// DefaultStopTimeouts are generous for TCG, where an ACPI powerdown takes seconds. They
+// are upper bounds: a stage whose guest shows it will not act (StopPlan.Watch) ends at
+// once.
 func DefaultStopTimeouts() StopTimeouts {
-	return StopTimeouts{Guest: 30 * time.Second, Powerdown: 20 * time.Second, Quit: 5 * time.Second, Term: 5 * time.Second, Kill: 10 * time.Second}
+	return StopTimeouts{Guest: 30 * time.Second, Powerdown: 20 * time.Second, Quit: 5 * time.Second, Term: 5 * time.Second, Kill: 10 * time.Second, Sync: 5 * time.Second, Grace: 2 * time.Second}
+}
+
+// StopPlan is how Stop ends this guest: which stages run, and how it learns early that
+// one will not work.
+type StopPlan struct {
+	Timeouts StopTimeouts
+	// Guest types the guest's own poweroff; nil skips that stage, GuestSkip saying why.
+	Guest     func(context.Context) error
+	GuestSkip string
+	// PowerdownSkip, when set, says why the ACPI power button is not pressed (a guest
+	// with no ACPI handling, or a stop that does not need the guest's cooperation).
+	PowerdownSkip string
+	// Sync, when set, flushes the guest's writes before quit (a stop that skips the
+	// polite stages because nothing on the guest needs a clean shutdown).
+	Sync func(context.Context) error
+	// Watch is started with each polite stage (guest poweroff, power button) once its
+	// command was delivered. It returns why the guest will not act on it (the shell's
+	// prompt came back, `poweroff: not found`, no shutdown progress within a grace) as
+	// soon as the console shows it, and "" when ctx ends first; the stage then ends
+	// without waiting out its timeout. Nil: every stage waits its full timeout.
+	Watch func(ctx context.Context, stage StopStage) string
+}
+
+// StageReport is one stage of a stop: when it ran, how long, and why it ended.
+type StageReport struct {
+	Stage StopStage
+	Start time.Time
+	Took  time.Duration
+	// Ended is why the stage ended: "QEMU exited", "refused: ...", "timed out after
+	// 30s", "skipped: ...", "failed: ...", "done" (sync).
+	Ended string
+}
+
+// StopReport is what a stop did.
+type StopReport struct {
+	// Stage is the stage that ended QEMU.
+	Stage  StopStage
+	Stages []StageReport
 }
 
 // Stop ends QEMU in stages: the guest's own poweroff (guestPoweroff, may be nil), QMP
-// system_powerdown, QMP quit, SIGTERM, SIGKILL. Each stage waits a bounded time for the
-// process to exit. The process is always reaped when Stop returns, whatever ctx says,
-// because a leaked QEMU is worse than a slow test.
+// system_powerdown, QMP quit, SIGTERM, SIGKILL, each waiting its full timeout. StopWith
+// takes a plan that skips and cuts short stages on evidence.
 func (m *Machine) Stop(ctx context.Context, guestPoweroff func(context.Context) error, t StopTimeouts) (StopStage, error) {
+	r, err := m.StopWith(ctx, StopPlan{Timeouts: t, Guest: guestPoweroff})
+	return r.Stage, err
+}
+
+// StopWith ends QEMU as plan says: the guest's poweroff, the ACPI power button, the
+// guest's sync, QMP quit, SIGTERM, SIGKILL. Each stage waits a bounded time for the
+// process to exit, and less when plan.Watch sees the guest will not act. The process is
+// always reaped when StopWith returns, whatever ctx says, because a leaked QEMU is worse
+// than a slow test. Every stage is logged (qemu.stop_stage) with its time and why it
+// ended.
+func (m *Machine) StopWith(ctx context.Context, plan StopPlan) (StopReport, error) {
+	var rep StopReport
 	if m.waitExit(0) {
-		return StopAlreadyExited, nil
+		rep.Stage = StopAlreadyExited
+		return rep, nil
 	}
-	stages := []struct {
-		stage StopStage
-		wait  time.Duration
-		do    func(context.Context) error
-	}{
-		{StopGuest, t.Guest, guestPoweroff},
-		{StopPowerdown, t.Powerdown, func(ctx context.Context) error { return m.QMP(ctx, "system_powerdown", nil) }},
-		{StopQuit, t.Quit, func(ctx context.Context) error { return m.QMP(ctx, "quit", nil) }},
-		{StopTerm, t.Term, func(context.Context) error { return m.proc.Signal(syscall.SIGTERM) }},
+	t := plan.Timeouts
+	if t.Sync <= 0 {
+		t.Sync = 5 * time.Second
 	}
+	record := func(stage StopStage, start time.Time, ended string) {
+		took := time.Since(start)
+		rep.Stages = append(rep.Stages, StageReport{Stage: stage, Start: start, Took: took, Ended: ended})
+		m.log.Info("qemu.stop_stage", "stage", string(stage), "took", took.Round(time.Millisecond).String(), "ended", ended)
+	}
+	type stageDef struct {
+		stage  StopStage
+		wait   time.Duration
+		do     func(context.Context) error
+		skip   string
+		polite bool // the guest decides: Watch may end it early
+		noExit bool // does not stop QEMU (sync): no wait for an exit
+	}
+	powerdown := func(ctx context.Context) error { return m.QMP(ctx, "system_powerdown", nil) }
+	guestSkip := plan.GuestSkip
+	if plan.Guest == nil && guestSkip == "" {
+		guestSkip = "no shell to type it into"
+	}
+	stages := []stageDef{
+		{stage: StopGuest, wait: t.Guest, do: plan.Guest, skip: guestSkip, polite: true},
+		{stage: StopPowerdown, wait: t.Powerdown, do: powerdown, skip: plan.PowerdownSkip, polite: true},
+	}
+	if plan.Sync != nil {
+		stages = append(stages, stageDef{stage: StopSync, wait: t.Sync, do: plan.Sync, noExit: true})
+	}
+	stages = append(stages,
+		stageDef{stage: StopQuit, wait: t.Quit, do: func(ctx context.Context) error { return m.QMP(ctx, "quit", nil) }},
+		stageDef{stage: StopTerm, wait: t.Term, do: func(context.Context) error { return m.proc.Signal(syscall.SIGTERM) }},
+	)
 	for _, s := range stages {
-		if s.do == nil || s.wait <= 0 {
-			continue // a zero timeout skips the stage (e.g. powerdown on a guest without ACPI handling)
-		}
-		if ctx.Err() != nil && s.stage != StopTerm {
-			continue // interrupted: skip the polite stages, but still terminate and reap
+		start := time.Now()
+		switch {
+		case s.skip != "" || s.do == nil:
+			if s.skip == "" {
+				s.skip = "nothing to do"
+			}
+			record(s.stage, start, "skipped: "+s.skip)
+			continue
+		case s.wait <= 0:
+			record(s.stage, start, "skipped: no time allowed")
+			continue
+		case ctx.Err() != nil && s.stage != StopTerm:
+			// Interrupted: skip the polite stages, but still terminate and reap.
+			record(s.stage, start, "skipped: interrupted")
+			continue
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), s.wait)
 		err := s.do(sctx)
 		cancel()
-		if err != nil {
-			m.log.Warn("qemu.stop_stage_failed", "stage", string(s.stage), "error", err.Error())
+		if s.noExit {
+			if err != nil {
+				record(s.stage, start, "failed: "+err.Error())
+			} else {
+				record(s.stage, start, "done")
+			}
+			continue
 		}
-		if m.waitExit(s.wait) {
+		if err != nil {
+			// The command never reached the guest (or QEMU): nothing to wait for.
+			m.log.Warn("qemu.stop_stage_failed", "stage", string(s.stage), "error", err.Error())
+			if m.waitExit(0) {
+				record(s.stage, start, "QEMU exited")
+				rep.Stage = s.stage
+				return rep, nil
+			}
+			record(s.stage, start, "failed: "+err.Error())
+			continue
+		}
+		ended, exited := m.waitStage(s.wait-time.Since(start), s.polite, s.stage, plan.Watch)
+		record(s.stage, start, ended)
+		if exited {
 			m.log.Info("qemu.stopped", "stage", string(s.stage))
-			return s.stage, nil
+			rep.Stage = s.stage
+			return rep, nil
 		}
 	}
+	start := time.Now()
 	m.Kill()
 	if m.waitExit(t.Kill) {
-		return StopKill, nil
+		record(StopKill, start, "QEMU exited")
+		rep.Stage = StopKill
+		return rep, nil
 	}
-	return StopKill, fmt.Errorf("QEMU pid %d survived SIGKILL for %s", m.Pid(), t.Kill)
+	record(StopKill, start, "QEMU survived it")
+	rep.Stage = StopKill
+	return rep, fmt.Errorf("QEMU pid %d survived SIGKILL for %s", m.Pid(), t.Kill)
+}
+
+// waitStage waits for QEMU to exit within d, or, for a polite stage with a watcher, for
+// the guest to show it will not act. It says why the wait ended and whether QEMU exited.
+func (m *Machine) waitStage(d time.Duration, polite bool, stage StopStage, watch func(context.Context, StopStage) string) (string, bool) {
+	if d < 0 {
+		d = 0
+	}
+	refused := make(chan string, 1)
+	wctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if polite && watch != nil {
+		go func() { refused <- watch(wctx, stage) }()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-m.exited:
+			return "QEMU exited", true
+		case <-timer.C:
+			return "timed out after " + d.Round(time.Millisecond).String(), false
+		case why := <-refused:
+			if why == "" {
+				continue // the watcher gave up: wait out the stage
+			}
+			// The guest may have exited while the watcher decided.
+			if m.waitExit(0) {
+				return "QEMU exited", true
+			}
+			return "refused: " + why, false
+		}
+	}
 }
 
 // Kill sends SIGKILL to QEMU's process group.

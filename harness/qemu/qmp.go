@@ -16,8 +16,10 @@ import (
 // forever on a wedged QEMU, so each runs in a goroutine that the caller abandons when
 // its context ends. An abandoned call is
 // unblocked for good when QEMU exits and its socket closes, which Stop guarantees.
-// After a timeout the client is marked broken and never reused, because go-qemu matches
-// replies by order and a late reply would be handed to the next command.
+// After a timeout the client is marked broken and its connection is never used again,
+// because go-qemu matches replies by order and a late reply would be handed to the next
+// command; the next command closes it and connects anew (QEMU serves one QMP client at
+// a time), so one wedged command does not cost every later stage, quit above all.
 type qmpClient struct {
 	mon    *qmp.SocketMonitor
 	broken error
@@ -56,7 +58,12 @@ func (m *Machine) QMPRaw(ctx context.Context, command string, args map[string]an
 		return nil, fmt.Errorf("qmp %s: QEMU has exited (%s)", command, m.ExitStatus())
 	}
 	if m.qmp != nil && m.qmp.broken != nil {
-		return nil, fmt.Errorf("qmp %s: connection unusable after an earlier failure: %w", command, m.qmp.broken)
+		// The old connection may still get the late reply; it must not reach this
+		// command. Closing it lets QEMU accept the new one.
+		m.log.Warn("qemu.qmp_reconnect", "command", command, "because", m.qmp.broken.Error())
+		old := m.qmp.mon
+		m.qmp = nil
+		go func() { _ = old.Disconnect() }() // drains the old reader; never block the stop on it
 	}
 	if m.qmp == nil {
 		c, err := connectQMP(ctx, m.Files.QMP)
@@ -89,6 +96,7 @@ func (m *Machine) QMPRaw(ctx context.Context, command string, args map[string]an
 			if command == "quit" && m.waitExit(2*time.Second) {
 				return nil, nil // QEMU may close the socket before replying to quit
 			}
+			m.qmp.broken = fmt.Errorf("%s failed: %w", command, r.err) // a dead connection: the next command dials again
 			return nil, fmt.Errorf("qmp %s: %w", command, r.err)
 		}
 		var reply struct {

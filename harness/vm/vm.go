@@ -93,6 +93,11 @@ type Spec struct {
 	Progress io.Writer
 	// OnMilestone is told about each milestone as it is reached (run records).
 	OnMilestone func(name string, at time.Time)
+	// QuickStop, when set, says why nothing on the guest needs a clean shutdown
+	// (read-only media, scratch disks the run deletes): Stop then syncs the guest's
+	// writes and quits QEMU instead of asking the guest to power off. Empty: the guest
+	// powers itself off (a kept disk, existing storage, the shutdown under test).
+	QuickStop string
 }
 
 // Timeouts bound each phase; Scale multiplies them all (slow machines, TCG).
@@ -122,7 +127,8 @@ func DefaultTimeouts() Timeouts {
 func (t Timeouts) Scaled(f float64) Timeouts {
 	m := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
 	return Timeouts{Login: m(t.Login), Step: m(t.Step), Command: m(t.Command), Probe: m(t.Probe), NoSerial: m(t.NoSerial),
-		Stop: qemu.StopTimeouts{Guest: m(t.Stop.Guest), Powerdown: m(t.Stop.Powerdown), Quit: m(t.Stop.Quit), Term: m(t.Stop.Term), Kill: m(t.Stop.Kill)}}
+		Stop: qemu.StopTimeouts{Guest: m(t.Stop.Guest), Powerdown: m(t.Stop.Powerdown), Quit: m(t.Stop.Quit), Term: m(t.Stop.Term), Kill: m(t.Stop.Kill),
+			Sync: m(t.Stop.Sync), Grace: m(t.Stop.Grace)}}
 }
 
 // Milestone is a named moment of the run.
@@ -152,6 +158,8 @@ type VM struct {
 	spawned       time.Time
 	stopped       bool
 	stopStage     qemu.StopStage
+	stopReport    qemu.StopReport
+	quickStop     string
 }
 
 // Files in a run directory written by this package.
@@ -170,9 +178,6 @@ const (
 func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if spec.Timeouts.Login == 0 {
 		spec.Timeouts = DefaultTimeouts()
-	}
-	if spec.Image.Profile.IgnoresACPIPowerdown {
-		spec.Timeouts.Stop.Powerdown = 0 // waiting for an ignored power button only costs time
 	}
 	v = &VM{Spec: spec, Dir: dir}
 	self := v
@@ -525,46 +530,6 @@ func (v *VM) Run(ctx context.Context, cmd string, opts ...shell.RunOption) (shel
 	}
 	opts = append([]shell.RunOption{shell.Timeout(v.Spec.Timeouts.Command)}, opts...)
 	return v.Shell.Run(ctx, cmd, opts...)
-}
-
-// Stop powers the guest off (politely first, then ever less so) and reaps QEMU. It is
-// safe to call more than once and always closes the logs.
-func (v *VM) Stop(ctx context.Context) (qemu.StopStage, error) {
-	v.mu.Lock()
-	if v.stopped {
-		st := v.stopStage
-		v.mu.Unlock()
-		return st, nil
-	}
-	v.stopped = true
-	v.mu.Unlock()
-	defer v.closeFiles()
-	if v.Machine == nil {
-		return qemu.StopAlreadyExited, nil
-	}
-	var guest func(context.Context) error
-	// A shell reported gone (a command ended it) is not root any more: typing poweroff
-	// into whatever shell is left would only wait out the guest stage.
-	if v.Shell != nil && v.Shell.UID() == 0 && v.Shell.Gone() == nil && v.Console.Err() == nil {
-		guest = func(ctx context.Context) error {
-			return v.Shell.Poweroff(ctx, v.Spec.Image.Profile.PoweroffCommand(v.Spec.Image.Poweroff))
-		}
-	}
-	stage, err := v.Machine.Stop(ctx, guest, v.Spec.Timeouts.Stop)
-	v.stopStage = stage
-	// Kept here for Milestones(); run records get the shutdown as a span with its
-	// true duration from the caller.
-	v.mu.Lock()
-	v.milestones = append(v.milestones, Milestone{Name: "shutdown", At: time.Since(v.spawned)})
-	v.mu.Unlock()
-	v.Log.Info("vm.stopped", "stage", string(stage), "exit", v.Machine.ExitStatus())
-	// Let the drain goroutine read what QEMU wrote last before the logs close.
-	select {
-	case <-v.Console.Done():
-	case <-time.After(2 * time.Second):
-	}
-	_ = os.RemoveAll(v.Machine.Files.Dir)
-	return stage, err
 }
 
 func (v *VM) closeFiles() {

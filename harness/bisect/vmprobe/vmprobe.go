@@ -88,9 +88,10 @@ type Prober struct {
 }
 
 var (
-	_ bisect.Prober        = (*Prober)(nil)
-	_ bisect.PredicateUser = (*Prober)(nil)
-	_ bisect.Booter        = (*Prober)(nil)
+	_ bisect.Prober          = (*Prober)(nil)
+	_ bisect.PredicateUser   = (*Prober)(nil)
+	_ bisect.Booter          = (*Prober)(nil)
+	_ bisect.VerdictRecorder = (*guest)(nil)
 )
 
 var scenarioName = regexp.MustCompile(`^Test[A-Za-z0-9_]*$`)
@@ -373,6 +374,14 @@ func (g *guest) Env() bisect.VMEnv {
 	}
 	env.QMPSocket = g.l.QMPSocket()
 	return env
+}
+
+// RecordVerdict implements bisect.VerdictRecorder: the lab's run record carries the
+// predicate's verdict and steps, and the lab stops the guest without waiting for a
+// poweroff it may never honour.
+func (g *guest) RecordVerdict(out bisect.Outcome, predicate string) error {
+	return g.l.SetVerdict(runrec.Verdict{Verdict: string(out.Verdict), Reason: out.Reason, Predicate: predicate,
+		FailedStep: out.FailedStep, Steps: out.Steps})
 }
 
 func (g *guest) Close(ctx context.Context) error {

@@ -172,7 +172,20 @@ func TestBisectSyntheticMiniSeries(t *testing.T) {
 		require.NoError(t, err, "metadata of %s", pr.Name)
 		_, ok := md.Milestone("root_shell")
 		require.True(t, ok, "%s reached a root shell", pr.Name)
-		require.Equal(t, runrec.Pass, md.Outcome, "%s: the lab run itself worked", pr.Name)
+		// The run record says what the predicate said: a bad candidate's run is bad,
+		// with the failing step, not a pass.
+		require.NotNil(t, md.Verdict, "%s: the predicate's verdict is in the run record", pr.Name)
+		require.Equal(t, string(want), md.Verdict.Verdict)
+		if want == bisect.Bad {
+			require.Equal(t, runrec.Bad, md.Outcome, "%s: a bad candidate's run is not a pass", pr.Name)
+			require.NotEmpty(t, md.Verdict.FailedStep)
+		} else {
+			require.Equal(t, runrec.Pass, md.Outcome, "%s: the lab run itself worked", pr.Name)
+		}
+		// Its verdict is in and nothing is kept: sync and quit, no waiting on the guest.
+		sd, ok := md.Milestone(runrec.MilestoneShutdown)
+		require.True(t, ok)
+		require.Less(t, sd.Duration.D(), 3*time.Second, "%s: the stop after the verdict (%s)", pr.Name, sd.Note)
 		b, err := os.ReadFile(filepath.Join(filepath.Dir(labDir), "outcome.json"))
 		require.NoError(t, err)
 		var oc struct{ Verdict bisect.Verdict }
