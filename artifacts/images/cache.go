@@ -70,9 +70,9 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// lockFile takes an exclusive flock on path (created if needed), waiting for ctx. The
+// LockFile takes an exclusive flock on path (created if needed), waiting for ctx. The
 // lock is advisory and dies with the process, so a crashed builder never wedges the cache.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
+func LockFile(ctx context.Context, path string) (unlock func(), err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating lock directory: %w", err)
 	}
@@ -111,7 +111,7 @@ func cached(ctx context.Context, dir string, build func(ctx context.Context, tmp
 		return nil
 	}
 	parent, base := filepath.Split(filepath.Clean(dir))
-	unlock, err := lockFile(ctx, filepath.Join(parent, "."+base+".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(parent, "."+base+".lock"))
 	if err != nil {
 		return err
 	}

@@ -169,7 +169,7 @@ func fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
 	if err := needTools("apt-get"); err != nil {
 		return "", nil, err
 	}
-	unlock, err := lockFile(ctx, filepath.Join(dir, ".download-"+cleanName(pkg)+".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(dir, ".download-"+cleanName(pkg)+".lock"))
 	if err != nil {
 		return "", nil, err
 	}

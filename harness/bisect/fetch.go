@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/bootlab/bootlab/artifacts/cacheprune"
 	"github.com/bootlab/bootlab/artifacts/images"
@@ -50,7 +48,7 @@ func Fetch(ctx context.Context, c Candidate, dir string) (Candidate, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return c, fmt.Errorf("creating the download directory: %w", err)
 	}
-	unlock, err := lockPath(ctx, filepath.Join(dir, "."+c.SHA256+".iso.lock"))
+	unlock, err := images.LockFile(ctx, filepath.Join(dir, "."+c.SHA256+".iso.lock"))
 	if err != nil {
 		return c, err
 	}
@@ -104,28 +102,4 @@ func download(ctx context.Context, c Candidate, dir, path string) error {
 	}
 	ok = true
 	return nil
-}
-
-// lockPath takes an exclusive flock on path, polling so ctx is honoured.
-func lockPath(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock %s: %w", path, err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for the download lock %s: %w", path, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
