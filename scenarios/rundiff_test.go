@@ -46,7 +46,8 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 		var verdict error
 		if broken {
 			p := m.Profile()
-			require.NotZero(t, m.Sabotage(sabotage(p.PreNixosUnit, p.SSHUnit)), "restarting pre-nixos with ExecStart=/bin/false fails")
+			_, status := m.Execute(sabotage(p.PreNixosUnit, p.SSHUnit))
+			require.NotZero(t, status, "restarting pre-nixos with ExecStart=/bin/false fails")
 			// The verdict a failing scenario would give; the diff is about the evidence.
 			verdict = errors.New("broken on purpose")
 		}

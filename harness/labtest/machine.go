@@ -120,7 +120,8 @@ func closeSharedMachines() {
 func Boot(t *testing.T, opts ...Option) *Machine {
 	t.Helper()
 	probe := newConfig(t.Name(), opts)
-	m := &Machine{t: t}
+	// The fixture and login options added below change neither the disks nor sharing.
+	m := &Machine{t: t, disks: probe.lab.VM.Disks, pre: &preState{}}
 	if probe.fixture != nil {
 		img, iso, key := Fixture(t, *probe.fixture)
 		m.iso, m.key = iso, key
@@ -132,8 +133,6 @@ func Boot(t *testing.T, opts ...Option) *Machine {
 	}
 	holdSlot(t)
 	m.lab = StartT(t, opts...)
-	m.pre = &preState{}
-	m.disks = newConfig(t.Name(), opts).lab.VM.Disks
 	return m
 }
 
@@ -150,7 +149,7 @@ func bootShared(t *testing.T, name string, m *Machine, opts []Option) *Machine {
 	sharedMu.Unlock()
 	sm.once.Do(func() {
 		all := append([]Option{Slug(name)}, opts...)
-		sm.m = &Machine{t: t, key: m.key, iso: m.iso, disks: newConfig(name, all).lab.VM.Disks, pre: &preState{}}
+		sm.m = &Machine{t: t, key: m.key, iso: m.iso, disks: m.disks, pre: m.pre}
 		// Every test on a shared machine observes one result, so a machine that runs
 		// pre-nixos has its checks run once, here, while the start holds its VM slot.
 		setup := func(ctx context.Context, l *lab.Lab) error {
@@ -407,14 +406,6 @@ func (m *Machine) Close(verdict error) {
 	ctx, cancel := deadline(commandDeadline)
 	defer cancel()
 	require.NoError(m.t, m.lab.Close(ctx, verdict), "closing the run %s", m.Dir())
-}
-
-// Sabotage runs cmd, a command that breaks the guest on purpose, and returns its exit
-// status, which may be anything.
-func (m *Machine) Sabotage(cmd string) int {
-	m.t.Helper()
-	_, st := m.Execute(cmd)
-	return st
 }
 
 // --- pre-nixos: what it promises, as intents -------------------------------------------
