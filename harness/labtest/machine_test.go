@@ -46,11 +46,11 @@ func TestExpectedDurationPrefersThisMachinesMeasurement(t *testing.T) {
 	require.Equal(t, 41*time.Second, ExpectedDuration("TestX"), "recording one test keeps the others")
 }
 
-// The timeout rule counts tests that have no Slot constant by their measured durations;
-// a parent measured through its subtests counts once, through them.
-func TestExpectedAddsMeasuredDurations(t *testing.T) {
-	e := Expected{PerTest: map[string]time.Duration{"TestSlotted": time.Minute}}
-	e.AddMeasured(map[string]time.Duration{
+// The timeout rule counts tests by their measured durations; a parent measured through
+// its subtests counts once, through them.
+func TestExpectedFromMeasuredDurations(t *testing.T) {
+	e := ExpectedFrom(map[string]time.Duration{
+		"TestSlotted":         time.Minute,
 		"TestBooted":          4 * time.Minute,
 		"TestSeries":          3 * time.Minute,
 		"TestSeries/kernel-a": time.Minute,

@@ -38,20 +38,14 @@ func liftParallel() error {
 }
 
 // packageTimeout applies checkTimeout to the tests this run selects (-run, -skip, -shard)
-// with the package's expected times (ReadExpected on its own directory: go test runs the
-// binary there).
+// with the package's measured times (go test runs the binary in the package's directory,
+// where testdata/durations.json is).
 func packageTimeout() error {
 	set, given := timeoutFlag(flag.CommandLine)
 	if !set || given != goTestDefaultTimeout || flagValue("test.list") != "" {
 		return nil
 	}
-	e, err := ReadExpected(".")
-	if err != nil {
-		return err
-	}
-	// Tests that boot through labtest.Boot have no Slot constant: what they took when
-	// last measured (here, or in the committed testdata/durations.json) stands for it.
-	e.AddMeasured(measuredDurations())
+	e := ExpectedFrom(measuredDurations())
 	wall := e.Wall(runSelector(flagValue("test.run"), flagValue("test.skip")), vmSlotCount)
 	return checkTimeout(set, given, wall, Config().TimeoutScale, testing.Short())
 }

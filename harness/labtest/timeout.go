@@ -3,12 +3,7 @@ package labtest
 import (
 	"flag"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -33,127 +28,23 @@ func timeoutFlag(fs *flag.FlagSet) (set bool, d time.Duration) {
 	return set, d
 }
 
-// Expected is what a package's tests are expected to hold the VM slots for on the
-// reference machine (two cores, TCG): the durations its tests pass to Slot and its shared
-// VMs to InSlot, read from its sources so TestMain knows them before any test runs.
+// Expected is how long a package's tests are expected to hold the VM slots: what each
+// took when last measured (measuredDurations: this machine's measurements over the
+// committed testdata/durations.json), known before any test runs.
 type Expected struct {
-	PerTest map[string]time.Duration // top-level test -> its Slot expectation
-	Shared  []time.Duration          // each InSlot (a shared VM boots once)
+	PerTest map[string]time.Duration // a top-level test, or a subtest by its full name
+	Shared  []time.Duration          // each shared machine (it boots once)
 }
 
-// ReadExpected scans dir/*_test.go for Slot(t, D) in top-level tests and InSlot(D)
-// anywhere. D must be a constant duration (N * time.Second and the like); anything else
-// is an error, so a new test cannot silently drop out of the bound.
-func ReadExpected(dir string) (Expected, error) {
+// ExpectedFrom sorts measured durations by what they name: a test or subtest
+// ("Test..."), or a shared machine. A parent whose subtests were measured counts only
+// through them.
+func ExpectedFrom(m map[string]time.Duration) Expected {
 	e := Expected{PerTest: map[string]time.Duration{}}
-	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
-	if err != nil {
-		return e, err
-	}
-	fset := token.NewFileSet()
-	for _, path := range files {
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			return e, fmt.Errorf("reading the expected times: %w", err)
-		}
-		var walkErr error
-		for _, decl := range f.Decls {
-			fn, ok := decl.(*ast.FuncDecl)
-			if !ok || fn.Body == nil {
-				continue
-			}
-			ast.Inspect(fn.Body, func(n ast.Node) bool {
-				call, ok := n.(*ast.CallExpr)
-				if !ok || walkErr != nil {
-					return walkErr == nil
-				}
-				sel, ok := call.Fun.(*ast.SelectorExpr)
-				if !ok {
-					return true
-				}
-				var arg ast.Expr
-				switch {
-				case sel.Sel.Name == "Slot" && len(call.Args) == 2 && isIdent(sel.X, "labtest"):
-					arg = call.Args[1]
-				case sel.Sel.Name == "InSlot" && len(call.Args) == 1:
-					arg = call.Args[0]
-				default:
-					return true
-				}
-				d, err := constDuration(arg)
-				if err != nil {
-					walkErr = fmt.Errorf("%s: %s: %w", fset.Position(call.Pos()), sel.Sel.Name, err)
-					return false
-				}
-				if sel.Sel.Name == "InSlot" {
-					e.Shared = append(e.Shared, d)
-				} else if fn.Recv == nil && strings.HasPrefix(fn.Name.Name, "Test") {
-					e.PerTest[fn.Name.Name] += d
-				}
-				return true
-			})
-		}
-		if walkErr != nil {
-			return e, fmt.Errorf("reading the expected times: %w", walkErr)
-		}
-	}
-	return e, nil
-}
-
-func isIdent(x ast.Expr, name string) bool {
-	id, ok := x.(*ast.Ident)
-	return ok && id.Name == name
-}
-
-var timeUnits = map[string]time.Duration{
-	"Nanosecond": time.Nanosecond, "Microsecond": time.Microsecond, "Millisecond": time.Millisecond,
-	"Second": time.Second, "Minute": time.Minute, "Hour": time.Hour,
-}
-
-// constDuration evaluates N * time.Unit, time.Unit * N, time.Unit and sums of them.
-func constDuration(x ast.Expr) (time.Duration, error) {
-	switch v := x.(type) {
-	case *ast.ParenExpr:
-		return constDuration(v.X)
-	case *ast.BasicLit:
-		if v.Kind == token.INT {
-			n, err := strconv.ParseInt(v.Value, 0, 64)
-			return time.Duration(n), err
-		}
-	case *ast.SelectorExpr:
-		if isIdent(v.X, "time") {
-			if u, ok := timeUnits[v.Sel.Name]; ok {
-				return u, nil
-			}
-		}
-	case *ast.BinaryExpr:
-		a, err := constDuration(v.X)
-		if err != nil {
-			return 0, err
-		}
-		b, err := constDuration(v.Y)
-		if err != nil {
-			return 0, err
-		}
-		switch v.Op {
-		case token.MUL:
-			return a * b, nil
-		case token.ADD:
-			return a + b, nil
-		}
-	}
-	return 0, fmt.Errorf("not a constant duration: %T", x)
-}
-
-// AddMeasured lays measured durations (ExpectedDuration's sources: test name, or a
-// subtest's full name, or a shared machine's name) over the Slot constants. A parent
-// whose subtests were measured counts only through them.
-func (e *Expected) AddMeasured(m map[string]time.Duration) {
 	for name, d := range m {
-		switch {
-		case strings.HasPrefix(name, "Test"):
+		if strings.HasPrefix(name, "Test") {
 			e.PerTest[name] = d
-		default:
+		} else {
 			e.Shared = append(e.Shared, d)
 		}
 	}
@@ -162,6 +53,7 @@ func (e *Expected) AddMeasured(m map[string]time.Duration) {
 			delete(e.PerTest, parent)
 		}
 	}
+	return e
 }
 
 // Wall is the expected wall time of the selected tests on slots VM slots (the longest

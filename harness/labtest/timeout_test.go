@@ -2,8 +2,6 @@ package labtest
 
 import (
 	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -55,20 +53,8 @@ func TestBoundFromExpectedTimes(t *testing.T) {
 	require.Equal(t, 30*time.Minute, Bound(0, 1))
 }
 
-func TestReadExpectedAndWall(t *testing.T) {
-	dir := t.TempDir()
-	src := `package x
-
-import ("testing"; "time"; "example/labtest")
-
-func TestA(t *testing.T) { labtest.Slot(t, 240*time.Second) }
-func TestB(t *testing.T) { labtest.Slot(t, 2*time.Minute) }
-func TestC(t *testing.T) { shared(t) }
-func shared(t *testing.T) { vm := labtest.NewShared("s", nil).InSlot(90 * time.Second); _ = vm }
-`
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "x_test.go"), []byte(src), 0o644))
-	e, err := ReadExpected(dir)
-	require.NoError(t, err)
+func TestExpectedWall(t *testing.T) {
+	e := ExpectedFrom(map[string]time.Duration{"TestA": 4 * time.Minute, "TestB": 2 * time.Minute, "s": 90 * time.Second})
 	require.Equal(t, map[string]time.Duration{"TestA": 4 * time.Minute, "TestB": 2 * time.Minute}, e.PerTest)
 	require.Equal(t, []time.Duration{90 * time.Second}, e.Shared)
 
@@ -84,22 +70,11 @@ func shared(t *testing.T) { vm := labtest.NewShared("s", nil).InSlot(90 * time.S
 	require.Equal(t, 3*time.Minute+30*time.Second, e.Wall(runSelector("TestB", ""), 1))
 }
 
-// A Slot time that is not a constant would drop its test out of the bound: an error.
-func TestReadExpectedRejectsANonConstantSlot(t *testing.T) {
-	dir := t.TempDir()
-	src := "package x\nfunc TestA(t *testing.T) { labtest.Slot(t, d) }\n"
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "x_test.go"), []byte(src), 0o644))
-	_, err := ReadExpected(dir)
-	require.ErrorContains(t, err, "not a constant duration")
-}
-
 // The card's command on this repository's scenarios: their measured times exceed go
 // test's default -timeout, so it is refused at once with the flag to add; a -run of
 // one scenario fits and runs.
 func TestScenariosUnderTheDefaultTimeout(t *testing.T) {
-	e, err := ReadExpected("../../scenarios")
-	require.NoError(t, err)
-	e.AddMeasured(durationsFrom("../../scenarios/testdata/durations.json"))
+	e := ExpectedFrom(durationsFrom("../../scenarios/testdata/durations.json"))
 	require.GreaterOrEqual(t, len(e.PerTest), 10, "the scenarios' committed measurements are read")
 	wall := e.Wall(runSelector("", ""), 2)
 	require.Greater(t, wall, goTestDefaultTimeout)
