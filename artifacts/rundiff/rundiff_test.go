@@ -190,6 +190,44 @@ func TestLastPass(t *testing.T) {
 	require.Empty(t, got)
 }
 
+// TestLastPassFindsMovedRuns: a ledger names each run where it was written. In CI the
+// notes travel (a shard's artefact downloaded into the report job, the shards merged)
+// and the last pass of an earlier night is kept beside the ledger of earlier nights,
+// so the recorded paths are gone: the run is found by its name next to the ledger or
+// next to the failing run.
+func TestLastPassFindsMovedRuns(t *testing.T) {
+	shard := filepath.Join(t.TempDir(), "notes")
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	mk := func(o runrec.Outcome, h int) string {
+		dir := fakeRun{slug: "standard", outcome: o, started: t0.Add(time.Duration(h) * time.Hour)}.write(t, shard)
+		r, err := runrec.Open(dir)
+		require.NoError(t, err)
+		require.NoError(t, runrec.AppendLedger(filepath.Join(shard, runrec.LedgerFile), r.LedgerEntry()))
+		return filepath.Base(dir)
+	}
+	pass, bad := mk(runrec.Pass, 0), mk(runrec.Fail, 24)
+
+	// The whole notes directory moved (an artefact downloaded elsewhere).
+	moved := filepath.Join(t.TempDir(), "merged")
+	require.NoError(t, os.Rename(shard, moved))
+	got, err := LastPass(filepath.Join(moved, runrec.LedgerFile), "standard", filepath.Join(moved, bad))
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(moved, pass), got, "the pass is found next to the ledger")
+
+	// The ledger and last night's pass in a history directory, tonight's run elsewhere.
+	history, tonight := t.TempDir(), t.TempDir()
+	require.NoError(t, os.Rename(filepath.Join(moved, pass), filepath.Join(history, pass)))
+	require.NoError(t, os.Rename(filepath.Join(moved, runrec.LedgerFile), filepath.Join(history, runrec.LedgerFile)))
+	require.NoError(t, os.Rename(filepath.Join(moved, bad), filepath.Join(tonight, bad)))
+	got, err = LastPass(filepath.Join(history, runrec.LedgerFile), "standard", filepath.Join(tonight, bad))
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(history, pass), got)
+	// The failing run itself is never its own last pass, wherever it moved.
+	got, err = LastPass(filepath.Join(history, runrec.LedgerFile), "standard", filepath.Join(history, pass))
+	require.NoError(t, err)
+	require.Empty(t, got, "no pass before the first one")
+}
+
 func TestPromote(t *testing.T) {
 	root := t.TempDir()
 	a := fakeRun{slug: "fixture", outcome: runrec.Pass, milestones: cleanMilestones(70, 4), captures: evidence(t, "boot1", nil)}.write(t, root)

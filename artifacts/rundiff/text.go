@@ -161,33 +161,63 @@ func (d *Diff) WriteText(w io.Writer) error {
 // LastPass returns the run directory of the newest passing run in the ledger with the
 // same slug (an image name for bootlab run, a scenario for the suite) that started
 // before the run in exclude and still exists; "" when there is none.
+//
+// A ledger records each run at the path it was written to, which need not be where
+// the run is now: a CI job's notes travel as an artefact to another machine, shards'
+// notes are merged into one directory, and runs of earlier nights are kept beside
+// their ledger. So a recorded directory that is gone is looked for by its name next to
+// the ledger and next to exclude (resolveRun).
 func LastPass(ledger, slug, exclude string) (string, error) {
 	entries, _, err := runrec.ReadLedger(ledger)
 	if err != nil {
 		return "", err
 	}
 	excl, _ := filepath.Abs(exclude)
+	roots := []string{filepath.Dir(ledger), filepath.Dir(excl)}
 	var before runrec.LedgerEntry
 	for _, e := range entries {
-		if e.Dir == excl {
+		if resolveRun(e.Dir, roots) == excl {
 			before = e
 		}
 	}
 	best := ""
 	var bestEntry runrec.LedgerEntry
 	for _, e := range entries {
-		if e.Outcome != runrec.Pass || e.Slug != slug || e.Dir == excl {
+		if e.Outcome != runrec.Pass || e.Slug != slug {
 			continue
+		}
+		dir := resolveRun(e.Dir, roots)
+		if dir == "" || dir == excl {
+			continue // pruned or moved out of reach
 		}
 		if !before.Time.IsZero() && !e.Time.Before(before.Time) {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(e.Dir, runrec.MetadataFile)); err != nil {
-			continue // pruned or moved
-		}
 		if best == "" || e.Time.After(bestEntry.Time) {
-			best, bestEntry = e.Dir, e
+			best, bestEntry = dir, e
 		}
 	}
 	return best, nil
+}
+
+// resolveRun is where the run a ledger recorded at dir is now: dir itself when it is
+// still a run directory, else a run directory of the same name in one of roots, else "".
+func resolveRun(dir string, roots []string) string {
+	isRun := func(d string) bool {
+		_, err := os.Stat(filepath.Join(d, runrec.MetadataFile))
+		return err == nil
+	}
+	if dir == "" {
+		return ""
+	}
+	if isRun(dir) {
+		return dir
+	}
+	for _, r := range roots {
+		abs, err := filepath.Abs(filepath.Join(r, filepath.Base(dir)))
+		if err == nil && isRun(abs) {
+			return abs
+		}
+	}
+	return ""
 }
