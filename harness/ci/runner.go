@@ -49,6 +49,11 @@ type Runner struct {
 	HostEnv []string
 	// VMLock is the file held while a job that boots VMs runs ("" = none).
 	VMLock string
+	// RunID is github.run_id and GITHUB_RUN_ID (default "1"). GitHub gives every
+	// run its own; a cache key made of it (the nightly ledger's) names one run, so
+	// two runs sharing one State need two ids, or the second's save is refused as
+	// an existing key and the next run restores the first's.
+	RunID string
 
 	toolchains map[string]string // go version -> GOROOT on this machine
 	failed     map[string]bool   // workflow/job id -> a combination failed
@@ -149,6 +154,7 @@ func (r *Runner) run(ctx context.Context, j Job) (string, error) {
 		}
 	}
 	jr.ec = newExprCtx(j.wf, def, jr.temp, jr.ws)
+	jr.ec.github["run_id"] = r.runID()
 	jr.ec.matrix, jr.ec.jobTotal, jr.ec.inputs, jr.ec.hashRoot = j.Matrix, j.Total, r.Inputs, jr.ws
 	jr.ec.github["job"] = j.ID
 
@@ -279,11 +285,18 @@ func ifErr(err error, ok string) any {
 	return ok
 }
 
+func (r *Runner) runID() string {
+	if r.RunID == "" {
+		return "1"
+	}
+	return r.RunID
+}
+
 // githubEnv is what GitHub's runner sets in every step.
 func (jr *jobRun) githubEnv() []string {
 	return []string{"CI=true", "GITHUB_ACTIONS=true", "RUNNER_OS=Linux", "RUNNER_ARCH=X64",
-		"RUNNER_TEMP=" + jr.temp, "GITHUB_WORKSPACE=" + jr.ws, "GITHUB_RUN_ID=1", "GITHUB_RUN_NUMBER=1",
-		"GITHUB_JOB=" + jr.job.ID, "GITHUB_WORKFLOW=" + jr.job.wf.Name, "GITHUB_REPOSITORY=bootlab/bootlab",
+		"RUNNER_TEMP=" + jr.temp, "GITHUB_WORKSPACE=" + jr.ws, "GITHUB_RUN_ID=" + jr.r.runID(), "GITHUB_RUN_NUMBER=" + jr.r.runID(),
+		"GITHUB_JOB=" + jr.job.ID, "GITHUB_WORKFLOW=" + jr.job.wf.Name, "GITHUB_REPOSITORY=bootlab/bootlab", "GITHUB_SERVER_URL=https://github.com",
 		"GITHUB_EVENT_NAME=workflow_dispatch", "GITHUB_REF=refs/heads/main", "HOME=" + jr.home}
 }
 
