@@ -74,22 +74,23 @@ func TestNightlyReportExplainsARedNight(t *testing.T) {
 	require.Equal(t, "report", report.ID)
 	state := t.TempDir()
 	t0 := time.Date(2026, 12, 4, 2, 17, 0, 0, time.UTC)
-	night := func(n int, o runrec.Outcome, boot string, extra map[string]string) (run, summary string) {
+	// The runner picks each run's id (Runner.RunID left empty, as cilocal leaves it).
+	night := func(n int, o runrec.Outcome, boot string, extra map[string]string) (run, summary, id string) {
 		artifacts := t.TempDir()
 		run = shardWithEvidence(t, filepath.Join(artifacts, "work-notes-shard-1"), t0.Add(time.Duration(n)*24*time.Hour), o, boot, extra)
 		var log bytes.Buffer
-		r := &Runner{Repo: ws, HeadOnly: true, State: state, Artifacts: artifacts, Out: &log, RunID: "9000" + string(rune('0'+n))}
+		r := &Runner{Repo: ws, HeadOnly: true, State: state, Artifacts: artifacts, Out: &log}
 		res := r.Run(ctx, report)
 		require.NoError(t, res.Err, "night %d's report job:\n%s", n, tail(log.String(), 6000))
 		b, err := os.ReadFile(filepath.Join(state, "work", report.slug(), "_temp", "step-summary.md"))
 		require.NoError(t, err)
-		return run, string(b)
+		return run, string(b), r.RunID
 	}
-	_, s1 := night(1, runrec.Pass, "boot1", nil)
+	_, s1, _ := night(1, runrec.Pass, "boot1", nil)
 	require.Contains(t, s1, "## Tonight: green")
-	pass2, s2 := night(2, runrec.Pass, "boot2", nil)
+	pass2, s2, _ := night(2, runrec.Pass, "boot2", nil)
 	require.Contains(t, s2, "## Tonight: green")
-	red, s3 := night(3, runrec.Fail, "boot1", map[string]string{
+	red, s3, id3 := night(3, runrec.Fail, "boot1", map[string]string{
 		"systemctl-failed": "  pre-nixos.service loaded failed failed pre-nixos disk provisioner\n",
 		"journal-warnings": "Dec 07 02:18:01 fixture systemd[1]: Failed to start pre-nixos.service - pre-nixos disk provisioner.\n",
 	})
@@ -97,7 +98,7 @@ func TestNightlyReportExplainsARedNight(t *testing.T) {
 	require.Contains(t, s3, "## Tonight: red")
 	require.Contains(t, s3, "### TestCleanDisk: fail")
 	require.Contains(t, s3, "Run directory `"+red+"`")
-	require.Contains(t, s3, "[`work-notes-merged`](https://github.com/bootlab/bootlab/actions/runs/90003)", "the summary links the run's artefacts")
+	require.Contains(t, s3, "[`work-notes-merged`](https://github.com/bootlab/bootlab/actions/runs/"+id3+")", "the summary links the run's artefacts")
 	require.Contains(t, s3, "Compared with the last pass `"+pass2+"`", "the last pass is night 2's, which only night 2's saved ledger knows")
 	require.Contains(t, s3, "units failed: pre-nixos.service")
 	require.Contains(t, s3, "Failed to start pre-nixos.service")

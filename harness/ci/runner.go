@@ -49,10 +49,11 @@ type Runner struct {
 	HostEnv []string
 	// VMLock is the file held while a job that boots VMs runs ("" = none).
 	VMLock string
-	// RunID is github.run_id and GITHUB_RUN_ID (default "1"). GitHub gives every
-	// run its own; a cache key made of it (the nightly ledger's) names one run, so
-	// two runs sharing one State need two ids, or the second's save is refused as
-	// an existing key and the next run restores the first's.
+	// RunID is github.run_id and GITHUB_RUN_ID; empty: a new one, the time in
+	// nanoseconds, taken at the first job. GitHub gives every run its own; a cache
+	// key made of it (the nightly ledger's) names one run, so two runs sharing one
+	// State need two ids, or the second's save is refused as an existing key and
+	// the next run restores the first's.
 	RunID string
 
 	toolchains map[string]string // go version -> GOROOT on this machine
@@ -287,7 +288,7 @@ func ifErr(err error, ok string) any {
 
 func (r *Runner) runID() string {
 	if r.RunID == "" {
-		return "1"
+		r.RunID = fmt.Sprint(time.Now().UnixNano())
 	}
 	return r.RunID
 }
