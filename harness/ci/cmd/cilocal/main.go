@@ -110,10 +110,7 @@ func run() int {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	stamp := time.Now().UTC().Format("20060102T150405Z")
-	// Each run its own id, as on GitHub: a run's cache keys (the nightly ledger's) must
-	// not collide with an earlier run's in the same state.
 	r := &ci.Runner{Repo: root, HeadOnly: *head, State: *state, Inputs: in, Out: os.Stdout, VMLock: *vmLock,
-		RunID: fmt.Sprint(time.Now().Unix()),
 		Artifacts: filepath.Join(*state, "runs", stamp, "artifacts")}
 	if err := os.MkdirAll(r.Artifacts, 0o755); err != nil {
 		logger.Error("creating the artefact store", "err", err)
