@@ -35,11 +35,17 @@ DEPS ?=
 # `make scenarios SHARD=2/4` runs the second of four round-robin slices (the nightly
 # matrix); ISO=path boots that ISO instead of the fixture image, PROFILE=nixos says how
 # to log in to it and what to check (docs/nixos.md), ENTRY=label picks its boot entry.
+# SCENARIOS=regexp runs only the scenarios it matches (with SHARD, each shard takes its
+# share of those); BREAK_UNIT=name.service breaks that unit of the fixture on purpose
+# (how a red night is reported: make ci-nights, docs/ci.md).
 SHARD ?=
 ISO ?=
 PROFILE ?=
 ENTRY ?=
-SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO)) $(if $(PROFILE),-profile $(PROFILE)) $(if $(ENTRY),-entry $(ENTRY))
+SCENARIOS ?=
+BREAK_UNIT ?=
+SCENARIO_ARGS = $(if $(SHARD),-shard $(SHARD)) $(if $(ISO),-iso $(ISO)) $(if $(PROFILE),-profile $(PROFILE)) $(if $(ENTRY),-entry $(ENTRY)) \
+  $(if $(SCENARIOS),-run '$(SCENARIOS)') $(if $(BREAK_UNIT),-break-unit $(BREAK_UNIT))
 STATICCHECK_VERSION ?= v0.8.2
 
 # The GitHub workflows run here as written (harness/ci's runner, docs/ci.md): container jobs

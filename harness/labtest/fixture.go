@@ -64,6 +64,9 @@ func checkFixtureFlags() error {
 	if err != nil {
 		return fmt.Errorf("-profile: %w", err)
 	}
+	if err := checkBreakUnit(); err != nil {
+		return err
+	}
 	if p.PreNixosUnit == "" {
 		return fmt.Errorf("-profile %s: the fixture scenarios need an image that runs pre-nixos (fixture or nixos)", p.Name)
 	}
@@ -104,6 +107,7 @@ var (
 func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair) {
 	t.Helper()
 	vmgate.VM(t)
+	spec = withBrokenUnit(spec)
 	id := fmt.Sprintf("%+v", spec)
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()

@@ -90,7 +90,11 @@ func Main(m *testing.M, o MainOptions) {
 		if err != nil {
 			fail(fmt.Errorf("listing the tests to shard: %w", err))
 		}
-		if err := flag.Set("test.run", ci.RunPattern(ci.Shard(tests, i, n))); err != nil {
+		pattern, err := filterThenShard(tests, flag.Lookup("test.run").Value.String(), i, n)
+		if err != nil {
+			fail(err)
+		}
+		if err := flag.Set("test.run", pattern); err != nil {
 			fail(err)
 		}
 	}
