@@ -171,7 +171,7 @@ func expensive(c command) string {
 	case a[0] == "nix":
 		return "nix flake commands need nixpkgs and a Nix with flakes: GitHub only (docs/nix.md)"
 	}
-	if sub, _, ok := bootlabArgs(a); ok && sub != "report" && sub != "log" {
+	if sub, _, ok := bootlabArgs(a); ok && sub != "report" && sub != "log" && sub != "night" {
 		return "bootlab " + sub + " boots VMs"
 	}
 	return ""
