@@ -61,7 +61,7 @@ BISECT_ISOS ?=
 CI_LOCAL_JOBS = ci/lint ci/unit ci/nix ci/integration nightly/scenarios:shard=1 nightly/report fresh/fresh $(if $(BISECT_ISOS),bisect/bisect)
 CI_LOCAL_FLAGS ?=
 
-.PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean ci ci-local
+.PHONY: all deps build vet lint unit sandbox-unit fuzz vm scenarios test demo bench soak nixcheck bisect-demo vendor-hash clean ci ci-local ci-nights
 
 all: build
 
@@ -125,6 +125,12 @@ ci:
 ci-local:
 	@[ -n "$(JOB)$(BISECT_ISOS)" ] || echo "ci-local: bisect/bisect is not run: it needs BISECT_ISOS (candidate ISOs)"
 	$(CI_LOCAL) $(CI_LOCAL_FLAGS) $(if $(BISECT_ISOS),-input 'isos=$(BISECT_ISOS)') $(addprefix -job ,$(or $(JOB),$(CI_LOCAL_JOBS)))
+
+# Two local nights of nightly.yml through the runner: one scenario, then the same with a
+# unit broken on purpose; passes when the second night's summary explains the failure
+# (.ci/red-night.sh, docs/ci.md "A red night explains itself").
+ci-nights:
+	@GO=$(GO) bash .ci/red-night.sh
 
 # The parts of `make test`, run in this order; the first failure stops the run. Each
 # part's wall time is printed at the end, failed or not.

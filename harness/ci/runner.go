@@ -49,6 +49,9 @@ type Runner struct {
 	HostEnv []string
 	// VMLock is the file held while a job that boots VMs runs ("" = none).
 	VMLock string
+	// Cache is the Actions cache stand-in's store (default State/cache). A run of
+	// its own (make ci-nights) keeps its ledger history apart from the usual runs'.
+	Cache string
 	// RunID is github.run_id and GITHUB_RUN_ID; empty: a new one, the time in
 	// nanoseconds, taken at the first job. GitHub gives every run its own; a cache
 	// key made of it (the nightly ledger's) names one run, so two runs sharing one
@@ -406,7 +409,12 @@ func (r *Runner) mounts(jr *jobRun) ([]string, error) {
 
 var aptProxyRE = regexp.MustCompile(`(?i)Acquire::[a-z]+::Proxy`)
 
-func (r *Runner) cacheStore() string { return filepath.Join(r.State, "cache") }
+func (r *Runner) cacheStore() string {
+	if r.Cache != "" {
+		return r.Cache
+	}
+	return filepath.Join(r.State, "cache")
+}
 
 // InputFiles is where files a job's inputs name go (file:// URLs of
 // candidate ISOs for bisect): container jobs see it at the same path.

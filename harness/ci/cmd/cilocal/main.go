@@ -4,7 +4,7 @@
 // done by a local stand-in. `make ci-local` runs it; `make ci-local
 // JOB=ci/unit` runs one job.
 //
-//	cilocal [-job WF/JOB[:AXIS=V]]... [-input NAME=VALUE]... [-head] [-state DIR] [-list]
+//	cilocal [-job WF/JOB[:AXIS=V]]... [-input NAME=VALUE]... [-head] [-state DIR] [-cache DIR] [-list]
 package main
 
 import (
@@ -41,6 +41,7 @@ func run() int {
 	home, _ := os.UserCacheDir()
 	state := fs.String("state", filepath.Join(home, "bootlab-ci"), "persistent state: work directories, caches, Go caches, snapshots")
 	repo := fs.String("repo", ".", "the repository whose workflows run")
+	cache := fs.String("cache", "", "the Actions cache stand-in's store (default STATE/cache)")
 	list := fs.Bool("list", false, "list the jobs and exit")
 	vmLock := fs.String("vm-lock", "/tmp/bootlab-vm.lock", "held while a job that boots VMs runs (\"\" for none)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -110,7 +111,7 @@ func run() int {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	stamp := time.Now().UTC().Format("20060102T150405Z")
-	r := &ci.Runner{Repo: root, HeadOnly: *head, State: *state, Inputs: in, Out: os.Stdout, VMLock: *vmLock,
+	r := &ci.Runner{Repo: root, HeadOnly: *head, State: *state, Cache: *cache, Inputs: in, Out: os.Stdout, VMLock: *vmLock,
 		Artifacts: filepath.Join(*state, "runs", stamp, "artifacts")}
 	if err := os.MkdirAll(r.Artifacts, 0o755); err != nil {
 		logger.Error("creating the artefact store", "err", err)
