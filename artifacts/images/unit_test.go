@@ -390,7 +390,7 @@ func TestFixtureBaseOptions(t *testing.T) {
 	lean := deb
 	lean.Initramfs, lean.Units = "lean", "lean"
 	s := lean.script()
-	for _, want := range []string{"MODULES=list", "COMPRESS=zstd", "virtio_rng", "ata_piix", "sr_mod", "isofs", "squashfs", "overlay",
+	for _, want := range []string{"MODULES=list", "drivers/net", "virtio_rng", "ata_piix", "sr_mod", "isofs", "squashfs", "overlay",
 		"update-initramfs -u -k all", "raid[0-9]+", "rm -f /etc/systemd/system/multi-user.target.wants/e2scrub_reap.service",
 		"timers.target.wants/apt-daily.timer"} {
 		assert.Contains(t, s, want)

@@ -63,7 +63,7 @@ var BootVariants = []BootVariant{
 	// fixture-debian boots it; fixture-lean is all of them together.
 	{Name: "fixture-debian", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMIDE, Why: "Debian's base: every storage module in a gzip initramfs, every unit, zstd-3 squashfs in 128 KiB blocks, CD-ROM on IDE"},
 	{Name: "fixture-scsicd", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMSCSI, Why: "Debian's base, the CD-ROM on virtio-scsi"},
-	{Name: "fixture-lean-initramfs", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "lean initramfs: a module list with virtio-rng, no RAID modules, zstd"},
+	{Name: "fixture-lean-initramfs", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "lean initramfs: a module list with virtio-rng, no RAID, network or graphics modules"},
 	{Name: "fixture-lean-units", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Units = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "timers and e2scrub_reap removed from the base"},
 	{Name: "fixture-sq-lz4", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Compressor, b.CompressionLevel = "lz4", 0 }), CDROMBus: qemu.CDROMIDE, Why: "root squashfs lz4, 128 KiB blocks"},
 	{Name: "fixture-sq-64k", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.BlockKB = 64 }), CDROMBus: qemu.CDROMIDE, Why: "root squashfs zstd-3, 64 KiB blocks"},
