@@ -52,7 +52,7 @@ type BootVariant struct {
 var BootVariants = []BootVariant{
 	{Name: "mini", Image: "mini", MemoryMB: 256, Why: "reference: busybox initramfs, no systemd"},
 	{Name: "fixture-firmware", Image: "fixture", Boot: lab.BootFirmware, Why: "SeaBIOS + ISOLINUX, 1 CPU, 1 GiB (the scenarios' boot before this benchmark)"},
-	{Name: "fixture-direct", Image: "fixture", Boot: lab.BootDirect, Why: "QEMU -kernel/-initrd, ISO as CD-ROM"},
+	{Name: "fixture-direct", Image: "fixture", Boot: lab.BootDirect, Why: "QEMU -kernel/-initrd, ISO as CD-ROM, the default base (lean initramfs and units)"},
 	{Name: "fixture-direct-smp2", Image: "fixture", Boot: lab.BootDirect, CPUs: 2, Why: "MTTCG, two vCPUs"},
 	{Name: "fixture-direct-cpumax", Image: "fixture", Boot: lab.BootDirect, CPUModel: "max", Why: "-cpu max"},
 	{Name: "fixture-direct-tb1g", Image: "fixture", Boot: lab.BootDirect, TBSizeMB: 1024, Why: "TCG translation cache 1 GiB"},
@@ -60,7 +60,8 @@ var BootVariants = []BootVariant{
 	{Name: "fixture-direct-masked", Image: "fixture", Boot: lab.BootDirect, Append: maskArgs(MaskCandidates), Why: "units a provisioning boot never needs masked (systemd.mask=, what the image's layer would do)"},
 	{Name: "fixture-direct-toram", Image: "fixture", Boot: lab.BootDirect, MemoryMB: 2048, Append: "toram", Why: "live-boot copies the squashfs to RAM first (one sequential read instead of page faults through the CD-ROM)"},
 	// The lean-boot levers (issue 27), each one change from Debian's base booted as
-	// fixture-debian boots it; fixture-lean is all of them together.
+	// fixture-debian boots it; fixture-lean is all of them together (the base adopted
+	// as images.DefaultFixtureBase is lean initramfs and units, the CD-ROM on IDE).
 	{Name: "fixture-debian", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMIDE, Why: "Debian's base: every storage module in a gzip initramfs, every unit, zstd-3 squashfs in 128 KiB blocks, CD-ROM on IDE"},
 	{Name: "fixture-scsicd", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMSCSI, Why: "Debian's base, the CD-ROM on virtio-scsi"},
 	{Name: "fixture-lean-initramfs", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "lean initramfs: a module list with virtio-rng, no RAID, network or graphics modules"},
