@@ -174,18 +174,22 @@ printf '%s\n' ` + strings.Join(InitramfsModules, " ") + ` >> /etc/initramfs-tool
 # and the real root loads the NIC's and the display's drivers itself (depmod runs after
 # the hooks).
 cat > /etc/initramfs-tools/hooks/zz-bootlab-lean <<'HOOKEOF'
-#!/bin/sh
-[ "$1" = prereqs ] && exit 0
-[ -f "$DESTDIR/conf/modules" ] && sed -i -E '/^(linear|multipath|raid[0-9]+|efivarfs)( |$)/d' "$DESTDIR/conf/modules"
-rm -rf "$DESTDIR"/usr/lib/modules/*/kernel/drivers/net "$DESTDIR"/usr/lib/modules/*/kernel/drivers/gpu
-exit 0
-HOOKEOF
+` + leanInitramfsHook + `HOOKEOF
 chmod 0755 /etc/initramfs-tools/hooks/zz-bootlab-lean
 update-initramfs -u -k all
 `)
 	}
 	return s.String()
 }
+
+// leanInitramfsHook is the initramfs-tools hook of a lean base (FixtureBase.script):
+// it runs in mkinitramfs after the packages' hooks, with DESTDIR the initramfs tree.
+const leanInitramfsHook = `#!/bin/sh
+[ "$1" = prereqs ] && exit 0
+[ -f "$DESTDIR/conf/modules" ] && sed -i -E '/^(linear|multipath|raid[0-9]+|efivarfs)( |$)/d' "$DESTDIR/conf/modules"
+rm -rf "$DESTDIR"/usr/lib/modules/*/kernel/drivers/net "$DESTDIR"/usr/lib/modules/*/kernel/drivers/gpu
+exit 0
+`
 
 func (b FixtureBase) mksquashfsArgs() []string {
 	args := []string{"-comp", b.Compressor, "-b", strconv.Itoa(b.BlockKB * 1024)}

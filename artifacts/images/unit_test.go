@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -427,4 +428,41 @@ func TestFixtureBaseOptions(t *testing.T) {
 	}
 	_, err := BuildFixtureISO(context.Background(), FixtureSpec{RootKey: "ssh-ed25519 AAAA x", Base: &FixtureBase{Initramfs: "x", Units: "all", Compressor: "zstd", BlockKB: 128}})
 	assert.ErrorContains(t, err, `initramfs "x"`, "refused before any tool or build")
+}
+
+// The lean initramfs's hook, run as mkinitramfs runs it on a tree like the one the
+// packages' hooks left: the RAID personalities mdadm's hook force-loads are no longer
+// loaded (the lines mkinitramfs writes end in a space), every other module still is,
+// and the network and graphics drivers are gone while the storage ones stay.
+func TestLeanInitramfsHook(t *testing.T) {
+	dest := t.TempDir()
+	hook := filepath.Join(t.TempDir(), "zz-bootlab-lean")
+	assert.NoError(t, os.WriteFile(hook, []byte(leanInitramfsHook), 0o755))
+	mods := filepath.Join(dest, "usr/lib/modules/6.1.0-57-amd64/kernel/drivers")
+	for _, d := range []string{"net/virtio_net", "gpu/drm", "scsi", "ata", "md"} {
+		assert.NoError(t, os.MkdirAll(filepath.Join(mods, d), 0o755))
+		assert.NoError(t, os.WriteFile(filepath.Join(mods, d, "x.ko"), []byte("ko"), 0o644))
+	}
+	assert.NoError(t, os.MkdirAll(filepath.Join(dest, "conf"), 0o755))
+	in := "virtio_pci \nsr_mod \nlinear \nmultipath \nraid0 \nraid1 \nraid456 \nraid5 \nraid6 \nraid10 \nefivarfs \nraid6_pq_extra \nsquashfs \n"
+	assert.NoError(t, os.WriteFile(filepath.Join(dest, "conf/modules"), []byte(in), 0o644))
+
+	cmd := exec.Command("/bin/sh", hook, "prereqs")
+	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
+	out, err := cmd.CombinedOutput()
+	assert.NoError(t, err, "%s", out)
+	b, _ := os.ReadFile(filepath.Join(dest, "conf/modules"))
+	assert.Equal(t, in, string(b), "asked for its prerequisites, the hook changes nothing")
+
+	cmd = exec.Command("/bin/sh", hook)
+	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
+	out, err = cmd.CombinedOutput()
+	assert.NoError(t, err, "%s", out)
+	b, _ = os.ReadFile(filepath.Join(dest, "conf/modules"))
+	assert.Equal(t, "virtio_pci \nsr_mod \nraid6_pq_extra \nsquashfs \n", string(b))
+	for d, want := range map[string]bool{"net": false, "gpu": false, "scsi": true, "ata": true, "md": true} {
+		_, err := os.Stat(filepath.Join(mods, d))
+		assert.Equal(t, want, err == nil, d)
+	}
+	assert.Contains(t, DefaultFixtureBase.script(), "<<'HOOKEOF'\n"+leanInitramfsHook+"HOOKEOF\n", "the default base installs this hook")
 }
