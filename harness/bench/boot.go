@@ -387,9 +387,3 @@ func fixtureSpec(ctx context.Context, img vm.Image) vm.Spec {
 	}
 	return spec
 }
-
-// PrepareVariant builds (or finds in the cache) v's image without booting it.
-func PrepareVariant(ctx context.Context, v BootVariant) error {
-	_, err := variantImage(ctx, v)
-	return err
-}
