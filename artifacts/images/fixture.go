@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +69,134 @@ type FixtureSpec struct {
 	BreakUnit string
 	// Files are extra files for the small layer (absolute path -> content, mode).
 	Files map[string]File
+	// Base picks how the big base layer is built; nil is DefaultFixtureBase. Only the
+	// boot benchmark sets it, to measure a lever side by side before it is adopted.
+	Base *FixtureBase
+}
+
+// FixtureBase is how the fixture's base layer (root squashfs, kernel, initrd) is built.
+// Each field is one lever of the cold boot under TCG; `bootlab bench --boot` boots
+// bases that differ in one field side by side (docs/benchmarks.md, "Lean fixture boot").
+// Every field is part of the base's cache key.
+type FixtureBase struct {
+	// Initramfs is "most" (Debian's default: every storage driver, the RAID modules
+	// force-loaded by mdadm's hook) or "lean" (InitramfsModules, no RAID module loaded
+	// at boot, no network or graphics driver, virtio-rng loaded so the kernel's random
+	// pool is ready before systemd asks for it).
+	Initramfs string `json:"initramfs"`
+	// Units is "all" (as Debian installs them) or "lean" (LeanUnitsRemoved removed:
+	// timers and e2scrub, which a guest that lives minutes never needs).
+	Units string `json:"units"`
+	// Compressor and BlockKB are mksquashfs's -comp and -b for the root squashfs;
+	// CompressionLevel is zstd's level (0: mksquashfs's default for the compressor).
+	Compressor       string `json:"compressor"`
+	CompressionLevel int    `json:"compression_level,omitempty"`
+	BlockKB          int    `json:"block_kb"`
+}
+
+// DefaultFixtureBase is the base every fixture is built on unless FixtureSpec.Base
+// says otherwise: the lean initramfs and the lean units, measured against Debian's base
+// and the other levers side by side (docs/benchmarks.md, "Lean fixture boot"); the
+// squashfs keeps zstd-3 in 128 KiB blocks (lz4 and 64 KiB blocks did not pay) and the
+// CD-ROM stays on IDE (virtio-scsi did not pay).
+var DefaultFixtureBase = FixtureBase{Initramfs: "lean", Units: "lean", Compressor: "zstd", CompressionLevel: 3, BlockKB: 128}
+
+// debianBase is the base as Debian makes it (the fixture before these levers): every
+// storage module in a gzip initramfs, every unit, zstd level 3 in 128 KiB blocks.
+var debianBase = FixtureBase{Initramfs: "most", Units: "all", Compressor: "zstd", CompressionLevel: 3, BlockKB: 128}
+
+// DebianFixtureBase returns the base as Debian makes it, the benchmark's baseline.
+func DebianFixtureBase() FixtureBase { return debianBase }
+
+// InitramfsModules are what a lean initramfs loads: the live medium on an IDE or
+// virtio-scsi CD-ROM (firmware and direct boots, TestFixtureISO's -cdrom), its
+// squashfs through loop and overlay, virtio disks, and virtio-rng.
+var InitramfsModules = []string{
+	"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_rng", "ata_piix", "ata_generic", "sr_mod", "cdrom",
+	"isofs", "squashfs", "loop", "overlay",
+}
+
+// LeanUnitsRemoved are the units a lean base removes (their enablement symlinks, so
+// nothing starts them; the files stay for anyone who starts one by hand).
+var LeanUnitsRemoved = []string{
+	"multi-user.target.wants/e2scrub_reap.service",
+	"timers.target.wants/apt-daily-upgrade.timer", "timers.target.wants/apt-daily.timer",
+	"timers.target.wants/dpkg-db-backup.timer", "timers.target.wants/e2scrub_all.timer",
+	"timers.target.wants/fstrim.timer", "timers.target.wants/systemd-tmpfiles-clean.timer",
+}
+
+// Validate reports a base option this builder does not know.
+func (b FixtureBase) Validate() error {
+	var errs []string
+	if b.Initramfs != "most" && b.Initramfs != "lean" {
+		errs = append(errs, fmt.Sprintf("initramfs %q is not most or lean", b.Initramfs))
+	}
+	if b.Units != "all" && b.Units != "lean" {
+		errs = append(errs, fmt.Sprintf("units %q is not all or lean", b.Units))
+	}
+	switch b.Compressor {
+	case "zstd", "lz4", "xz", "gzip", "lzo":
+	default:
+		errs = append(errs, fmt.Sprintf("compressor %q is not zstd, lz4, xz, gzip or lzo", b.Compressor))
+	}
+	if b.CompressionLevel != 0 && b.Compressor != "zstd" {
+		errs = append(errs, "a compression level is only for zstd")
+	}
+	if b.BlockKB < 4 || b.BlockKB > 1024 || b.BlockKB&(b.BlockKB-1) != 0 {
+		errs = append(errs, fmt.Sprintf("block size %d KiB is not a power of two from 4 to 1024", b.BlockKB))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("fixture base: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// script is the shell the base's customize step runs after customizeScript for these
+// options (empty for Debian's defaults).
+func (b FixtureBase) script() string {
+	var s strings.Builder
+	if b.Units == "lean" {
+		s.WriteString("# Units a guest that lives minutes never needs (FixtureBase.Units).\n")
+		for _, u := range LeanUnitsRemoved {
+			fmt.Fprintf(&s, "rm -f /etc/systemd/system/%s /lib/systemd/system/%s\n", u, u)
+		}
+	}
+	if b.Initramfs == "lean" {
+		s.WriteString(`# A lean initramfs (FixtureBase.Initramfs): the modules the live medium needs, not
+# every storage driver.
+mkdir -p /etc/initramfs-tools/conf.d /etc/initramfs-tools/hooks
+printf 'MODULES=list\n' > /etc/initramfs-tools/conf.d/bootlab-lean.conf
+printf '%s\n' ` + strings.Join(InitramfsModules, " ") + ` >> /etc/initramfs-tools/modules
+# This hook runs after the packages' hooks. mdadm's force-loads the RAID personalities
+# (raid456 benchmarks raid6 and xor as it loads): the live root is never on RAID, and
+# the real root's udev loads them when a disk carries an array. live-boot's and kms's
+# add every network and graphics driver (58 of the 101 MiB): the live medium is local,
+# and the real root loads the NIC's and the display's drivers itself (depmod runs after
+# the hooks).
+cat > /etc/initramfs-tools/hooks/zz-bootlab-lean <<'HOOKEOF'
+` + leanInitramfsHook + `HOOKEOF
+chmod 0755 /etc/initramfs-tools/hooks/zz-bootlab-lean
+update-initramfs -u -k all
+`)
+	}
+	return s.String()
+}
+
+// leanInitramfsHook is the initramfs-tools hook of a lean base (FixtureBase.script):
+// it runs in mkinitramfs after the packages' hooks, with DESTDIR the initramfs tree.
+const leanInitramfsHook = `#!/bin/sh
+[ "$1" = prereqs ] && exit 0
+[ -f "$DESTDIR/conf/modules" ] && sed -i -E '/^(linear|multipath|raid[0-9]+|efivarfs)( |$)/d' "$DESTDIR/conf/modules"
+rm -rf "$DESTDIR"/usr/lib/modules/*/kernel/drivers/net "$DESTDIR"/usr/lib/modules/*/kernel/drivers/gpu
+exit 0
+`
+
+func (b FixtureBase) mksquashfsArgs() []string {
+	args := []string{"-comp", b.Compressor, "-b", strconv.Itoa(b.BlockKB * 1024)}
+	if b.CompressionLevel != 0 {
+		args = append(args, "-Xcompression-level", strconv.Itoa(b.CompressionLevel))
+	}
+	return args
 }
 
 // ISO is a built fixture ISO.
@@ -107,10 +236,17 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	if key == "" || strings.Contains(key, "\n") || !strings.HasPrefix(key, "ssh-") && !strings.HasPrefix(key, "ecdsa-") {
 		return nil, fmt.Errorf("the root key must be one public key line (ssh-ed25519 AAAA...), got %q", truncate(key, 60))
 	}
+	baseOpts := DefaultFixtureBase
+	if spec.Base != nil {
+		baseOpts = *spec.Base
+	}
+	if err := baseOpts.Validate(); err != nil {
+		return nil, err
+	}
 	if err := ensureFixtureTools(ctx); err != nil {
 		return nil, err
 	}
-	base, err := buildFixtureBase(ctx)
+	base, err := buildFixtureBase(ctx, baseOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +278,13 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 		h.add(f, s)
 	}
 	hash := sum()
-	dir := filepath.Join(CacheDir(), "fixture", "iso-"+shortHash(hash))
+	// ISOs on a base other than the default are the boot benchmark's: they have their
+	// own prefix, so building them never prunes the ISOs everyone else boots.
+	prefix := "iso-"
+	if baseOpts != DefaultFixtureBase {
+		prefix = "lever-iso-"
+	}
+	dir := filepath.Join(CacheDir(), "fixture", prefix+shortHash(hash))
 	iso := &ISO{
 		Path: filepath.Join(dir, "fixture.iso"), Hash: hash, BaseHash: base.Hash,
 		Kernel: base.Kernel, Initrd: base.Initrd, Append: FixtureAppend, RootKey: key,
@@ -165,7 +307,7 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the fixture ISO: %w", err)
 	}
-	touchAndPrune(dir, "iso-*", 10)
+	touchAndPrune(dir, prefix+"*", 10)
 	iso.BuildTook = time.Since(start).Round(time.Millisecond).String()
 	return iso, nil
 }
@@ -339,23 +481,42 @@ func copyBinaries(p *payload, dst string) error {
 // so a base built under another split is never reused.
 const baseLayout = "v2: pre-nixos binaries and units in the layer"
 
-func buildFixtureBase(ctx context.Context) (*fixtureBase, error) {
+// fixtureBaseKey is the base's cache key: everything that goes into it.
+func fixtureBaseKey(opts FixtureBase) string {
 	h, sum := newHasher("fixture-base")
 	h.add("layout", baseLayout)
 	h.add("packages", strings.Join(fixturePackages, ","))
 	h.add("customize", customizeScript)
+	// Debian's defaults key the base as before the options existed, so introducing
+	// them rebuilt nothing.
+	if opts != debianBase {
+		h.add("options-script", opts.script())
+		h.add("mksquashfs", strings.Join(opts.mksquashfsArgs(), " "))
+	}
 	h.add("mirrors", strings.Join(hostMirrors(), "\n"))
-	hash := sum()
-	dir := filepath.Join(CacheDir(), "fixture", "base-"+shortHash(hash))
+	return sum()
+}
+
+func buildFixtureBase(ctx context.Context, opts FixtureBase) (*fixtureBase, error) {
+	hash := fixtureBaseKey(opts)
+	// Bases the boot benchmark builds to measure a lever have their own prefix and
+	// pruning, so they never push out the base everyone else's fixtures are built on.
+	prefix, keep := "base-", 3
+	dir := filepath.Join(CacheDir(), "fixture", prefix+shortHash(hash))
+	if st, err := os.Stat(dir); opts != DefaultFixtureBase && (err != nil || !st.IsDir()) {
+		// Not one built as a default (an earlier default is, after a change of it).
+		prefix, keep = "lever-base-", 5
+		dir = filepath.Join(CacheDir(), "fixture", prefix+shortHash(hash))
+	}
 	base := &fixtureBase{Hash: hash, Squashfs: filepath.Join(dir, "filesystem.squashfs"),
 		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}
 	err := cached(ctx, dir, func(ctx context.Context, tmp string) error {
-		return buildRootfsSquashfs(ctx, tmp)
+		return buildRootfsSquashfs(ctx, tmp, opts)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the fixture base image: %w", err)
 	}
-	touchAndPrune(dir, "base-*", 3)
+	touchAndPrune(dir, prefix+"*", keep)
 	return base, nil
 }
 
@@ -466,7 +627,7 @@ apt-get clean
 rm -rf /var/lib/apt/lists/*
 `
 
-func buildRootfsSquashfs(ctx context.Context, out string) error {
+func buildRootfsSquashfs(ctx context.Context, out string, opts FixtureBase) error {
 	root := filepath.Join(out, "rootfs")
 	defer os.RemoveAll(root)
 	t0 := time.Now()
@@ -476,7 +637,7 @@ func buildRootfsSquashfs(ctx context.Context, out string) error {
 	if err := os.MkdirAll(stage, 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(stage, "customize.sh"), []byte(customizeScript), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, "customize.sh"), []byte(customizeScript+opts.script()), 0o644); err != nil {
 		return err
 	}
 	args := []string{"--variant=minbase", "--include=" + strings.Join(fixturePackages, ","),
@@ -506,12 +667,12 @@ func buildRootfsSquashfs(ctx context.Context, out string) error {
 	slog.Info("root filesystem done; compressing squashfs", "took", time.Since(t0).Round(time.Second))
 	reporter().Done(fmt.Sprintf("mmdebstrap: root filesystem done (%s)", progress.Elapsed(time.Since(t0))))
 	t1 := time.Now()
-	// zstd at a low level: several times faster than xz to build and to read under TCG,
-	// at the cost of a somewhat larger ISO.
+	// The compressor and block size are FixtureBase's (docs/benchmarks.md has what each
+	// costs a boot under TCG).
 	// -quiet without -no-progress: only the progress bar, which reporter() turns into a
 	// percentage.
-	if err := runProgress(ctx, reporter().Squashfs("root filesystem", t1), "mksquashfs", root, filepath.Join(out, "filesystem.squashfs"),
-		"-noappend", "-comp", "zstd", "-Xcompression-level", "3", "-e", "boot", "-quiet"); err != nil {
+	sqArgs := append([]string{root, filepath.Join(out, "filesystem.squashfs"), "-noappend"}, opts.mksquashfsArgs()...)
+	if err := runProgress(ctx, reporter().Squashfs("root filesystem", t1), "mksquashfs", append(sqArgs, "-e", "boot", "-quiet")...); err != nil {
 		return fmt.Errorf("compressing the root filesystem: %w", err)
 	}
 	slog.Info("squashfs done", "took", time.Since(t1).Round(time.Second))

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -376,4 +377,92 @@ func TestWantedByMakesEnableSymlinks(t *testing.T) {
 	unit := "[Unit]\nDescription=x\nWantedBy=not-this.target\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nWantedBy=a.target b.target\n"
 	assert.Equal(t, []string{"multi-user.target", "a.target", "b.target"}, wantedBy(unit))
 	assert.Empty(t, wantedBy("[Service]\nExecStart=/bin/true\n"))
+}
+
+// The base's build options: Debian's base runs no extra step and keys the base as
+// before the options existed (the cached base stays valid), every lever changes the
+// key, and an option the builder does not know is refused before anything is built.
+func TestFixtureBaseOptions(t *testing.T) {
+	deb := DebianFixtureBase()
+	assert.NoError(t, deb.Validate())
+	assert.Empty(t, deb.script(), "Debian's base runs nothing after the customize script")
+	assert.Equal(t, []string{"-comp", "zstd", "-b", "131072", "-Xcompression-level", "3"}, deb.mksquashfsArgs())
+
+	lean := deb
+	lean.Initramfs, lean.Units = "lean", "lean"
+	s := lean.script()
+	for _, want := range []string{"MODULES=list", "drivers/net", "virtio_rng", "ata_piix", "sr_mod", "isofs", "squashfs", "overlay",
+		"update-initramfs -u -k all", "raid[0-9]+", "rm -f /etc/systemd/system/multi-user.target.wants/e2scrub_reap.service",
+		"timers.target.wants/apt-daily.timer"} {
+		assert.Contains(t, s, want)
+	}
+	assert.NotContains(t, s, "mdadm.service", "the RAID and LVM tooling stays")
+
+	lz4 := deb
+	lz4.Compressor, lz4.CompressionLevel, lz4.BlockKB = "lz4", 0, 64
+	assert.NoError(t, lz4.Validate())
+	assert.Equal(t, []string{"-comp", "lz4", "-b", "65536"}, lz4.mksquashfsArgs())
+
+	for name, b := range map[string]FixtureBase{
+		`initramfs "all"`:     {Initramfs: "all", Units: "all", Compressor: "zstd", BlockKB: 128},
+		`units "none"`:        {Initramfs: "most", Units: "none", Compressor: "zstd", BlockKB: 128},
+		`compressor "brotli"`: {Initramfs: "most", Units: "all", Compressor: "brotli", BlockKB: 128},
+		"only for zstd":       {Initramfs: "most", Units: "all", Compressor: "lz4", CompressionLevel: 3, BlockKB: 128},
+		"block size 100 KiB":  {Initramfs: "most", Units: "all", Compressor: "zstd", BlockKB: 100},
+		"block size 2048 KiB": {Initramfs: "most", Units: "all", Compressor: "zstd", BlockKB: 2048},
+	} {
+		assert.ErrorContains(t, b.Validate(), name)
+	}
+	h, sum := newHasher("fixture-base")
+	h.add("layout", baseLayout)
+	h.add("packages", strings.Join(fixturePackages, ","))
+	h.add("customize", customizeScript)
+	h.add("mirrors", strings.Join(hostMirrors(), "\n"))
+	assert.Equal(t, sum(), fixtureBaseKey(deb), "Debian's base keeps the key it had before the options")
+	keys := map[string]bool{fixtureBaseKey(deb): true}
+	for _, b := range []FixtureBase{lean, lz4, {Initramfs: "lean", Units: "all", Compressor: "zstd", CompressionLevel: 3, BlockKB: 128},
+		{Initramfs: "most", Units: "all", Compressor: "zstd", CompressionLevel: 3, BlockKB: 64}} {
+		k := fixtureBaseKey(b)
+		assert.False(t, keys[k], "%+v shares a key", b)
+		keys[k] = true
+	}
+	_, err := BuildFixtureISO(context.Background(), FixtureSpec{RootKey: "ssh-ed25519 AAAA x", Base: &FixtureBase{Initramfs: "x", Units: "all", Compressor: "zstd", BlockKB: 128}})
+	assert.ErrorContains(t, err, `initramfs "x"`, "refused before any tool or build")
+}
+
+// The lean initramfs's hook, run as mkinitramfs runs it on a tree like the one the
+// packages' hooks left: the RAID personalities mdadm's hook force-loads are no longer
+// loaded (the lines mkinitramfs writes end in a space), every other module still is,
+// and the network and graphics drivers are gone while the storage ones stay.
+func TestLeanInitramfsHook(t *testing.T) {
+	dest := t.TempDir()
+	hook := filepath.Join(t.TempDir(), "zz-bootlab-lean")
+	assert.NoError(t, os.WriteFile(hook, []byte(leanInitramfsHook), 0o755))
+	mods := filepath.Join(dest, "usr/lib/modules/6.1.0-57-amd64/kernel/drivers")
+	for _, d := range []string{"net/virtio_net", "gpu/drm", "scsi", "ata", "md"} {
+		assert.NoError(t, os.MkdirAll(filepath.Join(mods, d), 0o755))
+		assert.NoError(t, os.WriteFile(filepath.Join(mods, d, "x.ko"), []byte("ko"), 0o644))
+	}
+	assert.NoError(t, os.MkdirAll(filepath.Join(dest, "conf"), 0o755))
+	in := "virtio_pci \nsr_mod \nlinear \nmultipath \nraid0 \nraid1 \nraid456 \nraid5 \nraid6 \nraid10 \nefivarfs \nraid6_pq_extra \nsquashfs \n"
+	assert.NoError(t, os.WriteFile(filepath.Join(dest, "conf/modules"), []byte(in), 0o644))
+
+	cmd := exec.Command("/bin/sh", hook, "prereqs")
+	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
+	out, err := cmd.CombinedOutput()
+	assert.NoError(t, err, "%s", out)
+	b, _ := os.ReadFile(filepath.Join(dest, "conf/modules"))
+	assert.Equal(t, in, string(b), "asked for its prerequisites, the hook changes nothing")
+
+	cmd = exec.Command("/bin/sh", hook)
+	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
+	out, err = cmd.CombinedOutput()
+	assert.NoError(t, err, "%s", out)
+	b, _ = os.ReadFile(filepath.Join(dest, "conf/modules"))
+	assert.Equal(t, "virtio_pci \nsr_mod \nraid6_pq_extra \nsquashfs \n", string(b))
+	for d, want := range map[string]bool{"net": false, "gpu": false, "scsi": true, "ata": true, "md": true} {
+		_, err := os.Stat(filepath.Join(mods, d))
+		assert.Equal(t, want, err == nil, d)
+	}
+	assert.Contains(t, DefaultFixtureBase.script(), "<<'HOOKEOF'\n"+leanInitramfsHook+"HOOKEOF\n", "the default base installs this hook")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
@@ -37,6 +38,10 @@ type BootVariant struct {
 	// Append is added to the kernel command line (direct boot only): e.g.
 	// systemd.mask=UNIT, to measure masking a unit before baking it into the image.
 	Append string
+	// Base builds the fixture on another base (nil: the default one); CDROMBus puts
+	// its CD-ROM on another bus (qemu.Config.CDROMBus; "": the image's own).
+	Base     *images.FixtureBase
+	CDROMBus string
 	// Why says what the variant isolates, for the table's reader.
 	Why string
 }
@@ -47,13 +52,32 @@ type BootVariant struct {
 var BootVariants = []BootVariant{
 	{Name: "mini", Image: "mini", MemoryMB: 256, Why: "reference: busybox initramfs, no systemd"},
 	{Name: "fixture-firmware", Image: "fixture", Boot: lab.BootFirmware, Why: "SeaBIOS + ISOLINUX, 1 CPU, 1 GiB (the scenarios' boot before this benchmark)"},
-	{Name: "fixture-direct", Image: "fixture", Boot: lab.BootDirect, Why: "QEMU -kernel/-initrd, ISO as CD-ROM"},
+	{Name: "fixture-direct", Image: "fixture", Boot: lab.BootDirect, Why: "QEMU -kernel/-initrd, ISO as CD-ROM, the default base (lean initramfs and units)"},
 	{Name: "fixture-direct-smp2", Image: "fixture", Boot: lab.BootDirect, CPUs: 2, Why: "MTTCG, two vCPUs"},
 	{Name: "fixture-direct-cpumax", Image: "fixture", Boot: lab.BootDirect, CPUModel: "max", Why: "-cpu max"},
 	{Name: "fixture-direct-tb1g", Image: "fixture", Boot: lab.BootDirect, TBSizeMB: 1024, Why: "TCG translation cache 1 GiB"},
 	{Name: "fixture-direct-mem2g", Image: "fixture", Boot: lab.BootDirect, MemoryMB: 2048, Why: "2 GiB guest memory"},
 	{Name: "fixture-direct-masked", Image: "fixture", Boot: lab.BootDirect, Append: maskArgs(MaskCandidates), Why: "units a provisioning boot never needs masked (systemd.mask=, what the image's layer would do)"},
 	{Name: "fixture-direct-toram", Image: "fixture", Boot: lab.BootDirect, MemoryMB: 2048, Append: "toram", Why: "live-boot copies the squashfs to RAM first (one sequential read instead of page faults through the CD-ROM)"},
+	// The lean-boot levers (issue 27), each one change from Debian's base booted as
+	// fixture-debian boots it; fixture-lean is all of them together (the base adopted
+	// as images.DefaultFixtureBase is lean initramfs and units, the CD-ROM on IDE).
+	{Name: "fixture-debian", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMIDE, Why: "Debian's base: every storage module in a gzip initramfs, every unit, zstd-3 squashfs in 128 KiB blocks, CD-ROM on IDE"},
+	{Name: "fixture-scsicd", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMSCSI, Why: "Debian's base, the CD-ROM on virtio-scsi"},
+	{Name: "fixture-lean-initramfs", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "lean initramfs: a module list with virtio-rng, no RAID, network or graphics modules"},
+	{Name: "fixture-lean-units", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Units = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "timers and e2scrub_reap removed from the base"},
+	{Name: "fixture-sq-lz4", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Compressor, b.CompressionLevel = "lz4", 0 }), CDROMBus: qemu.CDROMIDE, Why: "root squashfs lz4, 128 KiB blocks"},
+	{Name: "fixture-sq-64k", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.BlockKB = 64 }), CDROMBus: qemu.CDROMIDE, Why: "root squashfs zstd-3, 64 KiB blocks"},
+	{Name: "fixture-lean", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs, b.Units = "lean", "lean" }), CDROMBus: qemu.CDROMSCSI, Why: "lean initramfs, lean units, CD-ROM on virtio-scsi"},
+}
+
+// base is Debian's fixture base with change applied (nil: none).
+func base(change func(*images.FixtureBase)) *images.FixtureBase {
+	b := images.DebianFixtureBase()
+	if change != nil {
+		change(&b)
+	}
+	return &b
 }
 
 // MaskCandidates are units a provisioning boot never needs: a getty nobody sees, timers
@@ -126,15 +150,33 @@ type BootResult struct {
 // RunBoot boots each variant in turn, logs in to a verified root shell and records where
 // the time went. A variant that fails is recorded with its error and the run goes on.
 func RunBoot(ctx context.Context, notes string, variants []BootVariant, blame int, progress io.Writer) []BootResult {
+	// Every image first: a variant's base can take minutes to build, and a build
+	// between two boots would load the machine under the second one.
+	imgs := make([]vm.Image, len(variants))
+	errs := make([]error, len(variants))
+	for i, v := range variants {
+		if ctx.Err() != nil {
+			break
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "bootlab bench: preparing the image of %s\n", v.Name)
+		}
+		imgs[i], errs[i] = variantImage(ctx, v)
+	}
 	var out []BootResult
-	for _, v := range variants {
+	for i, v := range variants {
 		if ctx.Err() != nil {
 			break
 		}
 		if progress != nil {
 			fmt.Fprintf(progress, "bootlab bench: booting %s (%s)\n", v.Name, v.Why)
 		}
-		r := bootOne(ctx, notes, v, blame, progress)
+		var r BootResult
+		if errs[i] != nil {
+			r = BootResult{Variant: v, At: map[string]time.Duration{}, Load: loadAvg(), Err: errs[i]}
+		} else {
+			r = bootOne(ctx, notes, v, imgs[i], blame, progress)
+		}
 		if progress != nil {
 			fmt.Fprintf(progress, "bootlab bench: %s: %s\n", v.Name, r.summary())
 		}
@@ -156,13 +198,8 @@ func (r BootResult) summary() string {
 	return strings.Join(parts, ", ")
 }
 
-func bootOne(ctx context.Context, notes string, v BootVariant, blame int, progress io.Writer) BootResult {
+func bootOne(ctx context.Context, notes string, v BootVariant, img vm.Image, blame int, progress io.Writer) BootResult {
 	res := BootResult{Variant: v, At: map[string]time.Duration{}, Load: loadAvg()}
-	img, err := variantImage(ctx, v)
-	if err != nil {
-		res.Err = err
-		return res
-	}
 	spec := vm.Spec{Image: img, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
 	if v.Image == "fixture" {
 		spec = fixtureSpec(ctx, img)
@@ -218,9 +255,12 @@ func variantImage(ctx context.Context, v BootVariant) (vm.Image, error) {
 		img, _, err := lab.MiniImage(ctx, images.MiniSpec{})
 		return img, err
 	case "fixture":
-		img, _, _, err := lab.FixtureImage(ctx, images.FixtureSpec{})
+		img, _, _, err := lab.FixtureImage(ctx, images.FixtureSpec{Base: v.Base})
 		if err != nil {
 			return img, err
+		}
+		if v.CDROMBus != "" {
+			img.CDROMBus = v.CDROMBus
 		}
 		if _, err := lab.ResolveISOBoot(ctx, &img, v.Boot, ""); err != nil {
 			return img, fmt.Errorf("resolving the fixture's %s boot: %w", v.Boot, err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/stretchr/testify/require"
 )
 
@@ -44,4 +45,40 @@ func TestFindBootVariants(t *testing.T) {
 	require.Equal(t, "mini", vs[1].Name)
 	_, err = FindBootVariants([]string{"nope"})
 	require.ErrorContains(t, err, `unknown boot variant "nope"`)
+}
+
+// The lean-boot levers are measured one at a time: each single-lever variant differs
+// from fixture-debian in exactly one thing (a base field or the CD-ROM bus), and every
+// base the catalogue names is one the builder accepts.
+func TestLeverVariantsChangeOneThing(t *testing.T) {
+	vs, err := FindBootVariants([]string{"fixture-debian", "fixture-scsicd", "fixture-lean-initramfs", "fixture-lean-units", "fixture-sq-lz4", "fixture-sq-64k"})
+	require.NoError(t, err)
+	deb := vs[0]
+	require.Equal(t, images.DebianFixtureBase(), *deb.Base)
+	for _, v := range vs[1:] {
+		require.NoError(t, v.Base.Validate(), v.Name)
+		diffs := 0
+		if v.CDROMBus != deb.CDROMBus {
+			diffs++
+		}
+		a, b := *v.Base, *deb.Base
+		if a.Initramfs != b.Initramfs {
+			diffs++
+		}
+		if a.Units != b.Units {
+			diffs++
+		}
+		if a.Compressor != b.Compressor || a.CompressionLevel != b.CompressionLevel {
+			diffs++
+		}
+		if a.BlockKB != b.BlockKB {
+			diffs++
+		}
+		require.Equal(t, 1, diffs, "%s changes %d levers", v.Name, diffs)
+	}
+	for _, v := range BootVariants {
+		if v.Base != nil {
+			require.NoError(t, v.Base.Validate(), v.Name)
+		}
+	}
 }

@@ -90,7 +90,7 @@ func warmKey(ctx context.Context, cfg Config) (string, []string, error) {
 		abs, _ := filepath.Abs(p)
 		in = append(in, fmt.Sprintf("file %s %d %d", abs, fi.Size(), fi.ModTime().UnixNano()))
 	}
-	in = append(in, "append "+s.Image.Append, "profile "+s.Image.Profile.Name,
+	in = append(in, "append "+s.Image.Append, "profile "+s.Image.Profile.Name, "cdrom "+s.Image.CDROMBus,
 		fmt.Sprintf("machine mem=%d cpus=%d cpu=%q tb=%d net=%v ssh=%v nochannel=%v accel=%q",
 			s.MemoryMB, s.CPUs, s.CPUModel, s.TBSizeMB, s.Net, s.SSH, s.NoChannel, s.Accel))
 	for _, d := range s.Disks {

@@ -65,13 +65,14 @@ func TestWarmKeyFollowsWhatTheStateDependsOn(t *testing.T) {
 	require.Equal(t, k0, k, "the same image and machine")
 
 	for name, change := range map[string]func(*Config){
-		"append":    func(c *Config) { c.VM.Image.Append += " quiet" },
-		"memory":    func(c *Config) { c.VM.MemoryMB = 2048 },
-		"cpus":      func(c *Config) { c.VM.CPUs = 2 },
-		"disk size": func(c *Config) { c.VM.Disks = []vm.DiskSpec{{Name: "disk0.img", SizeMB: 8192}} },
-		"two disks": func(c *Config) { c.VM.Disks = append(c.VM.Disks, vm.DiskSpec{Name: "disk1.img", SizeMB: 4096}) },
-		"no nic":    func(c *Config) { c.VM.Net, c.VM.SSH = false, false },
-		"accel":     func(c *Config) { c.VM.Accel = "tcg" },
+		"append":     func(c *Config) { c.VM.Image.Append += " quiet" },
+		"memory":     func(c *Config) { c.VM.MemoryMB = 2048 },
+		"cpus":       func(c *Config) { c.VM.CPUs = 2 },
+		"disk size":  func(c *Config) { c.VM.Disks = []vm.DiskSpec{{Name: "disk0.img", SizeMB: 8192}} },
+		"two disks":  func(c *Config) { c.VM.Disks = append(c.VM.Disks, vm.DiskSpec{Name: "disk1.img", SizeMB: 4096}) },
+		"no nic":     func(c *Config) { c.VM.Net, c.VM.SSH = false, false },
+		"accel":      func(c *Config) { c.VM.Accel = "tcg" },
+		"cd on scsi": func(c *Config) { c.VM.Image.CDROMBus = "scsi" },
 		"initrd rebuilt": func(c *Config) {
 			future := time.Now().Add(time.Hour)
 			require.NoError(t, os.Chtimes(c.VM.Image.Initrd, future, future))

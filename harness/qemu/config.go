@@ -19,6 +19,12 @@ const (
 	AccelTCG = "tcg"
 )
 
+// CD-ROM buses (Config.CDROMBus).
+const (
+	CDROMIDE  = "ide"
+	CDROMSCSI = "scsi"
+)
+
 // Disk is one block device of the guest.
 type Disk struct {
 	Path   string
@@ -54,6 +60,10 @@ type Config struct {
 	// QEMU's default. Ignored under KVM, which translates nothing.
 	TBSizeMB int
 	ISO      string
+	// CDROMBus is the bus the ISO's CD-ROM hangs on: "ide" (the default, what every
+	// firmware and installer finds) or "scsi" (a virtio-scsi controller of its own,
+	// added after every other device so their PCI addresses stay as they were).
+	CDROMBus string
 	Kernel   string
 	Initrd   string
 	Append   string
@@ -87,6 +97,12 @@ func (c *Config) Validate() error {
 	switch {
 	case c.ISO == "" && c.Kernel == "":
 		errs = append(errs, errors.New("no boot image: give an ISO or a kernel (+initrd)"))
+	}
+	if c.CDROMBus != "" && c.CDROMBus != CDROMIDE && c.CDROMBus != CDROMSCSI {
+		errs = append(errs, fmt.Errorf("CD-ROM bus %q is not %s or %s", c.CDROMBus, CDROMIDE, CDROMSCSI))
+	}
+	if c.CDROMBus != "" && c.ISO == "" {
+		errs = append(errs, errors.New("a CD-ROM bus needs an ISO"))
 	}
 	if c.Kernel == "" && (c.Initrd != "" || c.Append != "") {
 		errs = append(errs, errors.New("an initrd or kernel command line needs a kernel"))
@@ -188,7 +204,7 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 	if c.CPUModel != "" {
 		a = append(a, "-cpu", c.CPUModel)
 	}
-	if c.ISO != "" {
+	if c.ISO != "" && c.CDROMBus != CDROMSCSI {
 		a = append(a, "-drive", "file="+escapeOpt(c.ISO)+",media=cdrom,readonly=on,if=ide,index=2")
 		if c.Kernel == "" {
 			a = append(a, "-boot", "order=d")
@@ -251,6 +267,16 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 			"-device", "virtio-serial-pci,id=blvser",
 			"-chardev", "socket,id=blchan,path="+escapeOpt(c.Channel.Socket),
 			"-device", "virtserialport,bus=blvser.0,chardev=blchan,name="+escapeOpt(c.Channel.Name))
+	}
+	if c.ISO != "" && c.CDROMBus == CDROMSCSI {
+		// Last, so the devices above keep the PCI slots they have on the IDE layout.
+		// bootindex makes SeaBIOS boot it when no kernel is given.
+		cd := "scsi-cd,bus=scsicd.0,drive=cd0"
+		if c.Kernel == "" {
+			cd += ",bootindex=0"
+		}
+		a = append(a, "-device", "virtio-scsi-pci,id=scsicd",
+			"-drive", "file="+escapeOpt(c.ISO)+",if=none,id=cd0,media=cdrom,readonly=on", "-device", cd)
 	}
 	if c.RestoreFrom != "" {
 		a = append(a, "-incoming", "exec:cat "+c.RestoreFrom)

@@ -67,6 +67,40 @@ func TestArgsDirectBootKeepsTheISOAttached(t *testing.T) {
 	require.NotContains(t, a, "-boot order=d")
 }
 
+// The CD-ROM on virtio-scsi: no IDE drive at all, its own controller after every other
+// device (the disks' and NIC's PCI slots stay what they are on the IDE layout), and the
+// firmware boots it through bootindex when no kernel is given.
+func TestArgsCDROMOnVirtioSCSI(t *testing.T) {
+	iso, k, d := file(t, "x.iso", "x"), file(t, "k", "k"), file(t, "d.img", "d")
+	ide := Config{ISO: iso, Kernel: k, Disks: []Disk{{Path: d}}, Net: true}
+	scsi := ide
+	scsi.CDROMBus = CDROMSCSI
+	require.NoError(t, scsi.Validate())
+	a := strings.Join(scsi.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.NotContains(t, a, "if=ide")
+	require.Contains(t, a, "-device virtio-scsi-pci,id=scsicd -drive file="+iso+",if=none,id=cd0,media=cdrom,readonly=on -device scsi-cd,bus=scsicd.0,drive=cd0")
+	require.NotContains(t, a, "bootindex", "a direct boot must not boot the CD")
+	devices := func(args []string) []string {
+		var out []string
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-device" {
+				out = append(out, args[i+1])
+			}
+		}
+		return out
+	}
+	want := append(devices(ide.Args("/run/q.sock", "/run/q.pid")), "virtio-scsi-pci,id=scsicd", "scsi-cd,bus=scsicd.0,drive=cd0")
+	require.Equal(t, want, devices(scsi.Args("/run/q.sock", "/run/q.pid")), "the devices before the CD keep their order (and PCI slots)")
+
+	fw := Config{ISO: iso, CDROMBus: CDROMSCSI}
+	fa := strings.Join(fw.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.Contains(t, fa, "scsi-cd,bus=scsicd.0,drive=cd0,bootindex=0")
+	require.NotContains(t, fa, "-boot order=d")
+
+	require.ErrorContains(t, (&Config{ISO: iso, CDROMBus: "sata"}).Validate(), `CD-ROM bus "sata"`)
+	require.ErrorContains(t, (&Config{Kernel: k, CDROMBus: CDROMSCSI}).Validate(), "needs an ISO")
+}
+
 // The CPU knobs the boot benchmark measures: tb-size rides on TCG's -accel (it means
 // nothing to KVM), -cpu appears only when asked for.
 func TestArgsCPUModelAndTBSize(t *testing.T) {

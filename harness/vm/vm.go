@@ -35,10 +35,13 @@ type Image struct {
 	// ISO alone is booted through the firmware and the ISO's own bootloader; with
 	// Kernel it is attached as a CD-ROM while QEMU boots Kernel directly (an ISO's menu
 	// entry booted with a serial console, Entry naming it).
-	ISO    string
-	Kernel string
-	Initrd string
-	Append string
+	ISO string
+	// CDROMBus is the ISO's CD-ROM bus: "" or "ide" (the default), or "scsi"
+	// (virtio-scsi; qemu.Config.CDROMBus).
+	CDROMBus string
+	Kernel   string
+	Initrd   string
+	Append   string
 	// Entry is the label of the ISO menu entry Kernel/Initrd/Append came from, or the
 	// one the ISO's bootloader boots, whose command line EntryCmdline is (records only).
 	Entry        string
@@ -237,7 +240,7 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	cfg := qemu.Config{
 		Name: "bootlab-" + filepath.Base(dir), Binary: binary, Accel: v.Accel.Accel,
 		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, CPUModel: spec.CPUModel, TBSizeMB: spec.TBSizeMB,
-		ISO: spec.Image.ISO, Kernel: spec.Image.Kernel, Initrd: spec.Image.Initrd, Append: spec.Image.Append,
+		ISO: spec.Image.ISO, CDROMBus: spec.Image.CDROMBus, Kernel: spec.Image.Kernel, Initrd: spec.Image.Initrd, Append: spec.Image.Append,
 		Disks: disks, Net: spec.Net || spec.SSH, RNG: true, RestoreFrom: spec.RestoreFrom,
 	}
 	if spec.SSH {
