@@ -43,7 +43,7 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 	f.Register(fs)
 	cfg.AddFlags(fs, config.FlagAccel, config.FlagTimeoutScale, config.FlagQEMU)
 	var (
-		profile = fs.String("profile", shell.Mini.Name, "image console profile: mini, fixture, nixos")
+		profile = fs.String("profile", shell.Mini.Name, "image console profile: mini, fixture, nixos, debian-installer (its dialogs are walked to its shell)")
 		memory  = fs.Int("memory", 0, "guest memory in MiB (default 512)")
 		loginTO = fs.Duration("login-timeout", 0, "bound on boot + login (default: the harness's)")
 		ssh     = fs.Bool("ssh", false, "forward guest port 22 for script predicates too (command predicates always get it)")
