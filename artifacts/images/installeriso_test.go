@@ -1,6 +1,7 @@
 package images
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -42,7 +43,13 @@ func TestInstallerISOIsReproducible(t *testing.T) {
 	require.Equal(t, shipped.InstallerRelease, other.InstallerRelease)
 	require.Equal(t, newest, "linux-image-"+other.KernelRelease, "the kernel on the ISO is the package's")
 	require.NotEqual(t, shipped.Path, other.Path)
+}
 
-	_, err = BuildInstallerISO(ctx, InstallerISOSpec{Name: "../x"})
-	require.ErrorContains(t, err, "want letters, digits")
+// An ISO's name becomes a path in the image cache: one that could leave it is refused
+// before anything is fetched or built.
+func TestInstallerISONameStaysInTheCache(t *testing.T) {
+	for _, name := range []string{"", "../x", "a/b", "di netboot"} {
+		_, err := BuildInstallerISO(context.Background(), InstallerISOSpec{Name: name})
+		require.ErrorContains(t, err, "want letters, digits", "name %q", name)
+	}
 }

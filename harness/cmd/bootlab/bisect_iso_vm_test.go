@@ -59,6 +59,8 @@ func TestBisectInstallerISOs(t *testing.T) {
 	require.Regexp(t, `B: fail, exit [1-9][0-9]*, output ".*`+regexp.QuoteMeta(first.KernelRelease), out,
 		"modprobe on the first bad ISO fails, naming the kernel release it looked for")
 
+	require.Contains(t, out, "kernel: "+last.KernelRelease+" -> "+first.KernelRelease+"\n", "the boot evidence's kernel line")
+
 	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
 	require.NoError(t, err)
 	var res bisect.Result
