@@ -163,8 +163,11 @@ soak: deps
 vendor-hash:
 	@bash .ci/vendor-hash.sh --update
 
+# The kernel series on the mini image, then the installer ISO series booted through
+# their own menus (docs/bisect-demo.md).
 bisect-demo: deps
 	$(GO) run ./harness/cmd/bootlab bisect demo
+	$(GO) run ./harness/cmd/bootlab bisect demo --isos
 
 clean:
 	rm -rf bin

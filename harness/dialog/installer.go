@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
 )
 
@@ -60,4 +61,24 @@ func (u *UI) WalkDebianInstallerToShell(ctx context.Context, first time.Duration
 	u.Save("shell")
 	u.lab.Mark("installer_shell")
 	return text, nil
+}
+
+// TakeDebianInstallerShell walks the installer to its shell (WalkDebianInstallerToShell,
+// first bounding the wait for the first dialog), types the hand-off
+// (DebianInstallerHandOff says why) and makes that shell the lab's, verified as root
+// like any login, each step of which step bounds. It is how a lab whose image is the
+// installer gets its root shell: the installer has nothing to log in to.
+func (u *UI) TakeDebianInstallerShell(ctx context.Context, first, step time.Duration) (*shell.Shell, error) {
+	if _, err := u.WalkDebianInstallerToShell(ctx, first); err != nil {
+		return nil, err
+	}
+	from := u.con.Pos()
+	if err := u.con.Send(ctx, DebianInstallerHandOff); err != nil {
+		return nil, u.Failure("typing the hand-off line", err)
+	}
+	sh, err := u.lab.AdoptShell(ctx, shell.DebianInstaller, lab.AdoptOptions{From: from, Step: step})
+	if err != nil {
+		return nil, u.Failure("getting a verified root shell from the installer's shell", err)
+	}
+	return sh, nil
 }

@@ -42,6 +42,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
@@ -223,10 +224,7 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 			return nil, fmt.Errorf("candidate %s: %w: %w", c.Name, err, bisect.ErrAbort)
 		}
 	}
-	mem := p.MemoryMB
-	if mem == 0 {
-		mem = 512
-	}
+	mem := memoryFor(p.MemoryMB, prof)
 	spec := vm.Spec{
 		Image: vm.Image{Name: c.Name, ISO: c.ISO, Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
 			Profile: prof, Poweroff: p.Poweroff},
@@ -259,7 +257,7 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("starting %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
 	p.settleAccel(l.Accel())
-	if _, err := l.Login(ctx); err != nil {
+	if err := login(ctx, l, prof, spec.Timeouts.Login, p.timeoutScale()); err != nil {
 		closeLab(ctx, l, err)
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("logging in to %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
@@ -275,6 +273,36 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		g.sock, g.stopServe = sock, cancel
 	}
 	return g, nil
+}
+
+// installerMemoryMB is what Debian's installer is given unless --memory says otherwise:
+// below ~737 MiB it enters its low-memory mode, whose dialogs the walk to its shell does
+// not know.
+const installerMemoryMB = 1024
+
+// memoryFor is the guest memory for a candidate booted with prof when the prober was
+// given set (0: not set).
+func memoryFor(set int, prof shell.Profile) int {
+	switch {
+	case set > 0:
+		return set
+	case prof.Name == shell.DebianInstaller.Name:
+		return installerMemoryMB
+	}
+	return 512
+}
+
+// login gets the lab's verified root shell. Debian's installer has nothing to log in
+// to: its dialogs are walked to "Execute a shell" and that shell is taken over, first
+// (the boot up to the first dialog) bounded like a login.
+func login(ctx context.Context, l *lab.Lab, prof shell.Profile, first time.Duration, scale float64) error {
+	if prof.Name != shell.DebianInstaller.Name {
+		_, err := l.Login(ctx)
+		return err
+	}
+	step := time.Duration(float64(30*time.Second) * scale)
+	_, err := dialog.New(l, step).TakeDebianInstallerShell(ctx, first, step)
+	return err
 }
 
 // EvidenceDir implements bisect.Evidence.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/bisect/vmprobe"
@@ -25,7 +26,13 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the engine gets the parsed bisect.Flags and the VM side only boots.
 func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "demo" {
-		return vmprobe.Demo(ctx, cfg.Notes, stdout, stderr)
+		switch {
+		case len(args) == 1:
+			return vmprobe.Demo(ctx, cfg.Notes, stdout, stderr)
+		case len(args) == 2 && args[1] == "--isos":
+			return vmprobe.DemoISOs(ctx, cfg.Notes, stdout, stderr)
+		}
+		return usagef("bootlab bisect demo takes no argument but --isos (the installer ISO series), not %q", strings.Join(args[1:], " "))
 	}
 	if len(args) > 0 && args[0] == "replay" {
 		return exitCode(bisect.ReplayMain(args[1:], stdout, stderr))
@@ -36,7 +43,7 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 	f.Register(fs)
 	cfg.AddFlags(fs, config.FlagAccel, config.FlagTimeoutScale, config.FlagQEMU)
 	var (
-		profile = fs.String("profile", shell.Mini.Name, "image console profile: mini, fixture, nixos")
+		profile = fs.String("profile", shell.Mini.Name, "image console profile: mini, fixture, nixos, debian-installer (its dialogs are walked to its shell)")
 		memory  = fs.Int("memory", 0, "guest memory in MiB (default 512)")
 		loginTO = fs.Duration("login-timeout", 0, "bound on boot + login (default: the harness's)")
 		ssh     = fs.Bool("ssh", false, "forward guest port 22 for script predicates too (command predicates always get it)")

@@ -49,3 +49,13 @@ func TestBisectUsageAndSkips(t *testing.T) {
 		require.Contains(t, pr.Reason, "image file missing")
 	}
 }
+
+// `bootlab bisect demo` takes --isos (the installer ISO series) and nothing else: any
+// other argument is a usage error before anything is built or booted.
+func TestBisectDemoArguments(t *testing.T) {
+	var out, errb strings.Builder
+	code := Main([]string{"bisect", "demo", "--kernels"}, &out, &errb)
+	require.Equal(t, exitUsage, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+	require.Contains(t, errb.String(), `takes no argument but --isos`)
+	require.Empty(t, out.String(), "nothing built")
+}
