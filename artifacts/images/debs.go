@@ -98,8 +98,8 @@ func aptStamp() string {
 }
 
 // resolveDeb asks apt (memoised per apt index state) for the candidate of pkg.
-func resolveDeb(ctx context.Context, pkg string) (*debInfo, error) {
-	memo := filepath.Join(CacheDir(), "debs", "resolve", cleanName(pkg)+".json")
+func (c Cache) resolveDeb(ctx context.Context, pkg string) (*debInfo, error) {
+	memo := filepath.Join(c.dir(), "debs", "resolve", cleanName(pkg)+".json")
 	stamp := aptStamp()
 	if b, err := os.ReadFile(memo); err == nil {
 		var d debInfo
@@ -155,12 +155,12 @@ func truncate(s string, n int) string {
 
 // fetchDeb returns the path of pkg's candidate .deb in the cache, downloading it with
 // apt-get download (which verifies it against the signed index) when absent.
-func fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
-	d, err := resolveDeb(ctx, pkg)
+func (c Cache) fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
+	d, err := c.resolveDeb(ctx, pkg)
 	if err != nil {
 		return "", nil, err
 	}
-	dir := filepath.Join(CacheDir(), "debs")
+	dir := filepath.Join(c.dir(), "debs")
 	path := filepath.Join(dir, filepath.Base(d.Filename))
 	if _, err := os.Stat(path); err == nil {
 		cacheprune.Touch(path) // the recent-use mark bootlab cache prune keeps by

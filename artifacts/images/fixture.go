@@ -93,7 +93,7 @@ type ISO struct {
 // change touches (the static pre-nixos binaries and its unit files), the root key and
 // BreakUnit go into a small second squashfs, so a provisioner edit re-runs only go build,
 // mksquashfs on a few files and xorriso: seconds, not a new Debian root.
-func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
+func (c Cache) BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	start := time.Now()
 	key := spec.RootKey
 	if spec.RootKeyFile != "" {
@@ -110,11 +110,11 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	if err := ensureFixtureTools(ctx); err != nil {
 		return nil, err
 	}
-	base, err := buildFixtureBase(ctx)
+	base, err := c.buildFixtureBase(ctx)
 	if err != nil {
 		return nil, err
 	}
-	prov, err := provisionerPayload(ctx, spec)
+	prov, err := c.provisionerPayload(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 		h.add(f, s)
 	}
 	hash := sum()
-	dir := filepath.Join(CacheDir(), "fixture", "iso-"+shortHash(hash))
+	dir := filepath.Join(c.dir(), "fixture", "iso-"+shortHash(hash))
 	iso := &ISO{
 		Path: filepath.Join(dir, "fixture.iso"), Hash: hash, BaseHash: base.Hash,
 		Kernel: base.Kernel, Initrd: base.Initrd, Append: FixtureAppend, RootKey: key,
@@ -240,14 +240,14 @@ func findSourceDir() (string, error) {
 // fresh `go build` of the checkout's provisioner commands. -trimpath and -buildvcs=false
 // keep the binaries byte-identical across commits that do not touch them, so unrelated
 // commits do not invalidate the (slow) base image.
-func preNixosBinaries(ctx context.Context, spec FixtureSpec, src string) (string, error) {
+func (c Cache) preNixosBinaries(ctx context.Context, spec FixtureSpec, src string) (string, error) {
 	if spec.BinDir != "" {
 		return spec.BinDir, nil
 	}
 	if err := needTools("go"); err != nil {
 		return "", err
 	}
-	out := filepath.Join(CacheDir(), "fixture", "bin-build")
+	out := filepath.Join(c.dir(), "fixture", "bin-build")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
@@ -275,7 +275,7 @@ type payload struct {
 	cleanup      func()
 }
 
-func provisionerPayload(ctx context.Context, spec FixtureSpec) (*payload, error) {
+func (c Cache) provisionerPayload(ctx context.Context, spec FixtureSpec) (*payload, error) {
 	src := spec.SourceDir
 	if src == "" {
 		var err error
@@ -285,7 +285,7 @@ func provisionerPayload(ctx context.Context, spec FixtureSpec) (*payload, error)
 			return nil, err
 		}
 	}
-	binDir, err := preNixosBinaries(ctx, spec, src)
+	binDir, err := c.preNixosBinaries(ctx, spec, src)
 	if err != nil {
 		return nil, err
 	}
@@ -339,14 +339,14 @@ func copyBinaries(p *payload, dst string) error {
 // so a base built under another split is never reused.
 const baseLayout = "v2: pre-nixos binaries and units in the layer"
 
-func buildFixtureBase(ctx context.Context) (*fixtureBase, error) {
+func (c Cache) buildFixtureBase(ctx context.Context) (*fixtureBase, error) {
 	h, sum := newHasher("fixture-base")
 	h.add("layout", baseLayout)
 	h.add("packages", strings.Join(fixturePackages, ","))
 	h.add("customize", customizeScript)
 	h.add("mirrors", strings.Join(hostMirrors(), "\n"))
 	hash := sum()
-	dir := filepath.Join(CacheDir(), "fixture", "base-"+shortHash(hash))
+	dir := filepath.Join(c.dir(), "fixture", "base-"+shortHash(hash))
 	base := &fixtureBase{Hash: hash, Squashfs: filepath.Join(dir, "filesystem.squashfs"),
 		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}
 	err := cached(ctx, dir, func(ctx context.Context, tmp string) error {
@@ -686,10 +686,10 @@ func touchAndPrune(dir, pattern string, keep int) {
 // PreNixosBinaries builds the checkout's static provisioner binaries (pre-nixos,
 // pre-nixos-detect-storage, ...) into a fresh directory the caller removes: what the
 // fixture carries, for carrying into other images (`bootlab run --inject pre-nixos`).
-func PreNixosBinaries(ctx context.Context) (string, error) {
+func (c Cache) PreNixosBinaries(ctx context.Context) (string, error) {
 	src, err := findSourceDir()
 	if err != nil {
 		return "", err
 	}
-	return preNixosBinaries(ctx, FixtureSpec{}, src)
+	return c.preNixosBinaries(ctx, FixtureSpec{}, src)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
@@ -37,14 +38,14 @@ type Result struct {
 	RunDir         string
 }
 
-// Run boots the mini image and measures. notes is where the run directory goes.
-func Run(ctx context.Context, notes string, rounds, bulkBytes int, progress io.Writer) (*Result, error) {
-	img, _, err := lab.MiniImage(ctx, images.MiniSpec{})
+// Run boots the mini image and measures; the run directory goes under cfg.Notes.
+func Run(ctx context.Context, cfg config.Config, rounds, bulkBytes int, progress io.Writer) (*Result, error) {
+	img, _, err := lab.MiniImage(ctx, images.Cache(cfg.Cache), images.MiniSpec{})
 	if err != nil {
 		return nil, err
 	}
-	spec := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
-	l, err := lab.Start(ctx, lab.Config{Slug: "bench", Notes: notes, VM: spec, Progress: progress})
+	spec := vm.Spec{Image: img, MemoryMB: 256}
+	l, err := lab.Start(ctx, cfg, lab.Slug("bench"), lab.Machine(spec), lab.Progress(progress))
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
@@ -125,7 +126,7 @@ type BootResult struct {
 
 // RunBoot boots each variant in turn, logs in to a verified root shell and records where
 // the time went. A variant that fails is recorded with its error and the run goes on.
-func RunBoot(ctx context.Context, notes string, variants []BootVariant, blame int, progress io.Writer) []BootResult {
+func RunBoot(ctx context.Context, cfg config.Config, variants []BootVariant, blame int, progress io.Writer) []BootResult {
 	var out []BootResult
 	for _, v := range variants {
 		if ctx.Err() != nil {
@@ -134,7 +135,7 @@ func RunBoot(ctx context.Context, notes string, variants []BootVariant, blame in
 		if progress != nil {
 			fmt.Fprintf(progress, "bootlab bench: booting %s (%s)\n", v.Name, v.Why)
 		}
-		r := bootOne(ctx, notes, v, blame, progress)
+		r := bootOne(ctx, cfg, v, blame, progress)
 		if progress != nil {
 			fmt.Fprintf(progress, "bootlab bench: %s: %s\n", v.Name, r.summary())
 		}
@@ -156,19 +157,19 @@ func (r BootResult) summary() string {
 	return strings.Join(parts, ", ")
 }
 
-func bootOne(ctx context.Context, notes string, v BootVariant, blame int, progress io.Writer) BootResult {
+func bootOne(ctx context.Context, cfg config.Config, v BootVariant, blame int, progress io.Writer) BootResult {
 	res := BootResult{Variant: v, At: map[string]time.Duration{}, Load: loadAvg()}
-	img, err := variantImage(ctx, v)
+	img, err := variantImage(ctx, images.Cache(cfg.Cache), v)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	spec := vm.Spec{Image: img, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
+	spec := vm.Spec{Image: img}
 	if v.Image == "fixture" {
-		spec = fixtureSpec(ctx, img)
+		spec = fixtureSpec(ctx, images.Cache(cfg.Cache), img)
 	}
 	spec.MemoryMB, spec.CPUs, spec.CPUModel, spec.TBSizeMB = v.MemoryMB, v.CPUs, v.CPUModel, v.TBSizeMB
-	l, err := lab.Start(ctx, lab.Config{Slug: "bench-boot-" + v.Name, Notes: notes, VM: spec, Progress: progress, Captures: lab.CapturesNone})
+	l, err := lab.Start(ctx, cfg, lab.Slug("bench-boot-"+v.Name), lab.Machine(spec), lab.Progress(progress), lab.Captures(lab.CapturesNone))
 	if err != nil {
 		res.Err = err
 		return res
@@ -212,17 +213,17 @@ func KernelMarks(serial string) map[string]float64 {
 }
 
 // variantImage builds (or reuses) the variant's image and points it at the boot path.
-func variantImage(ctx context.Context, v BootVariant) (vm.Image, error) {
+func variantImage(ctx context.Context, cache images.Cache, v BootVariant) (vm.Image, error) {
 	switch v.Image {
 	case "mini":
-		img, _, err := lab.MiniImage(ctx, images.MiniSpec{})
+		img, _, err := lab.MiniImage(ctx, cache, images.MiniSpec{})
 		return img, err
 	case "fixture":
-		img, _, _, err := lab.FixtureImage(ctx, images.FixtureSpec{})
+		img, _, _, err := lab.FixtureImage(ctx, cache, images.FixtureSpec{})
 		if err != nil {
 			return img, err
 		}
-		if _, err := lab.ResolveISOBoot(ctx, &img, v.Boot, ""); err != nil {
+		if _, err := lab.ResolveISOBoot(ctx, cache, &img, v.Boot, ""); err != nil {
 			return img, fmt.Errorf("resolving the fixture's %s boot: %w", v.Boot, err)
 		}
 		if v.Append != "" {
@@ -339,10 +340,9 @@ func firstLine(s string) string {
 // fixtureSpec boots the fixture as a scenario does: the LAN (networkd waits for it) and
 // one blank 4 GiB disk for pre-nixos, which starts while the getty comes up. The KVM
 // probe boots the mini kernel, whose verdict is cached already.
-func fixtureSpec(ctx context.Context, img vm.Image) vm.Spec {
-	spec := vm.Spec{Image: img, Net: true, SSH: true, Disks: []vm.DiskSpec{{SizeMB: 4096}},
-		ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
-	if mini, _, err := lab.MiniImage(ctx, images.MiniSpec{}); err == nil {
+func fixtureSpec(ctx context.Context, cache images.Cache, img vm.Image) vm.Spec {
+	spec := vm.Spec{Image: img, Net: true, SSH: true, Disks: []vm.DiskSpec{{SizeMB: 4096}}}
+	if mini, _, err := lab.MiniImage(ctx, cache, images.MiniSpec{}); err == nil {
 		spec.ProbeKernel = mini.Kernel
 	}
 	return spec

@@ -17,7 +17,7 @@ import (
 // TestIntentMethods: the façade's command and state methods on a simulated guest.
 func TestIntentMethods(t *testing.T) {
 	ctx := context.Background()
-	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
 	require.NoError(t, err)
 	defer l.Close(ctx, nil)
 
@@ -76,7 +76,7 @@ func TestIntentMethods(t *testing.T) {
 // TestScenarioAfterCloseIsNotRecorded: a closed run's record is final.
 func TestScenarioAfterCloseIsNotRecorded(t *testing.T) {
 	ctx := context.Background()
-	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
 	require.NoError(t, err)
 	l.Scenario("TestBefore", runrec.Pass, nil, 0)
 	require.NoError(t, l.Close(ctx, nil))
@@ -87,14 +87,14 @@ func TestScenarioAfterCloseIsNotRecorded(t *testing.T) {
 }
 
 // TestWaitsReportOnTheRunsProgressLine: a wait through the façade shows its elapsed
-// time on Config.Progress (a scenario's test log, bootlab run's terminal) without the
+// time on Options.Progress (a scenario's test log, bootlab run's terminal) without the
 // caller putting a line in its context.
 func TestWaitsReportOnTheRunsProgressLine(t *testing.T) {
 	ctx := context.Background()
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
 	var out fakeguest.Buffer
 	cfg.Progress = &out
-	l, err := Start(ctx, cfg)
+	l, err := startFake(ctx, cfg)
 	require.NoError(t, err)
 	defer l.Close(ctx, nil)
 	_, err = l.Login(ctx)
@@ -111,7 +111,7 @@ func TestWaitsReportOnTheRunsProgressLine(t *testing.T) {
 // so a state path that a shell would split or expand is refused before QEMU sees it.
 func TestSaveStateRefusesAShellUnsafePath(t *testing.T) {
 	ctx := context.Background()
-	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
 	require.NoError(t, err)
 	defer l.Close(ctx, nil)
 	for _, p := range []string{"/tmp/a b", "/tmp/x;rm -rf /", "/tmp/$(id)"} {

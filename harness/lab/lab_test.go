@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"github.com/bootlab/bootlab/harness/config"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,16 +20,19 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-func fakeSpec(t *testing.T, b fakeguest.Behaviour) Config {
+func fakeSpec(t *testing.T, b fakeguest.Behaviour) Options {
 	kernel := filepath.Join(t.TempDir(), "vmlinuz")
 	require.NoError(t, os.WriteFile(kernel, []byte("not really a kernel"), 0o644))
 	spec := vm.Spec{Image: vm.Image{Name: "fake", Kernel: kernel, Profile: shell.Mini}, Accel: qemu.AccelTCG,
-		Launcher: fakeguest.Launcher{Behaviour: b}, Binary: "fake-qemu", Timeouts: vm.DefaultTimeouts()}
+		Launcher: fakeguest.Launcher{Behaviour: b}, Binary: "fake-qemu", Timeouts: vm.BaseTimeouts()}
 	spec.Timeouts.Login = 3 * time.Second
 	spec.Timeouts.Step = 2 * time.Second
 	spec.Timeouts.Stop = qemu.StopTimeouts{Guest: time.Second, Powerdown: 100 * time.Millisecond, Quit: 100 * time.Millisecond, Term: time.Second, Kill: time.Second}
-	return Config{Slug: "fake", Notes: t.TempDir(), VM: spec}
+	return Options{Slug: "fake", VM: spec, conf: config.Config{Notes: t.TempDir(), TimeoutScale: 1}}
 }
+
+// startFake starts o with the configuration fakeSpec put in it, as Start would.
+func startFake(ctx context.Context, o Options) (*Lab, error) { return Start(ctx, o.conf, With(o)) }
 
 func readMeta(t *testing.T, dir string) runrec.Metadata {
 	b, err := os.ReadFile(filepath.Join(dir, runrec.MetadataFile))
@@ -41,7 +45,7 @@ func readMeta(t *testing.T, dir string) runrec.Metadata {
 
 func TestPassingRunLeavesCompleteRecords(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)
@@ -63,7 +67,7 @@ func TestPassingRunLeavesCompleteRecords(t *testing.T) {
 	}
 	require.Contains(t, cat, "report.html", "the report joins the artefact catalogue")
 	require.Contains(t, cat, "serial.log")
-	ledger, skipped, err := runrec.ReadLedger(runrec.DefaultLedger(cfg.Notes))
+	ledger, skipped, err := runrec.ReadLedger(runrec.DefaultLedger(cfg.conf.Notes))
 	require.NoError(t, err)
 	require.Zero(t, skipped)
 	require.Len(t, ledger, 1)
@@ -73,7 +77,7 @@ func TestPassingRunLeavesCompleteRecords(t *testing.T) {
 func TestLoginFailureWritesDiagnostic(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "silent", Boot: "last words of a stuck guest\n"})
 	cfg.VM.Timeouts.Login = 300 * time.Millisecond
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.Error(t, err)
@@ -90,7 +94,7 @@ func TestLoginFailureWritesDiagnostic(t *testing.T) {
 
 func TestInterruptMarksRunsInterrupted(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)
@@ -104,16 +108,37 @@ func TestInterruptMarksRunsInterrupted(t *testing.T) {
 
 func TestUnwritableNotesFailsBeforeBoot(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
-	cfg.Notes = "/proc/bootlab-cannot-write-here"
-	l, err := Start(context.Background(), cfg)
+	cfg.conf.Notes = "/proc/bootlab-cannot-write-here"
+	l, err := startFake(context.Background(), cfg)
 	require.Error(t, err)
 	require.Nil(t, l, "nothing was started")
 	require.Contains(t, err.Error(), "before booting anything")
 }
 
+// A VM that does not start leaves no half-built Lab: Start returns nil and an error
+// naming the run directory, where the failure is already recorded (outcome, a
+// diagnostic, the ledger line), so no method of Lab ever has to ask whether it has a VM.
+func TestFailedStartReturnsNoLab(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
+	cfg.VM.Launcher, cfg.VM.Binary = nil, "/nonexistent/qemu-system-x86_64"
+	l, err := startFake(context.Background(), cfg)
+	require.Error(t, err)
+	require.Nil(t, l, "a failed start returns no lab")
+	var se *StartError
+	require.ErrorAs(t, err, &se)
+	require.Contains(t, err.Error(), "/nonexistent/qemu-system-x86_64")
+	m := readMeta(t, se.Dir)
+	require.Equal(t, runrec.Fail, m.Outcome)
+	diags, _ := filepath.Glob(filepath.Join(se.Dir, runrec.DiagnosticsDir, "*qemu-start*"))
+	require.NotEmpty(t, diags, "the failure left a diagnostic")
+	ledger, _, err := runrec.ReadLedger(runrec.DefaultLedger(cfg.conf.Notes))
+	require.NoError(t, err)
+	require.Len(t, ledger, 1, "the failed run is in the ledger")
+}
+
 func TestConsoleSocketAttach(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	defer l.Close(context.Background(), nil)
 	_, err = l.Login(context.Background())
@@ -130,13 +155,13 @@ func TestConsoleSocketAttach(t *testing.T) {
 	c, err := dialUnix(target)
 	require.NoError(t, err)
 	defer c.Close()
-	pos := l.vm.Console.Pos()
+	pos := l.vm.Console().Pos()
 	_, err = c.Write([]byte("typed-through-the-socket\n"))
 	require.NoError(t, err)
 	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
 	defer wcancel()
 	// The fake guest answers an unknown command with "not found": typed input arrived.
-	_, err = l.vm.Shell.WaitConsole(wctx, pos, mustRe(`typed-through-the-socket: not found`))
+	_, err = l.vm.Shell().WaitConsole(wctx, pos, mustRe(`typed-through-the-socket: not found`))
 	require.NoError(t, err)
 	buf := make([]byte, 4096)
 	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))

@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/inject"
@@ -29,13 +28,13 @@ import (
 func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...vm.DiskSpec) (*lab.Lab, string) {
 	t.Helper()
 	vmgate.VM(t)
-	nb, err := images.DebianInstallerNetboot(ctx)
+	nb, err := Cache().DebianInstallerNetboot(ctx)
 	require.NoError(t, err, "fetching the installer netboot kernel and initrd")
 	l := StartT(t,
 		Image(vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
 			Append: dialog.DebianInstallerAppend, Profile: shell.DebianInstaller}),
 		NIC(), Memory(1024), Disks(disks...), Slug(slug),
-		Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")))
+		Probe(nb.Kernel, filepath.Join(Config().Cache, "accel-probe-installer.json")))
 	return l, nb.Kernel
 }
 
@@ -55,7 +54,7 @@ func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...i
 	kver, err := isoinspect.KernelVersion(kernel)
 	require.NoError(t, err, "reading the version from the installer kernel's header")
 	require.NotEmpty(t, strings.Fields(kver), "installer kernel header has an empty version")
-	mod, err := images.DebianInstallerModule(ctx, strings.Fields(kver)[0], "drivers/block/virtio_blk.ko")
+	mod, err := Cache().DebianInstallerModule(ctx, strings.Fields(kver)[0], "drivers/block/virtio_blk.ko")
 	require.NoError(t, err, "virtio_blk for the installer's kernel")
 	modData, err := os.ReadFile(mod)
 	require.NoError(t, err)
@@ -178,7 +177,7 @@ func (in *Installer) InjectPreNixos() *inject.Result {
 	require.NotNil(in.t, in.sh, "the installer's shell was not taken (BootInstallerShell)")
 	ctx, cancel := deadline(10 * time.Minute)
 	defer cancel()
-	bin, err := inject.PreNixos(ctx)
+	bin, err := inject.PreNixos(ctx, Cache())
 	require.NoError(in.t, err, "building pre-nixos to inject")
 	res, err := inject.Inject(ctx, in.sh, inject.Options{Binary: bin, Dir: filepath.Join(in.Dir(), "inject"), Timeout: Scaled(2 * time.Minute)})
 	require.NoError(in.t, err, "injecting pre-nixos into the installer")

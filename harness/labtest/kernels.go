@@ -22,19 +22,19 @@ type Kernel struct {
 }
 
 // KernelSeries builds (or finds in the cache) the mini image with each kernel of the
-// kernel series (lab.KernelSeries: the oldest and newest 6.1 builds and the newest
+// kernel series (images.KernelSeriesSample: the oldest and newest 6.1 builds and the newest
 // 6.12 the archive serves).
 func KernelSeries(t testing.TB) []Kernel {
 	t.Helper()
 	vmgate.VM(t) // it downloads and builds before any boot
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	series, err := lab.KernelSeries(ctx)
+	series, err := images.KernelSeriesSample(ctx)
 	cancel()
 	require.NoError(t, err, "picking the kernel series")
 	var ks []Kernel
 	for _, pkg := range series {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		img, m, err := lab.MiniImage(ctx, images.MiniSpec{KernelPackage: pkg})
+		img, m, err := lab.MiniImage(ctx, Cache(), images.MiniSpec{KernelPackage: pkg})
 		cancel()
 		require.NoError(t, err, "building the mini image with %s", pkg)
 		ks = append(ks, Kernel{Release: m.KernelVersion, Image: img})

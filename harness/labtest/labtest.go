@@ -119,7 +119,8 @@ func validStage(s string) bool {
 type Option func(*config)
 
 type config struct {
-	lab          lab.Config
+	lab          lab.Options
+	notes        string // Notes: the run directories' root instead of Config().Notes
 	login        bool
 	debug        *Debug
 	startTimeout time.Duration
@@ -163,7 +164,8 @@ func Probe(kernel, cache string) Option {
 	}
 }
 
-// Timeouts adjusts the VM's timeouts (they start as vm.DefaultTimeouts).
+// Timeouts adjusts the VM's timeouts (they start as vm.BaseTimeouts scaled by
+// Config().TimeoutScale).
 func Timeouts(f func(*vm.Timeouts)) Option { return func(c *config) { f(&c.lab.VM.Timeouts) } }
 
 // Spec adjusts anything else of the VM (a transport switched off, a fake launcher).
@@ -174,7 +176,7 @@ func Slug(s string) Option { return func(c *config) { c.lab.Slug = s } }
 
 // Notes is where run directories go (default NotesRoot: -notes, $BOOTLAB_NOTES or
 // lab.NotesRootForTests).
-func Notes(dir string) Option { return func(c *config) { c.lab.Notes = dir } }
+func Notes(dir string) Option { return func(c *config) { c.notes = dir } }
 
 // RootKey records the fingerprint of the key embedded in the image.
 func RootKey(fingerprint string) Option {
@@ -208,12 +210,11 @@ func StartTimeout(d time.Duration) Option { return func(c *config) { c.startTime
 func newConfig(name string, opts []Option) config {
 	c := config{name: name, startTimeout: Scaled(5 * time.Minute)}
 	c.lab.VM.MemoryMB = 1024
-	cfg := Config()
-	c.lab.VM.Timeouts = vm.BaseTimeouts().Scaled(cfg.TimeoutScale)
-	c.lab.VM.Accel = cfg.Accel
+	// The accelerator, QEMU and the probe's cache come from Config() in lab.Start
+	// (startConfig); the timeouts are set here, where the Timeouts option adjusts them.
+	c.lab.VM.Timeouts = vm.BaseTimeouts().Scaled(Config().TimeoutScale)
 	c.lab.KeepDisks = *flagKeep
 	c.lab.Captures, _ = lab.ParseCaptureMode(*flagCaptures) // CheckFlags rejects a bad one
-	c.lab.Notes = NotesRoot()
 	for _, o := range opts {
 		o(&c)
 	}
@@ -223,14 +224,26 @@ func newConfig(name string, opts []Option) config {
 	if c.lab.VM.ProbeKernel == "" {
 		c.lab.VM.ProbeKernel = c.lab.VM.Image.Kernel
 	}
-	if c.lab.VM.ProbeCache == "" {
-		c.lab.VM.ProbeCache = lab.ProbeCache()
-	}
 	if c.debug == nil {
 		d := FlagDebug()
 		c.debug = &d
 	}
 	return c
+}
+
+// startConfig is the configuration the lab starts with: Config(), with Notes's root.
+func (c *config) startConfig() bootcfg.Config {
+	cfg := Config()
+	if c.notes != "" {
+		cfg.Notes = c.notes
+	}
+	return cfg
+}
+
+// needsProbeKernel: the accelerator will be probed (none chosen) and the image brings
+// no kernel to probe with (an ISO booted through the firmware).
+func (c *config) needsProbeKernel() bool {
+	return c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" && Config().Accel == ""
 }
 
 var unsafeSlug = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -253,7 +266,7 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 		// A real QEMU guest (a fake launcher is a unit test of this package's own).
 		vmgate.VM(t)
 	}
-	if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
+	if c.needsProbeKernel() {
 		k, err := probeKernel()
 		require.NoError(t, err)
 		c.lab.VM.ProbeKernel = k
@@ -276,16 +289,15 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	)
 	if c.warm != "" {
 		t.Logf("warm start (%s)", c.warm)
-		l, err = lab.StartWarm(ctx, c.lab, lab.WarmStateDir(Config().Cache), func(s string) { t.Log(s) })
+		l, err = lab.StartWarm(ctx, c.startConfig(), func(s string) { t.Log(s) }, lab.With(c.lab))
 	} else {
-		l, err = lab.Start(ctx, c.lab)
-	}
-	if l != nil {
-		t.Logf("run directory: %s", l.Dir())
+		l, err = lab.Start(ctx, c.startConfig(), lab.With(c.lab))
 	}
 	// A start that failed has already recorded its outcome (an environment error when
-	// QEMU never ran a guest) and left no QEMU: nothing to keep, stop or re-record.
+	// QEMU never ran a guest) in the run directory its error names, and left no QEMU:
+	// nothing to keep, stop or re-record.
 	require.NoError(t, err, "starting the VM")
+	t.Logf("run directory: %s", l.Dir())
 	t.Cleanup(func() { finish(t, l, *c.debug, began) })
 	if c.login {
 		_, err := l.Login(ctx)

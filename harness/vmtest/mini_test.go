@@ -210,13 +210,16 @@ func TestQEMUExitsEarly(t *testing.T) {
 	img := vm.Image{Name: "bad", Kernel: bad, Profile: shell.Mini}
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(time.Minute))
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Config{Slug: "bad-kernel", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	l, err := lab.Start(ctx, labtest.Config(), lab.Slug("bad-kernel"), lab.Machine(vm.Spec{Image: img, Accel: qemu.AccelTCG}))
 	require.Error(t, err)
 	var se *qemu.StartError
 	require.True(t, errors.As(err, &se), "got %v", err)
 	require.Contains(t, se.ExitStatus, "exit status")
 	require.NotEmpty(t, strings.TrimSpace(se.Stderr), "QEMU's own words are in the error")
-	m := metadata(t, l.Dir())
+	require.Nil(t, l, "a failed start returns no lab")
+	var ls *lab.StartError
+	require.ErrorAs(t, err, &ls, "the error names the run directory that recorded it")
+	m := metadata(t, ls.Dir)
 	require.Equal(t, runrec.Error, m.Outcome)
 	require.Contains(t, m.Error, "QEMU failed to start")
 }
@@ -225,7 +228,7 @@ func TestQEMUExitsEarly(t *testing.T) {
 func TestMissingImage(t *testing.T) {
 	vmgate.VM(t)
 	img := vm.Image{Name: "missing", Kernel: "/nonexistent/vmlinuz", Profile: shell.Mini}
-	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	_, err := lab.Start(context.Background(), labtest.Config(), lab.Slug("missing"), lab.Machine(vm.Spec{Image: img, Accel: qemu.AccelTCG}))
 	require.ErrorContains(t, err, "/nonexistent/vmlinuz: does not exist")
 }
 

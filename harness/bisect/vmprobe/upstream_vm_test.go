@@ -3,6 +3,7 @@ package vmprobe
 import (
 	"bytes"
 	"context"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +37,7 @@ func upstreamStyleISO(t *testing.T, ctx context.Context, name, release string) s
 		_, err := exec.LookPath(tool)
 		require.NoError(t, err, "%s is needed: apt-get install xorriso isolinux syslinux-common", tool)
 	}
-	m, err := images.BuildMini(ctx, images.MiniSpec{Version: name, Init: shellLoopInit,
+	m, err := labtest.Cache().BuildMini(ctx, images.MiniSpec{Version: name, Init: shellLoopInit,
 		Files: map[string]images.File{"/etc/release": {Content: release + "\n"}}})
 	require.NoError(t, err, "building the initramfs of %s", name)
 	stage := filepath.Join(t.TempDir(), name)

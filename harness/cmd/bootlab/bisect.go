@@ -25,7 +25,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the engine gets the parsed bisect.Flags and the VM side only boots.
 func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "demo" {
-		return vmprobe.Demo(ctx, cfg.Notes, stdout, stderr)
+		return vmprobe.Demo(ctx, *cfg, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "replay" {
 		return exitCode(bisect.ReplayMain(args[1:], stdout, stderr))
@@ -60,8 +60,7 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		return usageError{err}
 	}
 	lab.HandleSignals()
-	p := &vmprobe.Prober{Profile: prof, MemoryMB: *memory, Accel: cfg.Accel, LoginTimeout: *loginTO, SSH: *ssh,
-		QEMU: cfg.QEMU, TimeoutScale: cfg.TimeoutScale}
+	p := &vmprobe.Prober{Profile: prof, MemoryMB: *memory, Accel: cfg.Accel, LoginTimeout: *loginTO, SSH: *ssh, Config: *cfg}
 	return exitCode(bisect.Execute(ctx, f, fs.Args(), p, stdout, stderr))
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/inject"
 	"github.com/bootlab/bootlab/harness/lab"
 )
@@ -20,8 +21,8 @@ const injectDir = "inject"
 // console when there is none), runs with --plan-only, and its plan and logs are kept in
 // <run>/inject, with the guest's own /sys/block beside them and the plan checked
 // against it.
-func injectPreNixos(ctx context.Context, l *lab.Lab, stdout io.Writer) error {
-	data, err := inject.PreNixos(ctx)
+func injectPreNixos(ctx context.Context, cache images.Cache, l *lab.Lab, stdout io.Writer) error {
+	data, err := inject.PreNixos(ctx, cache)
 	if err != nil {
 		return err
 	}

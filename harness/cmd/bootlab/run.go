@@ -98,14 +98,14 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 		r.kernelHint, r.slug = f.kernel, "kernel"
 	case f.image == "mini":
 		fmt.Fprintln(stderr, "bootlab: building (or reusing) the mini image")
-		img, m, err := lab.MiniImage(ctx, images.MiniSpec{})
+		img, m, err := lab.MiniImage(ctx, images.Cache(f.cfg.Cache), images.MiniSpec{})
 		if err != nil {
 			return r, err
 		}
 		r.img, r.kernelHint, r.slug = img, m.Kernel, "mini"
 	case f.image == "" || f.image == "fixture":
 		fmt.Fprintln(stderr, "bootlab: building (or reusing) the fixture ISO; a cold build takes a few minutes")
-		img, iso, key, err := lab.FixtureImage(ctx, images.FixtureSpec{})
+		img, iso, key, err := lab.FixtureImage(ctx, images.Cache(f.cfg.Cache), images.FixtureSpec{})
 		if err != nil {
 			return r, err
 		}
@@ -114,7 +114,7 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 		return r, usagef("unknown --image %q (mini or fixture)", f.image)
 	}
 	if r.img.ISO != "" {
-		b, err := lab.ResolveISOBoot(ctx, &r.img, f.boot, f.entry)
+		b, err := lab.ResolveISOBoot(ctx, images.Cache(f.cfg.Cache), &r.img, f.boot, f.entry)
 		if err != nil {
 			// A wrong --boot/--entry, or an unreadable image: exit 2 before any boot.
 			return r, usageError{err}
@@ -146,9 +146,10 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 }
 
 func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
-	s := vm.Spec{Image: r.img, Accel: f.cfg.Accel, ProbeKernel: r.kernelHint, ProbeCache: lab.ProbeCache(),
-		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: f.cfg.QEMU, Launcher: launcher,
-		Timeouts: vm.BaseTimeouts().Scaled(f.cfg.TimeoutScale)}
+	// Accelerator, QEMU binary, timeouts and the probe's cache come from f.cfg in
+	// lab.Start.
+	s := vm.Spec{Image: r.img, ProbeKernel: r.kernelHint,
+		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Launcher: launcher}
 	if f.cfg.Accel != "" && f.cfg.Accel != qemu.AccelKVM && f.cfg.Accel != qemu.AccelTCG {
 		return s, usagef("--accel must be kvm or tcg")
 	}
@@ -218,25 +219,26 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	lcfg := lab.Config{Slug: r.slug, Notes: f.cfg.Notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr, Captures: captures}
+	opts := []lab.Option{lab.Slug(r.slug), lab.Machine(spec), lab.RootKeyFingerprint(r.keyFP), lab.Progress(stderr), lab.Captures(captures)}
 	var l *lab.Lab
 	if f.warm && f.expectScreen == "" {
-		l, err = lab.StartWarm(ctx, lcfg, lab.WarmStateDir(f.cfg.Cache), func(s string) { fmt.Fprintln(stderr, "bootlab: "+s) })
+		l, err = lab.StartWarm(ctx, *f.cfg, func(s string) { fmt.Fprintln(stderr, "bootlab: "+s) }, opts...)
 	} else {
-		l, err = lab.Start(ctx, lcfg)
-	}
-	if l != nil {
-		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
+		l, err = lab.Start(ctx, *f.cfg, opts...)
 	}
 	if err != nil {
-		var se *qemu.StartError
-		if errors.As(err, &se) || (l == nil && !f.warm) {
+		var (
+			se    *qemu.StartError
+			ranVM *lab.StartError
+		)
+		if errors.As(err, &se) || (!errors.As(err, &ranVM) && !f.warm) {
 			// QEMU could not run at all (a locked disk image, a taken port): the host's
 			// problem, reported in QEMU's own words, not a verdict on the image.
 			return usageError{err}
 		}
 		return err
 	}
+	fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
 	verdict := drive(ctx, l, f, r, stdout, stderr)
 	if verdict != nil && f.debug && ctx.Err() == nil && l.Running() {
 		fmt.Fprintf(stderr, "bootlab: FAILED: %v\n", verdict)
@@ -282,12 +284,12 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL(res.Output), res.ExitStatus, res.Duration.Round(time.Millisecond))
 	}
 	if f.inject != "" {
-		if err := injectPreNixos(ctx, l, stdout); err != nil {
+		if err := injectPreNixos(ctx, images.Cache(f.cfg.Cache), l, stdout); err != nil {
 			return err
 		}
 	}
 	if r.prenixos && f.verifyPreNixos {
-		key, err := lab.RootKey()
+		key, err := images.Cache(f.cfg.Cache).RootKey()
 		if err != nil {
 			return err
 		}

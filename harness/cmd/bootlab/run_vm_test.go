@@ -132,7 +132,7 @@ func TestInspectMiniAndISO(t *testing.T) {
 	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	m, err := images.BuildMini(ctx, images.MiniSpec{})
+	m, err := labtest.Cache().BuildMini(ctx, images.MiniSpec{})
 	require.NoError(t, err)
 	var out, errb fakeguest.Buffer
 	require.Equal(t, exitPass, Main([]string{"inspect", "--kernel", m.Kernel, "--initrd", m.Initrd}, &out, &errb), errb.String())
@@ -143,7 +143,7 @@ func TestInspectMiniAndISO(t *testing.T) {
 		_, err := exec.LookPath(tool)
 		require.NoError(t, err, "%s is needed: apt-get install xorriso squashfs-tools", tool)
 	}
-	key, err := lab.RootKey()
+	key, err := labtest.Cache().RootKey()
 	require.NoError(t, err)
 	root := t.TempDir()
 	tree := filepath.Join(root, "tree")

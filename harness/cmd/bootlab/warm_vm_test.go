@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
@@ -25,7 +25,7 @@ import (
 // --memory 1088 gives the test a state of its own in the cache.
 func TestDemoStartsWarm(t *testing.T) {
 	vmgate.VM(t)
-	states := lab.WarmStateDir(config.Env().Cache)
+	states := lab.WarmStateDir(labtest.Config().Cache)
 	removeStates := func() {
 		sides, _ := filepath.Glob(filepath.Join(states, "*.state.json"))
 		for _, s := range sides {
