@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/bootlab/bootlab/artifacts/debversion"
 	"io"
 	"log/slog"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/debversion"
 )
 
 // kernelPkgRE matches real Debian kernel image packages for the generic amd64 flavour:

@@ -17,7 +17,6 @@ import (
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // BootVariant is one way of booting an image. The boot benchmark boots several, one
@@ -164,7 +163,7 @@ func bootOne(ctx context.Context, cfg config.Config, v BootVariant, blame int, p
 		res.Err = err
 		return res
 	}
-	spec := vm.Spec{Image: img}
+	spec := lab.Spec{Image: img}
 	if v.Image == "fixture" {
 		spec = fixtureSpec(ctx, images.Cache(cfg.Cache), img)
 	}
@@ -213,7 +212,7 @@ func KernelMarks(serial string) map[string]float64 {
 }
 
 // variantImage builds (or reuses) the variant's image and points it at the boot path.
-func variantImage(ctx context.Context, cache images.Cache, v BootVariant) (vm.Image, error) {
+func variantImage(ctx context.Context, cache images.Cache, v BootVariant) (lab.Image, error) {
 	switch v.Image {
 	case "mini":
 		img, _, err := lab.MiniImage(ctx, cache, images.MiniSpec{})
@@ -234,7 +233,7 @@ func variantImage(ctx context.Context, cache images.Cache, v BootVariant) (vm.Im
 		}
 		return img, nil
 	}
-	return vm.Image{}, fmt.Errorf("variant %s: unknown image %q", v.Name, v.Image)
+	return lab.Image{}, fmt.Errorf("variant %s: unknown image %q", v.Name, v.Image)
 }
 
 func measureBoot(ctx context.Context, l *lab.Lab, res *BootResult, blame int) error {
@@ -340,8 +339,8 @@ func firstLine(s string) string {
 // fixtureSpec boots the fixture as a scenario does: the LAN (networkd waits for it) and
 // one blank 4 GiB disk for pre-nixos, which starts while the getty comes up. The KVM
 // probe boots the mini kernel, whose verdict is cached already.
-func fixtureSpec(ctx context.Context, cache images.Cache, img vm.Image) vm.Spec {
-	spec := vm.Spec{Image: img, Net: true, SSH: true, Disks: []vm.DiskSpec{{SizeMB: 4096}}}
+func fixtureSpec(ctx context.Context, cache images.Cache, img lab.Image) lab.Spec {
+	spec := lab.Spec{Image: img, Net: true, SSH: true, Disks: []lab.Disk{{SizeMB: 4096}}}
 	if mini, _, err := lab.MiniImage(ctx, cache, images.MiniSpec{}); err == nil {
 		spec.ProbeKernel = mini.Kernel
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // RestoreResult measures the boot-once-restore-many lever on the fixture: one cold
@@ -83,7 +82,7 @@ func RunRestore(ctx context.Context, cfg config.Config, progress io.Writer) Rest
 
 	rspec := spec
 	rspec.RestoreFrom = state
-	rspec.Disks = []vm.DiskSpec{{Path: filepath.Join(res.ColdDir, "disk0.img")}}
+	rspec.Disks = []lab.Disk{{Path: filepath.Join(res.ColdDir, "disk0.img")}}
 	rspec.Accel = accel // the donor's verdict; a second probe would boot another kernel first
 	spawn := time.Now() // lab.Start spawns QEMU at once (the ISO's provenance is cached)
 	warm, err := lab.Start(ctx, cfg, lab.Slug("bench-restore-warm"), lab.Machine(rspec), lab.Progress(progress), lab.Captures(lab.CapturesNone))

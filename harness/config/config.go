@@ -119,10 +119,10 @@ func (c Config) Validate() error {
 	switch c.Accel {
 	case "", "kvm", "tcg":
 	default:
-		return fmt.Errorf("accelerator %q: want kvm or tcg (--accel, %s)", c.Accel, EnvAccel)
+		return fmt.Errorf("--accel must be kvm or tcg, not %q (--accel, %s)", c.Accel, EnvAccel)
 	}
 	if c.TimeoutScale <= 0 {
-		return fmt.Errorf("timeout scale %v: want a positive number (--timeout-scale, %s)", c.TimeoutScale, EnvTimeoutScale)
+		return fmt.Errorf("--timeout-scale must be positive, not %v (--timeout-scale, %s)", c.TimeoutScale, EnvTimeoutScale)
 	}
 	return nil
 }

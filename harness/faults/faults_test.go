@@ -139,8 +139,7 @@ func TestQEMUKilledMidCommand(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { _, err := l.Run(ctx, "echo started-long-command; sleep 120"); errc <- err }()
 	// The command's first output on the frame channel: it is running in the guest.
-	require.NotNil(t, l.Channel(), "the frame channel is connected")
-	_, err = l.Channel().Expect(ctx, 0, console.Literal("begun", "started-long-command\n"))
+	err = l.ExpectChannel(ctx, "started-long-command\n")
 	require.NoError(t, err)
 	time.Sleep(500 * time.Millisecond)
 	require.NoError(t, syscall.Kill(l.Pid(), syscall.SIGKILL))

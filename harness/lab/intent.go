@@ -186,17 +186,6 @@ func (l *Lab) Accel() string { return l.vm.Accel().Accel }
 // LoginTimeout is the VM's bound for reaching a root shell.
 func (l *Lab) LoginTimeout() time.Duration { return l.cfg.VM.Timeouts.Login }
 
-// Shell is the verified root shell Login made (nil before), for the few callers that
-// drive the shell itself (uploads, the console protocol's own tests).
-func (l *Lab) Shell() *shell.Shell { return l.vm.Shell() }
-
-// Console is the serial console, for callers that drive a screen rather than a shell
-// (an installer's dialogs, a console-level probe).
-func (l *Lab) Console() *console.Console { return l.vm.Console() }
-
-// Channel is the virtio-serial frame channel (nil without one).
-func (l *Lab) Channel() *console.Console { return l.vm.Channel() }
-
 // Milestones are the boot milestones so far, relative to QEMU's spawn.
 func (l *Lab) Milestones() []vm.Milestone { return l.vm.Milestones() }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -25,7 +27,7 @@ func TestIntentMethods(t *testing.T) {
 	require.ErrorContains(t, err, "Login first", "commands need the verified root shell")
 	_, err = l.Login(ctx)
 	require.NoError(t, err)
-	require.NotNil(t, l.Shell())
+	require.NotNil(t, l.shell())
 
 	out, err := l.Succeed(ctx, "echo hello")
 	require.NoError(t, err)
@@ -117,4 +119,33 @@ func TestSaveStateRefusesAShellUnsafePath(t *testing.T) {
 	for _, p := range []string{"/tmp/a b", "/tmp/x;rm -rf /", "/tmp/$(id)"} {
 		require.ErrorContains(t, l.SaveState(ctx, p), "only letters, digits", p)
 	}
+}
+
+// TestDoorMethods: what lab offers instead of its console, shell and channel - typing
+// and expecting on the console, the screen model, the transport - on a simulated guest.
+func TestDoorMethods(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	require.NoError(t, err)
+	defer l.Close(context.Background(), nil)
+	require.Empty(t, l.Transport(), "no shell before Login")
+	_, err = l.Login(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, l.Transport())
+
+	scr, stop := l.WatchScreen(80, 24)
+	defer stop()
+	// The fake guest answers an unknown command the way a shell does.
+	from, err := l.Type(ctx, "typed-42\n")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, l.ConsoleMark(), from)
+	text, end, err := l.ExpectConsole(ctx, from, regexp.MustCompile(`typed-42: not found`))
+	require.NoError(t, err)
+	require.Equal(t, "typed-42: not found", text)
+	require.Greater(t, end, from)
+	require.NoError(t, scr.WaitForText(ctx, "typed-42: not found"), "the screen model sees what the console draws")
+	require.NoError(t, l.ConsoleErr())
+	require.False(t, l.LastOutput().IsZero())
+	require.False(t, ConsoleGone(err))
 }

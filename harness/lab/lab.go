@@ -81,6 +81,26 @@ func Captures(m CaptureMode) Option { return func(o *Options) { o.Captures = m }
 // RootKeyFingerprint records the fingerprint of the image's embedded root key.
 func RootKeyFingerprint(fp string) Option { return func(o *Options) { o.RootKeyFingerprint = fp } }
 
+// fillTimeouts is t with every bound it leaves zero taken from base, so a caller sets
+// only what it overrides (a login bound of its own) and keeps the scaled rest.
+func fillTimeouts(t, base vm.Timeouts) vm.Timeouts {
+	for _, f := range []struct{ v, b *time.Duration }{
+		{&t.Login, &base.Login}, {&t.Step, &base.Step}, {&t.Command, &base.Command},
+		{&t.Probe, &base.Probe}, {&t.NoSerial, &base.NoSerial},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.b
+		}
+	}
+	if t.Stop == (qemu.StopTimeouts{}) {
+		t.Stop = base.Stop
+	}
+	if t.Scale == 0 {
+		t.Scale = base.Scale
+	}
+	return t
+}
+
 func options(cfg config.Config, opts []Option) Options {
 	var o Options
 	for _, f := range opts {
@@ -95,9 +115,7 @@ func options(cfg config.Config, opts []Option) Options {
 // derived (timeouts scaled by cfg.TimeoutScale, the accelerator, the QEMU binary, the
 // accelerator probe's kernel and verdict cache in cfg.Cache).
 func vmDefaults(cfg config.Config, spec vm.Spec) vm.Spec {
-	if spec.Timeouts.Login == 0 {
-		spec.Timeouts = vm.BaseTimeouts().Scaled(cfg.TimeoutScale)
-	}
+	spec.Timeouts = fillTimeouts(spec.Timeouts, vm.BaseTimeouts().Scaled(cfg.TimeoutScale))
 	if spec.Accel == "" {
 		spec.Accel = cfg.Accel
 	}

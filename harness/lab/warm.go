@@ -303,8 +303,8 @@ func (l *Lab) ResumeShell(ctx context.Context, step time.Duration) (*shell.Shell
 	if err := l.WaitRunning(ctx); err != nil {
 		return nil, err
 	}
-	from := l.Console().Pos()
-	if err := l.Console().Send(ctx, "\r"); err != nil {
+	from, err := l.Type(ctx, "\r")
+	if err != nil {
 		return nil, fmt.Errorf("waking the restored guest's shell: %w", err)
 	}
 	sh, err := l.AdoptShell(ctx, l.cfg.VM.Image.Profile, AdoptOptions{From: from, Step: step, Channel: !l.cfg.VM.NoChannel})

@@ -17,7 +17,6 @@ import (
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // The flags every VM StartT boots takes by default (bootlab run's own options), and the
@@ -106,7 +105,7 @@ func FixtureProfile() shell.Profile {
 }
 
 type builtFixture struct {
-	img vm.Image
+	img lab.Image
 	iso *images.ISO
 	key *keys.Pair
 	err error
@@ -123,7 +122,7 @@ var (
 // Fixture builds (once per process and variant) the fixture ISO with bootlab's root key
 // and says how it boots (-boot, -entry). With -iso the given ISO stands in for the
 // standard variant, with -profile's image profile.
-func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair) {
+func Fixture(t testing.TB, spec images.FixtureSpec) (lab.Image, *images.ISO, *keys.Pair) {
 	t.Helper()
 	vmgate.VM(t)
 	id := fmt.Sprintf("%+v", spec)
@@ -136,7 +135,7 @@ func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *key
 		defer cancel()
 		if *flagISO != "" && spec.BreakUnit == "" && spec.RootKey == "" {
 			b.key, b.err = Cache().RootKey()
-			b.img = vm.Image{Name: "iso", ISO: *flagISO, Profile: FixtureProfile()}
+			b.img = lab.Image{Name: "iso", ISO: *flagISO, Profile: FixtureProfile()}
 			b.iso = &images.ISO{Path: *flagISO}
 		} else {
 			b.img, b.iso, b.key, b.err = lab.FixtureImage(ctx, Cache(), spec)

@@ -11,14 +11,13 @@ import (
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Kernel is one Debian kernel build on the mini image: what boots, and the release
 // `uname -r` must print ("" when unknown: a kernel given by hand).
 type Kernel struct {
 	Release string
-	Image   vm.Image
+	Image   lab.Image
 }
 
 // KernelSeries builds (or finds in the cache) the mini image with each kernel of the
@@ -45,5 +44,5 @@ func KernelSeries(t testing.TB) []Kernel {
 // KernelImage is a kernel and initrd given by hand, booted with the mini image's
 // profile (a busybox shell, poweroff -f).
 func KernelImage(kernel, initrd, cmdline string) Kernel {
-	return Kernel{Image: vm.Image{Name: "kernel", Kernel: kernel, Initrd: initrd, Append: cmdline, Profile: shell.Mini, Poweroff: "poweroff -f"}}
+	return Kernel{Image: lab.Image{Name: "kernel", Kernel: kernel, Initrd: initrd, Append: cmdline, Profile: shell.Mini, Poweroff: "poweroff -f"}}
 }

@@ -30,7 +30,6 @@ import (
 	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Scaled multiplies d by the timeout scale (-timeout-scale, $BOOTLAB_TIMEOUT_SCALE) and
@@ -132,11 +131,11 @@ type config struct {
 }
 
 // Image is what to boot; its profile says how to log in and power off.
-func Image(img vm.Image) Option { return func(c *config) { c.lab.VM.Image = img } }
+func Image(img lab.Image) Option { return func(c *config) { c.lab.VM.Image = img } }
 
 // Disks attaches disks (created in the run directory unless they have a Path).
-func Disks(d ...vm.DiskSpec) Option {
-	return func(c *config) { c.lab.VM.Disks = append([]vm.DiskSpec(nil), d...) }
+func Disks(d ...lab.Disk) Option {
+	return func(c *config) { c.lab.VM.Disks = append([]lab.Disk(nil), d...) }
 }
 
 // Network gives the VM a NIC and forwards SSH to a loopback port.
@@ -164,12 +163,12 @@ func Probe(kernel, cache string) Option {
 	}
 }
 
-// Timeouts adjusts the VM's timeouts (they start as vm.BaseTimeouts scaled by
-// Config().TimeoutScale).
-func Timeouts(f func(*vm.Timeouts)) Option { return func(c *config) { f(&c.lab.VM.Timeouts) } }
+// Timeouts sets some of the VM's timeouts; those it leaves zero are the harness's,
+// scaled by Config().TimeoutScale (lab.Start).
+func Timeouts(f func(*lab.Timeouts)) Option { return func(c *config) { f(&c.lab.VM.Timeouts) } }
 
 // Spec adjusts anything else of the VM (a transport switched off, a fake launcher).
-func Spec(f func(*vm.Spec)) Option { return func(c *config) { f(&c.lab.VM) } }
+func Spec(f func(*lab.Spec)) Option { return func(c *config) { f(&c.lab.VM) } }
 
 // Slug names the run directory (default: the test's name).
 func Slug(s string) Option { return func(c *config) { c.lab.Slug = s } }
@@ -210,9 +209,8 @@ func StartTimeout(d time.Duration) Option { return func(c *config) { c.startTime
 func newConfig(name string, opts []Option) config {
 	c := config{name: name, startTimeout: Scaled(5 * time.Minute)}
 	c.lab.VM.MemoryMB = 1024
-	// The accelerator, QEMU and the probe's cache come from Config() in lab.Start
-	// (startConfig); the timeouts are set here, where the Timeouts option adjusts them.
-	c.lab.VM.Timeouts = vm.BaseTimeouts().Scaled(Config().TimeoutScale)
+	// Timeouts, the accelerator, QEMU and the probe's cache come from Config() in
+	// lab.Start (startConfig): what the Timeouts option leaves zero is the harness's.
 	c.lab.KeepDisks = *flagKeep
 	c.lab.Captures, _ = lab.ParseCaptureMode(*flagCaptures) // CheckFlags rejects a bad one
 	for _, o := range opts {
@@ -336,16 +334,16 @@ func finish(t testing.TB, l *lab.Lab, d Debug, began time.Time) {
 // Reaped checks by the pid in the run directory's pidfile that QEMU is gone (nil when it
 // never wrote one).
 func Reaped(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, vm.PIDFile))
+	b, err := os.ReadFile(filepath.Join(dir, lab.PIDFile))
 	if err != nil {
 		return nil
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", vm.PIDFile, err)
+		return fmt.Errorf("reading %s: %w", lab.PIDFile, err)
 	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("QEMU pid %d from %s/%s is still running", pid, dir, vm.PIDFile)
+		return fmt.Errorf("QEMU pid %d from %s/%s is still running", pid, dir, lab.PIDFile)
 	}
 	return nil
 }

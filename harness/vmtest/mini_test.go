@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -181,7 +182,7 @@ func lastWords(t *testing.T, l *lab.Lab, text string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
 	defer cancel()
-	_, err := l.Console().Expect(ctx, 0, console.Literal(text, text))
+	_, _, err := l.ExpectConsole(ctx, 0, regexp.MustCompile(regexp.QuoteMeta(text)))
 	require.NoError(t, err, "the guest booted to its last words")
 }
 

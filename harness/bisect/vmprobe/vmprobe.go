@@ -44,11 +44,8 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/config"
-	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Prober boots candidates for bisect.Run / bisect.Main. The zero value boots with the
@@ -126,7 +123,7 @@ func (p *Prober) Probe(ctx context.Context, c bisect.Candidate, attempt int, run
 	}
 	// A host without QEMU fails every candidate the same way: stop instead of
 	// skipping the whole list.
-	if _, err := qemu.FindBinary(p.Config.QEMU); err != nil {
+	if err := lab.CheckQEMU(p.Config.QEMU); err != nil {
 		return bisect.Outcome{}, fmt.Errorf("%w: %w", err, bisect.ErrAbort)
 	}
 	if p.pred.Kind == bisect.PredicateScenario {
@@ -237,13 +234,13 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 	if mem == 0 {
 		mem = 512
 	}
-	spec := vm.Spec{
-		Image: vm.Image{Name: c.Name, ISO: c.ISO, Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
+	// Timeouts not set here are the harness's, scaled by Config.TimeoutScale (lab.Start).
+	spec := lab.Spec{
+		Image: lab.Image{Name: c.Name, ISO: c.ISO, Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
 			Profile: prof, Poweroff: p.Poweroff},
 		MemoryMB: mem,
 		SSH:      p.SSH || p.pred.Kind == bisect.PredicateCommand,
 		Accel:    p.accelerator(),
-		Timeouts: vm.BaseTimeouts().Scaled(p.cfg().TimeoutScale),
 	}
 	if c.ISO != "" {
 		// The same choice as `bootlab run --iso`: an upstream ISO whose entry has no
@@ -273,7 +270,7 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		closeLab(ctx, l, err)
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("logging in to %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
-	g := &guest{l: l, pos: l.Console().Pos(), dir: reportPath(runDir, l.Dir()), cache: images.Cache(cfg.Cache)}
+	g := &guest{l: l, pos: l.ConsoleMark(), dir: reportPath(runDir, l.Dir()), cache: images.Cache(cfg.Cache)}
 	if p.pred.Kind == bisect.PredicateCommand {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		sock, err := l.ServeConsole(sctx)
@@ -341,8 +338,7 @@ func (g *guest) infra(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ce *console.ClosedError
-	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.Console().Err() != nil || !g.l.Running() {
+	if lab.ConsoleGone(err) || g.l.ConsoleErr() != nil || !g.l.Running() {
 		return brief(fmt.Errorf("%w: %w", bisect.ErrInfra, err))
 	}
 	return brief(err)
@@ -351,22 +347,23 @@ func (g *guest) infra(err error) error {
 func (g *guest) Send(ctx context.Context, text string) error {
 	// Output caused by what is sent comes after this point; older text must not
 	// satisfy the next expect.
-	g.pos = g.l.Console().Pos()
-	return g.infra(g.l.Console().Send(ctx, text))
+	pos, err := g.l.Type(ctx, text)
+	g.pos = pos
+	return g.infra(err)
 }
 
 func (g *guest) Expect(ctx context.Context, re *regexp.Regexp) error {
-	m, err := g.l.Console().Expect(ctx, g.pos, console.Pattern{Name: re.String(), Re: re})
+	_, end, err := g.l.ExpectConsole(ctx, g.pos, re)
 	if err != nil {
 		return g.infra(err)
 	}
-	g.pos = m.End
+	g.pos = end
 	return nil
 }
 
 func (g *guest) Run(ctx context.Context, cmd string) ([]byte, int, error) {
 	r, err := g.l.Run(ctx, cmd, shell.AllowFail())
-	g.pos = g.l.Console().Pos()
+	g.pos = g.l.ConsoleMark()
 	if err != nil {
 		return nil, 0, g.infra(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/bootlab/bootlab/harness/bisect/vmprobe"
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/shell"
 )
 
 // exitError carries a subcommand's own exit status (bisect has several).
@@ -36,7 +35,7 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 	f.Register(fs)
 	cfg.AddFlags(fs, config.FlagAccel, config.FlagTimeoutScale, config.FlagQEMU)
 	var (
-		profile = fs.String("profile", shell.Mini.Name, "image console profile: mini, fixture, nixos")
+		profile = fs.String("profile", lab.ProfileMini.Name, "image console profile: mini, fixture, nixos")
 		memory  = fs.Int("memory", 0, "guest memory in MiB (default 512)")
 		loginTO = fs.Duration("login-timeout", 0, "bound on boot + login (default: the harness's)")
 		ssh     = fs.Bool("ssh", false, "forward guest port 22 for script predicates too (command predicates always get it)")
@@ -49,12 +48,9 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		}
 		return exitError{bisect.ExitUsage} // flag has said why
 	}
-	prof, err := shell.ByName(*profile)
+	prof, err := lab.ProfileByName(*profile)
 	if err != nil {
 		return usageError{err}
-	}
-	if cfg.Accel != "" && cfg.Accel != "kvm" && cfg.Accel != "tcg" {
-		return usagef("--accel must be kvm or tcg, not %q", cfg.Accel)
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}

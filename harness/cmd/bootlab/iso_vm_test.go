@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"github.com/bootlab/bootlab/harness/fakeguest"
-	"github.com/bootlab/bootlab/harness/labtest"
-	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 func needTools(t *testing.T, install string, tools ...string) {

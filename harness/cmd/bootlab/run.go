@@ -18,11 +18,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
-	"github.com/bootlab/bootlab/harness/screen"
-	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/verify"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 type listFlag []string
@@ -72,11 +68,11 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 
 // launcher starts QEMU (nil: the real one); tests substitute a replay guest
 // (harness/replay) to drive the whole command against recorded consoles.
-var launcher qemu.Launcher
+var launcher lab.Launcher
 
 // resolvedImage is what was chosen to boot.
 type resolvedImage struct {
-	img        vm.Image
+	img        lab.Image
 	keyFP      string
 	prenixos   bool
 	kernelHint string // a kernel for the accel probe
@@ -91,10 +87,10 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	case (f.boot != lab.BootAuto || f.entry != "") && (f.kernel != "" || f.image == "mini"):
 		return r, usagef("--boot and --entry are for ISOs (--iso, --image fixture)")
 	case f.iso != "":
-		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOS}
+		r.img = lab.Image{Name: "iso", ISO: f.iso, Profile: lab.ProfileNixOS}
 		r.slug = "iso"
 	case f.kernel != "":
-		r.img = vm.Image{Name: "kernel", Kernel: f.kernel, Initrd: f.initrd, Append: f.appendLine, Profile: shell.Mini, Poweroff: "poweroff -f"}
+		r.img = lab.Image{Name: "kernel", Kernel: f.kernel, Initrd: f.initrd, Append: f.appendLine, Profile: lab.ProfileMini, Poweroff: "poweroff -f"}
 		r.kernelHint, r.slug = f.kernel, "kernel"
 	case f.image == "mini":
 		fmt.Fprintln(stderr, "bootlab: building (or reusing) the mini image")
@@ -127,7 +123,7 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 		}
 	}
 	if f.profile != "" {
-		p, err := shell.ByName(f.profile)
+		p, err := lab.ProfileByName(f.profile)
 		if err != nil {
 			return r, usageError{err}
 		}
@@ -145,14 +141,11 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	return r, nil
 }
 
-func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
+func (f *runFlags) spec(r resolvedImage) (lab.Spec, error) {
 	// Accelerator, QEMU binary, timeouts and the probe's cache come from f.cfg in
 	// lab.Start.
-	s := vm.Spec{Image: r.img, ProbeKernel: r.kernelHint,
+	s := lab.Spec{Image: r.img, ProbeKernel: r.kernelHint,
 		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Launcher: launcher}
-	if f.cfg.Accel != "" && f.cfg.Accel != qemu.AccelKVM && f.cfg.Accel != qemu.AccelTCG {
-		return s, usagef("--accel must be kvm or tcg")
-	}
 	if s.MemoryMB == 0 && r.img.Profile.Name == "mini" {
 		s.MemoryMB = 256
 	}
@@ -161,10 +154,10 @@ func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
 		if err != nil || mb <= 0 {
 			return s, usagef("--disk %q: want a size in MiB", d)
 		}
-		s.Disks = append(s.Disks, vm.DiskSpec{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
+		s.Disks = append(s.Disks, lab.Disk{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
 	}
 	if r.prenixos && len(s.Disks) == 0 {
-		s.Disks = []vm.DiskSpec{{Name: "disk0.img", SizeMB: 4096}}
+		s.Disks = []lab.Disk{{Name: "disk0.img", SizeMB: 4096}}
 	}
 	return s, nil
 }
@@ -227,11 +220,8 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		l, err = lab.Start(ctx, *f.cfg, opts...)
 	}
 	if err != nil {
-		var (
-			se    *qemu.StartError
-			ranVM *lab.StartError
-		)
-		if errors.As(err, &se) || (!errors.As(err, &ranVM) && !f.warm) {
+		var ranVM *lab.StartError
+		if lab.HostError(err) || (!errors.As(err, &ranVM) && !f.warm) {
 			// QEMU could not run at all (a locked disk image, a taken port): the host's
 			// problem, reported in QEMU's own words, not a verdict on the image.
 			return usageError{err}
@@ -277,11 +267,12 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		debugPause(ctx, l, f, stderr, "pause after login")
 	}
 	for _, c := range f.cmds {
-		res, err := l.Run(ctx, c, shell.AllowFail())
+		began := time.Now()
+		out, status, err := l.Status(ctx, c)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL(res.Output), res.ExitStatus, res.Duration.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL([]byte(out)), status, time.Since(began).Round(time.Millisecond))
 	}
 	if f.inject != "" {
 		if err := injectPreNixos(ctx, images.Cache(f.cfg.Cache), l, stdout); err != nil {
@@ -326,8 +317,7 @@ func wait(stderr io.Writer, what string) (stop func()) {
 func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer) error {
 	// The screen model answers the terminal queries a full-screen program sends (GNU
 	// screen in the Debian installer waits for them), as a real terminal would.
-	scr := screen.New(80, 24, screen.WithReplies(l.Console().Replier()))
-	remove := l.Console().AddTee(scr)
+	scr, remove := l.WatchScreen(80, 24)
 	defer remove()
 	gctx, silent, stop := l.GuardSilence(ctx)
 	defer stop()

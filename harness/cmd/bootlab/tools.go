@@ -22,9 +22,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/config"
-	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // parseFlags parses a subcommand's arguments: flags may come before or after the
@@ -131,7 +129,7 @@ func cmdAttach(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		fd := int(os.Stdin.Fd())
 		old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err == nil {
-			if err := console.MakeRaw(os.Stdin); err == nil {
+			if err := lab.MakeRaw(os.Stdin); err == nil {
 				defer unix.IoctlSetTermios(fd, ioctlSetTermios, old)
 			}
 		}
@@ -313,7 +311,7 @@ func writeJSON(w io.Writer, v any) error {
 func cmdLog(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab log DIR", flag.ContinueOnError)
 	plain := fs.Bool("plain", false, "remove escape sequences and CRs")
-	which := fs.String("file", vm.SerialLog, "which log: serial.log, transcript.log, harness.log, channel.log or qemu-stderr.log")
+	which := fs.String("file", lab.SerialLog, "which log: serial.log, transcript.log, harness.log, channel.log or qemu-stderr.log")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}

@@ -6,8 +6,6 @@ import (
 	"strconv"
 
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
-	"github.com/bootlab/bootlab/harness/shell"
 )
 
 // Every subcommand checks all of its flags here, before anything with a side effect: no
@@ -87,12 +85,12 @@ func (f *runFlags) validate() error {
 		}
 	}
 	if f.profile != "" {
-		if _, err := shell.ByName(f.profile); err != nil {
+		if _, err := lab.ProfileByName(f.profile); err != nil {
 			return usageError{err}
 		}
 	}
-	if f.cfg.Accel != "" && f.cfg.Accel != qemu.AccelKVM && f.cfg.Accel != qemu.AccelTCG {
-		return usagef("--accel must be kvm or tcg, not %q", f.cfg.Accel)
+	if err := f.cfg.Validate(); err != nil { // --accel, --timeout-scale: one check, config's
+		return usageError{err}
 	}
 	for _, d := range f.disks {
 		if mb, err := strconv.Atoi(d); err != nil || mb <= 0 {
@@ -135,9 +133,6 @@ func (f *runFlags) validate() error {
 	}
 	if f.debugWait <= 0 {
 		return usagef("--debug-wait must be positive, not %s", f.debugWait)
-	}
-	if f.cfg.TimeoutScale <= 0 {
-		return usagef("--timeout-scale must be positive, not %v", f.cfg.TimeoutScale)
 	}
 	if f.memory < 0 {
 		return usagef("--memory must be positive, not %d", f.memory)
