@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -33,6 +34,10 @@ var toolPackages = map[string]string{
 	"go":         "golang-go (or Go from go.dev)",
 }
 
+// ErrMissingTool is a host tool an image build needs and does not find: the host's
+// problem (bootlab exits 2), not the image's.
+var ErrMissingTool = errors.New("missing host tools")
+
 // needTools fails with the packages to install when any tool is missing from PATH.
 func needTools(tools ...string) error {
 	var missing, pkgs []string
@@ -43,8 +48,8 @@ func needTools(tools ...string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing host tools %s: install them with `apt-get install %s`",
-			strings.Join(missing, ", "), strings.Join(pkgs, " "))
+		return fmt.Errorf("%w %s: install them with `apt-get install %s`",
+			ErrMissingTool, strings.Join(missing, ", "), strings.Join(pkgs, " "))
 	}
 	return nil
 }

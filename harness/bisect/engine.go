@@ -209,6 +209,10 @@ type Result struct {
 	RunDiff *RunDiff `json:"run_diff,omitempty"`
 }
 
+// ResultFile is the Result as JSON in the bisect directory (`bootlab bisect --json`
+// prints it).
+const ResultFile = "result.json"
+
 type attemptKey struct{ index, attempt int }
 
 type engine struct {
@@ -600,7 +604,7 @@ func (e *engine) done() error {
 		return err
 	}
 	// result.json is for CI and scripts: the answer without parsing text.
-	return atomicfile.WriteJSON(filepath.Join(e.cfg.Dir, "result.json"), r)
+	return atomicfile.WriteJSON(filepath.Join(e.cfg.Dir, ResultFile), r)
 }
 
 func (e *engine) decide(round int, msg string) {

@@ -68,8 +68,9 @@ func ResolveISOBoot(ctx context.Context, cache images.Cache, img *vm.Image, boot
 	menus, err := bootmenu.ReadISO(ctx, img.ISO)
 	if err != nil {
 		// A hostile image (sizes past its end, loops) is refused here, before any run
-		// directory: the firmware would boot what the reader would not read.
-		if boot == BootAuto && entry == "" && !errors.Is(err, isoinspect.ErrHostile) && ctx.Err() == nil {
+		// directory: the firmware would boot what the reader would not read. So is a
+		// file that is no ISO9660 image at all: no firmware boots it as a CD.
+		if boot == BootAuto && entry == "" && !errors.Is(err, isoinspect.ErrHostile) && !errors.Is(err, isoinspect.ErrNotISO) && ctx.Err() == nil {
 			return ISOBoot{Path: BootFirmware, Why: fmt.Sprintf("the boot menu could not be read (%v)", err)}, nil
 		}
 		return ISOBoot{}, err

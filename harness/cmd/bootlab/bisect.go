@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/bisect/vmprobe"
@@ -39,6 +42,7 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		memory  = fs.Int("memory", 0, "guest memory in MiB (default 512)")
 		loginTO = fs.Duration("login-timeout", 0, "bound on boot + login (default: the harness's)")
 		ssh     = fs.Bool("ssh", false, "forward guest port 22 for script predicates too (command predicates always get it)")
+		asJSON  = fs.Bool("json", false, "print the result as JSON on stdout (the bisect directory's result.json, docs/bisect.md) instead of the text report")
 	)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), bisect.Usage); fs.PrintDefaults() }
@@ -57,7 +61,25 @@ func cmdBisect(ctx context.Context, cfg *config.Config, args []string, stdout, s
 	}
 	lab.HandleSignals()
 	p := &vmprobe.Prober{Profile: prof, MemoryMB: *memory, Accel: cfg.Accel, LoginTimeout: *loginTO, SSH: *ssh, Config: *cfg}
-	return exitCode(bisect.Execute(ctx, f, fs.Args(), p, stdout, stderr))
+	if !*asJSON {
+		return exitCode(bisect.Execute(ctx, f, fs.Args(), p, stdout, stderr))
+	}
+	// --json: the engine's own result.json is the answer, so the text report is not
+	// printed and the file is copied out; the directory is named here when it was not.
+	dir := f.Resume
+	if dir == "" {
+		if f.Dir == "" {
+			f.Dir = "bisect-" + time.Now().UTC().Format("2006-01-02T15-04-05Z")
+		}
+		dir = f.Dir
+	}
+	code := bisect.Execute(ctx, f, fs.Args(), p, io.Discard, stderr)
+	if b, err := os.ReadFile(filepath.Join(dir, bisect.ResultFile)); err == nil {
+		if _, err := stdout.Write(b); err != nil {
+			return err
+		}
+	}
+	return exitCode(code)
 }
 
 func exitCode(code int) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,7 +38,7 @@ type runFlags struct {
 	captures                                        string
 	disks                                           listFlag
 	cmds                                            listFlag
-	ssh, debug, verifyPreNixos, warm                bool
+	ssh, debug, verifyPreNixos, warm, asJSON        bool
 	debugWait                                       time.Duration
 	memory                                          int
 }
@@ -63,6 +64,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
+	fs.BoolVar(&f.asJSON, "json", false, "print the outcome as one JSON object on stdout (runJSON in run.go, docs/running.md); what is printed for people goes to stderr")
 	fs.StringVar(&f.captures, "captures", "always", "when to take the boot evidence (journal, units, network, disks): always, failure (only when the run fails) or none")
 }
 
@@ -205,12 +207,20 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		return usageError{err}
 	}
 	r, err := resolveImage(ctx, f, stderr)
+	if errors.Is(err, images.ErrMissingTool) {
+		return usageError{err} // the host lacks a tool to build the image: exit 2
+	}
 	if err != nil {
 		return err
 	}
 	spec, err := f.spec(r)
 	if err != nil {
 		return err
+	}
+	out := &runJSON{}
+	human := stdout // what people read; stderr when stdout carries the JSON
+	if f.asJSON {
+		human = stderr
 	}
 	opts := []lab.Option{lab.Slug(r.slug), lab.Machine(spec), lab.RootKeyFingerprint(r.keyFP), lab.Progress(stderr), lab.Captures(captures)}
 	var l *lab.Lab
@@ -221,6 +231,12 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	}
 	if err != nil {
 		var ranVM *lab.StartError
+		if f.asJSON && errors.As(err, &ranVM) {
+			if m, merr := runrec.ReadMetadata(ranVM.Dir); merr == nil {
+				out.fill(ranVM.Dir, m)
+				_ = writeJSON(stdout, out)
+			}
+		}
 		if lab.HostError(err) || (!errors.As(err, &ranVM) && !f.warm) {
 			// QEMU could not run at all (a locked disk image, a taken port): the host's
 			// problem, reported in QEMU's own words, not a verdict on the image.
@@ -229,7 +245,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		return err
 	}
 	fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
-	verdict := drive(ctx, l, f, r, stdout, stderr)
+	verdict := drive(ctx, l, f, r, human, stderr, out)
 	if verdict != nil && f.debug && ctx.Err() == nil && l.Running() {
 		fmt.Fprintf(stderr, "bootlab: FAILED: %v\n", verdict)
 		debugPause(ctx, l, f, stderr, "failure")
@@ -242,9 +258,16 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	}
 	cerr := l.Close(cctx, verdict)
 	m := l.Metadata()
-	fmt.Fprintf(stdout, "\nverdict: %s\nrun directory: %s\nreport: %s\n", m.Outcome, l.Dir(), l.Path(runrec.ReportFile))
-	for _, ms := range m.Milestones {
-		fmt.Fprintf(stdout, "  %-16s %7.1fs\n", ms.Name, ms.At.D().Seconds())
+	if f.asJSON {
+		out.fill(l.Dir(), m)
+		if err := writeJSON(stdout, out); err != nil {
+			return errors.Join(verdict, err)
+		}
+	} else {
+		fmt.Fprintf(stdout, "\nverdict: %s\nrun directory: %s\nreport: %s\n", m.Outcome, l.Dir(), l.Path(runrec.ReportFile))
+		for _, ms := range m.Milestones {
+			fmt.Fprintf(stdout, "  %-16s %7.1fs\n", ms.Name, ms.At.D().Seconds())
+		}
 	}
 	if verdict != nil {
 		return verdict
@@ -253,7 +276,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 }
 
 // drive logs in and runs the checks; its error is the run's verdict.
-func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer) error {
+func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer, res *runJSON) error {
 	if f.expectScreen != "" {
 		return expectScreen(ctx, l, f.expectScreen, stdout)
 	}
@@ -272,7 +295,9 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL([]byte(out)), status, time.Since(began).Round(time.Millisecond))
+		took := time.Since(began)
+		res.Commands = append(res.Commands, commandJSON{Command: c, Output: out, ExitStatus: status, Seconds: took.Seconds()})
+		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL([]byte(out)), status, took.Round(time.Millisecond))
 	}
 	if f.inject != "" {
 		if err := injectPreNixos(ctx, images.Cache(f.cfg.Cache), l, stdout); err != nil {
@@ -386,4 +411,43 @@ func cmdDemo(ctx context.Context, cfg *config.Config, args []string, stdout, std
 		f.cmds = []string{"id -u", "uname -r", "cat /proc/cmdline", "ls /nonexistent"}
 	}
 	return runImage(ctx, f, stdout, stderr)
+}
+
+// runJSON is what `bootlab run --json` prints on stdout, one object, whatever the
+// verdict (a run that could not start prints nothing there: its error is on stderr,
+// exit 2). Its fields are stable; docs/running.md lists them.
+type runJSON struct {
+	// Verdict is the run's outcome: pass, fail, error (the environment failed, not the
+	// image) or interrupted.
+	Verdict runrec.Outcome `json:"verdict"`
+	// Error is why the run did not pass ("" when it did).
+	Error string `json:"error,omitempty"`
+	// RunDir is the run directory; Report its report.html.
+	RunDir string `json:"run_directory"`
+	Report string `json:"report"`
+	// Milestones are the boot's milestones in order, in seconds since QEMU spawned.
+	Milestones []milestoneJSON `json:"milestones"`
+	// Commands are the --cmd commands run, in order.
+	Commands []commandJSON `json:"commands,omitempty"`
+}
+
+type milestoneJSON struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+type commandJSON struct {
+	Command    string  `json:"command"`
+	Output     string  `json:"output"`
+	ExitStatus int     `json:"exit_status"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// fill sets what the run record says.
+func (j *runJSON) fill(dir string, m runrec.Metadata) {
+	j.Verdict, j.Error, j.RunDir, j.Report = m.Outcome, m.Error, dir, filepath.Join(dir, runrec.ReportFile)
+	j.Milestones = []milestoneJSON{}
+	for _, ms := range m.Milestones {
+		j.Milestones = append(j.Milestones, milestoneJSON{Name: ms.Name, Seconds: ms.At.D().Seconds()})
+	}
 }

@@ -26,6 +26,9 @@ func readableFile(flagName, path string) error {
 	if st.IsDir() {
 		return usagef("%s %s: is a directory, want a file", flagName, path)
 	}
+	if st.Size() == 0 {
+		return usagef("%s %s: is empty", flagName, path)
+	}
 	return nil
 }
 
@@ -136,6 +139,12 @@ func (f *runFlags) validate() error {
 	}
 	if f.memory < 0 {
 		return usagef("--memory must be positive, not %d", f.memory)
+	}
+	if launcher == nil {
+		// A missing QEMU is the host's problem: exit 2 before anything is built.
+		if err := lab.CheckQEMU(f.cfg.QEMU); err != nil {
+			return usageError{err}
+		}
 	}
 	if f.cfg.Notes != "" {
 		if st, err := os.Stat(f.cfg.Notes); err == nil && !st.IsDir() {
