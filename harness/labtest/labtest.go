@@ -88,7 +88,8 @@ func CheckFlags() error {
 	if *flagDebugWait <= 0 {
 		return fmt.Errorf("-debug-wait must be positive, not %s", *flagDebugWait)
 	}
-	return nil
+	// -accel and -timeout-scale laid over BOOTLAB_*: config's one check.
+	return Config().Validate()
 }
 
 // TimeoutWarning says when go test's own -timeout would kill a paused VM ("" if not).
