@@ -186,3 +186,22 @@ func TestCreatedDisksAreTheOnesWithoutPath(t *testing.T) {
 	})
 	require.Equal(t, []string{"/run/x/disk0.img", "/run/x/disk2.img"}, got)
 }
+
+// Every VM default is derived from the one Config in one place (vmDefaults), and what
+// the spec says itself is kept: a login bound of its own keeps the scaled rest.
+func TestVMDefaultsComeFromTheConfig(t *testing.T) {
+	cfg := config.Config{Notes: "/n", Cache: "/c", Accel: "tcg", QEMU: "qemu-x", TimeoutScale: 2}
+	base := vm.BaseTimeouts()
+	got := vmDefaults(cfg, vm.Spec{Image: vm.Image{Kernel: "/k"}, Timeouts: vm.Timeouts{Login: time.Second}})
+	require.Equal(t, "tcg", got.Accel)
+	require.Equal(t, "qemu-x", got.Binary)
+	require.Equal(t, "/k", got.ProbeKernel)
+	require.Equal(t, filepath.Join("/c", "accel-probe.json"), got.ProbeCache)
+	require.Equal(t, time.Second, got.Timeouts.Login, "the spec's own bound")
+	require.Equal(t, 2*base.Command, got.Timeouts.Command, "the rest scaled by the config")
+	require.Equal(t, 2*base.Stop.Kill, got.Timeouts.Stop.Kill)
+	require.Equal(t, 2.0, got.Timeouts.Scale)
+
+	kept := vmDefaults(cfg, vm.Spec{Accel: "kvm", Binary: "mine", ProbeKernel: "/p", ProbeCache: "/pc"})
+	require.Equal(t, []string{"kvm", "mine", "/p", "/pc"}, []string{kept.Accel, kept.Binary, kept.ProbeKernel, kept.ProbeCache})
+}

@@ -220,9 +220,6 @@ func newConfig(name string, opts []Option) config {
 	if c.lab.Slug == "" {
 		c.lab.Slug = slugOf(name)
 	}
-	if c.lab.VM.ProbeKernel == "" {
-		c.lab.VM.ProbeKernel = c.lab.VM.Image.Kernel
-	}
 	if c.debug == nil {
 		d := FlagDebug()
 		c.debug = &d
@@ -242,7 +239,7 @@ func (c *config) startConfig() bootcfg.Config {
 // needsProbeKernel: the accelerator will be probed (none chosen) and the image brings
 // no kernel to probe with (an ISO booted through the firmware).
 func (c *config) needsProbeKernel() bool {
-	return c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" && Config().Accel == ""
+	return c.lab.VM.ProbeKernel == "" && c.lab.VM.Image.Kernel == "" && c.lab.VM.Accel == "" && Config().Accel == ""
 }
 
 var unsafeSlug = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

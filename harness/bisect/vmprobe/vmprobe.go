@@ -249,9 +249,6 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 			return nil, fmt.Errorf("candidate %s: %w", c.Name, err)
 		}
 	}
-	if spec.Image.Kernel != "" {
-		spec.ProbeKernel = spec.Image.Kernel
-	}
 	if p.LoginTimeout > 0 {
 		spec.Timeouts.Login = p.LoginTimeout
 	}
