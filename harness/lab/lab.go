@@ -181,15 +181,28 @@ func start(ctx context.Context, o Options) (*Lab, error) {
 	}
 	spec.Progress = o.Progress
 	spec.OnMilestone = func(name string, at time.Time) { _ = run.Milestone(name, at) }
+	// Until the VM is up the run is a starting one: an interruption (InterruptAll) then
+	// records it as interrupted, with no VM to stop (QEMU dies with the process).
+	starting := &Lab{rec: run, cfg: o, log: slog.New(slog.DiscardHandler)}
+	registerStarting(starting)
 	v, err := vm.Start(ctx, run.Dir, spec)
+	unregisterStarting(starting)
+	interrupted := !starting.markClosed()
 	if err != nil {
-		failed := &Lab{rec: run, cfg: o, log: slog.New(slog.DiscardHandler)}
-		if v != nil {
-			failed.log = v.Log()
+		if !interrupted {
+			if v != nil {
+				starting.log = v.Log()
+			}
+			starting.diagnoseStart(v, err)
+			_ = starting.finish(outcomeOf(ctx, err), err)
 		}
-		failed.diagnoseStart(v, err)
-		_ = failed.finish(outcomeOf(ctx, err), err)
 		return nil, &StartError{Dir: run.Dir, Err: err}
+	}
+	if interrupted {
+		cctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _ = v.Stop(cctx)
+		return nil, &StartError{Dir: run.Dir, Err: fmt.Errorf("interrupted while starting: %w", context.Canceled)}
 	}
 	l := &Lab{rec: run, vm: v, cfg: o, log: v.Log()}
 	if o.Progress != nil {
@@ -450,8 +463,32 @@ func (l *Lab) finish(outcome runrec.Outcome, err error) error {
 var (
 	activeMu sync.Mutex
 	active   = map[*Lab]struct{}{}
+	starting = map[*Lab]struct{}{} // runs whose VM is starting (no Lab returned yet)
 	sigOnce  sync.Once
 )
+
+// markClosed claims l's one close; false when it was closed already.
+func (l *Lab) markClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.closed = true
+	return true
+}
+
+func registerStarting(l *Lab) {
+	activeMu.Lock()
+	starting[l] = struct{}{}
+	activeMu.Unlock()
+}
+
+func unregisterStarting(l *Lab) {
+	activeMu.Lock()
+	delete(starting, l)
+	activeMu.Unlock()
+}
 
 func register(l *Lab) {
 	activeMu.Lock()
@@ -485,14 +522,24 @@ func HandleSignals() {
 	})
 }
 
-// InterruptAll closes every open lab as interrupted.
+// InterruptAll closes every open lab as interrupted, and records every run still
+// starting its VM as interrupted.
 func InterruptAll(why string) {
 	activeMu.Lock()
 	labs := make([]*Lab, 0, len(active))
 	for l := range active {
 		labs = append(labs, l)
 	}
+	pending := make([]*Lab, 0, len(starting))
+	for l := range starting {
+		pending = append(pending, l)
+	}
 	activeMu.Unlock()
+	for _, l := range pending {
+		if l.markClosed() {
+			_ = l.finish(runrec.Interrupted, fmt.Errorf("interrupted by %s while starting the VM: %w", why, context.Canceled))
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // interrupted: skip the polite shutdown stages
 	var wg sync.WaitGroup

@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -204,4 +206,40 @@ func TestVMDefaultsComeFromTheConfig(t *testing.T) {
 
 	kept := vmDefaults(cfg, vm.Spec{Accel: "kvm", Binary: "mine", ProbeKernel: "/p", ProbeCache: "/pc"})
 	require.Equal(t, []string{"kvm", "mine", "/p", "/pc"}, []string{kept.Accel, kept.Binary, kept.ProbeKernel, kept.ProbeCache})
+}
+
+// blockingLauncher holds the VM's start until released, then fails it.
+type blockingLauncher struct{ launched, release chan struct{} }
+
+func (b blockingLauncher) Launch(ctx context.Context, binary string, args []string, serial *os.File, stderr io.Writer) (qemu.Process, error) {
+	close(b.launched)
+	<-b.release
+	return nil, errors.New("released")
+}
+
+// An interruption while the VM is still starting (Ctrl-C during the KVM probe or an
+// ISO's hashing) records the run as interrupted, though no Lab exists yet to close.
+func TestInterruptWhileStartingRecordsTheRun(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
+	b := blockingLauncher{launched: make(chan struct{}), release: make(chan struct{})}
+	cfg.VM.Launcher = b
+	type result struct {
+		l   *Lab
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := startFake(context.Background(), cfg)
+		done <- result{l, err}
+	}()
+	<-b.launched
+	InterruptAll("SIGINT")
+	close(b.release)
+	r := <-done
+	require.Nil(t, r.l)
+	var se *StartError
+	require.ErrorAs(t, r.err, &se)
+	m := readMeta(t, se.Dir)
+	require.Equal(t, runrec.Interrupted, m.Outcome, "the interruption, not the failure after it")
+	require.Contains(t, m.Error, "interrupted by SIGINT while starting the VM")
 }
