@@ -80,7 +80,7 @@ func TestBisectUpstreamStyleISOs(t *testing.T) {
 		cands = append(cands, bisect.Candidate{Name: name, ISO: upstreamStyleISO(t, ctx, name, rel)})
 	}
 	pred := &bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "check.script", ScriptText: releaseScript}
-	p := &Prober{Profile: shell.Fixture, LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	p := &Prober{Profile: shell.Fixture, Config: labtest.Config(), LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
 	require.NoError(t, p.UsePredicate(pred))
 	dir := filepath.Join(t.TempDir(), "bisect")
 	start := time.Now()

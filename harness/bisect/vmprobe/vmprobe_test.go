@@ -135,7 +135,7 @@ func TestBisectSyntheticMiniSeries(t *testing.T) {
 	script, err := bisect.ParseScript(strings.NewReader(syntheticScript), "synthetic.expect")
 	require.NoError(t, err)
 	pred := &bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "synthetic.expect", ScriptText: syntheticScript}
-	p := &Prober{LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	p := &Prober{Config: labtest.Config(), LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
 	require.NoError(t, p.UsePredicate(pred))
 	require.Len(t, script.Steps, 4)
 
@@ -305,7 +305,7 @@ func TestHostCommandPredicate(t *testing.T) {
 	defer cancel()
 	self, err := os.Executable()
 	require.NoError(t, err)
-	p := &Prober{LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	p := &Prober{Config: labtest.Config(), LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
 	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateCommand, Command: helperEnv + "=1 " + self}))
 	for _, feature := range []string{"ok", "broken"} {
 		img, m, err := lab.MiniImage(ctx, labtest.Cache(), images.MiniSpec{Version: "cmd-" + feature,
@@ -341,7 +341,7 @@ func TestNoLoginIsSkip(t *testing.T) {
 		Init: "#!/bin/sh\n. /etc/rc.mini\necho 'this image never starts a getty'\nexec sleep 100000\n"})
 	require.NoError(t, err)
 	// TCG: this test is about the login, not worth a 20 s KVM probe of a new kernel path.
-	p := &Prober{LoginTimeout: scaled(20 * time.Second), MemoryMB: 256, Accel: "tcg"}
+	p := &Prober{Config: labtest.Config(), LoginTimeout: scaled(20 * time.Second), MemoryMB: 256, Accel: "tcg"}
 	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "x", ScriptText: "run true\n"}))
 	runDir := t.TempDir()
 	out, err := p.Probe(ctx, bisect.Candidate{Name: m.Version, Kernel: img.Kernel, Initrd: img.Initrd, Append: img.Append}, 0, runDir)
