@@ -24,21 +24,24 @@ import (
 // the hashed inputs do not show (a different tool invocation, a new layout).
 const builderVersion = "bootlab-images/1"
 
-// CacheDir is where built images and downloaded packages live: $BOOTLAB_CACHE, else
-// $XDG_CACHE_HOME/bootlab, else ~/.cache/bootlab. It is deliberately outside the git
-// clone so `git clean` and fresh clones keep the (slow to build) images.
-func CacheDir() string {
-	if d := os.Getenv("BOOTLAB_CACHE"); d != "" {
-		return d
+// Cache is the image cache root: built images, downloaded packages, the accelerator
+// probe's verdicts. Every builder is a method of it, so where images go is always the
+// caller's explicit choice (bootlab's config.Config.Cache, set once at the edge); this
+// package reads no environment variable of bootlab's.
+type Cache string
+
+// dir is the cache root; an empty Cache is a caller's bug, and building into the
+// working directory would litter a checkout, so it panics with what to do.
+func (c Cache) dir() string {
+	if c == "" {
+		panic("images: empty Cache (pass config.Config.Cache)")
 	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "bootlab")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".cache", "bootlab")
-	}
-	return filepath.Join(os.TempDir(), "bootlab-cache")
+	return string(c)
 }
+
+// Dir is the cache root, for what lives beside the images (root keys, probe verdicts,
+// warm states).
+func (c Cache) Dir() string { return c.dir() }
 
 // hasher accumulates cache-key inputs with length prefixes so that two different input
 // lists can never concatenate to the same byte stream.

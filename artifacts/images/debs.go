@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -33,6 +34,10 @@ var toolPackages = map[string]string{
 	"go":         "golang-go (or Go from go.dev)",
 }
 
+// ErrMissingTool is a host tool an image build needs and does not find: the host's
+// problem (bootlab exits 2), not the image's.
+var ErrMissingTool = errors.New("missing host tools")
+
 // needTools fails with the packages to install when any tool is missing from PATH.
 func needTools(tools ...string) error {
 	var missing, pkgs []string
@@ -43,8 +48,8 @@ func needTools(tools ...string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing host tools %s: install them with `apt-get install %s`",
-			strings.Join(missing, ", "), strings.Join(pkgs, " "))
+		return fmt.Errorf("%w %s: install them with `apt-get install %s`",
+			ErrMissingTool, strings.Join(missing, ", "), strings.Join(pkgs, " "))
 	}
 	return nil
 }
@@ -98,8 +103,8 @@ func aptStamp() string {
 }
 
 // resolveDeb asks apt (memoised per apt index state) for the candidate of pkg.
-func resolveDeb(ctx context.Context, pkg string) (*debInfo, error) {
-	memo := filepath.Join(CacheDir(), "debs", "resolve", cleanName(pkg)+".json")
+func (c Cache) resolveDeb(ctx context.Context, pkg string) (*debInfo, error) {
+	memo := filepath.Join(c.dir(), "debs", "resolve", cleanName(pkg)+".json")
 	stamp := aptStamp()
 	if b, err := os.ReadFile(memo); err == nil {
 		var d debInfo
@@ -155,12 +160,12 @@ func truncate(s string, n int) string {
 
 // fetchDeb returns the path of pkg's candidate .deb in the cache, downloading it with
 // apt-get download (which verifies it against the signed index) when absent.
-func fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
-	d, err := resolveDeb(ctx, pkg)
+func (c Cache) fetchDeb(ctx context.Context, pkg string) (string, *debInfo, error) {
+	d, err := c.resolveDeb(ctx, pkg)
 	if err != nil {
 		return "", nil, err
 	}
-	dir := filepath.Join(CacheDir(), "debs")
+	dir := filepath.Join(c.dir(), "debs")
 	path := filepath.Join(dir, filepath.Base(d.Filename))
 	if _, err := os.Stat(path); err == nil {
 		cacheprune.Touch(path) // the recent-use mark bootlab cache prune keeps by

@@ -222,7 +222,7 @@ type ISO struct {
 // change touches (the static pre-nixos binaries and its unit files), the root key and
 // BreakUnit go into a small second squashfs, so a provisioner edit re-runs only go build,
 // mksquashfs on a few files and xorriso: seconds, not a new Debian root.
-func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
+func (c Cache) BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	start := time.Now()
 	key := spec.RootKey
 	if spec.RootKeyFile != "" {
@@ -246,11 +246,11 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	if err := ensureFixtureTools(ctx); err != nil {
 		return nil, err
 	}
-	base, err := buildFixtureBase(ctx, baseOpts)
+	base, err := c.buildFixtureBase(ctx, baseOpts)
 	if err != nil {
 		return nil, err
 	}
-	prov, err := provisionerPayload(ctx, spec)
+	prov, err := c.provisionerPayload(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +284,7 @@ func BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	if baseOpts != DefaultFixtureBase {
 		prefix = "lever-iso-"
 	}
-	dir := filepath.Join(CacheDir(), "fixture", prefix+shortHash(hash))
+	dir := filepath.Join(c.dir(), "fixture", prefix+shortHash(hash))
 	iso := &ISO{
 		Path: filepath.Join(dir, "fixture.iso"), Hash: hash, BaseHash: base.Hash,
 		Kernel: base.Kernel, Initrd: base.Initrd, Append: FixtureAppend, RootKey: key,
@@ -382,14 +382,14 @@ func findSourceDir() (string, error) {
 // fresh `go build` of the checkout's provisioner commands. -trimpath and -buildvcs=false
 // keep the binaries byte-identical across commits that do not touch them, so unrelated
 // commits do not invalidate the (slow) base image.
-func preNixosBinaries(ctx context.Context, spec FixtureSpec, src string) (string, error) {
+func (c Cache) preNixosBinaries(ctx context.Context, spec FixtureSpec, src string) (string, error) {
 	if spec.BinDir != "" {
 		return spec.BinDir, nil
 	}
 	if err := needTools("go"); err != nil {
 		return "", err
 	}
-	out := filepath.Join(CacheDir(), "fixture", "bin-build")
+	out := filepath.Join(c.dir(), "fixture", "bin-build")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
@@ -417,7 +417,7 @@ type payload struct {
 	cleanup      func()
 }
 
-func provisionerPayload(ctx context.Context, spec FixtureSpec) (*payload, error) {
+func (c Cache) provisionerPayload(ctx context.Context, spec FixtureSpec) (*payload, error) {
 	src := spec.SourceDir
 	if src == "" {
 		var err error
@@ -427,7 +427,7 @@ func provisionerPayload(ctx context.Context, spec FixtureSpec) (*payload, error)
 			return nil, err
 		}
 	}
-	binDir, err := preNixosBinaries(ctx, spec, src)
+	binDir, err := c.preNixosBinaries(ctx, spec, src)
 	if err != nil {
 		return nil, err
 	}
@@ -497,16 +497,16 @@ func fixtureBaseKey(opts FixtureBase) string {
 	return sum()
 }
 
-func buildFixtureBase(ctx context.Context, opts FixtureBase) (*fixtureBase, error) {
+func (c Cache) buildFixtureBase(ctx context.Context, opts FixtureBase) (*fixtureBase, error) {
 	hash := fixtureBaseKey(opts)
 	// Bases the boot benchmark builds to measure a lever have their own prefix and
 	// pruning, so they never push out the base everyone else's fixtures are built on.
 	prefix, keep := "base-", 3
-	dir := filepath.Join(CacheDir(), "fixture", prefix+shortHash(hash))
+	dir := filepath.Join(c.dir(), "fixture", prefix+shortHash(hash))
 	if st, err := os.Stat(dir); opts != DefaultFixtureBase && (err != nil || !st.IsDir()) {
 		// Not one built as a default (an earlier default is, after a change of it).
 		prefix, keep = "lever-base-", 5
-		dir = filepath.Join(CacheDir(), "fixture", prefix+shortHash(hash))
+		dir = filepath.Join(c.dir(), "fixture", prefix+shortHash(hash))
 	}
 	base := &fixtureBase{Hash: hash, Squashfs: filepath.Join(dir, "filesystem.squashfs"),
 		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}
@@ -847,10 +847,10 @@ func touchAndPrune(dir, pattern string, keep int) {
 // PreNixosBinaries builds the checkout's static provisioner binaries (pre-nixos,
 // pre-nixos-detect-storage, ...) into a fresh directory the caller removes: what the
 // fixture carries, for carrying into other images (`bootlab run --inject pre-nixos`).
-func PreNixosBinaries(ctx context.Context) (string, error) {
+func (c Cache) PreNixosBinaries(ctx context.Context) (string, error) {
 	src, err := findSourceDir()
 	if err != nil {
 		return "", err
 	}
-	return preNixosBinaries(ctx, FixtureSpec{}, src)
+	return c.preNixosBinaries(ctx, FixtureSpec{}, src)
 }

@@ -36,7 +36,7 @@ func testBinaries(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := preNixosBinaries(testCtx(t, 10*time.Minute), FixtureSpec{}, src)
+	dir, err := testCache().preNixosBinaries(testCtx(t, 10*time.Minute), FixtureSpec{}, src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,14 +90,14 @@ func TestFixtureISO(t *testing.T) {
 	ctx := testCtx(t, 40*time.Minute)
 	keyA, keyB := testKey(t, 1), testKey(t, 2)
 	bin := testBinaries(t)
-	a, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyA, BinDir: bin})
+	a, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: keyA, BinDir: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("fixture ISO (key A): %s in %s", a.Path, a.BuildTook)
 
 	// Force a real key-only rebuild for key B every run: drop its cached ISO first.
-	probe, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin})
+	probe, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestFixtureISO(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	b, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin})
+	b, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestFixtureISO(t *testing.T) {
 		t.Errorf("key-only rebuild took %v, target %v", keyOnly, limit)
 	}
 	start = time.Now()
-	if _, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin}); err != nil {
+	if _, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: bin}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("warm BuildFixtureISO: %v", time.Since(start).Round(time.Millisecond))
@@ -146,7 +146,7 @@ func TestFixtureISO(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	c, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: changed})
+	c, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: keyB, BinDir: changed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,11 +201,11 @@ func TestFixtureISO(t *testing.T) {
 func TestFixtureBreakUnit(t *testing.T) {
 	ctx := testCtx(t, 40*time.Minute)
 	bin := testBinaries(t)
-	good, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: testKey(t, 1), BinDir: bin})
+	good, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: testKey(t, 1), BinDir: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: testKey(t, 1), BinDir: bin, BreakUnit: "/bin/false"})
+	bad, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: testKey(t, 1), BinDir: bin, BreakUnit: "/bin/false"})
 	if err != nil {
 		t.Fatal(err)
 	}

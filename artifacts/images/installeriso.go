@@ -64,18 +64,18 @@ var installerISOHostFiles = map[string]string{
 // /boot/grub/grub.cfg), and the kernel spec names. The cache key is the netboot and
 // kernel packages' SHA256s and the host's ISOLINUX files; every date on the ISO is fixed,
 // so the same key always gives the same bytes.
-func BuildInstallerISO(ctx context.Context, spec InstallerISOSpec) (*InstallerISO, error) {
+func (c Cache) BuildInstallerISO(ctx context.Context, spec InstallerISOSpec) (*InstallerISO, error) {
 	if spec.Name == "" || cleanName(spec.Name) != spec.Name {
 		return nil, fmt.Errorf("installer ISO name %q: want letters, digits and . - _ + only", spec.Name)
 	}
 	if err := needTools("xorriso"); err != nil {
 		return nil, err
 	}
-	tree, err := DebianInstallerNetbootTree(ctx)
+	tree, err := c.DebianInstallerNetbootTree(ctx)
 	if err != nil {
 		return nil, err
 	}
-	nb, err := resolveDeb(ctx, netbootPackage)
+	nb, err := c.resolveDeb(ctx, netbootPackage)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func BuildInstallerISO(ctx context.Context, spec InstallerISOSpec) (*InstallerIS
 	h.add("name", spec.Name)
 	h.add("netboot", nb.SHA256)
 	if spec.KernelPackage != "" {
-		k, err := FetchKernel(ctx, spec.KernelPackage)
+		k, err := c.FetchKernel(ctx, spec.KernelPackage)
 		if err != nil {
 			return nil, err
 		}
@@ -98,7 +98,7 @@ func BuildInstallerISO(ctx context.Context, spec InstallerISOSpec) (*InstallerIS
 		}
 		h.add(dst, s)
 	}
-	dir := filepath.Join(CacheDir(), "installer-isos", spec.Name+"-"+shortHash(sum()))
+	dir := filepath.Join(c.dir(), "installer-isos", spec.Name+"-"+shortHash(sum()))
 	iso := filepath.Join(dir, spec.Name+".iso")
 	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
 		return buildInstallerISO(ctx, tree, kernel, filepath.Join(tmp, spec.Name+".iso"), tmp)

@@ -16,11 +16,11 @@ import (
 // a kernel from the archive replaces only the kernel.
 func TestInstallerISOIsReproducible(t *testing.T) {
 	ctx := testCtx(t, 10*time.Minute)
-	shipped, err := BuildInstallerISO(ctx, InstallerISOSpec{Name: "di-netboot"})
+	shipped, err := testCache().BuildInstallerISO(ctx, InstallerISOSpec{Name: "di-netboot"})
 	require.NoError(t, err)
 	require.Equal(t, shipped.InstallerRelease, shipped.KernelRelease, "the netboot package's own kernel")
 
-	tree, err := DebianInstallerNetbootTree(ctx)
+	tree, err := testCache().DebianInstallerNetbootTree(ctx)
 	require.NoError(t, err)
 	// A second apart at least: a date taken from the clock would differ.
 	time.Sleep(1100 * time.Millisecond)
@@ -38,7 +38,7 @@ func TestInstallerISOIsReproducible(t *testing.T) {
 	newest := series[len(series)-1]
 	// Named as the bisection's series names it, so both use one cached ISO.
 	name := "di-" + strings.TrimSuffix(strings.TrimPrefix(newest, "linux-image-"), "-amd64")
-	other, err := BuildInstallerISO(ctx, InstallerISOSpec{Name: name, KernelPackage: newest})
+	other, err := testCache().BuildInstallerISO(ctx, InstallerISOSpec{Name: name, KernelPackage: newest})
 	require.NoError(t, err)
 	require.Equal(t, shipped.InstallerRelease, other.InstallerRelease)
 	require.Equal(t, newest, "linux-image-"+other.KernelRelease, "the kernel on the ISO is the package's")
@@ -49,7 +49,7 @@ func TestInstallerISOIsReproducible(t *testing.T) {
 // before anything is fetched or built.
 func TestInstallerISONameStaysInTheCache(t *testing.T) {
 	for _, name := range []string{"", "../x", "a/b", "di netboot"} {
-		_, err := BuildInstallerISO(context.Background(), InstallerISOSpec{Name: name})
+		_, err := testCache().BuildInstallerISO(context.Background(), InstallerISOSpec{Name: name})
 		require.ErrorContains(t, err, "want letters, digits", "name %q", name)
 	}
 }

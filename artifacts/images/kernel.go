@@ -39,8 +39,8 @@ type Kernel struct {
 }
 
 // defaultKernelPackage is the real package the linux-image-amd64 metapackage points at.
-func defaultKernelPackage(ctx context.Context) (string, error) {
-	d, err := resolveDeb(ctx, "linux-image-amd64")
+func (c Cache) defaultKernelPackage(ctx context.Context) (string, error) {
+	d, err := c.resolveDeb(ctx, "linux-image-amd64")
 	if err != nil {
 		return "", err
 	}
@@ -54,20 +54,20 @@ func defaultKernelPackage(ctx context.Context) (string, error) {
 
 // FetchKernel downloads and unpacks a Debian kernel package (default: the one
 // linux-image-amd64 depends on), cached by the .deb's SHA256.
-func FetchKernel(ctx context.Context, pkg string) (*Kernel, error) {
+func (c Cache) FetchKernel(ctx context.Context, pkg string) (*Kernel, error) {
 	if pkg == "" {
 		var err error
-		if pkg, err = defaultKernelPackage(ctx); err != nil {
+		if pkg, err = c.defaultKernelPackage(ctx); err != nil {
 			return nil, err
 		}
 	}
-	d, err := resolveDeb(ctx, pkg)
+	d, err := c.resolveDeb(ctx, pkg)
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(CacheDir(), "kernels", cleanName(pkg)+"-"+d.SHA256[:16])
+	dir := filepath.Join(c.dir(), "kernels", cleanName(pkg)+"-"+d.SHA256[:16])
 	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
-		deb, _, err := fetchDeb(ctx, pkg)
+		deb, _, err := c.fetchDeb(ctx, pkg)
 		if err != nil {
 			return err
 		}

@@ -73,7 +73,7 @@ const MiniAppend = "rdinit=/init"
 
 // BuildMini returns the image for spec, building it on a cache miss (~3 s plus the
 // kernel download; a warm call only reads two small files and hashes busybox).
-func BuildMini(ctx context.Context, spec MiniSpec) (*Mini, error) {
+func (c Cache) BuildMini(ctx context.Context, spec MiniSpec) (*Mini, error) {
 	if err := needTools("busybox"); err != nil {
 		return nil, err
 	}
@@ -87,11 +87,11 @@ func BuildMini(ctx context.Context, spec MiniSpec) (*Mini, error) {
 	}
 	pkg := spec.KernelPackage
 	if pkg == "" {
-		if pkg, err = defaultKernelPackage(ctx); err != nil {
+		if pkg, err = c.defaultKernelPackage(ctx); err != nil {
 			return nil, fmt.Errorf("choosing the default kernel: %w", err)
 		}
 	}
-	deb, err := resolveDeb(ctx, pkg)
+	deb, err := c.resolveDeb(ctx, pkg)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func BuildMini(ctx context.Context, spec MiniSpec) (*Mini, error) {
 	h.add("rc", rcMini)
 	h.add("profile", profile)
 	hash := sum()
-	dir := filepath.Join(CacheDir(), "mini", shortHash(hash))
+	dir := filepath.Join(c.dir(), "mini", shortHash(hash))
 	m := &Mini{
 		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.gz"),
 		Append: strings.TrimSpace(MiniAppend + " " + spec.Append), KernelPackage: pkg,
@@ -116,7 +116,7 @@ func BuildMini(ctx context.Context, spec MiniSpec) (*Mini, error) {
 	}
 	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
 		start := time.Now()
-		k, err := FetchKernel(ctx, pkg)
+		k, err := c.FetchKernel(ctx, pkg)
 		if err != nil {
 			return err
 		}

@@ -16,7 +16,7 @@ func bootMini(t *testing.T, m *Mini) *testVM {
 // user password, su asking "Password:", a real root shell, and poweroff ending QEMU.
 func TestMiniBootLoginSuPoweroff(t *testing.T) {
 	ctx := testCtx(t, 10*time.Minute)
-	m, err := BuildMini(ctx, MiniSpec{Version: "test-1"})
+	m, err := testCache().BuildMini(ctx, MiniSpec{Version: "test-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestMiniKernelSeriesAutoLogin(t *testing.T) {
 	}
 	for _, pkg := range []string{series[0], series[len(series)-1]} {
 		t.Run(pkg, func(t *testing.T) {
-			m, err := BuildMini(ctx, MiniSpec{KernelPackage: pkg, AutoLogin: true, Version: "series"})
+			m, err := testCache().BuildMini(ctx, MiniSpec{KernelPackage: pkg, AutoLogin: true, Version: "series"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +95,7 @@ func TestMiniKernelSeriesAutoLogin(t *testing.T) {
 // TestMiniCustomInit checks the Init override and the rc.mini contract it relies on.
 func TestMiniCustomInit(t *testing.T) {
 	ctx := testCtx(t, 10*time.Minute)
-	m, err := BuildMini(ctx, MiniSpec{Init: "#!/bin/sh\n. /etc/rc.mini\necho CUSTOM-INIT-$(hostname)-$((6*7))\nexec poweroff -f\n"})
+	m, err := testCache().BuildMini(ctx, MiniSpec{Init: "#!/bin/sh\n. /etc/rc.mini\necho CUSTOM-INIT-$(hostname)-$((6*7))\nexec poweroff -f\n"})
 	if err != nil {
 		t.Fatal(err)
 	}

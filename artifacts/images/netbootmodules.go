@@ -14,16 +14,16 @@ import (
 // disk-detect loads them from udebs it downloads, which an offline VM cannot do. The
 // module comes from the very build the installer kernel is (same ABI, same version),
 // so loading it is what disk-detect would have done.
-func DebianInstallerModule(ctx context.Context, release, name string) (string, error) {
+func (c Cache) DebianInstallerModule(ctx context.Context, release, name string) (string, error) {
 	pkg := "linux-image-" + release
-	d, err := resolveDeb(ctx, pkg)
+	d, err := c.resolveDeb(ctx, pkg)
 	if err != nil {
 		return "", fmt.Errorf("finding the kernel package of the installer's kernel %s: %w", release, err)
 	}
 	base := filepath.Base(name)
-	dir := filepath.Join(CacheDir(), "netboot-modules", cleanName(release)+"-"+cleanName(base)+"-"+d.SHA256[:16])
+	dir := filepath.Join(c.dir(), "netboot-modules", cleanName(release)+"-"+cleanName(base)+"-"+d.SHA256[:16])
 	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
-		deb, _, err := fetchDeb(ctx, pkg)
+		deb, _, err := c.fetchDeb(ctx, pkg)
 		if err != nil {
 			return err
 		}

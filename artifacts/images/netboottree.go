@@ -24,14 +24,14 @@ const netbootTextPrefix = "usr/lib/debian-installer/images/12/amd64/text/"
 // files under debian-installer/amd64/boot-screens, the GRUB config, the kernel and
 // initrd), cached by the package's SHA256, and returns its directory. Tests build an
 // ISO laid out like Debian's mini.iso from it, with the menu files unchanged.
-func DebianInstallerNetbootTree(ctx context.Context) (string, error) {
-	d, err := resolveDeb(ctx, netbootPackage)
+func (c Cache) DebianInstallerNetbootTree(ctx context.Context) (string, error) {
+	d, err := c.resolveDeb(ctx, netbootPackage)
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(CacheDir(), "netboot-tree", cleanName(d.Version)+"-"+d.SHA256[:16])
+	dir := filepath.Join(c.dir(), "netboot-tree", cleanName(d.Version)+"-"+d.SHA256[:16])
 	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
-		deb, _, err := fetchDeb(ctx, netbootPackage)
+		deb, _, err := c.fetchDeb(ctx, netbootPackage)
 		if err != nil {
 			return err
 		}

@@ -44,14 +44,13 @@ func TestPackageDownloadShowsProgress(t *testing.T) {
 	// apt-get download: slow enough for a tick, then the file apt would write.
 	write("apt-get", `sleep 1.3; head -c 5000 /dev/zero > busybox-static_1.36.1-9_amd64.deb`+"\n")
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
-	t.Setenv("BOOTLAB_CACHE", t.TempDir())
 
 	var out lockedBuffer
 	SetProgress(progress.New(&out, true))
 	defer SetProgress(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	path, d, err := fetchDeb(ctx, "busybox-static")
+	path, d, err := Cache(t.TempDir()).fetchDeb(ctx, "busybox-static")
 	require.NoError(t, err)
 	require.Equal(t, "1:1.36.1-9", d.Version)
 	require.FileExists(t, path)

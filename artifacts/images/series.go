@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/bootlab/bootlab/artifacts/debversion"
 	"io"
 	"log/slog"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/bootlab/bootlab/artifacts/debversion"
 )
 
 // kernelPkgRE matches real Debian kernel image packages for the generic amd64 flavour:
@@ -68,14 +69,14 @@ const netbootPackage = "debian-installer-12-netboot-amd64"
 
 // DebianInstallerNetboot returns the text-frontend installer kernel+initrd from the
 // debian-installer-12-netboot-amd64 package, cached by the package's SHA256.
-func DebianInstallerNetboot(ctx context.Context) (*Netboot, error) {
-	d, err := resolveDeb(ctx, netbootPackage)
+func (c Cache) DebianInstallerNetboot(ctx context.Context) (*Netboot, error) {
+	d, err := c.resolveDeb(ctx, netbootPackage)
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(CacheDir(), "netboot", cleanName(d.Version)+"-"+d.SHA256[:16])
+	dir := filepath.Join(c.dir(), "netboot", cleanName(d.Version)+"-"+d.SHA256[:16])
 	err = cached(ctx, dir, func(ctx context.Context, tmp string) error {
-		deb, _, err := fetchDeb(ctx, netbootPackage)
+		deb, _, err := c.fetchDeb(ctx, netbootPackage)
 		if err != nil {
 			return err
 		}
@@ -150,4 +151,27 @@ func extractMembers(ctx context.Context, deb string, want map[string]string) err
 		}
 	}
 	return nil
+}
+
+// KernelSeriesSample picks the kernels of the kernel-series scenario: the oldest and newest
+// 6.1 builds and the newest 6.12 build the archive serves (an ordered series, also
+// bisect's demo).
+func KernelSeriesSample(ctx context.Context) ([]string, error) {
+	all, err := KernelSeries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing Debian kernel packages (apt-get update needed?): %w", err)
+	}
+	var v61, v612 []string
+	for _, p := range all {
+		switch {
+		case strings.HasPrefix(p, "linux-image-6.1.0-"):
+			v61 = append(v61, p)
+		case strings.HasPrefix(p, "linux-image-6.12."):
+			v612 = append(v612, p)
+		}
+	}
+	if len(v61) < 2 || len(v612) == 0 {
+		return nil, fmt.Errorf("the archive serves %d 6.1 and %d 6.12 kernels, want at least two and one: %v", len(v61), len(v612), all)
+	}
+	return []string{v61[0], v61[len(v61)-1], v612[len(v612)-1]}, nil
 }

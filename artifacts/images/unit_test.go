@@ -94,7 +94,7 @@ func TestMiniInitramfsContents(t *testing.T) {
 	ctx := testCtx(t, 10*time.Minute)
 	spec := MiniSpec{Version: "v7", AutoLogin: true, Init: "#!/bin/sh\nexec sleep 1000\n",
 		Files: map[string]File{"/usr/bin/sudo": {Content: "#!/bin/sh\necho fake\n", Mode: 0o755}, "/etc/x": {Content: "x"}}}
-	m, err := BuildMini(ctx, spec)
+	m, err := testCache().BuildMini(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +151,12 @@ func TestMiniInitramfsContents(t *testing.T) {
 
 func TestMiniCacheKeyAndWarmCall(t *testing.T) {
 	ctx := testCtx(t, 10*time.Minute)
-	a, err := BuildMini(ctx, MiniSpec{Version: "key-a"})
+	a, err := testCache().BuildMini(ctx, MiniSpec{Version: "key-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	a2, err := BuildMini(ctx, MiniSpec{Version: "key-a"})
+	a2, err := testCache().BuildMini(ctx, MiniSpec{Version: "key-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,14 +169,14 @@ func TestMiniCacheKeyAndWarmCall(t *testing.T) {
 		t.Errorf("warm BuildMini took %v", warm)
 	}
 	t.Logf("warm BuildMini: %v", warm)
-	b, err := BuildMini(ctx, MiniSpec{Version: "key-b"})
+	b, err := testCache().BuildMini(ctx, MiniSpec{Version: "key-b"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b.Hash == a.Hash || b.Initrd == a.Initrd {
 		t.Error("different Version, same cache entry")
 	}
-	c, err := BuildMini(ctx, MiniSpec{Version: "key-a", Files: map[string]File{"/etc/x": {Content: "1"}}})
+	c, err := testCache().BuildMini(ctx, MiniSpec{Version: "key-a", Files: map[string]File{"/etc/x": {Content: "1"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestConcurrentBuildersShareOneBuild(t *testing.T) {
 	}
 	ch := make(chan res, 3)
 	for range 3 {
-		go func() { m, err := BuildMini(ctx, spec); ch <- res{m, err} }()
+		go func() { m, err := testCache().BuildMini(ctx, spec); ch <- res{m, err} }()
 	}
 	var hashes []string
 	for range 3 {
@@ -215,7 +215,7 @@ func TestConcurrentBuildersShareOneBuild(t *testing.T) {
 	if hashes[0] != hashes[1] || hashes[1] != hashes[2] {
 		t.Errorf("concurrent builders disagree: %v", hashes)
 	}
-	m, _ := BuildMini(ctx, spec)
+	m, _ := testCache().BuildMini(ctx, spec)
 	left, _ := filepath.Glob(filepath.Join(filepath.Dir(m.Dir), ".tmp-"+filepath.Base(m.Dir)+"-*"))
 	if len(left) != 0 {
 		t.Errorf("temporary build directories left behind: %v", left)
@@ -225,7 +225,7 @@ func TestConcurrentBuildersShareOneBuild(t *testing.T) {
 
 func TestMissingToolNamesPackage(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	_, err := BuildMini(context.Background(), MiniSpec{})
+	_, err := testCache().BuildMini(context.Background(), MiniSpec{})
 	if err == nil || !strings.Contains(err.Error(), "apt-get install busybox-static") {
 		t.Fatalf("want an error naming busybox-static, got %v", err)
 	}
@@ -234,21 +234,28 @@ func TestMissingToolNamesPackage(t *testing.T) {
 	}
 }
 
-func TestCacheDirOrder(t *testing.T) {
-	t.Setenv("BOOTLAB_CACHE", "/x/bl")
-	t.Setenv("XDG_CACHE_HOME", "/x/xdg")
-	if d := CacheDir(); d != "/x/bl" {
-		t.Errorf("CacheDir with BOOTLAB_CACHE = %s", d)
+func TestEmptyCacheIsRefused(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(r.(string), "config.Config.Cache") {
+			t.Fatalf("an empty Cache must panic naming what to pass, got %v", r)
+		}
+	}()
+	_ = Cache("").Dir()
+}
+
+// testCache is the cache these tests build into: the one bootlab would use
+// ($BOOTLAB_CACHE, else the user's cache directory), so a test run reuses the images
+// another run built; read here, at the test's edge, because the package reads no
+// environment of bootlab's.
+func testCache() Cache {
+	if d := os.Getenv("BOOTLAB_CACHE"); d != "" {
+		return Cache(d)
 	}
-	t.Setenv("BOOTLAB_CACHE", "")
-	if d := CacheDir(); d != "/x/xdg/bootlab" {
-		t.Errorf("CacheDir with XDG_CACHE_HOME = %s", d)
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return Cache(filepath.Join(os.TempDir(), "bootlab-cache"))
 	}
-	t.Setenv("XDG_CACHE_HOME", "")
-	t.Setenv("HOME", "/x/home")
-	if d := CacheDir(); d != "/x/home/.cache/bootlab" {
-		t.Errorf("CacheDir with HOME = %s", d)
-	}
+	return Cache(filepath.Join(d, "bootlab"))
 }
 
 func TestCompareDebianVersions(t *testing.T) {
@@ -307,7 +314,7 @@ func TestKernelSeriesFromApt(t *testing.T) {
 }
 
 func TestDebianInstallerNetboot(t *testing.T) {
-	nb, err := DebianInstallerNetboot(testCtx(t, 10*time.Minute))
+	nb, err := testCache().DebianInstallerNetboot(testCtx(t, 10*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +364,7 @@ func TestTouchAndPruneKeepsRecentAndInProgress(t *testing.T) {
 func TestReadISORootKey(t *testing.T) {
 	ctx := testCtx(t, 40*time.Minute)
 	key := testKey(t, 1)
-	iso, err := BuildFixtureISO(ctx, FixtureSpec{RootKey: key, BinDir: testBinaries(t)})
+	iso, err := testCache().BuildFixtureISO(ctx, FixtureSpec{RootKey: key, BinDir: testBinaries(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +433,7 @@ func TestFixtureBaseOptions(t *testing.T) {
 		assert.False(t, keys[k], "%+v shares a key", b)
 		keys[k] = true
 	}
-	_, err := BuildFixtureISO(context.Background(), FixtureSpec{RootKey: "ssh-ed25519 AAAA x", Base: &FixtureBase{Initramfs: "x", Units: "all", Compressor: "zstd", BlockKB: 128}})
+	_, err := testCache().BuildFixtureISO(context.Background(), FixtureSpec{RootKey: "ssh-ed25519 AAAA x", Base: &FixtureBase{Initramfs: "x", Units: "all", Compressor: "zstd", BlockKB: 128}})
 	assert.ErrorContains(t, err, `initramfs "x"`, "refused before any tool or build")
 }
 

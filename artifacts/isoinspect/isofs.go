@@ -120,6 +120,10 @@ const readSlack = 64 << 10
 // loop, a count past a cap.
 var ErrHostile = errors.New("malformed or hostile image")
 
+// ErrNotISO is a file that is no ISO9660 image at all (no primary volume descriptor):
+// nothing can boot it as a CD.
+var ErrNotISO = errors.New("not an ISO9660 image")
+
 // volumeDescriptors are the descriptors readISO uses.
 type volumeDescriptors struct {
 	primary, joliet []byte
@@ -212,13 +216,13 @@ func (img *isoImage) volumeDescriptors() (volumeDescriptors, error) {
 			}
 		case 255:
 			if vds.primary == nil {
-				return vds, fmt.Errorf("not an ISO9660 image: no primary volume descriptor before the terminator")
+				return vds, fmt.Errorf("%w: no primary volume descriptor before the terminator", ErrNotISO)
 			}
 			return vds, nil
 		}
 	}
 	if vds.primary == nil {
-		return vds, fmt.Errorf("not an ISO9660 image: no primary volume descriptor (CD001 at sector 16)")
+		return vds, fmt.Errorf("%w: no primary volume descriptor (CD001 at sector 16)", ErrNotISO)
 	}
 	return vds, nil
 }

@@ -10,15 +10,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/images"
-	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Result holds the measurements.
@@ -37,14 +37,14 @@ type Result struct {
 	RunDir         string
 }
 
-// Run boots the mini image and measures. notes is where the run directory goes.
-func Run(ctx context.Context, notes string, rounds, bulkBytes int, progress io.Writer) (*Result, error) {
-	img, _, err := lab.MiniImage(ctx, images.MiniSpec{})
+// Run boots the mini image and measures; the run directory goes under cfg.Notes.
+func Run(ctx context.Context, cfg config.Config, rounds, bulkBytes int, progress io.Writer) (*Result, error) {
+	img, _, err := lab.MiniImage(ctx, images.Cache(cfg.Cache), images.MiniSpec{})
 	if err != nil {
 		return nil, err
 	}
-	spec := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
-	l, err := lab.Start(ctx, lab.Config{Slug: "bench", Notes: notes, VM: spec, Progress: progress})
+	spec := lab.Spec{Image: img, MemoryMB: 256}
+	l, err := lab.Start(ctx, cfg, lab.Slug("bench"), lab.Machine(spec), lab.Progress(progress))
 	if err != nil {
 		return nil, err
 	}
@@ -74,19 +74,18 @@ func measure(ctx context.Context, l *lab.Lab, res *Result) error {
 	}
 	res.LoginToRoot = root - prompt
 	res.Transport = sh.Transport()
-	con := l.Console()
-
 	// Raw echo: a line typed to the configured shell (echo off) and its output seen.
 	raw := make([]time.Duration, 0, res.Rounds)
 	for i := 0; i < res.Rounds; i++ {
 		tok := fmt.Sprintf("rt%d-%s", i, nonce())
-		pos := con.Pos()
+		want := regexp.MustCompile(regexp.QuoteMeta(tok + "\n"))
 		start := time.Now()
-		if err := con.Send(ctx, "echo "+tok+"\n"); err != nil {
+		pos, err := l.Type(ctx, "echo "+tok+"\n")
+		if err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
-		_, err := con.Expect(wctx, pos, console.Literal("echo", tok+"\n"))
+		_, _, err = l.ExpectConsole(wctx, pos, want)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("raw echo round trip: %w", err)
@@ -131,14 +130,14 @@ func measure(ctx context.Context, l *lab.Lab, res *Result) error {
 		return err
 	}
 	end := "BULK-" + nonce()
-	pos := con.Pos()
 	start := time.Now()
 	// The end marker is printed from two pieces so the typed line cannot match it.
-	if err := con.Send(ctx, "cat /tmp/bulk; printf '%s%s\\n' BULK- "+strings.TrimPrefix(end, "BULK-")+"\n"); err != nil {
+	pos, err := l.Type(ctx, "cat /tmp/bulk; printf '%s%s\\n' BULK- "+strings.TrimPrefix(end, "BULK-")+"\n")
+	if err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	_, err = con.Expect(wctx, pos, console.Literal("end", end))
+	_, _, err = l.ExpectConsole(wctx, pos, regexp.MustCompile(regexp.QuoteMeta(end)))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("raw bulk transfer: %w", err)

@@ -14,10 +14,9 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // BootVariant is one way of booting an image. The boot benchmark boots several, one
@@ -39,7 +38,7 @@ type BootVariant struct {
 	// systemd.mask=UNIT, to measure masking a unit before baking it into the image.
 	Append string
 	// Base builds the fixture on another base (nil: the default one); CDROMBus puts
-	// its CD-ROM on another bus (qemu.Config.CDROMBus; "": the image's own).
+	// its CD-ROM on another bus (lab.Image.CDROMBus; "": the image's own).
 	Base     *images.FixtureBase
 	CDROMBus string
 	// Why says what the variant isolates, for the table's reader.
@@ -62,13 +61,13 @@ var BootVariants = []BootVariant{
 	// The lean-boot levers (issue 27), each one change from Debian's base booted as
 	// fixture-debian boots it; fixture-lean is all of them together (the base adopted
 	// as images.DefaultFixtureBase is lean initramfs and units, the CD-ROM on IDE).
-	{Name: "fixture-debian", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMIDE, Why: "Debian's base: every storage module in a gzip initramfs, every unit, zstd-3 squashfs in 128 KiB blocks, CD-ROM on IDE"},
-	{Name: "fixture-scsicd", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: qemu.CDROMSCSI, Why: "Debian's base, the CD-ROM on virtio-scsi"},
-	{Name: "fixture-lean-initramfs", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "lean initramfs: a module list with virtio-rng, no RAID, network or graphics modules"},
-	{Name: "fixture-lean-units", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Units = "lean" }), CDROMBus: qemu.CDROMIDE, Why: "timers and e2scrub_reap removed from the base"},
-	{Name: "fixture-sq-lz4", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Compressor, b.CompressionLevel = "lz4", 0 }), CDROMBus: qemu.CDROMIDE, Why: "root squashfs lz4, 128 KiB blocks"},
-	{Name: "fixture-sq-64k", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.BlockKB = 64 }), CDROMBus: qemu.CDROMIDE, Why: "root squashfs zstd-3, 64 KiB blocks"},
-	{Name: "fixture-lean", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs, b.Units = "lean", "lean" }), CDROMBus: qemu.CDROMSCSI, Why: "lean initramfs, lean units, CD-ROM on virtio-scsi"},
+	{Name: "fixture-debian", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: lab.CDROMIDE, Why: "Debian's base: every storage module in a gzip initramfs, every unit, zstd-3 squashfs in 128 KiB blocks, CD-ROM on IDE"},
+	{Name: "fixture-scsicd", Image: "fixture", Boot: lab.BootDirect, Base: base(nil), CDROMBus: lab.CDROMSCSI, Why: "Debian's base, the CD-ROM on virtio-scsi"},
+	{Name: "fixture-lean-initramfs", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs = "lean" }), CDROMBus: lab.CDROMIDE, Why: "lean initramfs: a module list with virtio-rng, no RAID, network or graphics modules"},
+	{Name: "fixture-lean-units", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Units = "lean" }), CDROMBus: lab.CDROMIDE, Why: "timers and e2scrub_reap removed from the base"},
+	{Name: "fixture-sq-lz4", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Compressor, b.CompressionLevel = "lz4", 0 }), CDROMBus: lab.CDROMIDE, Why: "root squashfs lz4, 128 KiB blocks"},
+	{Name: "fixture-sq-64k", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.BlockKB = 64 }), CDROMBus: lab.CDROMIDE, Why: "root squashfs zstd-3, 64 KiB blocks"},
+	{Name: "fixture-lean", Image: "fixture", Boot: lab.BootDirect, Base: base(func(b *images.FixtureBase) { b.Initramfs, b.Units = "lean", "lean" }), CDROMBus: lab.CDROMSCSI, Why: "lean initramfs, lean units, CD-ROM on virtio-scsi"},
 }
 
 // base is Debian's fixture base with change applied (nil: none).
@@ -149,10 +148,10 @@ type BootResult struct {
 
 // RunBoot boots each variant in turn, logs in to a verified root shell and records where
 // the time went. A variant that fails is recorded with its error and the run goes on.
-func RunBoot(ctx context.Context, notes string, variants []BootVariant, blame int, progress io.Writer) []BootResult {
+func RunBoot(ctx context.Context, cfg config.Config, variants []BootVariant, blame int, progress io.Writer) []BootResult {
 	// Every image first: a variant's base can take minutes to build, and a build
 	// between two boots would load the machine under the second one.
-	imgs := make([]vm.Image, len(variants))
+	imgs := make([]lab.Image, len(variants))
 	errs := make([]error, len(variants))
 	for i, v := range variants {
 		if ctx.Err() != nil {
@@ -161,7 +160,7 @@ func RunBoot(ctx context.Context, notes string, variants []BootVariant, blame in
 		if progress != nil {
 			fmt.Fprintf(progress, "bootlab bench: preparing the image of %s\n", v.Name)
 		}
-		imgs[i], errs[i] = variantImage(ctx, v)
+		imgs[i], errs[i] = variantImage(ctx, images.Cache(cfg.Cache), v)
 	}
 	var out []BootResult
 	for i, v := range variants {
@@ -175,7 +174,7 @@ func RunBoot(ctx context.Context, notes string, variants []BootVariant, blame in
 		if errs[i] != nil {
 			r = BootResult{Variant: v, At: map[string]time.Duration{}, Load: loadAvg(), Err: errs[i]}
 		} else {
-			r = bootOne(ctx, notes, v, imgs[i], blame, progress)
+			r = bootOne(ctx, cfg, v, imgs[i], blame, progress)
 		}
 		if progress != nil {
 			fmt.Fprintf(progress, "bootlab bench: %s: %s\n", v.Name, r.summary())
@@ -198,14 +197,14 @@ func (r BootResult) summary() string {
 	return strings.Join(parts, ", ")
 }
 
-func bootOne(ctx context.Context, notes string, v BootVariant, img vm.Image, blame int, progress io.Writer) BootResult {
+func bootOne(ctx context.Context, cfg config.Config, v BootVariant, img lab.Image, blame int, progress io.Writer) BootResult {
 	res := BootResult{Variant: v, At: map[string]time.Duration{}, Load: loadAvg()}
-	spec := vm.Spec{Image: img, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
+	spec := lab.Spec{Image: img}
 	if v.Image == "fixture" {
-		spec = fixtureSpec(ctx, img)
+		spec = fixtureSpec(ctx, images.Cache(cfg.Cache), img)
 	}
 	spec.MemoryMB, spec.CPUs, spec.CPUModel, spec.TBSizeMB = v.MemoryMB, v.CPUs, v.CPUModel, v.TBSizeMB
-	l, err := lab.Start(ctx, lab.Config{Slug: "bench-boot-" + v.Name, Notes: notes, VM: spec, Progress: progress, Captures: lab.CapturesNone})
+	l, err := lab.Start(ctx, cfg, lab.Slug("bench-boot-"+v.Name), lab.Machine(spec), lab.Progress(progress), lab.Captures(lab.CapturesNone))
 	if err != nil {
 		res.Err = err
 		return res
@@ -249,20 +248,20 @@ func KernelMarks(serial string) map[string]float64 {
 }
 
 // variantImage builds (or reuses) the variant's image and points it at the boot path.
-func variantImage(ctx context.Context, v BootVariant) (vm.Image, error) {
+func variantImage(ctx context.Context, cache images.Cache, v BootVariant) (lab.Image, error) {
 	switch v.Image {
 	case "mini":
-		img, _, err := lab.MiniImage(ctx, images.MiniSpec{})
+		img, _, err := lab.MiniImage(ctx, cache, images.MiniSpec{})
 		return img, err
 	case "fixture":
-		img, _, _, err := lab.FixtureImage(ctx, images.FixtureSpec{Base: v.Base})
+		img, _, _, err := lab.FixtureImage(ctx, cache, images.FixtureSpec{Base: v.Base})
 		if err != nil {
 			return img, err
 		}
 		if v.CDROMBus != "" {
 			img.CDROMBus = v.CDROMBus
 		}
-		if _, err := lab.ResolveISOBoot(ctx, &img, v.Boot, ""); err != nil {
+		if _, err := lab.ResolveISOBoot(ctx, cache, &img, v.Boot, ""); err != nil {
 			return img, fmt.Errorf("resolving the fixture's %s boot: %w", v.Boot, err)
 		}
 		if v.Append != "" {
@@ -273,7 +272,7 @@ func variantImage(ctx context.Context, v BootVariant) (vm.Image, error) {
 		}
 		return img, nil
 	}
-	return vm.Image{}, fmt.Errorf("variant %s: unknown image %q", v.Name, v.Image)
+	return lab.Image{}, fmt.Errorf("variant %s: unknown image %q", v.Name, v.Image)
 }
 
 func measureBoot(ctx context.Context, l *lab.Lab, res *BootResult, blame int) error {
@@ -379,10 +378,9 @@ func firstLine(s string) string {
 // fixtureSpec boots the fixture as a scenario does: the LAN (networkd waits for it) and
 // one blank 4 GiB disk for pre-nixos, which starts while the getty comes up. The KVM
 // probe boots the mini kernel, whose verdict is cached already.
-func fixtureSpec(ctx context.Context, img vm.Image) vm.Spec {
-	spec := vm.Spec{Image: img, Net: true, SSH: true, Disks: []vm.DiskSpec{{SizeMB: 4096}},
-		ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
-	if mini, _, err := lab.MiniImage(ctx, images.MiniSpec{}); err == nil {
+func fixtureSpec(ctx context.Context, cache images.Cache, img lab.Image) lab.Spec {
+	spec := lab.Spec{Image: img, Net: true, SSH: true, Disks: []lab.Disk{{SizeMB: 4096}}}
+	if mini, _, err := lab.MiniImage(ctx, cache, images.MiniSpec{}); err == nil {
 		spec.ProbeKernel = mini.Kernel
 	}
 	return spec

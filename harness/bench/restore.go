@@ -9,8 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/images"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // RestoreResult measures the boot-once-restore-many lever on the fixture: one cold
@@ -34,22 +35,22 @@ type RestoreResult struct {
 // into a new QEMU on the same disk. The guest resumes with pre-nixos done (the state is
 // taken after login, not before pre-nixos starts, as the scenarios would need): what it
 // measures is the price of a restore against a cold boot, the lever's size.
-func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreResult {
+func RunRestore(ctx context.Context, cfg config.Config, progress io.Writer) RestoreResult {
 	res := RestoreResult{Load: loadAvg()}
 	say := func(f string, a ...any) {
 		if progress != nil {
 			fmt.Fprintf(progress, "bootlab bench: "+f+"\n", a...)
 		}
 	}
-	img, err := variantImage(ctx, BootVariant{Name: "fixture-direct", Image: "fixture", Boot: lab.BootDirect})
+	img, err := variantImage(ctx, images.Cache(cfg.Cache), BootVariant{Name: "fixture-direct", Image: "fixture", Boot: lab.BootDirect})
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	spec := fixtureSpec(ctx, img)
+	spec := fixtureSpec(ctx, images.Cache(cfg.Cache), img)
 
 	say("restore: cold boot of the fixture (direct)")
-	cold, err := lab.Start(ctx, lab.Config{Slug: "bench-restore-cold", Notes: notes, VM: spec, Progress: progress, Captures: lab.CapturesNone, KeepDisks: true})
+	cold, err := lab.Start(ctx, cfg, lab.Slug("bench-restore-cold"), lab.Machine(spec), lab.Progress(progress), lab.Captures(lab.CapturesNone), lab.KeepDisks(true))
 	if err != nil {
 		res.Err = err
 		return res
@@ -81,10 +82,10 @@ func RunRestore(ctx context.Context, notes string, progress io.Writer) RestoreRe
 
 	rspec := spec
 	rspec.RestoreFrom = state
-	rspec.Disks = []vm.DiskSpec{{Path: filepath.Join(res.ColdDir, "disk0.img")}}
+	rspec.Disks = []lab.Disk{{Path: filepath.Join(res.ColdDir, "disk0.img")}}
 	rspec.Accel = accel // the donor's verdict; a second probe would boot another kernel first
 	spawn := time.Now() // lab.Start spawns QEMU at once (the ISO's provenance is cached)
-	warm, err := lab.Start(ctx, lab.Config{Slug: "bench-restore-warm", Notes: notes, VM: rspec, Progress: progress, Captures: lab.CapturesNone})
+	warm, err := lab.Start(ctx, cfg, lab.Slug("bench-restore-warm"), lab.Machine(rspec), lab.Progress(progress), lab.Captures(lab.CapturesNone))
 	if err != nil {
 		res.Err = err
 		return res

@@ -149,7 +149,7 @@ type Config struct {
 	// boot milestones), which judges it bad.
 	ProbeTimeout time.Duration
 	// FetchDir is where url= candidates are downloaded when first probed
-	// (Fetch); empty is DefaultFetchDir, the image cache's isos/.
+	// (Fetch); empty is the Prober's DownloadDir (the image cache's isos/).
 	FetchDir string
 	// Predicate is recorded in the log so a resume judges the same way.
 	Predicate *Predicate
@@ -208,6 +208,10 @@ type Result struct {
 	// RunDiff compares the last good and first bad candidates' runs.
 	RunDiff *RunDiff `json:"run_diff,omitempty"`
 }
+
+// ResultFile is the Result as JSON in the bisect directory (`bootlab bisect --json`
+// prints it).
+const ResultFile = "result.json"
 
 type attemptKey struct{ index, attempt int }
 
@@ -600,7 +604,7 @@ func (e *engine) done() error {
 		return err
 	}
 	// result.json is for CI and scripts: the answer without parsing text.
-	return atomicfile.WriteJSON(filepath.Join(e.cfg.Dir, "result.json"), r)
+	return atomicfile.WriteJSON(filepath.Join(e.cfg.Dir, ResultFile), r)
 }
 
 func (e *engine) decide(round int, msg string) {
@@ -750,7 +754,11 @@ func (e *engine) attempt(ctx context.Context, p Prober, round, idx, attempt int)
 	pctx = context.WithValue(pctx, probeInfoKey{}, ProbeInfo{Index: idx, Round: round, Attempt: attempt})
 	// A url= candidate is downloaded now, when it is first probed, not before the
 	// bisection: a search that settles in a few probes fetches only those ISOs.
-	fetched, err := Fetch(pctx, c, e.cfg.FetchDir)
+	fetchDir := e.cfg.FetchDir
+	if fd, ok := p.(Downloader); ok && fetchDir == "" {
+		fetchDir = fd.DownloadDir()
+	}
+	fetched, err := Fetch(pctx, c, fetchDir)
 	var out Outcome
 	if err == nil {
 		if fetched.ISO != c.ISO {

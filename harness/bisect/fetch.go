@@ -15,9 +15,13 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 )
 
-// DefaultFetchDir is where url= candidates are downloaded: the image cache's download
-// directory, so `bootlab cache` lists them and `bootlab cache prune` bounds them.
-func DefaultFetchDir() string { return cacheprune.DownloadDir(images.CacheDir()) }
+// Downloader is a Prober that says where url= candidates are downloaded (Config.FetchDir
+// when that is empty): the image cache's download directory
+// (cacheprune.DownloadDir(cache)), so `bootlab cache` lists them and `bootlab cache
+// prune` bounds them.
+type Downloader interface {
+	DownloadDir() string
+}
 
 // ErrDigest is a download whose sha256 is not the one the candidate names: the file is
 // deleted and the bisection stops, since nothing unverified may boot.
@@ -34,7 +38,7 @@ func Fetch(ctx context.Context, c Candidate, dir string) (Candidate, error) {
 		return c, nil
 	}
 	if dir == "" {
-		dir = DefaultFetchDir()
+		return c, fmt.Errorf("downloading %s: no download directory (Config.FetchDir or the prober's DownloadDir)", c.URL)
 	}
 	path := filepath.Join(dir, c.SHA256+".iso")
 	done := func() (Candidate, error) {

@@ -160,3 +160,57 @@ func sharedNames() []string {
 	slices.Sort(out)
 	return out
 }
+
+// The door into a VM (docs/architecture.md, "The door"): the VM's insides - harness/vm,
+// harness/qemu, harness/console - are imported only by harness/lab and the layer
+// beneath it; everything above boots and drives a VM through lab.
+var (
+	vmInsides = []string{"harness/vm", "harness/qemu", "harness/console"}
+	vmLayer   = map[string]bool{
+		"harness/lab": true, "harness/vm": true, "harness/qemu": true, "harness/console": true,
+		"harness/shell": true, "harness/frame": true, "harness/fakeguest": true, "harness/replay": true,
+	}
+	// doorOnly are the packages that see nothing but the door: not the VM's insides,
+	// not the shell, not the screen model, in their tests either.
+	doorOnly    = []string{"harness/cmd/bootlab", "scenarios"}
+	doorForbids = []string{"harness/vm", "harness/qemu", "harness/console", "harness/shell", "harness/screen"}
+)
+
+// goListAllImports is pkg's imports, its tests' included, inside the module.
+func goListAllImports(t *testing.T, root, pkg string) []string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", `{{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}`, "./"+pkg)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pkg, err)
+	}
+	var deps []string
+	for _, imp := range strings.Fields(string(out)) {
+		if rel, ok := strings.CutPrefix(imp, modulePath+"/"); ok {
+			deps = append(deps, rel)
+		}
+	}
+	return deps
+}
+
+// TestDoorIntoAVM fails when a package outside the VM layer imports vm, qemu or console,
+// or when the bootlab command or the scenarios (tests included) import any of vm, qemu,
+// console, shell or screen: what they need is a lab method named for what it does.
+func TestDoorIntoAVM(t *testing.T) {
+	root := repoRoot(t)
+	for pkg, deps := range goListEdges(t, root) {
+		for _, d := range deps {
+			if slices.Contains(vmInsides, d) && !vmLayer[pkg] {
+				t.Errorf("%s imports %s: only harness/lab and the layer beneath it may; go through lab", pkg, d)
+			}
+		}
+	}
+	for _, pkg := range doorOnly {
+		for _, d := range goListAllImports(t, root, pkg) {
+			if slices.Contains(doorForbids, d) {
+				t.Errorf("%s imports %s: it sees a VM only through harness/lab", pkg, d)
+			}
+		}
+	}
+}

@@ -1,22 +1,25 @@
 // Package config is bootlab's configuration in one place: one struct, built once from
 // the BOOTLAB_* environment and the command's flags (flags win), then passed down
-// explicitly. No other package of the harness reads BOOTLAB_*; artifacts cannot import
-// harness, so their functions take these values as parameters (images.CacheDir remains
-// the artifacts-level cache default that FromEnv itself starts from, so a caller that
-// passes nothing gets the same answer; runrec.Create refuses an empty notes root).
+// explicitly. FromEnv is called once, at the edge (bootlab's main, labtest's TestMain
+// level); no package below reads BOOTLAB_*: lab derives every VM default (cache, probe
+// kernel and cache, scaled timeouts, accelerator, QEMU binary) from the Config it is
+// given, and artifacts take these values as parameters (images.Cache, runrec.Create,
+// which refuses an empty notes root). This package imports nothing of bootlab's and not
+// package testing, so the QEMU wrapper does not depend on the image builder and the
+// bootlab binary does not link the test framework.
 //
 // Every variable, its flag and its default:
 //
 //	BOOTLAB_NOTES          --notes          where run directories and ledger.jsonl go.
-//	                                        Default: DefaultNotes() - docs/work-notes
-//	                                        relative to the working directory, except
-//	                                        in a test binary, where it is
-//	                                        $TMPDIR/bootlab-notes (tests stay out of the
-//	                                        source tree, and console socket paths stay
-//	                                        short).
+//	                                        Default docs/work-notes relative to the
+//	                                        working directory; a test binary's edge
+//	                                        (labtest, bootlab's TestMain) starts from
+//	                                        TestNotes(), $TMPDIR/bootlab-notes, instead
+//	                                        (tests stay out of the source tree, and
+//	                                        console socket paths stay short).
 //	BOOTLAB_CACHE          (none)           built images, downloaded packages, the accel
 //	                                        probe cache. Default $XDG_CACHE_HOME/bootlab,
-//	                                        else ~/.cache/bootlab.
+//	                                        else ~/.cache/bootlab (os.UserCacheDir).
 //	BOOTLAB_ACCEL          --accel          kvm or tcg; empty probes KVM with a real boot
 //	                                        and falls back to TCG.
 //	BOOTLAB_TIMEOUT_SCALE  --timeout-scale  multiplies every VM timeout (default 1).
@@ -36,9 +39,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"testing"
-
-	"github.com/bootlab/bootlab/artifacts/images"
 )
 
 // The environment variables, by name.
@@ -64,24 +64,46 @@ type Config struct {
 	QEMU string
 }
 
-// DefaultNotes is the one notes default (see the package comment).
-func DefaultNotes() string {
-	if testing.Testing() {
-		return filepath.Join(os.TempDir(), "bootlab-notes")
-	}
-	return filepath.Join("docs", "work-notes")
+// Defaults is the configuration when no variable and no flag says otherwise.
+func Defaults() Config {
+	return Config{Notes: filepath.Join("docs", "work-notes"), Cache: DefaultCache(), TimeoutScale: 1}
 }
 
-// FromEnv builds the configuration from BOOTLAB_* and the defaults. A malformed value
+// TestNotes is the notes default of a test binary: out of the source tree, and short
+// enough for the console sockets under it.
+func TestNotes() string { return filepath.Join(os.TempDir(), "bootlab-notes") }
+
+// DefaultCache is the image cache when BOOTLAB_CACHE is unset: $XDG_CACHE_HOME/bootlab,
+// else ~/.cache/bootlab; deliberately outside the git clone so `git clean` and fresh
+// clones keep the (slow to build) images.
+func DefaultCache() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "bootlab")
+	}
+	return filepath.Join(os.TempDir(), "bootlab-cache")
+}
+
+// FromEnv builds the configuration from BOOTLAB_* and Defaults. A malformed value
 // (BOOTLAB_ACCEL=qvm, BOOTLAB_TIMEOUT_SCALE=fast) is an error: a setting silently
 // ignored is worse than a refusal to start.
-func FromEnv() (Config, error) {
-	c := Config{Notes: DefaultNotes(), Cache: images.CacheDir(), TimeoutScale: 1}
+func FromEnv() (Config, error) { return OverEnv(Defaults()) }
+
+// OverEnv lays BOOTLAB_* over base (a test binary's edge passes Defaults with
+// TestNotes); the result is validated.
+func OverEnv(base Config) (Config, error) {
+	c := base
 	if v := os.Getenv(EnvNotes); v != "" {
 		c.Notes = v
 	}
-	c.Accel = os.Getenv(EnvAccel)
-	c.QEMU = os.Getenv(EnvQEMU)
+	if v := os.Getenv(EnvCache); v != "" {
+		c.Cache = v
+	}
+	if v := os.Getenv(EnvAccel); v != "" {
+		c.Accel = v
+	}
+	if v := os.Getenv(EnvQEMU); v != "" {
+		c.QEMU = v
+	}
 	if v := os.Getenv(EnvTimeoutScale); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
@@ -92,30 +114,15 @@ func FromEnv() (Config, error) {
 	return c, c.Validate()
 }
 
-// Env is FromEnv for callers that have nowhere to report an error (a package-level
-// default): a malformed value falls back to its default.
-func Env() Config {
-	c, err := FromEnv()
-	if err != nil {
-		if c.TimeoutScale <= 0 {
-			c.TimeoutScale = 1
-		}
-		if c.Accel != "kvm" && c.Accel != "tcg" {
-			c.Accel = ""
-		}
-	}
-	return c
-}
-
 // Validate checks the values a flag or variable may have set.
 func (c Config) Validate() error {
 	switch c.Accel {
 	case "", "kvm", "tcg":
 	default:
-		return fmt.Errorf("accelerator %q: want kvm or tcg (--accel, %s)", c.Accel, EnvAccel)
+		return fmt.Errorf("--accel must be kvm or tcg, not %q (--accel, %s)", c.Accel, EnvAccel)
 	}
 	if c.TimeoutScale <= 0 {
-		return fmt.Errorf("timeout scale %v: want a positive number (--timeout-scale, %s)", c.TimeoutScale, EnvTimeoutScale)
+		return fmt.Errorf("--timeout-scale must be positive, not %v (--timeout-scale, %s)", c.TimeoutScale, EnvTimeoutScale)
 	}
 	return nil
 }

@@ -17,8 +17,13 @@ func TestFromEnvDefaultsAndOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Notes != filepath.Join(os.TempDir(), "bootlab-notes") || c.Cache != "/x/cache" || c.TimeoutScale != 1 || c.Accel != "" || c.QEMU != "" {
+	if c.Notes != filepath.Join("docs", "work-notes") || c.Cache != "/x/cache" || c.TimeoutScale != 1 || c.Accel != "" || c.QEMU != "" {
 		t.Fatalf("defaults: %+v", c)
+	}
+	base := Defaults()
+	base.Notes = TestNotes()
+	if c, err = OverEnv(base); err != nil || c.Notes != filepath.Join(os.TempDir(), "bootlab-notes") {
+		t.Fatalf("a test binary's base keeps its notes in $TMPDIR: %+v, %v", c, err)
 	}
 	t.Setenv(EnvNotes, "/n")
 	t.Setenv(EnvAccel, "tcg")
@@ -38,16 +43,10 @@ func TestMalformedEnvIsAnError(t *testing.T) {
 	if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), EnvTimeoutScale) {
 		t.Fatalf("want an error naming %s, got %v", EnvTimeoutScale, err)
 	}
-	if c := Env(); c.TimeoutScale != 1 {
-		t.Fatalf("Env must fall back to 1, got %v", c.TimeoutScale)
-	}
 	t.Setenv(EnvTimeoutScale, "")
 	t.Setenv(EnvAccel, "qvm")
 	if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), "kvm or tcg") {
 		t.Fatalf("want an accel error, got %v", err)
-	}
-	if c := Env(); c.Accel != "" {
-		t.Fatalf("Env must drop a bad accel, got %q", c.Accel)
 	}
 }
 
@@ -77,5 +76,22 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	}
 	if err := c.Validate(); err == nil {
 		t.Fatal("a zero scale must not validate")
+	}
+}
+
+func TestCacheDefault(t *testing.T) {
+	t.Setenv(EnvCache, "")
+	t.Setenv("XDG_CACHE_HOME", "/x/xdg")
+	if c, err := FromEnv(); err != nil || c.Cache != "/x/xdg/bootlab" {
+		t.Fatalf("XDG_CACHE_HOME: %+v, %v", c, err)
+	}
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "/x/home")
+	if c, err := FromEnv(); err != nil || c.Cache != "/x/home/.cache/bootlab" {
+		t.Fatalf("HOME: %+v, %v", c, err)
+	}
+	t.Setenv(EnvCache, "/x/bl")
+	if c, err := FromEnv(); err != nil || c.Cache != "/x/bl" {
+		t.Fatalf("%s: %+v, %v", EnvCache, c, err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/screen"
 )
@@ -46,7 +45,6 @@ const DebianInstallerHandOff = "kill -STOP $(pidof screen) && exec </dev/ttyS0 >
 // UI is one lab's console seen as a screen.
 type UI struct {
 	lab  *lab.Lab
-	con  *console.Console
 	scr  *screen.Screen
 	step time.Duration // deadline for the screen to react to one key
 	dir  string        // screens/ in the run directory
@@ -56,10 +54,8 @@ type UI struct {
 // New watches l's console as an 80x24 screen; step bounds the screen's reaction to one
 // key. Screens saved with Save go to screens/ in the run directory.
 func New(l *lab.Lab, step time.Duration) *UI {
-	con := l.Console()
-	u := &UI{lab: l, con: con, step: step, dir: filepath.Join(l.Dir(), "screens")}
-	u.scr = screen.New(80, 24, screen.WithReplies(con.Replier()))
-	con.AddTee(u.scr)
+	u := &UI{lab: l, step: step, dir: filepath.Join(l.Dir(), "screens")}
+	u.scr, _ = l.WatchScreen(80, 24) // for the life of the VM
 	return u
 }
 
@@ -100,7 +96,7 @@ func (u *UI) WaitFor(ctx context.Context, d time.Duration, what string, cond fun
 		if err != nil {
 			return text, u.Failure("waiting for "+what, err)
 		}
-		quiet := settle - time.Since(u.con.LastOutput())
+		quiet := settle - time.Since(u.lab.LastOutput())
 		if quiet <= 0 {
 			return text, nil
 		}
@@ -114,7 +110,7 @@ func (u *UI) WaitFor(ctx context.Context, d time.Duration, what string, cond fun
 
 // Press types a key and waits for the screen to show its effect.
 func (u *UI) Press(ctx context.Context, key, what string, cond func(text string, hl []string) bool) (string, error) {
-	if err := u.con.Send(ctx, key); err != nil {
+	if _, err := u.lab.Type(ctx, key); err != nil {
 		return "", u.Failure("typing a key for "+what, err)
 	}
 	return u.WaitFor(ctx, u.step, what, cond)

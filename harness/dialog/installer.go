@@ -72,8 +72,8 @@ func (u *UI) TakeDebianInstallerShell(ctx context.Context, first, step time.Dura
 	if _, err := u.WalkDebianInstallerToShell(ctx, first); err != nil {
 		return nil, err
 	}
-	from := u.con.Pos()
-	if err := u.con.Send(ctx, DebianInstallerHandOff); err != nil {
+	from, err := u.lab.Type(ctx, DebianInstallerHandOff)
+	if err != nil {
 		return nil, u.Failure("typing the hand-off line", err)
 	}
 	sh, err := u.lab.AdoptShell(ctx, shell.DebianInstaller, lab.AdoptOptions{From: from, Step: step})

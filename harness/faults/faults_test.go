@@ -29,6 +29,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
@@ -65,11 +66,11 @@ func miniSpec(t testing.TB, spec images.MiniSpec) vm.Spec {
 func buildMiniSpec(spec images.MiniSpec) (vm.Spec, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	img, _, err := lab.MiniImage(ctx, spec)
+	img, _, err := lab.MiniImage(ctx, labtest.Cache(), spec)
 	if err != nil {
 		return vm.Spec{}, err
 	}
-	s := vm.Spec{Image: img, MemoryMB: 256, ProbeKernel: img.Kernel, ProbeCache: lab.ProbeCache(), Timeouts: vm.DefaultTimeouts()}
+	s := vm.Spec{Image: img, MemoryMB: 256}
 	s.Timeouts.Login = scaled(2 * time.Minute)
 	return s, nil
 }
@@ -138,8 +139,7 @@ func TestQEMUKilledMidCommand(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { _, err := l.Run(ctx, "echo started-long-command; sleep 120"); errc <- err }()
 	// The command's first output on the frame channel: it is running in the guest.
-	require.NotNil(t, l.Channel(), "the frame channel is connected")
-	_, err = l.Channel().Expect(ctx, 0, console.Literal("begun", "started-long-command\n"))
+	err = l.ExpectChannel(ctx, "started-long-command\n")
 	require.NoError(t, err)
 	time.Sleep(500 * time.Millisecond)
 	require.NoError(t, syscall.Kill(l.Pid(), syscall.SIGKILL))
@@ -281,11 +281,18 @@ func TestDiskImageLocked(t *testing.T) {
 	require.NoError(t, os.Truncate(disk, 64<<20))
 	spec.Disks = []vm.DiskSpec{{Path: disk}}
 	first := startMini(t, "fault-lock-1", spec)
-	_, err := lab.Start(context.Background(), lab.Config{Slug: "fault-lock-2", Notes: labtest.NotesRoot(), VM: spec})
+	_, err := lab.Start(context.Background(), labtest.Config(), lab.Slug("fault-lock-2"), lab.Machine(spec))
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "locked by another process")
 	require.Contains(t, err.Error(), disk)
 	require.True(t, first.Running(), "the first VM is unaffected")
+}
+
+// withNotes is the test binary's configuration with its run directories under notes.
+func withNotes(notes string) config.Config {
+	c := labtest.Config()
+	c.Notes = notes
+	return c
 }
 
 // 9. Notes directory unwritable or full: a clear error before boot, no QEMU started.
@@ -294,7 +301,7 @@ func TestNotesUnusableFailsBeforeBoot(t *testing.T) {
 	spec := miniSpec(t, images.MiniSpec{})
 	notAdir := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(notAdir, []byte("x"), 0o644))
-	_, err := lab.Start(context.Background(), lab.Config{Slug: "x", Notes: notAdir, VM: spec})
+	_, err := lab.Start(context.Background(), withNotes(notAdir), lab.Slug("x"), lab.Machine(spec))
 	require.ErrorContains(t, err, "before booting anything")
 
 	full := t.TempDir()
@@ -304,7 +311,7 @@ func TestNotesUnusableFailsBeforeBoot(t *testing.T) {
 	filler, _ := os.Create(filepath.Join(full, "filler"))
 	_, _ = filler.Write(make([]byte, 512<<10)) // fills it: ENOSPC stops the write
 	filler.Close()
-	l, err := lab.Start(context.Background(), lab.Config{Slug: "x", Notes: full, VM: spec})
+	l, err := lab.Start(context.Background(), withNotes(full), lab.Slug("x"), lab.Machine(spec))
 	require.Error(t, err)
 	require.Nil(t, l)
 	require.Contains(t, err.Error(), "before booting anything")
@@ -361,7 +368,7 @@ func TestSoak(t *testing.T) {
 		err := func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), scaled(4*time.Minute))
 			defer cancel()
-			l, err := lab.Start(ctx, lab.Config{Slug: fmt.Sprintf("soak-%03d", i), Notes: labtest.NotesRoot(), VM: spec})
+			l, err := lab.Start(ctx, labtest.Config(), lab.Slug(fmt.Sprintf("soak-%03d", i)), lab.Machine(spec))
 			if err != nil {
 				return err
 			}

@@ -32,7 +32,7 @@ func child() int {
 		return 3
 	}
 	ctx := context.Background()
-	l, err := lab.Start(ctx, lab.Config{Slug: "fault-signal-" + os.Getenv(childEnv), Notes: labtest.NotesRoot(), VM: spec})
+	l, err := lab.Start(ctx, labtest.Config(), lab.Slug("fault-signal-"+os.Getenv(childEnv)), lab.Machine(spec))
 	if err != nil {
 		fmt.Println("ERROR", err)
 		return 3

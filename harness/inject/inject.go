@@ -208,10 +208,11 @@ func truncate(b []byte, n int) string {
 	return string(b)
 }
 
-// PreNixos builds the checkout's static pre-nixos (images.PreNixosBinaries) and returns
-// the binary to inject; the build directory goes.
-func PreNixos(ctx context.Context) ([]byte, error) {
-	dir, err := images.PreNixosBinaries(ctx)
+// PreNixos builds the checkout's static pre-nixos (images.Cache.PreNixosBinaries, the
+// Go build cache kept in cache) and returns the binary to inject; the build directory
+// goes.
+func PreNixos(ctx context.Context, cache images.Cache) ([]byte, error) {
+	dir, err := cache.PreNixosBinaries(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("building pre-nixos to inject: %w", err)
 	}

@@ -48,7 +48,7 @@ func (l *Lab) ServeConsole(ctx context.Context) (string, error) {
 		os.Remove(link)
 		os.RemoveAll(dir)
 	}()
-	con := l.vm.Console
+	con := l.vm.Console()
 	go func() {
 		for {
 			c, err := ln.Accept()

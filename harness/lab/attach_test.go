@@ -25,9 +25,9 @@ const sunPathMax = 108
 // 108 bytes).
 func TestPauseSocketsUnderALongRunDirectory(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	cfg.Notes = filepath.Join(t.TempDir(), strings.Repeat("a-deep-notes-directory/", 6))
-	require.NoError(t, os.MkdirAll(cfg.Notes, 0o755))
-	l, err := Start(context.Background(), cfg)
+	cfg.conf.Notes = filepath.Join(t.TempDir(), strings.Repeat("a-deep-notes-directory/", 6))
+	require.NoError(t, os.MkdirAll(cfg.conf.Notes, 0o755))
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	defer l.Close(context.Background(), nil)
 	require.Greater(t, len(l.rec.Path(CaptureSocket)), sunPathMax, "the run directory is too deep for a socket in it")
@@ -83,7 +83,7 @@ func TestPauseSocketsUnderALongRunDirectory(t *testing.T) {
 // a second answer, typed into the shell, issue 26); everything else the person types is.
 func TestAttachedTerminalsReportsAreDropped(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell", LineEdit: true})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	defer l.Close(context.Background(), nil)
 	_, err = l.Login(context.Background())

@@ -21,7 +21,7 @@ func (l *Lab) Exec(ctx context.Context, cmd string) ([]byte, int, error) {
 
 // Capture runs capture sets into the run directory's captures/.
 func (l *Lab) Capture(ctx context.Context, sets ...capture.Set) (capture.Index, error) {
-	if l.vm == nil || l.vm.Shell == nil {
+	if l.vm.Shell() == nil {
 		return capture.Index{}, fmt.Errorf("no shell to capture with")
 	}
 	return capture.Capture(ctx, l, l.rec.Path("captures"), sets...)
@@ -32,7 +32,7 @@ func (l *Lab) Capture(ctx context.Context, sets ...capture.Set) (capture.Index, 
 // while the guest is in the state that failed.
 func (l *Lab) WaitFailed(ctx context.Context, w capture.Wait, what string, err error) string {
 	path := l.diagnose("wait", what, err, "")
-	if l.vm != nil && l.vm.Shell != nil && l.vm.Running() {
+	if l.vm.Shell() != nil && l.vm.Running() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 		defer cancel()
 		if _, cerr := l.Capture(cctx, capture.WaitDiagnostics(w)...); cerr != nil {

@@ -32,7 +32,7 @@ type PauseOptions struct {
 // StandardCaptures takes the capture sets a person usually wants first: the pre-nixos
 // units (named by the image profile), the LAN, storage and the kernel log.
 func (l *Lab) StandardCaptures(ctx context.Context) error {
-	p := l.vm.Spec.Image.Profile
+	p := l.cfg.VM.Image.Profile
 	var units []string
 	for _, u := range []string{p.PreNixosUnit, p.SSHUnit, "systemd-networkd.service"} {
 		if u != "" {
@@ -60,17 +60,17 @@ func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) {
 	if o.Captures == nil {
 		o.Captures = l.StandardCaptures
 	}
-	if l.vm == nil || !l.vm.Running() {
+	if !l.vm.Running() {
 		fmt.Fprintf(o.Out, "bootlab: %s: the VM is not running, nothing to keep (run directory %s)\n", o.Why, l.Dir())
 		return
 	}
-	hasShell := l.vm.Shell != nil
+	hasShell := l.vm.Shell() != nil
 	// Captures first: they use the shell, which is then handed to the person.
 	if hasShell {
 		if err := o.Captures(ctx); err != nil {
 			fmt.Fprintf(o.Out, "bootlab: captures incomplete: %v\n", err)
 		}
-		_ = l.vm.Shell.HandOver(ctx)
+		_ = l.vm.Shell().HandOver(ctx)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -94,13 +94,13 @@ func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) {
 		}
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 		defer cancel()
-		if l.vm.Shell == nil {
+		if l.vm.Shell() == nil {
 			return fmt.Errorf("this VM has no verified root shell to capture with")
 		}
-		if err := l.vm.Shell.TakeBack(ctx); err != nil {
+		if err := l.vm.Shell().TakeBack(ctx); err != nil {
 			return err
 		}
-		defer l.vm.Shell.HandOver(ctx)
+		defer l.vm.Shell().HandOver(ctx)
 		return o.Captures(ctx)
 	})
 	fmt.Fprintf(o.Out, "\nbootlab: %s: the VM is kept running.\n  attach:   bootlab attach %s   (Ctrl-] detaches)\n  console:  %s\n  captures: %s (fresh ones: bootlab capture --running %s)\n",
@@ -122,7 +122,7 @@ func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) {
 	case <-enter:
 	case <-timeout:
 	case <-ctx.Done():
-	case <-l.vm.Machine.Exited():
+	case <-l.vm.Machine().Exited():
 	}
 	// A capture request in flight finishes first; one that comes later finds its
 	// context ended (stop) and does nothing.
@@ -130,7 +130,7 @@ func (l *Lab) KeepForDebug(ctx context.Context, o PauseOptions) {
 	defer busy.Unlock()
 	stop() // no new attach or capture clients once the pause ends
 	if hasShell && l.vm.Running() && ctx.Err() == nil {
-		if err := l.vm.Shell.TakeBack(ctx); err != nil {
+		if err := l.vm.Shell().TakeBack(ctx); err != nil {
 			fmt.Fprintf(o.Out, "bootlab: taking the shell back: %v\n", err)
 		}
 	}

@@ -44,7 +44,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // handed over, and ends on a line from the terminal, taking the shell back.
 func TestDebugPauseEnterAndCaptures(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	defer l.Close(context.Background(), nil)
 	_, err = l.Login(context.Background())
@@ -100,7 +100,7 @@ func TestDebugPauseEnterAndCaptures(t *testing.T) {
 // verified shell is still kept, and a capture request says why it cannot be served.
 func TestDebugPauseWithoutTerminalOrShell(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	defer l.Close(context.Background(), nil)
 

@@ -43,7 +43,7 @@ const evidenceTimeout = 4 * time.Minute
 // and records its duration as the "captures" span. A test that changes the guest on
 // purpose calls it before the change is undone; Close calls it unless the mode says not.
 func (l *Lab) Evidence(ctx context.Context) (capture.Index, error) {
-	if l.vm == nil || l.vm.Shell == nil || !l.vm.Running() {
+	if l.vm.Shell() == nil || !l.vm.Running() {
 		return capture.Index{}, errors.New("taking boot evidence: no running guest with a shell")
 	}
 	start := time.Now()
@@ -71,7 +71,7 @@ func (l *Lab) closeEvidence(ctx context.Context, verdict error) {
 	switch {
 	case taken, mode == CapturesNone, mode == CapturesFailure && verdict == nil:
 		return
-	case ctx.Err() != nil, l.vm == nil, l.vm.Shell == nil, !l.vm.Running():
+	case ctx.Err() != nil, l.vm.Shell() == nil, !l.vm.Running():
 		return
 	}
 	// Half of what is left at most: stopping the VM politely needs the rest.

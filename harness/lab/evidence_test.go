@@ -34,7 +34,7 @@ func busybox(_ *fakeguest.Shell, cmd string) ([]byte, int) {
 // notes, not errors, for what it cannot answer.
 func TestPassingRunTakesEvidence(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty", Commands: busybox})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)
@@ -69,7 +69,7 @@ func TestPassingRunTakesEvidence(t *testing.T) {
 func TestCapturesNoneTakesNoEvidence(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty", Commands: busybox})
 	cfg.Captures = CapturesNone
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestCapturesFailureOnlyOnFailure(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty", Commands: busybox})
 		cfg.Captures = CapturesFailure
-		l, err := Start(context.Background(), cfg)
+		l, err := startFake(context.Background(), cfg)
 		require.NoError(t, err)
 		_, err = l.Login(context.Background())
 		require.NoError(t, err)

@@ -32,16 +32,11 @@ import (
 // model is the NixOS test driver's Machine (succeed, fail, wait_for_unit, ...); nothing
 // outside this package reaches into the VM underneath.
 
-var errNoVM = errors.New("the VM never started")
-
 func (l *Lab) shellOrErr() (*shell.Shell, error) {
-	if l.vm == nil {
-		return nil, errNoVM
-	}
-	if l.vm.Shell == nil {
+	if l.vm.Shell() == nil {
 		return nil, errors.New("no root shell: Login first")
 	}
-	return l.vm.Shell, nil
+	return l.vm.Shell(), nil
 }
 
 // Succeed runs cmd, which must exit 0, and returns its output.
@@ -129,13 +124,10 @@ func (l *Lab) WaitUntil(ctx context.Context, what, check string) (string, error)
 // caller records a failure. It needs no shell when the VM has none: the serial stream
 // is read from its start.
 func (l *Lab) WaitConsole(ctx context.Context, re *regexp.Regexp) (string, error) {
-	if l.vm == nil {
-		return "", errNoVM
+	if l.vm.Shell() != nil {
+		return l.vm.Shell().WaitConsole(ctx, 0, re)
 	}
-	if l.vm.Shell != nil {
-		return l.vm.Shell.WaitConsole(ctx, 0, re)
-	}
-	m, err := l.vm.Console.Expect(ctx, 0, console.Pattern{Name: re.String(), Re: re})
+	m, err := l.vm.Console().Expect(ctx, 0, console.Pattern{Name: re.String(), Re: re})
 	return m.Text, err
 }
 
@@ -164,9 +156,6 @@ func (l *Lab) SSH(ctx context.Context, user string, key ssh.Signer, hostKey ssh.
 // QEMU and says which stage stopped it; it is never the quick sync and quit that Close
 // uses when nothing is kept. The run stays open: Close still records it.
 func (l *Lab) PowerOff(ctx context.Context) (qemu.StopStage, error) {
-	if l.vm == nil {
-		return "", errNoVM
-	}
 	// The caller asked for the guest's own shutdown (it is under test, or what the
 	// guest wrote must survive): never the quick sync and quit.
 	start := time.Now()
@@ -179,87 +168,30 @@ func (l *Lab) PowerOff(ctx context.Context) (qemu.StopStage, error) {
 }
 
 // Running reports whether QEMU is still up.
-func (l *Lab) Running() bool { return l.vm != nil && l.vm.Running() }
+func (l *Lab) Running() bool { return l.vm.Running() }
 
-// Exited is closed when QEMU exits (never, for a VM that did not start).
-func (l *Lab) Exited() <-chan struct{} {
-	if l.vm == nil || l.vm.Machine == nil {
-		done := make(chan struct{})
-		close(done)
-		return done
-	}
-	return l.vm.Machine.Exited()
-}
+// Exited is closed when QEMU exits.
+func (l *Lab) Exited() <-chan struct{} { return l.vm.Machine().Exited() }
 
-// Pid is QEMU's process id (0 without one).
-func (l *Lab) Pid() int {
-	if l.vm == nil || l.vm.Machine == nil {
-		return 0
-	}
-	return l.vm.Machine.Pid()
-}
+// Pid is QEMU's process id.
+func (l *Lab) Pid() int { return l.vm.Machine().Pid() }
 
 // Profile is the image profile the VM was started with: unit names, key paths, login,
 // poweroff and ACPI behaviour.
 func (l *Lab) Profile() shell.Profile { return l.cfg.VM.Image.Profile }
 
 // Accel is the accelerator the VM runs under (kvm or tcg).
-func (l *Lab) Accel() string {
-	if l.vm == nil {
-		return ""
-	}
-	return l.vm.Accel.Accel
-}
+func (l *Lab) Accel() string { return l.vm.Accel().Accel }
 
 // LoginTimeout is the VM's bound for reaching a root shell.
-func (l *Lab) LoginTimeout() time.Duration {
-	if l.vm == nil {
-		return l.cfg.VM.Timeouts.Login
-	}
-	return l.vm.Spec.Timeouts.Login
-}
-
-// Shell is the verified root shell Login made (nil before), for the few callers that
-// drive the shell itself (uploads, the console protocol's own tests).
-func (l *Lab) Shell() *shell.Shell {
-	if l.vm == nil {
-		return nil
-	}
-	return l.vm.Shell
-}
-
-// Console is the serial console, for callers that drive a screen rather than a shell
-// (an installer's dialogs, a console-level probe).
-func (l *Lab) Console() *console.Console {
-	if l.vm == nil {
-		return nil
-	}
-	return l.vm.Console
-}
-
-// Channel is the virtio-serial frame channel (nil without one).
-func (l *Lab) Channel() *console.Console {
-	if l.vm == nil {
-		return nil
-	}
-	return l.vm.Channel()
-}
+func (l *Lab) LoginTimeout() time.Duration { return l.cfg.VM.Timeouts.Login }
 
 // Milestones are the boot milestones so far, relative to QEMU's spawn.
-func (l *Lab) Milestones() []vm.Milestone {
-	if l.vm == nil {
-		return nil
-	}
-	return l.vm.Milestones()
-}
+func (l *Lab) Milestones() []vm.Milestone { return l.vm.Milestones() }
 
 // GuardSilence bounds a wait on a firmware-booted ISO that says nothing on the serial
 // console (vm.VM.GuardSilence).
 func (l *Lab) GuardSilence(ctx context.Context) (context.Context, func(error) error, context.CancelFunc) {
-	if l.vm == nil {
-		ctx, cancel := context.WithCancel(ctx)
-		return ctx, func(err error) error { return err }, cancel
-	}
 	return l.vm.GuardSilence(ctx)
 }
 
@@ -288,40 +220,27 @@ type AdoptOptions struct {
 // and from then on it is the lab's shell, so Run, Succeed, captures and the debug pause
 // all use it.
 func (l *Lab) AdoptShell(ctx context.Context, prof shell.Profile, o AdoptOptions) (*shell.Shell, error) {
-	if l.vm == nil {
-		return nil, errNoVM
-	}
 	opts := shell.Options{
-		Logger: l.vm.Log, From: o.From, LoginTimeout: o.Step, StepTimeout: o.Step,
+		Logger: l.vm.Log(), From: o.From, LoginTimeout: o.Step, StepTimeout: o.Step,
 		Milestone: func(name string, _ time.Time) { l.vm.Mark(name) },
 	}
 	if o.Channel {
 		opts.Channel = l.vm.Channel
 	}
-	sh, err := shell.Login(ctx, l.vm.Console, prof, opts)
+	sh, err := shell.Login(ctx, l.vm.Console(), prof, opts)
 	if err != nil {
 		l.diagnose("login", "taking over the shell on the console", err, escalationContext(sh, l.vm))
 		return nil, err
 	}
-	l.vm.Shell = sh
+	l.vm.Adopt(sh)
 	return sh, nil
 }
 
 // SSHPort is the host port forwarded to the guest's port 22 (0 without one).
-func (l *Lab) SSHPort() int {
-	if l.vm == nil {
-		return 0
-	}
-	return l.vm.SSHPort()
-}
+func (l *Lab) SSHPort() int { return l.vm.SSHPort() }
 
-// QMPSocket is the path of QEMU's QMP socket ("" without a QEMU).
-func (l *Lab) QMPSocket() string {
-	if l.vm == nil || l.vm.Machine == nil {
-		return ""
-	}
-	return l.vm.Machine.Files.QMP
-}
+// QMPSocket is the path of QEMU's QMP socket.
+func (l *Lab) QMPSocket() string { return l.vm.Machine().Files.QMP }
 
 // Upload writes data to path in the guest through the root shell (checked there by
 // sha256, which it returns).
@@ -366,14 +285,9 @@ func (l *Lab) Snapshot(name string) (string, error) {
 }
 
 // CommandTimeout is the VM's default bound for one framed command.
-func (l *Lab) CommandTimeout() time.Duration {
-	if l.vm == nil {
-		return l.cfg.VM.Timeouts.Command
-	}
-	return l.vm.Spec.Timeouts.Command
-}
+func (l *Lab) CommandTimeout() time.Duration { return l.cfg.VM.Timeouts.Command }
 
-// WithProgress is ctx carrying the run's progress line (Config.Progress), unless it
+// WithProgress is ctx carrying the run's progress line (Options.Progress), unless it
 // carries one already: every wait below it then shows its elapsed time there, a live
 // line on a terminal and plain lines elsewhere (a scenario's test log).
 func (l *Lab) WithProgress(ctx context.Context) context.Context {
@@ -387,17 +301,9 @@ func (l *Lab) WithProgress(ctx context.Context) context.Context {
 // (qemu.Machine.SaveState); a VM started with vm.Spec.RestoreFrom=file on the same disks
 // resumes there.
 func (l *Lab) SaveState(ctx context.Context, file string) error {
-	if l.vm == nil || l.vm.Machine == nil {
-		return errNoVM
-	}
-	return l.vm.Machine.SaveState(ctx, file)
+	return l.vm.Machine().SaveState(ctx, file)
 }
 
 // RunState is QEMU's run state of the guest (query-status: running, paused, inmigrate,
 // postmigrate, ...).
-func (l *Lab) RunState(ctx context.Context) (string, error) {
-	if l.vm == nil || l.vm.Machine == nil {
-		return "", errNoVM
-	}
-	return l.vm.Machine.Status(ctx)
-}
+func (l *Lab) RunState(ctx context.Context) (string, error) { return l.vm.Machine().Status(ctx) }

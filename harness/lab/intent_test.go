@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -17,7 +19,7 @@ import (
 // TestIntentMethods: the façade's command and state methods on a simulated guest.
 func TestIntentMethods(t *testing.T) {
 	ctx := context.Background()
-	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
 	require.NoError(t, err)
 	defer l.Close(ctx, nil)
 
@@ -25,7 +27,7 @@ func TestIntentMethods(t *testing.T) {
 	require.ErrorContains(t, err, "Login first", "commands need the verified root shell")
 	_, err = l.Login(ctx)
 	require.NoError(t, err)
-	require.NotNil(t, l.Shell())
+	require.NotNil(t, l.shell())
 
 	out, err := l.Succeed(ctx, "echo hello")
 	require.NoError(t, err)
@@ -76,7 +78,7 @@ func TestIntentMethods(t *testing.T) {
 // TestScenarioAfterCloseIsNotRecorded: a closed run's record is final.
 func TestScenarioAfterCloseIsNotRecorded(t *testing.T) {
 	ctx := context.Background()
-	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
 	require.NoError(t, err)
 	l.Scenario("TestBefore", runrec.Pass, nil, 0)
 	require.NoError(t, l.Close(ctx, nil))
@@ -87,14 +89,14 @@ func TestScenarioAfterCloseIsNotRecorded(t *testing.T) {
 }
 
 // TestWaitsReportOnTheRunsProgressLine: a wait through the façade shows its elapsed
-// time on Config.Progress (a scenario's test log, bootlab run's terminal) without the
+// time on Options.Progress (a scenario's test log, bootlab run's terminal) without the
 // caller putting a line in its context.
 func TestWaitsReportOnTheRunsProgressLine(t *testing.T) {
 	ctx := context.Background()
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
 	var out fakeguest.Buffer
 	cfg.Progress = &out
-	l, err := Start(ctx, cfg)
+	l, err := startFake(ctx, cfg)
 	require.NoError(t, err)
 	defer l.Close(ctx, nil)
 	_, err = l.Login(ctx)
@@ -111,10 +113,39 @@ func TestWaitsReportOnTheRunsProgressLine(t *testing.T) {
 // so a state path that a shell would split or expand is refused before QEMU sees it.
 func TestSaveStateRefusesAShellUnsafePath(t *testing.T) {
 	ctx := context.Background()
-	l, err := Start(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
 	require.NoError(t, err)
 	defer l.Close(ctx, nil)
 	for _, p := range []string{"/tmp/a b", "/tmp/x;rm -rf /", "/tmp/$(id)"} {
 		require.ErrorContains(t, l.SaveState(ctx, p), "only letters, digits", p)
 	}
+}
+
+// TestDoorMethods: what lab offers instead of its console, shell and channel - typing
+// and expecting on the console, the screen model, the transport - on a simulated guest.
+func TestDoorMethods(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := startFake(ctx, fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"}))
+	require.NoError(t, err)
+	defer l.Close(context.Background(), nil)
+	require.Empty(t, l.Transport(), "no shell before Login")
+	_, err = l.Login(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, l.Transport())
+
+	scr, stop := l.WatchScreen(80, 24)
+	defer stop()
+	// The fake guest answers an unknown command the way a shell does.
+	from, err := l.Type(ctx, "typed-42\n")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, l.ConsoleMark(), from)
+	text, end, err := l.ExpectConsole(ctx, from, regexp.MustCompile(`typed-42: not found`))
+	require.NoError(t, err)
+	require.Equal(t, "typed-42: not found", text)
+	require.Greater(t, end, from)
+	require.NoError(t, scr.WaitForText(ctx, "typed-42: not found"), "the screen model sees what the console draws")
+	require.NoError(t, l.ConsoleErr())
+	require.False(t, l.LastOutput().IsZero())
+	require.False(t, ConsoleGone(err))
 }

@@ -34,8 +34,8 @@ type ISOBoot struct {
 	Why string
 }
 
-// DirectCacheDir is where entries' kernels and initrds extracted from ISOs are kept.
-func DirectCacheDir() string { return filepath.Join(images.CacheDir(), "direct") }
+// directCacheDir is where entries' kernels and initrds extracted from ISOs are kept.
+func directCacheDir(cache images.Cache) string { return filepath.Join(cache.Dir(), "direct") }
 
 // ResolveISOBoot reads the ISO's boot menu, picks the entry (entry: a label, a title or
 // a regular expression; empty: the default) and the boot path, and fills img (whose ISO
@@ -45,7 +45,7 @@ func DirectCacheDir() string { return filepath.Join(images.CacheDir(), "direct")
 // auto boots through the firmware when the chosen entry is the one the bootloader
 // boots by itself and already has a serial console, and directly otherwise (the
 // firmware path cannot choose another entry: nobody presses keys in the menu).
-func ResolveISOBoot(ctx context.Context, img *vm.Image, boot, entry string) (ISOBoot, error) {
+func ResolveISOBoot(ctx context.Context, cache images.Cache, img *vm.Image, boot, entry string) (ISOBoot, error) {
 	switch boot {
 	case "", BootAuto, BootDirect, BootFirmware:
 	default:
@@ -68,8 +68,9 @@ func ResolveISOBoot(ctx context.Context, img *vm.Image, boot, entry string) (ISO
 	menus, err := bootmenu.ReadISO(ctx, img.ISO)
 	if err != nil {
 		// A hostile image (sizes past its end, loops) is refused here, before any run
-		// directory: the firmware would boot what the reader would not read.
-		if boot == BootAuto && entry == "" && !errors.Is(err, isoinspect.ErrHostile) && ctx.Err() == nil {
+		// directory: the firmware would boot what the reader would not read. So is a
+		// file that is no ISO9660 image at all: no firmware boots it as a CD.
+		if boot == BootAuto && entry == "" && !errors.Is(err, isoinspect.ErrHostile) && !errors.Is(err, isoinspect.ErrNotISO) && ctx.Err() == nil {
 			return ISOBoot{Path: BootFirmware, Why: fmt.Sprintf("the boot menu could not be read (%v)", err)}, nil
 		}
 		return ISOBoot{}, err
@@ -105,7 +106,7 @@ func ResolveISOBoot(ctx context.Context, img *vm.Image, boot, entry string) (ISO
 		img.Entry, img.EntryCmdline = e.Label, e.Cmdline
 		return res, nil
 	}
-	x, err := bootmenu.Extract(ctx, img.ISO, e, DirectCacheDir())
+	x, err := bootmenu.Extract(ctx, img.ISO, e, directCacheDir(cache))
 	if err != nil {
 		return ISOBoot{}, err
 	}

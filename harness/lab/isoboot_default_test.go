@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
@@ -19,14 +20,14 @@ func TestISOBootKeepsTheBuildersDirectBoot(t *testing.T) {
 	iso := filepath.Join(dir, "not-really.iso")
 	require.NoError(t, os.WriteFile(iso, []byte("x"), 0o644))
 	img := vm.Image{ISO: iso, Kernel: "/k", Initrd: "/i", Append: "boot=live console=ttyS0"}
-	b, err := ResolveISOBoot(context.Background(), &img, BootAuto, "")
+	b, err := ResolveISOBoot(context.Background(), images.Cache(dir), &img, BootAuto, "")
 	require.NoError(t, err)
 	require.Equal(t, BootDirect, b.Path)
 	require.Equal(t, "/k", img.Kernel)
 	require.Equal(t, "boot=live console=ttyS0", img.Append)
 
 	fw := vm.Image{ISO: iso, Kernel: "/k", Initrd: "/i", Append: "boot=live"}
-	_, err = ResolveISOBoot(context.Background(), &fw, BootFirmware, "")
+	_, err = ResolveISOBoot(context.Background(), images.Cache(dir), &fw, BootFirmware, "")
 	require.Error(t, err, "the menu of a file that is no ISO cannot be read")
 	require.Empty(t, fw.Kernel+fw.Initrd+fw.Append, "through the firmware, no kernel of the builder's is left for QEMU to boot")
 }

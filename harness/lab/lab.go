@@ -31,11 +31,13 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-// Config describes one run.
-type Config struct {
-	Slug  string
-	Notes string // run directories go here; default config.Env().Notes
-	// Ledger is the JSONL ledger; empty means <Notes>/ledger.jsonl, "-" none.
+// Options describe one run: what to boot and how the run is kept. Everything bootlab
+// is configured with (notes, cache, accelerator, timeout scale, QEMU) comes from the
+// config.Config given to Start instead, and every VM default is derived from it in one
+// place (vmDefaults).
+type Options struct {
+	Slug string
+	// Ledger is the JSONL ledger; empty means <notes>/ledger.jsonl, "-" none.
 	Ledger string
 	VM     vm.Spec
 	// RootKeyFingerprint of the key embedded in the image, if any (recorded only).
@@ -48,6 +50,85 @@ type Config struct {
 	KeepDisks bool
 	// Captures says when Close takes the boot evidence (default always).
 	Captures CaptureMode
+
+	conf config.Config // the run's configuration, from Start
+}
+
+// Option sets one of a run's Options.
+type Option func(*Options)
+
+// With sets every Option at once (a caller that builds Options up, as labtest does).
+func With(o Options) Option { return func(t *Options) { conf := t.conf; *t = o; t.conf = conf } }
+
+// Slug names the run directory (<notes>/<UTC time>-<slug>).
+func Slug(s string) Option { return func(o *Options) { o.Slug = s } }
+
+// Machine is the VM to boot.
+func Machine(spec vm.Spec) Option { return func(o *Options) { o.VM = spec } }
+
+// Ledger is the ledger the run appends to ("-": none).
+func Ledger(path string) Option { return func(o *Options) { o.Ledger = path } }
+
+// Progress receives the run's progress lines.
+func Progress(w io.Writer) Option { return func(o *Options) { o.Progress = w } }
+
+// KeepDisks keeps the disk images the run created.
+func KeepDisks(keep bool) Option { return func(o *Options) { o.KeepDisks = keep } }
+
+// Captures says when Close takes the boot evidence.
+func Captures(m CaptureMode) Option { return func(o *Options) { o.Captures = m } }
+
+// RootKeyFingerprint records the fingerprint of the image's embedded root key.
+func RootKeyFingerprint(fp string) Option { return func(o *Options) { o.RootKeyFingerprint = fp } }
+
+// fillTimeouts is t with every bound it leaves zero taken from base, so a caller sets
+// only what it overrides (a login bound of its own) and keeps the scaled rest.
+func fillTimeouts(t, base vm.Timeouts) vm.Timeouts {
+	for _, f := range []struct{ v, b *time.Duration }{
+		{&t.Login, &base.Login}, {&t.Step, &base.Step}, {&t.Command, &base.Command},
+		{&t.Probe, &base.Probe}, {&t.NoSerial, &base.NoSerial},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.b
+		}
+	}
+	if t.Stop == (qemu.StopTimeouts{}) {
+		t.Stop = base.Stop
+	}
+	if t.Scale == 0 {
+		t.Scale = base.Scale
+	}
+	return t
+}
+
+func options(cfg config.Config, opts []Option) Options {
+	var o Options
+	for _, f := range opts {
+		f(&o)
+	}
+	o.conf = cfg
+	o.VM = vmDefaults(cfg, o.VM)
+	return o
+}
+
+// vmDefaults fills what spec leaves unsaid from cfg: the one place the VM defaults are
+// derived (timeouts scaled by cfg.TimeoutScale, the accelerator, the QEMU binary, the
+// accelerator probe's kernel and verdict cache in cfg.Cache).
+func vmDefaults(cfg config.Config, spec vm.Spec) vm.Spec {
+	spec.Timeouts = fillTimeouts(spec.Timeouts, vm.BaseTimeouts().Scaled(cfg.TimeoutScale))
+	if spec.Accel == "" {
+		spec.Accel = cfg.Accel
+	}
+	if spec.Binary == "" {
+		spec.Binary = cfg.QEMU
+	}
+	if spec.ProbeKernel == "" {
+		spec.ProbeKernel = spec.Image.Kernel
+	}
+	if spec.ProbeCache == "" && cfg.Cache != "" {
+		spec.ProbeCache = filepath.Join(cfg.Cache, "accel-probe.json")
+	}
+	return spec
 }
 
 // Lab is a run in progress.
@@ -56,9 +137,9 @@ type Lab struct {
 	// say what they mean through the Lab's methods instead of reaching into either.
 	rec  *runrec.Run
 	vm   *vm.VM
-	cfg  Config
+	cfg  Options
 	log  *slog.Logger
-	line *progress.Line // Config.Progress as a line the waits report on; nil discards
+	line *progress.Line // Options.Progress as a line the waits report on; nil discards
 
 	mu     sync.Mutex
 	closed bool
@@ -74,52 +155,79 @@ type Lab struct {
 	stopRecorded bool
 }
 
-// Start creates the run directory (failing before any boot when it cannot be written),
-// records the image, and starts the VM.
-func Start(ctx context.Context, cfg Config) (*Lab, error) {
-	if cfg.Notes == "" {
-		cfg.Notes = config.Env().Notes
+// Start creates the run directory under cfg.Notes (failing before any boot when it
+// cannot be written), records the image, and starts the VM opts describe, its defaults
+// derived from cfg. It is the one way a VM is started. On failure it returns nil: the
+// failure is already recorded (a diagnostic, metadata.json, report.html, the ledger).
+func Start(ctx context.Context, cfg config.Config, opts ...Option) (*Lab, error) {
+	return start(ctx, options(cfg, opts))
+}
+
+func start(ctx context.Context, o Options) (*Lab, error) {
+	if o.Slug == "" {
+		o.Slug = "run"
 	}
-	if cfg.Slug == "" {
-		cfg.Slug = "run"
-	}
-	run, err := runrec.Create(cfg.Notes, cfg.Slug, time.Now())
+	notes := o.conf.Notes
+	run, err := runrec.Create(notes, o.Slug, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("creating the run directory under %s (before booting anything): %w", cfg.Notes, err)
+		return nil, fmt.Errorf("creating the run directory under %s (before booting anything): %w", notes, err)
 	}
-	l := &Lab{rec: run, cfg: cfg, log: slog.New(slog.DiscardHandler)}
-	if cfg.Progress != nil {
-		l.line = progress.For(cfg.Progress)
-	}
-	if err := run.SetImage(imageRecord(ctx, cfg)); err != nil {
+	if err := run.SetImage(imageRecord(ctx, o)); err != nil {
 		return nil, fmt.Errorf("recording the image: %w", err)
 	}
-	spec := cfg.VM
+	spec := o.VM
 	if spec.QuickStop == "" {
-		spec.QuickStop = quickStopReason(cfg)
+		spec.QuickStop = quickStopReason(o)
 	}
-	spec.Progress = cfg.Progress
+	spec.Progress = o.Progress
 	spec.OnMilestone = func(name string, at time.Time) { _ = run.Milestone(name, at) }
-	register(l)
+	// Until the VM is up the run is a starting one: an interruption (InterruptAll) then
+	// records it as interrupted, with no VM to stop (QEMU dies with the process).
+	starting := &Lab{rec: run, cfg: o, log: slog.New(slog.DiscardHandler)}
+	registerStarting(starting)
 	v, err := vm.Start(ctx, run.Dir, spec)
-	if v != nil {
-		l.vm = v
-		l.log = v.Log
-	}
+	unregisterStarting(starting)
+	interrupted := !starting.markClosed()
 	if err != nil {
-		l.diagnose("qemu-start", "starting the VM", err, "")
-		l.finish(outcomeOf(ctx, err), err)
-		return l, err
+		if !interrupted {
+			if v != nil {
+				starting.log = v.Log()
+			}
+			starting.diagnoseStart(v, err)
+			_ = starting.finish(outcomeOf(ctx, err), err)
+		}
+		return nil, &StartError{Dir: run.Dir, Err: err}
 	}
-	_ = run.SetQEMU(runrec.QEMU{Argv: v.QEMUArgv(), Version: v.QEMUVersion, PID: v.Machine.Pid()})
-	_ = run.SetAccel(v.Accel.Accel, v.Accel.Reason)
+	if interrupted {
+		cctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _ = v.Stop(cctx)
+		return nil, &StartError{Dir: run.Dir, Err: fmt.Errorf("interrupted while starting: %w", context.Canceled)}
+	}
+	l := &Lab{rec: run, vm: v, cfg: o, log: v.Log()}
+	if o.Progress != nil {
+		l.line = progress.For(o.Progress)
+	}
+	register(l)
+	_ = run.SetQEMU(runrec.QEMU{Argv: v.QEMUArgv(), Version: v.QEMUVersion(), PID: v.Pid()})
+	_ = run.SetAccel(v.Accel().Accel, v.Accel().Reason)
 	return l, nil
 }
+
+// StartError is a VM that did not start after its run directory was made: the failure
+// is recorded there (Start returns no Lab to ask).
+type StartError struct {
+	Dir string
+	Err error
+}
+
+func (e *StartError) Error() string { return fmt.Sprintf("%v (run directory %s)", e.Err, e.Dir) }
+func (e *StartError) Unwrap() error { return e.Err }
 
 // imageRecord describes the image for metadata.json: checksum, size, the embedded root
 // key's fingerprint and Nix store provenance where they can be read. An image that
 // cannot be inspected is still recorded by path; the boot decides whether it works.
-func imageRecord(ctx context.Context, cfg Config) runrec.Image {
+func imageRecord(ctx context.Context, cfg Options) runrec.Image {
 	img := cfg.VM.Image
 	var (
 		rec runrec.Image
@@ -152,8 +260,8 @@ func (l *Lab) Dir() string { return l.rec.Dir }
 
 // Login gets a verified root shell; a failure leaves a diagnostic.
 func (l *Lab) Login(ctx context.Context) (*shell.Shell, error) {
-	if l.adopted && l.vm.Shell != nil {
-		return l.vm.Shell, nil
+	if l.adopted && l.vm.Shell() != nil {
+		return l.vm.Shell(), nil
 	}
 	sh, err := l.vm.Login(ctx)
 	if err != nil {
@@ -167,7 +275,7 @@ func (l *Lab) Login(ctx context.Context) (*shell.Shell, error) {
 		}
 	}
 	if err := l.rec.SetShell(rec); err != nil {
-		l.vm.Log.Warn("lab.metadata", "error", err.Error())
+		l.vm.Log().Warn("lab.metadata", "error", err.Error())
 	}
 	return sh, nil
 }
@@ -205,19 +313,26 @@ func (l *Lab) Diagnose(slug, summary string, err error, context string) string {
 }
 
 func (l *Lab) diagnose(slug, summary string, err error, extra string) string {
-	f := runrec.Failure{Summary: summary, Context: extra, At: time.Now()}
+	return l.writeDiagnostic(slug, summary, err, extra, l.vm.QEMUState())
+}
+
+// diagnoseStart is the diagnostic of a VM that did not start; v is what vm.Start
+// returned with its error (nil when it failed before QEMU).
+func (l *Lab) diagnoseStart(v *vm.VM, err error) {
+	state := ""
+	if v != nil {
+		state = v.QEMUState()
+	}
+	l.writeDiagnostic("qemu-start", "starting the VM", err, "", state)
+}
+
+func (l *Lab) writeDiagnostic(slug, summary string, err error, extra, qemuState string) string {
+	f := runrec.Failure{Summary: summary, Context: extra, At: time.Now(), QEMUExit: qemuState}
 	if err != nil {
 		f.Summary = summary + ": " + err.Error()
 	}
 	f.SerialTail, _ = runrec.TailFile(l.rec.Path(vm.SerialLog), 60, ansi.Normalize)
 	f.Transcript, _ = runrec.TailFile(l.rec.Path(vm.TranscriptLog), 40, nil)
-	if l.vm != nil && l.vm.Machine != nil {
-		st := l.vm.Machine.ExitStatus()
-		if st == "running" {
-			st = fmt.Sprintf("running (pid %d)", l.vm.Machine.Pid())
-		}
-		f.QEMUExit = st + "\nQEMU stderr:\n" + strings.TrimSpace(l.vm.Machine.Stderr())
-	}
 	path, werr := l.rec.Diagnostic(slug, runrec.FailureBody(f))
 	if werr != nil {
 		l.log.Error("lab.diagnostic_failed", "error", werr.Error())
@@ -264,20 +379,16 @@ func (l *Lab) Close(ctx context.Context, err error) error {
 	l.mu.Unlock()
 	defer unregister(l)
 	l.closeEvidence(ctx, err)
-	var stopErr error
-	if l.vm != nil {
-		stopStart := time.Now()
-		stage, serr := l.vm.Stop(ctx)
-		stopErr = serr
-		l.recordStop(stopStart)
-		q := l.rec.Metadata().QEMU
-		q.ExitStatus = l.vm.Machine.ExitStatus() + " (" + string(stage) + ")"
-		_ = l.rec.SetQEMU(q)
-		if !l.cfg.KeepDisks {
-			for _, p := range createdDisks(l.vm.Dir, l.vm.Spec.Disks) {
-				if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-					l.log.Warn("lab.disk_not_removed", "path", p, "err", rerr)
-				}
+	stopStart := time.Now()
+	stage, stopErr := l.vm.Stop(ctx)
+	l.recordStop(stopStart)
+	q := l.rec.Metadata().QEMU
+	q.ExitStatus = l.vm.ExitStatus() + " (" + string(stage) + ")"
+	_ = l.rec.SetQEMU(q)
+	if !l.cfg.KeepDisks {
+		for _, p := range createdDisks(l.rec.Dir, l.cfg.VM.Disks) {
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				l.log.Warn("lab.disk_not_removed", "path", p, "err", rerr)
 			}
 		}
 	}
@@ -332,7 +443,7 @@ func (l *Lab) finish(outcome runrec.Outcome, err error) error {
 	ferr := l.rec.Finish(outcome, text, time.Now())
 	ledger := l.cfg.Ledger
 	if ledger == "" {
-		ledger = runrec.DefaultLedger(l.cfg.Notes)
+		ledger = runrec.DefaultLedger(l.cfg.conf.Notes)
 	}
 	l.writeDiff(ledger)
 	rerr := writeReport(l.rec)
@@ -352,8 +463,32 @@ func (l *Lab) finish(outcome runrec.Outcome, err error) error {
 var (
 	activeMu sync.Mutex
 	active   = map[*Lab]struct{}{}
+	starting = map[*Lab]struct{}{} // runs whose VM is starting (no Lab returned yet)
 	sigOnce  sync.Once
 )
+
+// markClosed claims l's one close; false when it was closed already.
+func (l *Lab) markClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.closed = true
+	return true
+}
+
+func registerStarting(l *Lab) {
+	activeMu.Lock()
+	starting[l] = struct{}{}
+	activeMu.Unlock()
+}
+
+func unregisterStarting(l *Lab) {
+	activeMu.Lock()
+	delete(starting, l)
+	activeMu.Unlock()
+}
 
 func register(l *Lab) {
 	activeMu.Lock()
@@ -387,14 +522,24 @@ func HandleSignals() {
 	})
 }
 
-// InterruptAll closes every open lab as interrupted.
+// InterruptAll closes every open lab as interrupted, and records every run still
+// starting its VM as interrupted.
 func InterruptAll(why string) {
 	activeMu.Lock()
 	labs := make([]*Lab, 0, len(active))
 	for l := range active {
 		labs = append(labs, l)
 	}
+	pending := make([]*Lab, 0, len(starting))
+	for l := range starting {
+		pending = append(pending, l)
+	}
 	activeMu.Unlock()
+	for _, l := range pending {
+		if l.markClosed() {
+			_ = l.finish(runrec.Interrupted, fmt.Errorf("interrupted by %s while starting the VM: %w", why, context.Canceled))
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // interrupted: skip the polite shutdown stages
 	var wg sync.WaitGroup

@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,22 +15,26 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-func fakeSpec(t *testing.T, b fakeguest.Behaviour) Config {
+func fakeSpec(t *testing.T, b fakeguest.Behaviour) Options {
 	kernel := filepath.Join(t.TempDir(), "vmlinuz")
 	require.NoError(t, os.WriteFile(kernel, []byte("not really a kernel"), 0o644))
 	spec := vm.Spec{Image: vm.Image{Name: "fake", Kernel: kernel, Profile: shell.Mini}, Accel: qemu.AccelTCG,
-		Launcher: fakeguest.Launcher{Behaviour: b}, Binary: "fake-qemu", Timeouts: vm.DefaultTimeouts()}
+		Launcher: fakeguest.Launcher{Behaviour: b}, Binary: "fake-qemu", Timeouts: vm.BaseTimeouts()}
 	spec.Timeouts.Login = 3 * time.Second
 	spec.Timeouts.Step = 2 * time.Second
 	spec.Timeouts.Stop = qemu.StopTimeouts{Guest: time.Second, Powerdown: 100 * time.Millisecond, Quit: 100 * time.Millisecond, Term: time.Second, Kill: time.Second}
-	return Config{Slug: "fake", Notes: t.TempDir(), VM: spec}
+	return Options{Slug: "fake", VM: spec, conf: config.Config{Notes: t.TempDir(), TimeoutScale: 1}}
 }
+
+// startFake starts o with the configuration fakeSpec put in it, as Start would.
+func startFake(ctx context.Context, o Options) (*Lab, error) { return Start(ctx, o.conf, With(o)) }
 
 func readMeta(t *testing.T, dir string) runrec.Metadata {
 	b, err := os.ReadFile(filepath.Join(dir, runrec.MetadataFile))
@@ -41,7 +47,7 @@ func readMeta(t *testing.T, dir string) runrec.Metadata {
 
 func TestPassingRunLeavesCompleteRecords(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)
@@ -63,7 +69,7 @@ func TestPassingRunLeavesCompleteRecords(t *testing.T) {
 	}
 	require.Contains(t, cat, "report.html", "the report joins the artefact catalogue")
 	require.Contains(t, cat, "serial.log")
-	ledger, skipped, err := runrec.ReadLedger(runrec.DefaultLedger(cfg.Notes))
+	ledger, skipped, err := runrec.ReadLedger(runrec.DefaultLedger(cfg.conf.Notes))
 	require.NoError(t, err)
 	require.Zero(t, skipped)
 	require.Len(t, ledger, 1)
@@ -73,7 +79,7 @@ func TestPassingRunLeavesCompleteRecords(t *testing.T) {
 func TestLoginFailureWritesDiagnostic(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "silent", Boot: "last words of a stuck guest\n"})
 	cfg.VM.Timeouts.Login = 300 * time.Millisecond
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.Error(t, err)
@@ -90,7 +96,7 @@ func TestLoginFailureWritesDiagnostic(t *testing.T) {
 
 func TestInterruptMarksRunsInterrupted(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)
@@ -104,16 +110,37 @@ func TestInterruptMarksRunsInterrupted(t *testing.T) {
 
 func TestUnwritableNotesFailsBeforeBoot(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
-	cfg.Notes = "/proc/bootlab-cannot-write-here"
-	l, err := Start(context.Background(), cfg)
+	cfg.conf.Notes = "/proc/bootlab-cannot-write-here"
+	l, err := startFake(context.Background(), cfg)
 	require.Error(t, err)
 	require.Nil(t, l, "nothing was started")
 	require.Contains(t, err.Error(), "before booting anything")
 }
 
+// A VM that does not start leaves no half-built Lab: Start returns nil and an error
+// naming the run directory, where the failure is already recorded (outcome, a
+// diagnostic, the ledger line), so no method of Lab ever has to ask whether it has a VM.
+func TestFailedStartReturnsNoLab(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
+	cfg.VM.Launcher, cfg.VM.Binary = nil, "/nonexistent/qemu-system-x86_64"
+	l, err := startFake(context.Background(), cfg)
+	require.Error(t, err)
+	require.Nil(t, l, "a failed start returns no lab")
+	var se *StartError
+	require.ErrorAs(t, err, &se)
+	require.Contains(t, err.Error(), "/nonexistent/qemu-system-x86_64")
+	m := readMeta(t, se.Dir)
+	require.Equal(t, runrec.Fail, m.Outcome)
+	diags, _ := filepath.Glob(filepath.Join(se.Dir, runrec.DiagnosticsDir, "*qemu-start*"))
+	require.NotEmpty(t, diags, "the failure left a diagnostic")
+	ledger, _, err := runrec.ReadLedger(runrec.DefaultLedger(cfg.conf.Notes))
+	require.NoError(t, err)
+	require.Len(t, ledger, 1, "the failed run is in the ledger")
+}
+
 func TestConsoleSocketAttach(t *testing.T) {
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	defer l.Close(context.Background(), nil)
 	_, err = l.Login(context.Background())
@@ -130,13 +157,13 @@ func TestConsoleSocketAttach(t *testing.T) {
 	c, err := dialUnix(target)
 	require.NoError(t, err)
 	defer c.Close()
-	pos := l.vm.Console.Pos()
+	pos := l.vm.Console().Pos()
 	_, err = c.Write([]byte("typed-through-the-socket\n"))
 	require.NoError(t, err)
 	wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
 	defer wcancel()
 	// The fake guest answers an unknown command with "not found": typed input arrived.
-	_, err = l.vm.Shell.WaitConsole(wctx, pos, mustRe(`typed-through-the-socket: not found`))
+	_, err = l.vm.Shell().WaitConsole(wctx, pos, mustRe(`typed-through-the-socket: not found`))
 	require.NoError(t, err)
 	buf := make([]byte, 4096)
 	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -160,4 +187,59 @@ func TestCreatedDisksAreTheOnesWithoutPath(t *testing.T) {
 		{SizeMB: 8},
 	})
 	require.Equal(t, []string{"/run/x/disk0.img", "/run/x/disk2.img"}, got)
+}
+
+// Every VM default is derived from the one Config in one place (vmDefaults), and what
+// the spec says itself is kept: a login bound of its own keeps the scaled rest.
+func TestVMDefaultsComeFromTheConfig(t *testing.T) {
+	cfg := config.Config{Notes: "/n", Cache: "/c", Accel: "tcg", QEMU: "qemu-x", TimeoutScale: 2}
+	base := vm.BaseTimeouts()
+	got := vmDefaults(cfg, vm.Spec{Image: vm.Image{Kernel: "/k"}, Timeouts: vm.Timeouts{Login: time.Second}})
+	require.Equal(t, "tcg", got.Accel)
+	require.Equal(t, "qemu-x", got.Binary)
+	require.Equal(t, "/k", got.ProbeKernel)
+	require.Equal(t, filepath.Join("/c", "accel-probe.json"), got.ProbeCache)
+	require.Equal(t, time.Second, got.Timeouts.Login, "the spec's own bound")
+	require.Equal(t, 2*base.Command, got.Timeouts.Command, "the rest scaled by the config")
+	require.Equal(t, 2*base.Stop.Kill, got.Timeouts.Stop.Kill)
+	require.Equal(t, 2.0, got.Timeouts.Scale)
+
+	kept := vmDefaults(cfg, vm.Spec{Accel: "kvm", Binary: "mine", ProbeKernel: "/p", ProbeCache: "/pc"})
+	require.Equal(t, []string{"kvm", "mine", "/p", "/pc"}, []string{kept.Accel, kept.Binary, kept.ProbeKernel, kept.ProbeCache})
+}
+
+// blockingLauncher holds the VM's start until released, then fails it.
+type blockingLauncher struct{ launched, release chan struct{} }
+
+func (b blockingLauncher) Launch(ctx context.Context, binary string, args []string, serial *os.File, stderr io.Writer) (qemu.Process, error) {
+	close(b.launched)
+	<-b.release
+	return nil, errors.New("released")
+}
+
+// An interruption while the VM is still starting (Ctrl-C during the KVM probe or an
+// ISO's hashing) records the run as interrupted, though no Lab exists yet to close.
+func TestInterruptWhileStartingRecordsTheRun(t *testing.T) {
+	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "getty"})
+	b := blockingLauncher{launched: make(chan struct{}), release: make(chan struct{})}
+	cfg.VM.Launcher = b
+	type result struct {
+		l   *Lab
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := startFake(context.Background(), cfg)
+		done <- result{l, err}
+	}()
+	<-b.launched
+	InterruptAll("SIGINT")
+	close(b.release)
+	r := <-done
+	require.Nil(t, r.l)
+	var se *StartError
+	require.ErrorAs(t, r.err, &se)
+	m := readMeta(t, se.Dir)
+	require.Equal(t, runrec.Interrupted, m.Outcome, "the interruption, not the failure after it")
+	require.Contains(t, m.Error, "interrupted by SIGINT while starting the VM")
 }

@@ -12,7 +12,7 @@ import (
 // and scratch disks the run deletes loses nothing to a sync and quit, and a guest that
 // would not power itself off (a shell loop as PID 1, no ACPI handling) then costs no
 // wait at all.
-func quickStopReason(cfg Config) string {
+func quickStopReason(cfg Options) string {
 	created := 0
 	for _, d := range cfg.VM.Disks {
 		if d.Path != "" {
@@ -33,7 +33,7 @@ func quickStopReason(cfg Config) string {
 // judged it): nothing the guest does any more can change it, so unless a disk is kept
 // the stop syncs and quits instead of waiting for a guest that may never power off.
 func (l *Lab) SetVerdict(v runrec.Verdict) error {
-	if l.vm != nil && quickStopReason(l.cfg) != "" {
+	if quickStopReason(l.cfg) != "" {
 		l.vm.SetQuickStop("the verdict is in (" + string(v.Verdict) + ")")
 	}
 	return l.rec.SetVerdict(v)
@@ -47,7 +47,7 @@ func (l *Lab) recordStop(start time.Time) {
 	done := l.stopRecorded
 	l.stopRecorded = true
 	l.mu.Unlock()
-	if done || l.vm == nil {
+	if done {
 		return
 	}
 	end := time.Now()

@@ -13,9 +13,9 @@ import (
 func TestQuickStopOnlyWhereNothingIsKept(t *testing.T) {
 	scratch := []vm.DiskSpec{{Name: "disk0.img", SizeMB: 8}}
 	brought := []vm.DiskSpec{{Name: "disk0.img", SizeMB: 8}, {Path: "/var/tmp/mine.img"}}
-	require.Equal(t, "no disks (read-only media only)", quickStopReason(Config{}))
-	require.Equal(t, "only scratch disks, which the run deletes", quickStopReason(Config{VM: vm.Spec{Disks: scratch}}))
-	require.Empty(t, quickStopReason(Config{VM: vm.Spec{Disks: scratch}, KeepDisks: true}), "-keep: the disk must be clean")
-	require.Empty(t, quickStopReason(Config{VM: vm.Spec{Disks: brought}}), "existing storage, the user's")
-	require.Equal(t, "no disks (read-only media only)", quickStopReason(Config{KeepDisks: true}), "-keep keeps nothing without disks")
+	require.Equal(t, "no disks (read-only media only)", quickStopReason(Options{}))
+	require.Equal(t, "only scratch disks, which the run deletes", quickStopReason(Options{VM: vm.Spec{Disks: scratch}}))
+	require.Empty(t, quickStopReason(Options{VM: vm.Spec{Disks: scratch}, KeepDisks: true}), "-keep: the disk must be clean")
+	require.Empty(t, quickStopReason(Options{VM: vm.Spec{Disks: brought}}), "existing storage, the user's")
+	require.Equal(t, "no disks (read-only media only)", quickStopReason(Options{KeepDisks: true}), "-keep keeps nothing without disks")
 }

@@ -100,7 +100,7 @@ func pauseOnControllingTerminal(t *testing.T) {
 	defer tty.Close()
 
 	cfg := fakeSpec(t, fakeguest.Behaviour{Login: "root-shell"})
-	l, err := Start(context.Background(), cfg)
+	l, err := startFake(context.Background(), cfg)
 	require.NoError(t, err)
 	_, err = l.Login(context.Background())
 	require.NoError(t, err)

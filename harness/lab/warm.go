@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/cacheprune"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
 )
@@ -46,7 +47,7 @@ type warmState struct {
 // directly (the hold goes on its command line), the image runs systemd with pre-nixos
 // (its profile names the unit), and every disk is a blank one the VM creates (a seeded or
 // existing disk holds data the saved guest may have read).
-func WarmEligible(cfg Config) error {
+func WarmEligible(cfg Options) error {
 	img := cfg.VM.Image
 	switch {
 	case img.Kernel == "":
@@ -68,7 +69,7 @@ func WarmEligible(cfg Config) error {
 // the image files (path, size, modification time: the image cache never rewrites one
 // in place), the command line, memory, CPUs, devices, the accelerator asked for, and
 // QEMU's binary and version (a state loads only into the QEMU that wrote it).
-func warmKey(ctx context.Context, cfg Config) (string, []string, error) {
+func warmKey(ctx context.Context, cfg Options) (string, []string, error) {
 	s := cfg.VM
 	bin, err := qemu.FindBinary(s.Binary)
 	if err != nil {
@@ -100,19 +101,22 @@ func warmKey(ctx context.Context, cfg Config) (string, []string, error) {
 	return hex.EncodeToString(h[:10]), in, nil
 }
 
-// StartWarm starts cfg's VM from the warm state in dir that matches it, saving one
+// StartWarm starts the VM opts describe from the warm state in conf's cache
+// (WarmStateDir) that matches it, saving one
 // first when there is none (one held boot, a few seconds of state written, then the
 // restore). The lab it returns has a verified root shell (Login returns it) and the
 // guest's default target starting. say receives a line about which way it went.
 // When cfg cannot start warm (WarmEligible), or a saved state does not load, it is an
 // ordinary Start: the caller logs in as always.
-func StartWarm(ctx context.Context, cfg Config, dir string, say func(string)) (*Lab, error) {
+func StartWarm(ctx context.Context, conf config.Config, say func(string), opts ...Option) (*Lab, error) {
+	cfg := options(conf, opts)
+	dir := WarmStateDir(conf.Cache)
 	if say == nil {
 		say = func(string) {}
 	}
 	if err := WarmEligible(cfg); err != nil {
 		say("cold boot: " + err.Error())
-		return Start(ctx, cfg)
+		return start(ctx, cfg)
 	}
 	key, inputs, err := warmKey(ctx, cfg)
 	if err != nil {
@@ -143,7 +147,7 @@ func StartWarm(ctx context.Context, cfg Config, dir string, say func(string)) (*
 		_ = os.Remove(state)
 		_ = os.Remove(side)
 		say("warm start: the saved state did not load (" + err.Error() + "); cold boot")
-		return Start(ctx, cfg)
+		return start(ctx, cfg)
 	}
 	return l, err
 }
@@ -154,14 +158,14 @@ func fileExists(p string) bool {
 }
 
 // held is cfg with the hold on the kernel command line.
-func held(cfg Config) Config {
+func held(cfg Options) Options {
 	cfg.VM.Image.Append = strings.TrimSpace(cfg.VM.Image.Append + " " + HoldAppend)
 	return cfg
 }
 
 // saveWarm boots cfg held at getty.target, logs in and saves the guest's state to
 // state (written under a temporary name, renamed when whole).
-func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []string) (warmState, error) {
+func saveWarm(ctx context.Context, cfg Options, state, key string, inputs []string) (warmState, error) {
 	ws := warmState{Key: key, Inputs: inputs}
 	if err := privateDir(filepath.Dir(state)); err != nil {
 		return ws, fmt.Errorf("creating the state directory: %w", err)
@@ -169,7 +173,7 @@ func saveWarm(ctx context.Context, cfg Config, state, key string, inputs []strin
 	dcfg := held(cfg)
 	dcfg.Slug = cfg.Slug + "-warm-state"
 	dcfg.Captures = CapturesNone
-	d, err := Start(ctx, dcfg)
+	d, err := start(ctx, dcfg)
 	if err != nil {
 		if d != nil {
 			_ = d.Close(context.WithoutCancel(ctx), err)
@@ -241,13 +245,13 @@ func prewarm(ctx context.Context, d *Lab, unit string) error {
 // restoreWarm starts cfg's VM from state, takes over the root shell the saved guest
 // had, and starts the guest's default target. On any failure the restored run is closed
 // with it and no lab is returned: the state is not to be trusted.
-func restoreWarm(ctx context.Context, cfg Config, state, accel string) (*Lab, error) {
+func restoreWarm(ctx context.Context, cfg Options, state, accel string) (*Lab, error) {
 	rcfg := held(cfg)
 	rcfg.VM.RestoreFrom = state
 	if accel != "" {
 		rcfg.VM.Accel = accel // the saved guest's; a probe would boot another kernel first
 	}
-	l, err := Start(ctx, rcfg)
+	l, err := start(ctx, rcfg)
 	if err != nil {
 		if l != nil {
 			_ = l.Close(context.WithoutCancel(ctx), err)
@@ -299,11 +303,11 @@ func (l *Lab) ResumeShell(ctx context.Context, step time.Duration) (*shell.Shell
 	if err := l.WaitRunning(ctx); err != nil {
 		return nil, err
 	}
-	from := l.Console().Pos()
-	if err := l.Console().Send(ctx, "\r"); err != nil {
+	from, err := l.Type(ctx, "\r")
+	if err != nil {
 		return nil, fmt.Errorf("waking the restored guest's shell: %w", err)
 	}
-	sh, err := l.AdoptShell(ctx, l.vm.Spec.Image.Profile, AdoptOptions{From: from, Step: step, Channel: !l.vm.Spec.NoChannel})
+	sh, err := l.AdoptShell(ctx, l.cfg.VM.Image.Profile, AdoptOptions{From: from, Step: step, Channel: !l.cfg.VM.NoChannel})
 	if err != nil {
 		return nil, fmt.Errorf("taking over the restored guest's root shell: %w", err)
 	}

@@ -13,12 +13,12 @@ import (
 	"github.com/bootlab/bootlab/harness/vm"
 )
 
-func warmConfig(t *testing.T) Config {
+func warmConfig(t *testing.T) Options {
 	dir := t.TempDir()
 	for _, n := range []string{"vmlinuz", "initrd.img", "fixture.iso"} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte(n), 0o644))
 	}
-	return Config{VM: vm.Spec{
+	return Options{VM: vm.Spec{
 		Image: vm.Image{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), ISO: filepath.Join(dir, "fixture.iso"),
 			Append: "boot=live console=ttyS0", Profile: shell.Fixture},
 		Disks: []vm.DiskSpec{{Name: "disk0.img", SizeMB: 4096}}, Net: true, SSH: true, MemoryMB: 1024,
@@ -30,13 +30,13 @@ func warmConfig(t *testing.T) Config {
 // line to hold it on) and an image without pre-nixos boot cold, each with the reason.
 func TestWarmEligible(t *testing.T) {
 	require.NoError(t, WarmEligible(warmConfig(t)))
-	for name, change := range map[string]func(*Config){
-		"not booted directly": func(c *Config) { c.VM.Image.Kernel = "" },
-		"has no systemd":      func(c *Config) { c.VM.Image.Profile = shell.Mini },
-		"not blank": func(c *Config) {
+	for name, change := range map[string]func(*Options){
+		"not booted directly": func(c *Options) { c.VM.Image.Kernel = "" },
+		"has no systemd":      func(c *Options) { c.VM.Image.Profile = shell.Mini },
+		"not blank": func(c *Options) {
 			c.VM.Disks = append(c.VM.Disks, vm.DiskSpec{Name: "data.img", Seed: func(context.Context, string) error { return nil }})
 		},
-		"already restores": func(c *Config) { c.VM.RestoreFrom = "/tmp/x.state" },
+		"already restores": func(c *Options) { c.VM.RestoreFrom = "/tmp/x.state" },
 	} {
 		c := warmConfig(t)
 		change(&c)
@@ -59,21 +59,21 @@ func TestWarmKeyFollowsWhatTheStateDependsOn(t *testing.T) {
 	require.NoError(t, err, "qemu-system-x86_64 must be installed (make deps)")
 	require.Contains(t, in[0], "QEMU emulator version", "the key holds QEMU's version")
 	again := base
-	again.Slug, again.Notes = "other", t.TempDir()
+	again.Slug, again.conf.Notes = "other", t.TempDir()
 	k, _, err := warmKey(ctx, again)
 	require.NoError(t, err)
 	require.Equal(t, k0, k, "the same image and machine")
 
-	for name, change := range map[string]func(*Config){
-		"append":     func(c *Config) { c.VM.Image.Append += " quiet" },
-		"memory":     func(c *Config) { c.VM.MemoryMB = 2048 },
-		"cpus":       func(c *Config) { c.VM.CPUs = 2 },
-		"disk size":  func(c *Config) { c.VM.Disks = []vm.DiskSpec{{Name: "disk0.img", SizeMB: 8192}} },
-		"two disks":  func(c *Config) { c.VM.Disks = append(c.VM.Disks, vm.DiskSpec{Name: "disk1.img", SizeMB: 4096}) },
-		"no nic":     func(c *Config) { c.VM.Net, c.VM.SSH = false, false },
-		"accel":      func(c *Config) { c.VM.Accel = "tcg" },
-		"cd on scsi": func(c *Config) { c.VM.Image.CDROMBus = "scsi" },
-		"initrd rebuilt": func(c *Config) {
+	for name, change := range map[string]func(*Options){
+		"append":     func(c *Options) { c.VM.Image.Append += " quiet" },
+		"memory":     func(c *Options) { c.VM.MemoryMB = 2048 },
+		"cpus":       func(c *Options) { c.VM.CPUs = 2 },
+		"disk size":  func(c *Options) { c.VM.Disks = []vm.DiskSpec{{Name: "disk0.img", SizeMB: 8192}} },
+		"two disks":  func(c *Options) { c.VM.Disks = append(c.VM.Disks, vm.DiskSpec{Name: "disk1.img", SizeMB: 4096}) },
+		"no nic":     func(c *Options) { c.VM.Net, c.VM.SSH = false, false },
+		"accel":      func(c *Options) { c.VM.Accel = "tcg" },
+		"cd on scsi": func(c *Options) { c.VM.Image.CDROMBus = "scsi" },
+		"initrd rebuilt": func(c *Options) {
 			future := time.Now().Add(time.Hour)
 			require.NoError(t, os.Chtimes(c.VM.Image.Initrd, future, future))
 		},

@@ -17,7 +17,6 @@ import (
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // The flags every VM StartT boots takes by default (bootlab run's own options), and the
@@ -36,11 +35,33 @@ var (
 // NotesRoot is where run directories go: -notes, else Config().Notes.
 func NotesRoot() string { return Config().Notes }
 
-// Config is the test binary's configuration: harness/config's (BOOTLAB_*, its one set of
-// defaults) with this package's flags laid over it, as bootlab's flags are; built here
-// and passed down, never by setting the environment.
+// Cache is the image cache of Config().
+func Cache() images.Cache { return images.Cache(Config().Cache) }
+
+var (
+	envOnce sync.Once
+	envConf bootcfg.Config
+	envErr  error
+)
+
+// fromEnv reads BOOTLAB_* once per test binary: this package is the test binaries'
+// edge, as bootlab's main is the command's. A test binary's notes default to
+// $TMPDIR/bootlab-notes (config.TestNotes), out of the source tree.
+func fromEnv() (bootcfg.Config, error) {
+	envOnce.Do(func() {
+		base := bootcfg.Defaults()
+		base.Notes = bootcfg.TestNotes()
+		envConf, envErr = bootcfg.OverEnv(base)
+	})
+	return envConf, envErr
+}
+
+// Config is the test binary's configuration: harness/config's (BOOTLAB_*, read once,
+// its one set of defaults) with this package's flags laid over it, as bootlab's flags
+// are; built here and passed down, never by setting the environment. Main refuses a
+// malformed BOOTLAB_* before any test runs.
 func Config() bootcfg.Config {
-	c := bootcfg.Env()
+	c, _ := fromEnv()
 	if *flagNotes != "" {
 		c.Notes = *flagNotes
 	}
@@ -87,7 +108,7 @@ func FixtureProfile() shell.Profile {
 }
 
 type builtFixture struct {
-	img vm.Image
+	img lab.Image
 	iso *images.ISO
 	key *keys.Pair
 	err error
@@ -104,7 +125,7 @@ var (
 // Fixture builds (once per process and variant) the fixture ISO with bootlab's root key
 // and says how it boots (-boot, -entry). With -iso the given ISO stands in for the
 // standard variant, with -profile's image profile.
-func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *keys.Pair) {
+func Fixture(t testing.TB, spec images.FixtureSpec) (lab.Image, *images.ISO, *keys.Pair) {
 	t.Helper()
 	vmgate.VM(t)
 	spec = withBrokenUnit(spec)
@@ -117,17 +138,17 @@ func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *key
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()
 		if *flagISO != "" && spec.BreakUnit == "" && spec.RootKey == "" {
-			b.key, b.err = lab.RootKey()
-			b.img = vm.Image{Name: "iso", ISO: *flagISO, Profile: FixtureProfile()}
+			b.key, b.err = Cache().RootKey()
+			b.img = lab.Image{Name: "iso", ISO: *flagISO, Profile: FixtureProfile()}
 			b.iso = &images.ISO{Path: *flagISO}
 		} else {
-			b.img, b.iso, b.key, b.err = lab.FixtureImage(ctx, spec)
+			b.img, b.iso, b.key, b.err = lab.FixtureImage(ctx, Cache(), spec)
 		}
 		if b.err == nil {
 			// -boot/-entry (default auto): FixtureImage supplies the ISO's own kernel,
 			// so the fixture boots directly (faster under TCG, docs/benchmarks.md);
 			// -boot firmware boots its CD through ISOLINUX.
-			_, b.err = lab.ResolveISOBoot(ctx, &b.img, *flagBoot, *flagEntry)
+			_, b.err = lab.ResolveISOBoot(ctx, Cache(), &b.img, *flagBoot, *flagEntry)
 		}
 		fixtureCache[id] = b
 	}
@@ -139,7 +160,7 @@ func Fixture(t testing.TB, spec images.FixtureSpec) (vm.Image, *images.ISO, *key
 // booted through the firmware): the mini image's, built in seconds and cached.
 func probeKernel() (string, error) {
 	miniOnce.Do(func() {
-		m, err := images.BuildMini(context.Background(), images.MiniSpec{})
+		m, err := Cache().BuildMini(context.Background(), images.MiniSpec{})
 		if err != nil {
 			miniErr = fmt.Errorf("building the mini image for the accelerator probe: %w", err)
 			return

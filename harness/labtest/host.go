@@ -11,17 +11,16 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // HostTool fails the test, saying what to install, when a host command is missing.
 func HostTool(t testing.TB, name, pkg string) {
 	t.Helper()
-	require.NoError(t, vm.HostTool(name, pkg))
+	_, err := exec.LookPath(name)
+	require.NoError(t, err, "%s not found on PATH: install it with `apt-get install %s`", name, pkg)
 }
 
-// SeedExt4 is a vm.DiskSpec Seed: an ext4 file system labelled label on the whole disk
+// SeedExt4 is a lab.Disk Seed: an ext4 file system labelled label on the whole disk
 // image, holding one file, made from the host (mke2fs on a file, debugfs to write: no
 // loop device or root needed).
 func SeedExt4(label, name, content string) func(ctx context.Context, path string) error {

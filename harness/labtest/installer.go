@@ -11,14 +11,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/inject"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // StartInstaller boots Debian's own installer (netboot kernel and initrd, nothing built
@@ -26,16 +24,16 @@ import (
 // installer's kernel. A NIC so the installer has more than loopback; 1024 MB because
 // below ~737 MiB it enters low-memory mode and its dialogs change; its own accelerator
 // probe cache, because the cache holds one verdict per probe kernel.
-func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...vm.DiskSpec) (*lab.Lab, string) {
+func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...lab.Disk) (*lab.Lab, string) {
 	t.Helper()
 	vmgate.VM(t)
-	nb, err := images.DebianInstallerNetboot(ctx)
+	nb, err := Cache().DebianInstallerNetboot(ctx)
 	require.NoError(t, err, "fetching the installer netboot kernel and initrd")
 	l := StartT(t,
-		Image(vm.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
+		Image(lab.Image{Name: "debian-installer-" + nb.Version, Kernel: nb.Kernel, Initrd: nb.Initrd,
 			Append: dialog.DebianInstallerAppend, Profile: shell.DebianInstaller}),
 		NIC(), Memory(1024), Disks(disks...), Slug(slug),
-		Probe(nb.Kernel, filepath.Join(images.CacheDir(), "accel-probe-installer.json")))
+		Probe(nb.Kernel, filepath.Join(Config().Cache, "accel-probe-installer.json")))
 	return l, nb.Kernel
 }
 
@@ -47,15 +45,15 @@ func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...vm.
 // about reaching it.
 func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...int) (*lab.Lab, *shell.Shell) {
 	t.Helper()
-	var disks []vm.DiskSpec
+	var disks []lab.Disk
 	for i, mb := range sizesMB {
-		disks = append(disks, vm.DiskSpec{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
+		disks = append(disks, lab.Disk{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
 	}
 	l, kernel := StartInstaller(ctx, t, slug, disks...)
 	kver, err := isoinspect.KernelVersion(kernel)
 	require.NoError(t, err, "reading the version from the installer kernel's header")
 	require.NotEmpty(t, strings.Fields(kver), "installer kernel header has an empty version")
-	mod, err := images.DebianInstallerModule(ctx, strings.Fields(kver)[0], "drivers/block/virtio_blk.ko")
+	mod, err := Cache().DebianInstallerModule(ctx, strings.Fields(kver)[0], "drivers/block/virtio_blk.ko")
 	require.NoError(t, err, "virtio_blk for the installer's kernel")
 	modData, err := os.ReadFile(mod)
 	require.NoError(t, err)
@@ -72,8 +70,8 @@ func InstallerShell(ctx context.Context, t *testing.T, slug string, sizesMB ...i
 
 	// virtio_console is in the initrd but nothing may have loaded it yet; the frame
 	// channel needs its port. A missing module leaves the console transport.
-	from := l.Console().Pos()
-	require.NoError(t, l.Console().Send(ctx, "modprobe virtio_console 2>/dev/null; "+dialog.DebianInstallerHandOff))
+	from, err := l.Type(ctx, "modprobe virtio_console 2>/dev/null; "+dialog.DebianInstallerHandOff)
+	require.NoError(t, err)
 	sh, err := l.AdoptShell(ctx, shell.DebianInstaller, lab.AdoptOptions{From: from, Step: Scaled(30 * time.Second), Channel: true})
 	require.NoError(t, err, "a verified root shell from the installer's shell")
 	t.Logf("installer shell after %s, transport %s (%s)", time.Since(start).Round(time.Second), sh.Transport(), sh.ChannelStatus())
@@ -144,8 +142,8 @@ func (in *Installer) TakeShell() int {
 	ctx, cancel := deadline(2 * time.Minute)
 	defer cancel()
 	l := in.lab
-	from := l.Console().Pos()
-	if err := l.Console().Send(ctx, dialog.DebianInstallerHandOff); err != nil {
+	from, err := l.Type(ctx, dialog.DebianInstallerHandOff)
+	if err != nil {
 		require.NoError(in.t, in.UI.Failure("typing the hand-off line", err))
 	}
 	sh, err := l.AdoptShell(ctx, shell.DebianInstaller, lab.AdoptOptions{From: from, Step: Scaled(30 * time.Second)})
@@ -178,7 +176,7 @@ func (in *Installer) InjectPreNixos() *inject.Result {
 	require.NotNil(in.t, in.sh, "the installer's shell was not taken (BootInstallerShell)")
 	ctx, cancel := deadline(10 * time.Minute)
 	defer cancel()
-	bin, err := inject.PreNixos(ctx)
+	bin, err := inject.PreNixos(ctx, Cache())
 	require.NoError(in.t, err, "building pre-nixos to inject")
 	res, err := inject.Inject(ctx, in.sh, inject.Options{Binary: bin, Dir: filepath.Join(in.Dir(), "inject"), Timeout: Scaled(2 * time.Minute)})
 	require.NoError(in.t, err, "injecting pre-nixos into the installer")

@@ -30,7 +30,6 @@ import (
 	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Scaled multiplies d by the timeout scale (-timeout-scale, $BOOTLAB_TIMEOUT_SCALE) and
@@ -89,7 +88,8 @@ func CheckFlags() error {
 	if *flagDebugWait <= 0 {
 		return fmt.Errorf("-debug-wait must be positive, not %s", *flagDebugWait)
 	}
-	return nil
+	// -accel and -timeout-scale laid over BOOTLAB_*: config's one check.
+	return Config().Validate()
 }
 
 // TimeoutWarning says when go test's own -timeout would kill a paused VM ("" if not).
@@ -119,7 +119,8 @@ func validStage(s string) bool {
 type Option func(*config)
 
 type config struct {
-	lab          lab.Config
+	lab          lab.Options
+	notes        string // Notes: the run directories' root instead of Config().Notes
 	login        bool
 	debug        *Debug
 	startTimeout time.Duration
@@ -131,11 +132,11 @@ type config struct {
 }
 
 // Image is what to boot; its profile says how to log in and power off.
-func Image(img vm.Image) Option { return func(c *config) { c.lab.VM.Image = img } }
+func Image(img lab.Image) Option { return func(c *config) { c.lab.VM.Image = img } }
 
 // Disks attaches disks (created in the run directory unless they have a Path).
-func Disks(d ...vm.DiskSpec) Option {
-	return func(c *config) { c.lab.VM.Disks = append([]vm.DiskSpec(nil), d...) }
+func Disks(d ...lab.Disk) Option {
+	return func(c *config) { c.lab.VM.Disks = append([]lab.Disk(nil), d...) }
 }
 
 // Network gives the VM a NIC and forwards SSH to a loopback port.
@@ -163,18 +164,19 @@ func Probe(kernel, cache string) Option {
 	}
 }
 
-// Timeouts adjusts the VM's timeouts (they start as vm.DefaultTimeouts).
-func Timeouts(f func(*vm.Timeouts)) Option { return func(c *config) { f(&c.lab.VM.Timeouts) } }
+// Timeouts sets some of the VM's timeouts; those it leaves zero are the harness's,
+// scaled by Config().TimeoutScale (lab.Start).
+func Timeouts(f func(*lab.Timeouts)) Option { return func(c *config) { f(&c.lab.VM.Timeouts) } }
 
 // Spec adjusts anything else of the VM (a transport switched off, a fake launcher).
-func Spec(f func(*vm.Spec)) Option { return func(c *config) { f(&c.lab.VM) } }
+func Spec(f func(*lab.Spec)) Option { return func(c *config) { f(&c.lab.VM) } }
 
 // Slug names the run directory (default: the test's name).
 func Slug(s string) Option { return func(c *config) { c.lab.Slug = s } }
 
 // Notes is where run directories go (default NotesRoot: -notes, $BOOTLAB_NOTES or
 // lab.NotesRootForTests).
-func Notes(dir string) Option { return func(c *config) { c.lab.Notes = dir } }
+func Notes(dir string) Option { return func(c *config) { c.notes = dir } }
 
 // RootKey records the fingerprint of the key embedded in the image.
 func RootKey(fingerprint string) Option {
@@ -208,29 +210,36 @@ func StartTimeout(d time.Duration) Option { return func(c *config) { c.startTime
 func newConfig(name string, opts []Option) config {
 	c := config{name: name, startTimeout: Scaled(5 * time.Minute)}
 	c.lab.VM.MemoryMB = 1024
-	cfg := Config()
-	c.lab.VM.Timeouts = vm.BaseTimeouts().Scaled(cfg.TimeoutScale)
-	c.lab.VM.Accel = cfg.Accel
+	// Timeouts, the accelerator, QEMU and the probe's cache come from Config() in
+	// lab.Start (startConfig): what the Timeouts option leaves zero is the harness's.
 	c.lab.KeepDisks = *flagKeep
 	c.lab.Captures, _ = lab.ParseCaptureMode(*flagCaptures) // CheckFlags rejects a bad one
-	c.lab.Notes = NotesRoot()
 	for _, o := range opts {
 		o(&c)
 	}
 	if c.lab.Slug == "" {
 		c.lab.Slug = slugOf(name)
 	}
-	if c.lab.VM.ProbeKernel == "" {
-		c.lab.VM.ProbeKernel = c.lab.VM.Image.Kernel
-	}
-	if c.lab.VM.ProbeCache == "" {
-		c.lab.VM.ProbeCache = lab.ProbeCache()
-	}
 	if c.debug == nil {
 		d := FlagDebug()
 		c.debug = &d
 	}
 	return c
+}
+
+// startConfig is the configuration the lab starts with: Config(), with Notes's root.
+func (c *config) startConfig() bootcfg.Config {
+	cfg := Config()
+	if c.notes != "" {
+		cfg.Notes = c.notes
+	}
+	return cfg
+}
+
+// needsProbeKernel: the accelerator will be probed (none chosen) and the image brings
+// no kernel to probe with (an ISO booted through the firmware).
+func (c *config) needsProbeKernel() bool {
+	return c.lab.VM.ProbeKernel == "" && c.lab.VM.Image.Kernel == "" && c.lab.VM.Accel == "" && Config().Accel == ""
 }
 
 var unsafeSlug = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -253,7 +262,7 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 		// A real QEMU guest (a fake launcher is a unit test of this package's own).
 		vmgate.VM(t)
 	}
-	if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
+	if c.needsProbeKernel() {
 		k, err := probeKernel()
 		require.NoError(t, err)
 		c.lab.VM.ProbeKernel = k
@@ -276,16 +285,15 @@ func StartT(t testing.TB, opts ...Option) *lab.Lab {
 	)
 	if c.warm != "" {
 		t.Logf("warm start (%s)", c.warm)
-		l, err = lab.StartWarm(ctx, c.lab, lab.WarmStateDir(Config().Cache), func(s string) { t.Log(s) })
+		l, err = lab.StartWarm(ctx, c.startConfig(), func(s string) { t.Log(s) }, lab.With(c.lab))
 	} else {
-		l, err = lab.Start(ctx, c.lab)
-	}
-	if l != nil {
-		t.Logf("run directory: %s", l.Dir())
+		l, err = lab.Start(ctx, c.startConfig(), lab.With(c.lab))
 	}
 	// A start that failed has already recorded its outcome (an environment error when
-	// QEMU never ran a guest) and left no QEMU: nothing to keep, stop or re-record.
+	// QEMU never ran a guest) in the run directory its error names, and left no QEMU:
+	// nothing to keep, stop or re-record.
 	require.NoError(t, err, "starting the VM")
+	t.Logf("run directory: %s", l.Dir())
 	t.Cleanup(func() { finish(t, l, *c.debug, began) })
 	if c.login {
 		_, err := l.Login(ctx)
@@ -324,16 +332,16 @@ func finish(t testing.TB, l *lab.Lab, d Debug, began time.Time) {
 // Reaped checks by the pid in the run directory's pidfile that QEMU is gone (nil when it
 // never wrote one).
 func Reaped(dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, vm.PIDFile))
+	b, err := os.ReadFile(filepath.Join(dir, lab.PIDFile))
 	if err != nil {
 		return nil
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", vm.PIDFile, err)
+		return fmt.Errorf("reading %s: %w", lab.PIDFile, err)
 	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("QEMU pid %d from %s/%s is still running", pid, dir, vm.PIDFile)
+		return fmt.Errorf("QEMU pid %d from %s/%s is still running", pid, dir, lab.PIDFile)
 	}
 	return nil
 }

@@ -257,6 +257,14 @@ func TestSlugOf(t *testing.T) {
 	require.Equal(t, "run", slugOf("///"))
 }
 
+// -accel goes through config's one check, before any VM boots.
+func TestCheckFlagsRejectsABadAccel(t *testing.T) {
+	old := *flagAccel
+	*flagAccel = "hvf"
+	defer func() { *flagAccel = old }()
+	require.ErrorContains(t, CheckFlags(), `--accel must be kvm or tcg, not "hvf"`)
+}
+
 func TestCheckFlagsRejectsUnknownStage(t *testing.T) {
 	old := *flagPauseAfter
 	defer func() { *flagPauseAfter = old }()

@@ -20,7 +20,6 @@ import (
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/verify"
-	"github.com/bootlab/bootlab/harness/vm"
 	"github.com/bootlab/bootlab/provisioner/status"
 )
 
@@ -36,7 +35,7 @@ type Machine struct {
 	lab   *lab.Lab
 	key   *keys.Pair
 	iso   *images.ISO
-	disks []vm.DiskSpec
+	disks []lab.Disk
 
 	// pre-nixos's checks: one set per guest, so a shared machine runs them once.
 	pre *preState
@@ -49,9 +48,9 @@ const (
 	storageDeadline = 10 * time.Minute
 )
 
-// DiskSpec describes one disk of a Machine (vm.DiskSpec: name, size, bus, rotation
+// DiskSpec describes one disk of a Machine (lab.Disk: name, size, bus, rotation
 // rate, serial, a seed run on the host, or the path of an existing file).
-type DiskSpec = vm.DiskSpec
+type DiskSpec = lab.Disk
 
 // Disk is a blank virtio disk of mb MiB.
 func Disk(name string, mb int) DiskSpec { return DiskSpec{Name: name, SizeMB: mb} }

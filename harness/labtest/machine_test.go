@@ -29,7 +29,7 @@ func TestListeningAddrsFindsALoopbackListener(t *testing.T) {
 }
 
 func TestExpectedDurationPrefersThisMachinesMeasurement(t *testing.T) {
-	t.Setenv("BOOTLAB_CACHE", t.TempDir())
+	withCache(t, t.TempDir())
 	dir := t.TempDir()
 	wd, err := os.Getwd()
 	require.NoError(t, err)
@@ -66,4 +66,14 @@ func TestExpectedFromMeasuredDurations(t *testing.T) {
 	onlySeries := func(name string) bool { return name == "TestSeries" }
 	// Two 1-minute subtests and the 1.5-minute shared machine on two slots.
 	require.Equal(t, 105*time.Second, e.Wall(onlySeries, 2), "the subtests of a selected parent, and the shared machine")
+}
+
+// withCache points Config().Cache at dir for t: the environment is read once per test
+// binary (fromEnv), so a test changes the configuration, not BOOTLAB_CACHE.
+func withCache(t *testing.T, dir string) {
+	t.Helper()
+	_, _ = fromEnv()
+	old := envConf
+	envConf.Cache = dir
+	t.Cleanup(func() { envConf = old })
 }

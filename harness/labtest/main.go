@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/bootlab/bootlab/harness/ci"
-	bootcfg "github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 )
 
@@ -75,7 +74,7 @@ func Main(m *testing.M, o MainOptions) {
 	if w := TimeoutWarning(); w != "" {
 		fmt.Fprintf(os.Stderr, "%s: %s\n", name, w)
 	}
-	if _, err := bootcfg.FromEnv(); err != nil { // a malformed BOOTLAB_* is a usage error
+	if _, err := fromEnv(); err != nil { // a malformed BOOTLAB_* is a usage error
 		fail(err)
 	}
 	if *flagScale < 0 {

@@ -64,14 +64,14 @@ func (s *Shared) Use(t testing.TB) (*lab.Lab, error) {
 		defer func() { s.held = time.Since(granted) }()
 		c := newConfig(s.name, s.opts)
 		s.debug = *c.debug
-		if c.lab.VM.ProbeKernel == "" && c.lab.VM.Accel == "" {
+		if c.needsProbeKernel() {
 			if c.lab.VM.ProbeKernel, s.err = probeKernel(); s.err != nil {
 				return
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.startTimeout+Scaled(15*time.Minute))
 		defer cancel()
-		s.l, s.err = lab.Start(ctx, c.lab)
+		s.l, s.err = lab.Start(ctx, c.startConfig(), lab.With(c.lab))
 		if s.err != nil {
 			return
 		}

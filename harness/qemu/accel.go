@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/atomicfile"
-	"github.com/bootlab/bootlab/harness/config"
 )
 
 // AccelChoice is the accelerator to use and why.
@@ -49,13 +48,10 @@ type ProbeOptions struct {
 
 var probeMu sync.Mutex
 
-// ProbeAccel decides between KVM and TCG by trying KVM for real. BOOTLAB_ACCEL=kvm|tcg
-// overrides it (recorded as the reason).
+// ProbeAccel decides between KVM and TCG by trying KVM for real. A caller that was told
+// which to use (--accel, BOOTLAB_ACCEL) does not probe: vm.Start takes Spec.Accel as is.
 func ProbeAccel(ctx context.Context, o ProbeOptions) AccelChoice {
 	now := time.Now()
-	if forced := config.Env().Accel; forced == AccelKVM || forced == AccelTCG {
-		return AccelChoice{Accel: forced, Reason: "forced by BOOTLAB_ACCEL=" + forced, At: now}
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

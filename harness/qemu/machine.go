@@ -70,11 +70,6 @@ func (ExecLauncher) Launch(ctx context.Context, binary string, args []string, se
 // FindBinary locates QEMU, with a message that says what to install.
 func FindBinary(name string) (string, error) {
 	if name == "" {
-		// Every boot honours BOOTLAB_QEMU, not only bootlab run's: the error below
-		// tells everyone to set it.
-		name = config.Env().QEMU
-	}
-	if name == "" {
 		name = "qemu-system-x86_64"
 	}
 	p, err := exec.LookPath(name)
@@ -126,6 +121,9 @@ type StartOptions struct {
 	// EarlyExitWindow is how long Start watches for QEMU dying at once (a hostfwd or
 	// image-lock failure), which it then reports or retries.
 	EarlyExitWindow time.Duration
+	// TimeoutScale multiplies the default EarlyExitWindow (config.Config.TimeoutScale,
+	// passed down; 0 counts as 1).
+	TimeoutScale float64
 	// PortAttempts bounds the retries after a host port collision.
 	PortAttempts int
 }
@@ -170,7 +168,11 @@ func Start(ctx context.Context, cfg Config, opts StartOptions) (*Machine, error)
 		// QEMU refuses a bad kernel or a taken port within a few hundred milliseconds on
 		// an idle machine, and ten times later on two cores at load 20: a fixed window let
 		// a QEMU that died just after it pass for started (issue 26).
-		opts.EarlyExitWindow = time.Duration(float64(earlyExitWindow) * config.Env().TimeoutScale * loadFactor())
+		scale := opts.TimeoutScale
+		if scale <= 0 {
+			scale = 1
+		}
+		opts.EarlyExitWindow = time.Duration(float64(earlyExitWindow) * scale * loadFactor())
 	}
 	if opts.PortAttempts <= 0 {
 		opts.PortAttempts = 5

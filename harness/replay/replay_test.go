@@ -56,7 +56,7 @@ func spec(t *testing.T, log string, prof shell.Profile) vm.Spec {
 	iso := filepath.Join(t.TempDir(), "nixos.iso")
 	require.NoError(t, os.WriteFile(iso, []byte("not really an ISO"), 0o644))
 	s := vm.Spec{Image: vm.Image{Name: "nixos-replay", ISO: iso, Profile: prof}, Accel: qemu.AccelTCG,
-		Launcher: replay.Launcher{Log: log, LineDelay: time.Millisecond}, Binary: "qemu-replay", Timeouts: vm.DefaultTimeouts()}
+		Launcher: replay.Launcher{Log: log, LineDelay: time.Millisecond}, Binary: "qemu-replay", Timeouts: vm.BaseTimeouts()}
 	s.Timeouts.Login = 30 * time.Second
 	s.Timeouts.Step = 10 * time.Second
 	s.Timeouts.Command = 10 * time.Second
@@ -117,7 +117,7 @@ func TestNixOSLoginOnRecordedConsole(t *testing.T) {
 
 	// The first prompt was recognised as bash printed it: no Enter was needed to make it
 	// print another (the recorded cursor-position queries' answers did not reach bash).
-	hl, err := os.ReadFile(filepath.Join(v.Dir, vm.HarnessLog))
+	hl, err := os.ReadFile(filepath.Join(v.Dir(), vm.HarnessLog))
 	require.NoError(t, err)
 	require.NotContains(t, string(hl), "shell.wakeup")
 	require.NotContains(t, string(hl), "syntax error")
@@ -128,7 +128,7 @@ func TestNixOSLoginOnRecordedConsole(t *testing.T) {
 	}
 	require.NotContains(t, ms, "kernel", "NixOS 25.05 booted quietly: no kernel banner before the login")
 
-	serial, err := os.ReadFile(filepath.Join(v.Dir, vm.SerialLog))
+	serial, err := os.ReadFile(filepath.Join(v.Dir(), vm.SerialLog))
 	require.NoError(t, err)
 	s := string(serial)
 	// The recording, byte for byte, then NixOS's prompts as bash printed them.
@@ -142,8 +142,8 @@ func TestNixOSLoginOnRecordedConsole(t *testing.T) {
 	stage, err := v.Stop(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, qemu.StopGuest, stage, "the profile's poweroff, typed as root, ends the guest")
-	require.Equal(t, "exit status 0", v.Machine.ExitStatus())
-	serial, err = os.ReadFile(filepath.Join(v.Dir, vm.SerialLog))
+	require.Equal(t, "exit status 0", v.ExitStatus())
+	serial, err = os.ReadFile(filepath.Join(v.Dir(), vm.SerialLog))
 	require.NoError(t, err)
 	require.Contains(t, string(serial), "reboot: Power down")
 }
@@ -154,7 +154,7 @@ func TestNixOSLoginOnRecordedConsole(t *testing.T) {
 func TestNixOSInstallerISOLINUXRecording(t *testing.T) {
 	v, sh := bootReplay(t, iso24)
 	require.Equal(t, 0, sh.UID())
-	serial, err := os.ReadFile(filepath.Join(v.Dir, vm.SerialLog))
+	serial, err := os.ReadFile(filepath.Join(v.Dir(), vm.SerialLog))
 	require.NoError(t, err)
 	var n ansi.Normalizer
 	tr := string(n.Write(serial)) + string(n.Flush())

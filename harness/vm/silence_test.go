@@ -17,8 +17,8 @@ func guardedVM(t *testing.T, img Image) (*VM, net.Conn) {
 	t.Helper()
 	host, guest := net.Pipe()
 	t.Cleanup(func() { host.Close(); guest.Close() })
-	return &VM{Spec: Spec{Image: img, Timeouts: Timeouts{NoSerial: 200 * time.Millisecond}},
-		Console: console.New(host, console.Options{}), Log: slog.New(slog.DiscardHandler), spawned: time.Now()}, guest
+	return &VM{spec: Spec{Image: img, Timeouts: Timeouts{NoSerial: 200 * time.Millisecond}},
+		console: console.New(host, console.Options{}), log: slog.New(slog.DiscardHandler), spawned: time.Now()}, guest
 }
 
 // A firmware boot of an ISO that says nothing on the serial line ends the wait early,

@@ -44,7 +44,7 @@ func (v *VM) Stop(ctx context.Context) (qemu.StopStage, error) {
 	quick := v.quickStop
 	v.mu.Unlock()
 	if quick == "" {
-		quick = v.Spec.QuickStop
+		quick = v.spec.QuickStop
 	}
 	return v.stop(ctx, quick)
 }
@@ -70,11 +70,11 @@ func (v *VM) stop(ctx context.Context, quick string) (qemu.StopStage, error) {
 	v.stopped = true
 	v.mu.Unlock()
 	defer v.closeFiles()
-	if v.Machine == nil {
+	if v.machine == nil {
 		return qemu.StopAlreadyExited, nil
 	}
 	plan := v.stopPlan(ctx, quick)
-	v.Log.Info("vm.stop_plan", "quick", quick, "guest_skip", plan.GuestSkip, "powerdown_skip", plan.PowerdownSkip, "sync", plan.Sync != nil)
+	v.log.Info("vm.stop_plan", "quick", quick, "guest_skip", plan.GuestSkip, "powerdown_skip", plan.PowerdownSkip, "sync", plan.Sync != nil)
 	// Say what the stop waits for: a person watching a slow stop should not guess.
 	switch {
 	case quick != "":
@@ -85,7 +85,7 @@ func (v *VM) stop(ctx context.Context, quick string) (qemu.StopStage, error) {
 		v.progress("stopping: " + plan.GuestSkip + ", so QEMU's stages")
 	}
 	began := time.Now()
-	rep, err := v.Machine.StopWith(ctx, plan)
+	rep, err := v.machine.StopWith(ctx, plan)
 	v.progress(fmt.Sprintf("stopped by %s in %.2fs", rep.Stage, time.Since(began).Seconds()))
 	v.mu.Lock()
 	v.stopStage, v.stopReport = rep.Stage, rep
@@ -93,35 +93,35 @@ func (v *VM) stop(ctx context.Context, quick string) (qemu.StopStage, error) {
 	// true duration from the caller.
 	v.milestones = append(v.milestones, Milestone{Name: "shutdown", At: time.Since(v.spawned)})
 	v.mu.Unlock()
-	v.Log.Info("vm.stopped", "stage", string(rep.Stage), "exit", v.Machine.ExitStatus())
+	v.log.Info("vm.stopped", "stage", string(rep.Stage), "exit", v.machine.ExitStatus())
 	// Let the drain goroutine read what QEMU wrote last before the logs close.
 	select {
-	case <-v.Console.Done():
+	case <-v.console.Done():
 	case <-time.After(2 * time.Second):
 	}
-	_ = os.RemoveAll(v.Machine.Files.Dir)
+	_ = os.RemoveAll(v.machine.Files.Dir)
 	return rep.Stage, err
 }
 
 // shellUsable says why the root shell cannot take a typed command, or "".
 func (v *VM) shellUsable() string {
 	switch {
-	case v.Shell == nil:
+	case v.sh == nil:
 		return "no root shell was reached"
-	case v.Shell.UID() != 0:
+	case v.sh.UID() != 0:
 		return "the shell is not root"
-	case v.Shell.Gone() != nil:
+	case v.sh.Gone() != nil:
 		// A shell reported gone (a command ended it) is not root any more: typing
 		// into whatever shell is left would only wait out the stage.
 		return "the root shell is gone"
-	case v.Console.Err() != nil:
+	case v.console.Err() != nil:
 		return "the console is closed"
 	}
 	return ""
 }
 
 func (v *VM) stopPlan(ctx context.Context, quick string) qemu.StopPlan {
-	t := v.Spec.Timeouts.Stop
+	t := v.spec.Timeouts.Stop
 	plan := qemu.StopPlan{Timeouts: t}
 	noShell := v.shellUsable()
 	if quick != "" {
@@ -132,15 +132,15 @@ func (v *VM) stopPlan(ctx context.Context, quick string) qemu.StopPlan {
 		}
 		return plan
 	}
-	prof := v.Spec.Image.Profile
-	cmd := prof.PoweroffCommand(v.Spec.Image.Poweroff)
+	prof := v.spec.Image.Profile
+	cmd := prof.PoweroffCommand(v.spec.Image.Poweroff)
 	var typedAt atomic.Int64
 	if noShell != "" {
 		plan.GuestSkip = noShell
 	} else {
 		plan.Guest = func(ctx context.Context) error {
-			typedAt.Store(v.Console.Pos())
-			return v.Shell.Poweroff(ctx, cmd)
+			typedAt.Store(v.console.Pos())
+			return v.sh.Poweroff(ctx, cmd)
 		}
 	}
 	switch {
@@ -166,7 +166,7 @@ func (v *VM) stopPlan(ctx context.Context, quick string) qemu.StopPlan {
 		if stage != qemu.StopGuest {
 			return "" // the power button's effect is not on the console: wait it out
 		}
-		return watchPoweroff(ctx, v.Console, typedAt.Load(), prompt, grace, async)
+		return watchPoweroff(ctx, v.console, typedAt.Load(), prompt, grace, async)
 	}
 	return plan
 }
@@ -217,7 +217,7 @@ func watchPoweroff(ctx context.Context, con *console.Console, pos int64, prompt 
 func (v *VM) syncGuest(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() {
-		r, err := v.Shell.Run(ctx, "sync", shell.Timeout(v.Spec.Timeouts.Stop.Sync), shell.AllowFail())
+		r, err := v.sh.Run(ctx, "sync", shell.Timeout(v.spec.Timeouts.Stop.Sync), shell.AllowFail())
 		if err == nil && r.ExitStatus != 0 {
 			err = errors.New("sync exited " + strconv.Itoa(r.ExitStatus))
 		}
@@ -240,9 +240,9 @@ func (v *VM) noACPIHandler(ctx context.Context) string {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// /proc/*/comm is there on every Linux guest, busybox or not; grep exits 1 on no match.
-	r, err := v.Shell.Run(cctx, "grep -lxE '"+acpiHandlers+"' /proc/[0-9]*/comm 2>/dev/null | head -n 1", shell.AllowFail())
+	r, err := v.sh.Run(cctx, "grep -lxE '"+acpiHandlers+"' /proc/[0-9]*/comm 2>/dev/null | head -n 1", shell.AllowFail())
 	if err != nil {
-		v.Log.Warn("vm.acpi_check_failed", "error", err.Error())
+		v.log.Warn("vm.acpi_check_failed", "error", err.Error())
 		return ""
 	}
 	if strings.TrimSpace(string(r.Output)) == "" {

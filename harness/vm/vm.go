@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/ansi"
-	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/frame"
 	"github.com/bootlab/bootlab/harness/qemu"
@@ -110,26 +109,28 @@ type Timeouts struct {
 	// the serial console before the wait gives up with ErrNoSerialOutput (0: no bound).
 	NoSerial time.Duration
 	Stop     qemu.StopTimeouts
+	// Scale is the factor these were scaled by (Scaled keeps it; 0 counts as 1): QEMU's
+	// early-exit window follows it.
+	Scale float64
 }
 
-// BaseTimeouts are generous for TCG, unscaled: a caller holding a config.Config scales
-// them with its TimeoutScale (BaseTimeouts().Scaled(cfg.TimeoutScale)).
+// BaseTimeouts are generous for TCG, unscaled: lab scales them with the run's
+// config.Config.TimeoutScale (BaseTimeouts().Scaled(cfg.TimeoutScale)); a Spec without
+// Timeouts gets them unscaled.
 func BaseTimeouts() Timeouts {
 	// NoSerial: the fixture's ISOLINUX speaks within a few seconds of spawn under TCG;
 	// a bootloader that has said nothing after 30 s is drawing on a screen nobody sees.
 	return Timeouts{Login: 5 * time.Minute, Step: 90 * time.Second, Command: 5 * time.Minute, Probe: 20 * time.Second, NoSerial: 30 * time.Second, Stop: qemu.DefaultStopTimeouts()}
 }
 
-// DefaultTimeouts are BaseTimeouts scaled by the environment's BOOTLAB_TIMEOUT_SCALE,
-// for callers without a config.Config (a Spec with no Timeouts).
-func DefaultTimeouts() Timeouts {
-	return BaseTimeouts().Scaled(config.Env().TimeoutScale)
-}
-
 // Scaled multiplies every timeout by f.
 func (t Timeouts) Scaled(f float64) Timeouts {
 	m := func(d time.Duration) time.Duration { return time.Duration(float64(d) * f) }
-	return Timeouts{Login: m(t.Login), Step: m(t.Step), Command: m(t.Command), Probe: m(t.Probe), NoSerial: m(t.NoSerial),
+	scale := t.Scale
+	if scale <= 0 {
+		scale = 1
+	}
+	return Timeouts{Scale: scale * f, Login: m(t.Login), Step: m(t.Step), Command: m(t.Command), Probe: m(t.Probe), NoSerial: m(t.NoSerial),
 		Stop: qemu.StopTimeouts{Guest: m(t.Stop.Guest), Powerdown: m(t.Stop.Powerdown), Quit: m(t.Stop.Quit), Term: m(t.Stop.Term), Kill: m(t.Stop.Kill),
 			Sync: m(t.Stop.Sync), Grace: m(t.Stop.Grace)}}
 }
@@ -140,16 +141,17 @@ type Milestone struct {
 	At   time.Duration `json:"at_ns"` // since spawn
 }
 
-// VM is a booted (or booting) guest.
+// VM is a booted (or booting) guest. Its insides are unexported: harness/lab is the
+// door callers go through, and what it needs is a method here.
 type VM struct {
-	Spec        Spec
-	Dir         string
-	Machine     *qemu.Machine
-	Console     *console.Console
-	Shell       *shell.Shell
-	Accel       qemu.AccelChoice
-	QEMUVersion string
-	Log         *slog.Logger
+	spec        Spec
+	dir         string
+	machine     *qemu.Machine
+	console     *console.Console
+	sh          *shell.Shell
+	accel       qemu.AccelChoice
+	qemuVersion string
+	log         *slog.Logger
 
 	master, slave *os.File
 	files         []io.Closer
@@ -163,6 +165,53 @@ type VM struct {
 	stopStage     qemu.StopStage
 	stopReport    qemu.StopReport
 	quickStop     string
+}
+
+// Log is the VM's structured log (harness.log).
+func (v *VM) Log() *slog.Logger { return v.log }
+
+// Accel is the accelerator the VM runs under and why.
+func (v *VM) Accel() qemu.AccelChoice { return v.accel }
+
+// QEMUVersion is the first line of `qemu --version` (empty under a test launcher).
+func (v *VM) QEMUVersion() string { return v.qemuVersion }
+
+// Shell is the logged-in shell, nil before Login (or an adopted one).
+func (v *VM) Shell() *shell.Shell { return v.sh }
+
+// Console is the guest's serial console.
+func (v *VM) Console() *console.Console { return v.console }
+
+// Machine is the QEMU process.
+func (v *VM) Machine() *qemu.Machine { return v.machine }
+
+// Pid is QEMU's process id (0 before it started).
+func (v *VM) Pid() int {
+	if v.machine == nil {
+		return 0
+	}
+	return v.machine.Pid()
+}
+
+// ExitStatus is QEMU's exit status, "running" while it runs, "not started" before.
+func (v *VM) ExitStatus() string {
+	if v.machine == nil {
+		return "not started"
+	}
+	return v.machine.ExitStatus()
+}
+
+// QEMUState describes QEMU for a diagnostic: its exit status (or pid) and its stderr;
+// empty when it never started.
+func (v *VM) QEMUState() string {
+	if v.machine == nil {
+		return ""
+	}
+	st := v.machine.ExitStatus()
+	if st == "running" {
+		st = fmt.Sprintf("running (pid %d)", v.machine.Pid())
+	}
+	return st + "\nQEMU stderr:\n" + strings.TrimSpace(v.machine.Stderr())
 }
 
 // Files in a run directory written by this package.
@@ -180,9 +229,9 @@ const (
 // directory; it must exist and be writable.
 func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if spec.Timeouts.Login == 0 {
-		spec.Timeouts = DefaultTimeouts()
+		spec.Timeouts = BaseTimeouts()
 	}
-	v = &VM{Spec: spec, Dir: dir}
+	v = &VM{spec: spec, dir: dir}
 	self := v
 	defer func() {
 		if err != nil {
@@ -193,7 +242,7 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	v.Log = slog.New(slog.NewJSONHandler(hl, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	v.log = slog.New(slog.NewJSONHandler(hl, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	serial, err := v.create(SerialLog)
 	if err != nil {
 		return nil, err
@@ -208,7 +257,7 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 		if binary, err = qemu.FindBinary(spec.Binary); err != nil {
 			return nil, err
 		}
-		if v.QEMUVersion, err = qemu.Version(ctx, binary); err != nil {
+		if v.qemuVersion, err = qemu.Version(ctx, binary); err != nil {
 			return nil, err
 		}
 	}
@@ -216,16 +265,16 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if err != nil {
 		return nil, err
 	}
-	v.Accel = qemu.AccelChoice{Accel: spec.Accel, Reason: "requested"}
+	v.accel = qemu.AccelChoice{Accel: spec.Accel, Reason: "requested"}
 	if spec.Accel == "" {
 		v.progress("probing KVM (a short test boot; TCG if it hangs)")
-		v.Accel = qemu.ProbeAccel(ctx, qemu.ProbeOptions{Binary: binary, Kernel: spec.ProbeKernel, Timeout: spec.Timeouts.Probe, CacheFile: spec.ProbeCache, Logger: v.Log})
+		v.accel = qemu.ProbeAccel(ctx, qemu.ProbeOptions{Binary: binary, Kernel: spec.ProbeKernel, Timeout: spec.Timeouts.Probe, CacheFile: spec.ProbeCache, Logger: v.log})
 		if spec.OnMilestone != nil {
 			// The probe can take its whole timeout; the timeline should say where time went.
 			spec.OnMilestone("accel_probe", time.Now())
 		}
 	}
-	v.Log.Info("vm.accel", "accel", v.Accel.Accel, "reason", v.Accel.Reason)
+	v.log.Info("vm.accel", "accel", v.accel.Accel, "reason", v.accel.Reason)
 
 	files, err := privateRunFiles(dir)
 	if err != nil {
@@ -234,11 +283,11 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 	if v.master, v.slave, err = console.OpenPTY(); err != nil {
 		return nil, err
 	}
-	v.Console = console.New(v.master, console.Options{
-		SerialLog: serial, Transcript: transcript, Normalizer: &ansi.Normalizer{}, AnswerDSR: true, Logger: v.Log,
+	v.console = console.New(v.master, console.Options{
+		SerialLog: serial, Transcript: transcript, Normalizer: &ansi.Normalizer{}, AnswerDSR: true, Logger: v.log,
 	})
 	cfg := qemu.Config{
-		Name: "bootlab-" + filepath.Base(dir), Binary: binary, Accel: v.Accel.Accel,
+		Name: "bootlab-" + filepath.Base(dir), Binary: binary, Accel: v.accel.Accel,
 		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, CPUModel: spec.CPUModel, TBSizeMB: spec.TBSizeMB,
 		ISO: spec.Image.ISO, CDROMBus: spec.Image.CDROMBus, Kernel: spec.Image.Kernel, Initrd: spec.Image.Initrd, Append: spec.Image.Append,
 		Disks: disks, Net: spec.Net || spec.SSH, RNG: true, RestoreFrom: spec.RestoreFrom,
@@ -252,13 +301,13 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 		}
 	}
 	v.spawned = time.Now()
-	m, err := qemu.Start(ctx, cfg, qemu.StartOptions{Launcher: spec.Launcher, Files: files, Serial: v.slave, Logger: v.Log})
+	m, err := qemu.Start(ctx, cfg, qemu.StartOptions{Launcher: spec.Launcher, Files: files, Serial: v.slave, Logger: v.log, TimeoutScale: spec.Timeouts.Scale})
 	if err != nil {
-		v.Log.Error("vm.start_failed", "error", err.Error())
+		v.log.Error("vm.start_failed", "error", err.Error())
 		// The VM is returned with the error: its logs say how far it got.
 		return v, fmt.Errorf("starting the VM: %w", err)
 	}
-	v.Machine = m
+	v.machine = m
 	v.markAt("spawn", m.Started)
 	// QEMU holds its own copy of the slave; ours must go, or the line never reports EOF.
 	v.slave.Close()
@@ -287,7 +336,7 @@ func (v *VM) listenChannel(path string) (*qemu.Channel, error) {
 			if err != nil {
 				return
 			}
-			c := console.New(conn, console.Options{SerialLog: chlog, Logger: v.Log})
+			c := console.New(conn, console.Options{SerialLog: chlog, Logger: v.log})
 			v.mu.Lock()
 			old := v.chConn
 			v.channel, v.chConn = c, conn
@@ -295,7 +344,7 @@ func (v *VM) listenChannel(path string) (*qemu.Channel, error) {
 			if old != nil {
 				old.Close()
 			}
-			v.Log.Info("vm.channel_connected")
+			v.log.Info("vm.channel_connected")
 		}
 	}()
 	return &qemu.Channel{Name: frame.ChannelName, Socket: path}, nil
@@ -309,7 +358,7 @@ func (v *VM) Channel() *console.Console {
 }
 
 func (v *VM) create(name string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(v.Dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(filepath.Join(v.dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s in the run directory: %w", name, err)
 	}
@@ -334,14 +383,14 @@ func privateRunFiles(dir string) (qemu.RunFiles, error) {
 
 func (v *VM) prepareDisks(ctx context.Context) ([]qemu.Disk, error) {
 	var out []qemu.Disk
-	for i, d := range v.Spec.Disks {
+	for i, d := range v.spec.Disks {
 		path := d.Path
 		if path == "" {
 			name := d.Name
 			if name == "" {
 				name = fmt.Sprintf("disk%d.img", i)
 			}
-			path = filepath.Join(v.Dir, name)
+			path = filepath.Join(v.dir, name)
 			if err := sparseFile(path, int64(d.SizeMB)<<20); err != nil {
 				return nil, err
 			}
@@ -376,11 +425,11 @@ func sparseFile(path string, size int64) error {
 func (v *VM) watchFirstOutput() {
 	for {
 		select {
-		case <-v.Machine.Exited():
+		case <-v.machine.Exited():
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
-		if t := v.Console.FirstOutput(); !t.IsZero() {
+		if t := v.console.FirstOutput(); !t.IsZero() {
 			v.markAt("first_output", t)
 			v.watchBootPhases()
 			return
@@ -394,21 +443,21 @@ func (v *VM) watchFirstOutput() {
 // ones. It reads the console like any other waiter and ends with the VM or after the
 // login timeout.
 func (v *VM) watchBootPhases() {
-	ctx, cancel := context.WithTimeout(context.Background(), v.Spec.Timeouts.Login)
+	ctx, cancel := context.WithTimeout(context.Background(), v.spec.Timeouts.Login)
 	defer cancel()
 	go func() {
 		select {
-		case <-v.Machine.Exited():
+		case <-v.machine.Exited():
 		case <-ctx.Done():
 		}
 		cancel()
 	}()
 	var wg sync.WaitGroup
-	for _, ph := range v.Spec.Image.Profile.Phases() {
+	for _, ph := range v.spec.Image.Profile.Phases() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := v.Console.Expect(ctx, 0, console.Pattern{Name: ph.Name, Re: ph.Re}); err == nil {
+			if _, err := v.console.Expect(ctx, 0, console.Pattern{Name: ph.Name, Re: ph.Re}); err == nil {
 				v.mark(ph.Name)
 			}
 		}()
@@ -417,8 +466,8 @@ func (v *VM) watchBootPhases() {
 }
 
 func (v *VM) progress(msg string) {
-	if v.Spec.Progress != nil {
-		fmt.Fprintf(v.Spec.Progress, "bootlab: %s\n", msg)
+	if v.spec.Progress != nil {
+		fmt.Fprintf(v.spec.Progress, "bootlab: %s\n", msg)
 	}
 }
 
@@ -429,11 +478,11 @@ func (v *VM) markAt(name string, at time.Time) {
 	since := at.Sub(v.spawned)
 	v.milestones = append(v.milestones, Milestone{Name: name, At: since})
 	v.mu.Unlock()
-	if v.Spec.OnMilestone != nil {
-		v.Spec.OnMilestone(name, at)
+	if v.spec.OnMilestone != nil {
+		v.spec.OnMilestone(name, at)
 	}
-	if v.Log != nil {
-		v.Log.Info("vm.milestone", "name", name, "after", since.Round(time.Millisecond).String())
+	if v.log != nil {
+		v.log.Info("vm.milestone", "name", name, "after", since.Round(time.Millisecond).String())
 	}
 	v.progress(fmt.Sprintf("%-14s %7.1fs", name, since.Seconds()))
 }
@@ -468,8 +517,8 @@ var ErrNoSerialOutput = errors.New("no output on the serial console")
 // that no login prompt came.
 func (v *VM) GuardSilence(ctx context.Context) (context.Context, func(error) error, context.CancelFunc) {
 	gctx, cancel := context.WithCancel(ctx)
-	limit := v.Spec.Timeouts.NoSerial
-	if v.Spec.Image.ISO == "" || v.Spec.Image.Kernel != "" || limit <= 0 || v.Console == nil {
+	limit := v.spec.Timeouts.NoSerial
+	if v.spec.Image.ISO == "" || v.spec.Image.Kernel != "" || limit <= 0 || v.console == nil {
 		return gctx, func(err error) error { return err }, cancel
 	}
 	var fired atomic.Bool
@@ -479,9 +528,9 @@ func (v *VM) GuardSilence(ctx context.Context) (context.Context, func(error) err
 		select {
 		case <-gctx.Done():
 		case <-t.C:
-			if v.Console.FirstOutput().IsZero() {
+			if v.console.FirstOutput().IsZero() {
 				fired.Store(true)
-				v.Log.Warn("vm.no_serial_output", "after", limit.String())
+				v.log.Warn("vm.no_serial_output", "after", limit.String())
 				cancel()
 			}
 		}
@@ -504,35 +553,35 @@ func (v *VM) login(ctx context.Context) (*shell.Shell, error) {
 	// QEMU dying ends the wait at once with its status, not at the timeout.
 	go func() {
 		select {
-		case <-v.Machine.Exited():
+		case <-v.machine.Exited():
 			cancel()
 		case <-lctx.Done():
 		}
 	}()
-	sh, err := shell.Login(lctx, v.Console, v.Spec.Image.Profile, shell.Options{
-		Logger: v.Log, LoginTimeout: v.Spec.Timeouts.Login, StepTimeout: v.Spec.Timeouts.Step,
+	sh, err := shell.Login(lctx, v.console, v.spec.Image.Profile, shell.Options{
+		Logger: v.log, LoginTimeout: v.spec.Timeouts.Login, StepTimeout: v.spec.Timeouts.Step,
 		Milestone: func(name string, at time.Time) { v.markAt(name, at) },
 		Channel:   v.Channel,
 	})
 	if err != nil {
 		select {
-		case <-v.Machine.Exited():
-			return nil, fmt.Errorf("QEMU exited (%s) before a root shell was reached: %w\nQEMU stderr:\n%s", v.Machine.ExitStatus(), err, strings.TrimSpace(v.Machine.Stderr()))
+		case <-v.machine.Exited():
+			return nil, fmt.Errorf("QEMU exited (%s) before a root shell was reached: %w\nQEMU stderr:\n%s", v.machine.ExitStatus(), err, strings.TrimSpace(v.machine.Stderr()))
 		default:
 		}
 		return nil, err
 	}
-	v.Shell = sh
+	v.sh = sh
 	return sh, nil
 }
 
 // Run runs a framed command with the default command timeout.
 func (v *VM) Run(ctx context.Context, cmd string, opts ...shell.RunOption) (shell.Result, error) {
-	if v.Shell == nil {
+	if v.sh == nil {
 		return shell.Result{}, errors.New("no shell: Login first")
 	}
-	opts = append([]shell.RunOption{shell.Timeout(v.Spec.Timeouts.Command)}, opts...)
-	return v.Shell.Run(ctx, cmd, opts...)
+	opts = append([]shell.RunOption{shell.Timeout(v.spec.Timeouts.Command)}, opts...)
+	return v.sh.Run(ctx, cmd, opts...)
 }
 
 func (v *VM) closeFiles() {
@@ -555,9 +604,9 @@ func (v *VM) closeFiles() {
 	if v.slave != nil {
 		v.slave.Close()
 	}
-	if v.Console != nil {
+	if v.console != nil {
 		select {
-		case <-v.Console.Done():
+		case <-v.console.Done():
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -572,27 +621,27 @@ func (v *VM) closeFiles() {
 
 // SSHPort is the loopback port forwarded to the guest's port 22 (0 without SSH).
 func (v *VM) SSHPort() int {
-	if v.Machine == nil {
+	if v.machine == nil {
 		return 0
 	}
-	return v.Machine.HostPort("ssh")
+	return v.machine.HostPort("ssh")
 }
 
 // QEMUArgv is the full command line, for metadata.
 func (v *VM) QEMUArgv() []string {
-	if v.Machine == nil {
+	if v.machine == nil {
 		return nil
 	}
-	return append([]string{v.Machine.Binary}, v.Machine.Args...)
+	return append([]string{v.machine.Binary}, v.machine.Args...)
 }
 
 // Running reports whether QEMU is still up.
 func (v *VM) Running() bool {
-	if v.Machine == nil {
+	if v.machine == nil {
 		return false
 	}
 	select {
-	case <-v.Machine.Exited():
+	case <-v.machine.Exited():
 		return false
 	default:
 		return true
@@ -606,3 +655,10 @@ func HostTool(name, pkg string) error {
 	}
 	return nil
 }
+
+// Adopt makes sh, a root shell taken over on the console (lab.AdoptShell), the VM's
+// shell: Run, captures and the stop then use it.
+func (v *VM) Adopt(sh *shell.Shell) { v.sh = sh }
+
+// Dir is the run directory the VM keeps its logs in.
+func (v *VM) Dir() string { return v.dir }

@@ -29,7 +29,7 @@ func mini(t *testing.T, spec images.MiniSpec) *images.Mini {
 	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	img, err := images.BuildMini(ctx, spec)
+	img, err := labtest.Cache().BuildMini(ctx, spec)
 	require.NoError(t, err, "building the mini image")
 	return img
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -181,7 +182,7 @@ func lastWords(t *testing.T, l *lab.Lab, text string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(3*time.Minute))
 	defer cancel()
-	_, err := l.Console().Expect(ctx, 0, console.Literal(text, text))
+	_, _, err := l.ExpectConsole(ctx, 0, regexp.MustCompile(regexp.QuoteMeta(text)))
 	require.NoError(t, err, "the guest booted to its last words")
 }
 
@@ -210,13 +211,16 @@ func TestQEMUExitsEarly(t *testing.T) {
 	img := vm.Image{Name: "bad", Kernel: bad, Profile: shell.Mini}
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(time.Minute))
 	defer cancel()
-	l, err := lab.Start(ctx, lab.Config{Slug: "bad-kernel", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	l, err := lab.Start(ctx, labtest.Config(), lab.Slug("bad-kernel"), lab.Machine(vm.Spec{Image: img, Accel: qemu.AccelTCG}))
 	require.Error(t, err)
 	var se *qemu.StartError
 	require.True(t, errors.As(err, &se), "got %v", err)
 	require.Contains(t, se.ExitStatus, "exit status")
 	require.NotEmpty(t, strings.TrimSpace(se.Stderr), "QEMU's own words are in the error")
-	m := metadata(t, l.Dir())
+	require.Nil(t, l, "a failed start returns no lab")
+	var ls *lab.StartError
+	require.ErrorAs(t, err, &ls, "the error names the run directory that recorded it")
+	m := metadata(t, ls.Dir)
 	require.Equal(t, runrec.Error, m.Outcome)
 	require.Contains(t, m.Error, "QEMU failed to start")
 }
@@ -225,7 +229,7 @@ func TestQEMUExitsEarly(t *testing.T) {
 func TestMissingImage(t *testing.T) {
 	vmgate.VM(t)
 	img := vm.Image{Name: "missing", Kernel: "/nonexistent/vmlinuz", Profile: shell.Mini}
-	_, err := lab.Start(context.Background(), lab.Config{Slug: "missing", Notes: labtest.NotesRoot(), VM: vm.Spec{Image: img, Accel: qemu.AccelTCG}})
+	_, err := lab.Start(context.Background(), labtest.Config(), lab.Slug("missing"), lab.Machine(vm.Spec{Image: img, Accel: qemu.AccelTCG}))
 	require.ErrorContains(t, err, "/nonexistent/vmlinuz: does not exist")
 }
 

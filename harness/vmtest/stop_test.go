@@ -28,7 +28,7 @@ var ext4Modules = []string{"lib/crc16.ko", "fs/mbcache.ko", "fs/jbd2/jbd2.ko", "
 func ext4Files(t *testing.T) map[string]images.File {
 	t.Helper()
 	base := mini(t, images.MiniSpec{})
-	debs, err := filepath.Glob(filepath.Join(images.CacheDir(), "debs", base.KernelPackage+"_*.deb"))
+	debs, err := filepath.Glob(filepath.Join(labtest.Config().Cache, "debs", base.KernelPackage+"_*.deb"))
 	require.NoError(t, err)
 	require.NotEmpty(t, debs, "the kernel package %s is in the cache once the mini image is built", base.KernelPackage)
 	tmp := t.TempDir()

@@ -12,6 +12,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/isoinspect"
 	"github.com/bootlab/bootlab/harness/bisect"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/shell"
 )
 
@@ -90,8 +91,8 @@ func installerISOName(pkg string) string {
 // `NAME iso=PATH entry=install profile=debian-installer` line per ISO, oldest first)
 // and the predicate (installer.expect, InstallerScript). It returns the list's and the
 // script's paths and the ISOs.
-func InstallerSeries(ctx context.Context, dir string, progress io.Writer) (list, script string, isos []*images.InstallerISO, err error) {
-	nb, err := images.DebianInstallerNetboot(ctx)
+func InstallerSeries(ctx context.Context, cache images.Cache, dir string, progress io.Writer) (list, script string, isos []*images.InstallerISO, err error) {
+	nb, err := cache.DebianInstallerNetboot(ctx)
 	if err != nil {
 		return "", "", nil, err
 	}
@@ -111,7 +112,7 @@ func InstallerSeries(ctx context.Context, dir string, progress io.Writer) (list,
 	fmt.Fprintf(&b, "# Debian's installer (netboot %s, modules for %s) with kernels from the archive, oldest first\n", nb.Version, rel)
 	for _, s := range specs {
 		start := time.Now()
-		iso, err := images.BuildInstallerISO(ctx, s)
+		iso, err := cache.BuildInstallerISO(ctx, s)
 		if err != nil {
 			return "", "", nil, err
 		}
@@ -146,10 +147,11 @@ func installerRelease(kernel string) (string, error) {
 
 // DemoISOs is `bootlab bisect demo --isos`: the installer ISO series (InstallerSeries)
 // bisected with InstallerScript through bisect.Execute exactly as `bootlab bisect
-// --candidates FILE --script FILE` would, into a directory under notes.
-func DemoISOs(ctx context.Context, notes string, stdout, stderr io.Writer) error {
-	dir := filepath.Join(notes, "bisect-demo-isos-"+time.Now().UTC().Format("2006-01-02T15-04-05Z"))
-	list, script, _, err := InstallerSeries(ctx, dir, stdout)
+// --candidates FILE --script FILE` would, into a directory under cfg.Notes; the ISOs go
+// into cfg.Cache.
+func DemoISOs(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+	dir := filepath.Join(cfg.Notes, "bisect-demo-isos-"+time.Now().UTC().Format("2006-01-02T15-04-05Z"))
+	list, script, _, err := InstallerSeries(ctx, images.Cache(cfg.Cache), dir, stdout)
 	if err != nil {
 		return err
 	}
@@ -158,7 +160,7 @@ func DemoISOs(ctx context.Context, notes string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "$ bootlab bisect %s\n", strings.Join(args, " "))
 	start := time.Now()
 	f := bisect.Flags{List: list, Script: script, Dir: bdir, ProbeTimeout: 10 * time.Minute, Parallel: 1, Flaky: string(bisect.FlakyBad)}
-	code := bisect.Execute(ctx, f, nil, &Prober{Profile: shell.DebianInstaller}, stdout, stderr)
+	code := bisect.Execute(ctx, f, nil, &Prober{Profile: shell.DebianInstaller, Config: cfg}, stdout, stderr)
 	fmt.Fprintf(stdout, "bisect took %s, exit status %d\n", time.Since(start).Round(time.Second), code)
 	if code != bisect.ExitFound {
 		return fmt.Errorf("bisect exited %d, not %d (first bad found)", code, bisect.ExitFound)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/bisect"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/shell"
 )
@@ -61,8 +62,9 @@ func demoKernels(series []string) ([]string, error) {
 // Demo is `make bisect-demo`: the real Debian kernel series (four of it, see
 // demoKernels), each booted as the mini image, bisected with DemoScript through
 // bisect.Execute exactly as `bootlab bisect --candidates FILE --script FILE` would. The
-// bisect directory goes under notes (the caller's config.Config.Notes).
-func Demo(ctx context.Context, notes string, stdout, stderr io.Writer) error {
+// bisect directory goes under cfg.Notes; the images go into cfg.Cache.
+func Demo(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
+	notes := cfg.Notes
 	series, err := images.KernelSeries(ctx)
 	if err != nil {
 		return fmt.Errorf("listing the Debian kernel series: %w", err)
@@ -80,7 +82,7 @@ func Demo(ctx context.Context, notes string, stdout, stderr io.Writer) error {
 	list.WriteString("# the Debian kernel series as mini images, oldest first\n")
 	for _, pkg := range pkgs {
 		start := time.Now()
-		img, m, err := lab.MiniImage(ctx, images.MiniSpec{KernelPackage: pkg})
+		img, m, err := lab.MiniImage(ctx, images.Cache(cfg.Cache), images.MiniSpec{KernelPackage: pkg})
 		if err != nil {
 			return fmt.Errorf("mini image with %s: %w", pkg, err)
 		}
@@ -100,7 +102,7 @@ func Demo(ctx context.Context, notes string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	f := bisect.Flags{List: candFile, Script: scriptFile, Dir: filepath.Join(dir, "bisect"), ProbeTimeout: 10 * time.Minute,
 		Parallel: 1, Flaky: string(bisect.FlakyBad)}
-	code := bisect.Execute(ctx, f, nil, &Prober{Profile: shell.Mini}, stdout, stderr)
+	code := bisect.Execute(ctx, f, nil, &Prober{Profile: shell.Mini, Config: cfg}, stdout, stderr)
 	fmt.Fprintf(stdout, "bisect took %s, exit status %d\n", time.Since(start).Round(time.Second), code)
 	if code != bisect.ExitFound {
 		return fmt.Errorf("bisect exited %d, not %d (first bad found)", code, bisect.ExitFound)

@@ -16,6 +16,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/rundiff"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/shell"
 )
 
@@ -36,7 +37,7 @@ func upstreamStyleISO(t *testing.T, ctx context.Context, name, release string) s
 		_, err := exec.LookPath(tool)
 		require.NoError(t, err, "%s is needed: apt-get install xorriso isolinux syslinux-common", tool)
 	}
-	m, err := images.BuildMini(ctx, images.MiniSpec{Version: name, Init: shellLoopInit,
+	m, err := labtest.Cache().BuildMini(ctx, images.MiniSpec{Version: name, Init: shellLoopInit,
 		Files: map[string]images.File{"/etc/release": {Content: release + "\n"}}})
 	require.NoError(t, err, "building the initramfs of %s", name)
 	stage := filepath.Join(t.TempDir(), name)
@@ -79,7 +80,7 @@ func TestBisectUpstreamStyleISOs(t *testing.T) {
 		cands = append(cands, bisect.Candidate{Name: name, ISO: upstreamStyleISO(t, ctx, name, rel)})
 	}
 	pred := &bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "check.script", ScriptText: releaseScript}
-	p := &Prober{Profile: shell.Fixture, LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	p := &Prober{Profile: shell.Fixture, Config: labtest.Config(), LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
 	require.NoError(t, p.UsePredicate(pred))
 	dir := filepath.Join(t.TempDir(), "bisect")
 	start := time.Now()

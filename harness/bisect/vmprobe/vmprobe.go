@@ -39,14 +39,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bootlab/bootlab/artifacts/cacheprune"
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
-	"github.com/bootlab/bootlab/harness/console"
+	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/dialog"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Prober boots candidates for bisect.Run / bisect.Main. The zero value boots with the
@@ -60,19 +60,18 @@ type Prober struct {
 	// MemoryMB of each guest; 0 means 512.
 	MemoryMB int
 	// Accel is kvm or tcg; empty probes with the first candidate booted (cached in
-	// lab.ProbeCache()), falling back to TCG when KVM hangs, and keeps that choice for
+	// Config.Cache), falling back to TCG when KVM hangs, and keeps that choice for
 	// every later candidate: each probe then runs under the same conditions, and the
 	// probe cache, keyed by kernel path, would otherwise cost a 20 s test boot for
 	// every new candidate.
 	Accel string
 	// LoginTimeout bounds boot + login; 0 means the harness default (scaled by
-	// TimeoutScale).
+	// Config.TimeoutScale).
 	LoginTimeout time.Duration
-	// TimeoutScale multiplies the harness's timeouts (config.Config.TimeoutScale); 0
-	// means 1.
-	TimeoutScale float64
-	// QEMU is the QEMU binary (config.Config.QEMU); "" lets qemu.FindBinary choose.
-	QEMU string
+	// Config is the configuration every probe's lab starts with (cache, QEMU, timeout
+	// scale; Accel above wins over its Accel). Its Notes is replaced by each probe's
+	// run directory.
+	Config config.Config
 	// SSH forwards guest port 22 for script predicates too (command predicates always
 	// get it).
 	SSH bool
@@ -125,7 +124,7 @@ func (p *Prober) Probe(ctx context.Context, c bisect.Candidate, attempt int, run
 	}
 	// A host without QEMU fails every candidate the same way: stop instead of
 	// skipping the whole list.
-	if _, err := qemu.FindBinary(p.QEMU); err != nil {
+	if err := lab.CheckQEMU(p.Config.QEMU); err != nil {
 		return bisect.Outcome{}, fmt.Errorf("%w: %w", err, bisect.ErrAbort)
 	}
 	if p.pred.Kind == bisect.PredicateScenario {
@@ -158,11 +157,19 @@ func reportPath(runDir, labDir string) string {
 	return rel
 }
 
-func (p *Prober) timeoutScale() float64 {
-	if p.TimeoutScale > 0 {
-		return p.TimeoutScale
+// DownloadDir implements bisect.Downloader: url= candidates go into the image cache.
+func (p *Prober) DownloadDir() string { return cacheprune.DownloadDir(p.cfg().Cache) }
+
+// cfg is Config with its zero values defaulted (a zero Prober still boots).
+func (p *Prober) cfg() config.Config {
+	c := p.Config
+	if c.TimeoutScale <= 0 {
+		c.TimeoutScale = 1
 	}
-	return 1
+	if c.Cache == "" {
+		c.Cache = config.DefaultCache()
+	}
+	return c
 }
 
 func (p *Prober) accelerator() string {
@@ -225,43 +232,40 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		}
 	}
 	mem := memoryFor(p.MemoryMB, prof)
-	spec := vm.Spec{
-		Image: vm.Image{Name: c.Name, ISO: c.ISO, Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
+	// Timeouts not set here are the harness's, scaled by Config.TimeoutScale (lab.Start).
+	spec := lab.Spec{
+		Image: lab.Image{Name: c.Name, ISO: c.ISO, Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append,
 			Profile: prof, Poweroff: p.Poweroff},
-		MemoryMB:   mem,
-		SSH:        p.SSH || p.pred.Kind == bisect.PredicateCommand,
-		Accel:      p.accelerator(),
-		ProbeCache: lab.ProbeCache(),
-		Timeouts:   vm.BaseTimeouts().Scaled(p.timeoutScale()),
-		Binary:     p.QEMU,
+		MemoryMB: mem,
+		SSH:      p.SSH || p.pred.Kind == bisect.PredicateCommand,
+		Accel:    p.accelerator(),
 	}
 	if c.ISO != "" {
 		// The same choice as `bootlab run --iso`: an upstream ISO whose entry has no
 		// serial console boots that entry directly.
-		if _, err := lab.ResolveISOBoot(ctx, &spec.Image, c.Boot, c.Entry); err != nil {
+		if _, err := lab.ResolveISOBoot(ctx, images.Cache(p.cfg().Cache), &spec.Image, c.Boot, c.Entry); err != nil {
 			return nil, fmt.Errorf("candidate %s: %w", c.Name, err)
 		}
-	}
-	if spec.Image.Kernel != "" {
-		spec.ProbeKernel = spec.Image.Kernel
 	}
 	if p.LoginTimeout > 0 {
 		spec.Timeouts.Login = p.LoginTimeout
 	}
-	l, err := lab.Start(ctx, lab.Config{Slug: "bisect-" + c.Name, Notes: runDir, VM: spec, Progress: p.Progress})
+	cfg := p.cfg()
+	cfg.Notes = runDir
+	l, err := lab.Start(ctx, cfg, lab.Slug("bisect-"+c.Name), lab.Machine(spec), lab.Progress(p.Progress))
 	if err != nil {
-		if l == nil {
+		var se *lab.StartError
+		if !errors.As(err, &se) {
 			return nil, brief(fmt.Errorf("starting %s: %w", c.Name, err))
 		}
-		closeLab(ctx, l, err)
-		return nil, &bisect.BootError{Err: brief(fmt.Errorf("starting %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
+		return nil, &bisect.BootError{Err: brief(fmt.Errorf("starting %s: %w", c.Name, se.Err)), Dir: reportPath(runDir, se.Dir)}
 	}
 	p.settleAccel(l.Accel())
-	if err := login(ctx, l, prof, spec.Timeouts.Login, p.timeoutScale()); err != nil {
+	if err := login(ctx, l, prof, spec.Timeouts.Login, p.cfg().TimeoutScale); err != nil {
 		closeLab(ctx, l, err)
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("logging in to %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
-	g := &guest{l: l, pos: l.Console().Pos(), dir: reportPath(runDir, l.Dir())}
+	g := &guest{l: l, pos: l.ConsoleMark(), dir: reportPath(runDir, l.Dir()), cache: images.Cache(cfg.Cache)}
 	if p.pred.Kind == bisect.PredicateCommand {
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		sock, err := l.ServeConsole(sctx)
@@ -323,6 +327,7 @@ type guest struct {
 	pos       int64  // where the next expect starts looking
 	sock      string
 	stopServe context.CancelFunc
+	cache     images.Cache // where the image root key is
 }
 
 // briefError keeps an error's first line as its message: verdict reasons are one line
@@ -358,8 +363,7 @@ func (g *guest) infra(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ce *console.ClosedError
-	if errors.As(err, &ce) || errors.Is(err, console.ErrClosed) || g.l.Console().Err() != nil || !g.l.Running() {
+	if lab.ConsoleGone(err) || g.l.ConsoleErr() != nil || !g.l.Running() {
 		return brief(fmt.Errorf("%w: %w", bisect.ErrInfra, err))
 	}
 	return brief(err)
@@ -368,22 +372,23 @@ func (g *guest) infra(err error) error {
 func (g *guest) Send(ctx context.Context, text string) error {
 	// Output caused by what is sent comes after this point; older text must not
 	// satisfy the next expect.
-	g.pos = g.l.Console().Pos()
-	return g.infra(g.l.Console().Send(ctx, text))
+	pos, err := g.l.Type(ctx, text)
+	g.pos = pos
+	return g.infra(err)
 }
 
 func (g *guest) Expect(ctx context.Context, re *regexp.Regexp) error {
-	m, err := g.l.Console().Expect(ctx, g.pos, console.Pattern{Name: re.String(), Re: re})
+	_, end, err := g.l.ExpectConsole(ctx, g.pos, re)
 	if err != nil {
 		return g.infra(err)
 	}
-	g.pos = m.End
+	g.pos = end
 	return nil
 }
 
 func (g *guest) Run(ctx context.Context, cmd string) ([]byte, int, error) {
 	r, err := g.l.Run(ctx, cmd, shell.AllowFail())
-	g.pos = g.l.Console().Pos()
+	g.pos = g.l.ConsoleMark()
 	if err != nil {
 		return nil, 0, g.infra(err)
 	}
@@ -396,7 +401,7 @@ func (g *guest) Env() bisect.VMEnv {
 		env.SSHUser = "root"
 		// bootlab-built images (the fixture ISO) trust this key; other images
 		// ignore it.
-		if k, err := lab.RootKey(); err == nil {
+		if k, err := g.cache.RootKey(); err == nil {
 			env.SSHKey = k.PrivatePath
 		}
 	}

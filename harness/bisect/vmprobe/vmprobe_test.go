@@ -20,7 +20,6 @@ import (
 	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
-	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
@@ -120,7 +119,7 @@ func TestBisectSyntheticMiniSeries(t *testing.T) {
 		if i >= firstBad {
 			feature = "broken\n"
 		}
-		img, m, err := lab.MiniImage(ctx, images.MiniSpec{
+		img, m, err := lab.MiniImage(ctx, labtest.Cache(), images.MiniSpec{
 			Version: fmt.Sprintf("v%d", i+1),
 			Files:   map[string]images.File{"/etc/bootlab-feature": {Content: feature}},
 		})
@@ -136,11 +135,11 @@ func TestBisectSyntheticMiniSeries(t *testing.T) {
 	script, err := bisect.ParseScript(strings.NewReader(syntheticScript), "synthetic.expect")
 	require.NoError(t, err)
 	pred := &bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "synthetic.expect", ScriptText: syntheticScript}
-	p := &Prober{LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	p := &Prober{Config: labtest.Config(), LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
 	require.NoError(t, p.UsePredicate(pred))
 	require.Len(t, script.Steps, 4)
 
-	dir := filepath.Join(config.Env().Notes, fmt.Sprintf("bisect-synthetic-%d", seed))
+	dir := filepath.Join(labtest.NotesRoot(), fmt.Sprintf("bisect-synthetic-%d", seed))
 	t.Logf("bisect directory: %s", dir)
 	start := time.Now()
 	res, err := bisect.Run(ctx, bisect.Config{Candidates: cands, Dir: dir, Predicate: pred, ProbeTimeout: scaled(5 * time.Minute)}, p)
@@ -306,10 +305,10 @@ func TestHostCommandPredicate(t *testing.T) {
 	defer cancel()
 	self, err := os.Executable()
 	require.NoError(t, err)
-	p := &Prober{LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
+	p := &Prober{Config: labtest.Config(), LoginTimeout: scaled(2 * time.Minute), MemoryMB: 256}
 	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateCommand, Command: helperEnv + "=1 " + self}))
 	for _, feature := range []string{"ok", "broken"} {
-		img, m, err := lab.MiniImage(ctx, images.MiniSpec{Version: "cmd-" + feature,
+		img, m, err := lab.MiniImage(ctx, labtest.Cache(), images.MiniSpec{Version: "cmd-" + feature,
 			Files: map[string]images.File{"/etc/bootlab-feature": {Content: feature + "\n"}}})
 		require.NoError(t, err)
 		c := bisect.Candidate{Name: m.Version, Kernel: img.Kernel, Initrd: img.Initrd, Append: img.Append}
@@ -338,11 +337,11 @@ func TestNoLoginIsSkip(t *testing.T) {
 	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), scaled(5*time.Minute))
 	defer cancel()
-	img, m, err := lab.MiniImage(ctx, images.MiniSpec{Version: "no-getty",
+	img, m, err := lab.MiniImage(ctx, labtest.Cache(), images.MiniSpec{Version: "no-getty",
 		Init: "#!/bin/sh\n. /etc/rc.mini\necho 'this image never starts a getty'\nexec sleep 100000\n"})
 	require.NoError(t, err)
 	// TCG: this test is about the login, not worth a 20 s KVM probe of a new kernel path.
-	p := &Prober{LoginTimeout: scaled(20 * time.Second), MemoryMB: 256, Accel: "tcg"}
+	p := &Prober{Config: labtest.Config(), LoginTimeout: scaled(20 * time.Second), MemoryMB: 256, Accel: "tcg"}
 	require.NoError(t, p.UsePredicate(&bisect.Predicate{Kind: bisect.PredicateScript, ScriptPath: "x", ScriptText: "run true\n"}))
 	runDir := t.TempDir()
 	out, err := p.Probe(ctx, bisect.Candidate{Name: m.Version, Kernel: img.Kernel, Initrd: img.Initrd, Append: img.Append}, 0, runDir)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -20,7 +19,7 @@ func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, st
 	rounds := fs.Int("rounds", 50, "round trips measured per kind (medians are reported)")
 	bulk := fs.Int("bulk", 1<<20, "bytes moved in the throughput comparison")
 	out := fs.String("out", "", "also write the table (Markdown) to this file")
-	notes := fs.String("notes", filepath.Join(os.TempDir(), "bootlab-bench"), "where the benchmark's run directory goes")
+	cfg.AddFlags(fs, config.FlagNotes)
 	boot := fs.Bool("boot", false, "measure boots instead of the harness: each --variants boot, spawn -> verified root, side by side in one run")
 	variants := fs.String("variants", "mini,fixture-firmware,fixture-direct,fixture-direct-smp2", "with --boot: comma-separated boot variants, in order (bootlab bench --boot --variants list names them)")
 	restore := fs.Bool("restore", false, "measure boot once, restore many instead: a cold fixture boot to root, its state saved, a second QEMU restored from it to root")
@@ -46,7 +45,7 @@ func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, st
 		return usagef("--restore and --boot are separate measurements; give one")
 	}
 	if *restore {
-		r := bench.RunRestore(ctx, *notes, stderr)
+		r := bench.RunRestore(ctx, *cfg, stderr)
 		table := header + ", boot once, restore many (fixture, direct boot):\n\n" + bench.RestoreTable(r)
 		fmt.Fprint(stdout, table)
 		if *out != "" {
@@ -60,9 +59,9 @@ func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, st
 		return nil
 	}
 	if *boot {
-		return benchBoot(ctx, header, *variants, *blame, *notes, *out, stdout, stderr)
+		return benchBoot(ctx, *cfg, header, *variants, *blame, *out, stdout, stderr)
 	}
-	res, err := bench.Run(ctx, *notes, *rounds, *bulk, stderr)
+	res, err := bench.Run(ctx, *cfg, *rounds, *bulk, stderr)
 	if err != nil {
 		return err
 	}
@@ -79,7 +78,7 @@ func cmdBench(ctx context.Context, cfg *config.Config, args []string, stdout, st
 // benchBoot boots each variant and prints the boot table. Variant names are checked
 // before anything boots (a usage error); a variant that fails to boot is a row saying
 // so, and the command fails after the table is written.
-func benchBoot(ctx context.Context, header, variants string, blame int, notes, out string, stdout, stderr io.Writer) error {
+func benchBoot(ctx context.Context, cfg config.Config, header, variants string, blame int, out string, stdout, stderr io.Writer) error {
 	if variants == "list" {
 		for _, v := range bench.BootVariants {
 			fmt.Fprintf(stdout, "%-24s %s\n", v.Name, v.Why)
@@ -102,7 +101,7 @@ func benchBoot(ctx context.Context, header, variants string, blame int, notes, o
 	if err != nil {
 		return usagef("--variants: %v", err)
 	}
-	results := bench.RunBoot(ctx, notes, vs, blame, stderr)
+	results := bench.RunBoot(ctx, cfg, vs, blame, stderr)
 	table := header + ", boots one at a time, times after QEMU spawned:\n\n" + bench.BootTable(results)
 	fmt.Fprint(stdout, table)
 	if out != "" {
@@ -117,7 +116,7 @@ func benchBoot(ctx context.Context, header, variants string, blame int, notes, o
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("boot benchmark: %s did not reach a verified root shell (run directories under %s)", strings.Join(failed, ", "), notes)
+		return fmt.Errorf("boot benchmark: %s did not reach a verified root shell (run directories under %s)", strings.Join(failed, ", "), cfg.Notes)
 	}
 	return nil
 }

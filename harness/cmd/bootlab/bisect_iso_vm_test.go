@@ -16,6 +16,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/bisect"
 	"github.com/bootlab/bootlab/harness/bisect/vmprobe"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
@@ -33,7 +34,7 @@ func TestBisectInstallerISOs(t *testing.T) {
 	defer cancel()
 	bin := buildBootlab(t)
 	work := t.TempDir()
-	list, script, isos, err := vmprobe.InstallerSeries(ctx, work, testWriter{t})
+	list, script, isos, err := vmprobe.InstallerSeries(ctx, labtest.Cache(), work, testWriter{t})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(isos), 3)
 	require.Equal(t, isos[0].InstallerRelease, isos[0].KernelRelease, "the first ISO is the installer as shipped")

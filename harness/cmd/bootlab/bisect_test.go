@@ -32,7 +32,7 @@ func TestBisectUsageAndSkips(t *testing.T) {
 	require.Contains(t, errs, "--accel must be kvm or tcg")
 	code, _, errs = run("--timeout-scale", "0", "--run", "true", "a.iso")
 	require.Equal(t, bisect.ExitUsage, code)
-	require.Contains(t, errs, "timeout scale")
+	require.Contains(t, errs, "--timeout-scale must be positive")
 
 	tmp := t.TempDir()
 	dir := filepath.Join(tmp, "b")
@@ -47,6 +47,20 @@ func TestBisectUsageAndSkips(t *testing.T) {
 	for _, pr := range res.Probes {
 		require.Equal(t, bisect.Skip, pr.Verdict, pr.Reason)
 		require.Contains(t, pr.Reason, "image file missing")
+	}
+
+	// --json prints that result.json on stdout, and only it; the exit status is the same.
+	dir = filepath.Join(tmp, "j")
+	code, out, errs = run("--json", "--accel", "tcg", "-q", "--run", "true", "--dir", dir,
+		"old kernel="+filepath.Join(tmp, "missing-1"), "new kernel="+filepath.Join(tmp, "missing-2"))
+	require.Equal(t, bisect.ExitEndpoints, code, "stderr:\n%s", errs)
+	b, err = os.ReadFile(filepath.Join(dir, bisect.ResultFile))
+	require.NoError(t, err)
+	require.JSONEq(t, string(b), out)
+	var fields map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &fields))
+	for _, k := range []string{"status", "dir", "candidates", "verdicts", "first_bad", "last_good", "suspects", "probes", "message"} {
+		require.Contains(t, fields, k, "docs/bisect.md's --json fields")
 	}
 }
 

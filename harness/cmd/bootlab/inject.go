@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/inject"
 	"github.com/bootlab/bootlab/harness/lab"
 )
@@ -20,15 +21,15 @@ const injectDir = "inject"
 // console when there is none), runs with --plan-only, and its plan and logs are kept in
 // <run>/inject, with the guest's own /sys/block beside them and the plan checked
 // against it.
-func injectPreNixos(ctx context.Context, l *lab.Lab, stdout io.Writer) error {
-	data, err := inject.PreNixos(ctx)
+func injectPreNixos(ctx context.Context, cache images.Cache, l *lab.Lab, stdout io.Writer) error {
+	data, err := inject.PreNixos(ctx, cache)
 	if err != nil {
 		return err
 	}
 	out := l.Path(injectDir)
-	res, err := inject.Inject(ctx, l.Shell(), inject.Options{Binary: data, Dir: out, Timeout: l.CommandTimeout()})
+	res, err := inject.Inject(ctx, l, inject.Options{Binary: data, Dir: out, Timeout: l.CommandTimeout()})
 	if res != nil && res.SHA256 != "" {
-		fmt.Fprintf(stdout, "inject: pre-nixos (%d bytes, sha256 %s) is %s in the guest (over %s)\n", len(data), res.SHA256, inject.DefaultPath, l.Shell().Transport())
+		fmt.Fprintf(stdout, "inject: pre-nixos (%d bytes, sha256 %s) is %s in the guest (over %s)\n", len(data), res.SHA256, inject.DefaultPath, l.Transport())
 	}
 	if res != nil && len(res.Missing) > 0 {
 		fmt.Fprintf(stdout, "inject: commands pre-nixos called that the guest does not have: %s\n", strings.Join(res.Missing, ", "))
@@ -41,7 +42,7 @@ func injectPreNixos(ctx context.Context, l *lab.Lab, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "inject: pre-nixos --plan-only planned; plan: %s\n", filepath.Join(out, inject.PlanFile))
-	facts, err := inject.ReadSysBlock(ctx, l.Shell())
+	facts, err := inject.ReadSysBlock(ctx, l)
 	if err != nil {
 		return err
 	}

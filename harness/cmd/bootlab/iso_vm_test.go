@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"github.com/bootlab/bootlab/harness/fakeguest"
-	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +12,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/artifacts/runrec"
+	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/labtest"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 func needTools(t *testing.T, install string, tools ...string) {
@@ -42,7 +42,7 @@ func copyFile(t *testing.T, src, dst string) {
 // binaries come from the host: isolinux.bin and the COM32 modules it must match.
 func buildDebianMiniISO(t *testing.T, ctx context.Context) string {
 	needTools(t, "xorriso isolinux syslinux-common", "xorriso")
-	tree, err := images.DebianInstallerNetbootTree(ctx)
+	tree, err := labtest.Cache().DebianInstallerNetbootTree(ctx)
 	require.NoError(t, err, "fetching the installer netboot package")
 	stage := filepath.Join(t.TempDir(), "mini")
 	out, err := exec.CommandContext(ctx, "cp", "-a", tree, stage).CombinedOutput()

@@ -2,8 +2,6 @@ package main
 
 import (
 	"errors"
-	"github.com/bootlab/bootlab/harness/fakeguest"
-	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 	"io"
 	"os"
 	"os/exec"
@@ -19,7 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/bootlab/bootlab/harness/vm"
+	"github.com/bootlab/bootlab/harness/fakeguest"
+	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest/vmgate"
 )
 
 // Tests that drive bootlab's own interactive terminals the way a person does: the
@@ -180,7 +180,7 @@ func (c *ptyConsole) startOnControllingTerminal(t *testing.T, out io.Writer, bin
 // qemuGone says whether the QEMU a run directory names (qemu.pid) has exited.
 func qemuGone(t *testing.T, dir string) bool {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, vm.PIDFile))
+	b, err := os.ReadFile(filepath.Join(dir, lab.PIDFile))
 	require.NoError(t, err, "the run records QEMU's pid")
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	require.NoError(t, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,11 +19,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
-	"github.com/bootlab/bootlab/harness/screen"
-	"github.com/bootlab/bootlab/harness/shell"
 	"github.com/bootlab/bootlab/harness/verify"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 type listFlag []string
@@ -41,7 +38,7 @@ type runFlags struct {
 	captures                                        string
 	disks                                           listFlag
 	cmds                                            listFlag
-	ssh, debug, verifyPreNixos, warm                bool
+	ssh, debug, verifyPreNixos, warm, asJSON        bool
 	debugWait                                       time.Duration
 	memory                                          int
 }
@@ -67,16 +64,17 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pauseAfter, "pause-after", "", "pause at login, network or storage for attaching (implies --debug)")
 	fs.DurationVar(&f.debugWait, "debug-wait", 10*time.Minute, "without a terminal, how long a paused VM waits before teardown")
 	fs.IntVar(&f.memory, "memory", 0, "guest memory in MiB (default 1024, mini 256)")
+	fs.BoolVar(&f.asJSON, "json", false, "print the outcome as one JSON object on stdout (runJSON in run.go, docs/running.md); what is printed for people goes to stderr")
 	fs.StringVar(&f.captures, "captures", "always", "when to take the boot evidence (journal, units, network, disks): always, failure (only when the run fails) or none")
 }
 
 // launcher starts QEMU (nil: the real one); tests substitute a replay guest
 // (harness/replay) to drive the whole command against recorded consoles.
-var launcher qemu.Launcher
+var launcher lab.Launcher
 
 // resolvedImage is what was chosen to boot.
 type resolvedImage struct {
-	img        vm.Image
+	img        lab.Image
 	keyFP      string
 	prenixos   bool
 	kernelHint string // a kernel for the accel probe
@@ -91,21 +89,21 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	case (f.boot != lab.BootAuto || f.entry != "") && (f.kernel != "" || f.image == "mini"):
 		return r, usagef("--boot and --entry are for ISOs (--iso, --image fixture)")
 	case f.iso != "":
-		r.img = vm.Image{Name: "iso", ISO: f.iso, Profile: shell.NixOS}
+		r.img = lab.Image{Name: "iso", ISO: f.iso, Profile: lab.ProfileNixOS}
 		r.slug = "iso"
 	case f.kernel != "":
-		r.img = vm.Image{Name: "kernel", Kernel: f.kernel, Initrd: f.initrd, Append: f.appendLine, Profile: shell.Mini, Poweroff: "poweroff -f"}
+		r.img = lab.Image{Name: "kernel", Kernel: f.kernel, Initrd: f.initrd, Append: f.appendLine, Profile: lab.ProfileMini, Poweroff: "poweroff -f"}
 		r.kernelHint, r.slug = f.kernel, "kernel"
 	case f.image == "mini":
 		fmt.Fprintln(stderr, "bootlab: building (or reusing) the mini image")
-		img, m, err := lab.MiniImage(ctx, images.MiniSpec{})
+		img, m, err := lab.MiniImage(ctx, images.Cache(f.cfg.Cache), images.MiniSpec{})
 		if err != nil {
 			return r, err
 		}
 		r.img, r.kernelHint, r.slug = img, m.Kernel, "mini"
 	case f.image == "" || f.image == "fixture":
 		fmt.Fprintln(stderr, "bootlab: building (or reusing) the fixture ISO; a cold build takes a few minutes")
-		img, iso, key, err := lab.FixtureImage(ctx, images.FixtureSpec{})
+		img, iso, key, err := lab.FixtureImage(ctx, images.Cache(f.cfg.Cache), images.FixtureSpec{})
 		if err != nil {
 			return r, err
 		}
@@ -114,7 +112,7 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 		return r, usagef("unknown --image %q (mini or fixture)", f.image)
 	}
 	if r.img.ISO != "" {
-		b, err := lab.ResolveISOBoot(ctx, &r.img, f.boot, f.entry)
+		b, err := lab.ResolveISOBoot(ctx, images.Cache(f.cfg.Cache), &r.img, f.boot, f.entry)
 		if err != nil {
 			// A wrong --boot/--entry, or an unreadable image: exit 2 before any boot.
 			return r, usageError{err}
@@ -127,7 +125,7 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 		}
 	}
 	if f.profile != "" {
-		p, err := shell.ByName(f.profile)
+		p, err := lab.ProfileByName(f.profile)
 		if err != nil {
 			return r, usageError{err}
 		}
@@ -145,13 +143,11 @@ func resolveImage(ctx context.Context, f *runFlags, stderr io.Writer) (resolvedI
 	return r, nil
 }
 
-func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
-	s := vm.Spec{Image: r.img, Accel: f.cfg.Accel, ProbeKernel: r.kernelHint, ProbeCache: lab.ProbeCache(),
-		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Binary: f.cfg.QEMU, Launcher: launcher,
-		Timeouts: vm.BaseTimeouts().Scaled(f.cfg.TimeoutScale)}
-	if f.cfg.Accel != "" && f.cfg.Accel != qemu.AccelKVM && f.cfg.Accel != qemu.AccelTCG {
-		return s, usagef("--accel must be kvm or tcg")
-	}
+func (f *runFlags) spec(r resolvedImage) (lab.Spec, error) {
+	// Accelerator, QEMU binary, timeouts and the probe's cache come from f.cfg in
+	// lab.Start.
+	s := lab.Spec{Image: r.img, ProbeKernel: r.kernelHint,
+		SSH: f.ssh || r.prenixos, Net: r.prenixos, MemoryMB: f.memory, Launcher: launcher}
 	if s.MemoryMB == 0 && r.img.Profile.Name == "mini" {
 		s.MemoryMB = 256
 	}
@@ -160,10 +156,10 @@ func (f *runFlags) spec(r resolvedImage) (vm.Spec, error) {
 		if err != nil || mb <= 0 {
 			return s, usagef("--disk %q: want a size in MiB", d)
 		}
-		s.Disks = append(s.Disks, vm.DiskSpec{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
+		s.Disks = append(s.Disks, lab.Disk{Name: fmt.Sprintf("disk%d.img", i), SizeMB: mb})
 	}
 	if r.prenixos && len(s.Disks) == 0 {
-		s.Disks = []vm.DiskSpec{{Name: "disk0.img", SizeMB: 4096}}
+		s.Disks = []lab.Disk{{Name: "disk0.img", SizeMB: 4096}}
 	}
 	return s, nil
 }
@@ -211,6 +207,9 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 		return usageError{err}
 	}
 	r, err := resolveImage(ctx, f, stderr)
+	if errors.Is(err, images.ErrMissingTool) {
+		return usageError{err} // the host lacks a tool to build the image: exit 2
+	}
 	if err != nil {
 		return err
 	}
@@ -218,26 +217,35 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	lcfg := lab.Config{Slug: r.slug, Notes: f.cfg.Notes, VM: spec, RootKeyFingerprint: r.keyFP, Progress: stderr, Captures: captures}
+	out := &runJSON{}
+	human := stdout // what people read; stderr when stdout carries the JSON
+	if f.asJSON {
+		human = stderr
+	}
+	opts := []lab.Option{lab.Slug(r.slug), lab.Machine(spec), lab.RootKeyFingerprint(r.keyFP), lab.Progress(stderr), lab.Captures(captures)}
 	var l *lab.Lab
 	if f.warm && f.expectScreen == "" {
-		l, err = lab.StartWarm(ctx, lcfg, lab.WarmStateDir(f.cfg.Cache), func(s string) { fmt.Fprintln(stderr, "bootlab: "+s) })
+		l, err = lab.StartWarm(ctx, *f.cfg, func(s string) { fmt.Fprintln(stderr, "bootlab: "+s) }, opts...)
 	} else {
-		l, err = lab.Start(ctx, lcfg)
-	}
-	if l != nil {
-		fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
+		l, err = lab.Start(ctx, *f.cfg, opts...)
 	}
 	if err != nil {
-		var se *qemu.StartError
-		if errors.As(err, &se) || (l == nil && !f.warm) {
+		var ranVM *lab.StartError
+		if f.asJSON && errors.As(err, &ranVM) {
+			if m, merr := runrec.ReadMetadata(ranVM.Dir); merr == nil {
+				out.fill(ranVM.Dir, m)
+				_ = writeJSON(stdout, out)
+			}
+		}
+		if lab.HostError(err) || (!errors.As(err, &ranVM) && !f.warm) {
 			// QEMU could not run at all (a locked disk image, a taken port): the host's
 			// problem, reported in QEMU's own words, not a verdict on the image.
 			return usageError{err}
 		}
 		return err
 	}
-	verdict := drive(ctx, l, f, r, stdout, stderr)
+	fmt.Fprintf(stderr, "bootlab: run directory %s\n", l.Dir())
+	verdict := drive(ctx, l, f, r, human, stderr, out)
 	if verdict != nil && f.debug && ctx.Err() == nil && l.Running() {
 		fmt.Fprintf(stderr, "bootlab: FAILED: %v\n", verdict)
 		debugPause(ctx, l, f, stderr, "failure")
@@ -250,9 +258,16 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 	}
 	cerr := l.Close(cctx, verdict)
 	m := l.Metadata()
-	fmt.Fprintf(stdout, "\nverdict: %s\nrun directory: %s\nreport: %s\n", m.Outcome, l.Dir(), l.Path(runrec.ReportFile))
-	for _, ms := range m.Milestones {
-		fmt.Fprintf(stdout, "  %-16s %7.1fs\n", ms.Name, ms.At.D().Seconds())
+	if f.asJSON {
+		out.fill(l.Dir(), m)
+		if err := writeJSON(stdout, out); err != nil {
+			return errors.Join(verdict, err)
+		}
+	} else {
+		fmt.Fprintf(stdout, "\nverdict: %s\nrun directory: %s\nreport: %s\n", m.Outcome, l.Dir(), l.Path(runrec.ReportFile))
+		for _, ms := range m.Milestones {
+			fmt.Fprintf(stdout, "  %-16s %7.1fs\n", ms.Name, ms.At.D().Seconds())
+		}
 	}
 	if verdict != nil {
 		return verdict
@@ -261,7 +276,7 @@ func runImage(ctx context.Context, f *runFlags, stdout, stderr io.Writer) error 
 }
 
 // drive logs in and runs the checks; its error is the run's verdict.
-func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer) error {
+func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout, stderr io.Writer, res *runJSON) error {
 	if f.expectScreen != "" {
 		return expectScreen(ctx, l, f.expectScreen, stdout)
 	}
@@ -275,19 +290,22 @@ func drive(ctx context.Context, l *lab.Lab, f *runFlags, r resolvedImage, stdout
 		debugPause(ctx, l, f, stderr, "pause after login")
 	}
 	for _, c := range f.cmds {
-		res, err := l.Run(ctx, c, shell.AllowFail())
+		began := time.Now()
+		out, status, err := l.Status(ctx, c)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL(res.Output), res.ExitStatus, res.Duration.Round(time.Millisecond))
+		took := time.Since(began)
+		res.Commands = append(res.Commands, commandJSON{Command: c, Output: out, ExitStatus: status, Seconds: took.Seconds()})
+		fmt.Fprintf(stdout, "$ %s\n%s[exit %d, %s]\n", c, ensureNL([]byte(out)), status, took.Round(time.Millisecond))
 	}
 	if f.inject != "" {
-		if err := injectPreNixos(ctx, l, stdout); err != nil {
+		if err := injectPreNixos(ctx, images.Cache(f.cfg.Cache), l, stdout); err != nil {
 			return err
 		}
 	}
 	if r.prenixos && f.verifyPreNixos {
-		key, err := lab.RootKey()
+		key, err := images.Cache(f.cfg.Cache).RootKey()
 		if err != nil {
 			return err
 		}
@@ -324,8 +342,7 @@ func wait(stderr io.Writer, what string) (stop func()) {
 func expectScreen(ctx context.Context, l *lab.Lab, text string, stdout io.Writer) error {
 	// The screen model answers the terminal queries a full-screen program sends (GNU
 	// screen in the Debian installer waits for them), as a real terminal would.
-	scr := screen.New(80, 24, screen.WithReplies(l.Console().Replier()))
-	remove := l.Console().AddTee(scr)
+	scr, remove := l.WatchScreen(80, 24)
 	defer remove()
 	gctx, silent, stop := l.GuardSilence(ctx)
 	defer stop()
@@ -394,4 +411,43 @@ func cmdDemo(ctx context.Context, cfg *config.Config, args []string, stdout, std
 		f.cmds = []string{"id -u", "uname -r", "cat /proc/cmdline", "ls /nonexistent"}
 	}
 	return runImage(ctx, f, stdout, stderr)
+}
+
+// runJSON is what `bootlab run --json` prints on stdout, one object, whatever the
+// verdict (a run that could not start prints nothing there: its error is on stderr,
+// exit 2). Its fields are stable; docs/running.md lists them.
+type runJSON struct {
+	// Verdict is the run's outcome: pass, fail, error (the environment failed, not the
+	// image) or interrupted.
+	Verdict runrec.Outcome `json:"verdict"`
+	// Error is why the run did not pass ("" when it did).
+	Error string `json:"error,omitempty"`
+	// RunDir is the run directory; Report its report.html.
+	RunDir string `json:"run_directory"`
+	Report string `json:"report"`
+	// Milestones are the boot's milestones in order, in seconds since QEMU spawned.
+	Milestones []milestoneJSON `json:"milestones"`
+	// Commands are the --cmd commands run, in order.
+	Commands []commandJSON `json:"commands,omitempty"`
+}
+
+type milestoneJSON struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+type commandJSON struct {
+	Command    string  `json:"command"`
+	Output     string  `json:"output"`
+	ExitStatus int     `json:"exit_status"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// fill sets what the run record says.
+func (j *runJSON) fill(dir string, m runrec.Metadata) {
+	j.Verdict, j.Error, j.RunDir, j.Report = m.Outcome, m.Error, dir, filepath.Join(dir, runrec.ReportFile)
+	j.Milestones = []milestoneJSON{}
+	for _, ms := range m.Milestones {
+		j.Milestones = append(j.Milestones, milestoneJSON{Name: ms.Name, Seconds: ms.At.D().Seconds()})
+	}
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/bootlab/bootlab/harness/lab"
 	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // TestRunPauseAttachReport is issue 4's end-to-end check of the command: `bootlab run`
@@ -43,7 +42,7 @@ func TestRunPauseAttachReport(t *testing.T) {
 		if !t.Failed() {
 			return
 		}
-		for _, f := range []string{vm.HarnessLog, vm.TranscriptLog, vm.SerialLog} {
+		for _, f := range []string{lab.HarnessLog, lab.TranscriptLog, lab.SerialLog} {
 			paths, _ := filepath.Glob(filepath.Join(notes, "*", f))
 			for _, p := range paths {
 				b, _ := os.ReadFile(p)
@@ -104,12 +103,12 @@ func TestRunPauseAttachReport(t *testing.T) {
 	dir := filepath.Dir(link)
 	require.Contains(t, stdout.String(), "verdict: pass")
 	require.Contains(t, stdout.String(), "[exit 0,", "the framed command's status is printed")
-	for _, f := range []string{runrec.MetadataFile, vm.SerialLog, vm.TranscriptLog, vm.HarnessLog, runrec.ReportFile, "captures/index.md"} {
+	for _, f := range []string{runrec.MetadataFile, lab.SerialLog, lab.TranscriptLog, lab.HarnessLog, runrec.ReportFile, "captures/index.md"} {
 		st, err := os.Stat(filepath.Join(dir, f))
 		require.NoError(t, err, f)
 		require.Positive(t, st.Size(), f)
 	}
-	transcript, _ := os.ReadFile(filepath.Join(dir, vm.TranscriptLog))
+	transcript, _ := os.ReadFile(filepath.Join(dir, lab.TranscriptLog))
 	require.Contains(t, string(transcript), "echo attached-$((6*7))", "what the attached client typed is in the transcript")
 	m, err := runrec.ReadMetadata(dir)
 	require.NoError(t, err)
@@ -132,7 +131,7 @@ func TestInspectMiniAndISO(t *testing.T) {
 	vmgate.VM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	m, err := images.BuildMini(ctx, images.MiniSpec{})
+	m, err := labtest.Cache().BuildMini(ctx, images.MiniSpec{})
 	require.NoError(t, err)
 	var out, errb fakeguest.Buffer
 	require.Equal(t, exitPass, Main([]string{"inspect", "--kernel", m.Kernel, "--initrd", m.Initrd}, &out, &errb), errb.String())
@@ -143,7 +142,7 @@ func TestInspectMiniAndISO(t *testing.T) {
 		_, err := exec.LookPath(tool)
 		require.NoError(t, err, "%s is needed: apt-get install xorriso squashfs-tools", tool)
 	}
-	key, err := lab.RootKey()
+	key, err := labtest.Cache().RootKey()
 	require.NoError(t, err)
 	root := t.TempDir()
 	tree := filepath.Join(root, "tree")

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -22,9 +23,7 @@ import (
 	"github.com/bootlab/bootlab/artifacts/report"
 	"github.com/bootlab/bootlab/artifacts/runrec"
 	"github.com/bootlab/bootlab/harness/config"
-	"github.com/bootlab/bootlab/harness/console"
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // parseFlags parses a subcommand's arguments: flags may come before or after the
@@ -131,7 +130,7 @@ func cmdAttach(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		fd := int(os.Stdin.Fd())
 		old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err == nil {
-			if err := console.MakeRaw(os.Stdin); err == nil {
+			if err := lab.MakeRaw(os.Stdin); err == nil {
 				defer unix.IoctlSetTermios(fd, ioctlSetTermios, old)
 			}
 		}
@@ -247,13 +246,15 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 		err error
 	)
 	if *kernel != "" {
-		rep, err = isoinspect.InspectKernel(ctx, *kernel, *initrd)
+		if rep, err = isoinspect.InspectKernel(ctx, *kernel, *initrd); err != nil {
+			return unreadable(ctx, err)
+		}
 	} else {
 		// The boot menu is read first, through the bounded ISO reader (isoinspect):
 		// a hostile image ends here with one line, before anything else reads it.
 		menus, merr := bootmenu.ReadISO(ctx, fs.Arg(0))
 		if merr != nil {
-			return merr
+			return unreadable(ctx, merr)
 		}
 		if *menuOnly {
 			if *asJSON {
@@ -264,7 +265,7 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 			return bootmenu.WriteText(stdout, menus)
 		}
 		if rep, err = isoinspect.InspectISO(ctx, fs.Arg(0)); err != nil {
-			return err
+			return unreadable(ctx, err)
 		}
 		if *asJSON {
 			if err := writeJSON(stdout, struct {
@@ -294,6 +295,16 @@ func cmdInspect(ctx context.Context, cfg *config.Config, args []string, stdout, 
 	return inspectProblems(rep)
 }
 
+// unreadable is an image that could not be read at all (no ISO9660 image, a hostile
+// one, no kernel): exit 2, as main.go documents, unlike a report with problems (exit 1).
+// An interruption stays what it is.
+func unreadable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	return usageError{err}
+}
+
 // inspectProblems makes a report with problems (a layer that could not be read, a key
 // that does not parse) exit 1, so a script can tell it from a clean one.
 func inspectProblems(rep *isoinspect.Report) error {
@@ -313,7 +324,7 @@ func writeJSON(w io.Writer, v any) error {
 func cmdLog(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bootlab log DIR", flag.ContinueOnError)
 	plain := fs.Bool("plain", false, "remove escape sequences and CRs")
-	which := fs.String("file", vm.SerialLog, "which log: serial.log, transcript.log, harness.log, channel.log or qemu-stderr.log")
+	which := fs.String("file", lab.SerialLog, "which log: serial.log, transcript.log, harness.log, channel.log or qemu-stderr.log")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -359,6 +370,7 @@ func cmdReport(ctx context.Context, cfg *config.Config, args []string, stdout, s
 	fs := flag.NewFlagSet("bootlab report DIR | --trend | --summary", flag.ContinueOnError)
 	trend := fs.Bool("trend", false, "chart boot milestones over the runs in the ledger")
 	summary := fs.Bool("summary", false, "print a Markdown table of the runs under --notes (for CI job summaries)")
+	asJSON := fs.Bool("json", false, "with --summary: print the runs as JSON (summaryJSON in tools.go, docs/running.md) instead of a table")
 	notes := fs.String(config.FlagNotes, cfg.Notes, "the notes directory holding runs and ledger.jsonl ($"+config.EnvNotes+")")
 	out := fs.String("o", "", "with --trend: write the chart here (default <notes>/trend.html)")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -375,6 +387,8 @@ func cmdReport(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		return usagef("want one of: a run directory, --trend or --summary")
 	case *out != "" && !*trend:
 		return usagef("-o goes with --trend")
+	case *asJSON && !*summary:
+		return usagef("--json goes with --summary")
 	case fs.NArg() == 1:
 		if err := existingDir("run directory", fs.Arg(0)); err != nil {
 			return err
@@ -396,6 +410,12 @@ func cmdReport(ctx context.Context, cfg *config.Config, args []string, stdout, s
 		}
 		fmt.Fprintf(stdout, "trend chart: %s (%d unreadable ledger lines skipped)\n", path, skipped)
 		return nil
+	case *summary && *asJSON:
+		rows, err := summaryRows(*notes)
+		if err != nil {
+			return err
+		}
+		return writeJSON(stdout, summaryJSONOf(rows))
 	case *summary:
 		return printSummary(stdout, *notes)
 	case fs.NArg() == 1:
@@ -409,28 +429,85 @@ func cmdReport(ctx context.Context, cfg *config.Config, args []string, stdout, s
 	return usagef("want a run directory, --trend or --summary")
 }
 
-// printSummary writes one table row per run directory under notes (newest first).
-func printSummary(w io.Writer, notes string) error {
+// summaryRow is one run directory under the notes root.
+type summaryRow struct {
+	name string
+	m    runrec.Metadata
+}
+
+// summaryMilestones are the milestones the summary shows, in its columns' order.
+var summaryMilestones = []string{"login_prompt", "root_shell", "storage_status", "ipv4", "ssh"}
+
+// summaryRows reads every run directory under notes, newest first (a killed run shows
+// as abandoned).
+func summaryRows(notes string) ([]summaryRow, error) {
 	ents, err := os.ReadDir(notes)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", notes, err)
+		return nil, fmt.Errorf("reading %s: %w", notes, err)
 	}
-	type row struct {
-		name string
-		m    runrec.Metadata
-	}
-	var rows []row
+	var rows []summaryRow
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
 		}
-		m, err := runrec.Settle(filepath.Join(notes, e.Name())) // a killed run shows as abandoned
+		m, err := runrec.Settle(filepath.Join(notes, e.Name()))
 		if err != nil {
 			continue
 		}
-		rows = append(rows, row{e.Name(), m})
+		rows = append(rows, summaryRow{e.Name(), m})
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].m.Started.After(rows[j].m.Started) })
+	return rows, nil
+}
+
+// summaryJSON is what `bootlab report --summary --json` prints: the runs under the
+// notes root, newest first. Its fields are stable; docs/running.md lists them.
+type summaryJSON struct {
+	Runs []summaryRunJSON `json:"runs"`
+}
+
+type summaryRunJSON struct {
+	// Run is the run directory's name under the notes root.
+	Run string `json:"run"`
+	// Outcome is pass, fail, error, interrupted or abandoned.
+	Outcome   runrec.Outcome `json:"outcome"`
+	Started   time.Time      `json:"started"`
+	Scenarios []scenarioJSON `json:"scenarios"`
+	// Milestones are the summary's milestones the run reached, in seconds since QEMU
+	// spawned (login_prompt, root_shell, storage_status, ipv4, ssh).
+	Milestones map[string]float64 `json:"milestones"`
+	Accel      string             `json:"accel"`
+}
+
+type scenarioJSON struct {
+	Name    string         `json:"name"`
+	Outcome runrec.Outcome `json:"outcome"`
+}
+
+func summaryJSONOf(rows []summaryRow) summaryJSON {
+	out := summaryJSON{Runs: []summaryRunJSON{}}
+	for _, r := range rows {
+		j := summaryRunJSON{Run: r.name, Outcome: r.m.Outcome, Started: r.m.Started, Accel: r.m.Accel.Name,
+			Scenarios: []scenarioJSON{}, Milestones: map[string]float64{}}
+		for _, s := range r.m.Scenarios {
+			j.Scenarios = append(j.Scenarios, scenarioJSON{s.Name, s.Outcome})
+		}
+		for _, name := range summaryMilestones {
+			if x, ok := r.m.Milestone(name); ok {
+				j.Milestones[name] = x.At.D().Seconds()
+			}
+		}
+		out.Runs = append(out.Runs, j)
+	}
+	return out
+}
+
+// printSummary writes one table row per run directory under notes (newest first).
+func printSummary(w io.Writer, notes string) error {
+	rows, err := summaryRows(notes)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(w, "| run | outcome | scenarios | login prompt | root shell | storage | ipv4 | ssh | accel |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {

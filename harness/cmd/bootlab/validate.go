@@ -6,8 +6,6 @@ import (
 	"strconv"
 
 	"github.com/bootlab/bootlab/harness/lab"
-	"github.com/bootlab/bootlab/harness/qemu"
-	"github.com/bootlab/bootlab/harness/shell"
 )
 
 // Every subcommand checks all of its flags here, before anything with a side effect: no
@@ -27,6 +25,9 @@ func readableFile(flagName, path string) error {
 	}
 	if st.IsDir() {
 		return usagef("%s %s: is a directory, want a file", flagName, path)
+	}
+	if st.Size() == 0 {
+		return usagef("%s %s: is empty", flagName, path)
 	}
 	return nil
 }
@@ -87,12 +88,12 @@ func (f *runFlags) validate() error {
 		}
 	}
 	if f.profile != "" {
-		if _, err := shell.ByName(f.profile); err != nil {
+		if _, err := lab.ProfileByName(f.profile); err != nil {
 			return usageError{err}
 		}
 	}
-	if f.cfg.Accel != "" && f.cfg.Accel != qemu.AccelKVM && f.cfg.Accel != qemu.AccelTCG {
-		return usagef("--accel must be kvm or tcg, not %q", f.cfg.Accel)
+	if err := f.cfg.Validate(); err != nil { // --accel, --timeout-scale: one check, config's
+		return usageError{err}
 	}
 	for _, d := range f.disks {
 		if mb, err := strconv.Atoi(d); err != nil || mb <= 0 {
@@ -136,11 +137,14 @@ func (f *runFlags) validate() error {
 	if f.debugWait <= 0 {
 		return usagef("--debug-wait must be positive, not %s", f.debugWait)
 	}
-	if f.cfg.TimeoutScale <= 0 {
-		return usagef("--timeout-scale must be positive, not %v", f.cfg.TimeoutScale)
-	}
 	if f.memory < 0 {
 		return usagef("--memory must be positive, not %d", f.memory)
+	}
+	if launcher == nil {
+		// A missing QEMU is the host's problem: exit 2 before anything is built.
+		if err := lab.CheckQEMU(f.cfg.QEMU); err != nil {
+			return usageError{err}
+		}
 	}
 	if f.cfg.Notes != "" {
 		if st, err := os.Stat(f.cfg.Notes); err == nil && !st.IsDir() {

@@ -10,11 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/bootlab/bootlab/artifacts/runrec"
-	"github.com/bootlab/bootlab/harness/config"
 	"github.com/bootlab/bootlab/harness/fakeguest"
 	"github.com/bootlab/bootlab/harness/lab"
+	"github.com/bootlab/bootlab/harness/labtest"
 	"github.com/bootlab/bootlab/harness/labtest/vmgate"
-	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // TestDemoStartsWarm: the first `bootlab demo` on an image boots it once held at
@@ -25,7 +24,7 @@ import (
 // --memory 1088 gives the test a state of its own in the cache.
 func TestDemoStartsWarm(t *testing.T) {
 	vmgate.VM(t)
-	states := lab.WarmStateDir(config.Env().Cache)
+	states := lab.WarmStateDir(labtest.Config().Cache)
 	removeStates := func() {
 		sides, _ := filepath.Glob(filepath.Join(states, "*.state.json"))
 		for _, s := range sides {
@@ -61,7 +60,7 @@ func TestDemoStartsWarm(t *testing.T) {
 		require.NoError(t, err)
 		// The restored run's console starts at the restore: pre-nixos's own lines on it
 		// prove the provisioner ran in this run, on this run's disk.
-		serial, err := os.ReadFile(filepath.Join(dir, vm.SerialLog))
+		serial, err := os.ReadFile(filepath.Join(dir, lab.SerialLog))
 		require.NoError(t, err)
 		require.Contains(t, string(serial), "pre-nixos: storage applied", "pre-nixos ran after the restore")
 		return m, stderr.String()

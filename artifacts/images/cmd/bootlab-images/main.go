@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/bootlab/bootlab/artifacts/images"
@@ -50,8 +51,22 @@ func usage() {
 	os.Exit(2)
 }
 
+// cacheRoot is where the images go: $BOOTLAB_CACHE, else bootlab's default under the
+// user's cache directory (harness/config documents the same rule; this command is
+// below harness and reads the variable itself, at its edge).
+func cacheRoot() images.Cache {
+	if d := os.Getenv("BOOTLAB_CACHE"); d != "" {
+		return images.Cache(d)
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return images.Cache(filepath.Join(d, "bootlab"))
+	}
+	return images.Cache(filepath.Join(os.TempDir(), "bootlab-cache"))
+}
+
 func dispatch(ctx context.Context, cmd string, args []string) (any, error) {
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+	cache := cacheRoot()
 	switch cmd {
 	case "mini":
 		var spec images.MiniSpec
@@ -59,7 +74,7 @@ func dispatch(ctx context.Context, cmd string, args []string) (any, error) {
 		fs.StringVar(&spec.Version, "version", "", "version string baked into /etc/mini-version")
 		fs.BoolVar(&spec.AutoLogin, "autologin", false, "log the user in on ttyS0 without a prompt")
 		_ = fs.Parse(args)
-		return images.BuildMini(ctx, spec)
+		return cache.BuildMini(ctx, spec)
 	case "fixture":
 		var spec images.FixtureSpec
 		fs.StringVar(&spec.RootKeyFile, "root-key", "", "root's authorized public key file (required)")
@@ -70,16 +85,16 @@ func dispatch(ctx context.Context, cmd string, args []string) (any, error) {
 		if spec.RootKeyFile == "" {
 			return nil, fmt.Errorf("fixture needs -root-key FILE")
 		}
-		return images.BuildFixtureISO(ctx, spec)
+		return cache.BuildFixtureISO(ctx, spec)
 	case "netboot":
 		_ = fs.Parse(args)
-		return images.DebianInstallerNetboot(ctx)
+		return cache.DebianInstallerNetboot(ctx)
 	case "kernels":
 		_ = fs.Parse(args)
 		return images.KernelSeries(ctx)
 	case "cachedir":
 		_ = fs.Parse(args)
-		return images.CacheDir(), nil
+		return cache.Dir(), nil
 	}
 	usage()
 	return nil, nil
