@@ -122,10 +122,13 @@ func cached(ctx context.Context, dir string, build func(ctx context.Context, tmp
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
 		return nil // another process built it while we waited
 	}
-	// Leftovers of builders that died half-way (we hold the lock, so none is live).
+	// Leftovers of builders that died half-way (we hold the lock, so none is live),
+	// with whatever they left mounted detached first (removeBuildDir says why).
 	if old, _ := filepath.Glob(filepath.Join(parent, ".tmp-"+base+"-*")); len(old) > 0 {
 		for _, o := range old {
-			_ = os.RemoveAll(o)
+			if err := removeBuildDir(o); err != nil {
+				slog.Warn("leaving a dead builder's directory", "err", err)
+			}
 		}
 	}
 	tmp, err := os.MkdirTemp(parent, ".tmp-"+base+"-")
@@ -135,7 +138,9 @@ func cached(ctx context.Context, dir string, build func(ctx context.Context, tmp
 	ok := false
 	defer func() {
 		if !ok {
-			_ = os.RemoveAll(tmp)
+			if err := removeBuildDir(tmp); err != nil {
+				slog.Warn("leaving a failed build's directory", "err", err)
+			}
 		}
 	}()
 	if err := os.Chmod(tmp, 0o755); err != nil {
