@@ -1,13 +1,14 @@
 package images
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-
-	"github.com/bootlab/bootlab/provisioner/detect"
 )
 
 // removeBuildDir removes a build directory that a builder left behind. mmdebstrap
@@ -48,10 +49,9 @@ func removeUnmounted(dir string, mounts func() ([]string, error), detach func(st
 	return nil
 }
 
-// readMountPoints lists this process's mount points (/proc/self/mounts, read as
-// pre-nixos reads it).
+// readMountPoints lists this process's mount points (/proc/self/mountinfo).
 func readMountPoints() ([]string, error) {
-	f, err := os.Open("/proc/self/mounts")
+	f, err := os.Open("/proc/self/mountinfo")
 	if os.IsNotExist(err) {
 		return nil, nil // not Linux: nothing mmdebstrap could have left mounted
 	}
@@ -59,10 +59,39 @@ func readMountPoints() ([]string, error) {
 		return nil, err
 	}
 	defer f.Close()
-	ms, err := detect.ParseMounts(f)
+	return parseMountInfo(f)
+}
+
+// parseMountInfo reads the mount points of a mountinfo table (proc(5): the fifth
+// field, with space, tab, newline and backslash written as octal escapes).
+func parseMountInfo(r io.Reader) ([]string, error) {
 	var out []string
-	for _, m := range ms {
-		out = append(out, m.Target)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			continue
+		}
+		out = append(out, unescapeMountPath(f[4]))
 	}
-	return out, err
+	return out, sc.Err()
+}
+
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -4,11 +4,22 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
+
+func TestParseMountInfo(t *testing.T) {
+	table := `22 1 0:21 / /proc rw,nosuid - proc proc rw
+23 22 0:5 / /tmp/cache/.tmp-base-1/rootfs/dev\040pts rw - devpts devpts rw
+short line
+`
+	got, err := parseMountInfo(strings.NewReader(table))
+	require.NoError(t, err)
+	require.Equal(t, []string{"/proc", "/tmp/cache/.tmp-base-1/rootfs/dev pts"}, got)
+}
 
 // A dead builder's directory is removed only after every mount below it is detached,
 // deepest first; one that cannot be detached keeps the directory, and the error names it.
