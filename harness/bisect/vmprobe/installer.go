@@ -2,6 +2,7 @@ package vmprobe
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"io"
 	"os"
@@ -21,11 +22,11 @@ import (
 // one kernel release only (/lib/modules/RELEASE); an ISO whose kernel is another
 // release boots, shows the same dialogs and gives the same shell, but cannot load a
 // driver, which is how an installer respun with a newer kernel and an old initrd breaks.
-const InstallerScript = `# bisect: can Debian's installer load its own kernel modules?
-run uname -r
-run ls /lib/modules
-run modprobe virtio_console
-`
+// It is a file of the repository (installer.expect next to this one), so the bisect
+// workflow's script predicate can name it.
+//
+//go:embed installer.expect
+var InstallerScript string
 
 // InstallerEntry is the menu entry every installer ISO candidate boots: the netboot
 // menu's default, "Install" (no serial console on its command line, so it is booted
