@@ -46,7 +46,15 @@ while read -r pkg dir; do
   fi
   for t in $targets; do
     echo "fuzz: $pkg $t ($FUZZTIME)"
-    $GO test -vet=off -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1 || { cat "$log"; exit 1; }
+    if ! $GO test -vet=off -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1; then
+      # Go 1.26's coordinator can report its own -fuzztime deadline as the target's
+      # failure (fuzz-deadline.sh says how it is told from a finding); said, not hidden.
+      if bash "$(dirname "$0")/fuzz-deadline.sh" "$log" "$t"; then
+        echo "fuzz: $t: no input failed; Go's fuzz coordinator reported its own -fuzztime deadline at the end of the budget (golang/go#75804, fixed in Go 1.27)"
+      else
+        cat "$log"; exit 1
+      fi
+    fi
     ran=$((ran + 1))
   done
   # Every target of the package passed: remember what they passed on.
