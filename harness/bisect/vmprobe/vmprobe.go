@@ -261,7 +261,7 @@ func (p *Prober) Boot(ctx context.Context, c bisect.Candidate, runDir string) (b
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("starting %s: %w", c.Name, se.Err)), Dir: reportPath(runDir, se.Dir)}
 	}
 	p.settleAccel(l.Accel())
-	if err := login(ctx, l, prof, spec.Timeouts.Login, p.cfg().TimeoutScale); err != nil {
+	if err := login(ctx, l, prof, p.cfg().TimeoutScale); err != nil {
 		closeLab(ctx, l, err)
 		return nil, &bisect.BootError{Err: brief(fmt.Errorf("logging in to %s: %w", c.Name, err)), Dir: reportPath(runDir, l.Dir())}
 	}
@@ -297,15 +297,16 @@ func memoryFor(set int, prof shell.Profile) int {
 }
 
 // login gets the lab's verified root shell. Debian's installer has nothing to log in
-// to: its dialogs are walked to "Execute a shell" and that shell is taken over, first
-// (the boot up to the first dialog) bounded like a login.
-func login(ctx context.Context, l *lab.Lab, prof shell.Profile, first time.Duration, scale float64) error {
+// to: its dialogs are walked to "Execute a shell" and that shell is taken over, the
+// boot up to the first dialog bounded like a login (the lab's own login bound, its
+// defaults filled in: a spec's zero timeout means "the harness's", not "none").
+func login(ctx context.Context, l *lab.Lab, prof shell.Profile, scale float64) error {
 	if prof.Name != shell.DebianInstaller.Name {
 		_, err := l.Login(ctx)
 		return err
 	}
 	step := time.Duration(float64(30*time.Second) * scale)
-	_, err := dialog.New(l, step).TakeDebianInstallerShell(ctx, first, step)
+	_, err := dialog.New(l, step).TakeDebianInstallerShell(ctx, l.LoginTimeout(), step)
 	return err
 }
 
