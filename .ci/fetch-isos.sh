@@ -72,13 +72,26 @@ if [ "$lazy" = 1 ]; then
   for e in "${entries[@]}"; do
     url=${e%%#*}
     sum=${e#*#sha256=}
-    if ! [[ $url =~ ^https?:// ]]; then
-      rm -f "$list"
-      echo "fetch-isos: --lazy needs http(s) URLs (bootlab downloads them): '$url'" >&2
-      exit 2
-    fi
     n=$((n + 1))
     base=$(basename "${url%%\?*}")
+    # A local file (make ci-local's candidates, a runner's own disk) needs no
+    # download: it is checked now and listed by path.
+    if [[ $url =~ ^file:// ]]; then
+      path=${url#file://}
+      got=$(sha256sum "$path" 2>/dev/null | cut -d' ' -f1) || true
+      if [ "$got" != "${sum,,}" ]; then
+        rm -f "$list"
+        echo "fetch-isos: $url has sha256 '${got:-unreadable}', the dispatch said $sum; refusing to boot it" >&2
+        exit 1
+      fi
+      printf '%02d-%s iso=%s%s\n' "$n" "${base%.iso}" "$(quote "$path")" "$extras" >>"$list"
+      continue
+    fi
+    if ! [[ $url =~ ^https?:// ]]; then
+      rm -f "$list"
+      echo "fetch-isos: --lazy needs http(s) or file:// URLs (bootlab downloads the first): '$url'" >&2
+      exit 2
+    fi
     printf '%02d-%s url=%s sha256=%s%s\n' "$n" "${base%.iso}" "$url" "${sum,,}" "$extras" >>"$list"
   done
   echo "fetch-isos: $n ISO(s) listed, none downloaded (bootlab bisect downloads each when it probes it); list: $list"

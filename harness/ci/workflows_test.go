@@ -294,6 +294,19 @@ func TestFetchISOsVerifiesDigests(t *testing.T) {
 	require.Contains(t, string(out), "refusing to boot it")
 	require.NoFileExists(t, filepath.Join(dir, "bad", "01-old.iso"))
 
+	// --lazy lists local files by path once their digest is checked (make ci-local's
+	// candidates), and refuses one whose digest does not match.
+	out, err = exec.Command("bash", script, "--lazy", "--profile", "debian-installer", filepath.Join(dir, "lazy"), strings.Join(entries, " ")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	list, err = os.ReadFile(filepath.Join(dir, "lazy", "candidates.txt"))
+	require.NoError(t, err)
+	require.Equal(t, "01-old iso=\""+filepath.Join(dir, "old.iso")+"\" profile=debian-installer\n02-new iso=\""+filepath.Join(dir, "new.iso")+"\" profile=debian-installer\n",
+		string(list))
+	cmd = exec.Command("bash", script, "--lazy", filepath.Join(dir, "lazybad"), wrong)
+	out, _ = cmd.CombinedOutput()
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", out)
+	require.Contains(t, string(out), "refusing to boot it")
+
 	// No digest at all: a usage error before anything is downloaded.
 	cmd = exec.Command("bash", script, filepath.Join(dir, "none"), "file://"+filepath.Join(dir, "old.iso"))
 	out, _ = cmd.CombinedOutput()
