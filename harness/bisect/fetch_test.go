@@ -133,8 +133,13 @@ func TestFetchISOsLazyListRoundTrips(t *testing.T) {
 		{Name: "02-b", URL: "http://e.org/b.iso?x=1", SHA256: sum, Profile: "nixos", Entry: `NixOS "serial" \x`},
 	}, cs)
 
-	// bootlab downloads over http(s) only: anything else is a usage error up front.
-	cmd = exec.Command("bash", "../../.ci/fetch-isos.sh", "--lazy", t.TempDir(), "file:///x.iso#sha256="+sum)
+	// bootlab downloads over http(s) only: another scheme is a usage error up front; a
+	// local file:// one is checked at once (here it is missing: refused, exit 1).
+	cmd = exec.Command("bash", "../../.ci/fetch-isos.sh", "--lazy", t.TempDir(), "ftp://e.org/x.iso#sha256="+sum)
 	b, _ = cmd.CombinedOutput()
 	require.Equal(t, 2, cmd.ProcessState.ExitCode(), "%s", b)
+	cmd = exec.Command("bash", "../../.ci/fetch-isos.sh", "--lazy", t.TempDir(), "file:///nonexistent/x.iso#sha256="+sum)
+	b, _ = cmd.CombinedOutput()
+	require.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", b)
+	require.Contains(t, string(b), "refusing to boot it")
 }
