@@ -37,7 +37,13 @@ func removeUnmounted(dir string, mounts func() ([]string, error), detach func(st
 		}
 	}
 	// Deepest first: a mount inside another must go before the one that holds it.
-	slices.SortFunc(under, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	// Ties by name, so a path mounted twice is adjacent and detached once.
+	slices.SortFunc(under, func(a, b string) int {
+		if d := strings.Count(b, "/") - strings.Count(a, "/"); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
 	for _, m := range slices.Compact(under) {
 		if err := detach(m); err != nil {
 			return fmt.Errorf("removing build directory %s: %s is still mounted and was kept: %w", dir, m, err)

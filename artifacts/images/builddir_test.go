@@ -26,7 +26,7 @@ short line
 func TestRemoveBuildDirDetachesMountsFirst(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".tmp-base-1")
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "rootfs", "proc"), 0o755))
-	mounts := []string{"/proc", dir + "/rootfs/proc", dir + "/rootfs/dev/pts", dir + "/rootfs/dev", dir + "-other/x"}
+	mounts := []string{"/proc", dir + "/rootfs/proc", dir + "/rootfs/dev/pts", dir + "/rootfs/dev", dir + "/rootfs/proc", dir + "-other/x"}
 	var detached []string
 	err := removeUnmounted(dir, func() ([]string, error) { return mounts, nil }, func(m string) error {
 		detached = append(detached, m)
@@ -34,7 +34,7 @@ func TestRemoveBuildDirDetachesMountsFirst(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, dir+"/rootfs/dev/pts", detached[0], "the mount inside another goes first")
-	require.ElementsMatch(t, []string{dir + "/rootfs/proc", dir + "/rootfs/dev/pts", dir + "/rootfs/dev"}, detached, "only mounts below the directory")
+	require.ElementsMatch(t, []string{dir + "/rootfs/proc", dir + "/rootfs/dev/pts", dir + "/rootfs/dev"}, detached, "only mounts below the directory, each once")
 	require.NoDirExists(t, dir)
 
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755))
