@@ -64,7 +64,8 @@ func TestSSHDIndependence(t *testing.T) {
 // Storage: a pre-nixos that exits 1 never writes storage-status; the failure names it
 // and the run directory holds the diagnostics and the storage/systemd captures.
 func TestNegativeStorageUnitFails(t *testing.T) {
-	m := labtest.Boot(t, labtest.BrokenPreNixos("/bin/false"), labtest.Slug("negative-storage"), labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Network())
+	m := labtest.Boot(t, labtest.BrokenPreNixos("/bin/false"), labtest.Slug("negative-storage"), labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Network(),
+		labtest.Warm("the broken unit is a variant's drop-in, written before the release; it fails when it starts, as at boot"))
 	require.Contains(t, m.StorageFails(90*time.Second), "/run/pre-nixos/storage-status")
 	m.RequireEvidence("pre-nixos")
 }
@@ -80,7 +81,8 @@ func TestNegativeNetworkNoNIC(t *testing.T) {
 // SSH: an image carrying a different root key; the login is refused and says so.
 func TestNegativeSSHWrongKey(t *testing.T) {
 	// The image carries a key that is not bootlab's; bootlab offers its own.
-	m := labtest.Boot(t, labtest.ImageRootKey(labtest.OtherKey(t).AuthorizedKey), labtest.Slug("negative-ssh"), labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Network())
+	m := labtest.Boot(t, labtest.ImageRootKey(labtest.OtherKey(t).AuthorizedKey), labtest.Slug("negative-ssh"), labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Network(),
+		labtest.Warm("the image's key is a variant's file, written before the release; pre-nixos reads it when it runs"))
 	m.WaitForStorage(labtest.Provisioned)
 	m.WaitForLAN()
 	require.Contains(t, m.SSHFails(3*time.Minute), "refused the key")

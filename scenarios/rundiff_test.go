@@ -24,7 +24,7 @@ func sabotage(pre, ssh string) string {
 		`systemctl daemon-reload && ( systemctl restart %[1]s; rc=$?; systemctl restart --no-block %[2]s; exit $rc )`, pre, ssh)
 }
 
-// TestRunDiffNamesWhatBroke boots the fixture twice. Right after login both boots are
+// TestRunDiffNamesWhatBroke starts the fixture twice (warm, both the same way). Right after login both boots are
 // clean, and their evidence diffs as "no differences": what differs on every boot
 // (timestamps, PIDs, addresses, UUIDs, unit timings) is normalised away. Then the
 // second boot gets two units broken on purpose, and the diff of the two finished runs
@@ -36,7 +36,8 @@ func TestRunDiffNamesWhatBroke(t *testing.T) {
 	notes := filepath.Join(labtest.NotesRoot(), "rundiff")
 	boot := func(broken bool) (clean, final string) {
 		m := labtest.Boot(t, labtest.Standard(), labtest.Slug("rundiff"), labtest.Notes(notes),
-			labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Network(), labtest.Captures("always"))
+			labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Network(), labtest.Captures("always"),
+			labtest.Warm("the diff is about two runs' evidence, both started the same way; nothing breaks before the release"))
 		// Compare settled boots: pre-nixos done, the LAN up, no start job left.
 		m.WaitForStorage(labtest.Provisioned)
 		m.WaitForLAN()

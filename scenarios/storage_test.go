@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/labtest"
 )
 
@@ -72,7 +73,8 @@ func TestExistingStorage(t *testing.T) {
 	labtest.HostTool(t, "debugfs", "e2fsprogs")
 	marker := "bootlab marker " + time.Now().Format(time.RFC3339Nano)
 	m := labtest.Boot(t, labtest.Standard(), labtest.Slug("existing-storage"), labtest.Network(),
-		labtest.Disks(labtest.DiskSpec{Name: "disk0.img", SizeMB: 4096, Seed: labtest.SeedExt4("precious", "marker.txt", marker)}))
+		labtest.Disks(labtest.DiskSpec{Name: "disk0.img", SizeMB: 4096, Seed: labtest.SeedExt4("precious", "marker.txt", marker)}),
+		labtest.Warm("the disk is hot-plugged after the restore: the saved guest never saw it, pre-nixos meets it as at boot"))
 	m.WaitForStorage(labtest.PlanOnly)
 	require.Contains(t, m.Succeed("blkid -s LABEL -o value /dev/vda"), "precious", "the file system is still there")
 	m.Fail("vgs main") // no VG was created
@@ -86,7 +88,8 @@ func TestExistingStorage(t *testing.T) {
 // does nothing (this host's kernel has neither md nor device-mapper).
 func TestRAIDLVMResidueForce(t *testing.T) {
 	seeder := labtest.Boot(t, labtest.BrokenPreNixos("/bin/true"), labtest.Slug("residue-seed"), labtest.Network(),
-		labtest.Disks(labtest.Disk("disk0.img", 4096), labtest.Disk("disk1.img", 1536), labtest.Disk("disk2.img", 1536)))
+		labtest.Disks(labtest.Disk("disk0.img", 4096), labtest.Disk("disk1.img", 1536), labtest.Disk("disk2.img", 1536)),
+		labtest.Warm("the seeder only writes residue by hand under a held-back pre-nixos"))
 	seeder.Succeed("mdadm --create /dev/md127 --run --metadata=1.2 --level=1 --raid-devices=2 /dev/vdb /dev/vdc")
 	seeder.Succeed("pvcreate -ff -y /dev/md127")
 	seeder.Succeed("vgcreate vg_residue /dev/md127")
@@ -98,8 +101,11 @@ func TestRAIDLVMResidueForce(t *testing.T) {
 	seeder.Succeed("sync")
 	seeder.Shutdown()
 
-	// Second boot on the same disk files: plan only, nothing destroyed.
-	m := labtest.Boot(t, labtest.Standard(), labtest.Slug("residue-force"), labtest.Network(), seeder.Disks())
+	// Second boot on the same disk files: plan only, nothing destroyed. Warm: the disks
+	// are hot-plugged after the restore and udev assembles what it finds on them, as at
+	// boot, before pre-nixos starts.
+	m := labtest.Boot(t, labtest.Standard(), labtest.Slug("residue-force"), labtest.Network(), seeder.Disks(),
+		labtest.Warm("the residue disks are hot-plugged after the restore, before pre-nixos starts"))
 	m.WaitForStorage(labtest.PlanOnly)
 	require.Contains(t, m.Succeed("mdadm --examine /dev/vdb"), "Raid Level", "the residue is untouched without force")
 
@@ -115,6 +121,83 @@ func TestRAIDLVMResidueForce(t *testing.T) {
 	// No file system anywhere still holds the marker.
 	found := m.Succeed(`for d in $(blkid -o device -t TYPE=ext4); do mkdir -p /tmp/chk; if mount -o ro "$d" /tmp/chk 2>/dev/null; then test -e /tmp/chk/marker && echo "$d"; umount /tmp/chk; fi; done; true`)
 	require.Empty(t, strings.TrimSpace(found), "the residue marker is not on any file system")
+}
+
+// A disk hot-plugged into a restored guest (every warm start's disks) is seen by
+// pre-nixos exactly as a disk that was there at boot: the same inventory, eligible
+// disks, plan and storage verdict in its journal, and the same layout applied. The
+// standard machine boots cold with its disk; the other machine starts warm with a disk
+// of the same spec.
+func TestHotPluggedDiskSeenAsAtBoot(t *testing.T) {
+	cold := standard(t)
+	warm := labtest.Boot(t, labtest.Standard(), labtest.Slug("hotplug"), labtest.Network(), labtest.Disks(labtest.Disk("disk0.img", 4096)),
+		labtest.Warm("this test compares a hot-plugged disk with a boot's"))
+	require.True(t, warm.HasMilestone("disks_attached"), "the warm machine's disk was hot-plugged after the restore")
+	require.False(t, cold.HasMilestone("disks_attached"), "the standard machine's disk was there at boot")
+	for _, m := range []*labtest.Machine{cold, warm} {
+		m.WaitForStorage(labtest.Provisioned)
+	}
+	events := []string{"pre_nixos.storage.eligible", "pre_nixos.inventory.scanned", "pre_nixos.planner.plan", "pre_nixos.boot.storage_status"}
+	seen := preNixosEvents(t, cold, events)
+	require.Len(t, seen, len(events), "the cold boot's pre-nixos logged %v", events)
+	require.Equal(t, seen, preNixosEvents(t, warm, events), "pre-nixos saw the hot-plugged disk as the boot's")
+	layout := "lsblk -n -o NAME,SIZE,TYPE,FSTYPE,LABEL,MOUNTPOINT /dev/vda"
+	require.Equal(t, cold.Succeed(layout), warm.Succeed(layout), "the same layout applied")
+}
+
+// preNixosEvents are the events named in the pre-nixos unit's journal of this boot,
+// each without its time stamp.
+func preNixosEvents(t *testing.T, m *labtest.Machine, names []string) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for _, line := range strings.Split(m.Succeed("journalctl -b -o cat -u "+m.Profile().PreNixosUnit), "\n") {
+		var ev map[string]any
+		if json.Unmarshal([]byte(line), &ev) != nil {
+			continue
+		}
+		name, _ := ev["event"].(string)
+		for _, n := range names {
+			if name == n {
+				delete(ev, "timestamp")
+				out[n] = ev
+			}
+		}
+	}
+	return out
+}
+
+// An image variant (here: pre-nixos held back by a drop-in, and another root key)
+// started warm, from the standard fixture's saved guest with the variant's files written
+// before the release, meets the state its own image's cold boot has at the same point,
+// the boot held at getty.target: the same files, the unit as systemd loaded it, the same
+// unit state, nothing of pre-nixos in the journal or in /run yet.
+func TestWarmVariantMeetsItsColdBoot(t *testing.T) {
+	variant := labtest.FixtureSpec(images.FixtureSpec{BreakUnit: "/bin/true", RootKey: labtest.OtherKey(t).AuthorizedKey})
+	unit := labtest.FixtureProfile().PreNixosUnit
+	files := images.ISORootKeyPath + " " + images.BreakUnitDropIn
+	state := map[string]string{
+		"files":   "sha256sum " + files + " && stat -c '%a %U:%G %n' " + files,
+		"unit":    "systemctl cat " + unit,
+		"show":    "systemctl show -p ExecStart -p ActiveState -p SubState -p NeedDaemonReload -p DropInPaths -p UnitFileState " + unit,
+		"journal": "journalctl -b -o cat --no-pager -u " + unit + " 2>&1",
+		"run":     "ls -A /run/pre-nixos 2>&1 || true",
+	}
+	atRelease := map[string]string{}
+	warm := labtest.Boot(t, variant, labtest.Slug("variant-warm"), labtest.Network(), labtest.Disks(labtest.Disk("disk0.img", 4096)),
+		labtest.Warm("this test compares a warm variant with its cold boot"), labtest.RecordAtRelease(state, atRelease))
+	require.True(t, warm.HasMilestone("variant_written"), "the warm machine is the standard guest with the variant's files written")
+	// After the release the variant behaves as its image: the held-back unit ran
+	// /bin/true, wrote nothing, and left the disk blank.
+	warm.WaitForUnit(unit, "active")
+	warm.Fail("test -e /run/pre-nixos/storage-status")
+	require.Empty(t, strings.TrimSpace(warm.Succeed("blkid -p /dev/vda || true")), "the disk is still blank")
+	warm.Shutdown()
+
+	cold := labtest.Boot(t, variant, labtest.Slug("variant-cold"), labtest.Network(), labtest.Disks(labtest.Disk("disk0.img", 4096)), labtest.Held())
+	require.False(t, cold.HasMilestone("variant_written"), "the cold machine boots the variant's own image")
+	for name, cmd := range state {
+		require.Equal(t, cold.Succeed(cmd), atRelease[name], "%s at the release (%s)", name, cmd)
+	}
 }
 
 // Scenario 7: an SSD and two HDDs get the RAID1 array and VGs the planner promises.
@@ -151,7 +234,8 @@ func TestMixedDisks(t *testing.T) {
 // Scenario 8: pre-nixos-detect-storage's exit codes on a blank and a seeded disk, and
 // the plan, captured. pre-nixos itself is held back so the disk stays blank.
 func TestStorageDetectionProbe(t *testing.T) {
-	m := labtest.Boot(t, labtest.BrokenPreNixos("/bin/true"), labtest.Slug("detect-probe"), labtest.Network(), labtest.Disks(labtest.Disk("disk0.img", 4096)))
+	m := labtest.Boot(t, labtest.BrokenPreNixos("/bin/true"), labtest.Slug("detect-probe"), labtest.Network(), labtest.Disks(labtest.Disk("disk0.img", 4096)),
+		labtest.Warm("the probe runs by hand on a held-back pre-nixos; nothing of it depends on the boot"))
 	_, blank := m.Execute("pre-nixos-detect-storage")
 	require.Equal(t, 1, blank, "exit 1: no existing storage on a blank disk")
 	require.Contains(t, m.Capture("plan-blank.json", "pre-nixos --plan-only --output plan 2>/dev/null"), `"main"`)

@@ -699,7 +699,7 @@ func buildLayer(ctx context.Context, out, key string, spec FixtureSpec, prov *pa
 	layer := filepath.Join(out, "layer")
 	defer os.RemoveAll(layer)
 	files := map[string]File{
-		"/etc/pre-nixos/root_key.pub":                      {Content: key + "\n", Mode: 0o444},
+		ISORootKeyPath:                                     rootKeyFile(key),
 		"/etc/systemd/system/pre-nixos.service":            {Content: prov.unit},
 		"/etc/systemd/system/ssh.service.d/pre-nixos.conf": {Content: prov.dropIn},
 	}
@@ -719,10 +719,7 @@ func buildLayer(ctx context.Context, out, key string, spec FixtureSpec, prov *pa
 			return fmt.Errorf("enabling pre-nixos.service for %s: %w", target, err)
 		}
 	}
-	if spec.BreakUnit != "" {
-		files["/etc/systemd/system/pre-nixos.service.d/zz-break.conf"] = File{Content: "# bootlab negative test: this unit is broken on purpose\n[Service]\nExecStart=\nExecStart=" + spec.BreakUnit + "\n"}
-	}
-	for p, f := range spec.Files {
+	for p, f := range spec.variantFiles() {
 		files[p] = f
 	}
 	for p, f := range files {
@@ -746,6 +743,45 @@ func buildLayer(ctx context.Context, out, key string, spec FixtureSpec, prov *pa
 		return fmt.Errorf("building the config layer: %w", err)
 	}
 	return nil
+}
+
+// BreakUnitDropIn is where the small layer puts BreakUnit's drop-in.
+const BreakUnitDropIn = "/etc/systemd/system/pre-nixos.service.d/zz-break.conf"
+
+func rootKeyFile(key string) File { return File{Content: key + "\n", Mode: 0o444} }
+
+// VariantFiles are the files by which spec's small layer differs from the standard
+// fixture's (FixtureSpec{} with the cache's root key): the root key when spec names
+// one, BreakUnit's drop-in, and Files. Everything else (the base, the binaries, the
+// units) is the standard's, so a guest of the standard fixture given these files before
+// pre-nixos starts is a guest of spec's image: how a warm start serves an image
+// variant without a saved state of its own (lab.Variant).
+func (spec FixtureSpec) VariantFiles() (map[string]File, error) {
+	files := spec.variantFiles()
+	key := spec.RootKey
+	if spec.RootKeyFile != "" {
+		b, err := os.ReadFile(spec.RootKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the root key: %w", err)
+		}
+		key = string(b)
+	}
+	if key = strings.TrimSpace(key); key != "" {
+		files[ISORootKeyPath] = rootKeyFile(key)
+	}
+	return files, nil
+}
+
+// variantFiles are VariantFiles without the root key, which buildLayer always writes.
+func (spec FixtureSpec) variantFiles() map[string]File {
+	files := map[string]File{}
+	if spec.BreakUnit != "" {
+		files[BreakUnitDropIn] = File{Content: "# bootlab negative test: this unit is broken on purpose\n[Service]\nExecStart=\nExecStart=" + spec.BreakUnit + "\n"}
+	}
+	for p, f := range spec.Files {
+		files[p] = f
+	}
+	return files
 }
 
 // wantedBy lists the targets in a unit's [Install] WantedBy= lines: the symlinks

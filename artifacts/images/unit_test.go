@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // readCpio parses a newc archive into name -> (mode, uid, gid, data).
@@ -472,4 +473,30 @@ func TestLeanInitramfsHook(t *testing.T) {
 		assert.Equal(t, want, err == nil, d)
 	}
 	assert.Contains(t, DefaultFixtureBase.script(), "<<'HOOKEOF'\n"+leanInitramfsHook+"HOOKEOF\n", "the default base installs this hook")
+}
+
+// An image variant is the standard fixture plus the files VariantFiles names: the key
+// only when the variant brings one, the broken unit's drop-in, the extra files; the
+// standard fixture has none.
+func TestVariantFiles(t *testing.T) {
+	none, err := FixtureSpec{}.VariantFiles()
+	require.NoError(t, err)
+	require.Empty(t, none, "the standard fixture is no variant")
+	keyFile := filepath.Join(t.TempDir(), "k.pub")
+	require.NoError(t, os.WriteFile(keyFile, []byte("ssh-ed25519 AAAAfile other\n"), 0o644))
+	for name, c := range map[string]struct {
+		spec FixtureSpec
+		want map[string]File
+	}{
+		"broken unit": {FixtureSpec{BreakUnit: "/bin/false"}, map[string]File{BreakUnitDropIn: {Content: "# bootlab negative test: this unit is broken on purpose\n[Service]\nExecStart=\nExecStart=/bin/false\n"}}},
+		"other key":   {FixtureSpec{RootKey: " ssh-ed25519 AAAAx other "}, map[string]File{ISORootKeyPath: {Content: "ssh-ed25519 AAAAx other\n", Mode: 0o444}}},
+		"key file":    {FixtureSpec{RootKeyFile: keyFile}, map[string]File{ISORootKeyPath: {Content: "ssh-ed25519 AAAAfile other\n", Mode: 0o444}}},
+		"files":       {FixtureSpec{Files: map[string]File{"/etc/x.conf": {Content: "x", Mode: 0o600}}}, map[string]File{"/etc/x.conf": {Content: "x", Mode: 0o600}}},
+	} {
+		got, err := c.spec.VariantFiles()
+		require.NoError(t, err, name)
+		require.Equal(t, c.want, got, name)
+	}
+	_, err = FixtureSpec{RootKeyFile: filepath.Join(t.TempDir(), "missing")}.VariantFiles()
+	require.ErrorContains(t, err, "reading the root key")
 }

@@ -50,6 +50,13 @@ type Options struct {
 	KeepDisks bool
 	// Captures says when Close takes the boot evidence (default always).
 	Captures CaptureMode
+	// Variant, for StartWarm: the VM's image is Variant.Base's plus a few files, so a
+	// warm start restores Base's saved guest and writes them into it (Variant).
+	Variant *Variant
+	// BeforeRelease, for StartWarm: runs in a restored guest once its disks and a
+	// variant's files are in place, just before its default target starts (what the
+	// provisioner will meet, looked at before it runs).
+	BeforeRelease func(ctx context.Context, l *Lab) error
 
 	conf config.Config // the run's configuration, from Start
 }

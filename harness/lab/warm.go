@@ -7,24 +7,30 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/bootlab/bootlab/artifacts/cacheprune"
+	"github.com/bootlab/bootlab/artifacts/images"
 	"github.com/bootlab/bootlab/harness/config"
+	"github.com/bootlab/bootlab/harness/frame"
 	"github.com/bootlab/bootlab/harness/qemu"
 	"github.com/bootlab/bootlab/harness/shell"
+	"github.com/bootlab/bootlab/harness/vm"
 )
 
 // Boot once, restore many (issue 15): a warm start resumes a guest from a state saved
 // the first time, instead of booting it again. What makes the saved state reusable is
 // where it was taken: the guest booted to getty.target (HoldAppend), so it has a root
 // shell on the console but nothing multi-user.target pulls in has run (no pre-nixos,
-// no networkd, no sshd) and the blank disks were never written. A restored guest then
-// starts its default target: the rest of the boot, with pre-nixos, the LAN and sshd in
-// their usual order, happens in the run that reports on it. What a warm start does not
+// no networkd, no sshd), and it was booted without disks. A restored guest is given the
+// run's disks (hot-plugged, udev settled), then starts its default target: the rest of
+// the boot, with pre-nixos, the LAN and sshd in their usual order, happens in the run
+// that reports on it. What a warm start does not
 // prove is the boot up to getty.target; scenarios whose subject is the boot itself
 // keep cold boots (docs/benchmarks.md).
 
@@ -44,9 +50,10 @@ type warmState struct {
 }
 
 // WarmEligible says whether cfg's VM can start warm, or why not: the kernel is booted
-// directly (the hold goes on its command line), the image runs systemd with pre-nixos
-// (its profile names the unit), and every disk is a blank one the VM creates (a seeded or
-// existing disk holds data the saved guest may have read).
+// directly (the hold goes on its command line) and the image runs systemd with pre-nixos
+// (its profile names the unit). Its disks do not matter: the saved guest had none, and
+// this run's are hot-plugged after the restore (restoreWarm), so a disk that holds data
+// is as new to the restored guest as to a booting one.
 func WarmEligible(cfg Options) error {
 	img := cfg.VM.Image
 	switch {
@@ -57,18 +64,15 @@ func WarmEligible(cfg Options) error {
 	case cfg.VM.RestoreFrom != "":
 		return errors.New("the VM already restores a state")
 	}
-	for _, d := range cfg.VM.Disks {
-		if d.Path != "" || d.Seed != nil {
-			return fmt.Errorf("disk %s is not blank (an existing or seeded disk)", d.Name)
-		}
-	}
 	return nil
 }
 
 // warmKey names a state by everything the guest's saved memory and devices depend on:
 // the image files (path, size, modification time: the image cache never rewrites one
 // in place), the command line, memory, CPUs, devices, the accelerator asked for, and
-// QEMU's binary and version (a state loads only into the QEMU that wrote it).
+// QEMU's binary and version (a state loads only into the QEMU that wrote it). Not the
+// disks: the state is saved without any and every run hot-plugs its own, so one state
+// serves every device set of an image and machine.
 func warmKey(ctx context.Context, cfg Options) (string, []string, error) {
 	s := cfg.VM
 	bin, err := qemu.FindBinary(s.Binary)
@@ -94,11 +98,21 @@ func warmKey(ctx context.Context, cfg Options) (string, []string, error) {
 	in = append(in, "append "+s.Image.Append, "profile "+s.Image.Profile.Name, "cdrom "+s.Image.CDROMBus,
 		fmt.Sprintf("machine mem=%d cpus=%d cpu=%q tb=%d net=%v ssh=%v nochannel=%v accel=%q",
 			s.MemoryMB, s.CPUs, s.CPUModel, s.TBSizeMB, s.Net, s.SSH, s.NoChannel, s.Accel))
-	for _, d := range s.Disks {
-		in = append(in, fmt.Sprintf("disk %s %d %s %d %s", d.Name, d.SizeMB, d.Bus, d.RotationRate, d.Serial))
-	}
+	in = append(in, "disks hot-plugged after the restore (virtio-blk, scsi-hd on scsi0)")
 	h := sha256.Sum256([]byte(strings.Join(in, "\n")))
 	return hex.EncodeToString(h[:10]), in, nil
+}
+
+// Variant is an image that differs from Base only in Files (a broken unit's drop-in,
+// another root key: images.FixtureSpec.VariantFiles). A warm start of it restores
+// Base's saved guest and writes Files into it before the release, each with its mode,
+// and reloads systemd's units when one is a unit file, so every such variant shares
+// Base's one state instead of a held boot and a state of its own; a cold boot (a state
+// that will not load) boots the variant's own image. A file may not change a unit the
+// saved guest has already started: that variant boots cold, saying why.
+type Variant struct {
+	Base  vm.Image
+	Files map[string]images.File
 }
 
 // StartWarm starts the VM opts describe from the warm state in conf's cache
@@ -118,7 +132,17 @@ func StartWarm(ctx context.Context, conf config.Config, say func(string), opts .
 		say("cold boot: " + err.Error())
 		return start(ctx, cfg)
 	}
-	key, inputs, err := warmKey(ctx, cfg)
+	// The state is the base image's when cfg's image is a variant of it.
+	base := cfg
+	if v := cfg.Variant; v != nil {
+		base.VM.Image = v.Base
+		if err := WarmEligible(base); err != nil {
+			say("cold boot: the variant's base image: " + err.Error())
+			return start(ctx, cfg)
+		}
+		say(fmt.Sprintf("warm start of a variant: the base image's state, with %d file(s) of the variant written before the release", len(v.Files)))
+	}
+	key, inputs, err := warmKey(ctx, base)
 	if err != nil {
 		return nil, err
 	}
@@ -131,15 +155,21 @@ func StartWarm(ctx context.Context, conf config.Config, say func(string), opts .
 		cacheprune.Touch(state) // the recent-use mark bootlab cache prune keeps by
 	} else {
 		say("warm start: no saved state for this image and machine yet; booting once, held at getty.target, to save one")
-		if ws, err = saveWarm(ctx, cfg, state, key, inputs); err != nil {
+		if ws, err = saveWarm(ctx, base, state, key, inputs); err != nil {
 			return nil, fmt.Errorf("saving the warm state: %w", err)
 		}
 		say(fmt.Sprintf("warm start: saved %d MiB of guest state; restoring it", ws.Bytes>>20))
 	}
-	l, err := restoreWarm(ctx, cfg, state, ws.Accel)
+	l, err := restoreWarm(ctx, base, state, ws.Accel)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
+		}
+		var ve variantError
+		if errors.As(err, &ve) {
+			// The state is good; this variant cannot be made from it.
+			say("warm start: " + err.Error() + "; cold boot of the variant's own image")
+			return start(ctx, cfg)
 		}
 		// QEMU would not load it (a state from another build of the same version, a
 		// truncated file) or the guest in it did not answer: drop it so the next run
@@ -171,6 +201,9 @@ func saveWarm(ctx context.Context, cfg Options, state, key string, inputs []stri
 		return ws, fmt.Errorf("creating the state directory: %w", err)
 	}
 	dcfg := held(cfg)
+	// No disks: the saved guest must not have seen any (restoreWarm hot-plugs the run's
+	// own), and the machine has what hot-plugging needs (HotplugDisks).
+	dcfg.VM.Disks, dcfg.VM.HotplugDisks = nil, true
 	dcfg.Slug = cfg.Slug + "-warm-state"
 	dcfg.Captures = CapturesNone
 	d, err := start(ctx, dcfg)
@@ -243,11 +276,11 @@ func prewarm(ctx context.Context, d *Lab, unit string) error {
 }
 
 // restoreWarm starts cfg's VM from state, takes over the root shell the saved guest
-// had, and starts the guest's default target. On any failure the restored run is closed
+// had, hot-plugs cfg's disks and starts the guest's default target. On any failure the restored run is closed
 // with it and no lab is returned: the state is not to be trusted.
 func restoreWarm(ctx context.Context, cfg Options, state, accel string) (*Lab, error) {
 	rcfg := held(cfg)
-	rcfg.VM.RestoreFrom = state
+	rcfg.VM.RestoreFrom, rcfg.VM.HotplugDisks = state, true
 	if accel != "" {
 		rcfg.VM.Accel = accel // the saved guest's; a probe would boot another kernel first
 	}
@@ -278,12 +311,90 @@ func restoreWarm(ctx context.Context, cfg Options, state, accel string) (*Lab, e
 	} else if st := strings.TrimSpace(out); st != "inactive" {
 		return fail(fmt.Errorf("the saved guest was not held before %s (it is %q): the state is not reusable", unit, st))
 	}
+	// This run's disks, attached now and settled in the guest's udev before anything
+	// that reads disks starts: pre-nixos meets them as it meets a boot's disks.
+	if _, err := l.vm.AttachDisks(ctx); err != nil {
+		return fail(fmt.Errorf("attaching the run's disks to the restored guest: %w", err))
+	}
+	if v := cfg.Variant; v != nil {
+		if err := l.writeVariant(ctx, v); err != nil {
+			return fail(err)
+		}
+	}
+	if f := cfg.BeforeRelease; f != nil {
+		if err := f(ctx, l); err != nil {
+			return fail(fmt.Errorf("before the release: %w", err))
+		}
+	}
 	if _, err := l.Run(ctx, "systemctl start --no-block default.target"); err != nil {
 		return fail(fmt.Errorf("releasing the held boot (systemctl start default.target): %w", err))
 	}
 	l.vm.Mark("released")
 	l.adopted = true
 	return l, nil
+}
+
+// variantError is a variant that cannot be made from a good state.
+type variantError struct{ error }
+
+func (e variantError) Unwrap() error { return e.error }
+
+// unitOf is the unit a file under /etc/systemd/system configures ("" for other files):
+// the unit file itself or a drop-in in its .d directory.
+func unitOf(path string) string {
+	rest, ok := strings.CutPrefix(filepath.Clean(path), "/etc/systemd/system/")
+	if !ok {
+		return ""
+	}
+	if dir, _, ok := strings.Cut(rest, "/"); ok {
+		return strings.TrimSuffix(dir, ".d")
+	}
+	return rest
+}
+
+// writeVariant writes a variant's files into the restored guest, refusing (as a
+// variantError) a file for a unit that has already started there: changing it now
+// would not make the guest the variant's.
+func (l *Lab) writeVariant(ctx context.Context, v *Variant) error {
+	paths := slices.Sorted(maps.Keys(v.Files))
+	reload := false
+	for _, p := range paths {
+		u := unitOf(p)
+		if u == "" {
+			continue
+		}
+		reload = true
+		out, _, err := l.Status(ctx, "systemctl show -p InactiveExitTimestampMonotonic --value "+frame.Quote(u))
+		if err != nil {
+			return fmt.Errorf("asking systemd about %s: %w", u, err)
+		}
+		if ts := strings.TrimSpace(out); ts != "" && ts != "0" {
+			return variantError{fmt.Errorf("the variant changes %s, which the saved guest has already started", u)}
+		}
+	}
+	for _, p := range paths {
+		f := v.Files[p]
+		mode := f.Mode.Perm()
+		if mode == 0 {
+			mode = 0o644
+		}
+		if _, err := l.Succeed(ctx, "mkdir -p "+frame.Quote(filepath.Dir(p))); err != nil {
+			return fmt.Errorf("writing the variant's %s: %w", p, err)
+		}
+		if _, err := l.Upload(ctx, []byte(f.Content), p); err != nil {
+			return fmt.Errorf("writing the variant's %s: %w", p, err)
+		}
+		if _, err := l.Succeed(ctx, fmt.Sprintf("chmod %o %s", mode, frame.Quote(p))); err != nil {
+			return fmt.Errorf("writing the variant's %s: %w", p, err)
+		}
+	}
+	if reload {
+		if _, err := l.Succeed(ctx, "systemctl daemon-reload"); err != nil {
+			return fmt.Errorf("reloading the units after writing the variant's files: %w", err)
+		}
+	}
+	l.vm.Mark("variant_written")
+	return nil
 }
 
 // CloseSaved closes a run whose guest SaveState has written: that guest is paused for

@@ -25,18 +25,15 @@ func warmConfig(t *testing.T) Options {
 	}}
 }
 
-// Only a guest whose held state says nothing about this run's disks may start warm:
-// a seeded or existing disk, an image booted through its own bootloader (no command
-// line to hold it on) and an image without pre-nixos boot cold, each with the reason.
+// An image booted through its own bootloader (no command line to hold it on) and an
+// image without pre-nixos boot cold, each with the reason. A seeded or existing disk
+// does not: the saved guest had no disks, this run's are hot-plugged after the restore.
 func TestWarmEligible(t *testing.T) {
 	require.NoError(t, WarmEligible(warmConfig(t)))
 	for name, change := range map[string]func(*Options){
 		"not booted directly": func(c *Options) { c.VM.Image.Kernel = "" },
 		"has no systemd":      func(c *Options) { c.VM.Image.Profile = shell.Mini },
-		"not blank": func(c *Options) {
-			c.VM.Disks = append(c.VM.Disks, vm.DiskSpec{Name: "data.img", Seed: func(context.Context, string) error { return nil }})
-		},
-		"already restores": func(c *Options) { c.VM.RestoreFrom = "/tmp/x.state" },
+		"already restores":    func(c *Options) { c.VM.RestoreFrom = "/tmp/x.state" },
 	} {
 		c := warmConfig(t)
 		change(&c)
@@ -45,8 +42,9 @@ func TestWarmEligible(t *testing.T) {
 		require.Contains(t, err.Error(), name)
 	}
 	c := warmConfig(t)
-	c.VM.Disks = []vm.DiskSpec{{Name: "old.img", Path: "/tmp/old.img"}}
-	require.ErrorContains(t, WarmEligible(c), "not blank")
+	c.VM.Disks = []vm.DiskSpec{{Name: "old.img", Path: "/tmp/old.img"},
+		{Name: "data.img", SizeMB: 64, Seed: func(context.Context, string) error { return nil }}}
+	require.NoError(t, WarmEligible(c), "disks holding data are hot-plugged after the restore, never seen by the saved guest")
 }
 
 // A state is reused only by a VM it can load into and whose guest it describes: any
@@ -63,13 +61,20 @@ func TestWarmKeyFollowsWhatTheStateDependsOn(t *testing.T) {
 	k, _, err := warmKey(ctx, again)
 	require.NoError(t, err)
 	require.Equal(t, k0, k, "the same image and machine")
+	// Disks are not the state's: one state serves every device set.
+	for _, disks := range [][]vm.DiskSpec{nil, {{Name: "disk0.img", SizeMB: 8192}},
+		{{Name: "ssd.img", SizeMB: 4096, Bus: "scsi-hd", RotationRate: 1, Serial: "ssd0"}, {Name: "hdd.img", SizeMB: 3072, Bus: "scsi-hd"}}} {
+		c := base
+		c.VM.Disks = disks
+		k, _, err := warmKey(ctx, c)
+		require.NoError(t, err)
+		require.Equal(t, k0, k, "disks %v", disks)
+	}
 
 	for name, change := range map[string]func(*Options){
 		"append":     func(c *Options) { c.VM.Image.Append += " quiet" },
 		"memory":     func(c *Options) { c.VM.MemoryMB = 2048 },
 		"cpus":       func(c *Options) { c.VM.CPUs = 2 },
-		"disk size":  func(c *Options) { c.VM.Disks = []vm.DiskSpec{{Name: "disk0.img", SizeMB: 8192}} },
-		"two disks":  func(c *Options) { c.VM.Disks = append(c.VM.Disks, vm.DiskSpec{Name: "disk1.img", SizeMB: 4096}) },
 		"no nic":     func(c *Options) { c.VM.Net, c.VM.SSH = false, false },
 		"accel":      func(c *Options) { c.VM.Accel = "tcg" },
 		"cd on scsi": func(c *Options) { c.VM.Image.CDROMBus = "scsi" },
@@ -96,4 +101,18 @@ func TestWarmStateDirIsPrivate(t *testing.T) {
 	st, err := os.Stat(dir)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "saved guest memory is readable by its owner only")
+}
+
+// A variant's file configures a unit when it is the unit file or one of its drop-ins:
+// those are the files that need a reload and may not touch a unit already started.
+func TestUnitOfVariantFile(t *testing.T) {
+	for path, unit := range map[string]string{
+		"/etc/systemd/system/pre-nixos.service.d/zz-break.conf": "pre-nixos.service",
+		"/etc/systemd/system/pre-nixos.service":                 "pre-nixos.service",
+		"/etc/systemd/system//ssh.service.d/../ssh.service.d/x": "ssh.service",
+		"/etc/pre-nixos/root_key.pub":                           "",
+		"/usr/lib/systemd/system/x.service":                     "",
+	} {
+		require.Equal(t, unit, unitOf(path), path)
+	}
 }

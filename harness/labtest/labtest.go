@@ -198,6 +198,39 @@ func KeepDisks(keep bool) Option { return func(c *config) { c.lab.KeepDisks = ke
 // why in the test's log.
 func Warm(why string) Option { return func(c *config) { c.warm = why } }
 
+// BeforeRelease runs f in a warm-started guest once its disks and a variant's files
+// are in place, just before its default target starts (lab.Options.BeforeRelease):
+// what pre-nixos will meet, looked at before it runs. A cold boot never calls it.
+func BeforeRelease(f func(ctx context.Context, l *lab.Lab) error) Option {
+	return func(c *config) { c.lab.BeforeRelease = f }
+}
+
+// RecordAtRelease runs each of cmds (name -> command) as root in a warm-started guest
+// just before the release (BeforeRelease) and records its output in got under the same
+// name; Boot returns after it ran. A cold boot records nothing.
+func RecordAtRelease(cmds, got map[string]string) Option {
+	return BeforeRelease(func(ctx context.Context, l *lab.Lab) error {
+		for name, cmd := range cmds {
+			out, err := l.Succeed(ctx, cmd)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			got[name] = out
+		}
+		return nil
+	})
+}
+
+// Held boots cold and holds the boot at getty.target (lab.HoldAppend on the image's
+// command line): the point where a warm start's saved guest was taken and where it is
+// released, for comparing the two; nothing multi-user.target wants (pre-nixos, the LAN,
+// sshd) starts.
+func Held() Option {
+	return func(c *config) {
+		c.lab.VM.Image.Append = strings.TrimSpace(c.lab.VM.Image.Append + " " + lab.HoldAppend)
+	}
+}
+
 // Login logs in as root after the start (and pauses there with -pause-after login).
 func Login() Option { return func(c *config) { c.login = true } }
 

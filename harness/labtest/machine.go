@@ -61,6 +61,24 @@ func FixtureSpec(s images.FixtureSpec) Option {
 	return func(c *config) { spec := s; c.fixture = &spec }
 }
 
+// warmVariant is how a warm start makes spec's image from the standard fixture's
+// saved guest (lab.Variant: spec's files written before the release), or nil when spec
+// is the standard fixture, or when the standard image is not the one spec varies: an
+// -iso image stands in for it, or -break-unit changed it.
+func warmVariant(t *testing.T, spec images.FixtureSpec) *lab.Variant {
+	t.Helper()
+	if *flagISO != "" || *flagBreakUnit != "" {
+		return nil
+	}
+	files, err := spec.VariantFiles()
+	require.NoError(t, err, "the fixture variant's files")
+	if len(files) == 0 {
+		return nil
+	}
+	base, _, _ := Fixture(t, images.FixtureSpec{})
+	return &lab.Variant{Base: base, Files: files}
+}
+
 // Standard boots the standard fixture ISO (the image under test: -iso, or the one built
 // from Debian packages).
 func Standard() Option { return FixtureSpec(images.FixtureSpec{}) }
@@ -125,6 +143,11 @@ func Boot(t *testing.T, opts ...Option) *Machine {
 		img, iso, key := Fixture(t, *probe.fixture)
 		m.iso, m.key = iso, key
 		opts = append([]Option{Image(img), RootKey(key.Fingerprint)}, opts...)
+		if probe.warm != "" {
+			if v := warmVariant(t, *probe.fixture); v != nil {
+				opts = append(opts, func(c *config) { c.lab.Variant = v })
+			}
+		}
 	}
 	opts = append(opts, Login())
 	if probe.shared != "" {
@@ -138,7 +161,7 @@ func Boot(t *testing.T, opts ...Option) *Machine {
 // bootShared starts (once) or joins the shared machine name.
 func bootShared(t *testing.T, name string, m *Machine, opts []Option) *Machine {
 	t.Helper()
-	t.Parallel()
+	parallel(t)
 	sharedMu.Lock()
 	sm := sharedMachines[name]
 	if sm == nil {

@@ -98,6 +98,20 @@ var vmSlotCount = min(runtime.NumCPU(), 8)
 func Slot(t *testing.T, expect time.Duration) {
 	t.Helper()
 	vmgate.VM(t)
-	t.Parallel()
+	parallel(t)
 	t.Cleanup(vmSlots.Acquire(expect))
+}
+
+// parallels are the tests parallel has made parallel.
+var parallels sync.Map
+
+// parallel calls t.Parallel once per test: a test that looks at a shared machine and
+// boots one of its own (a hot-plugged disk compared with the standard machine's) goes
+// through both bootShared and Slot, and testing panics on a second call.
+func parallel(t *testing.T) {
+	if _, dup := parallels.LoadOrStore(t, true); dup {
+		return
+	}
+	t.Cleanup(func() { parallels.Delete(t) })
+	t.Parallel()
 }

@@ -55,3 +55,17 @@ func runScheduled(s *Scheduler) ([]time.Duration, int32) {
 	wg.Wait()
 	return order, most.Load()
 }
+
+// A test that joins a shared machine and boots one of its own asks to run in parallel
+// twice (bootShared, then Slot); testing panics on the second t.Parallel.
+func TestParallelOncePerTest(t *testing.T) {
+	ran := false
+	// A parallel subtest runs once its parent's function has returned; the parent's
+	// cleanups run after it.
+	t.Cleanup(func() { require.True(t, ran, "the subtest ran to its end") })
+	t.Run("shared-and-own", func(t *testing.T) {
+		parallel(t)
+		parallel(t)
+		ran = true
+	})
+}

@@ -81,6 +81,11 @@ type Config struct {
 	// RestoreFrom is a state file Machine.SaveState wrote from a VM with the same
 	// devices: QEMU starts with -incoming and resumes that guest instead of booting.
 	RestoreFrom string
+	// HotplugSCSI adds an empty virtio-scsi controller (scsi0, after every other
+	// device) for scsi-hd disks attached later with Machine.AttachDisk: a machine that
+	// is saved without disks and given them after the restore must have it from the
+	// start, since a restore needs the saved device set.
+	HotplugSCSI bool
 	Extra       []string // appended verbatim, for what this type does not model
 }
 
@@ -237,10 +242,10 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 		}
 		if d.Bus == "scsi-hd" {
 			if !scsi {
-				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
+				a = append(a, "-device", "virtio-scsi-pci,id="+scsiController)
 				scsi = true
 			}
-			dev := "scsi-hd,bus=scsi0.0,drive=" + id + serial
+			dev := "scsi-hd,bus=" + scsiController + ".0,drive=" + id + serial
 			if d.RotationRate > 0 {
 				dev += ",rotation_rate=" + strconv.Itoa(d.RotationRate)
 			}
@@ -268,6 +273,9 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 			"-chardev", "socket,id=blchan,path="+escapeOpt(c.Channel.Socket),
 			"-device", "virtserialport,bus=blvser.0,chardev=blchan,name="+escapeOpt(c.Channel.Name))
 	}
+	if c.HotplugSCSI && !scsi {
+		a = append(a, "-device", "virtio-scsi-pci,id="+scsiController)
+	}
 	if c.ISO != "" && c.CDROMBus == CDROMSCSI {
 		// Last, so the devices above keep the PCI slots they have on the IDE layout.
 		// bootindex makes SeaBIOS boot it when no kernel is given.
@@ -283,6 +291,9 @@ func (c *Config) Args(qmpSocket, pidFile string) []string {
 	}
 	return append(a, c.Extra...)
 }
+
+// scsiController is the id of the virtio-scsi controller scsi-hd disks hang on.
+const scsiController = "scsi0"
 
 // escapeOpt doubles commas, QEMU's escape inside option values.
 func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }

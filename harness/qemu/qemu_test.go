@@ -274,3 +274,20 @@ func TestEarlyExitWindowFollowsLoad(t *testing.T) {
 	require.True(t, errors.As(err, &se), "got %v", err)
 	require.Contains(t, se.Stderr, "Error loading uncompressed kernel")
 }
+
+// A machine given its disks after the start has the SCSI controller they may need from
+// the start (a restore needs the saved device set), after every other device, once.
+func TestArgsHotplugSCSIController(t *testing.T) {
+	c := Config{Kernel: file(t, "vmlinuz", "k"), Net: true, RNG: true, HotplugSCSI: true,
+		Channel: &Channel{Name: "org.bootlab.frame", Socket: "/run/frame.sock"}}
+	require.NoError(t, c.Validate())
+	a := strings.Join(c.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.Equal(t, 1, strings.Count(a, "virtio-scsi-pci,id=scsi0"))
+	require.Greater(t, strings.Index(a, "virtio-scsi-pci,id=scsi0"), strings.Index(a, "virtserialport"), "after every other device")
+	require.NotContains(t, a, "virtio-blk-pci")
+	c.Disks = []Disk{{Path: file(t, "d.img", "d"), Bus: "scsi-hd"}}
+	a = strings.Join(c.Args("/run/q.sock", "/run/q.pid"), " ")
+	require.Equal(t, 1, strings.Count(a, "virtio-scsi-pci,id=scsi0"), "one controller for the boot's and the hot-plugged scsi disks")
+	none := Config{Kernel: c.Kernel}
+	require.NotContains(t, strings.Join(none.Args("/run/q.sock", "/run/q.pid"), " "), "virtio-scsi-pci")
+}

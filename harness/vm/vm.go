@@ -80,6 +80,12 @@ type Spec struct {
 	// The disks must hold what they held when it was saved (the same files, or blank
 	// ones of the same sizes for a guest that never wrote them: lab.StartWarm).
 	RestoreFrom string
+	// HotplugDisks leaves the disks off QEMU's command line: they are created (and
+	// seeded) as always, and attached to the running guest by AttachDisks. The machine
+	// gets a virtio-scsi controller for them whether or not one is needed, so a guest
+	// saved without disks restores into a machine given any set of them
+	// (lab.StartWarm: one saved state for every device set).
+	HotplugDisks bool
 	// Accel is kvm or tcg; empty means probe (ProbeKernel is booted under KVM once).
 	Accel       string
 	ProbeKernel string
@@ -165,6 +171,7 @@ type VM struct {
 	stopStage     qemu.StopStage
 	stopReport    qemu.StopReport
 	quickStop     string
+	pending       []qemu.Disk // HotplugDisks: prepared, not attached yet (AttachDisks)
 }
 
 // Log is the VM's structured log (harness.log).
@@ -291,6 +298,9 @@ func Start(ctx context.Context, dir string, spec Spec) (v *VM, err error) {
 		MemoryMB: spec.MemoryMB, CPUs: spec.CPUs, CPUModel: spec.CPUModel, TBSizeMB: spec.TBSizeMB,
 		ISO: spec.Image.ISO, CDROMBus: spec.Image.CDROMBus, Kernel: spec.Image.Kernel, Initrd: spec.Image.Initrd, Append: spec.Image.Append,
 		Disks: disks, Net: spec.Net || spec.SSH, RNG: true, RestoreFrom: spec.RestoreFrom,
+	}
+	if spec.HotplugDisks {
+		cfg.Disks, cfg.HotplugSCSI, v.pending = nil, true, disks
 	}
 	if spec.SSH {
 		cfg.Forwards = []qemu.Forward{{Name: "ssh", GuestPort: 22}}
