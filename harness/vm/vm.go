@@ -77,8 +77,9 @@ type Spec struct {
 	TBSizeMB int
 	// RestoreFrom is a state file a VM with the same devices saved (lab.SaveState):
 	// QEMU starts with -incoming and the guest resumes where it was instead of booting.
-	// The disks must hold what they held when it was saved (the same files, or blank
-	// ones of the same sizes for a guest that never wrote them: lab.StartWarm).
+	// The disks must hold what they held when it was saved (the same files), unless
+	// the guest was saved without disks and is given them by HotplugDisks
+	// (lab.StartWarm).
 	RestoreFrom string
 	// HotplugDisks leaves the disks off QEMU's command line: they are created (and
 	// seeded) as always, and attached to the running guest by AttachDisks. The machine
