@@ -127,7 +127,7 @@ var (
 // standard variant, with -profile's image profile.
 func Fixture(t testing.TB, spec images.FixtureSpec) (lab.Image, *images.ISO, *keys.Pair) {
 	t.Helper()
-	vmgate.VM(t)
+	vmgate.Gate(t)
 	spec = withBrokenUnit(spec)
 	id := fmt.Sprintf("%+v", spec)
 	fixtureMu.Lock()

@@ -26,7 +26,7 @@ import (
 // probe cache, because the cache holds one verdict per probe kernel.
 func StartInstaller(ctx context.Context, t *testing.T, slug string, disks ...lab.Disk) (*lab.Lab, string) {
 	t.Helper()
-	vmgate.VM(t)
+	vmgate.Gate(t)
 	nb, err := Cache().DebianInstallerNetboot(ctx)
 	require.NoError(t, err, "fetching the installer netboot kernel and initrd")
 	l := StartT(t,

@@ -25,7 +25,7 @@ type Kernel struct {
 // 6.12 the archive serves).
 func KernelSeries(t testing.TB) []Kernel {
 	t.Helper()
-	vmgate.VM(t) // it downloads and builds before any boot
+	vmgate.Gate(t) // it downloads and builds before any boot
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	series, err := images.KernelSeriesSample(ctx)
 	cancel()

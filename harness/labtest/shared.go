@@ -3,6 +3,7 @@ package labtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -54,10 +55,20 @@ func (s *Shared) InSlot(expect time.Duration) *Shared {
 // asserts itself, so every test on a broken VM fails with the cause.
 func (s *Shared) Use(t testing.TB) (*lab.Lab, error) {
 	t.Helper()
-	vmgate.VM(t)
+	vmgate.Gate(t)
 	s.once.Do(func() {
 		if s.slot > 0 {
 			defer vmSlots.Acquire(s.slot)()
+			// The machine's slot too (other test binaries' guests), unless t holds one
+			// already: the tests it would wait on may hold the others.
+			if !vmgate.HoldsHostSlot(t) {
+				release, err := vmgate.AcquireHostSlot()
+				if err != nil {
+					s.err = fmt.Errorf("taking a guest slot for the shared machine: %w", err)
+					return
+				}
+				defer release()
+			}
 		}
 		// How long the start and setup held the slot (not the wait for it).
 		granted := time.Now()

@@ -97,9 +97,13 @@ var vmSlotCount = min(runtime.NumCPU(), 8)
 // a test that boots its own guests.
 func Slot(t *testing.T, expect time.Duration) {
 	t.Helper()
-	vmgate.VM(t)
+	vmgate.Gate(t)
 	parallel(t)
 	t.Cleanup(vmSlots.Acquire(expect))
+	// Then one of the machine's slots, shared with other test binaries (make test runs
+	// the VM packages beside the scenarios): the in-process grant orders this binary's
+	// tests longest first, the machine's bounds all guests at one per core.
+	vmgate.HostSlot(t)
 }
 
 // parallels are the tests parallel has made parallel.
