@@ -13,10 +13,10 @@ import (
 )
 
 // HostSlots is how many VM tests run at once on this machine, across every test binary:
-// one per core (at most 8), since a TCG guest keeps one core busy. `make test` runs the
-// VM packages and the scenarios at the same time, two binaries (more with go test's
-// -p) that each schedule their own tests; the slots are what keeps the guests of all of
-// them at one per core, so neither waits on the other's tail.
+// one per core (at most 8), since a TCG guest keeps one core busy. go test -p runs
+// several VM packages at once, and a person may run the scenarios beside them; each
+// binary schedules its own tests, and the slots keep the guests of all of them at one
+// per core.
 var HostSlots = min(runtime.NumCPU(), 8)
 
 // slotDir holds the slots' lock files: one per slot, held with flock(2), so a slot is
