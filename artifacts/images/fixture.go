@@ -224,15 +224,10 @@ type ISO struct {
 // mksquashfs on a few files and xorriso: seconds, not a new Debian root.
 func (c Cache) BuildFixtureISO(ctx context.Context, spec FixtureSpec) (*ISO, error) {
 	start := time.Now()
-	key := spec.RootKey
-	if spec.RootKeyFile != "" {
-		b, err := os.ReadFile(spec.RootKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading the root key: %w", err)
-		}
-		key = string(b)
+	key, err := spec.rootKey()
+	if err != nil {
+		return nil, err
 	}
-	key = strings.TrimSpace(key)
 	if key == "" || strings.Contains(key, "\n") || !strings.HasPrefix(key, "ssh-") && !strings.HasPrefix(key, "ecdsa-") {
 		return nil, fmt.Errorf("the root key must be one public key line (ssh-ed25519 AAAA...), got %q", truncate(key, 60))
 	}
@@ -758,18 +753,27 @@ func rootKeyFile(key string) File { return File{Content: key + "\n", Mode: 0o444
 // variant without a saved state of its own (lab.Variant).
 func (spec FixtureSpec) VariantFiles() (map[string]File, error) {
 	files := spec.variantFiles()
-	key := spec.RootKey
-	if spec.RootKeyFile != "" {
-		b, err := os.ReadFile(spec.RootKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading the root key: %w", err)
-		}
-		key = string(b)
+	key, err := spec.rootKey()
+	if err != nil {
+		return nil, err
 	}
-	if key = strings.TrimSpace(key); key != "" {
+	if key != "" {
 		files[ISORootKeyPath] = rootKeyFile(key)
 	}
 	return files, nil
+}
+
+// rootKey is the key spec names (RootKeyFile's content, else RootKey), trimmed; "" when
+// it names none.
+func (spec FixtureSpec) rootKey() (string, error) {
+	if spec.RootKeyFile == "" {
+		return strings.TrimSpace(spec.RootKey), nil
+	}
+	b, err := os.ReadFile(spec.RootKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("reading the root key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // variantFiles are VariantFiles without the root key, which buildLayer always writes.
