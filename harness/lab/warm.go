@@ -30,9 +30,8 @@ import (
 // no networkd, no sshd), and it was booted without disks. A restored guest is given the
 // run's disks (hot-plugged, udev settled), then starts its default target: the rest of
 // the boot, with pre-nixos, the LAN and sshd in their usual order, happens in the run
-// that reports on it. What a warm start does not
-// prove is the boot up to getty.target; scenarios whose subject is the boot itself
-// keep cold boots (docs/benchmarks.md).
+// that reports on it. What a warm start does not prove is the boot up to getty.target;
+// scenarios whose subject is the boot itself keep cold boots (docs/benchmarks.md).
 
 // HoldAppend is what a held boot adds to the kernel command line: systemd's initial
 // target is getty.target (basic system plus the console getty) instead of the default.
@@ -276,8 +275,9 @@ func prewarm(ctx context.Context, d *Lab, unit string) error {
 }
 
 // restoreWarm starts cfg's VM from state, takes over the root shell the saved guest
-// had, hot-plugs cfg's disks and starts the guest's default target. On any failure the restored run is closed
-// with it and no lab is returned: the state is not to be trusted.
+// had, hot-plugs cfg's disks, writes a variant's files and starts the guest's default
+// target. On any failure the restored run is closed with it and no lab is returned: the
+// state is not to be trusted (unless the error is a variantError).
 func restoreWarm(ctx context.Context, cfg Options, state, accel string) (*Lab, error) {
 	rcfg := held(cfg)
 	rcfg.VM.RestoreFrom, rcfg.VM.HotplugDisks = state, true
