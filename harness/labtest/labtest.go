@@ -205,6 +205,13 @@ func BeforeRelease(f func(ctx context.Context, l *lab.Lab) error) Option {
 	return func(c *config) { c.lab.BeforeRelease = f }
 }
 
+// WarmVariant says the VM's image is base's plus files (lab.Variant): with Warm, it
+// starts from base's saved guest with the files written before the release. Boot sets
+// it itself for a fixture variant; harness tests set it directly.
+func WarmVariant(base lab.Image, files map[string]images.File) Option {
+	return func(c *config) { c.lab.Variant = &lab.Variant{Base: base, Files: files} }
+}
+
 // RecordAtRelease runs each of cmds (name -> command) as root in a warm-started guest
 // just before the release (BeforeRelease) and records its output in got under the same
 // name; Boot returns after it ran. A cold boot records nothing.
