@@ -1,7 +1,6 @@
 package labtest
 
 import (
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -89,7 +88,7 @@ func (s *Scheduler) dispatch() {
 var vmSlots = NewScheduler(vmSlotCount, 500*time.Millisecond)
 
 // vmSlotCount is how many guests a test binary runs at once.
-var vmSlotCount = min(runtime.NumCPU(), 8)
+var vmSlotCount = vmgate.HostSlots
 
 // Slot runs t in parallel with the other tests and waits for one of the binary's VM
 // slots, held until t ends; expect is how long t takes on the reference machine (two
@@ -100,9 +99,9 @@ func Slot(t *testing.T, expect time.Duration) {
 	vmgate.Gate(t)
 	parallel(t)
 	t.Cleanup(vmSlots.Acquire(expect))
-	// Then one of the machine's slots, shared with other test binaries (make test runs
-	// the VM packages beside the scenarios): the in-process grant orders this binary's
-	// tests longest first, the machine's bounds all guests at one per core.
+	// Then one of the machine's slots, shared with other test binaries (the VM packages
+	// run beside the scenarios): the in-process grant orders this binary's tests longest
+	// first, the machine's bounds all guests at one per core.
 	vmgate.HostSlot(t)
 }
 
