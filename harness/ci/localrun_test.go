@@ -68,10 +68,7 @@ func hostRunner(t *testing.T, wfYAML string) (*Runner, []Job, *bytes.Buffer) {
 	require.NoError(t, os.WriteFile(filepath.Join(repo, "go.mod"), []byte("module x\n\ngo 1.21\n"), 0o644))
 	require.NoError(t, exec.Command("git", "-C", repo, "add", "-A").Run())
 	require.NoError(t, exec.Command("git", "-C", repo, "commit", "-qm", "x").Run())
-	wfs, err := LoadWorkflows(repo)
-	require.NoError(t, err)
-	jobs, err := ExpandJobs(wfs)
-	require.NoError(t, err)
+	jobs := loadJobs(t, repo)
 	var log bytes.Buffer
 	return &Runner{Repo: repo, State: t.TempDir(), Artifacts: t.TempDir(), Out: &log}, jobs, &log
 }
@@ -350,4 +347,14 @@ func TestVMLockWaitsAndGivesUp(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not granted after the holder let go")
 	}
+}
+
+// loadJobs is every job of the workflows under dir/.github/workflows, matrices expanded.
+func loadJobs(t *testing.T, dir string) []Job {
+	t.Helper()
+	wfs, err := LoadWorkflows(dir)
+	require.NoError(t, err)
+	jobs, err := ExpandJobs(wfs)
+	require.NoError(t, err)
+	return jobs
 }

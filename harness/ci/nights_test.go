@@ -61,10 +61,7 @@ func TestNightlyReportExplainsARedNight(t *testing.T) {
 	ws, _ := cleanClone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	wfs, err := LoadWorkflows(ws)
-	require.NoError(t, err)
-	jobs, err := ExpandJobs(wfs)
-	require.NoError(t, err)
+	jobs := loadJobs(t, ws)
 	var report Job
 	for _, j := range jobs {
 		if j.Matches("nightly/report") {

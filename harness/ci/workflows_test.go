@@ -474,10 +474,7 @@ func TestWorkflowsRunHere(t *testing.T) {
 	ws, facts := cleanClone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	wfs, err := LoadWorkflows(ws)
-	require.NoError(t, err)
-	jobs, err := ExpandJobs(wfs)
-	require.NoError(t, err)
+	jobs := loadJobs(t, ws)
 	// The nightly report merges what the shards uploaded: one synthetic shard.
 	artifacts := t.TempDir()
 	require.NoError(t, fakeShard(filepath.Join(artifacts, "work-notes-shard-1")))

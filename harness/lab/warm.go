@@ -188,8 +188,15 @@ func fileExists(p string) bool {
 
 // held is cfg with the hold on the kernel command line.
 func held(cfg Options) Options {
-	cfg.VM.Image.Append = strings.TrimSpace(cfg.VM.Image.Append + " " + HoldAppend)
+	cfg.VM.Image = Held(cfg.VM.Image)
 	return cfg
+}
+
+// Held is img with the hold (HoldAppend) on its kernel command line: booted so, it
+// stops where a warm start's guest is saved and released.
+func Held(img vm.Image) vm.Image {
+	img.Append = strings.TrimSpace(img.Append + " " + HoldAppend)
+	return img
 }
 
 // saveWarm boots cfg held at getty.target, logs in and saves the guest's state to
@@ -373,18 +380,7 @@ func (l *Lab) writeVariant(ctx context.Context, v *Variant) error {
 		}
 	}
 	for _, p := range paths {
-		f := v.Files[p]
-		mode := f.Mode.Perm()
-		if mode == 0 {
-			mode = 0o644
-		}
-		if _, err := l.Succeed(ctx, "mkdir -p "+frame.Quote(filepath.Dir(p))); err != nil {
-			return fmt.Errorf("writing the variant's %s: %w", p, err)
-		}
-		if _, err := l.Upload(ctx, []byte(f.Content), p); err != nil {
-			return fmt.Errorf("writing the variant's %s: %w", p, err)
-		}
-		if _, err := l.Succeed(ctx, fmt.Sprintf("chmod %o %s", mode, frame.Quote(p))); err != nil {
+		if err := l.writeFile(ctx, p, v.Files[p]); err != nil {
 			return fmt.Errorf("writing the variant's %s: %w", p, err)
 		}
 	}
@@ -395,6 +391,30 @@ func (l *Lab) writeVariant(ctx context.Context, v *Variant) error {
 	}
 	l.vm.Mark("variant_written")
 	return nil
+}
+
+// writeFile writes f at path in the guest with f's mode (0644 when it has none). Text
+// travels as one framed command (the file is a few lines: a drop-in, a key); a file with
+// a NUL byte, which no shell word can hold, goes by Upload.
+func (l *Lab) writeFile(ctx context.Context, path string, f images.File) error {
+	mode := f.Mode.Perm()
+	if mode == 0 {
+		mode = 0o644
+	}
+	q := frame.Quote(path)
+	if strings.ContainsRune(f.Content, 0) {
+		if _, err := l.Succeed(ctx, "mkdir -p "+frame.Quote(filepath.Dir(path))); err != nil {
+			return err
+		}
+		if _, err := l.Upload(ctx, []byte(f.Content), path); err != nil {
+			return err
+		}
+		_, err := l.Succeed(ctx, fmt.Sprintf("chmod %o %s", mode, q))
+		return err
+	}
+	_, err := l.Succeed(ctx, fmt.Sprintf("mkdir -p %s && printf '%%s' %s > %s && chmod %o %s",
+		frame.Quote(filepath.Dir(path)), frame.Quote(f.Content), q, mode, q))
+	return err
 }
 
 // CloseSaved closes a run whose guest SaveState has written: that guest is paused for

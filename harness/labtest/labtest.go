@@ -228,14 +228,12 @@ func RecordAtRelease(cmds, got map[string]string) Option {
 	})
 }
 
-// Held boots cold and holds the boot at getty.target (lab.HoldAppend on the image's
+// Held boots cold and holds the boot at getty.target (lab.Held: the hold on the image's
 // command line): the point where a warm start's saved guest was taken and where it is
 // released, for comparing the two; nothing multi-user.target wants (pre-nixos, the LAN,
 // sshd) starts.
 func Held() Option {
-	return func(c *config) {
-		c.lab.VM.Image.Append = strings.TrimSpace(c.lab.VM.Image.Append + " " + lab.HoldAppend)
-	}
+	return func(c *config) { c.lab.VM.Image = lab.Held(c.lab.VM.Image) }
 }
 
 // Login logs in as root after the start (and pauses there with -pause-after login).
